@@ -1,0 +1,18 @@
+#!/usr/bin/env node
+import { Command, CommanderError } from 'commander';
+import { registerImageCommands } from './commands/image.js';
+
+const program = new Command('aiva')
+  .description('sandboxes for AI agents: microVMs and containers behind an E2B-compatible API')
+  .showHelpAfterError()
+  .exitOverride();
+
+registerImageCommands(program);
+
+try {
+  await program.parseAsync(process.argv);
+} catch (e) {
+  if (e instanceof CommanderError) process.exit(e.exitCode);
+  console.error(`aiva: ${(e as Error).message}`);
+  process.exit(process.exitCode && process.exitCode !== 0 ? process.exitCode : 1);
+}

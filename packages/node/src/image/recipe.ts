@@ -1,0 +1,124 @@
+import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { type Static, type TSchema, Type } from 'typebox';
+import { Value } from 'typebox/value';
+
+/** A template recipe: `images/<name>/recipe.json`. Data, not code. */
+export const RecipeSchema = Type.Object(
+  {
+    name: Type.String({ pattern: '^[a-z0-9][a-z0-9-]*$' }),
+    description: Type.String(),
+    debian: Type.Object(
+      {
+        suite: Type.String({ minLength: 1 }),
+        variant: Type.Union([Type.Literal('minbase'), Type.Literal('apt'), Type.Literal('important')]),
+        /** One-line apt sources, e.g. `deb http://deb.debian.org/debian bookworm main`. */
+        sources: Type.Array(Type.String({ pattern: '^deb ' }), { minItems: 1 }),
+      },
+      { additionalProperties: false },
+    ),
+    packages: Type.Array(Type.String({ pattern: '^[a-z0-9][a-z0-9+.-]*$' })),
+    user: Type.Object(
+      {
+        name: Type.String({ pattern: '^[a-z_][a-z0-9_-]*$' }),
+        uid: Type.Integer({ minimum: 1000, maximum: 65533 }),
+        sudo: Type.Boolean(),
+        shell: Type.String({ pattern: '^/' }),
+      },
+      { additionalProperties: false },
+    ),
+    /** Shell commands run as root inside the new root filesystem, in order. */
+    run: Type.Array(Type.String()),
+    disk: Type.Object(
+      { sizeMiB: Type.Integer({ minimum: 64, maximum: 1_048_576 }) },
+      { additionalProperties: false },
+    ),
+    defaults: Type.Object(
+      {
+        user: Type.String(),
+        workdir: Type.String({ pattern: '^/' }),
+        vcpus: Type.Integer({ minimum: 1, maximum: 64 }),
+        memoryMiB: Type.Integer({ minimum: 64 }),
+      },
+      { additionalProperties: false },
+    ),
+  },
+  { additionalProperties: false },
+);
+export type Recipe = Static<typeof RecipeSchema>;
+
+/** The guest kernel recipe: `images/kernel/recipe.json`. */
+export const KernelRecipeSchema = Type.Object(
+  {
+    /** Debian package (or metapackage) that provides /boot/vmlinuz-*. */
+    package: Type.String(),
+    /** Module names loaded by the initramfs, with their dependencies first. */
+    modules: Type.Array(Type.String({ pattern: '^[a-z0-9_-]+$' })),
+    /** Debian package providing a static /bin/busybox for the initramfs. */
+    busybox: Type.String(),
+  },
+  { additionalProperties: false },
+);
+export type KernelRecipe = Static<typeof KernelRecipeSchema>;
+
+export class RecipeError extends Error {
+  override name = 'RecipeError';
+}
+
+function parse<T>(schema: TSchema, text: string, file: string): T {
+  let data: unknown;
+  try {
+    data = JSON.parse(text);
+  } catch (e) {
+    throw new RecipeError(`${file}: not valid JSON: ${(e as Error).message}`);
+  }
+  if (!Value.Check(schema, data)) {
+    const problems = [...Value.Errors(schema, data)]
+      .slice(0, 5)
+      .map((e) => `${e.instancePath || '/'} ${e.message}`);
+    throw new RecipeError(`${file}: invalid recipe: ${problems.join('; ')}`);
+  }
+  return data as T;
+}
+
+export async function loadRecipe(recipesDir: string, name: string): Promise<Recipe> {
+  if (!/^[a-z0-9][a-z0-9-]*$/.test(name) || name === 'kernel') {
+    throw new RecipeError(`"${name}" is not a template name`);
+  }
+  const file = join(recipesDir, name, 'recipe.json');
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
+      throw new RecipeError(`unknown template "${name}": no recipe at ${file}`);
+    }
+    throw e;
+  }
+  const recipe = parse<Recipe>(RecipeSchema, text, file);
+  if (recipe.name !== name) throw new RecipeError(`${file}: name is "${recipe.name}", expected "${name}"`);
+  if (recipe.user.sudo && !recipe.packages.includes('sudo')) {
+    throw new RecipeError(`${file}: user.sudo needs the "sudo" package in packages`);
+  }
+  return recipe;
+}
+
+export async function loadKernelRecipe(recipesDir: string): Promise<KernelRecipe> {
+  const file = join(recipesDir, 'kernel', 'recipe.json');
+  return parse<KernelRecipe>(KernelRecipeSchema, await readFile(file, 'utf8'), file);
+}
+
+/** JSON with object keys sorted, so equal data always hashes the same. */
+function canonical(value: unknown): string {
+  return JSON.stringify(value, (_k, v: unknown) =>
+    v && typeof v === 'object' && !Array.isArray(v)
+      ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => a.localeCompare(b)))
+      : v,
+  );
+}
+
+/** sha256 (hex) of the canonical form of `parts`. */
+export function contentHash(parts: unknown): string {
+  return createHash('sha256').update(canonical(parts)).digest('hex');
+}

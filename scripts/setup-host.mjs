@@ -1,0 +1,81 @@
+#!/usr/bin/env node
+// Prepares this host for `npm start` (purpose "run") or `npm test` (purpose "test"):
+// Debian packages, npm dependencies and the TypeScript build. Uses only Node's
+// standard library because it runs before `npm ci`. Says what it does and why; does
+// nothing that is already done.
+import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const purpose = process.argv[2] ?? 'run';
+if (purpose !== 'run' && purpose !== 'test') {
+  console.error(`usage: setup-host.mjs run|test (got ${purpose})`);
+  process.exit(2);
+}
+
+// Debian packages aiva shells out to, and why. `test` adds what only the tests use.
+const packages = {
+  run: {
+    'qemu-system-x86': 'microVM driver (qemu-system-x86_64 -M microvm)',
+    'qemu-utils': 'copy-on-write sandbox disks (qemu-img)',
+    runc: 'container driver',
+    crun: 'container driver (alternative OCI runtime)',
+    mmdebstrap: 'building template root filesystems from Debian packages',
+    e2fsprogs: 'ext4 images without mounting (mkfs.ext4 -d, debugfs)',
+    'busybox-static': 'the microVM initramfs',
+    cpio: 'packing the microVM initramfs',
+    kmod: 'module dependencies of the guest kernel (depmod)',
+    'util-linux': 'private mount namespaces for builds (unshare)',
+    iproute2: 'sandbox networking (ip)',
+    nftables: 'sandbox firewall (nft)',
+  },
+  test: {
+    attr: 'tests read extended attributes (getfattr)',
+  },
+};
+const wanted = { ...packages.run, ...(purpose === 'test' ? packages.test : {}) };
+
+function run(cmd, args, opts = {}) {
+  const r = spawnSync(cmd, args, { stdio: 'inherit', cwd: root, ...opts });
+  if (r.error) throw r.error;
+  if (r.status !== 0) {
+    console.error(`aiva setup: \`${cmd} ${args.join(' ')}\` failed with exit code ${r.status}`);
+    process.exit(r.status ?? 1);
+  }
+}
+
+function installed(pkg) {
+  // biome-ignore lint/suspicious/noTemplateCurlyInString: dpkg-query's own format syntax
+  const r = spawnSync('dpkg-query', ['-W', '-f=${Status}', pkg], { encoding: 'utf8' });
+  return r.status === 0 && r.stdout.includes('install ok installed');
+}
+
+const missing = Object.keys(wanted).filter((p) => !installed(p));
+if (missing.length > 0) {
+  console.log('aiva setup: installing Debian packages:');
+  for (const p of missing) console.log(`  ${p.padEnd(16)} ${wanted[p]}`);
+  if (process.getuid?.() !== 0) {
+    console.error(
+      `aiva setup: this needs root. Run: sudo apt-get install --no-install-recommends ${missing.join(' ')}`,
+    );
+    process.exit(1);
+  }
+  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+  run('apt-get', ['update', '-q'], { env });
+  run('apt-get', ['install', '-y', '-q', '--no-install-recommends', ...missing], { env });
+}
+
+// npm dependencies: install when node_modules is missing or older than the lockfile.
+const stamp = join(root, 'node_modules', '.package-lock.json');
+const lock = join(root, 'package-lock.json');
+if (!existsSync(stamp) || statSync(stamp).mtimeMs < statSync(lock).mtimeMs) {
+  console.log('aiva setup: installing npm dependencies (npm ci)');
+  run('npm', ['ci', '--no-audit', '--no-fund']);
+}
+
+// Build: TypeScript (incremental) and the envd bundle.
+const version = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')).version;
+console.log(`aiva setup: building aiva ${version}`);
+run('npm', ['run', '-s', 'build']);
