@@ -4,5 +4,5 @@ import { fileURLToPath } from 'node:url';
 export const recipesDir =
   process.env.AIVA_RECIPES || fileURLToPath(new URL('../../../../images', import.meta.url));
 
-/** envd bundled to one file, as the image builder installs it into templates. */
-export const envdBundle = fileURLToPath(import.meta.resolve('@aiva/envd/bundle'));
+/** envd's guest files (bundle and helpers), as the image builder installs them into templates. */
+export const envdDir = fileURLToPath(new URL('./', import.meta.resolve('@aiva/envd/guest/envd.js')));

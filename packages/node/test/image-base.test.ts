@@ -1,15 +1,15 @@
 // Builds the real base template (cached under the data directory between runs) and
 // checks what E2B's users expect to find in it.
 import assert from 'node:assert/strict';
-import { copyFile, readFile, writeFile } from 'node:fs/promises';
+import { appendFile, cp, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { before, describe, test } from 'node:test';
 import { dataDir, ImageStore, type ResolvedTemplate, runCommand } from '../src/index.js';
 import { RecordingReporter } from './helpers/recipes.js';
-import { envdBundle, repoImages } from './helpers/repo.js';
+import { envdDir, repoImages } from './helpers/repo.js';
 import { tempDir } from './helpers/temp-dir.js';
 
-const store = new ImageStore({ home: dataDir(), recipesDir: repoImages, envdBundle });
+const store = new ImageStore({ home: dataDir(), recipesDir: repoImages, envdDir });
 let base: ResolvedTemplate;
 
 /** Runs `cmd` inside the Debian layer of base, in private mount and pid namespaces. */
@@ -75,7 +75,7 @@ describe('base template', () => {
     );
     assert.equal(
       await readFromDisk(base.disk, '/usr/local/lib/aiva/envd.js'),
-      await readFile(envdBundle, 'utf8'),
+      await readFile(join(envdDir, 'envd.js'), 'utf8'),
     );
     const init = await runCommand('debugfs', ['-R', 'stat /usr/local/lib/aiva/init', base.disk]);
     assert.match(init.stdout, /Mode: {2}0755/);
@@ -103,10 +103,10 @@ describe('base template', () => {
 
   test('a new envd rebuilds only the guest layer and the disk', async () => {
     const dir = await tempDir();
-    const otherEnvd = join(dir, 'envd.js');
-    await copyFile(envdBundle, otherEnvd);
-    await writeFile(otherEnvd, `${await readFile(otherEnvd, 'utf8')}\n// another envd\n`);
-    const other = new ImageStore({ home: dataDir(), recipesDir: repoImages, envdBundle: otherEnvd });
+    const otherEnvd = join(dir, 'guest');
+    await cp(envdDir, otherEnvd, { recursive: true });
+    await appendFile(join(otherEnvd, 'envd.js'), '\n// another envd\n');
+    const other = new ImageStore({ home: dataDir(), recipesDir: repoImages, envdDir: otherEnvd });
     const reporter = new RecordingReporter();
     const rebuilt = await other.ensureTemplate('base', { reporter });
     try {

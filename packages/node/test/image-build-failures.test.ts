@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { ImageBuildError, ImageStore, runCommand } from '../src/index.js';
 import { entries, mountsUnder, processesMentioning } from './helpers/leaks.js';
 import { RecordingReporter, recipesWith } from './helpers/recipes.js';
-import { envdBundle } from './helpers/repo.js';
+import { envdDir } from './helpers/repo.js';
 import { tempDir } from './helpers/temp-dir.js';
 
 const cli = fileURLToPath(new URL('../../../cli/dist/src/main.js', import.meta.url));
@@ -34,7 +34,7 @@ describe('image build failures', () => {
   test('an apt error names the step and the package, and leaves nothing', async () => {
     const home = await tempDir();
     const recipes = await recipesWith('broken', { packages: ['bash', 'sudo', 'no-such-package-aiva'] });
-    const store = new ImageStore({ home, recipesDir: recipes, envdBundle });
+    const store = new ImageStore({ home, recipesDir: recipes, envdDir });
     await assert.rejects(store.ensureTemplate('broken'), (e: unknown) => {
       assert.ok(e instanceof ImageBuildError);
       assert.match(e.message, /step "Debian bookworm with 3 packages [0-9a-f]{12}" failed/);
@@ -49,7 +49,7 @@ describe('image build failures', () => {
     await runCommand('mount', ['-t', 'tmpfs', '-o', 'size=48m', 'aiva-test-full', home]);
     try {
       const recipes = await recipesWith('tiny', tiny);
-      const store = new ImageStore({ home, recipesDir: recipes, envdBundle });
+      const store = new ImageStore({ home, recipesDir: recipes, envdDir });
       await assert.rejects(store.ensureTemplate('tiny'), (e: unknown) => {
         assert.ok(e instanceof ImageBuildError);
         assert.match(e.message, /No space left on device/);
@@ -90,8 +90,8 @@ describe('image build failures', () => {
     const a = new RecordingReporter();
     const b = new RecordingReporter();
     const [x, y] = await Promise.all([
-      new ImageStore({ home, recipesDir: recipes, envdBundle }).ensureTemplate('tiny', { reporter: a }),
-      new ImageStore({ home, recipesDir: recipes, envdBundle }).ensureTemplate('tiny', { reporter: b }),
+      new ImageStore({ home, recipesDir: recipes, envdDir }).ensureTemplate('tiny', { reporter: a }),
+      new ImageStore({ home, recipesDir: recipes, envdDir }).ensureTemplate('tiny', { reporter: b }),
     ]);
     assert.equal(x.hash, y.hash);
     assert.deepEqual(x.layers, y.layers);

@@ -1,12 +1,12 @@
 import { dataDir, ImageStore } from '@aiva/node';
 import type { Command } from 'commander';
 import { BuildProgress } from '../build-progress.js';
-import { envdBundle, recipesDir } from '../install-paths.js';
+import { envdDir, recipesDir } from '../install-paths.js';
 import { interruptSignal } from '../interrupt.js';
 import { formatBytes, formatTable } from '../table.js';
 
 export function openImageStore(): ImageStore {
-  return new ImageStore({ home: dataDir(), recipesDir, envdBundle });
+  return new ImageStore({ home: dataDir(), recipesDir, envdDir });
 }
 
 export function registerImageCommands(program: Command): void {

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { chmod, copyFile, mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { lockFile } from '../host/file-lock.js';
 import { type ImagePaths, imagePaths } from '../paths.js';
@@ -25,8 +25,11 @@ export interface ImageStoreOptions {
   home: string;
   /** The images/ directory of recipes. */
   recipesDir: string;
-  /** envd bundled to one file; installed into every template. */
-  envdBundle: string;
+  /**
+   * envd's guest files (its bundle, `envd.js`, and any helpers beside it); installed
+   * with `images/guest/init` into every template under GUEST_DIR.
+   */
+  envdDir: string;
 }
 
 export interface BuildOptions {
@@ -126,18 +129,22 @@ export class ImageStore {
     this.paths = imagePaths(options.home);
   }
 
+  /** The files of the guest layer (name → source path) and their hash. */
   private async guestLayerSource(): Promise<{ files: Map<string, string>; hash: string }> {
-    const files = new Map([
-      ['envd.js', this.options.envdBundle],
-      ['init', join(this.options.recipesDir, 'guest', 'init')],
-    ]);
+    const { envdDir, recipesDir } = this.options;
+    const files = new Map<string, string>();
     const parts: Record<string, string> = {};
-    for (const [name, src] of files) {
-      try {
-        parts[name] = contentHash(await readFile(src, 'base64'));
-      } catch (e) {
-        throw new ImageBuildError('guest layer', `cannot read ${src}: ${(e as Error).message}`);
+    try {
+      for (const name of (await readdir(envdDir)).sort()) files.set(name, join(envdDir, name));
+      if (!files.has('envd.js')) throw new Error(`${envdDir} holds no envd.js (has envd been built?)`);
+      files.set('init', join(recipesDir, 'guest', 'init'));
+      for (const [name, src] of files) {
+        const st = await stat(src);
+        if (!st.isFile()) throw new Error(`${src} is not a file`);
+        parts[name] = contentHash({ data: await readFile(src, 'base64'), exec: (st.mode & 0o111) !== 0 });
       }
+    } catch (e) {
+      throw new ImageBuildError('guest layer', (e as Error).message);
     }
     return { files, hash: contentHash({ v: BUILDER_VERSION, role: 'guest', parts }) };
   }
