@@ -67,6 +67,21 @@ if (missing.length > 0) {
   run('apt-get', ['install', '-y', '-q', '--no-install-recommends', ...missing], { env });
 }
 
+// The unprivileged user QEMU drops to after start-up (`-runas`).
+const vmUser = 'aiva-vm';
+if (spawnSync('id', ['-u', vmUser]).status !== 0 && process.getuid?.() === 0) {
+  console.log(`aiva setup: creating system user ${vmUser} (microVMs run as it once started)`);
+  run('useradd', [
+    '--system',
+    '--no-create-home',
+    '--home-dir',
+    '/nonexistent',
+    '--shell',
+    '/usr/sbin/nologin',
+    vmUser,
+  ]);
+}
+
 // npm dependencies: install when node_modules is missing or older than the lockfile.
 const stamp = join(root, 'node_modules', '.package-lock.json');
 const lock = join(root, 'package-lock.json');

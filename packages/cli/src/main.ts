@@ -1,6 +1,8 @@
 #!/usr/bin/env node
 import { Command, CommanderError } from 'commander';
+import { registerDoctorCommand } from './commands/doctor.js';
 import { registerImageCommands } from './commands/image.js';
+import { registerSandboxCommands } from './commands/sandbox.js';
 
 const program = new Command('aiva')
   .description('sandboxes for AI agents: microVMs and containers behind an E2B-compatible API')
@@ -8,6 +10,8 @@ const program = new Command('aiva')
   .exitOverride();
 
 registerImageCommands(program);
+registerSandboxCommands(program);
+registerDoctorCommand(program);
 
 try {
   await program.parseAsync(process.argv);

@@ -3,7 +3,7 @@ import { createServer } from 'node:http';
 const port = Number(process.env.ENVD_PORT ?? 49983);
 
 const server = createServer((req, res) => {
-  if (req.url === '/health') {
+  if (req.url === '/health' || (req.method === 'POST' && req.url === '/init')) {
     res.writeHead(204).end();
     return;
   }

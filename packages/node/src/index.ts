@@ -1,5 +1,5 @@
 export { CommandError, runCommand } from './host/command.js';
-export { lockFile } from './host/file-lock.js';
+export { LockBusyError, lockFile } from './host/file-lock.js';
 export { type BuildReporter, ImageBuildError, silentReporter } from './image/build-reporter.js';
 export {
   GUEST_DIR,
@@ -13,4 +13,22 @@ export {
   type TemplateImage,
 } from './image/image-store.js';
 export { RecipeError } from './image/recipe.js';
+export { type LocalNode, type LocalNodeOptions, openLocalNode } from './local-node.js';
 export { dataDir } from './paths.js';
+export { checkHost, type DriverCheck, type HostCapabilities, VM_USER } from './runtime/select.js';
+export {
+  DRIVER_NAMES,
+  type DriverName,
+  RuntimeError,
+  type RuntimeStats,
+  type SandboxResources,
+  SandboxSpecError,
+} from './runtime/types.js';
+export {
+  type CreateSandboxOptions,
+  NodeBusyError,
+  type SandboxInfo,
+  SandboxManager,
+  SandboxNotFoundError,
+} from './sandbox/sandbox-manager.js';
+export { type SandboxState, SandboxStateError } from './sandbox/sandbox-state.js';

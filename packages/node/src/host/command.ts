@@ -14,6 +14,11 @@ export interface CommandOptions {
    * tools which fork workers (apt, dpkg) stop with it.
    */
   processGroup?: boolean;
+  /**
+   * File descriptors for the child's stdout and stderr instead of pipes (its output is
+   * then neither captured nor streamed), e.g. a log file it keeps writing after exit.
+   */
+  outputFd?: number;
   /** Name used in error messages instead of the full command line. */
   displayName?: string;
   /** Called for every complete line of output, as it arrives. */
@@ -91,7 +96,10 @@ export function runCommand(
     const child = spawn(cmd, args, {
       cwd: options.cwd,
       env: options.env ?? process.env,
-      stdio: ['pipe', 'pipe', 'pipe'],
+      stdio:
+        options.outputFd === undefined
+          ? ['pipe', 'pipe', 'pipe']
+          : ['pipe', options.outputFd, options.outputFd],
       detached: options.processGroup ?? false,
     });
     const kill = (sig: NodeJS.Signals) => {
@@ -117,20 +125,20 @@ export function runCommand(
 
     const outLines = lineSplitter((l) => options.onLine?.(l, 'stdout'));
     const errLines = lineSplitter((l) => options.onLine?.(l, 'stderr'));
-    child.stdout.setEncoding('utf8').on('data', (d: string) => {
+    child.stdout?.setEncoding('utf8').on('data', (d: string) => {
       stdout += d;
       combined = tailOf(combined + d);
       outLines.push(d);
     });
-    child.stderr.setEncoding('utf8').on('data', (d: string) => {
+    child.stderr?.setEncoding('utf8').on('data', (d: string) => {
       stderr += d;
       combined = tailOf(combined + d);
       errLines.push(d);
     });
-    child.stdin.on('error', () => {
+    child.stdin?.on('error', () => {
       // The child may exit without reading its input; its exit status tells what happened.
     });
-    child.stdin.end(options.input ?? '');
+    child.stdin?.end(options.input ?? '');
 
     child.on('error', (err: NodeJS.ErrnoException) => {
       options.signal?.removeEventListener('abort', onAbort);

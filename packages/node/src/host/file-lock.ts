@@ -8,8 +8,14 @@ export interface FileLock {
 
 export interface LockOptions {
   signal?: AbortSignal;
+  /** Fail at once (with a LockBusyError) instead of waiting when someone else holds the lock. */
+  noWait?: boolean;
   /** Called once if the lock is held by someone else and we have to wait. */
   onWait?: () => void;
+}
+
+export class LockBusyError extends Error {
+  override name = 'LockBusyError';
 }
 
 /**
@@ -18,7 +24,8 @@ export interface LockOptions {
  * lock when this process dies, however it dies: there is no stale lock to clean up.
  */
 export async function lockFile(path: string, options: LockOptions = {}): Promise<FileLock> {
-  const child = spawn('flock', ['--exclusive', path, 'sh', '-c', 'echo locked; exec cat >/dev/null'], {
+  const mode = options.noWait ? ['--exclusive', '--nonblock', '--conflict-exit-code', '75'] : ['--exclusive'];
+  const child = spawn('flock', [...mode, path, 'sh', '-c', 'echo locked; exec cat >/dev/null'], {
     stdio: ['pipe', 'pipe', 'pipe'],
   });
   let stderr = '';
@@ -35,6 +42,10 @@ export async function lockFile(path: string, options: LockOptions = {}): Promise
       });
       child.on('error', reject);
       child.on('exit', (code, sig) => {
+        if (code === 75 && options.noWait) {
+          reject(new LockBusyError(`${path} is held by another process`));
+          return;
+        }
         const why = options.signal?.aborted
           ? 'interrupted'
           : `flock exited with ${code ?? sig}: ${stderr.trim()}`;

@@ -112,6 +112,41 @@ async function listTree(root: string, dir = root): Promise<string[]> {
   return out;
 }
 
+/** Compressions a bzImage payload may use: magic bytes and the tool that inflates them. */
+const PAYLOAD_FORMATS = [
+  { magic: Buffer.from([0x1f, 0x8b, 0x08]), tool: ['gzip', '-dc'] },
+  { magic: Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]), tool: ['xz', '-dc'] },
+  { magic: Buffer.from([0x28, 0xb5, 0x2f, 0xfd]), tool: ['zstd', '-dcq'] },
+  { magic: Buffer.from([0x02, 0x21, 0x4c, 0x18]), tool: ['lz4', '-dc'] },
+  { magic: Buffer.from('BZh'), tool: ['bzip2', '-dc'] },
+  { magic: Buffer.from([0x5d, 0x00, 0x00]), tool: ['lzma', '-dc'] },
+];
+
+/**
+ * Extracts the uncompressed ELF kernel (vmlinux) from a bzImage, which Firecracker needs
+ * on x86_64: tries each compression magic found in the image and keeps the first output
+ * that is an ELF file. The tools complain about the bytes after the payload; the output
+ * is what counts.
+ */
+export async function extractVmlinux(bzImage: string, out: string): Promise<void> {
+  const image = await readFile(bzImage);
+  const candidates = PAYLOAD_FORMATS.flatMap((f) => {
+    const at = image.indexOf(f.magic);
+    return at >= 0 ? [{ ...f, at }] : [];
+  }).sort((a, b) => a.at - b.at);
+  for (const c of candidates) {
+    const [cmd, ...args] = c.tool;
+    const child = spawn(cmd ?? 'false', args, { stdio: ['pipe', 'pipe', 'ignore'] });
+    child.on('error', () => {});
+    child.stdin.on('error', () => {});
+    child.stdin.end(image.subarray(c.at));
+    await pipeline(child.stdout, createWriteStream(out)).catch(() => {});
+    const head = await readFile(out).then((b) => b.subarray(0, 4));
+    if (head.equals(Buffer.from([0x7f, 0x45, 0x4c, 0x46]))) return;
+  }
+  throw new Error(`no ELF kernel found inside ${bzImage}`);
+}
+
 /** Packs `dir` as a gzip-compressed newc cpio archive (an initramfs), owned by root. */
 async function packInitramfs(dir: string, out: string, signal?: AbortSignal): Promise<void> {
   const files = await listTree(dir);
@@ -129,7 +164,8 @@ async function packInitramfs(dir: string, out: string, signal?: AbortSignal): Pr
 }
 
 /**
- * Builds the microVM boot artefacts into `out`: Debian's kernel (`vmlinuz`) and an
+ * Builds the microVM boot artefacts into `out`: Debian's kernel (`vmlinuz`, and `vmlinux`
+ * as an uncompressed ELF for Firecracker) and an
  * initramfs (`initrd.img`) holding busybox, the recipe's modules in dependency order and
  * `initScript` as /init.
  */
@@ -148,18 +184,18 @@ export async function buildGuestKernel(
   const stage = join(work, 'initramfs');
   await Promise.all([debs, tree, bb, stage].map((d) => mkdir(d, { recursive: true })));
 
-  reporter.progress(stepId, 0, 4, `downloading ${recipe.package}`);
+  reporter.progress(stepId, 0, 5, `downloading ${recipe.package}`);
   const kernel = await fetchKernel(recipe.package, debs, tree, signal);
   const bbDeb = await download(recipe.busybox, debs, signal);
   await runCommand('dpkg-deb', ['-x', bbDeb, bb], { signal });
   const busybox = join(bb, 'bin', 'busybox');
 
-  reporter.progress(stepId, 1, 4, `resolving modules of ${kernel.release}`);
+  reporter.progress(stepId, 1, 5, `resolving modules of ${kernel.release}`);
   await runCommand('depmod', ['-b', tree, kernel.release], { signal });
   const modDir = join(tree, 'lib', 'modules', kernel.release);
   const modules = moduleLoadOrder(await readFile(join(modDir, 'modules.dep'), 'utf8'), recipe.modules);
 
-  reporter.progress(stepId, 2, 4, 'assembling initramfs');
+  reporter.progress(stepId, 2, 5, 'assembling initramfs');
   await mkdir(join(stage, 'bin'), { recursive: true });
   await copyFile(busybox, join(stage, 'bin', 'busybox'));
   await writeFile(join(stage, 'init'), initScript, { mode: 0o755 });
@@ -169,11 +205,13 @@ export async function buildGuestKernel(
   }
   await writeFile(join(stage, 'modules', 'load-order'), `${modules.join('\n')}\n`);
 
-  reporter.progress(stepId, 3, 4, 'packing initramfs');
+  reporter.progress(stepId, 3, 5, 'packing initramfs');
   await mkdir(out, { recursive: true });
   await packInitramfs(stage, join(out, 'initrd.img'), signal);
   await copyFile(join(tree, 'boot', `vmlinuz-${kernel.release}`), join(out, 'vmlinuz'));
-  reporter.progress(stepId, 4, 4, kernel.release);
+  reporter.progress(stepId, 4, 5, 'extracting the ELF kernel (for Firecracker)');
+  await extractVmlinux(join(out, 'vmlinuz'), join(out, 'vmlinux'));
+  reporter.progress(stepId, 5, 5, kernel.release);
   return {
     release: kernel.release,
     debs: [...kernel.debs, `${recipe.busybox}_${await debField(bbDeb, 'Version')}`],

@@ -80,7 +80,10 @@ export interface ResolvedTemplate extends TemplateImage {
 }
 
 export interface ResolvedKernel extends GuestKernel {
+  /** bzImage, for QEMU. */
   kernel: string;
+  /** Uncompressed ELF kernel, for Firecracker. */
+  vmlinux: string;
   initrd: string;
 }
 
@@ -304,6 +307,28 @@ export class ImageStore {
     );
   }
 
+  /** A template already in the store, by its hash (what a running sandbox was made from). */
+  async templateByHash(hash: string): Promise<ResolvedTemplate | undefined> {
+    const record = await readJson<TemplateImage>(join(this.paths.images, hash, 'image.json'));
+    return record && this.resolveTemplate(record);
+  }
+
+  /** A guest kernel already in the store, by its hash. */
+  async kernelByHash(hash: string): Promise<ResolvedKernel | undefined> {
+    const record = await readJson<GuestKernel>(join(this.paths.kernels, hash, 'kernel.json'));
+    return record && this.resolveKernel(record);
+  }
+
+  private resolveKernel(k: GuestKernel): ResolvedKernel {
+    const dir = join(this.paths.kernels, k.hash);
+    return {
+      ...k,
+      kernel: join(dir, 'vmlinuz'),
+      vmlinux: join(dir, 'vmlinux'),
+      initrd: join(dir, 'initrd.img'),
+    };
+  }
+
   /** The guest kernel and initramfs, built first if the store lacks them. */
   async ensureKernel(options: BuildOptions = {}): Promise<ResolvedKernel> {
     const reporter = options.reporter ?? silentReporter;
@@ -312,11 +337,7 @@ export class ImageStore {
     const recipeHash = contentHash(recipe);
     const hash = contentHash({ v: BUILDER_VERSION, recipe, initScript });
     const dir = join(this.paths.kernels, hash);
-    const resolve = (k: GuestKernel): ResolvedKernel => ({
-      ...k,
-      kernel: join(dir, 'vmlinuz'),
-      initrd: join(dir, 'initrd.img'),
-    });
+    const resolve = (k: GuestKernel) => this.resolveKernel(k);
     const recordFile = join(dir, 'kernel.json');
     const cached = await readJson<GuestKernel>(recordFile);
     if (cached) {

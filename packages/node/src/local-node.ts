@@ -1,0 +1,45 @@
+import type { Logger } from 'pino';
+import { ImageStore, type ImageStoreOptions } from './image/image-store.js';
+import { checkHost, createRuntimes, type HostCapabilities, type RuntimeConfig } from './runtime/select.js';
+import type { DriverName } from './runtime/types.js';
+import { SandboxManager, type SandboxManagerOptions } from './sandbox/sandbox-manager.js';
+
+export interface LocalNodeOptions extends ImageStoreOptions, RuntimeConfig {
+  /** Overrides the driver chosen from what the host can do. */
+  defaultDriver?: DriverName;
+  logger?: Logger;
+  readyTimeoutMs?: SandboxManagerOptions['readyTimeoutMs'];
+  addressBlock?: string;
+}
+
+/** The node's parts for this host: its image store, what the host can run, and the sandbox manager. */
+export interface LocalNode {
+  images: ImageStore;
+  host: HostCapabilities;
+  sandboxes: SandboxManager;
+}
+
+/** Assembles the node for this host (the same in `aiva up` and the node-only CLI). */
+export async function openLocalNode(options: LocalNodeOptions): Promise<LocalNode> {
+  const images = new ImageStore(options);
+  const host = await checkHost();
+  const runtimes = createRuntimes(host, options);
+  const defaultDriver = options.defaultDriver ?? host.defaultDriver;
+  if (!defaultDriver) {
+    throw new Error('no sandbox runtime works on this host: run `aiva doctor` to see why');
+  }
+  if (!runtimes.has(defaultDriver)) {
+    const why = host.checks.find((c) => c.driver === defaultDriver)?.reason ?? 'unknown runtime';
+    throw new Error(`the ${defaultDriver} runtime is not available here: ${why}`);
+  }
+  const sandboxes = await SandboxManager.open({
+    home: options.home,
+    images,
+    runtimes,
+    defaultDriver,
+    logger: options.logger,
+    readyTimeoutMs: options.readyTimeoutMs,
+    addressBlock: options.addressBlock,
+  });
+  return { images, host, sandboxes };
+}

@@ -1,0 +1,177 @@
+import { mkdir, open, readFile, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Cgroup } from '../../host/cgroups.js';
+import { runCommand } from '../../host/command.js';
+import { mountedUnder, unmountAll } from '../../host/mounts.js';
+import { isSameProcess, openFilesHardLimit, processStartTime, waitForExit } from '../../host/proc.js';
+import {
+  RuntimeError,
+  type RuntimeSpec,
+  type RuntimeState,
+  type RuntimeStats,
+  type SandboxRuntime,
+} from '../types.js';
+import { containerCgroupPath, ociConfig } from './oci-config.js';
+
+export type OciRuntime = 'runc' | 'crun';
+
+export interface ContainerRuntimeOptions {
+  /** The OCI runtime binary to drive. */
+  oci: OciRuntime;
+  /** State directory of the OCI runtime (`--root`), kept apart from other users of runc/crun. */
+  stateRoot: string;
+}
+
+/** The container's name for the OCI runtime. */
+const containerId = (spec: RuntimeSpec) => `aiva-${spec.id}`;
+
+/**
+ * Sandboxes as OCI containers run by runc or crun. The root filesystem is an overlay
+ * of the template's layers (read-only, shared) with a private upper layer in the
+ * sandbox's directory; the container joins the network namespace the manager made.
+ */
+export class ContainerRuntime implements SandboxRuntime {
+  readonly name = 'container' as const;
+
+  constructor(readonly options: ContainerRuntimeOptions) {}
+
+  private oci(args: string[], signal?: AbortSignal) {
+    return runCommand(this.options.oci, ['--root', this.options.stateRoot, ...args], { signal });
+  }
+
+  private paths(spec: RuntimeSpec) {
+    return {
+      upper: join(spec.dir, 'upper'),
+      work: join(spec.dir, 'overlay-work'),
+      rootfs: join(spec.dir, 'rootfs'),
+      bundle: join(spec.dir, 'bundle'),
+      pidFile: join(spec.dir, 'bundle', 'container.pid'),
+    };
+  }
+
+  async create(spec: RuntimeSpec, signal?: AbortSignal): Promise<void> {
+    const p = this.paths(spec);
+    try {
+      for (const d of [p.upper, p.work, p.rootfs, p.bundle]) await mkdir(d, { recursive: true });
+      const lower = spec.template.rootfsLayers.join(':');
+      await runCommand(
+        'mount',
+        [
+          '-t',
+          'overlay',
+          'overlay',
+          '-o',
+          `lowerdir=${lower},upperdir=${p.upper},workdir=${p.work}`,
+          p.rootfs,
+        ],
+        { signal },
+      );
+      const config = ociConfig(spec, p.rootfs, {
+        noNewPrivileges: false,
+        maxOpenFiles: Math.min(1_048_576, await openFilesHardLimit()),
+      });
+      await writeFile(join(p.bundle, 'config.json'), JSON.stringify(config, null, 2));
+    } catch (e) {
+      await this.destroy(spec, undefined);
+      throw new RuntimeError(`cannot prepare container: ${(e as Error).message}`, { cause: e });
+    }
+  }
+
+  async start(spec: RuntimeSpec, signal?: AbortSignal): Promise<RuntimeState> {
+    const p = this.paths(spec);
+    const log = await open(spec.consoleLog, 'a');
+    try {
+      await mkdir(this.options.stateRoot, { recursive: true });
+      // The container's init inherits these descriptors: its output goes to the console log.
+      await runCommand(
+        this.options.oci,
+        [
+          '--root',
+          this.options.stateRoot,
+          'run',
+          '--detach',
+          '--bundle',
+          p.bundle,
+          '--pid-file',
+          p.pidFile,
+          containerId(spec),
+        ],
+        { signal, outputFd: log.fd },
+      );
+    } catch (e) {
+      const console = await readFile(spec.consoleLog, 'utf8').catch(() => '');
+      throw new RuntimeError(
+        `${this.options.oci} could not start the container (${(e as Error).message.split('\n')[0]}): ${console.slice(-2000).trim()}`,
+        { cause: e },
+      );
+    } finally {
+      await log.close();
+    }
+    const pid = Number((await readFile(p.pidFile, 'utf8')).trim());
+    const pidStartTime = await processStartTime(pid);
+    if (!pidStartTime)
+      throw new RuntimeError('the container exited as soon as it started; see its console log');
+    return { driver: 'container', pid, pidStartTime, oci: this.options.oci };
+  }
+
+  async pause(spec: RuntimeSpec): Promise<void> {
+    await this.oci(['pause', containerId(spec)]);
+  }
+
+  async resume(spec: RuntimeSpec): Promise<void> {
+    await this.oci(['resume', containerId(spec)]);
+  }
+
+  async stop(spec: RuntimeSpec, state: RuntimeState, graceMs: number): Promise<void> {
+    if (!(await isSameProcess(state.pid, state.pidStartTime))) return;
+    // A frozen container cannot act on SIGTERM.
+    await this.oci(['resume', containerId(spec)]).catch(() => {});
+    await this.oci(['kill', containerId(spec), 'TERM']).catch(() => {});
+    if (await waitForExit(state.pid, state.pidStartTime, graceMs)) return;
+    await this.oci(['kill', containerId(spec), 'KILL']).catch(() => {});
+    await waitForExit(state.pid, state.pidStartTime, 5000);
+  }
+
+  async destroy(spec: RuntimeSpec, state: RuntimeState | undefined): Promise<void> {
+    const p = this.paths(spec);
+    const id = containerId(spec);
+    // `delete --force` kills and removes the container, its cgroup and its state, even when frozen.
+    await this.oci(['delete', '--force', id]).catch(() => {});
+    if (state) await waitForExit(state.pid, state.pidStartTime, 5000);
+    // Whatever runc could not remove (a container that never got a state): the cgroup by hand.
+    const cgroup = await Cgroup.at(containerCgroupPath(spec.id));
+    if (await cgroup.exists()) await cgroup.destroy();
+    await unmountAll(spec.dir);
+    if ((await mountedUnder(spec.dir)).length > 0) {
+      throw new RuntimeError(`cannot unmount the root filesystem of ${spec.id}`);
+    }
+    await rm(p.rootfs, { recursive: true, force: true });
+    await rm(p.upper, { recursive: true, force: true });
+    await rm(p.work, { recursive: true, force: true });
+    await rm(p.bundle, { recursive: true, force: true });
+  }
+
+  async sweep(keep: Set<string>): Promise<void> {
+    const { stdout } = await this.oci(['list', '--format', 'json']).catch(() => ({ stdout: 'null' }));
+    const containers = (JSON.parse(stdout || 'null') ?? []) as { id: string }[];
+    for (const c of containers) {
+      if (c.id.startsWith('aiva-') && !keep.has(c.id.slice(5))) {
+        await this.oci(['delete', '--force', c.id]).catch(() => {});
+      }
+    }
+  }
+
+  async alive(state: RuntimeState): Promise<boolean> {
+    return isSameProcess(state.pid, state.pidStartTime);
+  }
+
+  async stats(spec: RuntimeSpec): Promise<RuntimeStats> {
+    const usage = await (await Cgroup.at(containerCgroupPath(spec.id))).usage();
+    return {
+      cpuUsageUs: usage.cpuUsageUs,
+      memoryBytes: usage.memoryBytes,
+      memoryLimitBytes: usage.memoryLimitBytes,
+      pids: usage.pids,
+    };
+  }
+}

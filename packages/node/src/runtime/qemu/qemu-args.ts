@@ -1,0 +1,78 @@
+import { GUEST_MAC, kernelCommandLine } from '../microvm-boot.js';
+import type { RuntimeSpec } from '../types.js';
+
+export type Accel = 'kvm' | 'tcg';
+
+export interface QemuFiles {
+  disk: string;
+  qmpSocket: string;
+}
+
+/**
+ * The QEMU command line of a `microvm` sandbox: no firmware, no PCI, virtio-mmio disk,
+ * network and entropy; serial console to the console log; QMP on a unix socket; QEMU's
+ * seccomp sandbox on and, when `runAs` is given, its privileges dropped after start-up.
+ */
+export function qemuArgs(
+  spec: RuntimeSpec,
+  files: QemuFiles,
+  accel: Accel,
+  options: { runAs?: string; hostTscKhz?: number } = {},
+): string[] {
+  const { runAs, hostTscKhz } = options;
+  if (!spec.kernel) throw new Error('a microVM needs a guest kernel');
+  if (!spec.network.tap) throw new Error('a microVM needs a TAP device');
+  const { vcpus, memoryMiB } = spec.resources;
+  const args = [
+    '-name',
+    `aiva-${spec.id},debug-threads=on`,
+    '-M',
+    // The RTC gives the guest the date at boot; without it the kernel waits a second for it.
+    'microvm,x-option-roms=off,rtc=on',
+    ...(accel === 'kvm'
+      ? ['-accel', 'kvm', '-cpu', 'host']
+      : ['-accel', 'tcg,thread=multi,tb-size=64', '-cpu', 'max']),
+    '-m',
+    `${memoryMiB}M`,
+    '-smp',
+    String(vcpus),
+    '-nodefaults',
+    '-no-user-config',
+    '-nographic',
+    '-no-reboot',
+    '-chardev',
+    `file,id=console,path=${spec.consoleLog},append=on`,
+    '-serial',
+    'chardev:console',
+    '-kernel',
+    spec.kernel.kernel,
+    '-initrd',
+    spec.kernel.initrd,
+    '-append',
+    kernelCommandLine(spec, {
+      root: '/dev/vda',
+      reboot: 't',
+      tscKhz: accel === 'tcg' ? hostTscKhz : undefined,
+    }),
+    '-drive',
+    `id=root,file=${files.disk},format=qcow2,if=none,discard=unmap,detect-zeroes=unmap`,
+    '-device',
+    'virtio-blk-device,drive=root',
+    '-netdev',
+    `tap,id=net0,ifname=${spec.network.tap},script=no,downscript=no`,
+    '-device',
+    `virtio-net-device,netdev=net0,mac=${GUEST_MAC}`,
+    '-object',
+    'rng-random,id=rng0,filename=/dev/urandom',
+    '-device',
+    'virtio-rng-device,rng=rng0',
+    '-qmp',
+    `unix:${files.qmpSocket},server=on,wait=off`,
+    // -runas drops privileges with set*id calls after the filter is in place; once dropped,
+    // no set*id call can gain them back, so the filter allows them only then.
+    '-sandbox',
+    `on,obsolete=deny,elevateprivileges=${runAs ? 'allow' : 'deny'},spawn=deny,resourcecontrol=deny`,
+  ];
+  if (runAs) args.push('-runas', runAs);
+  return args;
+}

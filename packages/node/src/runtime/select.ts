@@ -1,0 +1,163 @@
+import { readFile } from 'node:fs/promises';
+import { cgroupLayout, hybridV2Controllers } from '../host/cgroups.js';
+import { runCommand } from '../host/command.js';
+import { kvmStatus } from '../host/kvm.js';
+import { ContainerRuntime, type OciRuntime } from './container/container-runtime.js';
+import { FirecrackerRuntime } from './firecracker/firecracker-runtime.js';
+import { QemuRuntime } from './qemu/qemu-runtime.js';
+import type { DriverName, SandboxRuntime } from './types.js';
+
+/** What one driver (or one variant of it) can do on this host, and why. */
+export interface DriverCheck {
+  driver: DriverName;
+  /** e.g. `runc`, `crun`, `kvm`, `tcg`. */
+  variant: string;
+  available: boolean;
+  /** Works, but badly (a microVM under full emulation). */
+  degraded: boolean;
+  reason: string;
+  /** What to install or change to make it work (or work better). */
+  fix?: string;
+}
+
+export interface HostCapabilities {
+  checks: DriverCheck[];
+  /** The driver a sandbox gets when none is asked for. */
+  defaultDriver: DriverName | undefined;
+  /** Unprivileged user for QEMU's `-runas`, if the host has one. */
+  vmUser?: string;
+}
+
+/** The unprivileged user QEMU runs as after start-up (created by scripts/setup-host.mjs). */
+export const VM_USER = 'aiva-vm';
+
+async function version(cmd: string, args = ['--version']): Promise<string | undefined> {
+  try {
+    const { stdout, stderr } = await runCommand(cmd, args);
+    return (stdout || stderr).split('\n')[0]?.trim();
+  } catch {
+    return undefined;
+  }
+}
+
+async function userExists(name: string): Promise<boolean> {
+  const passwd = await readFile('/etc/passwd', 'utf8').catch(() => '');
+  return passwd.split('\n').some((l) => l.startsWith(`${name}:`));
+}
+
+/** Checks every driver variant on this host. */
+export async function checkHost(): Promise<HostCapabilities> {
+  const checks: DriverCheck[] = [];
+  const layout = await cgroupLayout();
+  const overlay = (await readFile('/proc/filesystems', 'utf8').catch(() => '')).includes('overlay');
+  const kvm = await kvmStatus();
+
+  // Containers.
+  const v2Controllers = layout === 'hybrid' ? await hybridV2Controllers() : [];
+  for (const oci of ['crun', 'runc'] as const) {
+    const v = await version(oci);
+    const check: DriverCheck = {
+      driver: 'container',
+      variant: oci,
+      available: false,
+      degraded: false,
+      reason: '',
+    };
+    if (!v) {
+      check.reason = `${oci} is not installed`;
+      check.fix = `apt-get install ${oci}`;
+    } else if (!overlay) {
+      check.reason = 'the kernel has no overlay filesystem';
+      check.fix = 'modprobe overlay';
+    } else if (oci === 'crun' && v2Controllers.length > 0) {
+      check.reason = `${v}: refuses hybrid cgroups while the cgroup2 hierarchy has controllers (${v2Controllers.join(', ')})`;
+      check.fix = `mount the v1 hierarchy of ${v2Controllers.join(', ')} (e.g. mount -t cgroup -o ${v2Controllers.join(',')} none /sys/fs/cgroup/${v2Controllers[0]}) or boot with cgroup v2 only`;
+    } else {
+      check.available = true;
+      check.reason = `${v}, cgroups ${layout}; user namespaces not used (the shared template layers are owned by host root and ${oci} cannot idmap them here)`;
+    }
+    checks.push(check);
+  }
+
+  // QEMU microVMs.
+  const qemu = await version('qemu-system-x86_64');
+  const qemuImg = await version('qemu-img');
+  const missingQemu = !qemu ? 'qemu-system-x86' : !qemuImg ? 'qemu-utils' : undefined;
+  checks.push({
+    driver: 'qemu-microvm',
+    variant: 'kvm',
+    available: !missingQemu && kvm.standardGuests,
+    degraded: false,
+    reason: missingQemu ? `${missingQemu} is not installed` : kvm.reason,
+    fix: missingQemu
+      ? `apt-get install ${missingQemu}`
+      : kvm.standardGuests
+        ? undefined
+        : 'run on a host (or a VM with nested virtualization) whose CPU exposes vmx or svm',
+  });
+  checks.push({
+    driver: 'qemu-microvm',
+    variant: 'tcg',
+    available: !missingQemu,
+    degraded: true,
+    reason: missingQemu
+      ? `${missingQemu} is not installed`
+      : 'full emulation (TCG): a real VM, boots in seconds and runs several times slower than KVM',
+    fix: missingQemu ? `apt-get install ${missingQemu}` : undefined,
+  });
+
+  // Firecracker.
+  const fc = await version('firecracker');
+  checks.push({
+    driver: 'firecracker',
+    variant: 'kvm',
+    available: Boolean(fc) && kvm.standardGuests,
+    degraded: false,
+    reason: !fc ? 'firecracker is not on PATH' : kvm.standardGuests ? fc : kvm.reason,
+    fix: !fc ? 'install the firecracker binary (and jailer) from its releases onto PATH' : undefined,
+  });
+
+  const pick = (driver: DriverName, variant?: string) =>
+    checks.find((c) => c.driver === driver && c.available && (!variant || c.variant === variant));
+  // firecracker > qemu-microvm on real KVM > container > qemu-microvm under TCG.
+  const best =
+    pick('firecracker') ?? pick('qemu-microvm', 'kvm') ?? pick('container') ?? pick('qemu-microvm', 'tcg');
+  return { checks, defaultDriver: best?.driver, vmUser: (await userExists(VM_USER)) ? VM_USER : undefined };
+}
+
+export interface RuntimeConfig {
+  /** Directory for OCI runtime and Firecracker state (defaults to /run/aiva). */
+  stateRoot?: string;
+  /** Force a container OCI runtime instead of the first that works. */
+  oci?: OciRuntime;
+}
+
+/** The runtimes this host can run, built from `checkHost`. */
+export function createRuntimes(
+  host: HostCapabilities,
+  config: RuntimeConfig = {},
+): Map<DriverName, SandboxRuntime> {
+  const stateRoot = config.stateRoot ?? '/run/aiva';
+  const runtimes = new Map<DriverName, SandboxRuntime>();
+  const ok = (driver: DriverName, variant?: string) =>
+    host.checks.find((c) => c.driver === driver && c.available && (!variant || c.variant === variant));
+  const oci = config.oci ? ok('container', config.oci) : ok('container');
+  if (config.oci && !oci) {
+    const why = host.checks.find((c) => c.driver === 'container' && c.variant === config.oci)?.reason;
+    throw new Error(`${config.oci} cannot run containers here: ${why}`);
+  }
+  if (oci) {
+    runtimes.set(
+      'container',
+      new ContainerRuntime({ oci: oci.variant as OciRuntime, stateRoot: `${stateRoot}/${oci.variant}` }),
+    );
+  }
+  const qemu = ok('qemu-microvm', 'kvm') ?? ok('qemu-microvm', 'tcg');
+  if (qemu)
+    runtimes.set(
+      'qemu-microvm',
+      new QemuRuntime({ accel: qemu.variant as 'kvm' | 'tcg', runAs: host.vmUser }),
+    );
+  if (ok('firecracker')) runtimes.set('firecracker', new FirecrackerRuntime());
+  return runtimes;
+}

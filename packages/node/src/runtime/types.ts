@@ -1,0 +1,96 @@
+import type { ResolvedKernel, ResolvedTemplate } from '../image/image-store.js';
+
+export const DRIVER_NAMES = ['container', 'qemu-microvm', 'firecracker'] as const;
+export type DriverName = (typeof DRIVER_NAMES)[number];
+
+export interface SandboxResources {
+  vcpus: number;
+  memoryMiB: number;
+  diskMiB: number;
+}
+
+/** How a sandbox is attached to the host network (prepared by the network module). */
+export interface SandboxNetworkAttachment {
+  /** Network namespace name (under /run/netns) the sandbox lives in. */
+  netns: string;
+  /** The address by which the host reaches the sandbox's ports. */
+  address: string;
+  /** What the guest configures on its interface (microVMs configure it themselves). */
+  guest: { address: string; prefix: number; gateway: string; dns?: string };
+  /** For microVMs: the TAP device inside the namespace. */
+  tap?: string;
+}
+
+/** Everything a driver needs to run one sandbox. */
+export interface RuntimeSpec {
+  id: string;
+  /** The sandbox's own directory (created and removed by the manager). */
+  dir: string;
+  template: ResolvedTemplate;
+  /** microVM drivers only. */
+  kernel?: ResolvedKernel;
+  resources: SandboxResources;
+  network: SandboxNetworkAttachment;
+  hostname: string;
+  /** Where the guest's console output (init and envd) goes. */
+  consoleLog: string;
+}
+
+/** What a driver records about a running sandbox so that it can find it again after a restart. */
+export interface RuntimeState {
+  driver: DriverName;
+  /** The process that is the sandbox: QEMU, or the container's init. */
+  pid: number;
+  /** Start time of `pid` (clock ticks since boot, /proc/PID/stat field 22): guards against pid reuse. */
+  pidStartTime: number;
+  /** How the guest is accelerated (microVMs): kvm or tcg. */
+  accel?: 'kvm' | 'tcg';
+  [extra: string]: unknown;
+}
+
+export interface RuntimeStats {
+  /** CPU time used by the sandbox, in microseconds. */
+  cpuUsageUs: number;
+  /** Host memory charged to the sandbox, in bytes. */
+  memoryBytes: number;
+  memoryLimitBytes: number;
+  pids?: number;
+}
+
+/**
+ * One way of running sandboxes. Drivers execute; the sandbox manager decides. Every
+ * method is safe to call on partial state (after a failed `create` or `start`), and
+ * `destroy` frees everything the driver took, whatever state it is in.
+ */
+export interface SandboxRuntime {
+  readonly name: DriverName;
+  /** Prepares host resources (disk, bundle, cgroup) without running anything. */
+  create(spec: RuntimeSpec, signal?: AbortSignal): Promise<void>;
+  /** Runs the sandbox; resolves once the guest is starting (envd readiness is the manager's concern). */
+  start(spec: RuntimeSpec, signal?: AbortSignal): Promise<RuntimeState>;
+  /** Freezes every vCPU or process; memory stays. */
+  pause(spec: RuntimeSpec, state: RuntimeState): Promise<void>;
+  resume(spec: RuntimeSpec, state: RuntimeState): Promise<void>;
+  /** Asks the guest to stop, waits up to `graceMs`, then kills it. Host resources stay. */
+  stop(spec: RuntimeSpec, state: RuntimeState, graceMs: number): Promise<void>;
+  /** Kills whatever runs and frees every host resource the driver took. Idempotent. */
+  destroy(spec: RuntimeSpec, state: RuntimeState | undefined): Promise<void>;
+  /** Whether the sandbox's process still runs. */
+  alive(state: RuntimeState): Promise<boolean>;
+  stats(spec: RuntimeSpec, state: RuntimeState): Promise<RuntimeStats>;
+  /**
+   * Removes what the driver keeps outside sandbox directories (runtime state) for
+   * sandboxes not in `keep`: debris of a node that crashed mid-operation.
+   */
+  sweep(keep: Set<string>): Promise<void>;
+}
+
+/** A request the sandbox cannot satisfy as given (bad limits, unknown image …). */
+export class SandboxSpecError extends Error {
+  override name = 'SandboxSpecError';
+}
+
+/** The runtime failed to do what it was asked. */
+export class RuntimeError extends Error {
+  override name = 'RuntimeError';
+}

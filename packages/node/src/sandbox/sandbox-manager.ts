@@ -1,0 +1,533 @@
+import { randomBytes } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { availableParallelism, totalmem } from 'node:os';
+import { join } from 'node:path';
+import { type Logger, pino } from 'pino';
+import { type EnvdInit, initEnvd, waitForEnvd } from '../envd/envd-http.js';
+import { Cgroup, childCgroups } from '../host/cgroups.js';
+import { runCommand } from '../host/command.js';
+import { type FileLock, LockBusyError, lockFile } from '../host/file-lock.js';
+import { mountedUnder, unmountAll } from '../host/mounts.js';
+import type { BuildReporter } from '../image/build-reporter.js';
+import type { ImageStore } from '../image/image-store.js';
+import { AddressPool } from '../network/address-pool.js';
+import { createSandboxNetwork, netnsName, removeSandboxNetwork } from '../network/sandbox-network.js';
+import {
+  type DriverName,
+  type RuntimeSpec,
+  type RuntimeState,
+  type RuntimeStats,
+  type SandboxNetworkAttachment,
+  type SandboxResources,
+  type SandboxRuntime,
+  SandboxSpecError,
+} from '../runtime/types.js';
+import { nextState, type SandboxState, type SandboxTransition } from './sandbox-state.js';
+
+/** What the node keeps about a sandbox, in `<data dir>/sandboxes/<id>/sandbox.json`. */
+export interface SandboxRecord {
+  id: string;
+  driver: DriverName;
+  template: { name: string; hash: string };
+  kernel?: string;
+  resources: SandboxResources;
+  state: SandboxState;
+  /** Why the sandbox is in `error`. */
+  error?: string;
+  slot: number;
+  network?: SandboxNetworkAttachment;
+  runtime?: RuntimeState;
+  hostname: string;
+  createdAt: string;
+  startedAt?: string;
+}
+
+/** A sandbox as the node shows it. */
+export type SandboxInfo = Readonly<SandboxRecord>;
+
+export interface CreateSandboxOptions {
+  /** Chosen by the caller (the server) or generated. Lower-case letters and digits. */
+  id?: string;
+  template?: string;
+  driver?: DriverName;
+  vcpus?: number;
+  memoryMiB?: number;
+  diskMiB?: number;
+  /** Sent to envd's /init once it answers: env vars, access token, default user … */
+  envd?: EnvdInit;
+  signal?: AbortSignal;
+  /** Progress of an image build, if the template has to be built first. */
+  reporter?: BuildReporter;
+}
+
+export interface SandboxManagerOptions {
+  home: string;
+  images: ImageStore;
+  runtimes: Map<DriverName, SandboxRuntime>;
+  defaultDriver: DriverName;
+  /** IPv4 block cut into one /30 per sandbox. */
+  addressBlock?: string;
+  /** How long a new sandbox has to answer on envd, per driver. */
+  readyTimeoutMs?: Partial<Record<DriverName, number>>;
+  /** How often to look for sandboxes whose process died. */
+  monitorIntervalMs?: number;
+  logger?: Logger;
+}
+
+/** Host-wide: one node per host, whatever its data directory. */
+const NODE_LOCK_DIR = '/run/aiva';
+
+export class NodeBusyError extends Error {
+  override name = 'NodeBusyError';
+}
+
+export class SandboxNotFoundError extends Error {
+  override name = 'SandboxNotFoundError';
+  constructor(readonly id: string) {
+    super(`sandbox ${id} does not exist`);
+  }
+}
+
+const ID_ALPHABET = 'abcdefghijklmnopqrstuvwxyz0123456789';
+export const SANDBOX_ID_PATTERN = /^[a-z0-9]{1,40}$/;
+
+export function newSandboxId(): string {
+  const bytes = randomBytes(20);
+  return Array.from(bytes, (b) => ID_ALPHABET[b % ID_ALPHABET.length]).join('');
+}
+
+const DEFAULT_READY_TIMEOUT: Record<DriverName, number> = {
+  container: 30_000,
+  'qemu-microvm': 120_000,
+  firecracker: 30_000,
+};
+
+export interface SandboxManagerEvents {
+  state: [SandboxInfo];
+}
+
+/**
+ * Owns every sandbox of this host: creates them (image, network, runtime, envd), moves
+ * them through their states, notices when one dies, and frees everything a sandbox
+ * took when it ends. Records live on disk so that a restarted node finds its sandboxes
+ * again: `open` adopts the live ones and cleans up the rest.
+ */
+export class SandboxManager extends EventEmitter<SandboxManagerEvents> {
+  private readonly records = new Map<string, SandboxRecord>();
+  private readonly queues = new Map<string, Promise<unknown>>();
+  private readonly pool: AddressPool;
+  private readonly dir: string;
+  private readonly log: Logger;
+  private monitor: NodeJS.Timeout | undefined;
+  private lock: FileLock | undefined;
+
+  private constructor(readonly options: SandboxManagerOptions) {
+    super();
+    this.pool = new AddressPool(options.addressBlock ?? '10.11.0.0/16');
+    this.dir = join(options.home, 'sandboxes');
+    this.log = options.logger ?? pino({ level: 'silent' });
+  }
+
+  /**
+   * Loads the sandboxes on disk, adopting those still alive and cleaning up the rest.
+   * Only one manager runs per host (its sandboxes share the host's address block and
+   * names): a second one fails with NodeBusyError.
+   */
+  static async open(options: SandboxManagerOptions): Promise<SandboxManager> {
+    await mkdir(NODE_LOCK_DIR, { recursive: true });
+    let lock: FileLock;
+    try {
+      lock = await lockFile(join(NODE_LOCK_DIR, 'node.lock'), { noWait: true });
+    } catch (e) {
+      if (e instanceof LockBusyError) {
+        throw new NodeBusyError('another aiva node runs on this host (aiva up, or an aiva sandbox command)');
+      }
+      throw e;
+    }
+    const m = new SandboxManager(options);
+    m.lock = lock;
+    try {
+      await mkdir(m.dir, { recursive: true });
+      await m.recover();
+    } catch (e) {
+      await lock.release();
+      throw e;
+    }
+    m.monitor = setInterval(() => void m.checkAlive(), options.monitorIntervalMs ?? 1000);
+    m.monitor.unref();
+    return m;
+  }
+
+  /** Stops watching sandboxes and lets another node start; sandboxes keep running and a later `open` adopts them. */
+  async close(): Promise<void> {
+    clearInterval(this.monitor);
+    this.monitor = undefined;
+    await Promise.allSettled([...this.queues.values()]);
+    // The sandboxes are the next node's to adopt now.
+    this.records.clear();
+    await this.lock?.release();
+    this.lock = undefined;
+  }
+
+  list(): SandboxInfo[] {
+    return [...this.records.values()].map((r) => ({ ...r }));
+  }
+
+  get(id: string): SandboxInfo {
+    const r = this.records.get(id);
+    if (!r) throw new SandboxNotFoundError(id);
+    return { ...r };
+  }
+
+  get defaultDriver(): DriverName {
+    return this.options.defaultDriver;
+  }
+
+  /** Runs `op` after every operation already queued for `id`. */
+  private serialize<T>(id: string, op: () => Promise<T>): Promise<T> {
+    const prev = this.queues.get(id) ?? Promise.resolve();
+    const next = prev.then(op, op);
+    const settled = next.catch(() => {});
+    this.queues.set(id, settled);
+    void settled.then(() => {
+      if (this.queues.get(id) === settled) this.queues.delete(id);
+    });
+    return next;
+  }
+
+  private sandboxDir(id: string): string {
+    return join(this.dir, id);
+  }
+
+  private async save(r: SandboxRecord): Promise<void> {
+    const file = join(this.sandboxDir(r.id), 'sandbox.json');
+    await writeFile(`${file}.tmp`, `${JSON.stringify(r, null, 2)}\n`);
+    await rename(`${file}.tmp`, file);
+  }
+
+  private async transition(r: SandboxRecord, op: SandboxTransition, error?: string): Promise<void> {
+    r.state = nextState(r.id, r.state, op);
+    if (error !== undefined) r.error = error;
+    if (r.state !== 'stopped') await this.save(r);
+    this.log.info({ sandbox: r.id, state: r.state, error }, `sandbox ${r.state}`);
+    this.emit('state', { ...r });
+  }
+
+  private runtime(driver: DriverName): SandboxRuntime {
+    const rt = this.options.runtimes.get(driver);
+    if (!rt) {
+      const known = [...this.options.runtimes.keys()].join(', ');
+      throw new SandboxSpecError(`the ${driver} runtime is not available on this host (available: ${known})`);
+    }
+    return rt;
+  }
+
+  private async spec(r: SandboxRecord): Promise<RuntimeSpec> {
+    const template = await this.options.images.templateByHash(r.template.hash);
+    if (!template)
+      throw new Error(
+        `template ${r.template.name} ${r.template.hash.slice(0, 12)} is no longer in the image store`,
+      );
+    const kernel = r.kernel ? await this.options.images.kernelByHash(r.kernel) : undefined;
+    if (!r.network) throw new Error(`sandbox ${r.id} has no network`);
+    const dir = this.sandboxDir(r.id);
+    return {
+      id: r.id,
+      dir,
+      template,
+      kernel,
+      resources: r.resources,
+      network: r.network,
+      hostname: r.hostname,
+      consoleLog: join(dir, 'console.log'),
+    };
+  }
+
+  private validate(
+    options: CreateSandboxOptions,
+    defaults: { vcpus: number; memoryMiB: number; diskMiB: number },
+  ) {
+    const resources: SandboxResources = {
+      vcpus: options.vcpus ?? defaults.vcpus,
+      memoryMiB: options.memoryMiB ?? defaults.memoryMiB,
+      diskMiB: options.diskMiB ?? defaults.diskMiB,
+    };
+    const cores = availableParallelism();
+    const hostMiB = Math.floor(totalmem() / 1024 / 1024);
+    if (!Number.isInteger(resources.vcpus) || resources.vcpus < 1 || resources.vcpus > cores) {
+      throw new SandboxSpecError(
+        `vcpus must be a whole number from 1 to ${cores} (this host's cores), not ${resources.vcpus}`,
+      );
+    }
+    if (
+      !Number.isInteger(resources.memoryMiB) ||
+      resources.memoryMiB < 128 ||
+      resources.memoryMiB > hostMiB
+    ) {
+      throw new SandboxSpecError(`memory must be from 128 to ${hostMiB} MiB, not ${resources.memoryMiB}`);
+    }
+    if (
+      !Number.isInteger(resources.diskMiB) ||
+      resources.diskMiB < defaults.diskMiB ||
+      resources.diskMiB > 1_048_576
+    ) {
+      throw new SandboxSpecError(
+        `disk must be from ${defaults.diskMiB} MiB (the template's size) to 1 TiB, not ${resources.diskMiB}`,
+      );
+    }
+    return resources;
+  }
+
+  /**
+   * Creates and starts a sandbox and waits until its envd answers. On any failure the
+   * sandbox is removed with everything it took, and the error says why.
+   */
+  async create(options: CreateSandboxOptions = {}): Promise<SandboxInfo> {
+    const id = options.id ?? newSandboxId();
+    if (!SANDBOX_ID_PATTERN.test(id))
+      throw new SandboxSpecError(`sandbox id "${id}" is not lower-case letters and digits`);
+    if (this.records.has(id)) throw new SandboxSpecError(`sandbox ${id} already exists`);
+    const driver = options.driver ?? this.options.defaultDriver;
+    const runtime = this.runtime(driver);
+    const templateName = options.template ?? 'base';
+    const template = await this.options.images.ensureTemplate(templateName, {
+      reporter: options.reporter,
+      signal: options.signal,
+    });
+    const resources = this.validate(options, {
+      vcpus: Math.min(template.defaults.vcpus, availableParallelism()),
+      memoryMiB: template.defaults.memoryMiB,
+      diskMiB: template.diskSizeMiB,
+    });
+    const kernel = driver === 'container' ? undefined : await this.options.images.ensureKernel(options);
+    if (this.records.has(id)) throw new SandboxSpecError(`sandbox ${id} already exists`);
+    const link = this.pool.allocate();
+    const r: SandboxRecord = {
+      id,
+      driver,
+      template: { name: templateName, hash: template.hash },
+      kernel: kernel?.hash,
+      resources,
+      state: 'creating',
+      slot: link.slot,
+      hostname: 'sandbox',
+      createdAt: new Date().toISOString(),
+    };
+    this.records.set(id, r);
+    return this.serialize(id, async () => {
+      let spec: RuntimeSpec | undefined;
+      try {
+        await mkdir(this.sandboxDir(id), { recursive: true });
+        // Saved before anything is made, so that a crash from here on is cleaned up on restart.
+        await this.save(r);
+        r.network = await createSandboxNetwork(id, link, driver === 'container' ? 'namespace' : 'tap');
+        await this.save(r);
+        spec = await this.spec(r);
+        await runtime.create(spec, options.signal);
+        r.runtime = await runtime.start(spec, options.signal);
+        r.startedAt = new Date().toISOString();
+        await this.save(r);
+        const state = r.runtime;
+        await waitForEnvd(r.network.address, {
+          timeoutMs: this.options.readyTimeoutMs?.[driver] ?? DEFAULT_READY_TIMEOUT[driver],
+          signal: options.signal,
+          stillAlive: () => runtime.alive(state),
+        });
+        await initEnvd(r.network.address, { timestamp: new Date().toISOString(), ...options.envd });
+        await this.transition(r, 'ready');
+        return { ...r };
+      } catch (e) {
+        const why = await this.explain(e as Error, spec);
+        this.log.warn({ sandbox: id, err: why }, 'sandbox create failed');
+        await this.teardown(r).catch((te: Error) =>
+          this.log.error({ sandbox: id, err: te }, 'cleanup failed'),
+        );
+        this.records.delete(id);
+        if (e instanceof SandboxSpecError) throw e;
+        throw new Error(`sandbox ${id} could not start: ${why}`, { cause: e });
+      }
+    });
+  }
+
+  /** The error message, with the end of the sandbox's console log when it tells more. */
+  private async explain(e: Error, spec: RuntimeSpec | undefined): Promise<string> {
+    if (!spec || e instanceof SandboxSpecError) return e.message;
+    const console = await readFile(spec.consoleLog, 'utf8').catch(() => '');
+    const tail = console.trim().split('\n').slice(-10).join('\n');
+    return tail ? `${e.message}\nconsole:\n${tail}` : e.message;
+  }
+
+  /** Frees everything the sandbox took: runtime, network, address, directory. */
+  private async teardown(r: SandboxRecord): Promise<void> {
+    const runtime = this.options.runtimes.get(r.driver);
+    const dir = this.sandboxDir(r.id);
+    if (runtime && r.network) {
+      const spec = await this.spec(r).catch(() => undefined);
+      if (spec) await runtime.destroy(spec, r.runtime);
+    }
+    await removeSandboxNetwork(r.id, r.slot);
+    this.pool.release(r.slot);
+    const mounts = await mountedUnder(dir);
+    if (mounts.length > 0) throw new Error(`not removing ${dir}: still mounted: ${mounts.join(', ')}`);
+    await rm(dir, { recursive: true, force: true });
+  }
+
+  async pause(id: string): Promise<SandboxInfo> {
+    return this.serialize(id, async () => {
+      const r = this.mustGet(id);
+      nextState(id, r.state, 'pause');
+      await this.runtime(r.driver).pause(await this.spec(r), this.mustRun(r));
+      await this.transition(r, 'pause');
+      return { ...r };
+    });
+  }
+
+  async resume(id: string): Promise<SandboxInfo> {
+    return this.serialize(id, async () => {
+      const r = this.mustGet(id);
+      nextState(id, r.state, 'resume');
+      await this.runtime(r.driver).resume(await this.spec(r), this.mustRun(r));
+      await this.transition(r, 'resume');
+      return { ...r };
+    });
+  }
+
+  /** Stops the sandbox at once and frees everything it took. */
+  async kill(id: string): Promise<void> {
+    await this.serialize(id, async () => {
+      const r = this.mustGet(id);
+      await this.transition(r, 'stop');
+      try {
+        await this.teardown(r);
+      } catch (e) {
+        await this.transition(r, 'fail', `cleanup failed: ${(e as Error).message}`);
+        throw e;
+      }
+      await this.transition(r, 'stopped');
+      this.records.delete(id);
+    });
+  }
+
+  async stats(id: string): Promise<RuntimeStats> {
+    const r = this.mustGet(id);
+    return this.runtime(r.driver).stats(await this.spec(r), this.mustRun(r));
+  }
+
+  /** Where the node reaches a port of the sandbox. */
+  endpoint(id: string, port: number): { host: string; port: number } {
+    const r = this.mustGet(id);
+    if (!r.network || (r.state !== 'running' && r.state !== 'paused')) {
+      throw new SandboxNotFoundError(id);
+    }
+    return { host: r.network.address, port };
+  }
+
+  /** Kills every sandbox (node shutdown with cleanup). */
+  async killAll(): Promise<void> {
+    await Promise.allSettled([...this.records.keys()].map((id) => this.kill(id)));
+  }
+
+  private mustGet(id: string): SandboxRecord {
+    const r = this.records.get(id);
+    if (!r) throw new SandboxNotFoundError(id);
+    return r;
+  }
+
+  private mustRun(r: SandboxRecord): RuntimeState {
+    if (!r.runtime) throw new Error(`sandbox ${r.id} has no running process`);
+    return r.runtime;
+  }
+
+  /** Marks sandboxes whose process died as failed and frees what they took. */
+  private async checkAlive(): Promise<void> {
+    for (const r of this.records.values()) {
+      if ((r.state !== 'running' && r.state !== 'paused') || !r.runtime) continue;
+      const runtime = this.options.runtimes.get(r.driver);
+      const state = r.runtime;
+      if (!runtime || (await runtime.alive(state))) continue;
+      await this.serialize(r.id, async () => {
+        if (r.state !== 'running' && r.state !== 'paused') return;
+        const spec = await this.spec(r).catch(() => undefined);
+        const why = await this.explain(new Error(`the ${r.driver} process (pid ${state.pid}) exited`), spec);
+        // Free first, so that whoever hears of the failure finds nothing held.
+        await this.releaseResources(r);
+        await this.transition(r, 'fail', why);
+      }).catch((e: Error) => this.log.error({ sandbox: r.id, err: e }, 'crash handling failed'));
+    }
+  }
+
+  /** Frees a failed sandbox's runtime and network but keeps its record and logs for inspection. */
+  private async releaseResources(r: SandboxRecord): Promise<void> {
+    const runtime = this.options.runtimes.get(r.driver);
+    const spec = await this.spec(r).catch(() => undefined);
+    if (runtime && spec) await runtime.destroy(spec, r.runtime);
+    await removeSandboxNetwork(r.id, r.slot);
+    this.pool.release(r.slot);
+    r.runtime = undefined;
+    r.network = undefined;
+  }
+
+  /** On start: adopt live sandboxes, clean up dead or half-made ones, remove orphans. */
+  private async recover(): Promise<void> {
+    for (const id of await readdir(this.dir)) {
+      const file = join(this.sandboxDir(id), 'sandbox.json');
+      const r = await readFile(file, 'utf8').then(
+        (t) => JSON.parse(t) as SandboxRecord,
+        () => undefined,
+      );
+      if (!r) {
+        this.log.warn({ dir: this.sandboxDir(id) }, 'removing a sandbox directory without a record');
+        await unmountAll(this.sandboxDir(id));
+        await rm(this.sandboxDir(id), { recursive: true });
+        continue;
+      }
+      this.pool.claim(r.slot);
+      this.records.set(r.id, r);
+      const runtime = this.options.runtimes.get(r.driver);
+      const live =
+        (r.state === 'running' || r.state === 'paused') && r.runtime && runtime
+          ? await runtime.alive(r.runtime)
+          : false;
+      if (live) {
+        this.log.info({ sandbox: r.id, state: r.state }, 'adopted a running sandbox');
+        continue;
+      }
+      if (r.state === 'error' && !r.runtime && !r.network) continue;
+      this.log.warn({ sandbox: r.id, state: r.state }, 'cleaning up a sandbox that did not survive');
+      try {
+        await this.teardown(r);
+        this.records.delete(r.id);
+      } catch (e) {
+        r.state = 'error';
+        r.error = `cleanup after restart failed: ${(e as Error).message}`;
+        await this.save(r).catch(() => {});
+      }
+    }
+    await this.removeOrphans();
+  }
+
+  /**
+   * What no record owns (a node that crashed between two steps, or a data directory
+   * that was removed): cgroups, runtime state, network namespaces. There is one node per
+   * host (the node lock), so whatever carries our names and is not ours is debris.
+   */
+  private async removeOrphans(): Promise<void> {
+    const keep = new Set(this.records.keys());
+    for (const name of await childCgroups('aiva')) {
+      if (keep.has(name)) continue;
+      this.log.warn({ cgroup: name }, 'removing an orphaned cgroup');
+      await (await Cgroup.at(`aiva/${name}`)).destroy().catch(() => {});
+    }
+    for (const runtime of this.options.runtimes.values()) await runtime.sweep(keep);
+    const owned = new Set([...keep].map(netnsName));
+    const { stdout } = await runCommand('ip', ['netns', 'list']).catch(() => ({ stdout: '' }));
+    for (const line of stdout.split('\n')) {
+      const name = line.split(' ')[0] ?? '';
+      if (name.startsWith('aiva-') && !owned.has(name)) {
+        this.log.warn({ netns: name }, 'removing an orphaned network namespace');
+        await runCommand('ip', ['netns', 'del', name]).catch(() => {});
+      }
+    }
+  }
+}

@@ -1,0 +1,67 @@
+import { after } from 'node:test';
+import { checkHost, dataDir, ImageStore, SandboxManager } from '../../src/index.js';
+import { createRuntimes } from '../../src/runtime/select.js';
+import type { DriverName, SandboxRuntime } from '../../src/runtime/types.js';
+import type { SandboxManagerOptions } from '../../src/sandbox/sandbox-manager.js';
+import { envdDir, repoImages } from './repo.js';
+import { tempDir } from './temp-dir.js';
+
+/** The real image store (templates are cached in the data directory between runs). */
+export const images = new ImageStore({ home: dataDir(), recipesDir: repoImages, envdDir });
+
+/** This host's runtimes, as the node would build them. */
+export async function hostRuntimes(): Promise<Map<DriverName, SandboxRuntime>> {
+  return createRuntimes(await checkHost());
+}
+
+/**
+ * A sandbox manager with its own temporary data directory (sandbox records) and the
+ * shared image store; closed, with its sandboxes killed, when the test file ends.
+ */
+export async function testManager(
+  options: Partial<
+    Pick<SandboxManagerOptions, 'runtimes' | 'readyTimeoutMs' | 'defaultDriver' | 'monitorIntervalMs'>
+  > & {
+    home?: string;
+  } = {},
+): Promise<SandboxManager> {
+  const home = options.home ?? (await tempDir('aiva-node-'));
+  const runtimes = options.runtimes ?? (await hostRuntimes());
+  const manager = await SandboxManager.open({
+    home,
+    images,
+    runtimes,
+    defaultDriver: options.defaultDriver ?? 'container',
+    readyTimeoutMs: options.readyTimeoutMs,
+    monitorIntervalMs: options.monitorIntervalMs ?? 200,
+  });
+  after(async () => {
+    await manager.killAll();
+    await manager.close();
+  });
+  return manager;
+}
+
+/** GET http://address:49983/health; the status, or the error's name (e.g. TimeoutError). */
+export async function envdHealth(address: string, timeoutMs = 2000): Promise<number | string> {
+  try {
+    const res = await fetch(`http://${address}:49983/health`, { signal: AbortSignal.timeout(timeoutMs) });
+    return res.status;
+  } catch (e) {
+    return (e as Error).name;
+  }
+}
+
+export async function until<T>(
+  what: string,
+  probe: () => Promise<T | undefined>,
+  timeoutMs = 15_000,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await probe();
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}

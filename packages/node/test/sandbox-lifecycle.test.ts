@@ -1,0 +1,156 @@
+// The sandbox manager with the real runtimes of this host: container (runc) and
+// qemu-microvm (TCG here). Create, pause, resume, kill; crashes, restarts, bad input;
+// and after everything, nothing left on the host.
+import assert from 'node:assert/strict';
+import { access } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
+import { join } from 'node:path';
+import { describe, test } from 'node:test';
+import { RecipeError, SandboxSpecError, SandboxStateError } from '../src/index.js';
+import { QemuRuntime } from '../src/runtime/qemu/qemu-runtime.js';
+import type { DriverName } from '../src/runtime/types.js';
+import { checkHostLeaks, hostResources } from './helpers/host-leaks.js';
+import { tempDir } from './helpers/temp-dir.js';
+import { envdHealth, hostRuntimes, testManager, until } from './helpers/test-node.js';
+
+checkHostLeaks();
+
+const exists = (p: string) =>
+  access(p).then(
+    () => true,
+    () => false,
+  );
+
+for (const driver of ['container', 'qemu-microvm'] as DriverName[]) {
+  describe(`${driver} sandboxes`, () => {
+    test('run, pause, resume and kill', async () => {
+      const m = await testManager({ defaultDriver: driver });
+      const s = await m.create({ memoryMiB: 256, vcpus: 1 });
+      assert.equal(s.state, 'running');
+      assert.equal(s.driver, driver);
+      assert.match(s.id, /^[a-z0-9]{20}$/);
+      const address = s.network?.address ?? '';
+      assert.equal(await envdHealth(address), 204);
+
+      const stats = await m.stats(s.id);
+      assert.ok(stats.memoryBytes > 0, 'memory is accounted');
+      assert.ok(stats.cpuUsageUs > 0, 'CPU time is accounted');
+      const limit = driver === 'container' ? 256 : 256 + 256;
+      assert.equal(stats.memoryLimitBytes, limit * 1024 * 1024);
+
+      assert.equal((await m.pause(s.id)).state, 'paused');
+      assert.equal(await envdHealth(address, 500), 'TimeoutError', 'a paused sandbox does not answer');
+      await assert.rejects(m.pause(s.id), SandboxStateError);
+      assert.equal((await m.resume(s.id)).state, 'running');
+      assert.equal(await envdHealth(address, 5000), 204);
+
+      const states: string[] = [];
+      m.on('state', (i) => states.push(i.state));
+      await m.kill(s.id);
+      assert.deepEqual(states, ['stopping', 'stopped']);
+      assert.deepEqual(m.list(), []);
+      assert.notEqual(await envdHealth(address, 500), 204);
+    });
+
+    test('a sandbox whose process dies is marked failed and freed', async () => {
+      const m = await testManager({ defaultDriver: driver });
+      const s = await m.create({ memoryMiB: 256, vcpus: 1 });
+      process.kill(s.runtime?.pid ?? 0, 'SIGKILL');
+      const failed = await until('the sandbox to fail', async () => {
+        const now = m.get(s.id);
+        return now.state === 'error' ? now : undefined;
+      });
+      assert.match(failed.error ?? '', /exited/);
+      assert.equal(failed.network, undefined, 'its network is released');
+      const left = await hostResources();
+      assert.ok(!left.netns.includes(`aiva-${s.id}`));
+      assert.ok(!left.cgroups.includes(s.id));
+      await m.kill(s.id);
+      assert.deepEqual(m.list(), []);
+    });
+
+    test('a restarted node adopts live sandboxes and cleans up dead ones', async () => {
+      const home = await tempDir('aiva-node-');
+      const first = await testManager({ defaultDriver: driver, home });
+      const [live, dead] = await Promise.all([
+        first.create({ memoryMiB: 256, vcpus: 1 }),
+        first.create({ memoryMiB: 256, vcpus: 1 }),
+      ]);
+      await first.close();
+      process.kill(dead.runtime?.pid ?? 0, 'SIGKILL');
+      await until('the process to exit', async () =>
+        (await exists(`/proc/${dead.runtime?.pid}/stat`)) ? undefined : true,
+      );
+
+      const second = await testManager({ defaultDriver: driver, home });
+      assert.deepEqual(
+        second.list().map((s) => [s.id, s.state]),
+        [[live.id, 'running']],
+      );
+      assert.equal(await envdHealth(live.network?.address ?? ''), 204);
+      assert.equal(await exists(join(home, 'sandboxes', dead.id)), false, 'the dead one is gone');
+      assert.ok(!(await hostResources()).netns.includes(`aiva-${dead.id}`));
+      await second.kill(live.id);
+    });
+
+    test('a sandbox that never answers is removed with a clear error', async () => {
+      const m = await testManager({ defaultDriver: driver, readyTimeoutMs: { [driver]: 1 } });
+      await assert.rejects(
+        m.create({ memoryMiB: 256, vcpus: 1 }),
+        /could not start: envd did not answer within 1 ms/,
+      );
+      assert.deepEqual(m.list(), []);
+    });
+
+    test('impossible limits and unknown templates are refused before anything is made', async () => {
+      const m = await testManager({ defaultDriver: driver });
+      const before = await hostResources();
+      const cores = availableParallelism();
+      await assert.rejects(m.create({ vcpus: 0 }), SandboxSpecError);
+      await assert.rejects(
+        m.create({ vcpus: cores + 1 }),
+        new RegExp(`vcpus must be a whole number from 1 to ${cores}`),
+      );
+      await assert.rejects(m.create({ memoryMiB: 0 }), /memory must be from 128/);
+      await assert.rejects(m.create({ memoryMiB: 10_000_000 }), /memory must be from 128/);
+      await assert.rejects(m.create({ diskMiB: 100 }), /disk must be from 4096 MiB/);
+      await assert.rejects(m.create({ template: 'no-such-template' }), RecipeError);
+      await assert.rejects(m.create({ id: 'Bad-Id' }), /not lower-case letters and digits/);
+      assert.deepEqual(m.list(), []);
+      assert.deepEqual(await hostResources(), before);
+    });
+  });
+}
+
+describe('qemu-microvm failures', () => {
+  test('QEMU dying mid-boot fails the create and frees everything', async () => {
+    const m = await testManager({ defaultDriver: 'qemu-microvm' });
+    const creating = m.create({ memoryMiB: 256, vcpus: 1 });
+    const pid = await until('QEMU to start', async () => m.list()[0]?.runtime?.pid);
+    process.kill(pid, 'SIGKILL');
+    await assert.rejects(creating, /stopped before envd answered|exited/);
+    assert.deepEqual(m.list(), []);
+  });
+
+  test('a missing QEMU binary is a clear error', async () => {
+    const runtimes = await hostRuntimes();
+    runtimes.set(
+      'qemu-microvm',
+      new QemuRuntime({ accel: 'tcg', binary: '/nonexistent/qemu-system-x86_64' }),
+    );
+    const m = await testManager({ defaultDriver: 'qemu-microvm', runtimes });
+    await assert.rejects(
+      m.create({ memoryMiB: 256, vcpus: 1 }),
+      /qemu-system-x86_64.*(No such file|exited)/s,
+    );
+    assert.deepEqual(m.list(), []);
+  });
+
+  test('a runtime the host lacks is refused', async () => {
+    const m = await testManager();
+    await assert.rejects(
+      m.create({ driver: 'firecracker' }),
+      /the firecracker runtime is not available on this host/,
+    );
+  });
+});
