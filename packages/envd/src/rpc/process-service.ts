@@ -92,22 +92,24 @@ export function processService(envd: Envd): ServiceImpl<typeof pp.Process> {
         throw e;
       }
       const { proc, events } = started;
-      // Connect-Timeout-Ms is the life of the command: at the deadline it is killed.
-      // A client that merely goes away leaves it running (it can Connect again).
-      const onAbort = () => {
-        if (ConnectError.from(ctx.signal.reason).code === Code.DeadlineExceeded && !proc.ended) {
+      // Connect-Timeout-Ms is the life of the command: at the deadline it is killed,
+      // whether or not its client is still there (the client usually gives up first). A
+      // client that merely goes away leaves it running: it can Connect again.
+      const timeoutMs = ctx.timeoutMs();
+      if (timeoutMs !== undefined) {
+        const deadline = setTimeout(() => {
           try {
             proc.signal('SIGKILL');
           } catch {}
-        }
-      };
-      ctx.signal.addEventListener('abort', onAbort);
+        }, timeoutMs);
+        deadline.unref();
+        proc.onEnd(() => clearTimeout(deadline));
+      }
       try {
         yield create(pp.StartResponseSchema, { event: startEvent(proc.pid) });
         proc.release();
         for await (const event of follow(proc, events, ctx)) yield create(pp.StartResponseSchema, { event });
       } finally {
-        ctx.signal.removeEventListener('abort', onAbort);
         proc.release();
       }
     },
