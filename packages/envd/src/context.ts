@@ -25,10 +25,10 @@ export function rpcUser(envd: Envd, ctx: HandlerContext): GuestUser {
   }
 }
 
-/** A request path made absolute for `user`, or invalid_argument. */
-export function rpcPath(envd: Envd, path: string, user: GuestUser): string {
+/** A request path made absolute for `user` (empty: `emptyPath`, else home), or invalid_argument. */
+export function rpcPath(path: string, user: GuestUser, emptyPath?: string): string {
   try {
-    return resolveUserPath(path, user, envd.state.defaultWorkdir);
+    return resolveUserPath(path, user, emptyPath);
   } catch (e) {
     if (e instanceof InvalidPathError) throw new ConnectError(e.message, Code.InvalidArgument);
     throw e;

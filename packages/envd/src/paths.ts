@@ -5,16 +5,18 @@ export class InvalidPathError extends Error {}
 
 /**
  * A path of a request made absolute: `~` and `~/x` expand to the user's home, relative
- * paths start at the default workdir (else the home), and `.`/`..` are resolved.
+ * paths start at the home, an empty path is `emptyPath` (the home unless given), and
+ * `.`/`..` are resolved.
  */
-export function resolveUserPath(path: string, user: GuestUser, defaultWorkdir?: string): string {
+export function resolveUserPath(path: string, user: GuestUser, emptyPath?: string): string {
   if (path.includes('\0')) throw new InvalidPathError('path contains a NUL byte');
   let p = path;
-  if (p === '~') p = user.home;
+  if (p === '') p = emptyPath ?? user.home;
+  else if (p === '~') p = user.home;
   else if (p.startsWith('~/')) p = join(user.home, p.slice(2));
   else if (p.startsWith('~'))
     throw new InvalidPathError(`cannot expand '${path}': only ~ and ~/ are supported`);
-  if (!isAbsolute(p)) p = join(defaultWorkdir ?? user.home, p);
+  if (!isAbsolute(p)) p = join(user.home, p);
   const out = normalize(p);
   return out.length > 1 && out.endsWith('/') ? out.slice(0, -1) : out;
 }

@@ -68,9 +68,9 @@ function authorize(
   }
 }
 
-function resolve(envd: Envd, path: string, user: GuestUser): string {
+function resolve(path: string, user: GuestUser): string {
   try {
-    return resolveUserPath(path, user, envd.state.defaultWorkdir);
+    return resolveUserPath(path, user);
   } catch (e) {
     if (e instanceof InvalidPathError)
       throw new HttpError(400, `error resolving path '${path}': ${e.message}`);
@@ -113,7 +113,7 @@ export async function downloadFile(
   const auth = authorize(envd, req, res, url, 'read');
   if (!auth) return;
   try {
-    const path = resolve(envd, auth.rawPath ?? '', auth.user);
+    const path = resolve(auth.rawPath ?? '', auth.user);
     const st = await stat(path).catch((e: NodeJS.ErrnoException) => {
       if (e.code === 'ENOENT' || e.code === 'ENOTDIR')
         throw new HttpError(404, `path '${path}' does not exist`);
@@ -167,15 +167,14 @@ export async function downloadFile(
   }
 }
 
-/** Metadata from `X-Metadata-<Key>` headers (keys as sent, case preserved from rawHeaders). */
+/** Metadata from `X-Metadata-<Key>` headers: keys lowercased (as E2B's envd), first value wins. */
 function metadataHeaders(req: IncomingMessage): Record<string, string> {
   const md: Record<string, string> = {};
   const raw = req.rawHeaders;
   for (let i = 0; i + 1 < raw.length; i += 2) {
-    const name = raw[i] ?? '';
-    if (name.toLowerCase().startsWith('x-metadata-') && name.length > 'x-metadata-'.length) {
-      md[name.slice('x-metadata-'.length)] = raw[i + 1] ?? '';
-    }
+    const name = (raw[i] ?? '').toLowerCase();
+    const key = name.slice('x-metadata-'.length);
+    if (name.startsWith('x-metadata-') && key.length > 0 && !(key in md)) md[key] = raw[i + 1] ?? '';
   }
   return md;
 }
@@ -269,7 +268,7 @@ export async function uploadFiles(
     if (mediaType === 'application/octet-stream') {
       if (rawPath === undefined)
         throw new HttpError(400, 'path query parameter is required for raw body upload');
-      const path = resolve(envd, rawPath, user);
+      const path = resolve(rawPath, user);
       await writeFile(path, body, user, declared);
       written.push({ path, name: basename(path), type: 'file' });
     } else if (mediaType.startsWith('multipart/')) {
@@ -306,7 +305,7 @@ export async function uploadFiles(
             try {
               const target = rawPath ?? info.filename;
               if (!target) throw new HttpError(400, 'a file part has no file name and no path was given');
-              const path = resolve(envd, target, user);
+              const path = resolve(target, user);
               if (written.some((w) => w.path === path)) {
                 throw new HttpError(
                   400,

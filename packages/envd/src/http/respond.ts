@@ -1,20 +1,44 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 
-/** E2B's error body: `{"code": <http status>, "message": "..."}`. */
+/** An unread request body up to this size is read and dropped before an error answer. */
+const DRAIN_LIMIT = 8 * 1024 * 1024;
+
+/**
+ * E2B's error body: `{"code": <http status>, "message": "..."}`. If the request body was
+ * not read to its end, the rest is read first (so that the client, still sending, sees
+ * the answer rather than a reset); past DRAIN_LIMIT the connection is closed instead.
+ */
 export function jsonError(res: ServerResponse, status: number, message: string, req?: IncomingMessage): void {
   if (res.headersSent) {
     res.destroy(new Error(message));
     return;
   }
   const body = JSON.stringify({ code: status, message });
-  const headers: Record<string, string | number> = {
-    'content-type': 'application/json',
-    'content-length': Buffer.byteLength(body),
+  const send = (close: boolean) => {
+    if (res.headersSent) return;
+    const headers: Record<string, string | number> = {
+      'content-type': 'application/json',
+      'content-length': Buffer.byteLength(body),
+    };
+    if (close) headers.connection = 'close';
+    res.writeHead(status, headers).end(body);
   };
-  // A body we did not read would otherwise be parsed as the next request.
-  if (req && !req.readableEnded) headers.connection = 'close';
-  res.writeHead(status, headers).end(body);
-  req?.resume();
+  if (!req || req.readableEnded || req.destroyed) {
+    send(false);
+    return;
+  }
+  req.unpipe();
+  let drained = 0;
+  req.on('data', (c: Buffer) => {
+    drained += c.length;
+    if (drained > DRAIN_LIMIT) {
+      send(true);
+      req.pause();
+    }
+  });
+  req.once('end', () => send(false));
+  req.once('error', () => send(true));
+  req.resume();
 }
 
 export function json(res: ServerResponse, status: number, value: unknown): void {

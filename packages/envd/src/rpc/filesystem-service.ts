@@ -32,7 +32,7 @@ export function filesystemService(envd: Envd): ServiceImpl<typeof fsp.Filesystem
 
   /** Validates a directory to watch and returns its absolute path. */
   const watchTarget = async (path: string, user: ReturnType<typeof rpcUser>, allowNetworkMounts: boolean) => {
-    const dir = rpcPath(envd, path, user);
+    const dir = rpcPath(path, user);
     const st = await stat(dir).catch((e) => {
       throw fsError(e, `cannot watch ${dir}`);
     });
@@ -64,7 +64,7 @@ export function filesystemService(envd: Envd): ServiceImpl<typeof fsp.Filesystem
   return {
     async stat(req, ctx) {
       const user = rpcUser(envd, ctx);
-      const path = rpcPath(envd, req.path, user);
+      const path = rpcPath(req.path, user);
       try {
         return { entry: await withMetadata(path, await lstat(path, { bigint: true })) };
       } catch (e) {
@@ -74,7 +74,7 @@ export function filesystemService(envd: Envd): ServiceImpl<typeof fsp.Filesystem
 
     async makeDir(req, ctx) {
       const user = rpcUser(envd, ctx);
-      const path = rpcPath(envd, req.path, user);
+      const path = rpcPath(req.path, user);
       const st = await stat(path).catch((e: NodeJS.ErrnoException) => {
         if (e.code === 'ENOENT') return undefined;
         throw fsError(e, `cannot stat ${path}`);
@@ -95,8 +95,8 @@ export function filesystemService(envd: Envd): ServiceImpl<typeof fsp.Filesystem
 
     async move(req, ctx) {
       const user = rpcUser(envd, ctx);
-      const source = rpcPath(envd, req.source, user);
-      const destination = rpcPath(envd, req.destination, user);
+      const source = rpcPath(req.source, user);
+      const destination = rpcPath(req.destination, user);
       try {
         await lstat(source);
       } catch (e) {
@@ -113,7 +113,7 @@ export function filesystemService(envd: Envd): ServiceImpl<typeof fsp.Filesystem
 
     async listDir(req, ctx) {
       const user = rpcUser(envd, ctx);
-      const requested = rpcPath(envd, req.path, user);
+      const requested = rpcPath(req.path, user);
       const depth = req.depth === 0 ? 1 : req.depth;
       let resolved: string;
       try {
@@ -144,7 +144,7 @@ export function filesystemService(envd: Envd): ServiceImpl<typeof fsp.Filesystem
 
     async remove(req, ctx) {
       const user = rpcUser(envd, ctx);
-      const path = rpcPath(envd, req.path, user);
+      const path = rpcPath(req.path, user);
       try {
         await rm(path, { recursive: true, force: true });
       } catch (e) {

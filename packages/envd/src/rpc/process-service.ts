@@ -75,7 +75,7 @@ export function processService(envd: Envd): ServiceImpl<typeof pp.Process> {
       const user = rpcUser(envd, ctx);
       const config = req.process;
       if (!config?.cmd) throw new ConnectError('process.cmd is required', Code.InvalidArgument);
-      const cwd = rpcPath(envd, config.cwd ?? '', user);
+      const cwd = rpcPath(config.cwd ?? '', user, envd.state.defaultWorkdir);
       let started: Awaited<ReturnType<typeof processes.start>>;
       try {
         started = await processes.start({
