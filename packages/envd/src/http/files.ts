@@ -249,11 +249,12 @@ export async function uploadFiles(
   const { user, rawPath } = auth;
   try {
     const encoding = String(req.headers['content-encoding'] ?? 'identity').toLowerCase();
-    let body: Readable = req;
+    // The body goes through a stream of its own, so that a failed write destroys that one
+    // and not the request (whose connection still has to carry the error answer).
+    let body: Readable;
     if (encoding === 'gzip') body = req.pipe(createGunzip());
-    else if (encoding !== 'identity' && encoding !== '') {
-      throw new HttpError(400, `unsupported Content-Encoding: ${encoding}`);
-    }
+    else if (encoding === 'identity' || encoding === '') body = req.pipe(new PassThrough());
+    else throw new HttpError(400, `unsupported Content-Encoding: ${encoding}`);
     // gunzip errors surface where the body is consumed.
     body.on('error', () => {});
     const contentType = String(req.headers['content-type'] ?? '');

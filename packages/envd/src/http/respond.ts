@@ -5,8 +5,10 @@ const DRAIN_LIMIT = 8 * 1024 * 1024;
 
 /**
  * E2B's error body: `{"code": <http status>, "message": "..."}`. If the request body was
- * not read to its end, the rest is read first (so that the client, still sending, sees
- * the answer rather than a reset); past DRAIN_LIMIT the connection is closed instead.
+ * not read to its end, the rest is read and dropped first (so that a client still
+ * sending sees the answer rather than a reset; past DRAIN_LIMIT we stop reading) and the
+ * connection is closed after the answer: a socket whose request was cut short is not
+ * trusted with the next one.
  */
 export function jsonError(res: ServerResponse, status: number, message: string, req?: IncomingMessage): void {
   if (res.headersSent) {
@@ -23,8 +25,12 @@ export function jsonError(res: ServerResponse, status: number, message: string, 
     if (close) headers.connection = 'close';
     res.writeHead(status, headers).end(body);
   };
-  if (!req || req.readableEnded || req.destroyed) {
+  if (!req || (req.readableEnded && req.readableFlowing !== false)) {
     send(false);
+    return;
+  }
+  if (req.destroyed) {
+    send(true);
     return;
   }
   req.unpipe();
@@ -36,7 +42,7 @@ export function jsonError(res: ServerResponse, status: number, message: string, 
       req.pause();
     }
   });
-  req.once('end', () => send(false));
+  req.once('end', () => send(true));
   req.once('error', () => send(true));
   req.resume();
 }
