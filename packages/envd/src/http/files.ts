@@ -103,6 +103,34 @@ function parseRange(
   return { start, end };
 }
 
+/**
+ * The response encoding for an Accept-Encoding header, as E2B's envd negotiates it:
+ * the best-quality supported coding (gzip), identity when it ranks first or nothing
+ * supported is asked for, an error when identity is refused and gzip is not accepted.
+ * Note that fetch() sends "gzip, deflate" by itself, so SDK downloads come gzipped.
+ */
+export function acceptedEncoding(header: string | undefined): 'gzip' | 'identity' | Error {
+  if (!header) return 'identity';
+  const offers = header
+    .split(',')
+    .map((part) => {
+      const [name = '', ...params] = part.split(';').map((x) => x.trim());
+      const q = params.find((p) => p.toLowerCase().startsWith('q='));
+      const quality = q ? Number(q.slice(2)) : 1;
+      return { name: name.toLowerCase(), quality: Number.isNaN(quality) ? 1 : quality };
+    })
+    .filter((o) => o.name !== '')
+    .sort((a, b) => b.quality - a.quality);
+  const identityRefused = offers.some((o) => (o.name === 'identity' || o.name === '*') && o.quality === 0);
+  for (const o of offers) {
+    if (o.quality === 0) continue;
+    if (o.name === 'identity') return 'identity';
+    if (o.name === 'gzip') return 'gzip';
+    if (o.name === '*') return identityRefused ? 'gzip' : 'identity';
+  }
+  return identityRefused ? new Error('no acceptable encoding found, supported: [gzip]') : 'identity';
+}
+
 /** GET /files: a file's bytes; Range (206) or gzip (Accept-Encoding) on request. */
 export async function downloadFile(
   envd: Envd,
@@ -130,7 +158,13 @@ export async function downloadFile(
       vary: 'Accept-Encoding',
     };
     const range = parseRange(req.headers.range, st.size);
-    const gzip = range === undefined && /\bgzip\b/.test(String(req.headers['accept-encoding'] ?? ''));
+    const encoding = acceptedEncoding(req.headers['accept-encoding']);
+    if (encoding instanceof Error) {
+      await file.close();
+      throw new HttpError(400, `error parsing Accept-Encoding: ${encoding.message}`);
+    }
+    // Ranges are served as they are (Accept-Encoding is advisory).
+    const gzip = range === undefined && encoding === 'gzip';
     if (range === null) {
       await file.close();
       res.writeHead(416, { 'content-range': `bytes */${st.size}` }).end();
@@ -149,7 +183,7 @@ export async function downloadFile(
     } else if (gzip) {
       headers['content-encoding'] = 'gzip';
       res.writeHead(200, headers);
-      body = body.pipe(createGzip({ level: 1 }));
+      body = body.pipe(createGzip({ level: 1, chunkSize: 256 * 1024 }));
     } else {
       headers['content-length'] = st.size;
       res.writeHead(200, headers);
