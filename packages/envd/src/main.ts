@@ -55,6 +55,9 @@ function main(): void {
     server.closeAllConnections?.();
     setTimeout(() => process.exit(0), 500).unref();
   };
+  // envd is the sandbox's only way in: a bug in one request must not take it down.
+  process.on('uncaughtException', (e) => process.stderr.write(`envd: uncaught: ${e.stack ?? e}\n`));
+  process.on('unhandledRejection', (e) => process.stderr.write(`envd: unhandled rejection: ${String(e)}\n`));
   process.once('SIGTERM', () => stop('SIGTERM'));
   process.once('SIGINT', () => stop('SIGINT'));
 }

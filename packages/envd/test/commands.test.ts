@@ -57,6 +57,19 @@ describe('commands.run', () => {
     assert.ok(/^a+$/.test(r.stdout));
   });
 
+  test('a slow consumer still gets all the output of a command that already exited', async () => {
+    const sbx = await sdk();
+    let seen = 0;
+    const r = await sbx.commands.run('head -c 12000000 /dev/zero | tr "\\0" b', {
+      onStdout: async (d) => {
+        seen += d.length;
+        await new Promise((resolve) => setTimeout(resolve, 2));
+      },
+    });
+    assert.equal(r.stdout.length, 12_000_000);
+    assert.equal(seen, 12_000_000);
+  });
+
   test('exit codes: non-zero throws CommandExitError with the status', async () => {
     const sbx = await sdk();
     await assert.rejects(sbx.commands.run('echo out; echo err >&2; exit 3'), (e: unknown) => {

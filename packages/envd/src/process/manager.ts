@@ -9,8 +9,13 @@ import { exitDescription } from './exit-status.js';
 const CHUNK_BYTES = 32 * 1024;
 /** End events stay available to a late Connect this long. */
 export const END_RETENTION_MS = 30_000;
-/** Output of a process that exited, still held open by something it left running, waits this long. */
+/**
+ * After a process exits, its output is read until it closes; if something the process
+ * left running holds it open, until it has been quiet this long…
+ */
 const OUTPUT_GRACE_MS = 200;
+/** …or, if that something keeps writing, at most this long. */
+const OUTPUT_AFTER_EXIT_MAX_MS = 2000;
 /** Back-pressure: pause reading output while a subscriber has this many chunks queued… */
 const PAUSE_BACKLOG = 256;
 /** …and resume when every subscriber is below this. */
@@ -115,6 +120,11 @@ export class ManagedProcess {
       for (const q of this.subscribers) q.close();
       this.subscribers.clear();
     }
+  }
+
+  /** Output reading is paused because a follower lags behind. */
+  get isPaused(): boolean {
+    return this.paused;
   }
 
   private pause(): void {
@@ -294,8 +304,10 @@ export class ProcessManager {
     const events = proc.subscribe();
     this.running.set(pid, proc);
 
+    let lastOutput = Date.now();
     const forward = (stream: Readable | null, kind: OutputKind) => {
       stream?.on('data', (chunk: Buffer) => {
+        lastOutput = Date.now();
         for (let i = 0; i < chunk.length; i += CHUNK_BYTES) {
           proc.emit({ kind: 'data', output: kind, data: chunk.subarray(i, i + CHUNK_BYTES) });
         }
@@ -318,13 +330,21 @@ export class ProcessManager {
     };
     child.once('exit', (code, signal) => {
       exit = exitDescription(code, signal);
-      // Output normally closes with the process; a daemon it forked may hold it open.
-      const grace = setTimeout(() => {
+      // Output normally closes with the process, but a daemon it forked may hold it open.
+      // Keep reading while output still flows (or waits for a slow follower), then cut.
+      const exitedAt = Date.now();
+      const check = () => {
+        if (proc.ended) return;
+        const quiet = Date.now() - lastOutput >= OUTPUT_GRACE_MS;
+        if (proc.isPaused || (!quiet && Date.now() - exitedAt < OUTPUT_AFTER_EXIT_MAX_MS)) {
+          grace = setTimeout(check, OUTPUT_GRACE_MS);
+          return;
+        }
         child.stdout?.destroy();
         child.stderr?.destroy();
         finish();
-      }, OUTPUT_GRACE_MS);
-      grace.unref();
+      };
+      let grace = setTimeout(check, OUTPUT_GRACE_MS);
       child.once('close', () => {
         clearTimeout(grace);
         finish();
