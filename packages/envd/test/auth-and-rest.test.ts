@@ -49,6 +49,14 @@ describe('/init', () => {
     assert.equal((await (await sdk()).commands.run('id -un')).stdout, 'user\n');
   });
 
+  test('takes the host clock (a clock already right is left alone) and refuses a bad one', async () => {
+    const s = sandbox();
+    assert.equal((await s.init({ timestamp: new Date().toISOString() })).status, 204);
+    const bad = await s.init({ timestamp: 'yesterday-ish' });
+    assert.equal(bad.status, 400);
+    assert.match(await bad.text(), /timestamp/);
+  });
+
   test('sets env vars (seen by /envs and processes), hostname, default user and workdir', async () => {
     const s = sandbox();
     const res = await s.init({

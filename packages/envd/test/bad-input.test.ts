@@ -203,6 +203,69 @@ describe('clients that go away', () => {
     await reader?.read();
     dl.abort();
 
+    // An upload abandoned half-way leaves no partial file.
+    const up = new AbortController();
+    let sent = 0;
+    const body = new ReadableStream({
+      async pull(c) {
+        if (sent >= 4 * 1024 * 1024) {
+          up.abort();
+          return;
+        }
+        sent += 256 * 1024;
+        c.enqueue(new Uint8Array(256 * 1024));
+        await new Promise((r) => setTimeout(r, 5));
+      },
+    });
+    await assert.rejects(
+      fetch(`${ENVD_URL}/files?path=/tmp/abandoned.bin&username=user`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/octet-stream' },
+        body,
+        signal: up.signal,
+        duplex: 'half',
+      } as RequestInit),
+    );
+    await eventually(
+      async () => !(await sbx.files.exists('/tmp/abandoned.bin')),
+      'the partial upload to be removed',
+    );
+    // The same as a multipart upload.
+    const mp = new AbortController();
+    let mpSent = 0;
+    const boundary = 'aivaboundary';
+    const mpBody = new ReadableStream({
+      async pull(c) {
+        if (mpSent === 0) {
+          c.enqueue(
+            new TextEncoder().encode(
+              `--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="/tmp/abandoned-mp.bin"\r\nContent-Type: application/octet-stream\r\n\r\n`,
+            ),
+          );
+        }
+        if (mpSent >= 4 * 1024 * 1024) {
+          mp.abort();
+          return;
+        }
+        mpSent += 256 * 1024;
+        c.enqueue(new Uint8Array(256 * 1024).fill(66));
+        await new Promise((r) => setTimeout(r, 5));
+      },
+    });
+    await assert.rejects(
+      fetch(`${ENVD_URL}/files?username=user`, {
+        method: 'POST',
+        headers: { 'content-type': `multipart/form-data; boundary=${boundary}` },
+        body: mpBody,
+        signal: mp.signal,
+        duplex: 'half',
+      } as RequestInit),
+    );
+    await eventually(
+      async () => !(await sbx.files.exists('/tmp/abandoned-mp.bin')),
+      'the partial multipart upload to be removed',
+    );
+
     // A watch abandoned.
     const w = new AbortController();
     const handle = await sbx.files.watchDir('/tmp', () => {}, { signal: w.signal });

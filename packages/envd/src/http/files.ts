@@ -291,6 +291,12 @@ export async function uploadFiles(
     else throw new HttpError(400, `unsupported Content-Encoding: ${encoding}`);
     // gunzip errors surface where the body is consumed.
     body.on('error', () => {});
+    // pipe() does not pass on a client that went away mid-upload: fail the body, so that
+    // the write stops, its file is closed and the partial file removed.
+    req.once('close', () => {
+      if (!req.complete)
+        body.destroy(new HttpError(400, 'the client closed the connection before the upload was complete'));
+    });
     const contentType = String(req.headers['content-type'] ?? '');
     const mediaType = contentType.split(';')[0]?.trim().toLowerCase() ?? '';
     const md = metadataHeaders(req);
@@ -317,10 +323,13 @@ export async function uploadFiles(
         }
         let work = Promise.resolve();
         let failed = false;
+        const inFlight = new Set<PassThrough>();
         const stop = (e: unknown) => {
           if (failed) return;
           failed = true;
           body.unpipe(bb);
+          // A part being written stops too (its partial file is removed).
+          for (const part of inFlight) part.destroy(e instanceof Error ? e : new Error(String(e)));
           fail(e);
         };
         bb.on('file', (field, stream, info) => {
@@ -330,6 +339,8 @@ export async function uploadFiles(
           }
           // Parts are written one after another, in order.
           const part = new PassThrough();
+          inFlight.add(part);
+          part.once('close', () => inFlight.delete(part));
           stream.pipe(part);
           stream.on('error', (e) => part.destroy(e));
           work = work.then(async () => {
