@@ -278,6 +278,20 @@ describe('commands.run', () => {
     await sbx.commands.run('true');
     const fds = await s.envdFds();
     for (let i = 0; i < 20; i++) await sbx.commands.run('echo $RANDOM');
+    const { process } = rawClients();
+    for (let i = 0; i < 10; i++) {
+      const failing = process.start({
+        process: { cmd: '/no/such/thing', args: [] },
+        pty: i % 2 ? { size: { cols: 80, rows: 24 } } : undefined,
+      });
+      await assert.rejects(
+        (async () => {
+          for await (const _ of failing) {
+          }
+        })(),
+        /cannot execute/,
+      );
+    }
     await eventually(async () => (await s.envdChildren()).length === 0, 'envd to have no children');
     await eventually(async () => (await s.envdFds()) <= fds + 4, `envd fds to settle (was ${fds})`);
     assert.deepEqual(await s.zombies(), []);

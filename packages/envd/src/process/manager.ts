@@ -266,8 +266,7 @@ export class ProcessManager {
     const pid = await new Promise<number>((resolve, reject) => {
       let text = '';
       const fail = (msg: string) => {
-        child.stdout?.destroy();
-        child.stderr?.destroy();
+        for (const stream of child.stdio) stream?.destroy();
         reject(new StartError(msg));
       };
       child.once('error', (e) => fail(`cannot start '${spec.config.cmd}': ${e.message}`));
