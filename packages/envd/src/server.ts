@@ -1,4 +1,5 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { resolve } from 'node:path';
 import { filesystem as fsp, process as pp } from '@aiva/protocol';
 import { connectNodeAdapter } from '@connectrpc/connect-node';
 import { ACCESS_TOKEN_HEADER, sameSecret } from './auth.js';
@@ -33,12 +34,14 @@ export interface EnvdServer {
 
 /** envd's HTTP server: the Connect services and the REST endpoints on one port. */
 export function createEnvdServer(options: EnvdOptions): EnvdServer {
+  // Processes start in other directories: the helper's path must not be relative.
+  const helper = resolve(options.helper);
   const envd: Envd = {
     state: options.state ?? new EnvdState(),
     users: new UserDatabase(options.etc),
-    helper: options.helper,
-    processes: new ProcessManager(options.helper),
-    metadata: new MetadataStore(options.helper),
+    helper,
+    processes: new ProcessManager(helper),
+    metadata: new MetadataStore(helper),
   };
   const metrics = new MetricsSampler();
 
