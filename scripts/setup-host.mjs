@@ -30,6 +30,8 @@ const packages = {
     'util-linux': 'private mount namespaces for builds (unshare)',
     iproute2: 'sandbox networking (ip)',
     nftables: 'sandbox firewall (nft)',
+    gcc: "building envd's static native helper (aiva-exec: PTYs, users, xattrs, inotify)",
+    'libc6-dev': "the C library (static) envd's native helper is linked with",
   },
   test: {
     attr: 'tests read extended attributes (getfattr)',

@@ -80,6 +80,11 @@ describe('base template', () => {
     const init = await runCommand('debugfs', ['-R', 'stat /usr/local/lib/aiva/init', base.disk]);
     assert.match(init.stdout, /Mode: {2}0755/);
     assert.match(init.stdout, /User: {5}0 {3}Group: {5}0/);
+    // envd's native helper keeps its executable bit; envd.js is plain data.
+    const helper = await runCommand('debugfs', ['-R', 'stat /usr/local/lib/aiva/aiva-exec', base.disk]);
+    assert.match(helper.stdout, /Mode: {2}0755/);
+    const bundle = await runCommand('debugfs', ['-R', 'stat /usr/local/lib/aiva/envd.js', base.disk]);
+    assert.match(bundle.stdout, /Mode: {2}0644/);
   });
 
   test('the disk image is sparse ext4 with extended attributes on by default', async () => {

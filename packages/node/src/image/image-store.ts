@@ -265,7 +265,9 @@ export class ImageStore {
         await mkdir(dir, { recursive: true, mode: 0o755 });
         for (const [name, src] of files) {
           await copyFile(src, join(dir, name));
-          await chmod(join(dir, name), name === 'init' ? 0o755 : 0o644);
+          // Executables (init, envd's native helper) stay executable; the hash covers it.
+          const exec = name === 'init' || ((await stat(src)).mode & 0o111) !== 0;
+          await chmod(join(dir, name), exec ? 0o755 : 0o644);
         }
       },
     );

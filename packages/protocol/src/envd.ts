@@ -1,0 +1,4 @@
+// envd's Connect services (process.Process, filesystem.Filesystem) and their messages,
+// generated from proto/ by `npm run generate` (protoc-gen-es).
+export * as filesystem from './gen/filesystem/filesystem_pb.js';
+export * as process from './gen/process/process_pb.js';
