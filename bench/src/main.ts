@@ -5,9 +5,10 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Benchmark, BenchResult } from './bench.js';
 import { envdBenchmark } from './envd.js';
+import { runtimesBenchmark } from './runtimes.js';
 
 /** Every benchmark; add new modules here. */
-const benchmarks: Benchmark[] = [envdBenchmark];
+const benchmarks: Benchmark[] = [envdBenchmark, runtimesBenchmark];
 
 const resultsDir = fileURLToPath(new URL('../../results', import.meta.url));
 

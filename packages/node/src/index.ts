@@ -1,3 +1,5 @@
+export { type ExecOptions, type ExecResult, envdHeaders, execInSandbox } from './envd/envd-client.js';
+export { ENVD_PORT, type EnvdInit } from './envd/envd-http.js';
 export { CommandError, runCommand } from './host/command.js';
 export { LockBusyError, lockFile } from './host/file-lock.js';
 export { type BuildReporter, ImageBuildError, silentReporter } from './image/build-reporter.js';
@@ -22,6 +24,7 @@ export {
   RuntimeError,
   type RuntimeStats,
   type SandboxResources,
+  type SandboxRuntime,
   SandboxSpecError,
 } from './runtime/types.js';
 export {

@@ -9,7 +9,7 @@ import { once } from 'node:events';
 import { createServer } from 'node:http';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { runCommand } from '../src/index.js';
+import { execInSandbox, runCommand } from '../src/index.js';
 import { FirecrackerApi, FirecrackerApiError } from '../src/runtime/firecracker/firecracker-api.js';
 import {
   configureAndBoot,
@@ -18,8 +18,11 @@ import {
 } from '../src/runtime/firecracker/firecracker-runtime.js';
 import { kernelCommandLine } from '../src/runtime/microvm-boot.js';
 import type { RuntimeSpec } from '../src/runtime/types.js';
+import { checkHostLeaks } from './helpers/host-leaks.js';
 import { tempDir } from './helpers/temp-dir.js';
 import { images } from './helpers/test-node.js';
+
+checkHostLeaks();
 
 interface Recorded {
   method: string;
@@ -268,9 +271,23 @@ describe('firecracker driver', () => {
         if (status !== 204) await new Promise((r) => setTimeout(r, 100));
       }
       assert.equal(status, 204, 'envd answers from the overlay root');
+      const mounts = await execInSandbox(
+        '127.0.0.1',
+        'findmnt -n -o FSTYPE / && echo marker > /etc/aiva-marker && sync',
+        {
+          port: Number(port),
+          user: 'root',
+        },
+      );
+      assert.deepEqual([mounts.exitCode, mounts.stdout], [0, 'overlay\n']);
     } finally {
       qemu.kill('SIGKILL');
       await once(qemu, 'exit');
     }
+    // What the guest wrote went to the scratch disk; the template is untouched.
+    const upper = await runCommand('debugfs', ['-R', 'cat /root/etc/aiva-marker', files.scratch]);
+    assert.equal(upper.stdout, 'marker\n');
+    const template = await runCommand('debugfs', ['-R', 'stat /etc/aiva-marker', spec.template.disk]);
+    assert.match(template.stdout + template.stderr, /File not found/);
   });
 });

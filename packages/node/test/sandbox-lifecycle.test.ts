@@ -2,16 +2,29 @@
 // qemu-microvm (TCG here). Create, pause, resume, kill; crashes, restarts, bad input;
 // and after everything, nothing left on the host.
 import assert from 'node:assert/strict';
-import { access } from 'node:fs/promises';
-import { availableParallelism } from 'node:os';
+import { access, appendFile, cp, mkdtemp, rmdir } from 'node:fs/promises';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { RecipeError, SandboxSpecError, SandboxStateError } from '../src/index.js';
+import { hybridV2Controllers } from '../src/host/cgroups.js';
+import {
+  checkHost,
+  dataDir,
+  execInSandbox,
+  ImageStore,
+  RecipeError,
+  runCommand,
+  SandboxManager,
+  SandboxSpecError,
+  SandboxStateError,
+} from '../src/index.js';
 import { QemuRuntime } from '../src/runtime/qemu/qemu-runtime.js';
+import { createRuntimes } from '../src/runtime/select.js';
 import type { DriverName } from '../src/runtime/types.js';
 import { checkHostLeaks, hostResources } from './helpers/host-leaks.js';
+import { envdDir, repoImages } from './helpers/repo.js';
 import { tempDir } from './helpers/temp-dir.js';
-import { envdHealth, hostRuntimes, testManager, until } from './helpers/test-node.js';
+import { closeManager, envdHealth, hostRuntimes, testManager, until } from './helpers/test-node.js';
 
 checkHostLeaks();
 
@@ -23,8 +36,9 @@ const exists = (p: string) =>
 
 for (const driver of ['container', 'qemu-microvm'] as DriverName[]) {
   describe(`${driver} sandboxes`, () => {
-    test('run, pause, resume and kill', async () => {
+    test('run, pause, resume and kill', async (t) => {
       const m = await testManager({ defaultDriver: driver });
+      t.after(() => closeManager(m));
       const s = await m.create({ memoryMiB: 256, vcpus: 1 });
       assert.equal(s.state, 'running');
       assert.equal(s.driver, driver);
@@ -52,8 +66,9 @@ for (const driver of ['container', 'qemu-microvm'] as DriverName[]) {
       assert.notEqual(await envdHealth(address, 500), 204);
     });
 
-    test('a sandbox whose process dies is marked failed and freed', async () => {
+    test('a sandbox whose process dies is marked failed and freed', async (t) => {
       const m = await testManager({ defaultDriver: driver });
+      t.after(() => closeManager(m));
       const s = await m.create({ memoryMiB: 256, vcpus: 1 });
       process.kill(s.runtime?.pid ?? 0, 'SIGKILL');
       const failed = await until('the sandbox to fail', async () => {
@@ -69,7 +84,7 @@ for (const driver of ['container', 'qemu-microvm'] as DriverName[]) {
       assert.deepEqual(m.list(), []);
     });
 
-    test('a restarted node adopts live sandboxes and cleans up dead ones', async () => {
+    test('a restarted node adopts live sandboxes and cleans up dead ones', async (t) => {
       const home = await tempDir('aiva-node-');
       const first = await testManager({ defaultDriver: driver, home });
       const [live, dead] = await Promise.all([
@@ -83,6 +98,7 @@ for (const driver of ['container', 'qemu-microvm'] as DriverName[]) {
       );
 
       const second = await testManager({ defaultDriver: driver, home });
+      t.after(() => closeManager(second));
       assert.deepEqual(
         second.list().map((s) => [s.id, s.state]),
         [[live.id, 'running']],
@@ -93,8 +109,9 @@ for (const driver of ['container', 'qemu-microvm'] as DriverName[]) {
       await second.kill(live.id);
     });
 
-    test('a sandbox that never answers is removed with a clear error', async () => {
+    test('a sandbox that never answers is removed with a clear error', async (t) => {
       const m = await testManager({ defaultDriver: driver, readyTimeoutMs: { [driver]: 1 } });
+      t.after(() => closeManager(m));
       await assert.rejects(
         m.create({ memoryMiB: 256, vcpus: 1 }),
         /could not start: envd did not answer within 1 ms/,
@@ -102,8 +119,9 @@ for (const driver of ['container', 'qemu-microvm'] as DriverName[]) {
       assert.deepEqual(m.list(), []);
     });
 
-    test('impossible limits and unknown templates are refused before anything is made', async () => {
+    test('impossible limits and unknown templates are refused before anything is made', async (t) => {
       const m = await testManager({ defaultDriver: driver });
+      t.after(() => closeManager(m));
       const before = await hostResources();
       const cores = availableParallelism();
       await assert.rejects(m.create({ vcpus: 0 }), SandboxSpecError);
@@ -122,9 +140,31 @@ for (const driver of ['container', 'qemu-microvm'] as DriverName[]) {
   });
 }
 
+describe('images and sandboxes', () => {
+  test('a template in use is not removed, and a sandbox outlives the removal of its template', async (t) => {
+    // A variant of base with its own guest layer (a changed envd), so that removing it
+    // leaves the shared Debian layer and the real base alone.
+    const dir = await tempDir();
+    await cp(envdDir, join(dir, 'guest'), { recursive: true });
+    await appendFile(join(dir, 'guest', 'envd.js'), '\n// variant for a removal test\n');
+    const variant = new ImageStore({ home: dataDir(), recipesDir: repoImages, envdDir: join(dir, 'guest') });
+    const m = await testManager({ images: variant });
+    t.after(() => closeManager(m));
+    const s = await m.create({ memoryMiB: 256, vcpus: 1 });
+    await assert.rejects(
+      variant.remove(s.template.hash, { inUse: await SandboxManager.imagesInUse(m.options.home) }),
+      /in use by sandboxes/,
+    );
+    await variant.remove(s.template.hash);
+    await m.kill(s.id);
+    assert.deepEqual(m.list(), []);
+  });
+});
+
 describe('qemu-microvm failures', () => {
-  test('QEMU dying mid-boot fails the create and frees everything', async () => {
+  test('QEMU dying mid-boot fails the create and frees everything', async (t) => {
     const m = await testManager({ defaultDriver: 'qemu-microvm' });
+    t.after(() => closeManager(m));
     const creating = m.create({ memoryMiB: 256, vcpus: 1 });
     const pid = await until('QEMU to start', async () => m.list()[0]?.runtime?.pid);
     process.kill(pid, 'SIGKILL');
@@ -132,13 +172,14 @@ describe('qemu-microvm failures', () => {
     assert.deepEqual(m.list(), []);
   });
 
-  test('a missing QEMU binary is a clear error', async () => {
+  test('a missing QEMU binary is a clear error', async (t) => {
     const runtimes = await hostRuntimes();
     runtimes.set(
       'qemu-microvm',
       new QemuRuntime({ accel: 'tcg', binary: '/nonexistent/qemu-system-x86_64' }),
     );
     const m = await testManager({ defaultDriver: 'qemu-microvm', runtimes });
+    t.after(() => closeManager(m));
     await assert.rejects(
       m.create({ memoryMiB: 256, vcpus: 1 }),
       /qemu-system-x86_64.*(No such file|exited)/s,
@@ -146,11 +187,39 @@ describe('qemu-microvm failures', () => {
     assert.deepEqual(m.list(), []);
   });
 
-  test('a runtime the host lacks is refused', async () => {
+  test('a runtime the host lacks is refused', async (t) => {
     const m = await testManager();
+    t.after(() => closeManager(m));
     await assert.rejects(
       m.create({ driver: 'firecracker' }),
       /the firecracker runtime is not available on this host/,
     );
+  });
+});
+
+describe('crun', () => {
+  test('runs container sandboxes too, once the host’s cgroups suit it', async (t) => {
+    // On a hybrid host crun needs the cgroup2 hierarchy empty of controllers: move them
+    // to a v1 mount for this test (what `aiva doctor` advises), and back afterwards.
+    const v2 = await hybridV2Controllers();
+    if (v2.length > 0) {
+      const dir = await mkdtemp(join(tmpdir(), 'aiva-cgroup-'));
+      await runCommand('mount', ['-t', 'cgroup', '-o', v2.join(','), 'none', dir]);
+      t.after(async () => {
+        await runCommand('umount', [dir]);
+        await rmdir(dir);
+      });
+    }
+    const host = await checkHost();
+    assert.equal(host.checks.find((c) => c.variant === 'crun')?.available, true);
+    const m = await testManager({ runtimes: createRuntimes(host, { oci: 'crun' }) });
+    t.after(() => closeManager(m));
+    const s = await m.create({ memoryMiB: 256, vcpus: 1 });
+    assert.equal(s.runtime?.oci, 'crun');
+    const r = await execInSandbox(s.network?.address ?? '', 'cat /proc/1/status | grep -c Seccomp:.2', {
+      accessToken: s.accessToken,
+    });
+    assert.equal(r.stdout, '1\n', 'PID 1 runs under a seccomp filter');
+    await m.kill(s.id);
   });
 });

@@ -1,4 +1,4 @@
-import { dataDir, ImageStore } from '@aiva/node';
+import { dataDir, ImageStore, SandboxManager } from '@aiva/node';
 import type { Command } from 'commander';
 import { BuildProgress } from '../build-progress.js';
 import { envdDir, recipesDir } from '../install-paths.js';
@@ -75,9 +75,12 @@ export function registerImageCommands(program: Command): void {
     .argument('<ref...>', 'names or hash prefixes (at least 6 hex digits)')
     .action(async (refs: string[]) => {
       const store = openImageStore();
+      // Images that sandboxes run from stay: their disks and layers are in use.
+      const inUse = await SandboxManager.imagesInUse(dataDir());
       for (const ref of refs) {
-        for (const a of await store.remove(ref))
+        for (const a of await store.remove(ref, { inUse })) {
           console.log(`removed ${a.kind} ${a.name} ${a.hash.slice(0, 12)}`);
+        }
       }
     });
 }

@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { DRIVER_NAMES, type DriverName, dataDir } from '@aiva/node';
+import { DRIVER_NAMES, type DriverName, dataDir, execInSandbox, type SandboxInfo } from '@aiva/node';
 import { type Command, InvalidArgumentError } from 'commander';
 import { BuildProgress } from '../build-progress.js';
 import { withLocalNode } from '../local-node.js';
@@ -26,6 +26,24 @@ const envPair = (v: string, acc: Record<string, string> = {}) => {
   return { ...acc, [v.slice(0, eq)]: v.slice(eq + 1) };
 };
 
+/** Runs `command` in the sandbox, streaming its output to ours; resolves to its exit code. */
+async function runIn(
+  info: SandboxInfo,
+  command: string,
+  opts: { user?: string; workdir?: string } = {},
+): Promise<number> {
+  if (info.state !== 'running' || !info.network)
+    throw new Error(`sandbox ${info.id} is ${info.state}, not running`);
+  const result = await execInSandbox(info.network.address, command, {
+    accessToken: info.accessToken,
+    user: opts.user,
+    cwd: opts.workdir,
+    onStdout: (c) => process.stdout.write(c),
+    onStderr: (c) => process.stderr.write(c),
+  });
+  return result.exitCode;
+}
+
 export function registerSandboxCommands(program: Command): void {
   const sandbox = program
     .command('sandbox')
@@ -33,7 +51,8 @@ export function registerSandboxCommands(program: Command): void {
 
   sandbox
     .command('run')
-    .description('create a sandbox and print its id')
+    .description('create a sandbox and print its id; with a command, run it there and print its output')
+    .argument('[command...]', 'a command to run in the sandbox (after --)')
     .option('-t, --template <name>', 'template', 'base')
     .option(
       '-r, --runtime <name>',
@@ -44,15 +63,20 @@ export function registerSandboxCommands(program: Command): void {
     .option('--memory <MiB>', 'memory in MiB', positiveInt('memory'))
     .option('--disk <MiB>', 'disk in MiB (microVMs)', positiveInt('disk'))
     .option('-e, --env <NAME=VALUE>', 'environment variable for the sandbox (repeatable)', envPair)
+    .option('--rm', 'kill the sandbox once the command has run')
     .action(
-      async (opts: {
-        template: string;
-        runtime?: DriverName;
-        cpus?: number;
-        memory?: number;
-        disk?: number;
-        env?: Record<string, string>;
-      }) => {
+      async (
+        command: string[],
+        opts: {
+          template: string;
+          runtime?: DriverName;
+          cpus?: number;
+          memory?: number;
+          disk?: number;
+          env?: Record<string, string>;
+          rm?: boolean;
+        },
+      ) => {
         const progress = new BuildProgress(process.stderr);
         const info = await withLocalNode((node) =>
           node.sandboxes.create({
@@ -66,9 +90,30 @@ export function registerSandboxCommands(program: Command): void {
           }),
         );
         progress.close();
-        console.log(info.id);
+        if (command.length === 0) {
+          console.log(info.id);
+          return;
+        }
+        process.stderr.write(`sandbox ${info.id} (${info.driver})\n`);
+        try {
+          process.exitCode = await runIn(info, command.join(' '));
+        } finally {
+          if (opts.rm) await withLocalNode((node) => node.sandboxes.kill(info.id));
+        }
       },
     );
+
+  sandbox
+    .command('exec')
+    .description('run a command in a sandbox (through its envd) and exit with its exit code')
+    .argument('<id>')
+    .argument('<command...>', 'the command (after --); run by bash -l -c')
+    .option('-u, --user <name>', "the sandbox user (default: the template's)")
+    .option('-w, --workdir <dir>', 'working directory')
+    .action(async (id: string, command: string[], opts: { user?: string; workdir?: string }) => {
+      const info = await withLocalNode(async (node) => node.sandboxes.get(id));
+      process.exitCode = await runIn(info, command.join(' '), opts);
+    });
 
   sandbox
     .command('ls')

@@ -18,7 +18,7 @@ export interface CommandOptions {
    * File descriptors for the child's stdout and stderr instead of pipes (its output is
    * then neither captured nor streamed), e.g. a log file it keeps writing after exit.
    */
-  outputFd?: number;
+  outputFd?: number | 'ignore';
   /** Name used in error messages instead of the full command line. */
   displayName?: string;
   /** Called for every complete line of output, as it arrives. */

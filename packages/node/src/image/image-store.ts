@@ -454,16 +454,14 @@ export class ImageStore {
     }
     const kernelRecipe = await loadKernelRecipe(this.options.recipesDir).catch(() => undefined);
     for (const k of await this.records<GuestKernel>(this.paths.kernels, 'kernel.json')) {
-      const a = await fileUsage(join(this.paths.kernels, k.hash, 'vmlinuz'));
-      const b = await fileUsage(join(this.paths.kernels, k.hash, 'initrd.img'));
+      const u = await diskUsage(join(this.paths.kernels, k.hash));
       out.push({
         kind: 'kernel',
         name: `kernel ${k.release}`,
         hash: k.hash,
         recipeHash: k.recipeHash,
         createdAt: k.createdAt,
-        apparentBytes: a.apparentBytes + b.apparentBytes,
-        allocatedBytes: a.allocatedBytes + b.allocatedBytes,
+        ...u,
         current: kernelRecipe !== undefined && contentHash(kernelRecipe) === k.recipeHash,
       });
     }
@@ -498,7 +496,7 @@ export class ImageStore {
    * `kernel`, or a hash prefix of at least 6 characters), then the layers no remaining
    * template uses. Returns what was removed.
    */
-  async remove(ref: string): Promise<StoredArtefact[]> {
+  async remove(ref: string, options: { inUse?: Set<string> } = {}): Promise<StoredArtefact[]> {
     const all = await this.list();
     const byHash = ref.length >= 6 && /^[0-9a-f]+$/.test(ref);
     const matches = all.filter(
@@ -507,6 +505,12 @@ export class ImageStore {
         (byHash ? a.hash.startsWith(ref) : a.name === ref || (ref === 'kernel' && a.kind === 'kernel')),
     );
     if (matches.length === 0) throw new Error(`no cached image matches "${ref}"`);
+    const busy = matches.filter((m) => options.inUse?.has(m.hash));
+    if (busy.length > 0) {
+      throw new Error(
+        `${busy.map((b) => `${b.name} ${b.hash.slice(0, 12)}`).join(', ')} in use by sandboxes: kill them first`,
+      );
+    }
     for (const m of matches) {
       const dir = m.kind === 'kernel' ? this.paths.kernels : this.paths.images;
       await this.removeLocked(`${m.kind}-${m.hash}`, join(dir, m.hash));

@@ -36,6 +36,9 @@ export interface RuntimeSpec {
   consoleLog: string;
 }
 
+/** What identifies a sandbox to its driver once it runs: enough to control and remove it. */
+export type SandboxRef = Pick<RuntimeSpec, 'id' | 'dir'>;
+
 /** What a driver records about a running sandbox so that it can find it again after a restart. */
 export interface RuntimeState {
   driver: DriverName;
@@ -69,15 +72,18 @@ export interface SandboxRuntime {
   /** Runs the sandbox; resolves once the guest is starting (envd readiness is the manager's concern). */
   start(spec: RuntimeSpec, signal?: AbortSignal): Promise<RuntimeState>;
   /** Freezes every vCPU or process; memory stays. */
-  pause(spec: RuntimeSpec, state: RuntimeState): Promise<void>;
-  resume(spec: RuntimeSpec, state: RuntimeState): Promise<void>;
+  pause(sandbox: SandboxRef, state: RuntimeState): Promise<void>;
+  resume(sandbox: SandboxRef, state: RuntimeState): Promise<void>;
   /** Asks the guest to stop, waits up to `graceMs`, then kills it. Host resources stay. */
-  stop(spec: RuntimeSpec, state: RuntimeState, graceMs: number): Promise<void>;
-  /** Kills whatever runs and frees every host resource the driver took. Idempotent. */
-  destroy(spec: RuntimeSpec, state: RuntimeState | undefined): Promise<void>;
+  stop(sandbox: SandboxRef, state: RuntimeState, graceMs: number): Promise<void>;
+  /**
+   * Kills whatever runs and frees every host resource the driver took. Idempotent, and
+   * needs nothing but the sandbox's id and directory (its template may be gone).
+   */
+  destroy(sandbox: SandboxRef, state: RuntimeState | undefined): Promise<void>;
   /** Whether the sandbox's process still runs. */
   alive(state: RuntimeState): Promise<boolean>;
-  stats(spec: RuntimeSpec, state: RuntimeState): Promise<RuntimeStats>;
+  stats(sandbox: SandboxRef, state: RuntimeState): Promise<RuntimeStats>;
   /**
    * Removes what the driver keeps outside sandbox directories (runtime state) for
    * sandboxes not in `keep`: debris of a node that crashed mid-operation.

@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { access, open, readFile } from 'node:fs/promises';
 import { Cgroup, type CgroupLimits } from '../host/cgroups.js';
 import { isSameProcess, processStartTime, signalProcess, waitForExit } from '../host/proc.js';
-import { RuntimeError, type RuntimeSpec } from './types.js';
+import { RuntimeError, type RuntimeSpec, type SandboxRef } from './types.js';
 
 /** The cgroup (relative to the hierarchy root) of a sandbox's VMM process. */
 export const vmmCgroupPath = (id: string) => `aiva/${id}`;
@@ -68,7 +68,7 @@ export async function launchVmm(
 }
 
 /** Kills the VMM (if still the same process) and removes its cgroup with anything left in it. */
-export async function killVmm(spec: RuntimeSpec, state: { pid: number; pidStartTime: number } | undefined) {
+export async function killVmm(spec: SandboxRef, state: { pid: number; pidStartTime: number } | undefined) {
   if (state) {
     await signalProcess(state.pid, state.pidStartTime, 'SIGKILL');
     await waitForExit(state.pid, state.pidStartTime, 5000);
@@ -77,7 +77,7 @@ export async function killVmm(spec: RuntimeSpec, state: { pid: number; pidStartT
   if (await cgroup.exists()) await cgroup.destroy();
 }
 
-export async function vmmStats(spec: RuntimeSpec) {
+export async function vmmStats(spec: SandboxRef) {
   const usage = await (await Cgroup.at(vmmCgroupPath(spec.id))).usage();
   return {
     cpuUsageUs: usage.cpuUsageUs,

@@ -19,6 +19,7 @@ import {
   type RuntimeState,
   type RuntimeStats,
   type SandboxNetworkAttachment,
+  type SandboxRef,
   type SandboxResources,
   type SandboxRuntime,
   SandboxSpecError,
@@ -39,6 +40,8 @@ export interface SandboxRecord {
   network?: SandboxNetworkAttachment;
   runtime?: RuntimeState;
   hostname: string;
+  /** envd's access token: every call to the sandbox's envd must carry it. */
+  accessToken: string;
   createdAt: string;
   startedAt?: string;
 }
@@ -54,7 +57,7 @@ export interface CreateSandboxOptions {
   vcpus?: number;
   memoryMiB?: number;
   diskMiB?: number;
-  /** Sent to envd's /init once it answers: env vars, access token, default user … */
+  /** Sent to envd's /init once it answers: env vars, default user …; an access token is made if none is given. */
   envd?: EnvdInit;
   signal?: AbortSignal;
   /** Progress of an image build, if the template has to be built first. */
@@ -159,6 +162,25 @@ export class SandboxManager extends EventEmitter<SandboxManagerEvents> {
     return m;
   }
 
+  /**
+   * Hashes of the templates and kernels that sandboxes recorded under `home` use, read
+   * from their records (no lock needed): what `aiva image rm` must not remove.
+   */
+  static async imagesInUse(home: string): Promise<Set<string>> {
+    const used = new Set<string>();
+    const dir = join(home, 'sandboxes');
+    for (const id of await readdir(dir).catch(() => [] as string[])) {
+      const r = await readFile(join(dir, id, 'sandbox.json'), 'utf8').then(
+        (t) => JSON.parse(t) as SandboxRecord,
+        () => undefined,
+      );
+      if (!r) continue;
+      used.add(r.template.hash);
+      if (r.kernel) used.add(r.kernel);
+    }
+    return used;
+  }
+
   /** Stops watching sandboxes and lets another node start; sandboxes keep running and a later `open` adopts them. */
   async close(): Promise<void> {
     clearInterval(this.monitor);
@@ -202,7 +224,8 @@ export class SandboxManager extends EventEmitter<SandboxManagerEvents> {
 
   private async save(r: SandboxRecord): Promise<void> {
     const file = join(this.sandboxDir(r.id), 'sandbox.json');
-    await writeFile(`${file}.tmp`, `${JSON.stringify(r, null, 2)}\n`);
+    // It holds the sandbox's envd access token: root only.
+    await writeFile(`${file}.tmp`, `${JSON.stringify(r, null, 2)}\n`, { mode: 0o600 });
     await rename(`${file}.tmp`, file);
   }
 
@@ -312,6 +335,7 @@ export class SandboxManager extends EventEmitter<SandboxManagerEvents> {
       state: 'creating',
       slot: link.slot,
       hostname: 'sandbox',
+      accessToken: options.envd?.accessToken ?? randomBytes(24).toString('hex'),
       createdAt: new Date().toISOString(),
     };
     this.records.set(id, r);
@@ -334,11 +358,17 @@ export class SandboxManager extends EventEmitter<SandboxManagerEvents> {
           signal: options.signal,
           stillAlive: () => runtime.alive(state),
         });
-        await initEnvd(r.network.address, { timestamp: new Date().toISOString(), ...options.envd });
+        await initEnvd(r.network.address, {
+          timestamp: new Date().toISOString(),
+          defaultUser: template.defaults.user,
+          defaultWorkdir: template.defaults.workdir,
+          ...options.envd,
+          accessToken: r.accessToken,
+        });
         await this.transition(r, 'ready');
         return { ...r };
       } catch (e) {
-        const why = await this.explain(e as Error, spec);
+        const why = await this.explain(e as Error, this.ref(r));
         this.log.warn({ sandbox: id, err: why }, 'sandbox create failed');
         await this.teardown(r).catch((te: Error) =>
           this.log.error({ sandbox: id, err: te }, 'cleanup failed'),
@@ -351,21 +381,22 @@ export class SandboxManager extends EventEmitter<SandboxManagerEvents> {
   }
 
   /** The error message, with the end of the sandbox's console log when it tells more. */
-  private async explain(e: Error, spec: RuntimeSpec | undefined): Promise<string> {
-    if (!spec || e instanceof SandboxSpecError) return e.message;
-    const console = await readFile(spec.consoleLog, 'utf8').catch(() => '');
+  private async explain(e: Error, sandbox: SandboxRef | undefined): Promise<string> {
+    if (!sandbox || e instanceof SandboxSpecError) return e.message;
+    const console = await readFile(join(sandbox.dir, 'console.log'), 'utf8').catch(() => '');
     const tail = console.trim().split('\n').slice(-10).join('\n');
     return tail ? `${e.message}\nconsole:\n${tail}` : e.message;
+  }
+
+  private ref(r: SandboxRecord): SandboxRef {
+    return { id: r.id, dir: this.sandboxDir(r.id) };
   }
 
   /** Frees everything the sandbox took: runtime, network, address, directory. */
   private async teardown(r: SandboxRecord): Promise<void> {
     const runtime = this.options.runtimes.get(r.driver);
     const dir = this.sandboxDir(r.id);
-    if (runtime && r.network) {
-      const spec = await this.spec(r).catch(() => undefined);
-      if (spec) await runtime.destroy(spec, r.runtime);
-    }
+    if (runtime) await runtime.destroy(this.ref(r), r.runtime);
     await removeSandboxNetwork(r.id, r.slot);
     this.pool.release(r.slot);
     const mounts = await mountedUnder(dir);
@@ -377,7 +408,7 @@ export class SandboxManager extends EventEmitter<SandboxManagerEvents> {
     return this.serialize(id, async () => {
       const r = this.mustGet(id);
       nextState(id, r.state, 'pause');
-      await this.runtime(r.driver).pause(await this.spec(r), this.mustRun(r));
+      await this.runtime(r.driver).pause(this.ref(r), this.mustRun(r));
       await this.transition(r, 'pause');
       return { ...r };
     });
@@ -387,7 +418,7 @@ export class SandboxManager extends EventEmitter<SandboxManagerEvents> {
     return this.serialize(id, async () => {
       const r = this.mustGet(id);
       nextState(id, r.state, 'resume');
-      await this.runtime(r.driver).resume(await this.spec(r), this.mustRun(r));
+      await this.runtime(r.driver).resume(this.ref(r), this.mustRun(r));
       await this.transition(r, 'resume');
       return { ...r };
     });
@@ -411,7 +442,7 @@ export class SandboxManager extends EventEmitter<SandboxManagerEvents> {
 
   async stats(id: string): Promise<RuntimeStats> {
     const r = this.mustGet(id);
-    return this.runtime(r.driver).stats(await this.spec(r), this.mustRun(r));
+    return this.runtime(r.driver).stats(this.ref(r), this.mustRun(r));
   }
 
   /** Where the node reaches a port of the sandbox. */
@@ -448,8 +479,10 @@ export class SandboxManager extends EventEmitter<SandboxManagerEvents> {
       if (!runtime || (await runtime.alive(state))) continue;
       await this.serialize(r.id, async () => {
         if (r.state !== 'running' && r.state !== 'paused') return;
-        const spec = await this.spec(r).catch(() => undefined);
-        const why = await this.explain(new Error(`the ${r.driver} process (pid ${state.pid}) exited`), spec);
+        const why = await this.explain(
+          new Error(`the ${r.driver} process (pid ${state.pid}) exited`),
+          this.ref(r),
+        );
         // Free first, so that whoever hears of the failure finds nothing held.
         await this.releaseResources(r);
         await this.transition(r, 'fail', why);
@@ -459,9 +492,7 @@ export class SandboxManager extends EventEmitter<SandboxManagerEvents> {
 
   /** Frees a failed sandbox's runtime and network but keeps its record and logs for inspection. */
   private async releaseResources(r: SandboxRecord): Promise<void> {
-    const runtime = this.options.runtimes.get(r.driver);
-    const spec = await this.spec(r).catch(() => undefined);
-    if (runtime && spec) await runtime.destroy(spec, r.runtime);
+    await this.options.runtimes.get(r.driver)?.destroy(this.ref(r), r.runtime);
     await removeSandboxNetwork(r.id, r.slot);
     this.pool.release(r.slot);
     r.runtime = undefined;

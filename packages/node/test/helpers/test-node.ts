@@ -1,4 +1,3 @@
-import { after } from 'node:test';
 import { checkHost, dataDir, ImageStore, SandboxManager } from '../../src/index.js';
 import { createRuntimes } from '../../src/runtime/select.js';
 import type { DriverName, SandboxRuntime } from '../../src/runtime/types.js';
@@ -16,11 +15,15 @@ export async function hostRuntimes(): Promise<Map<DriverName, SandboxRuntime>> {
 
 /**
  * A sandbox manager with its own temporary data directory (sandbox records) and the
- * shared image store; closed, with its sandboxes killed, when the test file ends.
+ * shared image store. Only one can be open at a time: close it (`closeManager`) in the
+ * test or hook that opened it.
  */
 export async function testManager(
   options: Partial<
-    Pick<SandboxManagerOptions, 'runtimes' | 'readyTimeoutMs' | 'defaultDriver' | 'monitorIntervalMs'>
+    Pick<
+      SandboxManagerOptions,
+      'runtimes' | 'readyTimeoutMs' | 'defaultDriver' | 'monitorIntervalMs' | 'images'
+    >
   > & {
     home?: string;
   } = {},
@@ -29,17 +32,19 @@ export async function testManager(
   const runtimes = options.runtimes ?? (await hostRuntimes());
   const manager = await SandboxManager.open({
     home,
-    images,
+    images: options.images ?? images,
     runtimes,
     defaultDriver: options.defaultDriver ?? 'container',
     readyTimeoutMs: options.readyTimeoutMs,
     monitorIntervalMs: options.monitorIntervalMs ?? 200,
   });
-  after(async () => {
-    await manager.killAll();
-    await manager.close();
-  });
   return manager;
+}
+
+/** Kills the manager's sandboxes and closes it. */
+export async function closeManager(m: SandboxManager): Promise<void> {
+  await m.killAll();
+  await m.close();
 }
 
 /** GET http://address:49983/health; the status, or the error's name (e.g. TimeoutError). */

@@ -9,6 +9,7 @@ import {
   type RuntimeSpec,
   type RuntimeState,
   type RuntimeStats,
+  type SandboxRef,
   type SandboxRuntime,
 } from '../types.js';
 import { containerCgroupPath, ociConfig } from './oci-config.js';
@@ -23,7 +24,7 @@ export interface ContainerRuntimeOptions {
 }
 
 /** The container's name for the OCI runtime. */
-const containerId = (spec: RuntimeSpec) => `aiva-${spec.id}`;
+const containerId = (spec: SandboxRef) => `aiva-${spec.id}`;
 
 /**
  * Sandboxes as OCI containers run by runc or crun. The root filesystem is an overlay
@@ -39,7 +40,7 @@ export class ContainerRuntime implements SandboxRuntime {
     return runCommand(this.options.oci, ['--root', this.options.stateRoot, ...args], { signal });
   }
 
-  private paths(spec: RuntimeSpec) {
+  private paths(spec: SandboxRef) {
     return {
       upper: join(spec.dir, 'upper'),
       work: join(spec.dir, 'overlay-work'),
@@ -114,15 +115,15 @@ export class ContainerRuntime implements SandboxRuntime {
     return { driver: 'container', pid, pidStartTime, oci: this.options.oci };
   }
 
-  async pause(spec: RuntimeSpec): Promise<void> {
+  async pause(spec: SandboxRef): Promise<void> {
     await this.oci(['pause', containerId(spec)]);
   }
 
-  async resume(spec: RuntimeSpec): Promise<void> {
+  async resume(spec: SandboxRef): Promise<void> {
     await this.oci(['resume', containerId(spec)]);
   }
 
-  async stop(spec: RuntimeSpec, state: RuntimeState, graceMs: number): Promise<void> {
+  async stop(spec: SandboxRef, state: RuntimeState, graceMs: number): Promise<void> {
     if (!(await isSameProcess(state.pid, state.pidStartTime))) return;
     // A frozen container cannot act on SIGTERM.
     await this.oci(['resume', containerId(spec)]).catch(() => {});
@@ -132,7 +133,7 @@ export class ContainerRuntime implements SandboxRuntime {
     await waitForExit(state.pid, state.pidStartTime, 5000);
   }
 
-  async destroy(spec: RuntimeSpec, state: RuntimeState | undefined): Promise<void> {
+  async destroy(spec: SandboxRef, state: RuntimeState | undefined): Promise<void> {
     const p = this.paths(spec);
     const id = containerId(spec);
     // `delete --force` kills and removes the container, its cgroup and its state, even when frozen.
@@ -165,7 +166,7 @@ export class ContainerRuntime implements SandboxRuntime {
     return isSameProcess(state.pid, state.pidStartTime);
   }
 
-  async stats(spec: RuntimeSpec): Promise<RuntimeStats> {
+  async stats(spec: SandboxRef): Promise<RuntimeStats> {
     const usage = await (await Cgroup.at(containerCgroupPath(spec.id))).usage();
     return {
       cpuUsageUs: usage.cpuUsageUs,

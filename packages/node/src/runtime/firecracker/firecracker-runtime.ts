@@ -8,6 +8,7 @@ import {
   type RuntimeSpec,
   type RuntimeState,
   type RuntimeStats,
+  type SandboxRef,
   type SandboxRuntime,
   SandboxSpecError,
 } from '../types.js';
@@ -28,7 +29,7 @@ export interface FirecrackerFiles {
   scratch: string;
 }
 
-export function firecrackerFiles(spec: RuntimeSpec): FirecrackerFiles {
+export function firecrackerFiles(spec: SandboxRef): FirecrackerFiles {
   return {
     socket: join(spec.dir, 'firecracker.sock'),
     log: join(spec.dir, 'firecracker.log'),
@@ -149,15 +150,15 @@ export class FirecrackerRuntime implements SandboxRuntime {
     return state;
   }
 
-  async pause(spec: RuntimeSpec): Promise<void> {
+  async pause(spec: SandboxRef): Promise<void> {
     await new FirecrackerApi(firecrackerFiles(spec).socket).patchVm({ state: 'Paused' });
   }
 
-  async resume(spec: RuntimeSpec): Promise<void> {
+  async resume(spec: SandboxRef): Promise<void> {
     await new FirecrackerApi(firecrackerFiles(spec).socket).patchVm({ state: 'Resumed' });
   }
 
-  async stop(spec: RuntimeSpec, state: RuntimeState, graceMs: number): Promise<void> {
+  async stop(spec: SandboxRef, state: RuntimeState, graceMs: number): Promise<void> {
     if (!(await isSameProcess(state.pid, state.pidStartTime))) return;
     // Ctrl-Alt-Del makes the guest kernel reboot, which (reboot=k) ends Firecracker.
     await new FirecrackerApi(firecrackerFiles(spec).socket)
@@ -168,7 +169,7 @@ export class FirecrackerRuntime implements SandboxRuntime {
     await waitForExit(state.pid, state.pidStartTime, 5000);
   }
 
-  async destroy(spec: RuntimeSpec, state: RuntimeState | undefined): Promise<void> {
+  async destroy(spec: SandboxRef, state: RuntimeState | undefined): Promise<void> {
     await killVmm(spec, state);
     const f = firecrackerFiles(spec);
     await Promise.all([rm(f.scratch, { force: true }), rm(f.socket, { force: true })]);
@@ -182,7 +183,7 @@ export class FirecrackerRuntime implements SandboxRuntime {
     return isSameProcess(state.pid, state.pidStartTime);
   }
 
-  async stats(spec: RuntimeSpec): Promise<RuntimeStats> {
+  async stats(spec: SandboxRef): Promise<RuntimeStats> {
     return vmmStats(spec);
   }
 }

@@ -7,6 +7,7 @@ import {
   type RuntimeSpec,
   type RuntimeState,
   type RuntimeStats,
+  type SandboxRef,
   type SandboxRuntime,
   SandboxSpecError,
 } from '../types.js';
@@ -34,7 +35,7 @@ export class QemuRuntime implements SandboxRuntime {
 
   constructor(readonly options: QemuRuntimeOptions) {}
 
-  private files(spec: RuntimeSpec) {
+  private files(spec: SandboxRef) {
     return {
       disk: join(spec.dir, 'disk.qcow2'),
       qmpSocket: join(spec.dir, 'qmp.sock'),
@@ -97,15 +98,15 @@ export class QemuRuntime implements SandboxRuntime {
     return state;
   }
 
-  async pause(spec: RuntimeSpec): Promise<void> {
+  async pause(spec: SandboxRef): Promise<void> {
     await withQmp(this.files(spec).qmpSocket, (q) => q.execute('stop'));
   }
 
-  async resume(spec: RuntimeSpec): Promise<void> {
+  async resume(spec: SandboxRef): Promise<void> {
     await withQmp(this.files(spec).qmpSocket, (q) => q.execute('cont'));
   }
 
-  async stop(spec: RuntimeSpec, state: RuntimeState, graceMs: number): Promise<void> {
+  async stop(spec: SandboxRef, state: RuntimeState, graceMs: number): Promise<void> {
     if (!(await isSameProcess(state.pid, state.pidStartTime))) return;
     // The guest has no ACPI daemon to act on a power button; `quit` ends QEMU cleanly
     // (the disk is flushed), the guest's ext4 journal covers the rest.
@@ -115,7 +116,7 @@ export class QemuRuntime implements SandboxRuntime {
     await waitForExit(state.pid, state.pidStartTime, 5000);
   }
 
-  async destroy(spec: RuntimeSpec, state: RuntimeState | undefined): Promise<void> {
+  async destroy(spec: SandboxRef, state: RuntimeState | undefined): Promise<void> {
     // The cgroup holds QEMU even when its state was never recorded (a failed start).
     await killVmm(spec, state);
     const f = this.files(spec);
@@ -130,7 +131,7 @@ export class QemuRuntime implements SandboxRuntime {
     return isSameProcess(state.pid, state.pidStartTime);
   }
 
-  async stats(spec: RuntimeSpec): Promise<RuntimeStats> {
+  async stats(spec: SandboxRef): Promise<RuntimeStats> {
     return vmmStats(spec);
   }
 }
