@@ -75,6 +75,8 @@ export interface SandboxManagerOptions {
   readyTimeoutMs?: Partial<Record<DriverName, number>>;
   /** How often to look for sandboxes whose process died. */
   monitorIntervalMs?: number;
+  /** Wait for another node on this host to close instead of failing (tests run one after another). */
+  waitForLock?: boolean;
   logger?: Logger;
 }
 
@@ -141,7 +143,7 @@ export class SandboxManager extends EventEmitter<SandboxManagerEvents> {
     await mkdir(NODE_LOCK_DIR, { recursive: true });
     let lock: FileLock;
     try {
-      lock = await lockFile(join(NODE_LOCK_DIR, 'node.lock'), { noWait: true });
+      lock = await lockFile(join(NODE_LOCK_DIR, 'node.lock'), { noWait: !options.waitForLock });
     } catch (e) {
       if (e instanceof LockBusyError) {
         throw new NodeBusyError('another aiva node runs on this host (aiva up, or an aiva sandbox command)');

@@ -37,6 +37,8 @@ export async function testManager(
     defaultDriver: options.defaultDriver ?? 'container',
     readyTimeoutMs: options.readyTimeoutMs,
     monitorIntervalMs: options.monitorIntervalMs ?? 200,
+    // Other test runs on this host (another checkout) wait their turn.
+    waitForLock: true,
   });
   return manager;
 }
