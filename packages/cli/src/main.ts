@@ -2,13 +2,17 @@
 import { Command, CommanderError } from 'commander';
 import { registerDoctorCommand } from './commands/doctor.js';
 import { registerImageCommands } from './commands/image.js';
+import { registerKeyCommands } from './commands/keys.js';
 import { registerSandboxCommands } from './commands/sandbox.js';
+import { registerUpCommand } from './commands/up.js';
 
 const program = new Command('aiva')
   .description('sandboxes for AI agents: microVMs and containers behind an E2B-compatible API')
   .showHelpAfterError()
   .exitOverride();
 
+registerUpCommand(program);
+registerKeyCommands(program);
 registerImageCommands(program);
 registerSandboxCommands(program);
 registerDoctorCommand(program);

@@ -1,7 +1,8 @@
 export { type ExecOptions, type ExecResult, envdHeaders, execInSandbox } from './envd/envd-client.js';
-export { ENVD_PORT, type EnvdInit } from './envd/envd-http.js';
+export { ENVD_PORT, type EnvdInit, type EnvdMetrics, envdMetrics } from './envd/envd-http.js';
 export { CommandError, runCommand } from './host/command.js';
 export { LockBusyError, lockFile } from './host/file-lock.js';
+export { type HostResources, hostResources, leftoverHostResources } from './host/host-resources.js';
 export { type BuildReporter, ImageBuildError, silentReporter } from './image/build-reporter.js';
 export {
   GUEST_DIR,
@@ -30,6 +31,8 @@ export {
 export {
   type CreateSandboxOptions,
   NodeBusyError,
+  newSandboxId,
+  SANDBOX_ID_PATTERN,
   type SandboxInfo,
   SandboxManager,
   SandboxNotFoundError,

@@ -11,6 +11,7 @@ import {
   checkHost,
   dataDir,
   execInSandbox,
+  hostResources,
   ImageStore,
   RecipeError,
   runCommand,
@@ -21,7 +22,7 @@ import {
 import { QemuRuntime } from '../src/runtime/qemu/qemu-runtime.js';
 import { createRuntimes } from '../src/runtime/select.js';
 import type { DriverName } from '../src/runtime/types.js';
-import { checkHostLeaks, hostResources } from './helpers/host-leaks.js';
+import { checkHostLeaks } from './helpers/host-leaks.js';
 import { envdDir, repoImages } from './helpers/repo.js';
 import { tempDir } from './helpers/temp-dir.js';
 import { closeManager, envdHealth, hostRuntimes, testManager, until } from './helpers/test-node.js';

@@ -152,6 +152,20 @@ export class ImageStore {
     return { files, hash: contentHash({ v: BUILDER_VERSION, role: 'guest', parts }) };
   }
 
+  /** The templates that have a recipe (what `ensureTemplate` accepts). */
+  async templateNames(): Promise<string[]> {
+    const names: string[] = [];
+    for (const e of await readdir(this.options.recipesDir, { withFileTypes: true })) {
+      if (!e.isDirectory() || e.name === 'kernel' || e.name === 'guest') continue;
+      const ok = await stat(join(this.options.recipesDir, e.name, 'recipe.json')).then(
+        () => true,
+        () => false,
+      );
+      if (ok) names.push(e.name);
+    }
+    return names.sort();
+  }
+
   /** Works out what `name` would be built from now, without building anything. */
   async plan(name: string): Promise<TemplatePlan> {
     const recipe = await loadRecipe(this.options.recipesDir, name);

@@ -42,6 +42,8 @@ export interface SandboxRecord {
   hostname: string;
   /** envd's access token: every call to the sandbox's envd must carry it. */
   accessToken: string;
+  /** The version the sandbox's envd reports. */
+  envdVersion?: string;
   createdAt: string;
   startedAt?: string;
 }
@@ -355,7 +357,7 @@ export class SandboxManager extends EventEmitter<SandboxManagerEvents> {
         r.startedAt = new Date().toISOString();
         await this.save(r);
         const state = r.runtime;
-        await waitForEnvd(r.network.address, {
+        r.envdVersion = await waitForEnvd(r.network.address, {
           timeoutMs: this.options.readyTimeoutMs?.[driver] ?? DEFAULT_READY_TIMEOUT[driver],
           signal: options.signal,
           stillAlive: () => runtime.alive(state),
@@ -445,6 +447,14 @@ export class SandboxManager extends EventEmitter<SandboxManagerEvents> {
   async stats(id: string): Promise<RuntimeStats> {
     const r = this.mustGet(id);
     return this.runtime(r.driver).stats(this.ref(r), this.mustRun(r));
+  }
+
+  /** The sandbox's console output (its init and envd): the last `maxBytes` of it. */
+  async consoleLog(id: string, maxBytes = 1024 * 1024): Promise<string> {
+    this.mustGet(id);
+    const file = join(this.sandboxDir(id), 'console.log');
+    const text = await readFile(file, 'utf8').catch(() => '');
+    return text.length > maxBytes ? text.slice(-maxBytes) : text;
   }
 
   /** Where the node reaches a port of the sandbox. */

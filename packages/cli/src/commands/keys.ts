@@ -1,0 +1,116 @@
+import { join } from 'node:path';
+import { dataDir } from '@aiva/node';
+import { openDatabase, TeamService } from '@aiva/server';
+import type { Command } from 'commander';
+import { formatTable } from '../table.js';
+import { readCredentials } from './up.js';
+
+interface KeyInfo {
+  id: string;
+  name: string;
+  prefix: string;
+  createdAt: string;
+  lastUsedAt: string | null;
+}
+
+interface KeyStore {
+  list(): Promise<KeyInfo[]>;
+  create(name: string): Promise<{ key: string; info: KeyInfo }>;
+  remove(id: string): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** Through the running server's API (its database is in use), with the key `aiva up` wrote. */
+async function viaServer(): Promise<KeyStore | undefined> {
+  const c = await readCredentials();
+  if (!c) return undefined;
+  const up = await fetch(`${c.apiUrl}/health`, { signal: AbortSignal.timeout(1000) }).then(
+    (r) => r.ok,
+    () => false,
+  );
+  if (!up) return undefined;
+  const call = async (method: string, path: string, body?: unknown) => {
+    const r = await fetch(`${c.apiUrl}${path}`, {
+      method,
+      headers: { 'x-api-key': c.apiKey, ...(body ? { 'content-type': 'application/json' } : {}) },
+      body: body ? JSON.stringify(body) : undefined,
+    });
+    const text = await r.text();
+    if (!r.ok)
+      throw new Error((JSON.parse(text || '{}') as { message?: string }).message ?? `HTTP ${r.status}`);
+    return text ? JSON.parse(text) : undefined;
+  };
+  return {
+    list: () => call('GET', '/v1/keys'),
+    create: (name) => call('POST', '/v1/keys', { name }),
+    remove: async (id) => void (await call('DELETE', `/v1/keys/${encodeURIComponent(id)}`)),
+    close: async () => {},
+  };
+}
+
+/** Straight in the database, when no server runs (the first team's keys). */
+async function viaDatabase(databaseUrl?: string): Promise<KeyStore> {
+  const d = await openDatabase({ databaseUrl, pgliteDir: join(dataDir(), 'db') });
+  const teams = new TeamService(d.db);
+  const { teamId } = await teams.ensureFirstTeam();
+  return {
+    list: () => teams.listKeys(teamId),
+    create: (name) => teams.createKey(teamId, name),
+    remove: async (id) => {
+      if (!(await teams.removeKey(teamId, id))) throw new Error(`key ${id} not found`);
+    },
+    close: () => d.close(),
+  };
+}
+
+async function withKeys<T>(opts: { databaseUrl?: string }, fn: (k: KeyStore) => Promise<T>): Promise<T> {
+  const store = (await viaServer()) ?? (await viaDatabase(opts.databaseUrl));
+  try {
+    return await fn(store);
+  } finally {
+    await store.close();
+  }
+}
+
+export function registerKeyCommands(program: Command): void {
+  const keys = program
+    .command('keys')
+    .description('API keys of the team (through the running server, or its database when none runs)')
+    .option('--database-url <url>', 'the PostgreSQL server aiva up uses, if not the embedded database');
+
+  keys
+    .command('ls')
+    .description('list API keys (their prefixes: keys are stored hashed)')
+    .action(async (_o, cmd: Command) => {
+      const list = await withKeys(cmd.optsWithGlobals(), (k) => k.list());
+      console.log(
+        formatTable(
+          ['id', 'name', 'key', 'created', 'last used'],
+          list.map((k) => [k.id, k.name, k.prefix, k.createdAt, k.lastUsedAt ?? '-']),
+        ),
+      );
+    });
+
+  keys
+    .command('create')
+    .description('create an API key and print it (it is not shown again)')
+    .argument('<name>')
+    .action(async (name: string, _o, cmd: Command) => {
+      const { key, info } = await withKeys(cmd.optsWithGlobals(), (k) => k.create(name));
+      process.stderr.write(`created key ${info.id} (${info.name}); it is not shown again:\n`);
+      console.log(key);
+    });
+
+  keys
+    .command('rm')
+    .description('remove API keys by id')
+    .argument('<id...>')
+    .action(async (ids: string[], _o, cmd: Command) => {
+      await withKeys(cmd.optsWithGlobals(), async (k) => {
+        for (const id of ids) {
+          await k.remove(id);
+          console.log(`removed ${id}`);
+        }
+      });
+    });
+}

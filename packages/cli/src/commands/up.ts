@@ -1,0 +1,183 @@
+import { readFile, writeFile } from 'node:fs/promises';
+import { totalmem } from 'node:os';
+import { join } from 'node:path';
+import { DRIVER_NAMES, type DriverName, dataDir, openLocalNode } from '@aiva/node';
+import { LocalSandboxNode, startServer } from '@aiva/server';
+import { type Command, InvalidArgumentError } from 'commander';
+import { pino } from 'pino';
+import { BuildProgress } from '../build-progress.js';
+import { envdDir, recipesDir } from '../install-paths.js';
+
+/** What `aiva up` writes for clients (and `aiva keys`) to find the server: root-readable only. */
+export interface Credentials {
+  apiUrl: string;
+  apiKey: string;
+}
+
+export const credentialsFile = () => join(dataDir(), 'credentials.json');
+
+export async function readCredentials(): Promise<Credentials | undefined> {
+  return readFile(credentialsFile(), 'utf8').then(
+    (t) => JSON.parse(t) as Credentials,
+    () => undefined,
+  );
+}
+
+const int = (name: string, min: number, max: number) => (v: string) => {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < min || n > max)
+    throw new InvalidArgumentError(`${name} must be a whole number from ${min} to ${max}`);
+  return n;
+};
+
+interface UpOptions {
+  host: string;
+  port: number;
+  domain?: string;
+  databaseUrl?: string;
+  tlsCert?: string;
+  tlsKey?: string;
+  runtime?: DriverName;
+  maxSandboxes?: number;
+  teamMaxSandboxes: number;
+  logLevel: string;
+}
+
+export function registerUpCommand(program: Command): void {
+  program
+    .command('up')
+    .description('run aiva: the E2B-compatible API, the sandbox proxy and this host’s node, on one port')
+    .option('--host <address>', 'address to listen on (0.0.0.0 to serve other machines)', '127.0.0.1')
+    .option('-p, --port <n>', 'port for the API and sandbox traffic', int('port', 0, 65535), 3000)
+    .option('--domain <domain>', 'route sandbox traffic by host name too: {port}-{sandboxId}.<domain>')
+    .option('--database-url <url>', 'a PostgreSQL server (postgres://…) instead of the embedded database')
+    .option('--tls-cert <file>', 'serve HTTPS with this certificate (PEM)')
+    .option('--tls-key <file>', 'the key of --tls-cert (PEM)')
+    .option(
+      '-r, --runtime <name>',
+      `default runtime: ${DRIVER_NAMES.join(', ')} (default: the best this host has)`,
+      (v) => {
+        if (!(DRIVER_NAMES as readonly string[]).includes(v))
+          throw new InvalidArgumentError(`one of ${DRIVER_NAMES.join(', ')}`);
+        return v as DriverName;
+      },
+    )
+    .option(
+      '--max-sandboxes <n>',
+      'sandboxes this host runs at most (default: by memory)',
+      int('max-sandboxes', 1, 100_000),
+    )
+    .option(
+      '--team-max-sandboxes <n>',
+      'sandboxes one team may run at once',
+      int('team-max-sandboxes', 1, 100_000),
+      100,
+    )
+    .option('--log-level <level>', 'fatal, error, warn, info, debug', 'info')
+    .action(async (opts: UpOptions) => {
+      if (Boolean(opts.tlsCert) !== Boolean(opts.tlsKey))
+        throw new Error('--tls-cert and --tls-key go together');
+      const logger = pino({ level: opts.logLevel, base: { pid: process.pid } });
+      const home = dataDir();
+      const version = JSON.parse(await readFile(new URL('../../../package.json', import.meta.url), 'utf8'))
+        .version as string;
+
+      const node = await openLocalNode({
+        home,
+        recipesDir,
+        envdDir,
+        defaultDriver: opts.runtime,
+        logger: logger.child({ component: 'node' }),
+      });
+      const shutdownNode = async () => {
+        await node.sandboxes.killAll();
+        await node.sandboxes.close();
+      };
+      let server: Awaited<ReturnType<typeof startServer>>;
+      try {
+        // Build what the first sandbox needs now, with progress, rather than in its request.
+        const progress = new BuildProgress(process.stderr);
+        process.stderr.write(`Preparing the base template in ${node.images.paths.root}\n`);
+        await node.images.ensureTemplate('base', { reporter: progress });
+        if (node.sandboxes.defaultDriver !== 'container')
+          await node.images.ensureKernel({ reporter: progress });
+        progress.close();
+
+        const memoryBudgetMiB = Math.floor((totalmem() / 1024 / 1024) * 0.9);
+        server = await startServer(
+          {
+            home,
+            host: opts.host,
+            port: opts.port,
+            domain: opts.domain,
+            databaseUrl: opts.databaseUrl,
+            tls:
+              opts.tlsCert && opts.tlsKey
+                ? { cert: await readFile(opts.tlsCert), key: await readFile(opts.tlsKey) }
+                : undefined,
+            limits: {
+              maxSandboxes: opts.maxSandboxes ?? Math.max(1, Math.floor(memoryBudgetMiB / 128)),
+              memoryBudgetMiB,
+              maxSandboxesPerTeam: opts.teamMaxSandboxes,
+            },
+            version,
+          },
+          new LocalSandboxNode(node),
+          logger,
+        );
+      } catch (e) {
+        await shutdownNode();
+        throw e;
+      }
+
+      const credentials = await readCredentials();
+      if (server.firstApiKey) {
+        await writeFile(
+          credentialsFile(),
+          `${JSON.stringify({ apiUrl: server.url, apiKey: server.firstApiKey }, null, 2)}\n`,
+          {
+            mode: 0o600,
+          },
+        );
+      } else if (credentials && credentials.apiUrl !== server.url) {
+        await writeFile(
+          credentialsFile(),
+          `${JSON.stringify({ ...credentials, apiUrl: server.url }, null, 2)}\n`,
+          { mode: 0o600 },
+        );
+      }
+      const key = server.firstApiKey ?? credentials?.apiKey ?? '<your API key>';
+      const lines = [
+        `aiva ${version} is up at ${server.url} (runtime: ${node.sandboxes.defaultDriver})`,
+        ...(server.firstApiKey
+          ? [
+              `First start: created team "default" and its API key, shown this once and kept in ${credentialsFile()}:`,
+              `  ${server.firstApiKey}`,
+            ]
+          : []),
+        'Point the e2b SDK at it:',
+        `  export E2B_API_URL=${server.url} E2B_SANDBOX_URL=${server.url} E2B_API_KEY=${key}`,
+        ...(opts.domain
+          ? [`  or, with DNS for *.${opts.domain}: export E2B_DOMAIN=${opts.domain} E2B_API_KEY=${key}`]
+          : []),
+      ];
+      process.stderr.write(`${lines.join('\n')}\n`);
+
+      let stopping = false;
+      const stop = async (signal: string) => {
+        if (stopping) process.exit(130);
+        stopping = true;
+        logger.info({ signal }, 'stopping: ending sandboxes and closing');
+        try {
+          await server.close({ killSandboxes: true });
+          await shutdownNode();
+          process.exit(0);
+        } catch (e) {
+          logger.error({ err: e }, 'shutdown failed');
+          process.exit(1);
+        }
+      };
+      process.once('SIGTERM', () => void stop('SIGTERM'));
+      process.once('SIGINT', () => void stop('SIGINT'));
+    });
+}

@@ -1,0 +1,76 @@
+import { readdir, readFile } from 'node:fs/promises';
+import { childCgroups } from './cgroups.js';
+import { runCommand } from './command.js';
+
+/**
+ * What sandboxes take on this host, by the names aiva gives them: a snapshot to compare
+ * (tests check that nothing is left; an operator can look for debris).
+ */
+export interface HostResources {
+  processes: string[];
+  mounts: string[];
+  netns: string[];
+  links: string[];
+  cgroups: string[];
+  ociContainers: string[];
+}
+
+async function vmmAndRuntimeProcesses(): Promise<string[]> {
+  const out: string[] = [];
+  for (const pid of await readdir('/proc')) {
+    if (!/^\d+$/.test(pid)) continue;
+    const cmd = (await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '')).replaceAll('\0', ' ').trim();
+    if (
+      /^(\S*\/)?(qemu-system-\S+|firecracker|runc|crun|mmdebstrap)\b/.test(cmd) ||
+      /aiva\/envd\.js/.test(cmd)
+    ) {
+      out.push(`${pid} ${cmd.slice(0, 160)}`);
+    }
+  }
+  return out.sort();
+}
+
+export async function hostResources(): Promise<HostResources> {
+  const mounts = (await readFile('/proc/self/mounts', 'utf8'))
+    .split('\n')
+    .filter((l) => /\boverlay\b|aiva/.test(l))
+    .map((l) => l.split(' ')[1] ?? '');
+  const netns = (await runCommand('ip', ['netns', 'list'])).stdout
+    .split('\n')
+    .map((l) => l.split(' ')[0] ?? '')
+    .filter((n) => n.startsWith('aiva-'));
+  const links = (await runCommand('ip', ['-o', 'link', 'show'])).stdout
+    .split('\n')
+    .map((l) => l.split(': ')[1]?.split('@')[0] ?? '')
+    .filter((n) => /^aiva\d+$/.test(n));
+  const oci: string[] = [];
+  for (const root of ['/run/aiva/runc', '/run/aiva/crun']) {
+    oci.push(...(await readdir(root).catch(() => [] as string[])).map((c) => `${root}/${c}`));
+  }
+  return {
+    processes: await vmmAndRuntimeProcesses(),
+    mounts: mounts.sort(),
+    netns: netns.sort(),
+    links: links.sort(),
+    cgroups: (await childCgroups('aiva')).sort(),
+    ociContainers: oci.sort(),
+  };
+}
+
+/**
+ * Waits (up to 2 s, for asynchronous cleanup to settle) until the host holds no more
+ * sandbox resources than `baseline`; returns what is left over, if anything.
+ */
+export async function leftoverHostResources(baseline: HostResources): Promise<Partial<HostResources>> {
+  let now = await hostResources();
+  for (let i = 0; i < 20 && JSON.stringify(now) !== JSON.stringify(baseline); i++) {
+    await new Promise((r) => setTimeout(r, 100));
+    now = await hostResources();
+  }
+  const left: Partial<HostResources> = {};
+  for (const k of Object.keys(now) as (keyof HostResources)[]) {
+    const extra = now[k].filter((x) => !baseline[k].includes(x));
+    if (extra.length > 0) left[k] = extra;
+  }
+  return left;
+}

@@ -1,0 +1,25 @@
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { Caller, TeamService } from '../services/team-service.js';
+import { ApiError } from './errors.js';
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    caller?: Caller;
+  }
+}
+
+/** Every route registered on `app` after this needs a valid `X-API-KEY`; 401 otherwise. */
+export function requireApiKey(app: FastifyInstance, teams: TeamService): void {
+  app.addHook('onRequest', async (request) => {
+    const header = request.headers['x-api-key'];
+    const caller = await teams.authenticate(typeof header === 'string' ? header : undefined);
+    if (!caller) throw new ApiError(401, header ? 'invalid API key' : 'missing API key (X-API-KEY header)');
+    request.caller = caller;
+  });
+}
+
+/** The authenticated caller of a request (set by `requireApiKey`). */
+export function callerOf(request: FastifyRequest): Caller {
+  if (!request.caller) throw new ApiError(401, 'not authenticated');
+  return request.caller;
+}

@@ -1,0 +1,156 @@
+import { type Static, Type } from 'typebox';
+
+// Request and response shapes of E2B's REST API (the fields the e2b SDK 2.51 sends and
+// reads), as JSON Schema for validation and the OpenAPI document.
+
+/** E2B's maximum sandbox lifetime: 24 hours. */
+export const MAX_TIMEOUT_S = 86_400;
+
+const Timeout = Type.Integer({ minimum: 0, maximum: MAX_TIMEOUT_S, description: 'seconds' });
+const StringMap = (maxProperties: number, maxValue: number) =>
+  Type.Record(Type.String({ minLength: 1, maxLength: 256 }), Type.String({ maxLength: maxValue }), {
+    maxProperties,
+  });
+
+export const Metadata = StringMap(64, 1024);
+export const EnvVars = StringMap(256, 32 * 1024);
+
+export const SandboxNetworkConfig = Type.Object(
+  {
+    allowOut: Type.Optional(Type.Array(Type.String({ maxLength: 256 }), { maxItems: 256 })),
+    denyOut: Type.Optional(Type.Array(Type.String({ maxLength: 256 }), { maxItems: 256 })),
+    allowPublicTraffic: Type.Optional(Type.Boolean()),
+    maskRequestHost: Type.Optional(Type.String({ maxLength: 256 })),
+  },
+  { additionalProperties: true },
+);
+
+export const NewSandbox = Type.Object(
+  {
+    templateID: Type.String({ minLength: 1, maxLength: 128 }),
+    timeout: Type.Optional(Timeout),
+    metadata: Type.Optional(Metadata),
+    envVars: Type.Optional(EnvVars),
+    allow_internet_access: Type.Optional(Type.Boolean()),
+    network: Type.Optional(SandboxNetworkConfig),
+    autoPause: Type.Optional(Type.Boolean()),
+    autoResume: Type.Optional(Type.Object({ enabled: Type.Boolean() })),
+    secure: Type.Optional(Type.Boolean()),
+  },
+  { additionalProperties: true },
+);
+export type NewSandbox = Static<typeof NewSandbox>;
+
+export const SandboxParams = Type.Object({ sandboxID: Type.String({ minLength: 1, maxLength: 64 }) });
+export type SandboxParams = Static<typeof SandboxParams>;
+
+export const TimeoutBody = Type.Object({ timeout: Timeout }, { additionalProperties: true });
+export const ConnectBody = Type.Object(
+  { timeout: Type.Optional(Timeout), memory: Type.Optional(Type.Boolean()) },
+  { additionalProperties: true },
+);
+export const PauseBody = Type.Object(
+  { memory: Type.Optional(Type.Boolean()) },
+  { additionalProperties: true },
+);
+
+export const ListQuery = Type.Object({
+  metadata: Type.Optional(Type.String({ maxLength: 8192 })),
+  state: Type.Optional(Type.String({ maxLength: 64 })),
+  limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 100 })),
+  nextToken: Type.Optional(Type.String({ maxLength: 512 })),
+  order: Type.Optional(Type.Union([Type.Literal('asc'), Type.Literal('desc')])),
+  startedAfter: Type.Optional(Type.String({ format: 'date-time' })),
+  template: Type.Optional(Type.String({ maxLength: 128 })),
+});
+export type ListQuery = Static<typeof ListQuery>;
+
+export const MetricsQuery = Type.Object({
+  start: Type.Optional(Type.Integer({ minimum: 0 })),
+  end: Type.Optional(Type.Integer({ minimum: 0 })),
+});
+
+export const LogsQuery = Type.Object({
+  cursor: Type.Optional(Type.Integer({ minimum: 0 })),
+  limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 10_000 })),
+  direction: Type.Optional(Type.Union([Type.Literal('forward'), Type.Literal('backward')])),
+  level: Type.Optional(
+    Type.Union([Type.Literal('debug'), Type.Literal('info'), Type.Literal('warn'), Type.Literal('error')]),
+  ),
+  search: Type.Optional(Type.String({ maxLength: 256 })),
+});
+
+export const ErrorBody = Type.Object({ code: Type.Integer(), message: Type.String() });
+
+export const Sandbox = Type.Object({
+  sandboxID: Type.String(),
+  templateID: Type.String(),
+  alias: Type.Optional(Type.String()),
+  clientID: Type.String(),
+  envdVersion: Type.String(),
+  envdAccessToken: Type.Optional(Type.String()),
+  trafficAccessToken: Type.Optional(Type.Union([Type.String(), Type.Null()])),
+  domain: Type.Optional(Type.Union([Type.String(), Type.Null()])),
+});
+export type Sandbox = Static<typeof Sandbox>;
+
+const Lifecycle = Type.Object({
+  onTimeout: Type.Union([Type.Literal('kill'), Type.Literal('pause')]),
+  autoResume: Type.Boolean(),
+});
+
+export const ListedSandbox = Type.Object({
+  sandboxID: Type.String(),
+  templateID: Type.String(),
+  alias: Type.Optional(Type.String()),
+  clientID: Type.String(),
+  cpuCount: Type.Integer(),
+  memoryMB: Type.Integer(),
+  diskSizeMB: Type.Integer(),
+  startedAt: Type.String(),
+  endAt: Type.String(),
+  envdVersion: Type.String(),
+  state: Type.Union([Type.Literal('running'), Type.Literal('paused')]),
+  metadata: Type.Optional(Type.Record(Type.String(), Type.String())),
+});
+export type ListedSandbox = Static<typeof ListedSandbox>;
+
+export const SandboxDetail = Type.Intersect([
+  ListedSandbox,
+  Type.Object({
+    envdAccessToken: Type.Optional(Type.String()),
+    domain: Type.Optional(Type.Union([Type.String(), Type.Null()])),
+    allowInternetAccess: Type.Optional(Type.Union([Type.Boolean(), Type.Null()])),
+    network: Type.Optional(SandboxNetworkConfig),
+    lifecycle: Type.Optional(Lifecycle),
+  }),
+]);
+export type SandboxDetail = Static<typeof SandboxDetail>;
+
+export const SandboxMetric = Type.Object({
+  timestamp: Type.String(),
+  timestampUnix: Type.Integer(),
+  cpuCount: Type.Integer(),
+  cpuUsedPct: Type.Number(),
+  memUsed: Type.Integer(),
+  memTotal: Type.Integer(),
+  memCache: Type.Integer(),
+  diskUsed: Type.Integer(),
+  diskTotal: Type.Integer(),
+});
+export type SandboxMetric = Static<typeof SandboxMetric>;
+
+export const SandboxLogEntry = Type.Object({
+  timestamp: Type.String(),
+  level: Type.Union([
+    Type.Literal('debug'),
+    Type.Literal('info'),
+    Type.Literal('warn'),
+    Type.Literal('error'),
+  ]),
+  message: Type.String(),
+  fields: Type.Record(Type.String(), Type.String()),
+});
+export type SandboxLogEntry = Static<typeof SandboxLogEntry>;
+
+export const TemplateAlias = Type.Object({ templateID: Type.String(), public: Type.Boolean() });

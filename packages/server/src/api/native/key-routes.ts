@@ -1,0 +1,96 @@
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import type { FastifyInstance } from 'fastify';
+import { Type } from 'typebox';
+import { LastKeyError, NotOperatorError, type TeamService } from '../../services/team-service.js';
+import { callerOf } from '../authenticate.js';
+import { ErrorBody } from '../e2b/schemas.js';
+import { ApiError, notFound } from '../errors.js';
+
+const ApiKeyInfo = Type.Object({
+  id: Type.String(),
+  name: Type.String(),
+  prefix: Type.String(),
+  teamId: Type.String(),
+  createdAt: Type.String(),
+  lastUsedAt: Type.Union([Type.String(), Type.Null()]),
+});
+const tags = ['keys (aiva)'];
+
+/** aiva's own API-key management (E2B has no equivalent in its public API). */
+export function registerKeyRoutes(base: FastifyInstance, teams: TeamService): void {
+  const app = base.withTypeProvider<TypeBoxTypeProvider>();
+  app.get(
+    '/v1/keys',
+    {
+      schema: {
+        tags,
+        summary: "The caller's team's API keys",
+        response: { 200: Type.Array(ApiKeyInfo), 401: ErrorBody },
+      },
+    },
+    async (request) => teams.listKeys(callerOf(request).teamId),
+  );
+  app.post(
+    '/v1/keys',
+    {
+      schema: {
+        tags,
+        summary: 'Create an API key for the caller’s team; the key is in this response only',
+        body: Type.Object({ name: Type.String({ minLength: 1, maxLength: 100 }) }),
+        response: {
+          201: Type.Object({ key: Type.String(), info: ApiKeyInfo }),
+          400: ErrorBody,
+          401: ErrorBody,
+        },
+      },
+    },
+    async (request, reply) =>
+      reply.code(201).send(await teams.createKey(callerOf(request).teamId, request.body.name)),
+  );
+  app.post(
+    '/v1/teams',
+    {
+      schema: {
+        tags: ['teams (aiva)'],
+        summary: 'Create a team and its first API key (operator team only); the key is in this response only',
+        body: Type.Object({ name: Type.String({ minLength: 1, maxLength: 100 }) }),
+        response: {
+          201: Type.Object({ teamId: Type.String(), key: Type.String() }),
+          400: ErrorBody,
+          401: ErrorBody,
+          403: ErrorBody,
+        },
+      },
+    },
+    async (request, reply) => {
+      try {
+        return reply.code(201).send(await teams.createTeam(callerOf(request), request.body.name));
+      } catch (e) {
+        if (e instanceof NotOperatorError) throw new ApiError(403, e.message);
+        throw e;
+      }
+    },
+  );
+  app.delete(
+    '/v1/keys/:keyID',
+    {
+      schema: {
+        tags,
+        summary: 'Remove an API key of the caller’s team',
+        params: Type.Object({ keyID: Type.String({ minLength: 1, maxLength: 64 }) }),
+        response: { 204: Type.Null(), 401: ErrorBody, 404: ErrorBody, 409: ErrorBody },
+      },
+    },
+    async (request, reply) => {
+      try {
+        if (!(await teams.removeKey(callerOf(request).teamId, request.params.keyID))) {
+          throw notFound(`key ${request.params.keyID} not found`);
+        }
+      } catch (e) {
+        if (e instanceof LastKeyError) throw new ApiError(409, e.message);
+        throw e;
+      }
+      return reply.code(204).send(null);
+    },
+  );
+}

@@ -1,0 +1,65 @@
+import { boolean, index, integer, jsonb, pgTable, text, timestamp } from 'drizzle-orm/pg-core';
+
+/** A team owns API keys and sandboxes; a key sees only its team's sandboxes. */
+export const teams = pgTable('teams', {
+  id: text('id').primaryKey(),
+  name: text('name').notNull(),
+  /** The team made on first start: its keys may create other teams. */
+  operator: boolean('operator').notNull().default(false),
+  createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
+});
+
+/** API keys, stored as SHA-256 digests: the key itself is shown once, when made. */
+export const apiKeys = pgTable(
+  'api_keys',
+  {
+    id: text('id').primaryKey(),
+    teamId: text('team_id')
+      .notNull()
+      .references(() => teams.id, { onDelete: 'cascade' }),
+    name: text('name').notNull(),
+    /** sha256(key) in hex. */
+    keyHash: text('key_hash').notNull().unique(),
+    /** The first characters of the key, to tell keys apart in listings. */
+    keyPrefix: text('key_prefix').notNull(),
+    createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
+    lastUsedAt: timestamp('last_used_at', { withTimezone: true }),
+  },
+  (t) => [index('api_keys_team_idx').on(t.teamId)],
+);
+
+export type SandboxRowState = 'creating' | 'running' | 'paused' | 'killed' | 'error';
+
+/** Every sandbox the API created, alive or ended (ended ones keep their row for history). */
+export const sandboxes = pgTable(
+  'sandboxes',
+  {
+    id: text('id').primaryKey(),
+    teamId: text('team_id')
+      .notNull()
+      .references(() => teams.id, { onDelete: 'cascade' }),
+    templateId: text('template_id').notNull(),
+    alias: text('alias'),
+    nodeId: text('node_id').notNull(),
+    state: text('state').$type<SandboxRowState>().notNull(),
+    cpuCount: integer('cpu_count').notNull(),
+    memoryMb: integer('memory_mb').notNull(),
+    diskSizeMb: integer('disk_size_mb').notNull(),
+    metadata: jsonb('metadata').$type<Record<string, string>>().notNull().default({}),
+    envdVersion: text('envd_version').notNull(),
+    envdAccessToken: text('envd_access_token').notNull(),
+    trafficAccessToken: text('traffic_access_token'),
+    allowInternetAccess: boolean('allow_internet_access'),
+    network: jsonb('network').$type<Record<string, unknown>>(),
+    onTimeout: text('on_timeout').$type<'kill' | 'pause'>().notNull().default('kill'),
+    autoResume: boolean('auto_resume').notNull().default(false),
+    startedAt: timestamp('started_at', { withTimezone: true }).notNull(),
+    endAt: timestamp('end_at', { withTimezone: true }).notNull(),
+    endedAt: timestamp('ended_at', { withTimezone: true }),
+    error: text('error'),
+  },
+  (t) => [
+    index('sandboxes_team_state_idx').on(t.teamId, t.state),
+    index('sandboxes_started_idx').on(t.startedAt),
+  ],
+);

@@ -1,0 +1,43 @@
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+
+/** The Prometheus metrics the server exports on GET /metrics. */
+export interface ServerMetrics {
+  registry: Registry;
+  sandboxes: Gauge<'state'>;
+  createSeconds: Histogram;
+  httpSeconds: Histogram<'method' | 'route' | 'status'>;
+  proxiedRequests: Counter<'port_kind' | 'outcome'>;
+}
+
+export function createServerMetrics(): ServerMetrics {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'aiva_process_' });
+  return {
+    registry,
+    sandboxes: new Gauge({
+      name: 'aiva_sandboxes',
+      help: 'Sandboxes by state',
+      labelNames: ['state'],
+      registers: [registry],
+    }),
+    createSeconds: new Histogram({
+      name: 'aiva_sandbox_create_seconds',
+      help: 'Time from a create request to a sandbox whose envd answers',
+      buckets: [0.05, 0.1, 0.2, 0.3, 0.5, 1, 2, 5, 10, 30, 60],
+      registers: [registry],
+    }),
+    httpSeconds: new Histogram({
+      name: 'aiva_http_request_seconds',
+      help: 'API request latency (not proxied sandbox traffic)',
+      labelNames: ['method', 'route', 'status'],
+      buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30],
+      registers: [registry],
+    }),
+    proxiedRequests: new Counter({
+      name: 'aiva_proxy_requests_total',
+      help: 'Requests to sandboxes through the proxy, by port kind (envd, other) and outcome',
+      labelNames: ['port_kind', 'outcome'],
+      registers: [registry],
+    }),
+  };
+}

@@ -1,0 +1,114 @@
+import { availableParallelism, totalmem } from 'node:os';
+import { envdMetrics, type LocalNode, type SandboxInfo, SandboxNotFoundError } from '@aiva/node';
+import type {
+  NodeCapacity,
+  NodeSandbox,
+  NodeSandboxRequest,
+  SandboxNode,
+  SandboxUsage,
+} from './sandbox-node.js';
+
+function toNodeSandbox(s: SandboxInfo): NodeSandbox {
+  return {
+    id: s.id,
+    state: s.state,
+    vcpus: s.resources.vcpus,
+    memoryMiB: s.resources.memoryMiB,
+    diskMiB: s.resources.diskMiB,
+    envdVersion: s.envdVersion ?? '0.0.1',
+    error: s.error,
+  };
+}
+
+/** The node of this host, running in the server's process (`aiva up`). */
+export class LocalSandboxNode implements SandboxNode {
+  readonly id = 'local';
+
+  constructor(private readonly node: LocalNode) {}
+
+  templates(): Promise<string[]> {
+    return this.node.images.templateNames();
+  }
+
+  async create(request: NodeSandboxRequest): Promise<NodeSandbox> {
+    const info = await this.node.sandboxes.create({
+      id: request.id,
+      template: request.template,
+      envd: { envVars: request.envVars, accessToken: request.accessToken },
+      signal: request.signal,
+    });
+    return toNodeSandbox(info);
+  }
+
+  async kill(id: string): Promise<boolean> {
+    try {
+      await this.node.sandboxes.kill(id);
+      return true;
+    } catch (e) {
+      if (e instanceof SandboxNotFoundError) return false;
+      throw e;
+    }
+  }
+
+  async pause(id: string): Promise<void> {
+    await this.node.sandboxes.pause(id);
+  }
+
+  async resume(id: string): Promise<void> {
+    await this.node.sandboxes.resume(id);
+  }
+
+  get(id: string): NodeSandbox | undefined {
+    try {
+      return toNodeSandbox(this.node.sandboxes.get(id));
+    } catch (e) {
+      if (e instanceof SandboxNotFoundError) return undefined;
+      throw e;
+    }
+  }
+
+  list(): NodeSandbox[] {
+    return this.node.sandboxes.list().map(toNodeSandbox);
+  }
+
+  endpoint(id: string, port: number): { host: string; port: number } | undefined {
+    try {
+      const s = this.node.sandboxes.get(id);
+      if (s.state !== 'running' || !s.network) return undefined;
+      return { host: s.network.address, port };
+    } catch (e) {
+      if (e instanceof SandboxNotFoundError) return undefined;
+      throw e;
+    }
+  }
+
+  async usage(id: string): Promise<SandboxUsage> {
+    const s = this.node.sandboxes.get(id);
+    if (!s.network) throw new SandboxNotFoundError(id);
+    const m = await envdMetrics(s.network.address, s.accessToken);
+    return {
+      timestamp: new Date(m.ts * 1000),
+      cpuCount: m.cpu_count,
+      cpuUsedPct: m.cpu_used_pct,
+      memUsed: m.mem_used,
+      memTotal: m.mem_total,
+      memCache: m.mem_cache ?? 0,
+      diskUsed: m.disk_used,
+      diskTotal: m.disk_total,
+    };
+  }
+
+  consoleLog(id: string): Promise<string> {
+    return this.node.sandboxes.consoleLog(id);
+  }
+
+  capacity(): NodeCapacity {
+    return { cpus: availableParallelism(), memoryMiB: Math.floor(totalmem() / 1024 / 1024) };
+  }
+
+  onSandboxFailed(listener: (id: string, reason: string) => void): void {
+    this.node.sandboxes.on('state', (s) => {
+      if (s.state === 'error') listener(s.id, s.error ?? 'the sandbox failed');
+    });
+  }
+}

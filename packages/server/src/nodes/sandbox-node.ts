@@ -1,0 +1,60 @@
+/**
+ * What the control plane asks of a node (seed 003: one interface, whether the node runs
+ * in this process or on another host). The server never touches a runtime itself.
+ */
+export interface NodeSandboxRequest {
+  id: string;
+  template: string;
+  envVars?: Record<string, string>;
+  /** envd's access token for the sandbox. */
+  accessToken: string;
+  signal?: AbortSignal;
+}
+
+export interface NodeSandbox {
+  id: string;
+  state: 'creating' | 'running' | 'paused' | 'stopping' | 'stopped' | 'error';
+  vcpus: number;
+  memoryMiB: number;
+  diskMiB: number;
+  envdVersion: string;
+  error?: string;
+}
+
+/** A sample of a sandbox's resource use (E2B's metric fields). */
+export interface SandboxUsage {
+  timestamp: Date;
+  cpuCount: number;
+  cpuUsedPct: number;
+  memUsed: number;
+  memTotal: number;
+  memCache: number;
+  diskUsed: number;
+  diskTotal: number;
+}
+
+export interface NodeCapacity {
+  cpus: number;
+  memoryMiB: number;
+}
+
+export interface SandboxNode {
+  readonly id: string;
+  /** Template names this node can run. */
+  templates(): Promise<string[]>;
+  create(request: NodeSandboxRequest): Promise<NodeSandbox>;
+  /** Kills a sandbox; false if the node does not have it. */
+  kill(id: string): Promise<boolean>;
+  pause(id: string): Promise<void>;
+  resume(id: string): Promise<void>;
+  get(id: string): NodeSandbox | undefined;
+  list(): NodeSandbox[];
+  /** The host and port at which this process reaches a port of the sandbox, if it runs. */
+  endpoint(id: string, port: number): { host: string; port: number } | undefined;
+  usage(id: string): Promise<SandboxUsage>;
+  /** The sandbox's console output (init and envd). */
+  consoleLog(id: string): Promise<string>;
+  capacity(): NodeCapacity;
+  /** Called when a sandbox ends or fails without being asked to (its process died). */
+  onSandboxFailed(listener: (id: string, reason: string) => void): void;
+}

@@ -1,0 +1,279 @@
+import {
+  Agent,
+  type IncomingHttpHeaders,
+  type IncomingMessage,
+  request,
+  type ServerResponse,
+} from 'node:http';
+import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import type { Logger } from 'pino';
+import type { ServerMetrics } from '../metrics/server-metrics.js';
+
+export const ENVD_PORT = 49983;
+
+/** Where a request for a sandbox goes. */
+export interface ProxyRoute {
+  sandboxId: string;
+  port: number;
+}
+
+/** What the proxy must know of a sandbox to let a request through. */
+export interface ProxyTarget {
+  host: string;
+  port: number;
+  allowPublicTraffic: boolean;
+  trafficAccessToken?: string;
+}
+
+const SANDBOX_ID = /^[a-z0-9]{1,64}$/;
+
+/**
+ * The sandbox a request is for, by E2B's routing headers (`E2b-Sandbox-Id`,
+ * `E2b-Sandbox-Port`) or by its Host (`{port}-{sandboxId}.{domain}`). Undefined when it
+ * is for the API; `invalid` when it names a sandbox badly.
+ */
+export function routeOf(
+  req: IncomingMessage,
+  domain: string | undefined,
+): ProxyRoute | 'invalid' | undefined {
+  const id = req.headers['e2b-sandbox-id'];
+  if (typeof id === 'string') {
+    const port = Number(req.headers['e2b-sandbox-port'] ?? ENVD_PORT);
+    if (!SANDBOX_ID.test(id) || !Number.isInteger(port) || port < 1 || port > 65535) return 'invalid';
+    return { sandboxId: id, port };
+  }
+  if (!domain) return undefined;
+  const host = (req.headers.host ?? '').toLowerCase().replace(/:\d+$/, '');
+  if (!host.endsWith(`.${domain}`)) return undefined;
+  const label = host.slice(0, -(domain.length + 1));
+  const m = /^(\d{1,5})-([a-z0-9]{1,64})$/.exec(label);
+  if (!m) return label === 'api' ? undefined : 'invalid';
+  const port = Number(m[1]);
+  if (port < 1 || port > 65535) return 'invalid';
+  return { sandboxId: m[2] ?? '', port };
+}
+
+const HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-authenticate',
+  'proxy-authorization',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+  'e2b-traffic-access-token',
+]);
+
+function forwardable(headers: IncomingHttpHeaders, keepUpgrade = false): IncomingHttpHeaders {
+  const out: IncomingHttpHeaders = {};
+  for (const [k, v] of Object.entries(headers)) {
+    if (HOP_BY_HOP.has(k) && !(keepUpgrade && (k === 'upgrade' || k === 'connection'))) continue;
+    out[k] = v;
+  }
+  return out;
+}
+
+/** envd's paths that only the node may call: they never pass the proxy. */
+const ENVD_INTERNAL = [/^\/init(\/|\?|$)/];
+
+/**
+ * Passes sandbox traffic through: requests and responses stream both ways as they come,
+ * without buffering and without an idle timeout; upgrades (WebSockets) are spliced.
+ * Answers E2B's 502 bodies when the sandbox is unknown or the port closed, never lets
+ * envd's internal routes through, and only ever connects to a sandbox's own address.
+ * Killing a sandbox resets its open streams.
+ */
+export class SandboxProxy {
+  private readonly agent = new Agent({ keepAlive: true, maxSockets: 1024 });
+  private readonly open = new Map<string, Set<Duplex>>();
+
+  constructor(
+    private readonly lookup: (sandboxId: string, port: number) => ProxyTarget | undefined,
+    private readonly metrics: ServerMetrics,
+    private readonly log: Logger,
+  ) {}
+
+  /**
+   * Records a connection as carrying traffic of a sandbox until the returned function is
+   * called (a kept-alive connection may carry another sandbox's next request).
+   */
+  private track(id: string, socket: Duplex): () => void {
+    let set = this.open.get(id);
+    if (!set) {
+      set = new Set();
+      this.open.set(id, set);
+    }
+    set.add(socket);
+    const untrack = () => {
+      const current = this.open.get(id);
+      current?.delete(socket);
+      if (current?.size === 0) this.open.delete(id);
+    };
+    socket.once('close', untrack);
+    return () => {
+      socket.off('close', untrack);
+      untrack();
+    };
+  }
+
+  /** Drops every open connection of a sandbox at once (no clean end: the client sees a reset). */
+  reset(sandboxId: string): void {
+    const set = this.open.get(sandboxId);
+    if (!set) return;
+    this.open.delete(sandboxId);
+    for (const s of set) s.destroy();
+  }
+
+  private refuse(res: ServerResponse, status: number, body: object): void {
+    res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body));
+  }
+
+  /** Checks access; returns the target or answers the request itself. */
+  private admit(req: IncomingMessage, route: ProxyRoute, answer: (status: number, body: object) => void) {
+    const kind = route.port === ENVD_PORT ? 'envd' : 'other';
+    const target = this.lookup(route.sandboxId, route.port);
+    if (!target) {
+      this.metrics.proxiedRequests.inc({ port_kind: kind, outcome: 'not_found' });
+      answer(502, { sandboxId: route.sandboxId, message: 'The sandbox was not found', code: 502 });
+      return undefined;
+    }
+    if (route.port === ENVD_PORT && ENVD_INTERNAL.some((r) => r.test(req.url ?? '/'))) {
+      this.metrics.proxiedRequests.inc({ port_kind: kind, outcome: 'forbidden' });
+      answer(403, { code: 403, message: 'this envd route is not reachable through the proxy' });
+      return undefined;
+    }
+    if (!target.allowPublicTraffic && route.port !== ENVD_PORT) {
+      const token = req.headers['e2b-traffic-access-token'];
+      if (token !== target.trafficAccessToken) {
+        this.metrics.proxiedRequests.inc({ port_kind: kind, outcome: 'forbidden' });
+        answer(403, {
+          code: 403,
+          message: `sandbox ${route.sandboxId} takes traffic only with its e2b-traffic-access-token`,
+        });
+        return undefined;
+      }
+    }
+    return target;
+  }
+
+  private portClosed(route: ProxyRoute) {
+    return {
+      message: 'The sandbox is running but port is not open',
+      sandboxId: route.sandboxId,
+      port: route.port,
+      code: 502,
+    };
+  }
+
+  handle(req: IncomingMessage, res: ServerResponse, route: ProxyRoute): void {
+    const kind = route.port === ENVD_PORT ? 'envd' : 'other';
+    const target = this.admit(req, route, (s, b) => this.refuse(res, s, b));
+    if (!target) {
+      req.resume();
+      return;
+    }
+    req.socket.setTimeout(0);
+    const untracked: (() => void)[] = [this.track(route.sandboxId, req.socket)];
+    res.once('close', () => {
+      for (const u of untracked) u();
+    });
+    const upstream = request({
+      host: target.host,
+      port: target.port,
+      method: req.method,
+      path: req.url,
+      headers: forwardable(req.headers),
+      agent: this.agent,
+    });
+    upstream.on('socket', (s: Socket) => {
+      s.setTimeout(0);
+      s.setNoDelay(true);
+      untracked.push(this.track(route.sandboxId, s));
+    });
+    upstream.on('response', (up) => {
+      this.metrics.proxiedRequests.inc({ port_kind: kind, outcome: 'proxied' });
+      res.writeHead(up.statusCode ?? 502, up.statusMessage, forwardable(up.headers));
+      up.pipe(res);
+      up.on('error', () => res.destroy());
+      up.on('aborted', () => res.destroy());
+    });
+    upstream.on('error', (e: NodeJS.ErrnoException) => {
+      if (res.headersSent) {
+        res.destroy();
+        return;
+      }
+      const refused = e.code === 'ECONNREFUSED';
+      this.metrics.proxiedRequests.inc({ port_kind: kind, outcome: refused ? 'port_closed' : 'error' });
+      if (!refused)
+        this.log.warn({ sandbox: route.sandboxId, port: route.port, err: e.message }, 'proxy error');
+      this.refuse(
+        res,
+        502,
+        refused
+          ? this.portClosed(route)
+          : { sandboxId: route.sandboxId, message: 'The sandbox was not found', code: 502 },
+      );
+    });
+    // The client went away: so does the request to the sandbox.
+    res.once('close', () => {
+      if (!res.writableFinished) upstream.destroy();
+    });
+    req.pipe(upstream);
+  }
+
+  /** A request to switch protocols (WebSocket): spliced to the sandbox once it agrees. */
+  handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, route: ProxyRoute): void {
+    const answer = (status: number, body: object) => {
+      const text = JSON.stringify(body);
+      socket.end(
+        `HTTP/1.1 ${status} ${status === 403 ? 'Forbidden' : 'Bad Gateway'}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(text)}\r\nconnection: close\r\n\r\n${text}`,
+      );
+    };
+    const target = this.admit(req, route, answer);
+    if (!target) return;
+    this.track(route.sandboxId, socket);
+    const upstream = request({
+      host: target.host,
+      port: target.port,
+      method: req.method,
+      path: req.url,
+      headers: forwardable(req.headers, true),
+    });
+    upstream.on('upgrade', (up, upSocket, upHead) => {
+      this.track(route.sandboxId, upSocket);
+      const lines = [`HTTP/1.1 ${up.statusCode} ${up.statusMessage}`];
+      for (let i = 0; i < up.rawHeaders.length; i += 2)
+        lines.push(`${up.rawHeaders[i]}: ${up.rawHeaders[i + 1]}`);
+      socket.write(`${lines.join('\r\n')}\r\n\r\n`);
+      if (upHead.length) socket.write(upHead);
+      if (head.length) upSocket.write(head);
+      upSocket.pipe(socket).pipe(upSocket);
+      upSocket.on('error', () => socket.destroy());
+      socket.on('error', () => upSocket.destroy());
+    });
+    upstream.on('response', (up) => {
+      // The sandbox answered without switching: pass its answer on and close.
+      const lines = [`HTTP/1.1 ${up.statusCode} ${up.statusMessage}`];
+      for (let i = 0; i < up.rawHeaders.length; i += 2)
+        lines.push(`${up.rawHeaders[i]}: ${up.rawHeaders[i + 1]}`);
+      socket.write(`${lines.join('\r\n')}\r\n\r\n`);
+      up.pipe(socket);
+    });
+    upstream.on('error', (e: NodeJS.ErrnoException) =>
+      answer(
+        502,
+        e.code === 'ECONNREFUSED'
+          ? this.portClosed(route)
+          : { sandboxId: route.sandboxId, message: 'The sandbox was not found', code: 502 },
+      ),
+    );
+    upstream.end();
+  }
+
+  close(): void {
+    for (const id of [...this.open.keys()]) this.reset(id);
+    this.agent.destroy();
+  }
+}

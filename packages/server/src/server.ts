@@ -1,0 +1,195 @@
+import {
+  createServer as createHttpServer,
+  type IncomingMessage,
+  type Server,
+  type ServerResponse,
+} from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import { join } from 'node:path';
+import type { Duplex } from 'node:stream';
+import swagger from '@fastify/swagger';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
+import { requireApiKey } from './api/authenticate.js';
+import { registerSandboxRoutes } from './api/e2b/sandbox-routes.js';
+import { registerTemplateRoutes } from './api/e2b/template-routes.js';
+import { registerErrorHandling } from './api/errors.js';
+import { registerKeyRoutes } from './api/native/key-routes.js';
+import { openDatabase } from './db/database.js';
+import { createServerMetrics } from './metrics/server-metrics.js';
+import type { SandboxNode } from './nodes/sandbox-node.js';
+import { routeOf, SandboxProxy } from './proxy/sandbox-proxy.js';
+import { type SandboxLimits, SandboxService } from './services/sandbox-service.js';
+import { TeamService } from './services/team-service.js';
+
+export interface ServerConfig {
+  /** The data directory (the embedded database lives in `<home>/db`). */
+  home: string;
+  host: string;
+  port: number;
+  /** A PostgreSQL server instead of the embedded database. */
+  databaseUrl?: string;
+  /** Base domain for host routing (`{port}-{sandboxId}.{domain}`, `api.{domain}`). */
+  domain?: string;
+  /** Serve HTTPS with this certificate and key (PEM). */
+  tls?: { cert: string | Buffer; key: string | Buffer };
+  limits: SandboxLimits;
+  version: string;
+}
+
+export interface RunningServer {
+  /** Where the API and the sandbox traffic are served, e.g. http://127.0.0.1:3000. */
+  url: string;
+  /** The first API key, when this start created the first team (shown once). */
+  firstApiKey?: string;
+  app: FastifyInstance;
+  sandboxes: SandboxService;
+  teams: TeamService;
+  /** Stops serving; with `killSandboxes`, ends every sandbox first. */
+  close(options: { killSandboxes: boolean }): Promise<void>;
+}
+
+/**
+ * Starts the control plane on one port: the E2B-compatible API, aiva's own routes, and
+ * the proxy for sandbox traffic (routed by E2B's headers or by host name before the API
+ * sees the request).
+ */
+export async function startServer(
+  config: ServerConfig,
+  node: SandboxNode,
+  logger: Logger,
+): Promise<RunningServer> {
+  const database = await openDatabase({
+    databaseUrl: config.databaseUrl,
+    pgliteDir: join(config.home, 'db'),
+  });
+  logger.info(`database: ${database.description}`);
+  const cleanup: (() => Promise<void>)[] = [() => database.close()];
+  try {
+    const teams = new TeamService(database.db);
+    const first = await teams.ensureFirstTeam();
+    const metrics = createServerMetrics();
+    const sandboxes = new SandboxService({
+      db: database.db,
+      node,
+      logger: logger.child({ component: 'sandboxes' }),
+      metrics,
+      limits: config.limits,
+      domain: config.domain,
+    });
+    await sandboxes.start();
+    cleanup.unshift(() => sandboxes.stop({ killSandboxes: false }));
+
+    const proxy = new SandboxProxy(
+      (id, port) => {
+        const live = sandboxes.liveSandbox(id);
+        const endpoint = live?.state === 'running' ? node.endpoint(id, port) : undefined;
+        return live && endpoint
+          ? {
+              ...endpoint,
+              allowPublicTraffic: live.allowPublicTraffic,
+              trafficAccessToken: live.trafficAccessToken,
+            }
+          : undefined;
+      },
+      metrics,
+      logger.child({ component: 'proxy' }),
+    );
+    sandboxes.on('ended', (id) => proxy.reset(id));
+
+    let server: Server | undefined;
+    const app = Fastify({
+      loggerInstance: logger.child({ component: 'api' }) as FastifyBaseLogger,
+      disableRequestLogging: true,
+      bodyLimit: 1024 * 1024,
+      serverFactory: (handler) => {
+        const dispatch = (req: IncomingMessage, res: ServerResponse) => {
+          const route = routeOf(req, config.domain);
+          if (route === 'invalid') {
+            res.writeHead(400, { 'content-type': 'application/json' }).end(
+              JSON.stringify({
+                code: 400,
+                message: 'the sandbox routing headers or host name are malformed',
+              }),
+            );
+            req.resume();
+          } else if (route) proxy.handle(req, res, route);
+          else handler(req, res);
+        };
+        server = config.tls ? createHttpsServer({ ...config.tls }, dispatch) : createHttpServer(dispatch);
+        server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+          const route = routeOf(req, config.domain);
+          if (route && route !== 'invalid') proxy.handleUpgrade(req, socket, head, route);
+          else socket.end('HTTP/1.1 404 Not Found\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
+        });
+        // Sandbox streams live as long as they live: no request or idle timeout.
+        server.requestTimeout = 0;
+        server.timeout = 0;
+        server.keepAliveTimeout = 65_000;
+        return server;
+      },
+    });
+    registerErrorHandling(app);
+    await app.register(swagger, {
+      openapi: {
+        info: {
+          title: 'aiva',
+          version: config.version,
+          description: 'E2B-compatible sandbox API, plus aiva routes',
+        },
+        components: { securitySchemes: { apiKey: { type: 'apiKey', in: 'header', name: 'X-API-KEY' } } },
+        security: [{ apiKey: [] }],
+      },
+    });
+    app.addHook('onResponse', async (request, reply) => {
+      metrics.httpSeconds.observe(
+        {
+          method: request.method,
+          route: request.routeOptions.url ?? 'unmatched',
+          status: String(reply.statusCode),
+        },
+        reply.elapsedTime / 1000,
+      );
+    });
+
+    app.get('/health', { schema: { hide: true } }, async () => ({ status: 'ok' }));
+    app.get('/metrics', { schema: { hide: true } }, async (_request, reply) =>
+      reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()),
+    );
+    app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+    await app.register(async (api) => {
+      requireApiKey(api, teams);
+      registerSandboxRoutes(api, sandboxes);
+      registerTemplateRoutes(api, node);
+      registerKeyRoutes(api, teams);
+    });
+
+    await app.listen({ host: config.host, port: config.port });
+    const address = server?.address();
+    const port = typeof address === 'object' && address ? address.port : config.port;
+    const scheme = config.tls ? 'https' : 'http';
+    const url = `${scheme}://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;
+
+    let closing: Promise<void> | undefined;
+    return {
+      url,
+      firstApiKey: first.apiKey,
+      app,
+      sandboxes,
+      teams,
+      close(options) {
+        closing ??= (async () => {
+          await sandboxes.stop(options);
+          proxy.close();
+          server?.closeAllConnections();
+          await app.close();
+          await database.close();
+        })();
+        return closing;
+      },
+    };
+  } catch (e) {
+    for (const c of cleanup) await c().catch(() => {});
+    throw e;
+  }
+}

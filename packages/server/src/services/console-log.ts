@@ -1,0 +1,58 @@
+import type { SandboxLogEntry } from '../api/e2b/schemas.js';
+
+const LEVELS = new Set(['debug', 'info', 'warn', 'error']);
+
+/**
+ * A sandbox's console output as E2B log entries. Lines of JSON with `level`, `time` and
+ * `msg` (or `message`) keep theirs; guest kernel lines (`[   1.234] …`) are timed from the
+ * sandbox's start; any other line gets the start time and level `info`.
+ */
+export function parseConsoleLog(text: string, startedAt: Date): SandboxLogEntry[] {
+  const start = startedAt.getTime();
+  const entries: SandboxLogEntry[] = [];
+  for (const raw of text.split('\n')) {
+    const line = raw.replace(/\r$/, '');
+    if (!line.trim()) continue;
+    if (line.startsWith('{')) {
+      try {
+        const j = JSON.parse(line) as Record<string, unknown>;
+        const level = typeof j.level === 'string' && LEVELS.has(j.level) ? j.level : 'info';
+        const time =
+          typeof j.time === 'number' ? j.time : typeof j.time === 'string' ? Date.parse(j.time) : start;
+        const message = String(j.msg ?? j.message ?? line);
+        const fields: Record<string, string> = {};
+        for (const [k, v] of Object.entries(j)) {
+          if (!['level', 'time', 'msg', 'message'].includes(k))
+            fields[k] = typeof v === 'string' ? v : JSON.stringify(v);
+        }
+        entries.push({
+          timestamp: new Date(Number.isNaN(time) ? start : time).toISOString(),
+          level: level as SandboxLogEntry['level'],
+          message,
+          fields,
+        });
+        continue;
+      } catch {
+        // not JSON after all
+      }
+    }
+    const kernel = /^\[\s*(\d+)\.(\d+)\]\s?(.*)$/.exec(line);
+    if (kernel) {
+      const ms = Number(kernel[1]) * 1000 + Number((kernel[2] ?? '0').slice(0, 3).padEnd(3, '0'));
+      entries.push({
+        timestamp: new Date(start + ms).toISOString(),
+        level: 'info',
+        message: kernel[3] ?? '',
+        fields: { source: 'kernel' },
+      });
+      continue;
+    }
+    entries.push({
+      timestamp: startedAt.toISOString(),
+      level: 'info',
+      message: line,
+      fields: { source: 'console' },
+    });
+  }
+  return entries;
+}

@@ -1,0 +1,591 @@
+import { randomBytes } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import { newSandboxId, SandboxSpecError, SandboxStateError } from '@aiva/node';
+import { and, asc, desc, eq, gt, inArray, lt, or, type SQL, sql } from 'drizzle-orm';
+import type { Logger } from 'pino';
+import type {
+  ListedSandbox,
+  ListQuery,
+  NewSandbox,
+  Sandbox,
+  SandboxDetail,
+  SandboxLogEntry,
+  SandboxMetric,
+} from '../api/e2b/schemas.js';
+import { ApiError, badRequest, conflict, notFound } from '../api/errors.js';
+import type { Database } from '../db/database.js';
+import { sandboxes } from '../db/schema.js';
+import type { ServerMetrics } from '../metrics/server-metrics.js';
+import type { SandboxNode, SandboxUsage } from '../nodes/sandbox-node.js';
+import { parseConsoleLog } from './console-log.js';
+import type { Caller } from './team-service.js';
+
+type Row = typeof sandboxes.$inferSelect;
+
+export interface SandboxLimits {
+  /** Sandboxes the node takes at most (503 beyond). */
+  maxSandboxes: number;
+  /** Memory (MiB) all sandboxes may take together (503 beyond). */
+  memoryBudgetMiB: number;
+  /** Sandboxes one team may run at once (429 beyond). */
+  maxSandboxesPerTeam: number;
+}
+
+export interface SandboxServiceOptions {
+  db: Database;
+  node: SandboxNode;
+  logger: Logger;
+  metrics: ServerMetrics;
+  limits: SandboxLimits;
+  /** Base domain of sandbox traffic (`{port}-{id}.{domain}`), if host routing is on. */
+  domain?: string;
+  /** How often to sample running sandboxes' CPU, memory and disk. */
+  metricsIntervalMs?: number;
+}
+
+/** What the proxy needs to know of a sandbox, kept in memory for every live one. */
+export interface LiveSandbox {
+  id: string;
+  teamId: string;
+  state: 'creating' | 'running' | 'paused';
+  /** When it expires (ms since the epoch). */
+  endAt: number;
+  onTimeout: 'kill' | 'pause';
+  memoryMb: number;
+  allowPublicTraffic: boolean;
+  trafficAccessToken?: string;
+}
+
+const METRIC_SAMPLES_KEPT = 720;
+const newToken = () => randomBytes(24).toString('hex');
+
+/**
+ * Sandboxes as the API sees them: rows in the database (history included), a live index
+ * in memory for lifetimes and the proxy, and the node that runs them. Enforces each
+ * sandbox's end time (to within a quarter of a second), team isolation and capacity.
+ */
+export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
+  private readonly live = new Map<string, LiveSandbox>();
+  private readonly samples = new Map<string, SandboxMetric[]>();
+  private ticker: NodeJS.Timeout | undefined;
+  private sampler: NodeJS.Timeout | undefined;
+  private readonly expiring = new Set<string>();
+  private readonly db: Database;
+  private readonly node: SandboxNode;
+  private readonly log: Logger;
+
+  constructor(readonly options: SandboxServiceOptions) {
+    super();
+    this.db = options.db;
+    this.node = options.node;
+    this.log = options.logger;
+  }
+
+  /**
+   * Reconciles the database with what the node runs (after a restart either may hold
+   * sandboxes the other lost), then starts enforcing end times and sampling metrics.
+   */
+  async start(): Promise<void> {
+    const rows = await this.db
+      .select()
+      .from(sandboxes)
+      .where(
+        and(eq(sandboxes.nodeId, this.node.id), inArray(sandboxes.state, ['creating', 'running', 'paused'])),
+      );
+    const onNode = new Map(this.node.list().map((s) => [s.id, s]));
+    for (const row of rows) {
+      const n = onNode.get(row.id);
+      onNode.delete(row.id);
+      if (row.state === 'creating' || !n || (n.state !== 'running' && n.state !== 'paused')) {
+        this.log.warn(
+          { sandbox: row.id, rowState: row.state, nodeState: n?.state },
+          'sandbox did not survive the restart',
+        );
+        if (n) await this.node.kill(row.id).catch(() => {});
+        await this.markEnded(row.id, 'killed', n?.error ?? 'lost when the server restarted');
+        continue;
+      }
+      this.live.set(row.id, this.toLive(row, n.state));
+      if (n.state !== row.state) await this.setState(row.id, n.state);
+    }
+    for (const orphan of onNode.values()) {
+      this.log.warn({ sandbox: orphan.id }, 'killing a sandbox the database does not know');
+      await this.node.kill(orphan.id).catch(() => {});
+    }
+    this.node.onSandboxFailed((id, reason) => void this.onNodeFailure(id, reason));
+    this.ticker = setInterval(() => void this.expire(), 250);
+    this.ticker.unref();
+    this.sampler = setInterval(() => void this.sample(), this.options.metricsIntervalMs ?? 5000);
+    this.sampler.unref();
+    this.updateGauges();
+  }
+
+  /** Stops the timers; with `killSandboxes`, also kills every live sandbox. */
+  async stop(options: { killSandboxes: boolean }): Promise<void> {
+    clearInterval(this.ticker);
+    clearInterval(this.sampler);
+    if (options.killSandboxes) {
+      await Promise.allSettled([...this.live.keys()].map((id) => this.end(id, 'server shut down')));
+    }
+  }
+
+  private toLive(row: Row, state: LiveSandbox['state']): LiveSandbox {
+    const network = (row.network ?? {}) as { allowPublicTraffic?: boolean };
+    return {
+      id: row.id,
+      teamId: row.teamId,
+      state,
+      endAt: row.endAt.getTime(),
+      onTimeout: row.onTimeout,
+      memoryMb: row.memoryMb,
+      allowPublicTraffic: network.allowPublicTraffic !== false,
+      trafficAccessToken: row.trafficAccessToken ?? undefined,
+    };
+  }
+
+  /** A live sandbox by id, whatever its team (for the proxy). */
+  liveSandbox(id: string): LiveSandbox | undefined {
+    return this.live.get(id);
+  }
+
+  private async templates(): Promise<string[]> {
+    return this.node.templates();
+  }
+
+  private checkCapacity(caller: Caller, memoryMb: number): void {
+    const { limits } = this.options;
+    const all = [...this.live.values()];
+    if (all.filter((s) => s.teamId === caller.teamId).length >= limits.maxSandboxesPerTeam) {
+      throw new ApiError(
+        429,
+        `your team already runs ${limits.maxSandboxesPerTeam} sandboxes, the most it may`,
+        {
+          'retry-after': '1',
+        },
+      );
+    }
+    const used = all.reduce((sum, s) => sum + s.memoryMb, 0);
+    if (all.length >= limits.maxSandboxes || used + memoryMb > limits.memoryBudgetMiB) {
+      throw new ApiError(503, 'no capacity for another sandbox on this node right now');
+    }
+  }
+
+  async create(caller: Caller, body: NewSandbox, defaultTimeoutS: number): Promise<Sandbox> {
+    const template = body.templateID;
+    if (!(await this.templates()).includes(template)) {
+      throw badRequest(
+        `template "${template}" does not exist (templates: ${(await this.templates()).join(', ')})`,
+      );
+    }
+    const metadata = body.metadata ?? {};
+    if (JSON.stringify(metadata).length > 16 * 1024) throw badRequest('metadata is larger than 16 KiB');
+    const timeoutS = body.timeout ?? defaultTimeoutS;
+    // The template's own memory is not known before it starts: count a typical sandbox.
+    this.checkCapacity(caller, 512);
+    const id = newSandboxId();
+    const allowPublicTraffic = body.network?.allowPublicTraffic !== false;
+    const now = new Date();
+    const row: typeof sandboxes.$inferInsert = {
+      id,
+      teamId: caller.teamId,
+      templateId: template,
+      alias: template,
+      nodeId: this.node.id,
+      state: 'creating',
+      cpuCount: 0,
+      memoryMb: 0,
+      diskSizeMb: 0,
+      metadata,
+      envdVersion: '0.0.1',
+      envdAccessToken: newToken(),
+      trafficAccessToken: allowPublicTraffic ? null : newToken(),
+      allowInternetAccess: body.allow_internet_access ?? null,
+      network: body.network ?? null,
+      onTimeout: body.autoPause ? 'pause' : 'kill',
+      autoResume: body.autoResume?.enabled ?? false,
+      startedAt: now,
+      endAt: new Date(now.getTime() + timeoutS * 1000),
+    };
+    await this.db.insert(sandboxes).values(row);
+    const live: LiveSandbox = {
+      id,
+      teamId: caller.teamId,
+      state: 'creating',
+      endAt: row.endAt.getTime(),
+      onTimeout: row.onTimeout ?? 'kill',
+      memoryMb: 512,
+      allowPublicTraffic,
+      trafficAccessToken: row.trafficAccessToken ?? undefined,
+    };
+    this.live.set(id, live);
+    const started = performance.now();
+    try {
+      const n = await this.node.create({
+        id,
+        template,
+        envVars: body.envVars,
+        accessToken: row.envdAccessToken,
+      });
+      // The sandbox lives `timeout` seconds from when it is ready, not from when it was asked for.
+      const readyAt = new Date();
+      const endAt = new Date(readyAt.getTime() + timeoutS * 1000);
+      await this.db
+        .update(sandboxes)
+        .set({
+          state: 'running',
+          cpuCount: n.vcpus,
+          memoryMb: n.memoryMiB,
+          diskSizeMb: n.diskMiB,
+          envdVersion: n.envdVersion,
+          startedAt: readyAt,
+          endAt,
+        })
+        .where(eq(sandboxes.id, id));
+      Object.assign(live, { state: 'running', endAt: endAt.getTime(), memoryMb: n.memoryMiB });
+      this.options.metrics.createSeconds.observe((performance.now() - started) / 1000);
+      this.updateGauges();
+      this.log.info({ sandbox: id, team: caller.teamId, template }, 'sandbox created');
+      return {
+        sandboxID: id,
+        templateID: template,
+        alias: template,
+        clientID: this.node.id,
+        envdVersion: n.envdVersion,
+        envdAccessToken: row.envdAccessToken,
+        trafficAccessToken: row.trafficAccessToken ?? null,
+        domain: this.options.domain ?? null,
+      };
+    } catch (e) {
+      this.live.delete(id);
+      await this.db.delete(sandboxes).where(eq(sandboxes.id, id));
+      this.updateGauges();
+      if (e instanceof SandboxSpecError) throw badRequest(e.message);
+      this.log.error({ sandbox: id, err: e }, 'sandbox create failed');
+      throw new ApiError(500, `the sandbox could not start: ${(e as Error).message.split('\n')[0]}`);
+    }
+  }
+
+  private async row(caller: Caller, id: string): Promise<Row> {
+    const [row] = await this.db
+      .select()
+      .from(sandboxes)
+      .where(and(eq(sandboxes.id, id), eq(sandboxes.teamId, caller.teamId)))
+      .limit(1);
+    if (!row || (row.state !== 'running' && row.state !== 'paused'))
+      throw notFound(`sandbox ${id} not found`);
+    return row;
+  }
+
+  private listed(row: Row): ListedSandbox {
+    return {
+      sandboxID: row.id,
+      templateID: row.templateId,
+      ...(row.alias ? { alias: row.alias } : {}),
+      clientID: row.nodeId,
+      cpuCount: row.cpuCount,
+      memoryMB: row.memoryMb,
+      diskSizeMB: row.diskSizeMb,
+      startedAt: row.startedAt.toISOString(),
+      endAt: row.endAt.toISOString(),
+      envdVersion: row.envdVersion,
+      state: row.state === 'paused' ? 'paused' : 'running',
+      metadata: row.metadata,
+    };
+  }
+
+  async get(caller: Caller, id: string): Promise<SandboxDetail> {
+    const row = await this.row(caller, id);
+    return {
+      ...this.listed(row),
+      envdAccessToken: row.envdAccessToken,
+      domain: this.options.domain ?? null,
+      allowInternetAccess: row.allowInternetAccess,
+      ...(row.network ? { network: row.network } : {}),
+      lifecycle: { onTimeout: row.onTimeout, autoResume: row.autoResume },
+    };
+  }
+
+  /** The team's sandboxes, filtered, ordered by start time, one page at a time. */
+  async list(caller: Caller, q: ListQuery): Promise<{ items: ListedSandbox[]; nextToken?: string }> {
+    const states = (q.state ?? 'running,paused').split(',').map((s) => s.trim());
+    for (const s of states)
+      if (s !== 'running' && s !== 'paused') throw badRequest(`state "${s}" is not running or paused`);
+    const where: SQL[] = [
+      eq(sandboxes.teamId, caller.teamId),
+      inArray(sandboxes.state, states as Row['state'][]),
+    ];
+    if (q.template)
+      where.push(or(eq(sandboxes.templateId, q.template), eq(sandboxes.alias, q.template)) as SQL);
+    if (q.startedAfter) where.push(gt(sandboxes.startedAt, new Date(q.startedAfter)));
+    if (q.metadata)
+      where.push(sql`${sandboxes.metadata} @> ${JSON.stringify(parseMetadataFilter(q.metadata))}::jsonb`);
+    const order = q.order ?? 'desc';
+    if (q.nextToken) {
+      const cursor = parseCursor(q.nextToken);
+      const at = new Date(cursor.t);
+      const after =
+        order === 'desc'
+          ? or(lt(sandboxes.startedAt, at), and(eq(sandboxes.startedAt, at), lt(sandboxes.id, cursor.id)))
+          : or(gt(sandboxes.startedAt, at), and(eq(sandboxes.startedAt, at), gt(sandboxes.id, cursor.id)));
+      where.push(after as SQL);
+    }
+    const limit = q.limit ?? 100;
+    const by =
+      order === 'desc'
+        ? [desc(sandboxes.startedAt), desc(sandboxes.id)]
+        : [asc(sandboxes.startedAt), asc(sandboxes.id)];
+    const rows = await this.db
+      .select()
+      .from(sandboxes)
+      .where(and(...where))
+      .orderBy(...by)
+      .limit(limit + 1);
+    const page = rows.slice(0, limit);
+    const last = page.at(-1);
+    const nextToken =
+      rows.length > limit && last
+        ? Buffer.from(JSON.stringify({ t: last.startedAt.toISOString(), id: last.id })).toString('base64url')
+        : undefined;
+    return { items: page.map((r) => this.listed(r)), nextToken };
+  }
+
+  /** Kills a sandbox of the caller's team; false if there is none with that id. */
+  async kill(caller: Caller, id: string): Promise<boolean> {
+    const live = this.live.get(id);
+    if (!live || live.teamId !== caller.teamId || live.state === 'creating') return false;
+    await this.end(id, 'killed by request');
+    return true;
+  }
+
+  /**
+   * Ends a live sandbox: closes its row first (so that no listing shows it any more),
+   * resets its open streams, then kills it on the node.
+   */
+  private async end(id: string, reason: string): Promise<void> {
+    if (!this.live.has(id)) return;
+    this.live.delete(id);
+    this.samples.delete(id);
+    await this.markEnded(id, 'killed', reason === 'killed by request' ? null : reason);
+    this.emit('ended', id);
+    this.updateGauges();
+    this.log.info({ sandbox: id, reason }, 'sandbox ended');
+    await this.node.kill(id);
+  }
+
+  private async markEnded(id: string, state: 'killed' | 'error', error: string | null): Promise<void> {
+    await this.db.update(sandboxes).set({ state, endedAt: new Date(), error }).where(eq(sandboxes.id, id));
+  }
+
+  private async setState(id: string, state: Row['state']): Promise<void> {
+    await this.db.update(sandboxes).set({ state }).where(eq(sandboxes.id, id));
+  }
+
+  /** Sets the end time to now + `timeoutS`, earlier or later than before. */
+  async setTimeout(caller: Caller, id: string, timeoutS: number): Promise<void> {
+    await this.row(caller, id);
+    const endAt = new Date(Date.now() + timeoutS * 1000);
+    await this.db.update(sandboxes).set({ endAt }).where(eq(sandboxes.id, id));
+    const live = this.live.get(id);
+    if (live) live.endAt = endAt.getTime();
+  }
+
+  /**
+   * Connects to a sandbox: a running one keeps running (its end time only ever moves
+   * later here), a paused one is resumed (201).
+   */
+  async connect(
+    caller: Caller,
+    id: string,
+    timeoutS: number,
+  ): Promise<{ resumed: boolean; sandbox: Sandbox }> {
+    const row = await this.row(caller, id);
+    const live = this.live.get(id);
+    if (!live) throw notFound(`sandbox ${id} not found`);
+    const resumed = row.state === 'paused';
+    if (resumed) {
+      await this.node.resume(id);
+      live.state = 'running';
+      await this.setState(id, 'running');
+    }
+    const wanted = Date.now() + timeoutS * 1000;
+    if (resumed || wanted > live.endAt) {
+      live.endAt = resumed ? wanted : Math.max(wanted, live.endAt);
+      await this.db
+        .update(sandboxes)
+        .set({ endAt: new Date(live.endAt) })
+        .where(eq(sandboxes.id, id));
+    }
+    this.updateGauges();
+    return {
+      resumed,
+      sandbox: {
+        sandboxID: id,
+        templateID: row.templateId,
+        ...(row.alias ? { alias: row.alias } : {}),
+        clientID: row.nodeId,
+        envdVersion: row.envdVersion,
+        envdAccessToken: row.envdAccessToken,
+        trafficAccessToken: row.trafficAccessToken,
+        domain: this.options.domain ?? null,
+      },
+    };
+  }
+
+  async pause(caller: Caller, id: string): Promise<void> {
+    const row = await this.row(caller, id);
+    if (row.state === 'paused') throw conflict(`sandbox ${id} is already paused`);
+    const live = this.live.get(id);
+    if (!live) throw notFound(`sandbox ${id} not found`);
+    try {
+      await this.node.pause(id);
+    } catch (e) {
+      if (e instanceof SandboxStateError) throw conflict(e.message);
+      throw e;
+    }
+    live.state = 'paused';
+    await this.setState(id, 'paused');
+    this.emit('ended', id);
+    this.updateGauges();
+  }
+
+  /** Samples of the sandbox's resource use between `start` and `end` (unix seconds). */
+  async metrics(caller: Caller, id: string, start?: number, end?: number): Promise<SandboxMetric[]> {
+    await this.row(caller, id);
+    if (!this.samples.get(id)?.length && this.live.get(id)?.state === 'running') await this.sampleOne(id);
+    return (this.samples.get(id) ?? []).filter(
+      (m) =>
+        (start === undefined || m.timestampUnix >= start) && (end === undefined || m.timestampUnix <= end),
+    );
+  }
+
+  async logs(
+    caller: Caller,
+    id: string,
+    q: {
+      cursor?: number;
+      limit?: number;
+      direction?: 'forward' | 'backward';
+      level?: string;
+      search?: string;
+    },
+  ): Promise<SandboxLogEntry[]> {
+    const row = await this.row(caller, id);
+    const order = ['debug', 'info', 'warn', 'error'];
+    const minLevel = order.indexOf(q.level ?? 'debug');
+    let entries = parseConsoleLog(await this.node.consoleLog(id), row.startedAt).filter(
+      (e) =>
+        order.indexOf(e.level) >= minLevel &&
+        (!q.search || e.message.includes(q.search)) &&
+        (q.cursor === undefined ||
+          (q.direction === 'backward'
+            ? Date.parse(e.timestamp) <= q.cursor
+            : Date.parse(e.timestamp) >= q.cursor)),
+    );
+    if (q.direction === 'backward') entries = entries.reverse();
+    return entries.slice(0, q.limit ?? 1000);
+  }
+
+  private async sampleOne(id: string): Promise<void> {
+    let u: SandboxUsage;
+    try {
+      u = await this.node.usage(id);
+    } catch {
+      return;
+    }
+    const list = this.samples.get(id) ?? [];
+    list.push({
+      timestamp: u.timestamp.toISOString(),
+      timestampUnix: Math.floor(u.timestamp.getTime() / 1000),
+      cpuCount: u.cpuCount,
+      cpuUsedPct: u.cpuUsedPct,
+      memUsed: u.memUsed,
+      memTotal: u.memTotal,
+      memCache: u.memCache,
+      diskUsed: u.diskUsed,
+      diskTotal: u.diskTotal,
+    });
+    if (list.length > METRIC_SAMPLES_KEPT) list.splice(0, list.length - METRIC_SAMPLES_KEPT);
+    this.samples.set(id, list);
+  }
+
+  private async sample(): Promise<void> {
+    await Promise.allSettled(
+      [...this.live.values()].filter((s) => s.state === 'running').map((s) => this.sampleOne(s.id)),
+    );
+  }
+
+  /** Ends (or pauses, with autoPause) the sandboxes whose time is up. */
+  private async expire(): Promise<void> {
+    const now = Date.now();
+    for (const s of this.live.values()) {
+      if (s.state === 'creating' || s.endAt > now || this.expiring.has(s.id)) continue;
+      if (s.state === 'paused' && s.onTimeout === 'pause') continue;
+      this.expiring.add(s.id);
+      const act =
+        s.onTimeout === 'pause' && s.state === 'running' ? this.pauseOnTimeout(s) : this.end(s.id, 'timeout');
+      void act
+        .catch((e: Error) => this.log.error({ sandbox: s.id, err: e }, 'ending an expired sandbox failed'))
+        .finally(() => this.expiring.delete(s.id));
+    }
+  }
+
+  private async pauseOnTimeout(s: LiveSandbox): Promise<void> {
+    await this.node.pause(s.id);
+    s.state = 'paused';
+    await this.setState(s.id, 'paused');
+    this.emit('ended', s.id);
+    this.updateGauges();
+  }
+
+  private async onNodeFailure(id: string, reason: string): Promise<void> {
+    if (!this.live.has(id)) return;
+    this.log.warn({ sandbox: id, reason }, 'sandbox failed on its node');
+    this.live.delete(id);
+    this.emit('ended', id);
+    await this.markEnded(id, 'error', reason);
+    await this.node.kill(id).catch(() => {});
+    this.updateGauges();
+  }
+
+  private updateGauges(): void {
+    const g = this.options.metrics.sandboxes;
+    g.reset();
+    for (const s of this.live.values()) g.inc({ state: s.state });
+  }
+}
+
+/**
+ * E2B's metadata filter: after normal query decoding, the whole value is URL-decoded
+ * once more, split on `&` and `=`, and each key and value URL-decoded.
+ */
+export function parseMetadataFilter(value: string): Record<string, string> {
+  let decoded: string;
+  try {
+    decoded = decodeURIComponent(value);
+  } catch {
+    throw badRequest('metadata filter is not URL-encoded');
+  }
+  const filter: Record<string, string> = {};
+  for (const pair of decoded.split('&')) {
+    if (!pair) continue;
+    const eqAt = pair.indexOf('=');
+    if (eqAt <= 0) throw badRequest(`metadata filter "${pair}" is not key=value`);
+    try {
+      filter[decodeURIComponent(pair.slice(0, eqAt))] = decodeURIComponent(pair.slice(eqAt + 1));
+    } catch {
+      throw badRequest(`metadata filter "${pair}" is not URL-encoded`);
+    }
+  }
+  return filter;
+}
+
+function parseCursor(token: string): { t: string; id: string } {
+  try {
+    const c = JSON.parse(Buffer.from(token, 'base64url').toString('utf8')) as { t?: unknown; id?: unknown };
+    if (typeof c.t === 'string' && typeof c.id === 'string' && !Number.isNaN(Date.parse(c.t)))
+      return { t: c.t, id: c.id };
+  } catch {
+    // fall through
+  }
+  throw badRequest('nextToken is not a token this server issued');
+}

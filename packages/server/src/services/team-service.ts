@@ -1,0 +1,115 @@
+import { randomBytes } from 'node:crypto';
+import { and, asc, eq, sql } from 'drizzle-orm';
+import { API_KEY_PATTERN, apiKeyPrefix, hashApiKey, newApiKey, sameDigest } from '../auth/api-keys.js';
+import type { Database } from '../db/database.js';
+import { apiKeys, teams } from '../db/schema.js';
+
+export interface Caller {
+  teamId: string;
+  keyId: string;
+}
+
+export interface ApiKeyInfo {
+  id: string;
+  name: string;
+  prefix: string;
+  teamId: string;
+  createdAt: string;
+  lastUsedAt: string | null;
+}
+
+const newId = (prefix: string) => `${prefix}_${randomBytes(8).toString('hex')}`;
+
+/** How long a verified key is trusted without asking the database again. */
+const CACHE_MS = 30_000;
+
+/** Teams and their API keys. Keys are kept as SHA-256 digests and shown once, when created. */
+export class TeamService {
+  private cache = new Map<string, { caller: Caller; until: number }>();
+
+  constructor(private readonly db: Database) {}
+
+  /** On first start: a team named `default` and its first key (returned only then). */
+  async ensureFirstTeam(): Promise<{ teamId: string; apiKey?: string }> {
+    const existing = await this.db.select().from(teams).orderBy(asc(teams.createdAt)).limit(1);
+    if (existing[0]) return { teamId: existing[0].id };
+    const teamId = newId('team');
+    await this.db.insert(teams).values({ id: teamId, name: 'default', operator: true });
+    const { key } = await this.createKey(teamId, 'admin');
+    return { teamId, apiKey: key };
+  }
+
+  /** A new team and its first key (shown once). Only the operator team may make teams. */
+  async createTeam(caller: Caller, name: string): Promise<{ teamId: string; key: string }> {
+    const [team] = await this.db.select().from(teams).where(eq(teams.id, caller.teamId)).limit(1);
+    if (!team?.operator)
+      throw new NotOperatorError('only the operator team (made on first start) may create teams');
+    const teamId = newId('team');
+    await this.db.insert(teams).values({ id: teamId, name });
+    const { key } = await this.createKey(teamId, 'admin');
+    return { teamId, key };
+  }
+
+  async createKey(teamId: string, name: string): Promise<{ key: string; info: ApiKeyInfo }> {
+    const key = newApiKey();
+    const id = newId('key');
+    const [row] = await this.db
+      .insert(apiKeys)
+      .values({ id, teamId, name, keyHash: hashApiKey(key), keyPrefix: apiKeyPrefix(key) })
+      .returning();
+    if (!row) throw new Error('the key was not stored');
+    return { key, info: toInfo(row) };
+  }
+
+  async listKeys(teamId: string): Promise<ApiKeyInfo[]> {
+    const rows = await this.db
+      .select()
+      .from(apiKeys)
+      .where(eq(apiKeys.teamId, teamId))
+      .orderBy(asc(apiKeys.createdAt));
+    return rows.map(toInfo);
+  }
+
+  /** Removes a key of the team; false if there is none with that id. Refuses the team's last key. */
+  async removeKey(teamId: string, id: string): Promise<boolean> {
+    const keys = await this.listKeys(teamId);
+    if (!keys.some((k) => k.id === id)) return false;
+    if (keys.length === 1) throw new LastKeyError('this is the team’s last API key: create another first');
+    await this.db.delete(apiKeys).where(and(eq(apiKeys.teamId, teamId), eq(apiKeys.id, id)));
+    this.cache.clear();
+    return true;
+  }
+
+  /** The team a key belongs to, or undefined. The key is looked up by its digest. */
+  async authenticate(key: string | undefined): Promise<Caller | undefined> {
+    if (!key || !API_KEY_PATTERN.test(key)) return undefined;
+    const digest = hashApiKey(key);
+    const cached = this.cache.get(digest);
+    if (cached && cached.until > Date.now()) return cached.caller;
+    const [row] = await this.db.select().from(apiKeys).where(eq(apiKeys.keyHash, digest)).limit(1);
+    if (!row || !sameDigest(row.keyHash, digest)) return undefined;
+    const caller = { teamId: row.teamId, keyId: row.id };
+    this.cache.set(digest, { caller, until: Date.now() + CACHE_MS });
+    await this.db.update(apiKeys).set({ lastUsedAt: sql`now()` }).where(eq(apiKeys.id, row.id));
+    return caller;
+  }
+}
+
+export class LastKeyError extends Error {
+  override name = 'LastKeyError';
+}
+
+export class NotOperatorError extends Error {
+  override name = 'NotOperatorError';
+}
+
+function toInfo(row: typeof apiKeys.$inferSelect): ApiKeyInfo {
+  return {
+    id: row.id,
+    name: row.name,
+    prefix: row.keyPrefix,
+    teamId: row.teamId,
+    createdAt: row.createdAt.toISOString(),
+    lastUsedAt: row.lastUsedAt?.toISOString() ?? null,
+  };
+}

@@ -1,0 +1,106 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdir, mkdtemp, readFile, rm, symlink } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { dataDir } from '@aiva/node';
+
+const cli = fileURLToPath(new URL('../../../../cli/dist/src/main.js', import.meta.url));
+
+export interface AivaUp {
+  url: string;
+  apiKey: string;
+  home: string;
+  process: ChildProcess;
+  /** Everything the server printed (stdout and stderr). */
+  output(): string;
+  /** SIGTERM, and waits for it to exit; resolves to its exit code. */
+  stop(): Promise<number | null>;
+  /** SIGKILL, as a crash would. */
+  crash(): Promise<void>;
+}
+
+/**
+ * Runs the real `aiva up` (the CLI, as a user would) on a free port with a fresh data
+ * directory whose image store is the shared one (templates are cached between runs).
+ * If another aiva node holds this host, waits for it to finish.
+ */
+export async function aivaUp(
+  args: string[] = [],
+  options: { home?: string; env?: NodeJS.ProcessEnv } = {},
+): Promise<AivaUp> {
+  let home = options.home;
+  if (!home) {
+    home = await mkdtemp(join(tmpdir(), 'aiva-up-'));
+    await mkdir(join(dataDir(), 'images'), { recursive: true });
+    await symlink(join(dataDir(), 'images'), join(home, 'images'));
+  }
+  const deadline = Date.now() + 15 * 60_000;
+  for (;;) {
+    const child = spawn(process.execPath, [cli, 'up', '--port', '0', '--log-level', 'warn', ...args], {
+      env: { ...process.env, AIVA_HOME: home, ...options.env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => {
+      out += d;
+    });
+    child.stderr.setEncoding('utf8').on('data', (d: string) => {
+      out += d;
+    });
+    const started = await new Promise<boolean>((resolve) => {
+      const check = () => {
+        if (/ is up at /.test(out)) resolve(true);
+      };
+      child.stdout.on('data', check);
+      child.stderr.on('data', check);
+      child.once('exit', () => resolve(false));
+    });
+    if (!started) {
+      if (/another aiva node runs on this host/.test(out) && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 2000));
+        continue;
+      }
+      throw new Error(`aiva up did not start:\n${out}`);
+    }
+    const url = / is up at (\S+)/.exec(out)?.[1] ?? '';
+    const credentials = JSON.parse(await readFile(join(home, 'credentials.json'), 'utf8')) as {
+      apiKey: string;
+    };
+    const dir = home;
+    return {
+      url,
+      apiKey: credentials.apiKey,
+      home: dir,
+      process: child,
+      output: () => out,
+      async stop() {
+        if (child.exitCode !== null) return child.exitCode;
+        child.kill('SIGTERM');
+        const [code] = await once(child, 'exit');
+        return code as number | null;
+      },
+      async crash() {
+        if (child.exitCode !== null) return;
+        child.kill('SIGKILL');
+        await once(child, 'exit');
+      },
+    };
+  }
+}
+
+/** Removes a data directory made by `aivaUp` (the shared image store is only linked). */
+export async function removeHome(home: string): Promise<void> {
+  await rm(join(home, 'images'), { force: true });
+  await rm(home, { recursive: true, force: true });
+}
+
+/** Points the e2b SDK at a server by environment variables only, as users do. */
+export function useServer(up: AivaUp): void {
+  process.env.E2B_API_URL = up.url;
+  process.env.E2B_SANDBOX_URL = up.url;
+  process.env.E2B_API_KEY = up.apiKey;
+  delete process.env.E2B_DOMAIN;
+  delete process.env.E2B_DEBUG;
+}
