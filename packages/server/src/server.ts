@@ -8,7 +8,7 @@ import { createServer as createHttpsServer } from 'node:https';
 import { join } from 'node:path';
 import type { Duplex } from 'node:stream';
 import swagger from '@fastify/swagger';
-import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
 import type { Logger } from 'pino';
 import { requireApiKey } from './api/authenticate.js';
 import { registerSandboxRoutes } from './api/e2b/sandbox-routes.js';
@@ -100,7 +100,7 @@ export async function startServer(
     let server: Server | undefined;
     const app = Fastify({
       loggerInstance: logger.child({ component: 'api' }) as FastifyBaseLogger,
-      disableRequestLogging: true,
+      logController: new LogController({ disableRequestLogging: true }),
       bodyLimit: 1024 * 1024,
       serverFactory: (handler) => {
         const dispatch = (req: IncomingMessage, res: ServerResponse) => {

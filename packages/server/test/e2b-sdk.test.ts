@@ -7,8 +7,6 @@ import { AuthenticationError, CommandExitError, Sandbox, SandboxError, TimeoutEr
 import { type AivaUp, aivaUp, removeHome, useServer } from './helpers/aiva-up.js';
 import { checkHostLeaks } from './helpers/host-leaks.js';
 
-checkHostLeaks();
-
 let up: AivaUp;
 before(async () => {
   up = await aivaUp();
@@ -19,6 +17,8 @@ after(async () => {
   assert.equal(code, 0, up.output());
   await removeHome(up.home);
 });
+// Registered after the server's own `after`: hooks run in the order they were added.
+checkHostLeaks();
 
 const seconds = (a: Date, b: Date) => (b.getTime() - a.getTime()) / 1000;
 

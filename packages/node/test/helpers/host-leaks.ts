@@ -7,6 +7,7 @@ import { type HostResources, hostResources, leftoverHostResources } from '../../
  * fail it if any are left after: processes, mounts, namespaces, links, cgroups,
  * container state.
  */
+// `after` hooks run in the order they were added: register this after the hooks that clean up.
 export function checkHostLeaks(): void {
   let baseline: HostResources;
   before(async () => {

@@ -76,13 +76,13 @@ export async function aivaUp(
       process: child,
       output: () => out,
       async stop() {
-        if (child.exitCode !== null) return child.exitCode;
+        if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
         child.kill('SIGTERM');
         const [code] = await once(child, 'exit');
         return code as number | null;
       },
       async crash() {
-        if (child.exitCode !== null) return;
+        if (child.exitCode !== null || child.signalCode !== null) return;
         child.kill('SIGKILL');
         await once(child, 'exit');
       },

@@ -18,6 +18,7 @@ import {
   SandboxLogEntry,
   SandboxMetric,
   SandboxParams,
+  Text,
   TimeoutBody,
 } from './schemas.js';
 
@@ -77,7 +78,7 @@ export function registerSandboxRoutes(base: FastifyInstance, sandboxes: SandboxS
       schema: {
         tags,
         summary: 'List running sandboxes (deprecated in E2B: use /v2/sandboxes)',
-        querystring: Type.Object({ metadata: Type.Optional(Type.String({ maxLength: 8192 })) }),
+        querystring: Type.Object({ metadata: Type.Optional(Text({ maxLength: 8192 })) }),
         response: { 200: Type.Array(ListedSandbox), ...errors },
       },
     },

@@ -7,27 +7,30 @@ import { type Static, Type } from 'typebox';
 export const MAX_TIMEOUT_S = 86_400;
 
 const Timeout = Type.Integer({ minimum: 0, maximum: MAX_TIMEOUT_S, description: 'seconds' });
+
+/** A string the database can store: PostgreSQL text and jsonb hold no NUL character. */
+export const Text = (options: { minLength?: number; maxLength: number }) =>
+  Type.String({ ...options, pattern: '^[^\\u0000]*$' });
+
 const StringMap = (maxProperties: number, maxValue: number) =>
-  Type.Record(Type.String({ minLength: 1, maxLength: 256 }), Type.String({ maxLength: maxValue }), {
-    maxProperties,
-  });
+  Type.Record(Text({ minLength: 1, maxLength: 256 }), Text({ maxLength: maxValue }), { maxProperties });
 
 export const Metadata = StringMap(64, 1024);
 export const EnvVars = StringMap(256, 32 * 1024);
 
 export const SandboxNetworkConfig = Type.Object(
   {
-    allowOut: Type.Optional(Type.Array(Type.String({ maxLength: 256 }), { maxItems: 256 })),
-    denyOut: Type.Optional(Type.Array(Type.String({ maxLength: 256 }), { maxItems: 256 })),
+    allowOut: Type.Optional(Type.Array(Text({ maxLength: 256 }), { maxItems: 256 })),
+    denyOut: Type.Optional(Type.Array(Text({ maxLength: 256 }), { maxItems: 256 })),
     allowPublicTraffic: Type.Optional(Type.Boolean()),
-    maskRequestHost: Type.Optional(Type.String({ maxLength: 256 })),
+    maskRequestHost: Type.Optional(Text({ maxLength: 256 })),
   },
   { additionalProperties: true },
 );
 
 export const NewSandbox = Type.Object(
   {
-    templateID: Type.String({ minLength: 1, maxLength: 128 }),
+    templateID: Text({ minLength: 1, maxLength: 128 }),
     timeout: Type.Optional(Timeout),
     metadata: Type.Optional(Metadata),
     envVars: Type.Optional(EnvVars),
@@ -41,7 +44,7 @@ export const NewSandbox = Type.Object(
 );
 export type NewSandbox = Static<typeof NewSandbox>;
 
-export const SandboxParams = Type.Object({ sandboxID: Type.String({ minLength: 1, maxLength: 64 }) });
+export const SandboxParams = Type.Object({ sandboxID: Type.String({ pattern: '^[a-z0-9]{1,64}$' }) });
 export type SandboxParams = Static<typeof SandboxParams>;
 
 export const TimeoutBody = Type.Object({ timeout: Timeout }, { additionalProperties: true });
@@ -55,13 +58,13 @@ export const PauseBody = Type.Object(
 );
 
 export const ListQuery = Type.Object({
-  metadata: Type.Optional(Type.String({ maxLength: 8192 })),
+  metadata: Type.Optional(Text({ maxLength: 8192 })),
   state: Type.Optional(Type.String({ maxLength: 64 })),
   limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 100 })),
   nextToken: Type.Optional(Type.String({ maxLength: 512 })),
   order: Type.Optional(Type.Union([Type.Literal('asc'), Type.Literal('desc')])),
   startedAfter: Type.Optional(Type.String({ format: 'date-time' })),
-  template: Type.Optional(Type.String({ maxLength: 128 })),
+  template: Type.Optional(Text({ maxLength: 128 })),
 });
 export type ListQuery = Static<typeof ListQuery>;
 
@@ -77,7 +80,7 @@ export const LogsQuery = Type.Object({
   level: Type.Optional(
     Type.Union([Type.Literal('debug'), Type.Literal('info'), Type.Literal('warn'), Type.Literal('error')]),
   ),
-  search: Type.Optional(Type.String({ maxLength: 256 })),
+  search: Type.Optional(Text({ maxLength: 256 })),
 });
 
 export const ErrorBody = Type.Object({ code: Type.Integer(), message: Type.String() });

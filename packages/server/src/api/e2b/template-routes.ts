@@ -3,7 +3,7 @@ import type { FastifyInstance } from 'fastify';
 import { Type } from 'typebox';
 import type { SandboxNode } from '../../nodes/sandbox-node.js';
 import { notFound } from '../errors.js';
-import { ErrorBody, TemplateAlias } from './schemas.js';
+import { ErrorBody, TemplateAlias, Text } from './schemas.js';
 
 /** E2B's template lookups. A template's id and alias are both its recipe's name. */
 export function registerTemplateRoutes(base: FastifyInstance, node: SandboxNode): void {
@@ -14,7 +14,7 @@ export function registerTemplateRoutes(base: FastifyInstance, node: SandboxNode)
       schema: {
         tags: ['templates'],
         summary: 'The template an alias names',
-        params: Type.Object({ alias: Type.String({ minLength: 1, maxLength: 128 }) }),
+        params: Type.Object({ alias: Text({ minLength: 1, maxLength: 128 }) }),
         response: { 200: TemplateAlias, 401: ErrorBody, 404: ErrorBody },
       },
     },

@@ -3,7 +3,7 @@ import type { FastifyInstance } from 'fastify';
 import { Type } from 'typebox';
 import { LastKeyError, NotOperatorError, type TeamService } from '../../services/team-service.js';
 import { callerOf } from '../authenticate.js';
-import { ErrorBody } from '../e2b/schemas.js';
+import { ErrorBody, Text } from '../e2b/schemas.js';
 import { ApiError, notFound } from '../errors.js';
 
 const ApiKeyInfo = Type.Object({
@@ -36,7 +36,7 @@ export function registerKeyRoutes(base: FastifyInstance, teams: TeamService): vo
       schema: {
         tags,
         summary: 'Create an API key for the caller’s team; the key is in this response only',
-        body: Type.Object({ name: Type.String({ minLength: 1, maxLength: 100 }) }),
+        body: Type.Object({ name: Text({ minLength: 1, maxLength: 100 }) }),
         response: {
           201: Type.Object({ key: Type.String(), info: ApiKeyInfo }),
           400: ErrorBody,
@@ -53,7 +53,7 @@ export function registerKeyRoutes(base: FastifyInstance, teams: TeamService): vo
       schema: {
         tags: ['teams (aiva)'],
         summary: 'Create a team and its first API key (operator team only); the key is in this response only',
-        body: Type.Object({ name: Type.String({ minLength: 1, maxLength: 100 }) }),
+        body: Type.Object({ name: Text({ minLength: 1, maxLength: 100 }) }),
         response: {
           201: Type.Object({ teamId: Type.String(), key: Type.String() }),
           400: ErrorBody,
@@ -77,7 +77,7 @@ export function registerKeyRoutes(base: FastifyInstance, teams: TeamService): vo
       schema: {
         tags,
         summary: 'Remove an API key of the caller’s team',
-        params: Type.Object({ keyID: Type.String({ minLength: 1, maxLength: 64 }) }),
+        params: Type.Object({ keyID: Type.String({ pattern: '^[a-z0-9_]{1,64}$' }) }),
         response: { 204: Type.Null(), 401: ErrorBody, 404: ErrorBody, 409: ErrorBody },
       },
     },
