@@ -12,6 +12,12 @@ export interface HostResources {
   links: string[];
   cgroups: string[];
   ociContainers: string[];
+  /** nftables tables named aiva (any family). */
+  nftTables: string[];
+  /** net.ipv4.ip_forward, and whether aiva has saved a value to restore. */
+  ipForward: string;
+  /** Test internets (namespaces and links named tnet…). */
+  testNets: string[];
 }
 
 async function vmmAndRuntimeProcesses(): Promise<string[]> {
@@ -38,10 +44,21 @@ export async function hostResources(): Promise<HostResources> {
     .split('\n')
     .map((l) => l.split(' ')[0] ?? '')
     .filter((n) => n.startsWith('aiva-'));
-  const links = (await runCommand('ip', ['-o', 'link', 'show'])).stdout
+  const allLinks = (await runCommand('ip', ['-o', 'link', 'show'])).stdout
     .split('\n')
-    .map((l) => l.split(': ')[1]?.split('@')[0] ?? '')
-    .filter((n) => /^aiva\d+$/.test(n));
+    .map((l) => l.split(': ')[1]?.split('@')[0] ?? '');
+  const links = allLinks.filter((n) => /^aiva\d+$/.test(n));
+  const allNetns = (await runCommand('ip', ['netns', 'list'])).stdout
+    .split('\n')
+    .map((l) => l.split(' ')[0] ?? '');
+  const nftTables = (await runCommand('nft', ['list', 'tables'])).stdout
+    .split('\n')
+    .filter((l) => /^table \S+ aiva$/.test(l.trim()));
+  const forward = (await readFile('/proc/sys/net/ipv4/ip_forward', 'utf8')).trim();
+  const saved = await readFile('/run/aiva/ip_forward.saved', 'utf8').then(
+    (t) => ` (aiva saved ${t.trim()})`,
+    () => '',
+  );
   const oci: string[] = [];
   for (const root of ['/run/aiva/runc', '/run/aiva/crun']) {
     oci.push(...(await readdir(root).catch(() => [] as string[])).map((c) => `${root}/${c}`));
@@ -53,13 +70,16 @@ export async function hostResources(): Promise<HostResources> {
     links: links.sort(),
     cgroups: (await childCgroups('aiva')).sort(),
     ociContainers: oci.sort(),
+    nftTables: nftTables.sort(),
+    ipForward: `${forward}${saved}`,
+    testNets: [...allNetns, ...allLinks].filter((n) => n.startsWith('tnet')).sort(),
   };
 }
 
 /**
  * Registers hooks that record the host's sandbox resources before the test file and
  * fail it if any are left after: processes, mounts, namespaces, links, cgroups,
- * container state. Waits briefly for asynchronous cleanup to settle.
+ * container state, aiva's nftables table, IPv4 forwarding, test internets. Waits briefly for asynchronous cleanup to settle.
  */
 export function checkHostLeaks(): void {
   let baseline: HostResources;
