@@ -45,7 +45,10 @@ export async function fetchJson(
 
 /** A TCP server on the host, on every address, that answers "hello" to whoever connects. */
 export async function hostServer(): Promise<{ port: number; server: Server; close(): Promise<void> }> {
-  const server = createServer((c) => c.end('HTTP/1.0 200 OK\r\ncontent-length: 5\r\n\r\nhello'));
+  const server = createServer((c) => {
+    c.on('error', () => {});
+    c.end('HTTP/1.0 200 OK\r\ncontent-length: 5\r\n\r\nhello');
+  });
   await new Promise<void>((r) => server.listen({ host: '0.0.0.0', port: 0 }, () => r()));
   const address = server.address();
   const port = typeof address === 'object' && address ? address.port : 0;
