@@ -30,6 +30,7 @@ const packages = {
     'util-linux': 'private mount namespaces for builds (unshare)',
     iproute2: 'sandbox networking (ip)',
     nftables: 'sandbox firewall (nft)',
+    conntrack: 'dropping a sandbox’s open connections when its policy changes (conntrack -D)',
     gcc: "building envd's static native helper (aiva-exec: PTYs, users, xattrs, inotify)",
     'libc6-dev': "the C library (static) envd's native helper is linked with",
   },

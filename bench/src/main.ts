@@ -5,10 +5,11 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Benchmark, BenchResult } from './bench.js';
 import { envdBenchmark } from './envd.js';
+import { networkBenchmark } from './network.js';
 import { runtimesBenchmark } from './runtimes.js';
 
 /** Every benchmark; add new modules here. */
-const benchmarks: Benchmark[] = [envdBenchmark, runtimesBenchmark];
+const benchmarks: Benchmark[] = [envdBenchmark, runtimesBenchmark, networkBenchmark];
 
 const resultsDir = fileURLToPath(new URL('../../results', import.meta.url));
 

@@ -19,7 +19,7 @@ import {
 import { Cgroup } from '@aiva/node/internal/host/cgroups';
 import { processPss } from '@aiva/node/internal/host/proc';
 import { AddressPool } from '@aiva/node/internal/network/address-pool';
-import { createSandboxNetwork, removeSandboxNetwork } from '@aiva/node/internal/network/sandbox-network';
+import { createSandboxNetwork, removeLink } from '@aiva/node/internal/network/sandbox-network';
 import { ociConfig } from '@aiva/node/internal/runtime/container/oci-config';
 import { qemuArgs } from '@aiva/node/internal/runtime/qemu/qemu-args';
 import { createRuntimes } from '@aiva/node/internal/runtime/select';
@@ -193,7 +193,7 @@ export const runtimesBenchmark: Benchmark = {
         const link = pool.allocate();
         const dir = join(home, id);
         await mkdir(dir, { recursive: true });
-        const network = await createSandboxNetwork(id, link, v.driver === 'container' ? 'namespace' : 'tap');
+        const network = await createSandboxNetwork(link, v.driver === 'container' ? 'namespace' : 'tap');
         const spec: RuntimeSpec = {
           id,
           dir,
@@ -212,7 +212,7 @@ export const runtimesBenchmark: Benchmark = {
               ? await rawQemu(spec, n, qemu?.variant as 'kvm' | 'tcg')
               : await rawContainer(v.raw, spec, n);
         } finally {
-          await removeSandboxNetwork(id, link.slot);
+          await removeLink(link.slot, network.netns);
           pool.release(link.slot);
           await (await Cgroup.at(`aiva-bench/${id}`)).destroy().catch(() => {});
         }

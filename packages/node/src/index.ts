@@ -17,6 +17,12 @@ export {
 } from './image/image-store.js';
 export { RecipeError } from './image/recipe.js';
 export { type LocalNode, type LocalNodeOptions, openLocalNode } from './local-node.js';
+export type { NetworkCheck } from './network/network-checks.js';
+export {
+  ALWAYS_BLOCKED,
+  type NetworkPolicy,
+  validateNetworkPolicy,
+} from './network/network-policy.js';
 export { dataDir } from './paths.js';
 export { checkHost, type DriverCheck, type HostCapabilities, VM_USER } from './runtime/select.js';
 export {

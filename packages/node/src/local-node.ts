@@ -10,6 +10,8 @@ export interface LocalNodeOptions extends ImageStoreOptions, RuntimeConfig {
   logger?: Logger;
   readyTimeoutMs?: SandboxManagerOptions['readyTimeoutMs'];
   addressBlock?: string;
+  networkPoolSize?: SandboxManagerOptions['networkPoolSize'];
+  dnsUpstreams?: SandboxManagerOptions['dnsUpstreams'];
 }
 
 /** The node's parts for this host: its image store, what the host can run, and the sandbox manager. */
@@ -40,6 +42,8 @@ export async function openLocalNode(options: LocalNodeOptions): Promise<LocalNod
     logger: options.logger,
     readyTimeoutMs: options.readyTimeoutMs,
     addressBlock: options.addressBlock,
+    networkPoolSize: options.networkPoolSize,
+    dnsUpstreams: options.dnsUpstreams,
   });
   return { images, host, sandboxes };
 }

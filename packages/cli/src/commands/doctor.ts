@@ -32,6 +32,17 @@ export function registerDoctorCommand(program: Command): void {
         if (fix) console.log(`${' '.repeat(lines[0]?.indexOf('WHY') ?? 0)}${fix}`);
       });
       console.log();
+      const net = host.network.map((c) => [c.name, c.ok ? 'ok' : 'no', c.detail, c.fix ?? '']);
+      const netLines = formatTable(
+        ['network', 'status', 'detail'],
+        net.map((r) => r.slice(0, 3) as string[]),
+      ).split('\n');
+      console.log(netLines[0]);
+      net.forEach((r, i) => {
+        console.log(netLines[i + 1]);
+        if (r[3]) console.log(`${' '.repeat(netLines[0]?.indexOf('DETAIL') ?? 0)}→ ${r[3]}`);
+      });
+      console.log();
       if (!host.defaultDriver) {
         console.log(
           'No runtime works here: aiva cannot run sandboxes until one of the fixes above is applied.',
@@ -43,6 +54,11 @@ export function registerDoctorCommand(program: Command): void {
       console.log(
         `Default runtime: ${host.defaultDriver} (${chosen?.variant})${chosen?.degraded ? ', degraded' : ''}`,
       );
+      const netMissing = host.network.filter((c) => !c.ok).map((c) => c.name);
+      if (netMissing.length > 0) {
+        console.log(`Sandbox networking has problems: ${netMissing.join(', ')} (see the fixes above)`);
+        process.exitCode = 1;
+      }
       console.log(
         host.vmUser
           ? `microVMs: QEMU drops to user ${host.vmUser} after start-up`

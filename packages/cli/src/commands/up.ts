@@ -40,6 +40,8 @@ interface UpOptions {
   runtime?: DriverName;
   maxSandboxes?: number;
   teamMaxSandboxes: number;
+  dns?: string[];
+  networkPool: number;
   logLevel: string;
 }
 
@@ -73,6 +75,16 @@ export function registerUpCommand(program: Command): void {
       int('team-max-sandboxes', 1, 100_000),
       100,
     )
+    .option(
+      '--dns <address...>',
+      'resolvers the sandboxes’ DNS forwarder asks (a.b.c.d[:port]; default: the host’s /etc/resolv.conf)',
+    )
+    .option(
+      '--network-pool <n>',
+      'network namespaces kept ready ahead of creates',
+      int('network-pool', 0, 1000),
+      0,
+    )
     .option('--log-level <level>', 'fatal, error, warn, info, debug', 'info')
     .action(async (opts: UpOptions) => {
       if (Boolean(opts.tlsCert) !== Boolean(opts.tlsKey))
@@ -87,6 +99,8 @@ export function registerUpCommand(program: Command): void {
         recipesDir,
         envdDir,
         defaultDriver: opts.runtime,
+        dnsUpstreams: opts.dns,
+        networkPoolSize: opts.networkPool,
         logger: logger.child({ component: 'node' }),
       });
       const shutdownNode = async () => {

@@ -13,6 +13,12 @@ export interface HostResources {
   links: string[];
   cgroups: string[];
   ociContainers: string[];
+  /** nftables tables named aiva (any family). */
+  nftTables: string[];
+  /** net.ipv4.ip_forward, and whether aiva has saved a value to restore (one entry). */
+  ipForward: string[];
+  /** Test internets (namespaces and links named tnet…). */
+  testNets: string[];
 }
 
 async function vmmAndRuntimeProcesses(): Promise<string[]> {
@@ -35,14 +41,20 @@ export async function hostResources(): Promise<HostResources> {
     .split('\n')
     .filter((l) => /\boverlay\b|aiva/.test(l))
     .map((l) => l.split(' ')[1] ?? '');
-  const netns = (await runCommand('ip', ['netns', 'list'])).stdout
+  const allNetns = (await runCommand('ip', ['netns', 'list'])).stdout
     .split('\n')
-    .map((l) => l.split(' ')[0] ?? '')
-    .filter((n) => n.startsWith('aiva-'));
-  const links = (await runCommand('ip', ['-o', 'link', 'show'])).stdout
+    .map((l) => l.split(' ')[0] ?? '');
+  const allLinks = (await runCommand('ip', ['-o', 'link', 'show'])).stdout
     .split('\n')
-    .map((l) => l.split(': ')[1]?.split('@')[0] ?? '')
-    .filter((n) => /^aiva\d+$/.test(n));
+    .map((l) => l.split(': ')[1]?.split('@')[0] ?? '');
+  const nftTables = (await runCommand('nft', ['list', 'tables'])).stdout
+    .split('\n')
+    .filter((l) => /^table \S+ aiva$/.test(l.trim()));
+  const forward = (await readFile('/proc/sys/net/ipv4/ip_forward', 'utf8')).trim();
+  const saved = await readFile('/run/aiva/ip_forward.saved', 'utf8').then(
+    (t) => ` (aiva saved ${t.trim()})`,
+    () => '',
+  );
   const oci: string[] = [];
   for (const root of ['/run/aiva/runc', '/run/aiva/crun']) {
     oci.push(...(await readdir(root).catch(() => [] as string[])).map((c) => `${root}/${c}`));
@@ -50,10 +62,13 @@ export async function hostResources(): Promise<HostResources> {
   return {
     processes: await vmmAndRuntimeProcesses(),
     mounts: mounts.sort(),
-    netns: netns.sort(),
-    links: links.sort(),
+    netns: allNetns.filter((n) => n.startsWith('aiva-')).sort(),
+    links: allLinks.filter((n) => /^aiva\d+$/.test(n)).sort(),
     cgroups: (await childCgroups('aiva')).sort(),
     ociContainers: oci.sort(),
+    nftTables: nftTables.sort(),
+    ipForward: [`${forward}${saved}`],
+    testNets: [...allNetns, ...allLinks].filter((n) => n.startsWith('tnet')).sort(),
   };
 }
 

@@ -1,3 +1,5 @@
+import { parseCidr, formatIpv4 as toIp } from './ipv4.js';
+
 /**
  * Point-to-point links between the host and each sandbox namespace, cut from one IPv4
  * block into /30s: slot n has network base+4n, the host end base+4n+1 and the
@@ -12,18 +14,6 @@ export interface LinkAddresses {
   prefix: 30;
 }
 
-function toInt(ip: string): number {
-  const parts = ip.split('.').map(Number);
-  if (parts.length !== 4 || parts.some((p) => !Number.isInteger(p) || p < 0 || p > 255)) {
-    throw new Error(`not an IPv4 address: ${ip}`);
-  }
-  return parts.reduce((n, p) => n * 256 + p, 0);
-}
-
-function toIp(n: number): string {
-  return [24, 16, 8, 0].map((s) => Math.floor(n / 2 ** s) % 256).join('.');
-}
-
 export class AddressPool {
   private readonly base: number;
   readonly size: number;
@@ -32,13 +22,11 @@ export class AddressPool {
 
   /** `cidr` such as 10.11.0.0/16 (prefix at most /28). */
   constructor(readonly cidr: string) {
-    const [ip, len] = cidr.split('/');
-    const prefix = Number(len);
-    if (!ip || !Number.isInteger(prefix) || prefix < 8 || prefix > 28)
+    const block = parseCidr(cidr);
+    if (!block || !cidr.includes('/') || block.prefix < 8 || block.prefix > 28)
       throw new Error(`bad address block ${cidr}`);
-    const mask = prefix === 0 ? 0 : (2 ** 32 - 2 ** (32 - prefix)) >>> 0;
-    this.base = (toInt(ip) & mask) >>> 0;
-    this.size = 2 ** (32 - prefix) / 4;
+    this.base = block.base;
+    this.size = 2 ** (32 - block.prefix) / 4;
   }
 
   addresses(slot: number): LinkAddresses {

@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { cgroupLayout, hybridV2Controllers } from '../host/cgroups.js';
 import { runCommand } from '../host/command.js';
 import { kvmStatus } from '../host/kvm.js';
+import { checkNetwork, type NetworkCheck } from '../network/network-checks.js';
 import { ContainerRuntime, type OciRuntime } from './container/container-runtime.js';
 import { FirecrackerRuntime } from './firecracker/firecracker-runtime.js';
 import { QemuRuntime } from './qemu/qemu-runtime.js';
@@ -26,6 +27,8 @@ export interface HostCapabilities {
   defaultDriver: DriverName | undefined;
   /** Unprivileged user for QEMU's `-runas`, if the host has one. */
   vmUser?: string;
+  /** Network prerequisites of every driver (namespaces, nftables, forwarding, DNS). */
+  network: NetworkCheck[];
 }
 
 /** The unprivileged user QEMU runs as after start-up (created by scripts/setup-host.mjs). */
@@ -47,6 +50,7 @@ async function userExists(name: string): Promise<boolean> {
 
 /** Checks every driver variant on this host. */
 export async function checkHost(): Promise<HostCapabilities> {
+  const network = checkNetwork();
   const checks: DriverCheck[] = [];
   const layout = await cgroupLayout();
   const overlay = (await readFile('/proc/filesystems', 'utf8').catch(() => '')).includes('overlay');
@@ -122,7 +126,12 @@ export async function checkHost(): Promise<HostCapabilities> {
   // firecracker > qemu-microvm on real KVM > container > qemu-microvm under TCG.
   const best =
     pick('firecracker') ?? pick('qemu-microvm', 'kvm') ?? pick('container') ?? pick('qemu-microvm', 'tcg');
-  return { checks, defaultDriver: best?.driver, vmUser: (await userExists(VM_USER)) ? VM_USER : undefined };
+  return {
+    checks,
+    defaultDriver: best?.driver,
+    vmUser: (await userExists(VM_USER)) ? VM_USER : undefined,
+    network: await network,
+  };
 }
 
 export interface RuntimeConfig {

@@ -6,13 +6,12 @@ import { join } from 'node:path';
 import { type Logger, pino } from 'pino';
 import { type EnvdInit, initEnvd, waitForEnvd } from '../envd/envd-http.js';
 import { Cgroup, childCgroups } from '../host/cgroups.js';
-import { runCommand } from '../host/command.js';
 import { type FileLock, LockBusyError, lockFile } from '../host/file-lock.js';
 import { mountedUnder, unmountAll } from '../host/mounts.js';
 import type { BuildReporter } from '../image/build-reporter.js';
 import type { ImageStore } from '../image/image-store.js';
-import { AddressPool } from '../network/address-pool.js';
-import { createSandboxNetwork, netnsName, removeSandboxNetwork } from '../network/sandbox-network.js';
+import { type NetworkPolicy, validateNetworkPolicy } from '../network/network-policy.js';
+import { SandboxNetworking } from '../network/sandbox-networking.js';
 import {
   type DriverName,
   type RuntimeSpec,
@@ -24,7 +23,7 @@ import {
   type SandboxRuntime,
   SandboxSpecError,
 } from '../runtime/types.js';
-import { nextState, type SandboxState, type SandboxTransition } from './sandbox-state.js';
+import { nextState, type SandboxState, SandboxStateError, type SandboxTransition } from './sandbox-state.js';
 
 /** What the node keeps about a sandbox, in `<data dir>/sandboxes/<id>/sandbox.json`. */
 export interface SandboxRecord {
@@ -38,6 +37,8 @@ export interface SandboxRecord {
   error?: string;
   slot: number;
   network?: SandboxNetworkAttachment;
+  /** Its egress policy (validated and normalized), applied on create, replaced by updateNetwork, re-applied on adoption. */
+  networkPolicy?: NetworkPolicy;
   runtime?: RuntimeState;
   hostname: string;
   /** envd's access token: every call to the sandbox's envd must carry it. */
@@ -61,6 +62,8 @@ export interface CreateSandboxOptions {
   diskMiB?: number;
   /** Sent to envd's /init once it answers: env vars, default user …; an access token is made if none is given. */
   envd?: EnvdInit;
+  /** Egress policy (E2B's `allow_internet_access` and `network.allowOut/denyOut`); checked before anything is made. */
+  network?: NetworkPolicy;
   signal?: AbortSignal;
   /** Progress of an image build, if the template has to be built first. */
   reporter?: BuildReporter;
@@ -73,6 +76,10 @@ export interface SandboxManagerOptions {
   defaultDriver: DriverName;
   /** IPv4 block cut into one /30 per sandbox. */
   addressBlock?: string;
+  /** Network namespaces kept ready ahead of creates (default 0). */
+  networkPoolSize?: number;
+  /** Where the sandboxes' DNS forwarder sends queries: `a.b.c.d[:port]` (default: /etc/resolv.conf's nameservers). */
+  dnsUpstreams?: string[];
   /** How long a new sandbox has to answer on envd, per driver. */
   readyTimeoutMs?: Partial<Record<DriverName, number>>;
   /** How often to look for sandboxes whose process died. */
@@ -123,7 +130,7 @@ export interface SandboxManagerEvents {
 export class SandboxManager extends EventEmitter<SandboxManagerEvents> {
   private readonly records = new Map<string, SandboxRecord>();
   private readonly queues = new Map<string, Promise<unknown>>();
-  private readonly pool: AddressPool;
+  private readonly net: SandboxNetworking;
   private readonly dir: string;
   private readonly log: Logger;
   private monitor: NodeJS.Timeout | undefined;
@@ -131,9 +138,15 @@ export class SandboxManager extends EventEmitter<SandboxManagerEvents> {
 
   private constructor(readonly options: SandboxManagerOptions) {
     super();
-    this.pool = new AddressPool(options.addressBlock ?? '10.11.0.0/16');
     this.dir = join(options.home, 'sandboxes');
     this.log = options.logger ?? pino({ level: 'silent' });
+    this.net = new SandboxNetworking({
+      addressBlock: options.addressBlock,
+      poolSize: options.networkPoolSize,
+      dnsUpstreams: options.dnsUpstreams,
+      stateDir: NODE_LOCK_DIR,
+      log: this.log,
+    });
   }
 
   /**
@@ -152,12 +165,22 @@ export class SandboxManager extends EventEmitter<SandboxManagerEvents> {
       }
       throw e;
     }
-    const m = new SandboxManager(options);
-    m.lock = lock;
+    let m: SandboxManager | undefined;
     try {
+      m = new SandboxManager(options);
+      m.lock = lock;
       await mkdir(m.dir, { recursive: true });
       await m.recover();
+      await m.net.start(
+        [...m.records.values()].map((r) => ({
+          id: r.id,
+          slot: r.slot,
+          network: r.network,
+          policy: r.networkPolicy,
+        })),
+      );
     } catch (e) {
+      await m?.net.close().catch(() => {});
       await lock.release();
       throw e;
     }
@@ -190,6 +213,8 @@ export class SandboxManager extends EventEmitter<SandboxManagerEvents> {
     clearInterval(this.monitor);
     this.monitor = undefined;
     await Promise.allSettled([...this.queues.values()]);
+    // With no sandbox left this removes aiva's host network setup; otherwise it stays for them.
+    await this.net.close().catch((e: Error) => this.log.error({ err: e }, 'closing the network failed'));
     // The sandboxes are the next node's to adopt now.
     this.records.clear();
     await this.lock?.release();
@@ -315,6 +340,7 @@ export class SandboxManager extends EventEmitter<SandboxManagerEvents> {
     if (!SANDBOX_ID_PATTERN.test(id))
       throw new SandboxSpecError(`sandbox id "${id}" is not lower-case letters and digits`);
     if (this.records.has(id)) throw new SandboxSpecError(`sandbox ${id} already exists`);
+    const networkPolicy = validateNetworkPolicy(options.network);
     const driver = options.driver ?? this.options.defaultDriver;
     const runtime = this.runtime(driver);
     const templateName = options.template ?? 'base';
@@ -329,7 +355,7 @@ export class SandboxManager extends EventEmitter<SandboxManagerEvents> {
     });
     const kernel = driver === 'container' ? undefined : await this.options.images.ensureKernel(options);
     if (this.records.has(id)) throw new SandboxSpecError(`sandbox ${id} already exists`);
-    const link = this.pool.allocate();
+    const reservation = this.net.reserve();
     const r: SandboxRecord = {
       id,
       driver,
@@ -337,7 +363,8 @@ export class SandboxManager extends EventEmitter<SandboxManagerEvents> {
       kernel: kernel?.hash,
       resources,
       state: 'creating',
-      slot: link.slot,
+      slot: reservation.link.slot,
+      networkPolicy,
       hostname: 'sandbox',
       accessToken: options.envd?.accessToken ?? randomBytes(24).toString('hex'),
       createdAt: new Date().toISOString(),
@@ -349,7 +376,12 @@ export class SandboxManager extends EventEmitter<SandboxManagerEvents> {
         await mkdir(this.sandboxDir(id), { recursive: true });
         // Saved before anything is made, so that a crash from here on is cleaned up on restart.
         await this.save(r);
-        r.network = await createSandboxNetwork(id, link, driver === 'container' ? 'namespace' : 'tap');
+        r.network = await this.net.attach(
+          id,
+          reservation,
+          driver === 'container' ? 'namespace' : 'tap',
+          networkPolicy,
+        );
         await this.save(r);
         spec = await this.spec(r);
         await runtime.create(spec, options.signal);
@@ -401,8 +433,7 @@ export class SandboxManager extends EventEmitter<SandboxManagerEvents> {
     const runtime = this.options.runtimes.get(r.driver);
     const dir = this.sandboxDir(r.id);
     if (runtime) await runtime.destroy(this.ref(r), r.runtime);
-    await removeSandboxNetwork(r.id, r.slot);
-    this.pool.release(r.slot);
+    await this.net.detach({ id: r.id, slot: r.slot, network: r.network });
     const mounts = await mountedUnder(dir);
     if (mounts.length > 0) throw new Error(`not removing ${dir}: still mounted: ${mounts.join(', ')}`);
     await rm(dir, { recursive: true, force: true });
@@ -457,6 +488,30 @@ export class SandboxManager extends EventEmitter<SandboxManagerEvents> {
     return text.length > maxBytes ? text.slice(-maxBytes) : text;
   }
 
+  /**
+   * Replaces the sandbox's egress policy, live (E2B's `PUT /sandboxes/{id}/network`):
+   * new connections follow it at once, and connections the sandbox had open are judged
+   * again. A bad policy is a SandboxSpecError and changes nothing.
+   */
+  async updateNetwork(id: string, policy: NetworkPolicy): Promise<SandboxInfo> {
+    const networkPolicy = validateNetworkPolicy(policy);
+    return this.serialize(id, async () => {
+      const r = this.mustGet(id);
+      if ((r.state !== 'running' && r.state !== 'paused') || !r.network) {
+        throw new SandboxStateError(id, r.state, 'change the network policy of');
+      }
+      await this.net.updatePolicy(id, networkPolicy);
+      r.networkPolicy = networkPolicy;
+      await this.save(r);
+      return { ...r };
+    });
+  }
+
+  /** Resolves once the pool of ready network namespaces is full (`networkPoolSize`). */
+  fillNetworkPool(): Promise<void> {
+    return this.net.poolFilled();
+  }
+
   /** Where the node reaches a port of the sandbox. */
   endpoint(id: string, port: number): { host: string; port: number } {
     const r = this.mustGet(id);
@@ -505,8 +560,7 @@ export class SandboxManager extends EventEmitter<SandboxManagerEvents> {
   /** Frees a failed sandbox's runtime and network but keeps its record and logs for inspection. */
   private async releaseResources(r: SandboxRecord): Promise<void> {
     await this.options.runtimes.get(r.driver)?.destroy(this.ref(r), r.runtime);
-    await removeSandboxNetwork(r.id, r.slot);
-    this.pool.release(r.slot);
+    await this.net.detach({ id: r.id, slot: r.slot, network: r.network });
     r.runtime = undefined;
     r.network = undefined;
   }
@@ -525,7 +579,7 @@ export class SandboxManager extends EventEmitter<SandboxManagerEvents> {
         await rm(this.sandboxDir(id), { recursive: true });
         continue;
       }
-      this.pool.claim(r.slot);
+      this.net.claim(r.slot);
       this.records.set(r.id, r);
       const runtime = this.options.runtimes.get(r.driver);
       const live =
@@ -563,14 +617,6 @@ export class SandboxManager extends EventEmitter<SandboxManagerEvents> {
       await (await Cgroup.at(`aiva/${name}`)).destroy().catch(() => {});
     }
     for (const runtime of this.options.runtimes.values()) await runtime.sweep(keep);
-    const owned = new Set([...keep].map(netnsName));
-    const { stdout } = await runCommand('ip', ['netns', 'list']).catch(() => ({ stdout: '' }));
-    for (const line of stdout.split('\n')) {
-      const name = line.split(' ')[0] ?? '';
-      if (name.startsWith('aiva-') && !owned.has(name)) {
-        this.log.warn({ netns: name }, 'removing an orphaned network namespace');
-        await runCommand('ip', ['netns', 'del', name]).catch(() => {});
-      }
-    }
+    // Namespaces, links and firewall entries: SandboxNetworking.start, next.
   }
 }

@@ -5,7 +5,7 @@ import { type HostResources, hostResources, leftoverHostResources } from '../../
 /**
  * Registers hooks that record the host's sandbox resources before the test file and
  * fail it if any are left after: processes, mounts, namespaces, links, cgroups,
- * container state.
+ * container state, aiva's nftables table, IPv4 forwarding, test internets.
  */
 // `after` hooks run in the order they were added: register this after the hooks that clean up.
 export function checkHostLeaks(): void {

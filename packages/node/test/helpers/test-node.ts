@@ -22,7 +22,13 @@ export async function testManager(
   options: Partial<
     Pick<
       SandboxManagerOptions,
-      'runtimes' | 'readyTimeoutMs' | 'defaultDriver' | 'monitorIntervalMs' | 'images'
+      | 'runtimes'
+      | 'readyTimeoutMs'
+      | 'defaultDriver'
+      | 'monitorIntervalMs'
+      | 'images'
+      | 'networkPoolSize'
+      | 'dnsUpstreams'
     >
   > & {
     home?: string;
@@ -37,6 +43,9 @@ export async function testManager(
     defaultDriver: options.defaultDriver ?? 'container',
     readyTimeoutMs: options.readyTimeoutMs,
     monitorIntervalMs: options.monitorIntervalMs ?? 200,
+    networkPoolSize: options.networkPoolSize,
+    // Never the host's own resolver: tests give the test internet's.
+    dnsUpstreams: options.dnsUpstreams ?? ['127.0.0.1:9'],
     // Other test runs on this host (another checkout) wait their turn.
     waitForLock: true,
   });

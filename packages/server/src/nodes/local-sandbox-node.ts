@@ -2,6 +2,7 @@ import { availableParallelism, totalmem } from 'node:os';
 import { envdMetrics, type LocalNode, type SandboxInfo, SandboxNotFoundError } from '@aiva/node';
 import type {
   NodeCapacity,
+  NodeNetworkPolicy,
   NodeSandbox,
   NodeSandboxRequest,
   SandboxNode,
@@ -35,6 +36,7 @@ export class LocalSandboxNode implements SandboxNode {
       id: request.id,
       template: request.template,
       envd: { envVars: request.envVars, accessToken: request.accessToken },
+      network: request.network,
       signal: request.signal,
     });
     return toNodeSandbox(info);
@@ -52,6 +54,10 @@ export class LocalSandboxNode implements SandboxNode {
 
   async pause(id: string): Promise<void> {
     await this.node.sandboxes.pause(id);
+  }
+
+  async updateNetwork(id: string, policy: NodeNetworkPolicy): Promise<void> {
+    await this.node.sandboxes.updateNetwork(id, policy);
   }
 
   async resume(id: string): Promise<void> {

@@ -8,7 +8,16 @@ export interface NodeSandboxRequest {
   envVars?: Record<string, string>;
   /** envd's access token for the sandbox. */
   accessToken: string;
+  /** Its egress policy (internet on unless `allowInternetAccess` is false). */
+  network?: NodeNetworkPolicy;
   signal?: AbortSignal;
+}
+
+/** A sandbox's egress policy: CIDRs, addresses and domain names (E2B's `allowOut`/`denyOut`). */
+export interface NodeNetworkPolicy {
+  allowInternetAccess?: boolean;
+  allowOut?: string[];
+  denyOut?: string[];
 }
 
 export interface NodeSandbox {
@@ -46,6 +55,8 @@ export interface SandboxNode {
   /** Kills a sandbox; false if the node does not have it. */
   kill(id: string): Promise<boolean>;
   pause(id: string): Promise<void>;
+  /** Replaces a sandbox's egress policy, live. A policy the node refuses throws SandboxSpecError. */
+  updateNetwork(id: string, policy: NodeNetworkPolicy): Promise<void>;
   resume(id: string): Promise<void>;
   get(id: string): NodeSandbox | undefined;
   list(): NodeSandbox[];

@@ -6,6 +6,7 @@ import type { Logger } from 'pino';
 import type {
   ListedSandbox,
   ListQuery,
+  NetworkUpdateBody,
   NewSandbox,
   Sandbox,
   SandboxDetail,
@@ -16,7 +17,7 @@ import { ApiError, badRequest, conflict, notFound } from '../api/errors.js';
 import type { Database } from '../db/database.js';
 import { sandboxes } from '../db/schema.js';
 import type { ServerMetrics } from '../metrics/server-metrics.js';
-import type { SandboxNode, SandboxUsage } from '../nodes/sandbox-node.js';
+import type { NodeNetworkPolicy, SandboxNode, SandboxUsage } from '../nodes/sandbox-node.js';
 import { parseConsoleLog } from './console-log.js';
 import type { Caller } from './team-service.js';
 
@@ -180,6 +181,7 @@ export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
     const metadata = body.metadata ?? {};
     if (JSON.stringify(metadata).length > 16 * 1024) throw badRequest('metadata is larger than 16 KiB');
     const timeoutS = body.timeout ?? defaultTimeoutS;
+    const policy = egressPolicy(body.allow_internet_access, body.network ?? {});
     // The template's own memory is not known before it starts: count a typical sandbox.
     this.checkCapacity(caller, 512);
     const id = newSandboxId();
@@ -225,6 +227,7 @@ export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
         template,
         envVars: body.envVars,
         accessToken: row.envdAccessToken,
+        network: policy,
       });
       // The sandbox lives `timeout` seconds from when it is ready, not from when it was asked for.
       const readyAt = new Date();
@@ -381,6 +384,32 @@ export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
   }
 
   /** Sets the end time to now + `timeoutS`, earlier or later than before. */
+  /** Replaces the sandbox's egress policy, live; fields left out are cleared (as E2B does). */
+  async updateNetwork(caller: Caller, id: string, body: NetworkUpdateBody): Promise<void> {
+    const row = await this.row(caller, id);
+    const policy = egressPolicy(body.allow_internet_access, body);
+    try {
+      await this.node.updateNetwork(id, policy);
+    } catch (e) {
+      if (e instanceof SandboxSpecError) throw badRequest(e.message);
+      if (e instanceof SandboxStateError) throw conflict(e.message);
+      throw e;
+    }
+    const before = (row.network ?? {}) as Record<string, unknown>;
+    const { allowOut: _a, denyOut: _d, ...kept } = before;
+    await this.db
+      .update(sandboxes)
+      .set({
+        allowInternetAccess: body.allow_internet_access ?? null,
+        network: {
+          ...kept,
+          ...(body.allowOut ? { allowOut: body.allowOut } : {}),
+          ...(body.denyOut ? { denyOut: body.denyOut } : {}),
+        },
+      })
+      .where(eq(sandboxes.id, id));
+  }
+
   async setTimeout(caller: Caller, id: string, timeoutS: number): Promise<void> {
     await this.row(caller, id);
     const endAt = new Date(Date.now() + timeoutS * 1000);
@@ -588,4 +617,22 @@ function parseCursor(token: string): { t: string; id: string } {
     // fall through
   }
   throw badRequest('nextToken is not a token this server issued');
+}
+
+/**
+ * The egress policy a request asks for. E2B's per-host `rules` (header injection) and
+ * `egressProxy` are not implemented: asking for them is an error, not silently ignored.
+ */
+function egressPolicy(
+  allowInternetAccess: boolean | undefined,
+  network: { allowOut?: string[]; denyOut?: string[] } & Record<string, unknown>,
+): NodeNetworkPolicy {
+  for (const unsupported of ['rules', 'egressProxy'])
+    if (network[unsupported] !== undefined)
+      throw badRequest(`network.${unsupported} is not supported by this server`);
+  return {
+    ...(allowInternetAccess !== undefined ? { allowInternetAccess } : {}),
+    ...(network.allowOut ? { allowOut: network.allowOut } : {}),
+    ...(network.denyOut ? { denyOut: network.denyOut } : {}),
+  };
 }

@@ -23,6 +23,17 @@ export interface ContainerRuntimeOptions {
   stateRoot: string;
 }
 
+/**
+ * The container's resolver, written through the overlay (so into the sandbox's own upper
+ * layer: the sandbox may change it like any file). A symlink there (systemd-resolved's
+ * stub) is replaced by a file.
+ */
+async function writeResolvConf(rootfs: string, dns: string): Promise<void> {
+  const file = join(rootfs, 'etc', 'resolv.conf');
+  await rm(file, { force: true });
+  await writeFile(file, `nameserver ${dns}\n`, { mode: 0o644 });
+}
+
 /** The container's name for the OCI runtime. */
 const containerId = (spec: SandboxRef) => `aiva-${spec.id}`;
 
@@ -67,6 +78,7 @@ export class ContainerRuntime implements SandboxRuntime {
         ],
         { signal },
       );
+      if (spec.network.guest.dns) await writeResolvConf(p.rootfs, spec.network.guest.dns);
       const config = ociConfig(spec, p.rootfs, {
         noNewPrivileges: false,
         maxOpenFiles: Math.min(1_048_576, await openFilesHardLimit()),

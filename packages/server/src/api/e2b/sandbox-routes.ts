@@ -11,6 +11,7 @@ import {
   ListQuery,
   LogsQuery,
   MetricsQuery,
+  NetworkUpdateBody,
   NewSandbox,
   PauseBody,
   Sandbox,
@@ -141,6 +142,24 @@ export function registerSandboxRoutes(base: FastifyInstance, sandboxes: SandboxS
     },
     async (request, reply) => {
       await sandboxes.setTimeout(callerOf(request), request.params.sandboxID, request.body.timeout);
+      return reply.code(204).send(null);
+    },
+  );
+
+  app.put(
+    '/sandboxes/:sandboxID/network',
+    {
+      schema: {
+        tags,
+        summary:
+          'Replace the sandbox’s egress policy, live (allowOut, denyOut: CIDRs, addresses, domain names; allow_internet_access)',
+        params: SandboxParams,
+        body: NetworkUpdateBody,
+        response: { 204: Type.Null(), ...errors },
+      },
+    },
+    async (request, reply) => {
+      await sandboxes.updateNetwork(callerOf(request), request.params.sandboxID, request.body);
       return reply.code(204).send(null);
     },
   );

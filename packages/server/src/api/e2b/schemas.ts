@@ -20,8 +20,8 @@ export const EnvVars = StringMap(256, 32 * 1024);
 
 export const SandboxNetworkConfig = Type.Object(
   {
-    allowOut: Type.Optional(Type.Array(Text({ maxLength: 256 }), { maxItems: 256 })),
-    denyOut: Type.Optional(Type.Array(Text({ maxLength: 256 }), { maxItems: 256 })),
+    allowOut: Type.Optional(Type.Array(Text({ maxLength: 256 }), { maxItems: 1000 })),
+    denyOut: Type.Optional(Type.Array(Text({ maxLength: 256 }), { maxItems: 1000 })),
     allowPublicTraffic: Type.Optional(Type.Boolean()),
     maskRequestHost: Type.Optional(Text({ maxLength: 256 })),
   },
@@ -46,6 +46,17 @@ export type NewSandbox = Static<typeof NewSandbox>;
 
 export const SandboxParams = Type.Object({ sandboxID: Type.String({ pattern: '^[a-z0-9]{1,64}$' }) });
 export type SandboxParams = Static<typeof SandboxParams>;
+
+/** `PUT /sandboxes/{id}/network`: the whole egress policy, replacing the one before. */
+export const NetworkUpdateBody = Type.Object(
+  {
+    allowOut: Type.Optional(Type.Array(Text({ maxLength: 256 }), { maxItems: 1000 })),
+    denyOut: Type.Optional(Type.Array(Text({ maxLength: 256 }), { maxItems: 1000 })),
+    allow_internet_access: Type.Optional(Type.Boolean()),
+  },
+  { additionalProperties: true },
+);
+export type NetworkUpdateBody = Static<typeof NetworkUpdateBody>;
 
 export const TimeoutBody = Type.Object({ timeout: Timeout }, { additionalProperties: true });
 export const ConnectBody = Type.Object(

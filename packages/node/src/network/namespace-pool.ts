@@ -1,0 +1,90 @@
+import type { Logger } from 'pino';
+import type { AddressPool, LinkAddresses } from './address-pool.js';
+import { createLink, removeLink } from './sandbox-network.js';
+
+/** A namespace with its link, made before any sandbox asked for it. */
+export interface PooledNamespace {
+  link: LinkAddresses;
+  netns: string;
+}
+
+/**
+ * Namespaces made ahead of time (namespace, veth, addresses, route: everything that does
+ * not depend on the sandbox), so that creating a sandbox does not wait for them. Filled
+ * in the background, one at a time, back up to `size` after every take. Nothing reaches
+ * in or out of a pooled namespace: the firewall drops traffic from links no sandbox owns.
+ * Pooled namespaces belong to the node that made them: `close` removes them, and a node
+ * that crashed leaves them for the next one's orphan sweep.
+ */
+export class NamespacePool {
+  private readonly ready: PooledNamespace[] = [];
+  private filling: Promise<void> | undefined;
+  private closed = false;
+
+  constructor(
+    readonly size: number,
+    private readonly addresses: AddressPool,
+    private readonly log: Logger,
+  ) {
+    if (!Number.isInteger(size) || size < 0)
+      throw new Error(`namespace pool size must be 0 or more, not ${size}`);
+  }
+
+  get available(): number {
+    return this.ready.length;
+  }
+
+  /** A ready namespace, if there is one (and starts making its replacement). */
+  take(): PooledNamespace | undefined {
+    const p = this.ready.shift();
+    this.fill();
+    return p;
+  }
+
+  /** Starts filling up to `size` in the background. */
+  fill(): void {
+    if (this.filling || this.closed || this.ready.length >= this.size) return;
+    this.filling = (async () => {
+      while (!this.closed && this.ready.length < this.size) {
+        let link: LinkAddresses;
+        try {
+          link = this.addresses.allocate();
+        } catch (e) {
+          this.log.warn({ err: e }, 'namespace pool: no address left');
+          return;
+        }
+        try {
+          const netns = await createLink(link);
+          if (this.closed) {
+            await removeLink(link.slot, netns);
+            this.addresses.release(link.slot);
+            return;
+          }
+          this.ready.push({ link, netns });
+        } catch (e) {
+          this.addresses.release(link.slot);
+          this.log.warn({ err: e }, 'namespace pool: could not make a namespace');
+          return;
+        }
+      }
+    })().finally(() => {
+      this.filling = undefined;
+    });
+  }
+
+  /** Resolves once the pool holds `size` namespaces (or filling stopped). */
+  async filled(): Promise<void> {
+    this.fill();
+    while (this.filling) await this.filling;
+  }
+
+  /** Stops filling and removes every pooled namespace. */
+  async close(): Promise<void> {
+    this.closed = true;
+    while (this.filling) await this.filling;
+    for (const p of this.ready.splice(0)) {
+      await removeLink(p.link.slot, p.netns);
+      this.addresses.release(p.link.slot);
+    }
+  }
+}

@@ -1,0 +1,196 @@
+import type { CompiledPolicy } from './network-policy.js';
+
+/**
+ * The text of aiva's nftables table, `inet aiva`, and of the transactions that change it
+ * (`nft -f -` applies each one atomically). Pure functions: nothing here runs nft.
+ *
+ * Layout, and why the cost stays flat however many sandboxes run:
+ * - `prerouting` (filter, priority mangle: after conntrack, before any DNAT) sends every
+ *   packet that enters from a sandbox link (`aiva<slot>`) through one verdict-map lookup
+ *   by input interface to that sandbox's chain `sb-<id>`; non-IPv4 traffic and links that
+ *   no sandbox owns (pooled namespaces, debris) are dropped.
+ * - `sb-<id>`: anti-spoofing (source must be the sandbox's link address), replies to
+ *   connections the host or the sandbox opened, DNS (redirected to the node's forwarder
+ *   whatever address it was sent to), then nothing of the host's own addresses (`fib daddr
+ *   type local`) nor of `@blocked` (other sandboxes, private, link-local, …), then the
+ *   policy: `@sb-<id>-allow` and `-allowname` accept, `-deny` and `-denyname` drop,
+ *   otherwise accept. The policy lives in the four named sets, so replacing it is a set
+ *   flush and reload; the chain itself never changes.
+ * - `dns` (nat prerouting) redirects port 53 from sandbox links to the link's host end.
+ * - `forward`: nothing new is forwarded into a sandbox link (only replies); if aiva turned
+ *   forwarding on, it forwards nothing that does not come from a sandbox either.
+ * - `postrouting` masquerades sandbox traffic that leaves by a non-sandbox interface.
+ */
+
+export const TABLE = 'aiva';
+const T = `inet ${TABLE}`;
+
+/** One sandbox's entry in the table. */
+export interface FirewallSandbox {
+  id: string;
+  /** The host end of its link: the input interface its packets arrive by. */
+  hostIf: string;
+  /** Its link address: the only source address it may use. */
+  address: string;
+  policy: CompiledPolicy;
+}
+
+/** An address a domain rule resolved to, kept until it expires. */
+export interface ResolvedAddress {
+  address: string;
+  /** Seconds from now. */
+  timeoutS: number;
+}
+
+export interface ResolvedSets {
+  allow: ResolvedAddress[];
+  deny: ResolvedAddress[];
+}
+
+export interface TableOptions {
+  /** Address blocks sandboxes may never reach. */
+  blocked: string[];
+  /** The block sandbox links are cut from (its traffic is masqueraded). */
+  sandboxBlock: string;
+  /** Drop forwarded traffic that does not come from a sandbox (aiva turned forwarding on). */
+  confineForwarding: boolean;
+}
+
+export const sandboxChain = (id: string) => `sb-${id}`;
+export const sandboxSet = (id: string, kind: 'allow' | 'deny' | 'allowname' | 'denyname') =>
+  `sb-${id}-${kind}`;
+
+const elements = (items: string[]) => `{ ${items.join(', ')} }`;
+const timed = (items: ResolvedAddress[]) =>
+  items.map((r) => `${r.address} timeout ${Math.max(1, Math.ceil(r.timeoutS))}s`);
+
+/** The base table, in `nft -f` block syntax. */
+function baseTable(o: TableOptions): string {
+  return `table ${T} {
+  set blocked {
+    type ipv4_addr; flags interval; auto-merge;
+    elements = ${elements([...o.blocked, o.sandboxBlock])}
+  }
+  map sandboxes {
+    type ifname : verdict;
+  }
+  chain prerouting {
+    type filter hook prerouting priority mangle; policy accept;
+    iifname "aiva*" meta nfproto != ipv4 drop
+    iifname "aiva*" iifname vmap @sandboxes
+    iifname "aiva*" drop
+  }
+  chain dns {
+    type nat hook prerouting priority dstnat; policy accept;
+    iifname "aiva*" meta l4proto { tcp, udp } th dport 53 redirect
+  }
+  chain forward {
+    type filter hook forward priority filter; policy accept;
+    oifname "aiva*" ct state established,related accept
+    oifname "aiva*" drop
+${o.confineForwarding ? '    iifname != "aiva*" drop\n' : ''}  }
+  chain postrouting {
+    type nat hook postrouting priority srcnat; policy accept;
+    ip saddr ${o.sandboxBlock} oifname != "aiva*" masquerade
+  }
+}
+`;
+}
+
+function setLines(id: string, p: CompiledPolicy, resolved: ResolvedSets): string[] {
+  const lines: string[] = [];
+  for (const kind of ['allow', 'deny'] as const) {
+    const set = `${T} ${sandboxSet(id, kind)}`;
+    const cidrs = kind === 'allow' ? p.allowCidrs : p.denyCidrs;
+    lines.push(`flush set ${set}`);
+    if (cidrs.length > 0) lines.push(`add element ${set} ${elements(cidrs)}`);
+    const named = `${T} ${sandboxSet(id, `${kind}name`)}`;
+    lines.push(`flush set ${named}`);
+    const r = resolved[kind];
+    if (r.length > 0) lines.push(`add element ${named} ${elements(timed(r))}`);
+  }
+  return lines;
+}
+
+/** Adds a sandbox: its sets, its chain, and its link's entry in the verdict map. */
+export function addSandboxScript(
+  s: FirewallSandbox,
+  resolved: ResolvedSets = { allow: [], deny: [] },
+): string {
+  const c = `${T} ${sandboxChain(s.id)}`;
+  const set = (k: Parameters<typeof sandboxSet>[1]) => `@${sandboxSet(s.id, k)}`;
+  const lines = [
+    `add set ${T} ${sandboxSet(s.id, 'allow')} { type ipv4_addr; flags interval; auto-merge; }`,
+    `add set ${T} ${sandboxSet(s.id, 'deny')} { type ipv4_addr; flags interval; auto-merge; }`,
+    `add set ${T} ${sandboxSet(s.id, 'allowname')} { type ipv4_addr; flags timeout; }`,
+    `add set ${T} ${sandboxSet(s.id, 'denyname')} { type ipv4_addr; flags timeout; }`,
+    ...setLines(s.id, s.policy, resolved),
+    `add chain ${c}`,
+    `flush chain ${c}`,
+    `add rule ${c} ip saddr != ${s.address} drop`,
+    `add rule ${c} ct state established,related accept`,
+    `add rule ${c} meta l4proto { tcp, udp } th dport 53 accept`,
+    `add rule ${c} fib daddr type local drop`,
+    `add rule ${c} ip daddr @blocked drop`,
+    `add rule ${c} ip daddr ${set('allow')} accept`,
+    `add rule ${c} ip daddr ${set('allowname')} accept`,
+    `add rule ${c} ip daddr ${set('deny')} drop`,
+    `add rule ${c} ip daddr ${set('denyname')} drop`,
+    `add rule ${c} accept`,
+    `add element ${T} sandboxes { "${s.hostIf}" : jump ${sandboxChain(s.id)} }`,
+  ];
+  return `${lines.join('\n')}\n`;
+}
+
+/** Replaces a sandbox's policy: its four sets, in one transaction. */
+export function updatePolicyScript(s: FirewallSandbox, resolved: ResolvedSets): string {
+  return `${setLines(s.id, s.policy, resolved).join('\n')}\n`;
+}
+
+/** Removes a sandbox's map entry, chain and sets. */
+export function removeSandboxScript(s: Pick<FirewallSandbox, 'id' | 'hostIf'>): string {
+  const c = `${T} ${sandboxChain(s.id)}`;
+  return `${[
+    `delete element ${T} sandboxes { "${s.hostIf}" }`,
+    `flush chain ${c}`,
+    `delete chain ${c}`,
+    ...(['allow', 'deny', 'allowname', 'denyname'] as const).map(
+      (k) => `delete set ${T} ${sandboxSet(s.id, k)}`,
+    ),
+  ].join('\n')}\n`;
+}
+
+/**
+ * Adds resolved addresses to a sandbox's `allowname` or `denyname` set, restarting the
+ * timeout of those already there (add, delete, add: an element's timeout cannot be changed in place).
+ */
+export function addResolvedScript(id: string, kind: 'allow' | 'deny', resolved: ResolvedAddress[]): string {
+  const set = `${T} ${sandboxSet(id, `${kind}name`)}`;
+  const plain = resolved.map((r) => r.address);
+  return `${[
+    `add element ${set} ${elements(plain)}`,
+    `delete element ${set} ${elements(plain)}`,
+    `add element ${set} ${elements(timed(resolved))}`,
+  ].join('\n')}\n`;
+}
+
+/**
+ * The whole table with every sandbox in it, replacing whatever table of that name
+ * exists, atomically (`add table` first so that `delete table` cannot fail).
+ */
+export function wholeTableScript(
+  o: TableOptions,
+  sandboxes: { s: FirewallSandbox; resolved: ResolvedSets }[],
+): string {
+  return [
+    `add table ${T}`,
+    `delete table ${T}`,
+    baseTable(o),
+    ...sandboxes.map(({ s, resolved }) => addSandboxScript(s, resolved)),
+  ].join('\n');
+}
+
+/** Removes the table (`add` first so that it cannot fail when there is none). */
+export function deleteTableScript(): string {
+  return `add table ${T}\ndelete table ${T}\n`;
+}
