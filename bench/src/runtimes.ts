@@ -136,6 +136,49 @@ async function rawQemu(spec: RuntimeSpec, n: number, accel: 'kvm' | 'tcg'): Prom
   return ms;
 }
 
+/**
+ * The raw floor of a runtime, `n` samples in ms: `runc`/`crun` run of a prepared bundle,
+ * or a bare QEMU boot, until envd answers; network and rootfs prepared outside the timing.
+ */
+export async function rawFloor(
+  raw: string,
+  driver: DriverName,
+  n: number,
+  ctx: {
+    template: RuntimeSpec['template'];
+    kernel: RuntimeSpec['kernel'];
+    home: string;
+    pool: AddressPool;
+    accel?: string;
+  },
+): Promise<number[]> {
+  const { template, kernel, home, pool } = ctx;
+  const id = `rawbench${raw}`;
+  const link = pool.allocate();
+  const dir = join(home, id);
+  await mkdir(dir, { recursive: true });
+  const network = await createSandboxNetwork(link, driver === 'container' ? 'namespace' : 'tap');
+  const spec: RuntimeSpec = {
+    id,
+    dir,
+    template,
+    kernel,
+    resources: { vcpus: 1, memoryMiB: 256, diskMiB: template.diskSizeMiB },
+    network,
+    hostname: 'sandbox',
+    consoleLog: join(dir, 'console.log'),
+  };
+  try {
+    return raw === 'qemu'
+      ? await rawQemu(spec, n, ctx.accel as 'kvm' | 'tcg')
+      : await rawContainer(raw, spec, n);
+  } finally {
+    await removeLink(link.slot, network.netns);
+    pool.release(link.slot);
+    await (await Cgroup.at(`aiva-bench/${id}`)).destroy().catch(() => {});
+  }
+}
+
 async function idlePss(m: SandboxManager, driver: DriverName, n: number): Promise<number> {
   const made = [];
   for (let i = 0; i < n; i++) made.push(await m.create({ driver, memoryMiB: 256, vcpus: 1 }));
@@ -189,33 +232,14 @@ export const runtimesBenchmark: Benchmark = {
       for (const v of variants) {
         const n = SAMPLES[v.driver] ?? 5;
         // Raw floor first, on a network and rootfs prepared outside the timing.
-        const id = `rawbench${v.raw}`;
-        const link = pool.allocate();
-        const dir = join(home, id);
-        await mkdir(dir, { recursive: true });
-        const network = await createSandboxNetwork(link, v.driver === 'container' ? 'namespace' : 'tap');
-        const spec: RuntimeSpec = {
-          id,
-          dir,
+        process.stderr.write(`  ${v.label}: raw ${v.raw} ×${n} …\n`);
+        const raw = await rawFloor(v.raw, v.driver, n, {
           template,
           kernel,
-          resources: { vcpus: 1, memoryMiB: 256, diskMiB: template.diskSizeMiB },
-          network,
-          hostname: 'sandbox',
-          consoleLog: join(dir, 'console.log'),
-        };
-        let raw: number[];
-        process.stderr.write(`  ${v.label}: raw ${v.raw} ×${n} …\n`);
-        try {
-          raw =
-            v.raw === 'qemu'
-              ? await rawQemu(spec, n, qemu?.variant as 'kvm' | 'tcg')
-              : await rawContainer(v.raw, spec, n);
-        } finally {
-          await removeLink(link.slot, network.netns);
-          pool.release(link.slot);
-          await (await Cgroup.at(`aiva-bench/${id}`)).destroy().catch(() => {});
-        }
+          home,
+          pool,
+          accel: qemu?.variant,
+        });
 
         const m = await SandboxManager.open({
           home: join(home, v.label.replace('/', '-')),

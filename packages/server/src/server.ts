@@ -34,6 +34,8 @@ export interface ServerConfig {
   /** Serve HTTPS with this certificate and key (PEM). */
   tls?: { cert: string | Buffer; key: string | Buffer };
   limits: SandboxLimits;
+  /** Sandboxes kept ready ahead of creates, per template. */
+  warmPool?: Record<string, number>;
   version: string;
 }
 
@@ -75,6 +77,7 @@ export async function startServer(
       logger: logger.child({ component: 'sandboxes' }),
       metrics,
       limits: config.limits,
+      warmPool: config.warmPool,
       domain: config.domain,
     });
     await sandboxes.start();
@@ -94,6 +97,7 @@ export async function startServer(
       },
       metrics,
       logger.child({ component: 'proxy' }),
+      (id) => sandboxes.wake(id),
     );
     sandboxes.on('ended', (id) => proxy.reset(id));
 

@@ -39,9 +39,11 @@ interface UpOptions {
   tlsKey?: string;
   runtime?: DriverName;
   maxSandboxes?: number;
+  memoryBudget?: number;
   teamMaxSandboxes: number;
   dns?: string[];
   networkPool: number;
+  warmPool: Record<string, number>;
   logLevel: string;
 }
 
@@ -70,6 +72,11 @@ export function registerUpCommand(program: Command): void {
       int('max-sandboxes', 1, 100_000),
     )
     .option(
+      '--memory-budget <MiB>',
+      'memory the sandboxes may be given in all, counted by their limits (default: 90% of RAM; more overcommits)',
+      int('memory-budget', 256, 1 << 30),
+    )
+    .option(
       '--team-max-sandboxes <n>',
       'sandboxes one team may run at once',
       int('team-max-sandboxes', 1, 100_000),
@@ -84,6 +91,16 @@ export function registerUpCommand(program: Command): void {
       'network namespaces kept ready ahead of creates',
       int('network-pool', 0, 1000),
       0,
+    )
+    .option(
+      '--warm-pool <template=n>',
+      'keep n sandboxes of a template ready ahead of creates (repeatable; containers: each idle one takes ~25 MiB)',
+      (v: string, all: Record<string, number>) => {
+        const m = /^([a-z0-9][a-z0-9_-]*)=(\d{1,4})$/.exec(v);
+        if (!m) throw new InvalidArgumentError('template=n, e.g. base=4');
+        return { ...all, [m[1] as string]: Number(m[2]) };
+      },
+      {},
     )
     .option('--log-level <level>', 'fatal, error, warn, info, debug', 'info')
     .action(async (opts: UpOptions) => {
@@ -113,11 +130,17 @@ export function registerUpCommand(program: Command): void {
         const progress = new BuildProgress(process.stderr);
         process.stderr.write(`Preparing the base template in ${node.images.paths.root}\n`);
         await node.images.ensureTemplate('base', { reporter: progress });
+        const known = await node.images.templateNames();
+        for (const t of Object.keys(opts.warmPool)) {
+          if (!known.includes(t))
+            throw new Error(`--warm-pool ${t}: no template "${t}" (templates: ${known.join(', ')})`);
+          await node.images.ensureTemplate(t, { reporter: progress });
+        }
         if (node.sandboxes.defaultDriver !== 'container')
           await node.images.ensureKernel({ reporter: progress });
         progress.close();
 
-        const memoryBudgetMiB = Math.floor((totalmem() / 1024 / 1024) * 0.9);
+        const memoryBudgetMiB = opts.memoryBudget ?? Math.floor((totalmem() / 1024 / 1024) * 0.9);
         server = await startServer(
           {
             home,
@@ -129,6 +152,7 @@ export function registerUpCommand(program: Command): void {
               opts.tlsCert && opts.tlsKey
                 ? { cert: await readFile(opts.tlsCert), key: await readFile(opts.tlsKey) }
                 : undefined,
+            warmPool: opts.warmPool,
             limits: {
               maxSandboxes: opts.maxSandboxes ?? Math.max(1, Math.floor(memoryBudgetMiB / 128)),
               memoryBudgetMiB,

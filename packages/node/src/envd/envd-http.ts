@@ -51,11 +51,17 @@ export async function waitForEnvd(
   }
 }
 
-/** Sends the sandbox's identity and settings to envd (POST /init). */
-export async function initEnvd(address: string, init: EnvdInit): Promise<void> {
+/**
+ * Sends the sandbox's identity and settings to envd (POST /init). Replacing an access
+ * token that is already set needs the current one (`currentToken`).
+ */
+export async function initEnvd(address: string, init: EnvdInit, currentToken?: string): Promise<void> {
   const res = await fetch(`http://${address}:${ENVD_PORT}/init`, {
     method: 'POST',
-    headers: { 'content-type': 'application/json' },
+    headers: {
+      'content-type': 'application/json',
+      ...(currentToken ? { 'x-access-token': currentToken } : {}),
+    },
     body: JSON.stringify(init),
     signal: AbortSignal.timeout(10_000),
   });

@@ -507,6 +507,29 @@ export class SandboxManager extends EventEmitter<SandboxManagerEvents> {
     });
   }
 
+  /**
+   * Gives a running sandbox a new identity through envd's `/init`: a new access token
+   * (the old one stops working at once), env vars, the clock. Used to hand a pre-made
+   * sandbox to its tenant.
+   */
+  async reinit(
+    id: string,
+    init: { accessToken: string; envVars?: Record<string, string> },
+  ): Promise<SandboxInfo> {
+    return this.serialize(id, async () => {
+      const r = this.mustGet(id);
+      if (r.state !== 'running' || !r.network) throw new SandboxStateError(id, r.state, 're-initialise');
+      await initEnvd(
+        r.network.address,
+        { timestamp: new Date().toISOString(), envVars: init.envVars, accessToken: init.accessToken },
+        r.accessToken,
+      );
+      r.accessToken = init.accessToken;
+      await this.save(r);
+      return { ...r };
+    });
+  }
+
   /** Resolves once the pool of ready network namespaces is full (`networkPoolSize`). */
   fillNetworkPool(): Promise<void> {
     return this.net.poolFilled();

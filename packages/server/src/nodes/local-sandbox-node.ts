@@ -42,6 +42,18 @@ export class LocalSandboxNode implements SandboxNode {
     return toNodeSandbox(info);
   }
 
+  async claim(
+    id: string,
+    request: Pick<NodeSandboxRequest, 'accessToken' | 'envVars' | 'network'>,
+  ): Promise<NodeSandbox> {
+    const { network } = request;
+    if (network && (network.allowInternetAccess === false || network.allowOut || network.denyOut))
+      await this.node.sandboxes.updateNetwork(id, network);
+    return toNodeSandbox(
+      await this.node.sandboxes.reinit(id, { accessToken: request.accessToken, envVars: request.envVars }),
+    );
+  }
+
   async kill(id: string): Promise<boolean> {
     try {
       await this.node.sandboxes.kill(id);

@@ -52,6 +52,14 @@ export interface SandboxNode {
   /** Template names this node can run. */
   templates(): Promise<string[]>;
   create(request: NodeSandboxRequest): Promise<NodeSandbox>;
+  /**
+   * Hands a running sandbox made ahead of time to its tenant: its envd gets the new
+   * access token (the old one stops working) and env vars, and the policy is applied.
+   */
+  claim(
+    id: string,
+    request: Pick<NodeSandboxRequest, 'accessToken' | 'envVars' | 'network'>,
+  ): Promise<NodeSandbox>;
   /** Kills a sandbox; false if the node does not have it. */
   kill(id: string): Promise<boolean>;
   pause(id: string): Promise<void>;

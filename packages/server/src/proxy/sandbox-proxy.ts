@@ -93,7 +93,18 @@ export class SandboxProxy {
     private readonly lookup: (sandboxId: string, port: number) => ProxyTarget | undefined,
     private readonly metrics: ServerMetrics,
     private readonly log: Logger,
+    /** Resumes a paused sandbox that asked to be woken by traffic; true if it now runs. */
+    private readonly wake: (sandboxId: string) => Promise<boolean> = async () => false,
   ) {}
+
+  /** Runs `then` once the sandbox runs: at once, or after waking it if it sleeps. */
+  private whenAwake(route: ProxyRoute, then: () => void): void {
+    if (this.lookup(route.sandboxId, route.port)) {
+      then();
+      return;
+    }
+    void this.wake(route.sandboxId).then(then, then);
+  }
 
   /**
    * Records a connection as carrying traffic of a sandbox until the returned function is
@@ -168,6 +179,10 @@ export class SandboxProxy {
   }
 
   handle(req: IncomingMessage, res: ServerResponse, route: ProxyRoute): void {
+    this.whenAwake(route, () => this.forward(req, res, route));
+  }
+
+  private forward(req: IncomingMessage, res: ServerResponse, route: ProxyRoute): void {
     const kind = route.port === ENVD_PORT ? 'envd' : 'other';
     const target = this.admit(req, route, (s, b) => this.refuse(res, s, b));
     if (!target) {
@@ -225,6 +240,10 @@ export class SandboxProxy {
 
   /** A request to switch protocols (WebSocket): spliced to the sandbox once it agrees. */
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, route: ProxyRoute): void {
+    this.whenAwake(route, () => this.forwardUpgrade(req, socket, head, route));
+  }
+
+  private forwardUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, route: ProxyRoute): void {
     const answer = (status: number, body: object) => {
       const text = JSON.stringify(body);
       socket.end(

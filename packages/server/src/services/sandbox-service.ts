@@ -20,6 +20,7 @@ import type { ServerMetrics } from '../metrics/server-metrics.js';
 import type { NodeNetworkPolicy, SandboxNode, SandboxUsage } from '../nodes/sandbox-node.js';
 import { parseConsoleLog } from './console-log.js';
 import type { Caller } from './team-service.js';
+import { WarmPool } from './warm-pool.js';
 
 type Row = typeof sandboxes.$inferSelect;
 
@@ -42,6 +43,8 @@ export interface SandboxServiceOptions {
   domain?: string;
   /** How often to sample running sandboxes' CPU, memory and disk. */
   metricsIntervalMs?: number;
+  /** Sandboxes kept ready ahead of creates, per template (`aiva up --warm-pool base=4`). */
+  warmPool?: Record<string, number>;
 }
 
 /** What the proxy needs to know of a sandbox, kept in memory for every live one. */
@@ -55,7 +58,12 @@ export interface LiveSandbox {
   memoryMb: number;
   allowPublicTraffic: boolean;
   trafficAccessToken?: string;
+  /** Resume when traffic arrives for it while paused (E2B's `autoResume`). */
+  autoResume: boolean;
 }
+
+/** How long a sandbox woken by traffic runs at least (E2B's default timeout). */
+const AUTO_RESUME_S = 300;
 
 const METRIC_SAMPLES_KEPT = 720;
 const newToken = () => randomBytes(24).toString('hex');
@@ -71,6 +79,8 @@ export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
   private ticker: NodeJS.Timeout | undefined;
   private sampler: NodeJS.Timeout | undefined;
   private readonly expiring = new Set<string>();
+  private readonly waking = new Map<string, Promise<boolean>>();
+  private pool: WarmPool | undefined;
   private readonly db: Database;
   private readonly node: SandboxNode;
   private readonly log: Logger;
@@ -119,12 +129,23 @@ export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
     this.sampler = setInterval(() => void this.sample(), this.options.metricsIntervalMs ?? 5000);
     this.sampler.unref();
     this.updateGauges();
+    if (this.options.warmPool && Object.values(this.options.warmPool).some((n) => n > 0)) {
+      // Started once the node's leftovers are dealt with: pooled sandboxes have no rows.
+      this.pool = new WarmPool(
+        this.node,
+        this.options.warmPool,
+        () => this.hasRoom(this.pool?.size ?? 0),
+        this.log.child({ component: 'warm-pool' }),
+      );
+      this.pool.start();
+    }
   }
 
   /** Stops the timers; with `killSandboxes`, also kills every live sandbox. */
   async stop(options: { killSandboxes: boolean }): Promise<void> {
     clearInterval(this.ticker);
     clearInterval(this.sampler);
+    await this.pool?.close();
     if (options.killSandboxes) {
       await Promise.allSettled([...this.live.keys()].map((id) => this.end(id, 'server shut down')));
     }
@@ -141,6 +162,7 @@ export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
       memoryMb: row.memoryMb,
       allowPublicTraffic: network.allowPublicTraffic !== false,
       trafficAccessToken: row.trafficAccessToken ?? undefined,
+      autoResume: row.autoResume,
     };
   }
 
@@ -151,6 +173,14 @@ export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
 
   private async templates(): Promise<string[]> {
     return this.node.templates();
+  }
+
+  /** Whether the node has room for one more sandbox besides `extra` not yet counted (pooled ones). */
+  private hasRoom(extra: number): boolean {
+    const { limits } = this.options;
+    const all = [...this.live.values()];
+    const used = all.reduce((sum, s) => sum + s.memoryMb, 0) + extra * 512;
+    return all.length + extra < limits.maxSandboxes && used + 512 <= limits.memoryBudgetMiB;
   }
 
   private checkCapacity(caller: Caller, memoryMb: number): void {
@@ -171,7 +201,7 @@ export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
     }
   }
 
-  async create(caller: Caller, body: NewSandbox, defaultTimeoutS: number): Promise<Sandbox> {
+  async create(caller: Caller, body: NewSandbox, defaultTimeoutS: number, usePool = true): Promise<Sandbox> {
     const template = body.templateID;
     if (!(await this.templates()).includes(template)) {
       throw badRequest(
@@ -184,7 +214,8 @@ export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
     const policy = egressPolicy(body.allow_internet_access, body.network ?? {});
     // The template's own memory is not known before it starts: count a typical sandbox.
     this.checkCapacity(caller, 512);
-    const id = newSandboxId();
+    const pooled = usePool ? this.pool?.take(template) : undefined;
+    const id = pooled ?? newSandboxId();
     const allowPublicTraffic = body.network?.allowPublicTraffic !== false;
     const now = new Date();
     const row: typeof sandboxes.$inferInsert = {
@@ -218,17 +249,15 @@ export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
       memoryMb: 512,
       allowPublicTraffic,
       trafficAccessToken: row.trafficAccessToken ?? undefined,
+      autoResume: row.autoResume ?? false,
     };
     this.live.set(id, live);
     const started = performance.now();
     try {
-      const n = await this.node.create({
-        id,
-        template,
-        envVars: body.envVars,
-        accessToken: row.envdAccessToken,
-        network: policy,
-      });
+      const request = { envVars: body.envVars, accessToken: row.envdAccessToken, network: policy };
+      const n = pooled
+        ? await this.node.claim(id, request)
+        : await this.node.create({ id, template, ...request });
       // The sandbox lives `timeout` seconds from when it is ready, not from when it was asked for.
       const readyAt = new Date();
       const endAt = new Date(readyAt.getTime() + timeoutS * 1000);
@@ -247,7 +276,10 @@ export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
       Object.assign(live, { state: 'running', endAt: endAt.getTime(), memoryMb: n.memoryMiB });
       this.options.metrics.createSeconds.observe((performance.now() - started) / 1000);
       this.updateGauges();
-      this.log.info({ sandbox: id, team: caller.teamId, template }, 'sandbox created');
+      this.log.info(
+        { sandbox: id, team: caller.teamId, template, pooled: Boolean(pooled) },
+        'sandbox created',
+      );
       return {
         sandboxID: id,
         templateID: template,
@@ -262,6 +294,12 @@ export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
       this.live.delete(id);
       await this.db.delete(sandboxes).where(eq(sandboxes.id, id));
       this.updateGauges();
+      if (pooled) await this.node.kill(id).catch(() => {});
+      if (pooled && !(e instanceof SandboxSpecError)) {
+        // The pooled sandbox was no good: make one the ordinary way.
+        this.log.warn({ sandbox: id, err: e }, 'a pooled sandbox could not be handed over; creating one');
+        return this.create(caller, { ...body, templateID: template }, defaultTimeoutS, false);
+      }
       if (e instanceof SandboxSpecError) throw badRequest(e.message);
       this.log.error({ sandbox: id, err: e }, 'sandbox create failed');
       throw new ApiError(500, `the sandbox could not start: ${(e as Error).message.split('\n')[0]}`);
@@ -408,6 +446,38 @@ export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
         },
       })
       .where(eq(sandboxes.id, id));
+  }
+
+  /**
+   * Resumes a paused sandbox made with `autoResume` because traffic arrived for it (the
+   * proxy asks); it then runs at least AUTO_RESUME_S seconds. Concurrent requests share
+   * one resume. False if the sandbox is not one to wake.
+   */
+  wake(id: string): Promise<boolean> {
+    const live = this.live.get(id);
+    if (live?.state !== 'paused' || !live.autoResume) return Promise.resolve(false);
+    let waking = this.waking.get(id);
+    if (!waking) {
+      waking = (async () => {
+        await this.node.resume(id);
+        live.state = 'running';
+        live.endAt = Math.max(live.endAt, Date.now() + AUTO_RESUME_S * 1000);
+        await this.db
+          .update(sandboxes)
+          .set({ state: 'running', endAt: new Date(live.endAt) })
+          .where(eq(sandboxes.id, id));
+        this.updateGauges();
+        this.log.info({ sandbox: id }, 'sandbox resumed by traffic');
+        return true;
+      })()
+        .catch((e: Error) => {
+          this.log.error({ sandbox: id, err: e }, 'resuming a sandbox for traffic failed');
+          return false;
+        })
+        .finally(() => this.waking.delete(id));
+      this.waking.set(id, waking);
+    }
+    return waking;
   }
 
   async setTimeout(caller: Caller, id: string, timeoutS: number): Promise<void> {

@@ -1,0 +1,234 @@
+// What an E2B user sees: `aiva up` (the real CLI, in a child process, on a temporary data
+// directory sharing the image store) driven by the real e2b SDK through the server's
+// proxy. Create→first `commands.run` sequential and concurrent for each driver, next to
+// the raw floor of that driver measured in the same run; `commands.run('true')`; 100 MiB
+// upload and download; idle memory per sandbox and how many fit in 20 GiB.
+
+import { type ChildProcess, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdir, mkdtemp, readFile, rm, symlink } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { checkHost, type DriverName, dataDir, ImageStore } from '@aiva/node';
+import { Cgroup } from '@aiva/node/internal/host/cgroups';
+import { processPss } from '@aiva/node/internal/host/proc';
+import { AddressPool } from '@aiva/node/internal/network/address-pool';
+import { Sandbox } from 'e2b';
+import { type Benchmark, type BenchRow, quantile, round } from './bench.js';
+import { rawFloor } from './runtimes.js';
+
+const cli = fileURLToPath(new URL('../../../packages/cli/dist/src/main.js', import.meta.url));
+const recipesDir = fileURLToPath(new URL('../../../images', import.meta.url));
+const envdDir = fileURLToPath(new URL('../../../packages/envd/dist/guest', import.meta.url));
+
+const sorted = (xs: number[]) => [...xs].sort((a, b) => a - b);
+const q = (xs: number[], p: number) => round(quantile(sorted(xs), p), 1);
+
+interface Server {
+  url: string;
+  apiKey: string;
+  child: ChildProcess;
+  stop(): Promise<void>;
+}
+
+/** `aiva up` on a free port; `home` shares the image store. */
+async function aivaUp(home: string, args: string[]): Promise<Server> {
+  const child = spawn(process.execPath, [cli, 'up', '--port', '0', '--log-level', 'warn', ...args], {
+    env: { ...process.env, AIVA_HOME: home },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  const started = await new Promise<boolean>((resolve) => {
+    const onData = (d: Buffer) => {
+      out += d.toString();
+      if (/ is up at /.test(out)) resolve(true);
+    };
+    child.stdout?.on('data', onData);
+    child.stderr?.on('data', onData);
+    child.once('exit', () => resolve(false));
+  });
+  if (!started) throw new Error(`aiva up did not start:\n${out}`);
+  const url = / is up at (\S+)/.exec(out)?.[1] ?? '';
+  const { apiKey } = JSON.parse(await readFile(join(home, 'credentials.json'), 'utf8')) as { apiKey: string };
+  return {
+    url,
+    apiKey,
+    child,
+    async stop() {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      child.kill('SIGTERM');
+      await once(child, 'exit');
+    },
+  };
+}
+
+/** Create→first `commands.run('true')`, in ms; the sandbox is killed after (not timed). */
+async function createToExec(): Promise<{ ms: number; sbx: Sandbox }> {
+  const t = performance.now();
+  const sbx = await Sandbox.create({ timeoutMs: 600_000 });
+  await sbx.commands.run('true');
+  return { ms: performance.now() - t, sbx };
+}
+
+async function concurrent(n: number): Promise<number[]> {
+  const results = await Promise.all(Array.from({ length: n }, () => createToExec()));
+  await Promise.all(results.map((r) => r.sbx.kill()));
+  return results.map((r) => r.ms);
+}
+
+/** Mean PSS of the processes in each sandbox's cgroup, in bytes. */
+async function meanPss(ids: string[]): Promise<number> {
+  let total = 0;
+  for (const id of ids) {
+    const pids = await (await Cgroup.at(`aiva/${id}`)).pids();
+    for (const pid of pids) total += (await processPss(pid)) ?? 0;
+  }
+  return total / ids.length;
+}
+
+const SEQUENTIAL: Record<string, number> = { container: 30, 'qemu-microvm': 5 };
+const CONCURRENT: Record<string, number[]> = { container: [10, 50], 'qemu-microvm': [2] };
+const IDLE: Record<string, number> = { container: 50, 'qemu-microvm': 2 };
+
+export const sdkBenchmark: Benchmark = {
+  name: 'sdk',
+  description:
+    'the e2b SDK against aiva up: create→first exec (sequential, concurrent) vs the raw floor, exec round trip, 100 MiB transfer, idle memory',
+  async run() {
+    const host = await checkHost();
+    const drivers = (['container', 'qemu-microvm'] as DriverName[]).filter((d) =>
+      host.checks.some((c) => c.driver === d && c.available),
+    );
+    const images = new ImageStore({ home: dataDir(), recipesDir, envdDir });
+    const template = await images.ensureTemplate('base');
+    const kernel = await images.ensureKernel();
+    const rows: BenchRow[] = [];
+    const scratch = await mkdtemp(join(tmpdir(), 'aiva-bench-sdk-'));
+    const pool = new AddressPool('10.12.0.0/16');
+    try {
+      for (const driver of drivers) {
+        const n = SEQUENTIAL[driver] ?? 5;
+        const raw = driver === 'container' ? 'runc' : 'qemu';
+        const accel = host.checks.find((c) => c.driver === 'qemu-microvm' && c.available)?.variant;
+        process.stderr.write(`  ${driver}: raw ${raw} floor ×${n} …\n`);
+        const floor = await rawFloor(raw, driver, n, { template, kernel, home: scratch, pool, accel });
+
+        const home = join(scratch, driver);
+        await mkdir(home, { recursive: true });
+        await symlink(join(dataDir(), 'images'), join(home, 'images'));
+        // Limits counted by the sandboxes' memory limits would stop at ~40 containers of
+        // 512 MiB on 24 GiB: overcommit for the 50-concurrent and idle runs.
+        const server = await aivaUp(home, ['--runtime', driver, '--memory-budget', '200000']);
+        process.env.E2B_API_URL = server.url;
+        process.env.E2B_SANDBOX_URL = server.url;
+        process.env.E2B_API_KEY = server.apiKey;
+        try {
+          process.stderr.write(`  ${driver}: sequential create→first exec ×${n} …\n`);
+          const seq: number[] = [];
+          for (let i = 0; i < n; i++) {
+            const r = await createToExec();
+            seq.push(r.ms);
+            await r.sbx.kill();
+          }
+          const detail = `n=${n}, e2b SDK ${driver}, template base`;
+          rows.push(
+            { metric: `${driver} create→first exec p50`, value: q(seq, 0.5), unit: 'ms', detail },
+            { metric: `${driver} create→first exec p95`, value: q(seq, 0.95), unit: 'ms', detail },
+            {
+              metric: `${driver} raw ${raw} floor p50`,
+              value: q(floor, 0.5),
+              unit: 'ms',
+              detail: `n=${n}, start→envd-ready of a prepared bundle/disk`,
+            },
+            {
+              metric: `${driver} ratio aiva/raw (p50)`,
+              value: round(quantile(sorted(seq), 0.5) / quantile(sorted(floor), 0.5), 2),
+              unit: '×',
+              detail,
+            },
+          );
+          for (const c of CONCURRENT[driver] ?? []) {
+            process.stderr.write(`  ${driver}: ${c} concurrent creates …\n`);
+            const ms = await concurrent(c);
+            const d = `${c} at once, each create→first exec`;
+            rows.push(
+              { metric: `${driver} ${c}-concurrent p50`, value: q(ms, 0.5), unit: 'ms', detail: d },
+              { metric: `${driver} ${c}-concurrent p99`, value: q(ms, 0.99), unit: 'ms', detail: d },
+              {
+                metric: `${driver} ${c}-concurrent p99 / sequential p50`,
+                value: round(quantile(sorted(ms), 0.99) / quantile(sorted(seq), 0.5), 2),
+                unit: '×',
+                detail: d,
+              },
+            );
+          }
+
+          const sbx = await Sandbox.create({ timeoutMs: 600_000 });
+          try {
+            process.stderr.write(`  ${driver}: exec round trips and 100 MiB transfers …\n`);
+            const runs: number[] = [];
+            for (let i = 0; i < (driver === 'container' ? 100 : 20); i++) {
+              const t = performance.now();
+              await sbx.commands.run('true');
+              runs.push(performance.now() - t);
+            }
+            rows.push({
+              metric: `${driver} commands.run('true') p50`,
+              value: q(runs, 0.5),
+              unit: 'ms',
+              detail: `n=${runs.length}, through the proxy`,
+            });
+            const data = Buffer.alloc(100 * 1024 * 1024, 7);
+            let t = performance.now();
+            await sbx.files.write('/tmp/blob', new Uint8Array(data).buffer);
+            const up = performance.now() - t;
+            t = performance.now();
+            const back = await sbx.files.read('/tmp/blob', { format: 'bytes' });
+            const down = performance.now() - t;
+            if (back.length !== data.length)
+              throw new Error(`downloaded ${back.length} bytes, not ${data.length}`);
+            rows.push(
+              { metric: `${driver} upload 100 MiB`, value: round(100 / (up / 1000), 1), unit: 'MiB/s' },
+              { metric: `${driver} download 100 MiB`, value: round(100 / (down / 1000), 1), unit: 'MiB/s' },
+            );
+          } finally {
+            await sbx.kill();
+          }
+
+          const idle = IDLE[driver] ?? 2;
+          process.stderr.write(`  ${driver}: ${idle} idle sandboxes …\n`);
+          const made: Sandbox[] = [];
+          try {
+            for (let i = 0; i < idle; i++) made.push(await Sandbox.create({ timeoutMs: 600_000 }));
+            await new Promise((r) => setTimeout(r, 5000));
+            const pss = await meanPss(made.map((s) => s.sandboxId));
+            rows.push(
+              {
+                metric: `${driver} idle memory per sandbox (PSS)`,
+                value: round(pss / 1024 / 1024, 1),
+                unit: 'MiB',
+                detail: `mean over ${idle} idle sandboxes after 5 s`,
+              },
+              {
+                metric: `${driver} idle sandboxes in 20 GiB`,
+                value: Math.floor((20 * 1024 * 1024 * 1024) / pss),
+                unit: 'sandboxes',
+                detail: `extrapolated from ${idle} measured`,
+              },
+            );
+          } finally {
+            await Promise.all(made.map((s) => s.kill()));
+          }
+        } finally {
+          await server.stop();
+        }
+      }
+    } finally {
+      await rm(join(scratch, 'container', 'images'), { force: true });
+      await rm(join(scratch, 'qemu-microvm', 'images'), { force: true });
+      await rm(scratch, { recursive: true, force: true });
+    }
+    return { rows, environment: { cpus: (await import('node:os')).availableParallelism() } };
+  },
+};

@@ -1,0 +1,95 @@
+// The container warm pool (`aiva up --warm-pool base=2`): creates are handed sandboxes
+// made ahead of time, each with a fresh envd token (the pool's stops working), the
+// tenant's env vars and network policy and nothing of anyone else; the pool refills; its
+// sandboxes are neither listed nor left behind.
+import assert from 'node:assert/strict';
+import { readdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { Sandbox } from 'e2b';
+import { type AivaUp, aivaUp, removeHome, useServer } from './helpers/aiva-up.js';
+import { checkHostLeaks } from './helpers/host-leaks.js';
+
+let up: AivaUp;
+before(async () => {
+  up = await aivaUp(['--warm-pool', 'base=2']);
+  useServer(up);
+});
+after(async () => {
+  const code = await up.stop();
+  assert.equal(code, 0, up.output());
+  await removeHome(up.home);
+});
+// Registered after the server's own `after`: hooks run in the order they were added.
+checkHostLeaks();
+
+interface NodeRecord {
+  id: string;
+  state: string;
+  accessToken: string;
+  networkPolicy?: { allowInternetAccess?: boolean; denyOut?: string[] };
+}
+
+async function nodeRecords(): Promise<NodeRecord[]> {
+  const dir = join(up.home, 'sandboxes');
+  const out: NodeRecord[] = [];
+  for (const id of await readdir(dir).catch(() => [] as string[])) {
+    const text = await readFile(join(dir, id, 'sandbox.json'), 'utf8').catch(() => undefined);
+    if (text) out.push(JSON.parse(text) as NodeRecord);
+  }
+  return out;
+}
+
+/** The node's running sandboxes that the API does not list: the pool. */
+async function pooled(): Promise<NodeRecord[]> {
+  const listed = new Set((await Sandbox.list().nextItems()).map((s) => s.sandboxId));
+  return (await nodeRecords()).filter((r) => r.state === 'running' && !listed.has(r.id));
+}
+
+async function poolFull(): Promise<NodeRecord[]> {
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    const p = await pooled();
+    if (p.length === 2) return p;
+    assert.ok(Date.now() < deadline, `the pool never filled (${p.length} ready)`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+const envd = (id: string, token: string) =>
+  fetch(`${up.url}/envs`, {
+    headers: { 'e2b-sandbox-id': id, 'e2b-sandbox-port': '49983', 'x-access-token': token },
+  });
+
+test('creates take pooled sandboxes with a new identity, and the pool refills', async (t) => {
+  const ready = await poolFull();
+  assert.equal((await Sandbox.list().nextItems()).length, 0, 'pooled sandboxes are not listed');
+
+  const sbx = await Sandbox.create({ envs: { TENANT: 'one' }, metadata: { who: 'one' } });
+  t.after(() => sbx.kill());
+  const hit = ready.find((r) => r.id === sbx.sandboxId);
+  assert.ok(
+    hit,
+    `the create was handed a pooled sandbox (${sbx.sandboxId} not in ${ready.map((r) => r.id)})`,
+  );
+  assert.equal((await envd(sbx.sandboxId, hit.accessToken)).status, 401, "the pool's token no longer works");
+  const detail = (await (
+    await fetch(`${up.url}/sandboxes/${sbx.sandboxId}`, { headers: { 'x-api-key': up.apiKey } })
+  ).json()) as { envdAccessToken: string };
+  assert.notEqual(detail.envdAccessToken, hit.accessToken);
+  assert.equal((await envd(sbx.sandboxId, detail.envdAccessToken)).status, 200);
+  assert.equal((await sbx.commands.run('echo "$TENANT $(whoami)"')).stdout, 'one user\n');
+  await sbx.files.write('/tmp/secret', 'tenant one');
+
+  // The policy asked for is the one the sandbox gets.
+  const closed = await Sandbox.create({ allowInternetAccess: false, network: { denyOut: ['8.8.8.8'] } });
+  t.after(() => closed.kill());
+  const record = (await nodeRecords()).find((r) => r.id === closed.sandboxId);
+  assert.deepEqual(record?.networkPolicy, { allowInternetAccess: false, denyOut: ['8.8.8.8'] });
+  assert.equal((await closed.getInfo()).allowInternetAccess, false);
+  assert.equal(await closed.files.exists('/tmp/secret'), false, "one tenant's files are not another's");
+
+  // Back to two ready, none of them handed out.
+  const refilled = await poolFull();
+  for (const r of refilled) assert.ok(r.id !== sbx.sandboxId && r.id !== closed.sandboxId);
+});
