@@ -7,9 +7,10 @@ import type { Benchmark, BenchResult } from './bench.js';
 import { envdBenchmark } from './envd.js';
 import { networkBenchmark } from './network.js';
 import { runtimesBenchmark } from './runtimes.js';
+import { vmSnapshotBenchmark } from './vm-snapshot.js';
 
 /** Every benchmark; add new modules here. */
-const benchmarks: Benchmark[] = [envdBenchmark, runtimesBenchmark, networkBenchmark];
+const benchmarks: Benchmark[] = [envdBenchmark, runtimesBenchmark, networkBenchmark, vmSnapshotBenchmark];
 
 const resultsDir = fileURLToPath(new URL('../../results', import.meta.url));
 
