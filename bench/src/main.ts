@@ -8,9 +8,16 @@ import { envdBenchmark } from './envd.js';
 import { networkBenchmark } from './network.js';
 import { runtimesBenchmark } from './runtimes.js';
 import { sdkBenchmark } from './sdk.js';
+import { vmSnapshotBenchmark } from './vm-snapshot.js';
 
 /** Every benchmark; add new modules here. */
-const benchmarks: Benchmark[] = [envdBenchmark, runtimesBenchmark, networkBenchmark, sdkBenchmark];
+const benchmarks: Benchmark[] = [
+  envdBenchmark,
+  runtimesBenchmark,
+  networkBenchmark,
+  vmSnapshotBenchmark,
+  sdkBenchmark,
+];
 
 const resultsDir = fileURLToPath(new URL('../../results', import.meta.url));
 

@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import { ImageStore, type ImageStoreOptions } from './image/image-store.js';
+import { imagePaths } from './paths.js';
 import { checkHost, createRuntimes, type HostCapabilities, type RuntimeConfig } from './runtime/select.js';
 import type { DriverName } from './runtime/types.js';
 import { SandboxManager, type SandboxManagerOptions } from './sandbox/sandbox-manager.js';
@@ -12,6 +13,8 @@ export interface LocalNodeOptions extends ImageStoreOptions, RuntimeConfig {
   addressBlock?: string;
   networkPoolSize?: SandboxManagerOptions['networkPoolSize'];
   dnsUpstreams?: SandboxManagerOptions['dnsUpstreams'];
+  /** Restore qemu-microvm sandboxes from VM snapshots (default true). */
+  vmSnapshots?: boolean;
 }
 
 /** The node's parts for this host: its image store, what the host can run, and the sandbox manager. */
@@ -25,7 +28,12 @@ export interface LocalNode {
 export async function openLocalNode(options: LocalNodeOptions): Promise<LocalNode> {
   const images = new ImageStore(options);
   const host = await checkHost();
-  const runtimes = createRuntimes(host, options);
+  const runtimes = createRuntimes(host, {
+    ...options,
+    vmSnapshotDir:
+      options.vmSnapshotDir ??
+      (options.vmSnapshots === false ? undefined : imagePaths(options.home).snapshots),
+  });
   const defaultDriver = options.defaultDriver ?? host.defaultDriver;
   if (!defaultDriver) {
     throw new Error('no sandbox runtime works on this host: run `aiva doctor` to see why');

@@ -19,6 +19,8 @@ export interface ImagePaths {
   /** Work in progress; anything here is incomplete and removed on failure. */
   tmp: string;
   locks: string;
+  /** VM snapshots of templates (qemu-microvm): `snapshots/<template>-<mem>M-<vcpus>-<key>/`. */
+  snapshots: string;
   /** Downloaded .deb files, reused across builds. */
   aptCache: string;
 }
@@ -33,6 +35,7 @@ export function imagePaths(home: string): ImagePaths {
     refs: join(root, 'refs'),
     tmp: join(root, 'tmp'),
     locks: join(root, 'locks'),
+    snapshots: join(root, 'snapshots'),
     aptCache: join(home, 'cache', 'apt'),
   };
 }

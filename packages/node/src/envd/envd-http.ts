@@ -1,3 +1,5 @@
+import { request } from 'node:http';
+
 /** envd's port inside every sandbox. */
 export const ENVD_PORT = 49983;
 
@@ -33,15 +35,17 @@ export async function waitForEnvd(
   let last = 'no answer';
   for (let attempt = 0; ; attempt++) {
     if (options.signal?.aborted) throw new EnvdUnreachableError('interrupted while waiting for envd');
+    const tried = Date.now();
     try {
-      const res = await fetch(url, { signal: AbortSignal.timeout(1000) });
-      await res.body?.cancel();
-      if (res.status === 204) return res.headers.get('e2b-envd-version') ?? UNKNOWN_ENVD_VERSION;
+      const res = await oneShot(url, { timeoutMs: 1000 });
+      if (res.status === 204) return res.headers['e2b-envd-version']?.toString() ?? UNKNOWN_ENVD_VERSION;
       last = `HTTP ${res.status}`;
     } catch (e) {
       last = ((e as Error).cause as Error | undefined)?.message ?? (e as Error).message;
     }
-    if (options.stillAlive && attempt % 10 === 9 && !(await options.stillAlive())) {
+    // Every 10th attempt, or after one that hung (a guest that died answers nothing at all).
+    const slow = Date.now() - tried > 250;
+    if (options.stillAlive && (attempt % 10 === 9 || slow) && !(await options.stillAlive())) {
       throw new EnvdUnreachableError('the sandbox stopped before envd answered');
     }
     if (Date.now() > deadline) {
@@ -56,17 +60,51 @@ export async function waitForEnvd(
  * token that is already set needs the current one (`currentToken`).
  */
 export async function initEnvd(address: string, init: EnvdInit, currentToken?: string): Promise<void> {
-  const res = await fetch(`http://${address}:${ENVD_PORT}/init`, {
+  const res = await oneShot(`http://${address}:${ENVD_PORT}/init`, {
     method: 'POST',
     headers: {
       'content-type': 'application/json',
       ...(currentToken ? { 'x-access-token': currentToken } : {}),
     },
     body: JSON.stringify(init),
-    signal: AbortSignal.timeout(10_000),
+    timeoutMs: 10_000,
   });
-  const text = await res.text();
-  if (res.status >= 300) throw new EnvdUnreachableError(`envd refused /init: HTTP ${res.status} ${text}`);
+  if (res.status >= 300) throw new EnvdUnreachableError(`envd refused /init: HTTP ${res.status} ${res.text}`);
+}
+
+/**
+ * One HTTP request on a connection of its own, closed after the answer (no keep-alive
+ * pool): a sandbox's address is reused by the next sandbox, and a clone restored from a
+ * VM snapshot wakes with the template's TCP state, so a pooled connection to an address
+ * can meet a guest that never had it (or thinks it is another one).
+ */
+function oneShot(
+  url: string,
+  options: { method?: string; headers?: Record<string, string>; body?: string; timeoutMs: number },
+): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; text: string }> {
+  return new Promise((resolve, reject) => {
+    const req = request(
+      url,
+      {
+        method: options.method ?? 'GET',
+        headers: { ...options.headers, connection: 'close' },
+        agent: false,
+        timeout: options.timeoutMs,
+      },
+      (res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (d: string) => {
+          text += d;
+        });
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, text }));
+        res.on('error', reject);
+      },
+    );
+    req.on('timeout', () => req.destroy(new Error(`no answer within ${options.timeoutMs} ms`)));
+    req.on('error', reject);
+    req.end(options.body);
+  });
 }
 
 /** What envd's GET /metrics reports (E2B's field names). */

@@ -8,7 +8,12 @@ import type { LinkAddresses } from './address-pool.js';
  * own link address. Its resolver is its gateway, which the namespace forwards to the
  * node's DNS forwarder on the host end of the link.
  */
-export const VM_GUEST = { address: '169.254.0.21', gateway: '169.254.0.22', prefix: 30 } as const;
+export const VM_GUEST = {
+  address: '169.254.0.21',
+  gateway: '169.254.0.22',
+  gatewayMac: '02:00:00:00:00:02',
+  prefix: 30,
+} as const;
 
 /** How the sandbox joins its namespace: a container lives in it, a microVM behind a TAP in it. */
 export type AttachMode = 'namespace' | 'tap';
@@ -69,6 +74,8 @@ export async function addTap(netns: string, link: LinkAddresses): Promise<void> 
     [
       'tuntap add dev tap0 mode tap',
       'link set tap0 addrgenmode none',
+      // A fixed MAC too: a clone wakes with the template's ARP cache, which names the gateway's MAC.
+      `link set tap0 address ${VM_GUEST.gatewayMac}`,
       `addr add ${VM_GUEST.gateway}/${VM_GUEST.prefix} dev tap0`,
       'link set tap0 up',
     ].join('\n'),
@@ -98,7 +105,12 @@ export function attachment(netns: string, link: LinkAddresses, mode: AttachMode)
     return {
       netns,
       address: link.sandbox,
-      guest: { ...VM_GUEST, dns: VM_GUEST.gateway },
+      guest: {
+        address: VM_GUEST.address,
+        prefix: VM_GUEST.prefix,
+        gateway: VM_GUEST.gateway,
+        dns: VM_GUEST.gateway,
+      },
       tap: 'tap0',
     };
   }

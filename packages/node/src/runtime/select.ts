@@ -139,6 +139,8 @@ export interface RuntimeConfig {
   stateRoot?: string;
   /** Force a container OCI runtime instead of the first that works. */
   oci?: OciRuntime;
+  /** Where qemu-microvm keeps VM snapshots (VM templating); without it every microVM cold-boots. */
+  vmSnapshotDir?: string;
 }
 
 /** The runtimes this host can run, built from `checkHost`. */
@@ -165,7 +167,11 @@ export function createRuntimes(
   if (qemu)
     runtimes.set(
       'qemu-microvm',
-      new QemuRuntime({ accel: qemu.variant as 'kvm' | 'tcg', runAs: host.vmUser }),
+      new QemuRuntime({
+        accel: qemu.variant as 'kvm' | 'tcg',
+        runAs: host.vmUser,
+        snapshotDir: config.vmSnapshotDir,
+      }),
     );
   if (ok('firecracker')) runtimes.set('firecracker', new FirecrackerRuntime());
   return runtimes;

@@ -17,6 +17,8 @@ export interface VmmLaunch {
   log: string;
   /** The control socket the VMM opens once it is up. */
   socket: string;
+  /** File descriptors the VMM inherits as its fds 3, 4, … (a migration stream, disk files). */
+  fds?: number[];
   signal?: AbortSignal;
 }
 
@@ -37,7 +39,7 @@ export async function launchVmm(
   try {
     const child = spawn(argv[0] ?? 'sh', argv.slice(1), {
       detached: true,
-      stdio: ['ignore', log.fd, log.fd],
+      stdio: ['ignore', log.fd, log.fd, ...(launch.fds ?? [])],
     });
     child.on('error', () => {});
     child.unref();
@@ -64,6 +66,23 @@ export async function launchVmm(
     if (up) return { pid, pidStartTime };
     if (Date.now() > deadline) return fail(`did not open ${launch.socket} within 10 s`);
     await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+/** Kills the VMM process (if still the same process) and waits for it to end; its cgroup stays. */
+export async function killVmmProcess(state: { pid: number; pidStartTime: number }): Promise<void> {
+  await signalProcess(state.pid, state.pidStartTime, 'SIGKILL');
+  if (!(await waitForExit(state.pid, state.pidStartTime, 5000))) {
+    throw new RuntimeError(`process ${state.pid} did not exit after SIGKILL`);
+  }
+}
+
+/** Kills every process in the sandbox's VMM cgroup and waits for them to end; the cgroup stays. */
+export async function killVmmProcessesIn(spec: SandboxRef): Promise<void> {
+  const cgroup = await Cgroup.at(vmmCgroupPath(spec.id));
+  for (const pid of await cgroup.pids()) {
+    const startTime = await processStartTime(pid);
+    if (startTime !== undefined) await killVmmProcess({ pid, pidStartTime: startTime });
   }
 }
 

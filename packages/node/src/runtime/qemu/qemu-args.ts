@@ -4,8 +4,18 @@ import type { RuntimeSpec } from '../types.js';
 export type Accel = 'kvm' | 'tcg';
 
 export interface QemuFiles {
+  /** A path, or `/dev/fdset/N` with `diskFds` (QEMU re-opens a clone's disk after dropping its privileges). */
   disk: string;
+  /** Inherited fds of the disk, read-write and read-only, put in fd set 1 (`-add-fd`). */
+  diskFds?: [number, number];
   qmpSocket: string;
+}
+
+/** Guest RAM in a file (VM templating): the template shares it, clones map it copy-on-write. */
+export interface QemuMemoryFile {
+  path: string;
+  /** `true` for the template (its RAM is the file), `false` for a clone (a private copy-on-write mapping). */
+  share: boolean;
 }
 
 /**
@@ -17,9 +27,15 @@ export function qemuArgs(
   spec: RuntimeSpec,
   files: QemuFiles,
   accel: Accel,
-  options: { runAs?: string; hostTscKhz?: number } = {},
+  options: {
+    runAs?: string;
+    hostTscKhz?: number;
+    memoryFile?: QemuMemoryFile;
+    /** Wait for a migration stream (`-incoming defer`): a clone restored from a snapshot. */
+    incoming?: boolean;
+  } = {},
 ): string[] {
-  const { runAs, hostTscKhz } = options;
+  const { runAs, hostTscKhz, memoryFile } = options;
   if (!spec.kernel) throw new Error('a microVM needs a guest kernel');
   if (!spec.network.tap) throw new Error('a microVM needs a TAP device');
   const { vcpus, memoryMiB } = spec.resources;
@@ -28,7 +44,13 @@ export function qemuArgs(
     `aiva-${spec.id},debug-threads=on`,
     '-M',
     // The RTC gives the guest the date at boot; without it the kernel waits a second for it.
-    'microvm,x-option-roms=off,rtc=on',
+    `microvm,x-option-roms=off,rtc=on${memoryFile ? ',memory-backend=mem' : ''}`,
+    ...(memoryFile
+      ? [
+          '-object',
+          `memory-backend-file,id=mem,size=${memoryMiB}M,mem-path=${memoryFile.path},share=${memoryFile.share ? 'on' : 'off'}`,
+        ]
+      : []),
     ...(accel === 'kvm'
       ? ['-accel', 'kvm', '-cpu', 'host']
       : ['-accel', 'tcg,thread=multi,tb-size=64', '-cpu', 'max']),
@@ -54,6 +76,7 @@ export function qemuArgs(
       reboot: 't',
       tscKhz: accel === 'tcg' ? hostTscKhz : undefined,
     }),
+    ...(files.diskFds ? files.diskFds.flatMap((fd) => ['-add-fd', `fd=${fd},set=1`]) : []),
     '-drive',
     `id=root,file=${files.disk},format=qcow2,if=none,discard=unmap,detect-zeroes=unmap`,
     '-device',
@@ -74,5 +97,6 @@ export function qemuArgs(
     `on,obsolete=deny,elevateprivileges=${runAs ? 'allow' : 'deny'},spawn=deny,resourcecontrol=deny`,
   ];
   if (runAs) args.push('-runas', runAs);
+  if (options.incoming) args.push('-incoming', 'defer');
   return args;
 }

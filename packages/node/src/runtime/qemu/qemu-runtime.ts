@@ -1,5 +1,6 @@
-import { rm } from 'node:fs/promises';
+import { open, rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import { waitForEnvd } from '../../envd/envd-http.js';
 import { runCommand } from '../../host/command.js';
 import { hostTscKhz, isSameProcess, signalProcess, waitForExit } from '../../host/proc.js';
 import {
@@ -11,16 +12,43 @@ import {
   type SandboxRuntime,
   SandboxSpecError,
 } from '../types.js';
-import { createVmmCgroup, killVmm, launchVmm, vmmStats } from '../vmm-process.js';
+import {
+  createVmmCgroup,
+  killVmm,
+  killVmmProcess,
+  killVmmProcessesIn,
+  launchVmm,
+  vmmStats,
+} from '../vmm-process.js';
 import { type Accel, qemuArgs } from './qemu-args.js';
 import { withQmp } from './qmp-client.js';
+import {
+  discardSnapshot,
+  ensureSnapshot,
+  restoreFromSnapshot,
+  snapshotLocation,
+  type VmSnapshot,
+} from './vm-snapshot.js';
 
 export interface QemuRuntimeOptions {
   accel: Accel;
   /** Unprivileged user QEMU switches to after start-up (`-runas`), if any. */
   runAs?: string;
   binary?: string;
+  /**
+   * Where VM snapshots live (`$AIVA_HOME/images/snapshots`). With it, every create
+   * restores a clone of the template's saved VM, making that snapshot first if there is
+   * none; without it, every create cold-boots.
+   */
+  snapshotDir?: string;
+  /** How long the template's cold boot may take to envd-ready when a snapshot is made (default 120 s). */
+  snapshotBootTimeoutMs?: number;
+  /** How long a restored clone has to answer on envd before the restore counts as failed (default 15 s). */
+  restoreReadyTimeoutMs?: number;
 }
+
+/** How a qemu-microvm sandbox came up, recorded in its RuntimeState. */
+export type QemuStart = 'boot' | 'snapshot';
 
 /** Host memory QEMU needs beyond the guest's RAM (its own code, device state, TCG's translation cache). */
 const OVERHEAD_MIB = { kvm: 128, tcg: 256 } as const;
@@ -50,25 +78,9 @@ export class QemuRuntime implements SandboxRuntime {
         `disk of ${spec.resources.diskMiB} MiB is smaller than the template's ${spec.template.diskSizeMiB} MiB`,
       );
     }
-    const f = this.files(spec);
     try {
-      // Copy-on-write over the template's read-only disk: only what the sandbox writes takes space.
-      await runCommand(
-        'qemu-img',
-        [
-          'create',
-          '-q',
-          '-f',
-          'qcow2',
-          '-F',
-          'raw',
-          '-b',
-          spec.template.disk,
-          f.disk,
-          `${spec.resources.diskMiB}M`,
-        ],
-        { signal },
-      );
+      // With snapshots, start() makes the disk: its backing depends on how the guest comes up.
+      if (!this.options.snapshotDir) await this.makeDisk(spec, spec.template.disk, 'raw', signal);
       await createVmmCgroup(spec, {
         memoryBytes: (spec.resources.memoryMiB + OVERHEAD_MIB[this.options.accel]) * 1024 * 1024,
         cpus: spec.resources.vcpus,
@@ -80,7 +92,64 @@ export class QemuRuntime implements SandboxRuntime {
     }
   }
 
+  /** Copy-on-write over a read-only disk (the template's, or a snapshot's): only what the sandbox writes takes space. */
+  private async makeDisk(spec: RuntimeSpec, backing: string, format: 'raw' | 'qcow2', signal?: AbortSignal) {
+    const f = this.files(spec);
+    await rm(f.disk, { force: true });
+    await runCommand(
+      'qemu-img',
+      ['create', '-q', '-f', 'qcow2', '-F', format, '-b', backing, f.disk, `${spec.resources.diskMiB}M`],
+      { signal },
+    );
+  }
+
   async start(spec: RuntimeSpec, signal?: AbortSignal): Promise<RuntimeState> {
+    const root = this.options.snapshotDir;
+    if (!root) return { ...(await this.boot(spec, signal)), startedFrom: 'boot' satisfies QemuStart };
+    const binary = this.options.binary ?? 'qemu-system-x86_64';
+    let snapshot: VmSnapshot | undefined;
+    let built = false;
+    let snapshotError: string | undefined;
+    try {
+      const { key, dir } = snapshotLocation(root, spec, this.options.accel, binary);
+      ({ snapshot, built } = await ensureSnapshot(spec, {
+        root,
+        key,
+        dir,
+        accel: this.options.accel,
+        binary,
+        runAs: this.options.runAs,
+        hostTscKhz: await hostTscKhz(),
+        readyTimeoutMs: this.options.snapshotBootTimeoutMs ?? 120_000,
+        signal,
+      }));
+    } catch (e) {
+      if (signal?.aborted) throw e;
+      snapshotError = `no snapshot: ${(e as Error).message}`;
+    }
+    if (snapshot) {
+      const t0 = Date.now();
+      try {
+        const state = await this.restore(spec, snapshot, signal);
+        return {
+          ...state,
+          startedFrom: 'snapshot' satisfies QemuStart,
+          snapshotBuilt: built,
+          restoreMs: Date.now() - t0,
+        };
+      } catch (e) {
+        if (signal?.aborted) throw e;
+        snapshotError = `restore failed: ${(e as Error).message}`;
+        // A snapshot that does not restore is not tried again; the next create makes a new one.
+        await discardSnapshot(root, snapshot.dir).catch(() => {});
+      }
+    }
+    await this.makeDisk(spec, spec.template.disk, 'raw', signal);
+    return { ...(await this.boot(spec, signal)), startedFrom: 'boot' satisfies QemuStart, snapshotError };
+  }
+
+  /** A cold boot: kernel, initramfs, the guest's init and envd. */
+  private async boot(spec: RuntimeSpec, signal?: AbortSignal): Promise<RuntimeState> {
     const f = this.files(spec);
     const argv = [
       this.options.binary ?? 'qemu-system-x86_64',
@@ -96,6 +165,70 @@ export class QemuRuntime implements SandboxRuntime {
       throw new RuntimeError(`QEMU did not start the guest: ${(e as Error).message}`, { cause: e });
     }
     return state;
+  }
+
+  /**
+   * A clone of the snapshot: the template's RAM file mapped copy-on-write (share=off), its
+   * device state migrated in from the state file (QEMU's fd 3), its own qcow2 overlay over
+   * the snapshot's disk; ready once envd answers. On failure nothing of the attempt is left.
+   */
+  private async restore(
+    spec: RuntimeSpec,
+    snapshot: VmSnapshot,
+    signal?: AbortSignal,
+  ): Promise<RuntimeState> {
+    const f = this.files(spec);
+    await this.makeDisk(spec, snapshot.disk, 'qcow2', signal);
+    // QEMU re-opens the disk read-write when the restored guest starts, after it dropped its
+    // privileges: it gets the file as inherited fds (an fd set) instead of a path.
+    const handles = await Promise.all([open(snapshot.state, 'r'), open(f.disk, 'r+'), open(f.disk, 'r')]);
+    const [stateFh, rwFh, roFh] = handles;
+    let proc: { pid: number; pidStartTime: number } | undefined;
+    try {
+      const argv = [
+        this.options.binary ?? 'qemu-system-x86_64',
+        ...qemuArgs(spec, { ...f, disk: '/dev/fdset/1', diskFds: [4, 5] }, this.options.accel, {
+          runAs: this.options.runAs,
+          hostTscKhz: await hostTscKhz(),
+          memoryFile: { path: snapshot.memory, share: false },
+          incoming: true,
+        }),
+      ];
+      proc = await launchVmm(spec, {
+        argv,
+        log: f.qemuLog,
+        socket: f.qmpSocket,
+        fds: [stateFh.fd, rwFh.fd, roFh.fd],
+        signal,
+      });
+    } catch (e) {
+      await this.clearAttempt(spec, undefined);
+      throw e;
+    } finally {
+      await Promise.all(handles.map((h) => h.close()));
+    }
+    const state: RuntimeState = { driver: 'qemu-microvm', ...proc, accel: this.options.accel };
+    try {
+      await withQmp(f.qmpSocket, (q) => restoreFromSnapshot(q));
+      await waitForEnvd(spec.network.address, {
+        timeoutMs: this.options.restoreReadyTimeoutMs ?? 15_000,
+        signal,
+        stillAlive: () => isSameProcess(state.pid, state.pidStartTime),
+      });
+    } catch (e) {
+      await this.clearAttempt(spec, state);
+      throw e;
+    }
+    return state;
+  }
+
+  /** Removes what a failed restore made (the QEMU process, its disk and socket); the cgroup stays for the next try. */
+  private async clearAttempt(spec: RuntimeSpec, state: RuntimeState | undefined): Promise<void> {
+    if (state) await killVmmProcess(state);
+    // A QEMU that did not get as far as its state being known: whatever runs in the cgroup.
+    await killVmmProcessesIn(spec);
+    const f = this.files(spec);
+    await Promise.all([rm(f.disk, { force: true }), rm(f.qmpSocket, { force: true })]);
   }
 
   async pause(spec: SandboxRef): Promise<void> {
@@ -120,7 +253,11 @@ export class QemuRuntime implements SandboxRuntime {
     // The cgroup holds QEMU even when its state was never recorded (a failed start).
     await killVmm(spec, state);
     const f = this.files(spec);
-    await Promise.all([rm(f.disk, { force: true }), rm(f.qmpSocket, { force: true })]);
+    await Promise.all([
+      rm(f.disk, { force: true }),
+      rm(f.qmpSocket, { force: true }),
+      rm(join(spec.dir, 'qmp-template.sock'), { force: true }),
+    ]);
   }
 
   async sweep(): Promise<void> {
