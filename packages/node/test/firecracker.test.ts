@@ -9,6 +9,7 @@ import { once } from 'node:events';
 import { createServer } from 'node:http';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
+import { hostTscKhz } from '../src/host/proc.js';
 import { execInSandbox, runCommand } from '../src/index.js';
 import { FirecrackerApi, FirecrackerApiError } from '../src/runtime/firecracker/firecracker-api.js';
 import {
@@ -203,14 +204,16 @@ describe('firecracker driver', () => {
         ...spec,
         network: { ...spec.network, guest: { address: '10.0.2.15', prefix: 24, gateway: '10.0.2.2' } },
       },
-      { root: '/dev/vda', upper: '/dev/vdb', reboot: 't' },
+      // Under TCG the guest needs the host's TSC rate and an RTC to boot reliably (as the
+      // qemu-microvm driver gives it); Firecracker on KVM needs neither.
+      { root: '/dev/vda', upper: '/dev/vdb', reboot: 't', tscKhz: await hostTscKhz() },
     );
     const qemu = spawn(
       'qemu-system-x86_64',
       [
         ...[
           '-M',
-          'microvm,x-option-roms=off,rtc=off',
+          'microvm,x-option-roms=off,rtc=on',
           '-accel',
           'tcg,thread=multi',
           '-cpu',

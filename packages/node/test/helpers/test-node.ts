@@ -1,3 +1,4 @@
+import { get } from 'node:http';
 import { checkHost, dataDir, ImageStore, SandboxManager } from '../../src/index.js';
 import { createRuntimes } from '../../src/runtime/select.js';
 import type { DriverName, SandboxRuntime } from '../../src/runtime/types.js';
@@ -59,13 +60,25 @@ export async function closeManager(m: SandboxManager): Promise<void> {
 }
 
 /** GET http://address:49983/health; the status, or the error's name (e.g. TimeoutError). */
+/**
+ * envd's /health status (or the error's name), on a connection of its own: sandbox
+ * addresses are reused, so a kept-alive connection from an earlier test would reach a
+ * sandbox that never had it.
+ */
 export async function envdHealth(address: string, timeoutMs = 2000): Promise<number | string> {
-  try {
-    const res = await fetch(`http://${address}:49983/health`, { signal: AbortSignal.timeout(timeoutMs) });
-    return res.status;
-  } catch (e) {
-    return (e as Error).name;
-  }
+  return new Promise((resolve) => {
+    const req = get(
+      { host: address, port: 49983, path: '/health', agent: false, timeout: timeoutMs },
+      (res) => {
+        res.resume();
+        resolve(res.statusCode ?? 0);
+      },
+    );
+    req.on('timeout', () => req.destroy(Object.assign(new Error('timeout'), { name: 'TimeoutError' })));
+    req.on('error', (e) =>
+      resolve(e.name === 'Error' ? ((e as NodeJS.ErrnoException).code ?? e.name) : e.name),
+    );
+  });
 }
 
 export async function until<T>(
