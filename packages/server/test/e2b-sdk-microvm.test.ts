@@ -1,0 +1,69 @@
+// The acceptance suite's subset on microVMs: `aiva up --runtime qemu-microvm` (KVM where
+// it runs ordinary guests, TCG here) driven by the real e2b SDK with header routing:
+// create (restored from the template's snapshot after the first), env vars, commands,
+// files, a terminal, a port through the proxy, pause/resume, kill.
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { Sandbox } from 'e2b';
+import { type AivaUp, aivaUp, removeHome, useServer } from './helpers/aiva-up.js';
+import { checkHostLeaks } from './helpers/host-leaks.js';
+
+let up: AivaUp;
+before(async () => {
+  up = await aivaUp(['--runtime', 'qemu-microvm']);
+  useServer(up);
+});
+after(async () => {
+  const code = await up.stop();
+  assert.equal(code, 0, up.output());
+  await removeHome(up.home);
+});
+// Registered after the server's own `after`: hooks run in the order they were added.
+checkHostLeaks();
+
+test('a microVM sandbox through the e2b SDK', { timeout: 600_000 }, async (t) => {
+  const [a, b] = await Promise.all([
+    Sandbox.create({ envs: { WHO: 'vm' }, timeoutMs: 300_000 }),
+    Sandbox.create({ timeoutMs: 300_000 }),
+  ]);
+  t.after(() => a.kill());
+  t.after(() => b.kill());
+  assert.equal((await a.commands.run('echo "$WHO $(whoami)"')).stdout, 'vm user\n');
+  assert.match((await a.commands.run('uname -r')).stdout, /cloud-amd64/, 'its own kernel');
+
+  await a.files.write('/home/user/site/index.html', 'from a microVM');
+  assert.equal(await b.files.exists('/home/user/site/index.html'), false, 'clones have their own disks');
+  await a.commands.run('cd /home/user/site && (setsid python3 -m http.server 8000 >/dev/null 2>&1 &)');
+  const headers = { 'e2b-sandbox-id': a.sandboxId, 'e2b-sandbox-port': '8000' };
+  let res: Response | undefined;
+  for (let i = 0; i < 300 && res?.status !== 200; i++) {
+    if (i > 0) await new Promise((r) => setTimeout(r, 100));
+    res = await fetch(`${up.url}/index.html`, { headers });
+    if (res.status !== 200) await res.body?.cancel();
+  }
+  assert.equal(res?.status, 200);
+  assert.equal(await res?.text(), 'from a microVM');
+
+  let output = '';
+  const pty = await a.pty.create({
+    cols: 90,
+    rows: 20,
+    onData: (d) => {
+      output += new TextDecoder().decode(d);
+    },
+  });
+  await a.pty.sendInput(pty.pid, new TextEncoder().encode('tput cols; exit\n'));
+  await pty.wait();
+  assert.match(output, /\b90\b/);
+
+  // Pause keeps memory (QMP stop); connect resumes it with its processes.
+  const sleeper = await a.commands.run('sleep 3600', { background: true });
+  assert.equal(await a.pause(), true);
+  assert.equal((await a.getInfo()).state, 'paused');
+  const resumed = await Sandbox.connect(a.sandboxId);
+  assert.equal((await resumed.commands.run(`kill -0 ${sleeper.pid} && echo alive`)).stdout, 'alive\n');
+  assert.equal((await fetch(`${up.url}/index.html`, { headers })).status, 200);
+
+  assert.equal(await b.kill(), true);
+  assert.equal(await Sandbox.kill(b.sandboxId), false);
+});
