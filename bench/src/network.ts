@@ -77,6 +77,10 @@ const echo = () => new Promise((res) => { const c = net.connect({ host: '${web}'
 (async () => { const d = [], u = []; for (let i = 0; i < ${runs}; i++) { d.push(await down()); u.push(await up()); } console.log(JSON.stringify({ down: d, up: u, rtt: await echo() })); })();
 `;
 
+/** A shell command that writes `script` to `path` in the sandbox (base64: no quoting to get wrong). */
+const writeScript = (path: string, script: string) =>
+  `echo ${Buffer.from(script).toString('base64')} | base64 -d > ${path}`;
+
 function openSocket(host: string): Promise<Socket> {
   return new Promise((resolve, reject) => {
     const c = connect({ host, port: PORT });
@@ -156,9 +160,13 @@ async function measureTraffic(m: SandboxManager, driver: DriverName, rows: Bench
     const address = s.network?.address ?? '';
     const exec = (cmd: string) =>
       execInSandbox(address, cmd, { accessToken: s.accessToken, timeoutMs: 600_000 });
-    await exec(`(setsid node -e ${JSON.stringify(SANDBOX_SERVER)} > /tmp/bench-server.log 2>&1 &)`);
-    for (let i = 0; i < 600; i++) {
-      if ((await exec('cat /tmp/bench-server.log')).stdout.includes('listening')) break;
+    await exec(
+      `${writeScript('/tmp/bench-server.js', SANDBOX_SERVER)} && (setsid node /tmp/bench-server.js > /tmp/bench-server.log 2>&1 &)`,
+    );
+    for (let i = 0; ; i++) {
+      const log = (await exec('cat /tmp/bench-server.log')).stdout;
+      if (log.includes('listening')) break;
+      if (i >= 600) throw new Error(`the benchmark's server did not start in the sandbox:\n${log}`);
       await new Promise((r) => setTimeout(r, 50));
     }
     const detail = `${driver}, ${plan.bytes / MIB} MiB × ${plan.runs}, median`;
@@ -170,7 +178,7 @@ async function measureTraffic(m: SandboxManager, driver: DriverName, rows: Bench
     }
     const rtt = await hostRtts(address, plan.rtts);
     const r = await exec(
-      `node -e ${JSON.stringify(INTERNET_CLIENT(TestInternet.WEB[0], plan.bytes, plan.runs, plan.rtts))}`,
+      `${writeScript('/tmp/bench-client.js', INTERNET_CLIENT(TestInternet.WEB[0], plan.bytes, plan.runs, plan.rtts))} && node /tmp/bench-client.js`,
     );
     const inet = JSON.parse(r.stdout) as { down: number[]; up: number[]; rtt: number[] };
     rows.push(
