@@ -3,23 +3,11 @@
 // create (restored from the template's snapshot after the first), env vars, commands,
 // files, a terminal, a port through the proxy, pause/resume, kill.
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import { Sandbox } from 'e2b';
-import { type AivaUp, aivaUp, removeHome, useServer } from './helpers/aiva-up.js';
-import { checkHostLeaks } from './helpers/host-leaks.js';
+import { aivaUpForFile } from './helpers/aiva-up.js';
 
-let up: AivaUp;
-before(async () => {
-  up = await aivaUp(['--runtime', 'qemu-microvm']);
-  useServer(up);
-});
-after(async () => {
-  const code = await up.stop();
-  assert.equal(code, 0, up.output());
-  await removeHome(up.home);
-});
-// Registered after the server's own `after`: hooks run in the order they were added.
-checkHostLeaks();
+const server = aivaUpForFile(['--runtime', 'qemu-microvm']);
 
 test('a microVM sandbox through the e2b SDK', { timeout: 600_000 }, async (t) => {
   const [a, b] = await Promise.all([
@@ -38,7 +26,7 @@ test('a microVM sandbox through the e2b SDK', { timeout: 600_000 }, async (t) =>
   let res: Response | undefined;
   for (let i = 0; i < 300 && res?.status !== 200; i++) {
     if (i > 0) await new Promise((r) => setTimeout(r, 100));
-    res = await fetch(`${up.url}/index.html`, { headers });
+    res = await fetch(`${server.up.url}/index.html`, { headers });
     if (res.status !== 200) await res.body?.cancel();
   }
   assert.equal(res?.status, 200);
@@ -62,7 +50,7 @@ test('a microVM sandbox through the e2b SDK', { timeout: 600_000 }, async (t) =>
   assert.equal((await a.getInfo()).state, 'paused');
   const resumed = await Sandbox.connect(a.sandboxId);
   assert.equal((await resumed.commands.run(`kill -0 ${sleeper.pid} && echo alive`)).stdout, 'alive\n');
-  assert.equal((await fetch(`${up.url}/index.html`, { headers })).status, 200);
+  assert.equal((await fetch(`${server.up.url}/index.html`, { headers })).status, 200);
 
   assert.equal(await b.kill(), true);
   assert.equal(await Sandbox.kill(b.sandboxId), false);

@@ -2,23 +2,11 @@
 // environment variables only (E2B_API_URL, E2B_SANDBOX_URL, E2B_API_KEY), with E2B's
 // header routing on one port. Container runtime; a subset on microVMs is in its own file.
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import { AuthenticationError, CommandExitError, Sandbox, SandboxError, TimeoutError } from 'e2b';
-import { type AivaUp, aivaUp, removeHome, useServer } from './helpers/aiva-up.js';
-import { checkHostLeaks } from './helpers/host-leaks.js';
+import { aivaUpForFile } from './helpers/aiva-up.js';
 
-let up: AivaUp;
-before(async () => {
-  up = await aivaUp();
-  useServer(up);
-});
-after(async () => {
-  const code = await up.stop();
-  assert.equal(code, 0, up.output());
-  await removeHome(up.home);
-});
-// Registered after the server's own `after`: hooks run in the order they were added.
-checkHostLeaks();
+const server = aivaUpForFile();
 
 const seconds = (a: Date, b: Date) => (b.getTime() - a.getTime()) / 1000;
 
@@ -116,7 +104,9 @@ describe('sandboxes through the e2b SDK', () => {
     const s = await Sandbox.create({ metadata: { suite: 'header' } });
     t.after(() => s.kill());
     const q = `metadata=${encodeURIComponent('suite=header')}`;
-    const one = await fetch(`${up.url}/v2/sandboxes?${q}&limit=1`, { headers: { 'x-api-key': up.apiKey } });
+    const one = await fetch(`${server.up.url}/v2/sandboxes?${q}&limit=1`, {
+      headers: { 'x-api-key': server.up.apiKey },
+    });
     assert.equal(one.headers.get('x-next-token'), null);
     assert.equal(((await one.json()) as unknown[]).length, 1);
   });
@@ -215,7 +205,7 @@ describe('sandboxes through the e2b SDK', () => {
     const headers = { 'e2b-sandbox-id': sbx.sandboxId, 'e2b-sandbox-port': '8000' };
     let res: Response | undefined;
     for (let i = 0; i < 100; i++) {
-      res = await fetch(`${up.url}/index.html`, { headers });
+      res = await fetch(`${server.up.url}/index.html`, { headers });
       if (res.status === 200) break;
       await res.body?.cancel();
       await new Promise((r) => setTimeout(r, 100));
@@ -224,7 +214,7 @@ describe('sandboxes through the e2b SDK', () => {
     assert.equal(await res?.text(), '<h1>from the sandbox</h1>');
     assert.match(sbx.getHost(8000), new RegExp(`^8000-${sbx.sandboxId}\\.`));
 
-    const closed = await fetch(`${up.url}/`, { headers: { ...headers, 'e2b-sandbox-port': '8001' } });
+    const closed = await fetch(`${server.up.url}/`, { headers: { ...headers, 'e2b-sandbox-port': '8001' } });
     assert.equal(closed.status, 502);
     assert.deepEqual(await closed.json(), {
       message: 'The sandbox is running but port is not open',
@@ -232,7 +222,7 @@ describe('sandboxes through the e2b SDK', () => {
       port: 8001,
       code: 502,
     });
-    const unknown = await fetch(`${up.url}/`, {
+    const unknown = await fetch(`${server.up.url}/`, {
       headers: { 'e2b-sandbox-id': 'nosuchsandbox', 'e2b-sandbox-port': '8000' },
     });
     assert.deepEqual(await unknown.json(), {
@@ -240,7 +230,7 @@ describe('sandboxes through the e2b SDK', () => {
       message: 'The sandbox was not found',
       code: 502,
     });
-    const init = await fetch(`${up.url}/init`, {
+    const init = await fetch(`${server.up.url}/init`, {
       method: 'POST',
       headers: { 'e2b-sandbox-id': sbx.sandboxId },
       body: '{}',
@@ -259,15 +249,15 @@ describe('sandboxes through the e2b SDK', () => {
 
   test('the API refuses a missing or wrong key with 401, and a team sees only its sandboxes', async (t) => {
     await assert.rejects(Sandbox.list({ apiKey: `e2b_${'0'.repeat(40)}` }).nextItems(), AuthenticationError);
-    const noKey = await fetch(`${up.url}/v2/sandboxes`);
+    const noKey = await fetch(`${server.up.url}/v2/sandboxes`);
     assert.equal(noKey.status, 401);
     assert.deepEqual(Object.keys((await noKey.json()) as object).sort(), ['code', 'message']);
     const sbx = await Sandbox.create();
     t.after(() => sbx.kill());
     // A second team, made by the operator team's key, sees nothing of the first's.
-    const created = await fetch(`${up.url}/v1/teams`, {
+    const created = await fetch(`${server.up.url}/v1/teams`, {
       method: 'POST',
-      headers: { 'x-api-key': up.apiKey, 'content-type': 'application/json' },
+      headers: { 'x-api-key': server.up.apiKey, 'content-type': 'application/json' },
       body: JSON.stringify({ name: 'other' }),
     });
     assert.equal(created.status, 201);
@@ -278,7 +268,7 @@ describe('sandboxes through the e2b SDK', () => {
     assert.equal(await Sandbox.kill(sbx.sandboxId, other), false);
     await assert.rejects(Sandbox.setTimeout(sbx.sandboxId, 1000, other), /not found/);
     assert.equal(await sbx.isRunning(), true);
-    const notOperator = await fetch(`${up.url}/v1/teams`, {
+    const notOperator = await fetch(`${server.up.url}/v1/teams`, {
       method: 'POST',
       headers: { 'x-api-key': other.apiKey, 'content-type': 'application/json' },
       body: JSON.stringify({ name: 'third' }),

@@ -3,23 +3,11 @@
 // sandbox made with autoPause + autoResume pauses at its timeout and wakes when traffic
 // arrives through the proxy; connecting to a killed sandbox is 404.
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import { NotFoundError, Sandbox } from 'e2b';
-import { type AivaUp, aivaUp, removeHome, useServer } from './helpers/aiva-up.js';
-import { checkHostLeaks } from './helpers/host-leaks.js';
+import { aivaUpForFile } from './helpers/aiva-up.js';
 
-let up: AivaUp;
-before(async () => {
-  up = await aivaUp();
-  useServer(up);
-});
-after(async () => {
-  const code = await up.stop();
-  assert.equal(code, 0, up.output());
-  await removeHome(up.home);
-});
-// Registered after the server's own `after`: hooks run in the order they were added.
-checkHostLeaks();
+const server = aivaUpForFile();
 
 async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs = 20_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -30,7 +18,7 @@ async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs = 
 }
 
 const port8000 = (sbx: Sandbox) =>
-  fetch(`${up.url}/`, { headers: { 'e2b-sandbox-id': sbx.sandboxId, 'e2b-sandbox-port': '8000' } });
+  fetch(`${server.up.url}/`, { headers: { 'e2b-sandbox-id': sbx.sandboxId, 'e2b-sandbox-port': '8000' } });
 
 describe('pause and resume', () => {
   test('a paused sandbox keeps its processes, files and open ports', async (t) => {

@@ -5,23 +5,11 @@
 import assert from 'node:assert/strict';
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import { Sandbox } from 'e2b';
-import { type AivaUp, aivaUp, removeHome, useServer } from './helpers/aiva-up.js';
-import { checkHostLeaks } from './helpers/host-leaks.js';
+import { aivaUpForFile } from './helpers/aiva-up.js';
 
-let up: AivaUp;
-before(async () => {
-  up = await aivaUp(['--warm-pool', 'base=2']);
-  useServer(up);
-});
-after(async () => {
-  const code = await up.stop();
-  assert.equal(code, 0, up.output());
-  await removeHome(up.home);
-});
-// Registered after the server's own `after`: hooks run in the order they were added.
-checkHostLeaks();
+const server = aivaUpForFile(['--warm-pool', 'base=2']);
 
 interface NodeRecord {
   id: string;
@@ -31,7 +19,7 @@ interface NodeRecord {
 }
 
 async function nodeRecords(): Promise<NodeRecord[]> {
-  const dir = join(up.home, 'sandboxes');
+  const dir = join(server.up.home, 'sandboxes');
   const out: NodeRecord[] = [];
   for (const id of await readdir(dir).catch(() => [] as string[])) {
     const text = await readFile(join(dir, id, 'sandbox.json'), 'utf8').catch(() => undefined);
@@ -57,7 +45,7 @@ async function poolFull(): Promise<NodeRecord[]> {
 }
 
 const envd = (id: string, token: string) =>
-  fetch(`${up.url}/envs`, {
+  fetch(`${server.up.url}/envs`, {
     headers: { 'e2b-sandbox-id': id, 'e2b-sandbox-port': '49983', 'x-access-token': token },
   });
 
@@ -74,7 +62,7 @@ test('creates take pooled sandboxes with a new identity, and the pool refills', 
   );
   assert.equal((await envd(sbx.sandboxId, hit.accessToken)).status, 401, "the pool's token no longer works");
   const detail = (await (
-    await fetch(`${up.url}/sandboxes/${sbx.sandboxId}`, { headers: { 'x-api-key': up.apiKey } })
+    await fetch(`${server.up.url}/sandboxes/${sbx.sandboxId}`, { headers: { 'x-api-key': server.up.apiKey } })
   ).json()) as { envdAccessToken: string };
   assert.notEqual(detail.envdAccessToken, hit.accessToken);
   assert.equal((await envd(sbx.sandboxId, detail.envdAccessToken)).status, 200);

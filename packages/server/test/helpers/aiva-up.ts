@@ -1,10 +1,13 @@
+import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdir, mkdtemp, readFile, rm, symlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { after, before } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { dataDir } from '@aiva/node';
+import { checkHostLeaks } from './host-leaks.js';
 
 const cli = fileURLToPath(new URL('../../../../cli/dist/src/main.js', import.meta.url));
 
@@ -103,4 +106,31 @@ export function useServer(up: AivaUp): void {
   process.env.E2B_API_KEY = up.apiKey;
   delete process.env.E2B_DOMAIN;
   delete process.env.E2B_DEBUG;
+}
+
+/**
+ * For a test file driven by the SDK: `aiva up` (with `args`) starts before its tests and
+ * the SDK is pointed at it; after them it stops (exit code 0), its data directory goes,
+ * and the host is checked for leftovers — in that order. Read `.up` inside tests.
+ */
+export function aivaUpForFile(args: string[] = []): { readonly up: AivaUp } {
+  let up: AivaUp | undefined;
+  before(async () => {
+    up = await aivaUp(args);
+    useServer(up);
+  });
+  after(async () => {
+    if (!up) return;
+    const code = await up.stop();
+    await removeHome(up.home);
+    assert.equal(code, 0, up.output());
+  });
+  // Registered after the server's own `after`: hooks run in the order they were added.
+  checkHostLeaks();
+  return {
+    get up() {
+      if (!up) throw new Error('aiva up has not started (use .up inside tests)');
+      return up;
+    },
+  };
 }
