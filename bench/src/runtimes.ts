@@ -16,11 +16,13 @@ import {
   SandboxManager,
   type SandboxRuntime,
 } from '@aiva/node';
+import { waitForEnvd } from '@aiva/node/internal/envd/envd-http';
 import { Cgroup } from '@aiva/node/internal/host/cgroups';
 import { processPss } from '@aiva/node/internal/host/proc';
 import { AddressPool } from '@aiva/node/internal/network/address-pool';
 import { createSandboxNetwork, removeLink } from '@aiva/node/internal/network/sandbox-network';
 import { ociConfig } from '@aiva/node/internal/runtime/container/oci-config';
+import { createDiskOverlay } from '@aiva/node/internal/runtime/qemu/disk-overlay';
 import { qemuArgs } from '@aiva/node/internal/runtime/qemu/qemu-args';
 import { createRuntimes } from '@aiva/node/internal/runtime/select';
 import type { RuntimeSpec } from '@aiva/node/internal/runtime/types';
@@ -32,19 +34,8 @@ const envdDir = new URL('../../../packages/envd/dist/guest', import.meta.url).pa
 const SAMPLES: Record<string, number> = { container: 20, 'qemu-microvm': 5 };
 const IDLE: Record<string, number> = { container: 10, 'qemu-microvm': 2 };
 
-async function healthy(address: string, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      const r = await fetch(`http://${address}:49983/health`, { signal: AbortSignal.timeout(500) });
-      if (r.status === 204) return;
-    } catch {
-      // not yet
-    }
-    if (Date.now() > deadline) throw new Error(`envd at ${address} did not answer within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 2));
-  }
-}
+/** Start→envd-ready is timed up to the same /health answer the sandbox manager waits for. */
+const healthy = (address: string, timeoutMs: number) => waitForEnvd(address, { timeoutMs });
 
 const p50 = (xs: number[]) =>
   quantile(
@@ -102,17 +93,7 @@ async function rawQemu(spec: RuntimeSpec, n: number, accel: 'kvm' | 'tcg'): Prom
   const ms: number[] = [];
   for (let i = 0; i < n; i++) {
     await rm(disk, { force: true });
-    await runCommand('qemu-img', [
-      'create',
-      '-q',
-      '-f',
-      'qcow2',
-      '-F',
-      'raw',
-      '-b',
-      spec.template.disk,
-      disk,
-    ]);
+    await createDiskOverlay(disk, { file: spec.template.disk, format: 'raw' });
     const tscLine = (await readFile('/proc/cpuinfo', 'utf8')).match(/^cpu MHz\s*:\s*([\d.]+)/m)?.[1];
     const args = qemuArgs(spec, { disk, qmpSocket: join(spec.dir, `qmp-${i}.sock`) }, accel, {
       hostTscKhz: tscLine ? Math.round(Number(tscLine) * 1000) : undefined,

@@ -5,7 +5,6 @@
 
 import { spawn } from 'node:child_process';
 import { mkdir, mkdtemp, open, readdir, readFile, rm } from 'node:fs/promises';
-import { get } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -13,15 +12,16 @@ import {
   type DriverName,
   dataDir,
   ImageStore,
-  runCommand,
   SandboxManager,
   type SandboxRuntime,
 } from '@aiva/node';
+import { waitForEnvd } from '@aiva/node/internal/envd/envd-http';
 import { Cgroup } from '@aiva/node/internal/host/cgroups';
 import { lockFile } from '@aiva/node/internal/host/file-lock';
 import { processPss } from '@aiva/node/internal/host/proc';
 import { AddressPool } from '@aiva/node/internal/network/address-pool';
 import { createSandboxNetwork, removeLink } from '@aiva/node/internal/network/sandbox-network';
+import { createDiskOverlay } from '@aiva/node/internal/runtime/qemu/disk-overlay';
 import { qemuArgs } from '@aiva/node/internal/runtime/qemu/qemu-args';
 import { QmpClient } from '@aiva/node/internal/runtime/qemu/qmp-client';
 import { restoreFromSnapshot } from '@aiva/node/internal/runtime/qemu/vm-snapshot';
@@ -41,35 +41,8 @@ const p50 = (xs: number[]) => quantile(sorted(xs), 0.5);
 const p95 = (xs: number[]) => quantile(sorted(xs), 0.95);
 
 /** GET /health on a connection of its own (each clone is a new guest on the same address). */
-function health(address: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const req = get(
-      {
-        host: address,
-        port: 49983,
-        path: '/health',
-        agent: false,
-        timeout: 500,
-        headers: { connection: 'close' },
-      },
-      (res) => {
-        res.resume();
-        res.on('end', () => resolve(res.statusCode ?? 0));
-      },
-    );
-    req.on('timeout', () => req.destroy(new Error('timeout')));
-    req.on('error', reject);
-  });
-}
-
-async function healthy(address: string, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if ((await health(address).catch(() => 0)) === 204) return;
-    if (Date.now() > deadline) throw new Error(`envd at ${address} did not answer within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 2));
-  }
-}
+/** Spawn→envd-ready is timed up to the same /health answer the sandbox manager waits for. */
+const healthy = (address: string, timeoutMs: number) => waitForEnvd(address, { timeoutMs });
 
 async function createTimes(m: SandboxManager, n: number, expect: 'boot' | 'snapshot'): Promise<number[]> {
   const ms: number[] = [];
@@ -104,18 +77,11 @@ async function rawRestore(spec: RuntimeSpec, snapshotDir: string, n: number, acc
   const ms: number[] = [];
   for (let i = 0; i < n; i++) {
     await rm(disk, { force: true });
-    await runCommand('qemu-img', [
-      'create',
-      '-q',
-      '-f',
-      'qcow2',
-      '-F',
-      'qcow2',
-      '-b',
-      join(snapshotDir, 'disk.qcow2'),
+    await createDiskOverlay(
       disk,
-      `${spec.resources.diskMiB}M`,
-    ]);
+      { file: join(snapshotDir, 'disk.qcow2'), format: 'qcow2' },
+      spec.resources.diskMiB,
+    );
     const qmpSocket = join(spec.dir, `qmp-${i}.sock`);
     const args = qemuArgs(spec, { disk, qmpSocket }, accel, {
       memoryFile: { path: join(snapshotDir, 'memory'), share: false },

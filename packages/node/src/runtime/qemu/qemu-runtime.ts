@@ -1,7 +1,6 @@
 import { open, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { waitForEnvd } from '../../envd/envd-http.js';
-import { runCommand } from '../../host/command.js';
 import { hostTscKhz, isSameProcess, signalProcess, waitForExit } from '../../host/proc.js';
 import {
   RuntimeError,
@@ -20,6 +19,7 @@ import {
   launchVmm,
   vmmStats,
 } from '../vmm-process.js';
+import { createDiskOverlay } from './disk-overlay.js';
 import { type Accel, qemuArgs } from './qemu-args.js';
 import { withQmp } from './qmp-client.js';
 import {
@@ -96,11 +96,7 @@ export class QemuRuntime implements SandboxRuntime {
   private async makeDisk(spec: RuntimeSpec, backing: string, format: 'raw' | 'qcow2', signal?: AbortSignal) {
     const f = this.files(spec);
     await rm(f.disk, { force: true });
-    await runCommand(
-      'qemu-img',
-      ['create', '-q', '-f', 'qcow2', '-F', format, '-b', backing, f.disk, `${spec.resources.diskMiB}M`],
-      { signal },
-    );
+    await createDiskOverlay(f.disk, { file: backing, format }, spec.resources.diskMiB, signal);
   }
 
   async start(spec: RuntimeSpec, signal?: AbortSignal): Promise<RuntimeState> {

@@ -16,11 +16,11 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { waitForEnvd } from '../../envd/envd-http.js';
-import { runCommand } from '../../host/command.js';
 import { lockFile } from '../../host/file-lock.js';
 import { isSameProcess } from '../../host/proc.js';
 import type { RuntimeSpec } from '../types.js';
 import { killVmmProcess, killVmmProcessesIn, launchVmm } from '../vmm-process.js';
+import { createDiskOverlay } from './disk-overlay.js';
 import { type Accel, qemuArgs } from './qemu-args.js';
 import { type QmpClient, withQmp } from './qmp-client.js';
 
@@ -207,21 +207,11 @@ async function buildIn(work: string, spec: RuntimeSpec, o: BuildSnapshotOptions)
   const stateFile = join(work, 'state');
   const qmpSocket = join(spec.dir, 'qmp-template.sock');
   const log = join(spec.dir, 'qemu-template.log');
-  await runCommand(
-    'qemu-img',
-    [
-      'create',
-      '-q',
-      '-f',
-      'qcow2',
-      '-F',
-      'raw',
-      '-b',
-      spec.template.disk,
-      disk,
-      `${spec.resources.diskMiB}M`,
-    ],
-    { signal: o.signal },
+  await createDiskOverlay(
+    disk,
+    { file: spec.template.disk, format: 'raw' },
+    spec.resources.diskMiB,
+    o.signal,
   );
   // QEMU re-opens the disk read-only when it hands it over at the end of the save, after it
   // dropped its privileges: it gets the file as inherited fds (an fd set), not a path.
