@@ -134,7 +134,7 @@ export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
       this.pool = new WarmPool(
         this.node,
         this.options.warmPool,
-        () => this.hasRoom(this.pool?.size ?? 0),
+        () => this.hasRoom(512, this.pool?.size ?? 0),
         this.log.child({ component: 'warm-pool' }),
       );
       this.pool.start();
@@ -175,18 +175,20 @@ export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
     return this.node.templates();
   }
 
-  /** Whether the node has room for one more sandbox besides `extra` not yet counted (pooled ones). */
-  private hasRoom(extra: number): boolean {
+  /**
+   * Whether the node has room for one more sandbox of `memoryMb`, besides `pooled`
+   * sandboxes of the warm pool that the live ones do not count (512 MiB each).
+   */
+  private hasRoom(memoryMb: number, pooled = 0): boolean {
     const { limits } = this.options;
-    const all = [...this.live.values()];
-    const used = all.reduce((sum, s) => sum + s.memoryMb, 0) + extra * 512;
-    return all.length + extra < limits.maxSandboxes && used + 512 <= limits.memoryBudgetMiB;
+    const used = [...this.live.values()].reduce((sum, s) => sum + s.memoryMb, 0) + pooled * 512;
+    return this.live.size + pooled < limits.maxSandboxes && used + memoryMb <= limits.memoryBudgetMiB;
   }
 
   private checkCapacity(caller: Caller, memoryMb: number): void {
     const { limits } = this.options;
-    const all = [...this.live.values()];
-    if (all.filter((s) => s.teamId === caller.teamId).length >= limits.maxSandboxesPerTeam) {
+    const ofTeam = [...this.live.values()].filter((s) => s.teamId === caller.teamId).length;
+    if (ofTeam >= limits.maxSandboxesPerTeam) {
       throw new ApiError(
         429,
         `your team already runs ${limits.maxSandboxesPerTeam} sandboxes, the most it may`,
@@ -195,10 +197,8 @@ export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
         },
       );
     }
-    const used = all.reduce((sum, s) => sum + s.memoryMb, 0);
-    if (all.length >= limits.maxSandboxes || used + memoryMb > limits.memoryBudgetMiB) {
+    if (!this.hasRoom(memoryMb))
       throw new ApiError(503, 'no capacity for another sandbox on this node right now');
-    }
   }
 
   async create(caller: Caller, body: NewSandbox, defaultTimeoutS: number, usePool = true): Promise<Sandbox> {
