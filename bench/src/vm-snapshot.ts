@@ -107,7 +107,7 @@ async function rawRestore(spec: RuntimeSpec, snapshotDir: string, n: number, acc
         });
       }
       try {
-        await restoreFromSnapshot(qmp);
+        await restoreFromSnapshot(qmp, { ignoreShared: true });
       } finally {
         qmp.close();
       }

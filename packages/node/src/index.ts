@@ -35,6 +35,8 @@ export {
   SandboxSpecError,
 } from './runtime/types.js';
 export {
+  CHECKPOINT_NAME_PATTERN,
+  type CheckpointRecord,
   type CreateSandboxOptions,
   NodeBusyError,
   newSandboxId,

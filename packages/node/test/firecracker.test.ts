@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { mkdir, open, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:http';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
@@ -14,11 +15,15 @@ import { execInSandbox, runCommand } from '../src/index.js';
 import { FirecrackerApi, FirecrackerApiError } from '../src/runtime/firecracker/firecracker-api.js';
 import {
   configureAndBoot,
+  FirecrackerRuntime,
   firecrackerArgv,
+  firecrackerCheckpointFiles,
   firecrackerFiles,
+  loadCheckpoint,
+  SCRATCH_DRIVE_PATH,
 } from '../src/runtime/firecracker/firecracker-runtime.js';
 import { kernelCommandLine } from '../src/runtime/microvm-boot.js';
-import type { RuntimeSpec } from '../src/runtime/types.js';
+import { RuntimeError, type RuntimeSpec, SandboxSpecError } from '../src/runtime/types.js';
 import { checkHostLeaks } from './helpers/host-leaks.js';
 import { tempDir } from './helpers/temp-dir.js';
 import { images } from './helpers/test-node.js';
@@ -31,25 +36,37 @@ interface Recorded {
   body: unknown;
 }
 
+interface RecordingOptions {
+  /** The path refused with 400 and `fault`. */
+  refuse?: string;
+  fault?: string;
+  /** Does what Firecracker would do for an accepted request before it answers (e.g. write files). */
+  act?: (r: Recorded) => Promise<void>;
+}
+
 /** An HTTP server on a unix socket that records requests and answers 204, or 400 with a fault for `refuse`. */
-async function recordingApi(socket: string, refuse?: string) {
+async function recordingApi(socket: string, options: RecordingOptions = {}) {
   const requests: Recorded[] = [];
   const server = createServer((req, res) => {
     let text = '';
     req.setEncoding('utf8').on('data', (d: string) => {
       text += d;
     });
-    req.on('end', () => {
-      requests.push({
+    req.on('end', async () => {
+      const recorded = {
         method: req.method ?? '',
         url: req.url ?? '',
         body: text ? JSON.parse(text) : undefined,
-      });
-      if (req.url === refuse) {
+      };
+      requests.push(recorded);
+      if (req.url === options.refuse) {
         res
           .writeHead(400, { 'content-type': 'application/json' })
-          .end(JSON.stringify({ fault_message: 'Invalid kernel path' }));
-      } else if (req.method === 'GET' && req.url === '/') {
+          .end(JSON.stringify({ fault_message: options.fault ?? 'Invalid kernel path' }));
+        return;
+      }
+      await options.act?.(recorded);
+      if (req.method === 'GET' && req.url === '/') {
         res
           .writeHead(200, { 'content-type': 'application/json' })
           .end(JSON.stringify({ app_name: 'Firecracker', id: 'x', state: 'Running', vmm_version: '1.x' }));
@@ -124,12 +141,14 @@ describe('firecracker driver', () => {
       is_root_device: false,
       is_read_only: true,
     });
+    // Relative to Firecracker's working directory, the sandbox's: what a snapshot records.
     assert.deepEqual(body('/drives/scratch'), {
       drive_id: 'scratch',
-      path_on_host: files.scratch,
+      path_on_host: 'scratch.ext4',
       is_root_device: false,
       is_read_only: false,
     });
+    assert.equal(join(dir, SCRATCH_DRIVE_PATH), files.scratch);
     assert.deepEqual(body('/network-interfaces/eth0'), {
       iface_id: 'eth0',
       host_dev_name: 'tap0',
@@ -137,6 +156,8 @@ describe('firecracker driver', () => {
     });
     assert.deepEqual(body('/actions'), { action_type: 'InstanceStart' });
     assert.deepEqual(firecrackerArgv(spec, files), [
+      'env',
+      `--chdir=${dir}`,
       'firecracker',
       '--api-sock',
       files.socket,
@@ -149,7 +170,7 @@ describe('firecracker driver', () => {
     const dir = await tempDir();
     const spec = await fakeSpec(dir);
     const files = firecrackerFiles(spec);
-    const api = await recordingApi(files.socket, '/boot-source');
+    const api = await recordingApi(files.socket, { refuse: '/boot-source' });
     try {
       await assert.rejects(configureAndBoot(new FirecrackerApi(files.socket), spec, files), (e: unknown) => {
         assert.ok(e instanceof FirecrackerApiError);
@@ -191,6 +212,136 @@ describe('firecracker driver', () => {
         'GET / null',
       ],
     );
+  });
+
+  test('a checkpoint saves state and memory through the API, then a sparse copy of the scratch disk', async () => {
+    const dir = await tempDir();
+    const sandbox = { id: 'fc0test0sandbox', dir: join(dir, 'sandbox') };
+    const into = join(dir, 'checkpoint');
+    await Promise.all([mkdir(sandbox.dir), mkdir(into)]);
+    const files = firecrackerFiles(sandbox);
+    // A 64 MiB scratch disk with two written blocks, the rest holes.
+    const disk = await open(files.scratch, 'w');
+    await disk.truncate(64 * 1024 * 1024);
+    await disk.write(Buffer.from('head'), 0, 4, 0);
+    await disk.write(Buffer.from('tail'), 0, 4, 40 * 1024 * 1024);
+    await disk.close();
+    // Like Firecracker: the state and memory files exist once the request is answered.
+    const api = await recordingApi(files.socket, {
+      act: async (r) => {
+        if (r.url !== '/snapshot/create') return;
+        const body = r.body as { snapshot_path: string; mem_file_path: string };
+        await writeFile(body.snapshot_path, 'state');
+        await writeFile(body.mem_file_path, 'memory');
+      },
+    });
+    let result: Awaited<ReturnType<FirecrackerRuntime['checkpoint']>>;
+    try {
+      result = await new FirecrackerRuntime().checkpoint(
+        sandbox,
+        { driver: 'firecracker', pid: 0, pidStartTime: 0 },
+        into,
+      );
+    } finally {
+      await api.close();
+    }
+    assert.deepEqual(result, { memory: true });
+    assert.deepEqual(
+      api.requests.map((r) => `${r.method} ${r.url} ${JSON.stringify(r.body ?? null)}`),
+      [
+        `PUT /snapshot/create {"snapshot_type":"Full","snapshot_path":"${into}/vmstate","mem_file_path":"${into}/memory"}`,
+      ],
+    );
+    assert.deepEqual((await readdir(into)).sort(), ['memory', SCRATCH_DRIVE_PATH, 'vmstate']);
+    const checkpoint = firecrackerCheckpointFiles(into);
+    assert.ok(
+      (await readFile(checkpoint.scratch)).equals(await readFile(files.scratch)),
+      'the disk is copied',
+    );
+    const copy = await stat(checkpoint.scratch);
+    assert.equal(copy.size, 64 * 1024 * 1024);
+    assert.ok(copy.blocks * 512 < 1024 * 1024, `the copy keeps its holes (${copy.blocks} blocks)`);
+  });
+
+  test('a restore loads the checkpoint into the fresh process and resumes it, configuring nothing else', async () => {
+    const dir = await tempDir();
+    const files = firecrackerFiles({ id: 'fc0test0restored', dir });
+    const checkpoint = firecrackerCheckpointFiles(join(dir, 'checkpoint'));
+    const api = await recordingApi(files.socket);
+    try {
+      await loadCheckpoint(new FirecrackerApi(files.socket), files, checkpoint);
+    } finally {
+      await api.close();
+    }
+    assert.deepEqual(
+      api.requests.map((r) => `${r.method} ${r.url} ${JSON.stringify(r.body ?? null)}`),
+      [
+        `PUT /logger {"log_path":"${dir}/firecracker.log","level":"Warning","show_level":true}`,
+        `PUT /snapshot/load {"snapshot_path":"${dir}/checkpoint/vmstate","mem_backend":{"backend_type":"File","backend_path":"${dir}/checkpoint/memory"},"resume_vm":true}`,
+      ],
+    );
+  });
+
+  test('a refused snapshot load or create surfaces Firecracker’s fault message', async () => {
+    const dir = await tempDir();
+    const files = firecrackerFiles({ id: 'fc0test0restored', dir });
+    const checkpoint = firecrackerCheckpointFiles(dir);
+    const fault =
+      'Load snapshot error: Failed to restore from snapshot: Cannot open the block device backing file';
+    const load = await recordingApi(files.socket, { refuse: '/snapshot/load', fault });
+    try {
+      await assert.rejects(
+        loadCheckpoint(new FirecrackerApi(files.socket), files, checkpoint),
+        (e: unknown) => {
+          assert.ok(e instanceof FirecrackerApiError);
+          assert.deepEqual([e.method, e.path, e.status, e.fault], ['PUT', '/snapshot/load', 400, fault]);
+          assert.match(e.message, /Cannot open the block device backing file/);
+          return true;
+        },
+      );
+    } finally {
+      await load.close();
+    }
+
+    const sandbox = { id: 'fc0test0sandbox', dir: join(dir, 'sandbox') };
+    const into = join(dir, 'checkpoint');
+    await Promise.all([mkdir(sandbox.dir), mkdir(into)]);
+    const socket = firecrackerFiles(sandbox).socket;
+    const create = await recordingApi(socket, {
+      refuse: '/snapshot/create',
+      fault: 'The microVM is not paused',
+    });
+    try {
+      await assert.rejects(
+        new FirecrackerRuntime().checkpoint(
+          sandbox,
+          { driver: 'firecracker', pid: 0, pidStartTime: 0 },
+          into,
+        ),
+        (e: unknown) => {
+          assert.ok(e instanceof RuntimeError);
+          assert.match(e.message, /PUT \/snapshot\/create: 400 The microVM is not paused/);
+          return true;
+        },
+      );
+    } finally {
+      await create.close();
+    }
+    assert.deepEqual(await readdir(into), [], 'a failed checkpoint leaves nothing behind');
+  });
+
+  test('a sandbox restored from an incomplete checkpoint is refused before anything is made', async () => {
+    const dir = await tempDir();
+    const spec = await fakeSpec(join(dir, 'sandbox'));
+    await assert.rejects(
+      new FirecrackerRuntime().create({ ...spec, restoreFrom: join(dir, 'checkpoint') }),
+      (e: unknown) => {
+        assert.ok(e instanceof SandboxSpecError);
+        assert.match(e.message, /checkpoint\/vmstate is missing/);
+        return true;
+      },
+    );
+    assert.deepEqual(await readdir(dir), [], 'nothing was made');
   });
 
   test('its boot layout (ELF kernel, read-only template, overlay on scratch) boots, under QEMU', async () => {

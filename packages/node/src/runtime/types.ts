@@ -34,6 +34,21 @@ export interface RuntimeSpec {
   hostname: string;
   /** Where the guest's console output (init and envd) goes. */
   consoleLog: string;
+  /**
+   * A checkpoint directory this driver made (`checkpoint`): the sandbox starts from it
+   * instead of from the template, and `start` fails rather than boot without it.
+   */
+  restoreFrom?: string;
+}
+
+/** What `SandboxRuntime.checkpoint` saved. */
+export interface CheckpointResult {
+  /**
+   * true: memory and device state too; a restore resumes the sandbox's processes where
+   * they were (and its envd still holds the old access token). false: the filesystem
+   * only; a restore boots afresh over it.
+   */
+  memory: boolean;
 }
 
 /** What identifies a sandbox to its driver once it runs: enough to control and remove it. */
@@ -74,6 +89,17 @@ export interface SandboxRuntime {
   /** Freezes every vCPU or process; memory stays. */
   pause(sandbox: SandboxRef, state: RuntimeState): Promise<void>;
   resume(sandbox: SandboxRef, state: RuntimeState): Promise<void>;
+  /**
+   * Saves a paused sandbox into `dir` (an empty directory the manager made), such that a
+   * create with `restoreFrom: dir` makes an independent copy of it: nothing the copy
+   * uses may point back into the sandbox's own directory. The sandbox stays paused.
+   */
+  checkpoint(
+    sandbox: SandboxRef,
+    state: RuntimeState,
+    dir: string,
+    signal?: AbortSignal,
+  ): Promise<CheckpointResult>;
   /** Asks the guest to stop, waits up to `graceMs`, then kills it. Host resources stay. */
   stop(sandbox: SandboxRef, state: RuntimeState, graceMs: number): Promise<void>;
   /**

@@ -1,11 +1,12 @@
 import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { availableParallelism, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { type Logger, pino } from 'pino';
 import { type EnvdInit, initEnvd, waitForEnvd } from '../envd/envd-http.js';
 import { Cgroup, childCgroups } from '../host/cgroups.js';
+import { runCommand } from '../host/command.js';
 import { type FileLock, LockBusyError, lockFile } from '../host/file-lock.js';
 import { mountedUnder, unmountAll } from '../host/mounts.js';
 import type { BuildReporter } from '../image/build-reporter.js';
@@ -13,6 +14,7 @@ import type { ImageStore } from '../image/image-store.js';
 import { type NetworkPolicy, validateNetworkPolicy } from '../network/network-policy.js';
 import { SandboxNetworking } from '../network/sandbox-networking.js';
 import {
+  type CheckpointResult,
   type DriverName,
   type RuntimeSpec,
   type RuntimeState,
@@ -52,6 +54,31 @@ export interface SandboxRecord {
 /** A sandbox as the node shows it. */
 export type SandboxInfo = Readonly<SandboxRecord>;
 
+/**
+ * A saved sandbox (`checkpoint`), in `<data dir>/checkpoints/<name>/`: what its driver
+ * saved, and what a create from it needs to make an independent copy.
+ */
+export interface CheckpointRecord {
+  name: string;
+  /** The sandbox it was taken from. */
+  source: string;
+  driver: DriverName;
+  template: { name: string; hash: string };
+  kernel?: string;
+  resources: SandboxResources;
+  networkPolicy?: NetworkPolicy;
+  /** Whether processes and memory were saved, or the filesystem only. */
+  memory: boolean;
+  /** The token the saved envd holds (memory checkpoints): a copy's `/init` needs it to take its own. */
+  accessToken?: string;
+  hostname: string;
+  /** What the checkpoint takes on disk. */
+  bytes: number;
+  createdAt: string;
+}
+
+export const CHECKPOINT_NAME_PATTERN = /^[a-z0-9][a-z0-9_-]{0,62}$/;
+
 export interface CreateSandboxOptions {
   /** Chosen by the caller (the server) or generated. Lower-case letters and digits. */
   id?: string;
@@ -67,6 +94,12 @@ export interface CreateSandboxOptions {
   signal?: AbortSignal;
   /** Progress of an image build, if the template has to be built first. */
   reporter?: BuildReporter;
+  /**
+   * Start from this checkpoint (its name) instead of from a template: the template,
+   * driver and size are the checkpoint's, and `template`, `driver` and sizes must not
+   * say otherwise.
+   */
+  fromCheckpoint?: string;
 }
 
 export interface SandboxManagerOptions {
@@ -103,6 +136,25 @@ export class SandboxNotFoundError extends Error {
   }
 }
 
+async function readCheckpoint(dir: string): Promise<CheckpointRecord | undefined> {
+  return readFile(join(dir, 'checkpoint.json'), 'utf8').then(
+    (t) => JSON.parse(t) as CheckpointRecord,
+    () => undefined,
+  );
+}
+
+async function readCheckpoints(dir: string): Promise<CheckpointRecord[]> {
+  const names = await readdir(dir).catch(() => [] as string[]);
+  const records = await Promise.all(names.map((n) => readCheckpoint(join(dir, n))));
+  return records.filter((c): c is CheckpointRecord => c !== undefined);
+}
+
+/** Bytes a directory's files take on disk (sparse files count what is allocated). */
+async function diskUsage(dir: string): Promise<number> {
+  const { stdout } = await runCommand('du', ['-s', '--block-size=1', dir]);
+  return Number(stdout.split(/\s/)[0]);
+}
+
 const ID_ALPHABET = 'abcdefghijklmnopqrstuvwxyz0123456789';
 export const SANDBOX_ID_PATTERN = /^[a-z0-9]{1,40}$/;
 
@@ -132,6 +184,7 @@ export class SandboxManager extends EventEmitter<SandboxManagerEvents> {
   private readonly queues = new Map<string, Promise<unknown>>();
   private readonly net: SandboxNetworking;
   private readonly dir: string;
+  private readonly checkpointDir: string;
   private readonly log: Logger;
   private monitor: NodeJS.Timeout | undefined;
   private lock: FileLock | undefined;
@@ -139,6 +192,7 @@ export class SandboxManager extends EventEmitter<SandboxManagerEvents> {
   private constructor(readonly options: SandboxManagerOptions) {
     super();
     this.dir = join(options.home, 'sandboxes');
+    this.checkpointDir = join(options.home, 'checkpoints');
     this.log = options.logger ?? pino({ level: 'silent' });
     this.net = new SandboxNetworking({
       addressBlock: options.addressBlock,
@@ -204,6 +258,11 @@ export class SandboxManager extends EventEmitter<SandboxManagerEvents> {
       if (!r) continue;
       used.add(r.template.hash);
       if (r.kernel) used.add(r.kernel);
+    }
+    // A checkpoint's disk is a layer over its template's.
+    for (const c of await readCheckpoints(join(home, 'checkpoints'))) {
+      used.add(c.template.hash);
+      if (c.kernel) used.add(c.kernel);
     }
     return used;
   }
@@ -341,19 +400,10 @@ export class SandboxManager extends EventEmitter<SandboxManagerEvents> {
       throw new SandboxSpecError(`sandbox id "${id}" is not lower-case letters and digits`);
     if (this.records.has(id)) throw new SandboxSpecError(`sandbox ${id} already exists`);
     const networkPolicy = validateNetworkPolicy(options.network);
-    const driver = options.driver ?? this.options.defaultDriver;
+    const { driver, templateName, template, resources, kernel, checkpoint } = options.fromCheckpoint
+      ? await this.fromCheckpoint(options.fromCheckpoint, options)
+      : await this.fromTemplate(options);
     const runtime = this.runtime(driver);
-    const templateName = options.template ?? 'base';
-    const template = await this.options.images.ensureTemplate(templateName, {
-      reporter: options.reporter,
-      signal: options.signal,
-    });
-    const resources = this.validate(options, {
-      vcpus: Math.min(template.defaults.vcpus, availableParallelism()),
-      memoryMiB: template.defaults.memoryMiB,
-      diskMiB: template.diskSizeMiB,
-    });
-    const kernel = driver === 'container' ? undefined : await this.options.images.ensureKernel(options);
     if (this.records.has(id)) throw new SandboxSpecError(`sandbox ${id} already exists`);
     const reservation = this.net.reserve();
     const r: SandboxRecord = {
@@ -383,7 +433,7 @@ export class SandboxManager extends EventEmitter<SandboxManagerEvents> {
           networkPolicy,
         );
         await this.save(r);
-        spec = await this.spec(r);
+        spec = { ...(await this.spec(r)), restoreFrom: checkpoint && this.checkpointPath(checkpoint.name) };
         await runtime.create(spec, options.signal);
         r.runtime = await runtime.start(spec, options.signal);
         r.startedAt = new Date().toISOString();
@@ -394,13 +444,18 @@ export class SandboxManager extends EventEmitter<SandboxManagerEvents> {
           signal: options.signal,
           stillAlive: () => runtime.alive(state),
         });
-        await initEnvd(r.network.address, {
-          timestamp: new Date().toISOString(),
-          defaultUser: template.defaults.user,
-          defaultWorkdir: template.defaults.workdir,
-          ...options.envd,
-          accessToken: r.accessToken,
-        });
+        // A restored envd still holds the token of the sandbox it was saved from.
+        await initEnvd(
+          r.network.address,
+          {
+            timestamp: new Date().toISOString(),
+            defaultUser: template.defaults.user,
+            defaultWorkdir: template.defaults.workdir,
+            ...options.envd,
+            accessToken: r.accessToken,
+          },
+          checkpoint?.memory ? checkpoint.accessToken : undefined,
+        );
         await this.transition(r, 'ready');
         return { ...r };
       } catch (e) {
@@ -414,6 +469,143 @@ export class SandboxManager extends EventEmitter<SandboxManagerEvents> {
         throw new Error(`sandbox ${id} could not start: ${why}`, { cause: e });
       }
     });
+  }
+
+  private async fromTemplate(options: CreateSandboxOptions) {
+    const driver = options.driver ?? this.options.defaultDriver;
+    this.runtime(driver);
+    const templateName = options.template ?? 'base';
+    const template = await this.options.images.ensureTemplate(templateName, {
+      reporter: options.reporter,
+      signal: options.signal,
+    });
+    const resources = this.validate(options, {
+      vcpus: Math.min(template.defaults.vcpus, availableParallelism()),
+      memoryMiB: template.defaults.memoryMiB,
+      diskMiB: template.diskSizeMiB,
+    });
+    const kernel = driver === 'container' ? undefined : await this.options.images.ensureKernel(options);
+    return { driver, templateName, template, resources, kernel, checkpoint: undefined };
+  }
+
+  /** What a create from the checkpoint `name` runs: the checkpoint's driver, template, kernel and size. */
+  private async fromCheckpoint(name: string, options: CreateSandboxOptions) {
+    const checkpoint = await this.getCheckpoint(name);
+    const { driver, resources } = checkpoint;
+    const differs = [
+      options.driver !== undefined && options.driver !== driver && `driver ${options.driver}`,
+      options.template !== undefined &&
+        options.template !== checkpoint.template.name &&
+        `template ${options.template}`,
+      options.vcpus !== undefined && options.vcpus !== resources.vcpus && `${options.vcpus} vcpus`,
+      options.memoryMiB !== undefined &&
+        options.memoryMiB !== resources.memoryMiB &&
+        `${options.memoryMiB} MiB`,
+      options.diskMiB !== undefined &&
+        options.diskMiB !== resources.diskMiB &&
+        `a ${options.diskMiB} MiB disk`,
+    ].filter(Boolean);
+    if (differs.length > 0)
+      throw new SandboxSpecError(
+        `checkpoint ${name} is a ${driver} sandbox of its own size: not ${differs.join(', ')}`,
+      );
+    this.runtime(driver);
+    const template = await this.options.images.templateByHash(checkpoint.template.hash);
+    const kernel = checkpoint.kernel ? await this.options.images.kernelByHash(checkpoint.kernel) : undefined;
+    if (!template || (checkpoint.kernel && !kernel))
+      throw new SandboxSpecError(`checkpoint ${name} needs an image that is no longer in the store`);
+    return { driver, templateName: checkpoint.template.name, template, resources, kernel, checkpoint };
+  }
+
+  private checkpointPath(name: string): string {
+    return join(this.checkpointDir, name);
+  }
+
+  /**
+   * Saves the sandbox under `name` such that creates from it (`fromCheckpoint`) make
+   * independent copies: its memory and processes where the driver can (microVMs), its
+   * files always. A running sandbox is paused for the while and resumed after; the
+   * sandbox's own state does not change. Nothing is left of a checkpoint that failed.
+   */
+  async checkpoint(id: string, name: string, signal?: AbortSignal): Promise<CheckpointRecord> {
+    if (!CHECKPOINT_NAME_PATTERN.test(name))
+      throw new SandboxSpecError(`checkpoint name "${name}" is not lower-case letters, digits, - and _`);
+    return this.serialize(id, async () => {
+      const r = this.mustGet(id);
+      if (r.state !== 'running' && r.state !== 'paused')
+        throw new SandboxStateError(id, r.state, 'checkpoint');
+      const dest = this.checkpointPath(name);
+      if (
+        await stat(dest).then(
+          () => true,
+          () => false,
+        )
+      )
+        throw new SandboxSpecError(`checkpoint ${name} already exists`);
+      const runtime = this.runtime(r.driver);
+      const state = this.mustRun(r);
+      await mkdir(join(this.checkpointDir, 'tmp'), { recursive: true });
+      const work = await mkdtemp(join(this.checkpointDir, 'tmp', `${name}.`));
+      try {
+        const running = r.state === 'running';
+        if (running) await runtime.pause(this.ref(r), state);
+        let saved: CheckpointResult;
+        try {
+          saved = await runtime.checkpoint(this.ref(r), state, work, signal);
+        } finally {
+          if (running) await runtime.resume(this.ref(r), state);
+        }
+        const record: CheckpointRecord = {
+          name,
+          source: id,
+          driver: r.driver,
+          template: r.template,
+          kernel: r.kernel,
+          resources: r.resources,
+          networkPolicy: r.networkPolicy,
+          memory: saved.memory,
+          accessToken: saved.memory ? r.accessToken : undefined,
+          hostname: r.hostname,
+          bytes: await diskUsage(work),
+          createdAt: new Date().toISOString(),
+        };
+        // It may hold an access token: root only.
+        await writeFile(join(work, 'checkpoint.json'), `${JSON.stringify(record, null, 2)}\n`, {
+          mode: 0o600,
+        });
+        await rename(work, dest);
+        this.log.info({ sandbox: id, checkpoint: name, bytes: record.bytes }, 'checkpoint saved');
+        return record;
+      } catch (e) {
+        await rm(work, { recursive: true, force: true });
+        throw e;
+      }
+    });
+  }
+
+  /** The checkpoint `name`; SandboxSpecError if there is none. */
+  async getCheckpoint(name: string): Promise<CheckpointRecord> {
+    const record = CHECKPOINT_NAME_PATTERN.test(name)
+      ? await readCheckpoint(this.checkpointPath(name))
+      : undefined;
+    if (!record) throw new SandboxSpecError(`there is no checkpoint ${name}`);
+    return record;
+  }
+
+  listCheckpoints(): Promise<CheckpointRecord[]> {
+    return readCheckpoints(this.checkpointDir);
+  }
+
+  /**
+   * Removes a checkpoint; false if there is none. Sandboxes made from it keep running:
+   * each has its own copy of what it needed.
+   */
+  async removeCheckpoint(name: string): Promise<boolean> {
+    if (!CHECKPOINT_NAME_PATTERN.test(name)) return false;
+    const dir = this.checkpointPath(name);
+    if (!(await readCheckpoint(dir))) return false;
+    await rm(dir, { recursive: true, force: true });
+    return true;
   }
 
   /** The error message, with the end of the sandbox's console log when it tells more. */
@@ -625,6 +817,8 @@ export class SandboxManager extends EventEmitter<SandboxManagerEvents> {
       }
     }
     await this.removeOrphans();
+    // Checkpoints that were being written when the node stopped.
+    await rm(join(this.checkpointDir, 'tmp'), { recursive: true, force: true });
   }
 
   /**

@@ -34,6 +34,11 @@ async function writeResolvConf(rootfs: string, dns: string): Promise<void> {
   await writeFile(file, `nameserver ${dns}\n`, { mode: 0o644 });
 }
 
+/** Copies a directory with everything overlayfs keeps in it (devices for whiteouts, xattrs, owners). */
+async function copyTree(from: string, to: string, signal?: AbortSignal): Promise<void> {
+  await runCommand('cp', ['-a', '--sparse=always', '--no-target-directory', from, to], { signal });
+}
+
 /** The container's name for the OCI runtime. */
 const containerId = (spec: SandboxRef) => `aiva-${spec.id}`;
 
@@ -64,7 +69,10 @@ export class ContainerRuntime implements SandboxRuntime {
   async create(spec: RuntimeSpec, signal?: AbortSignal): Promise<void> {
     const p = this.paths(spec);
     try {
-      for (const d of [p.upper, p.work, p.rootfs, p.bundle]) await mkdir(d, { recursive: true });
+      for (const d of [p.work, p.rootfs, p.bundle]) await mkdir(d, { recursive: true });
+      // A saved sandbox's files are its upper layer: a copy of it is this one's.
+      if (spec.restoreFrom) await copyTree(join(spec.restoreFrom, 'upper'), p.upper, signal);
+      else await mkdir(p.upper, { recursive: true });
       const lower = spec.template.rootfsLayers.join(':');
       await runCommand(
         'mount',
@@ -133,6 +141,17 @@ export class ContainerRuntime implements SandboxRuntime {
 
   async resume(spec: SandboxRef): Promise<void> {
     await this.oci(['resume', containerId(spec)]);
+  }
+
+  /**
+   * Saves the frozen container's files: its upper layer (what it changed over the
+   * template), with overlayfs' whiteouts and xattrs. Not its processes: CRIU, which
+   * would save them, fails on this host's kernel (`criu check`: vdso); a restore boots
+   * afresh over the files.
+   */
+  async checkpoint(spec: SandboxRef, _state: RuntimeState, dir: string, signal?: AbortSignal) {
+    await copyTree(this.paths(spec).upper, join(dir, 'upper'), signal);
+    return { memory: false };
   }
 
   async stop(spec: SandboxRef, state: RuntimeState, graceMs: number): Promise<void> {

@@ -46,12 +46,22 @@ export interface Vm {
   state: 'Paused' | 'Resumed';
 }
 
+/** `PUT /snapshot/create` (post-boot, the VM paused): the device state and the guest memory, to two files. */
 export interface SnapshotCreateParams {
   snapshot_type?: 'Full' | 'Diff';
+  /** The microVM state file (devices, vCPUs; small). */
   snapshot_path: string;
+  /** The guest memory file (as large as the guest's RAM). */
   mem_file_path: string;
 }
 
+/**
+ * `PUT /snapshot/load`: only on a fresh process, before any configuration but the logger
+ * and metrics. `mem_backend` replaced the deprecated `mem_file_path` (the two exclude each
+ * other). Dirty-page tracking, off unless asked for, was `enable_diff_snapshots` before
+ * it became `track_dirty_pages`; aiva leaves both out. `network_overrides` exists only
+ * in recent versions.
+ */
 export interface SnapshotLoadParams {
   snapshot_path: string;
   mem_backend: { backend_type: 'File' | 'Uffd'; backend_path: string };
@@ -80,11 +90,22 @@ export class FirecrackerApiError extends Error {
   }
 }
 
+/** How long a request may take: configuration requests answer at once. */
+const REQUEST_TIMEOUT_MS = 30_000;
+
+/** How long a snapshot may take to write: several GiB of guest memory on a slow disk. */
+const SNAPSHOT_TIMEOUT_MS = 15 * 60_000;
+
 /** A client of one Firecracker process's API socket. */
 export class FirecrackerApi {
   constructor(readonly socketPath: string) {}
 
-  private call<T>(method: 'GET' | 'PUT' | 'PATCH', path: string, body?: unknown): Promise<T> {
+  private call<T>(
+    method: 'GET' | 'PUT' | 'PATCH',
+    path: string,
+    body?: unknown,
+    timeoutMs = REQUEST_TIMEOUT_MS,
+  ): Promise<T> {
     const payload = body === undefined ? undefined : JSON.stringify(body);
     return new Promise<T>((resolve, reject) => {
       const req = request(
@@ -98,7 +119,7 @@ export class FirecrackerApi {
               ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) }
               : {}),
           },
-          timeout: 30_000,
+          timeout: timeoutMs,
         },
         (res) => {
           let text = '';
@@ -138,6 +159,8 @@ export class FirecrackerApi {
   putEntropy = () => this.call<void>('PUT', '/entropy', {});
   action = (body: InstanceActionInfo) => this.call<void>('PUT', '/actions', body);
   patchVm = (body: Vm) => this.call<void>('PATCH', '/vm', body);
-  createSnapshot = (body: SnapshotCreateParams) => this.call<void>('PUT', '/snapshot/create', body);
+  // Writes the whole guest memory before it answers: allowed far longer than a request.
+  createSnapshot = (body: SnapshotCreateParams) =>
+    this.call<void>('PUT', '/snapshot/create', body, SNAPSHOT_TIMEOUT_MS);
   loadSnapshot = (body: SnapshotLoadParams) => this.call<void>('PUT', '/snapshot/load', body);
 }

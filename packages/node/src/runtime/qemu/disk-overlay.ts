@@ -1,3 +1,4 @@
+import { chmod, realpath, rm } from 'node:fs/promises';
 import { runCommand } from '../../host/command.js';
 
 /**
@@ -27,4 +28,43 @@ export async function createDiskOverlay(
     ],
     { signal },
   );
+}
+
+interface ChainEntry {
+  filename: string;
+  format: string;
+  'full-backing-filename'?: string;
+}
+
+/**
+ * Copies the qcow2 disk `disk` into `dest` as one qcow2 layer over the raw file at the
+ * bottom of its backing chain (the template's ext4): whatever layers lie between (a VM
+ * snapshot's disk) are folded in, so that `dest` needs nothing but the template. The
+ * disk must not be written meanwhile (its VM stopped and its disks handed over).
+ */
+export async function flattenDisk(disk: string, dest: string, signal?: AbortSignal): Promise<void> {
+  const { stdout } = await runCommand('qemu-img', ['info', '-U', '--backing-chain', '--output=json', disk], {
+    signal,
+  });
+  const chain = JSON.parse(stdout) as ChainEntry[];
+  const base = chain.at(-1);
+  if (base?.format !== 'raw' || chain.length < 2) {
+    throw new Error(`${disk} is not a chain of qcow2 layers over a raw disk`);
+  }
+  const baseFile = await realpath(base.filename);
+  // Bottom layer first: each one above it is committed into `dest`.
+  const layers = chain.slice(0, -1).reverse();
+  const tmp = `${dest}.layer`;
+  try {
+    for (const [i, layer] of layers.entries()) {
+      const target = i === 0 ? dest : tmp;
+      await runCommand('cp', ['--sparse=always', layer.filename, target], { signal });
+      await chmod(target, 0o644);
+      const [backing, format] = i === 0 ? [baseFile, 'raw'] : [dest, 'qcow2'];
+      await runCommand('qemu-img', ['rebase', '-u', '-F', format, '-b', backing, target], { signal });
+      if (i > 0) await runCommand('qemu-img', ['commit', '-q', tmp], { signal });
+    }
+  } finally {
+    await rm(tmp, { force: true });
+  }
 }

@@ -4,7 +4,7 @@ import type { RuntimeSpec } from '../types.js';
 export type Accel = 'kvm' | 'tcg';
 
 export interface QemuFiles {
-  /** A path, or `/dev/fdset/N` with `diskFds` (QEMU re-opens a clone's disk after dropping its privileges). */
+  /** A path, or `/dev/fdset/N` with `diskFds` (QEMU re-opens the disk after dropping its privileges). */
   disk: string;
   /** Inherited fds of the disk, read-write and read-only, put in fd set 1 (`-add-fd`). */
   diskFds?: [number, number];
@@ -44,13 +44,13 @@ export function qemuArgs(
     `aiva-${spec.id},debug-threads=on`,
     '-M',
     // The RTC gives the guest the date at boot; without it the kernel waits a second for it.
-    `microvm,x-option-roms=off,rtc=on${memoryFile ? ',memory-backend=mem' : ''}`,
-    ...(memoryFile
-      ? [
-          '-object',
-          `memory-backend-file,id=mem,size=${memoryMiB}M,mem-path=${memoryFile.path},share=${memoryFile.share ? 'on' : 'off'}`,
-        ]
-      : []),
+    'microvm,x-option-roms=off,rtc=on,memory-backend=mem',
+    // The guest's RAM is always the backend `mem`, whatever it is made of: a saved VM's
+    // RAM block has that name, and any VM can be restored from any other's saved state.
+    '-object',
+    memoryFile
+      ? `memory-backend-file,id=mem,size=${memoryMiB}M,mem-path=${memoryFile.path},share=${memoryFile.share ? 'on' : 'off'}`
+      : `memory-backend-ram,id=mem,size=${memoryMiB}M`,
     ...(accel === 'kvm'
       ? ['-accel', 'kvm', '-cpu', 'host']
       : ['-accel', 'tcg,thread=multi,tb-size=64', '-cpu', 'max']),
@@ -77,8 +77,10 @@ export function qemuArgs(
       tscKhz: accel === 'tcg' ? hostTscKhz : undefined,
     }),
     ...(files.diskFds ? files.diskFds.flatMap((fd) => ['-add-fd', `fd=${fd},set=1`]) : []),
+    // No image locks: the disk is the sandbox's alone, and QEMU's OFD locks on an fd set of
+    // two open files conflict with themselves when a checkpoint hands the disk back.
     '-drive',
-    `id=root,file=${files.disk},format=qcow2,if=none,discard=unmap,detect-zeroes=unmap`,
+    `id=root,file=${files.disk},file.locking=off,format=qcow2,if=none,discard=unmap,detect-zeroes=unmap`,
     '-device',
     'virtio-blk-device,drive=root',
     '-netdev',

@@ -1,6 +1,7 @@
 import { open, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { waitForEnvd } from '../../envd/envd-http.js';
+import { runCommand } from '../../host/command.js';
 import { hostTscKhz, isSameProcess, signalProcess, waitForExit } from '../../host/proc.js';
 import {
   RuntimeError,
@@ -19,13 +20,14 @@ import {
   launchVmm,
   vmmStats,
 } from '../vmm-process.js';
-import { createDiskOverlay } from './disk-overlay.js';
+import { createDiskOverlay, flattenDisk } from './disk-overlay.js';
 import { type Accel, qemuArgs } from './qemu-args.js';
 import { withQmp } from './qmp-client.js';
 import {
   discardSnapshot,
   ensureSnapshot,
   restoreFromSnapshot,
+  saveVmState,
   snapshotLocation,
   type VmSnapshot,
 } from './vm-snapshot.js';
@@ -47,8 +49,8 @@ export interface QemuRuntimeOptions {
   restoreReadyTimeoutMs?: number;
 }
 
-/** How a qemu-microvm sandbox came up, recorded in its RuntimeState. */
-export type QemuStart = 'boot' | 'snapshot';
+/** How a qemu-microvm sandbox came up, recorded in its RuntimeState: cold, a template clone, a saved sandbox. */
+export type QemuStart = 'boot' | 'snapshot' | 'checkpoint';
 
 /** Host memory QEMU needs beyond the guest's RAM (its own code, device state, TCG's translation cache). */
 const OVERHEAD_MIB = { kvm: 128, tcg: 256 } as const;
@@ -79,8 +81,9 @@ export class QemuRuntime implements SandboxRuntime {
       );
     }
     try {
-      // With snapshots, start() makes the disk: its backing depends on how the guest comes up.
-      if (!this.options.snapshotDir) await this.makeDisk(spec, spec.template.disk, 'raw', signal);
+      // With snapshots or a checkpoint, start() makes the disk: it depends on how the guest comes up.
+      if (!this.options.snapshotDir && !spec.restoreFrom)
+        await this.makeDisk(spec, spec.template.disk, 'raw', signal);
       await createVmmCgroup(spec, {
         memoryBytes: (spec.resources.memoryMiB + OVERHEAD_MIB[this.options.accel]) * 1024 * 1024,
         cpus: spec.resources.vcpus,
@@ -100,6 +103,7 @@ export class QemuRuntime implements SandboxRuntime {
   }
 
   async start(spec: RuntimeSpec, signal?: AbortSignal): Promise<RuntimeState> {
+    if (spec.restoreFrom) return this.restoreCheckpoint(spec, spec.restoreFrom, signal);
     const root = this.options.snapshotDir;
     if (!root) return { ...(await this.boot(spec, signal)), startedFrom: 'boot' satisfies QemuStart };
     const binary = this.options.binary ?? 'qemu-system-x86_64';
@@ -126,7 +130,13 @@ export class QemuRuntime implements SandboxRuntime {
     if (snapshot) {
       const t0 = Date.now();
       try {
-        const state = await this.restore(spec, snapshot, signal);
+        await this.makeDisk(spec, snapshot.disk, 'qcow2', signal);
+        const state = await this.restore(
+          spec,
+          { state: snapshot.state, memoryFile: snapshot.memory },
+          this.options.restoreReadyTimeoutMs ?? 15_000,
+          signal,
+        );
         return {
           ...state,
           startedFrom: 'snapshot' satisfies QemuStart,
@@ -149,9 +159,21 @@ export class QemuRuntime implements SandboxRuntime {
     const f = this.files(spec);
     const argv = [
       this.options.binary ?? 'qemu-system-x86_64',
-      ...qemuArgs(spec, f, this.options.accel, { runAs: this.options.runAs, hostTscKhz: await hostTscKhz() }),
+      ...qemuArgs(spec, { ...f, disk: '/dev/fdset/1', diskFds: [3, 4] }, this.options.accel, {
+        runAs: this.options.runAs,
+        hostTscKhz: await hostTscKhz(),
+      }),
     ];
-    const proc = await launchVmm(spec, { argv, log: f.qemuLog, socket: f.qmpSocket, signal });
+    // A checkpoint has QEMU hand its disk over and take it back after it dropped its
+    // privileges: it re-opens the disk from inherited fds (an fd set), not by path.
+    const handles = await Promise.all([open(f.disk, 'r+'), open(f.disk, 'r')]);
+    const proc = await launchVmm(spec, {
+      argv,
+      log: f.qemuLog,
+      socket: f.qmpSocket,
+      fds: handles.map((h) => h.fd),
+      signal,
+    }).finally(() => Promise.all(handles.map((h) => h.close())));
     const state: RuntimeState = { driver: 'qemu-microvm', ...proc, accel: this.options.accel };
     try {
       const status = await withQmp(f.qmpSocket, (q) => q.execute<{ status: string }>('query-status'));
@@ -164,20 +186,65 @@ export class QemuRuntime implements SandboxRuntime {
   }
 
   /**
-   * A clone of the snapshot: the template's RAM file mapped copy-on-write (share=off), its
-   * device state migrated in from the state file (QEMU's fd 3), its own qcow2 overlay over
-   * the snapshot's disk; ready once envd answers. On failure nothing of the attempt is left.
+   * A sandbox saved by `checkpoint`: its own copy of the saved disk, RAM and device state
+   * from the state file; ready once envd answers. No cold boot stands in when this fails:
+   * that would lose what was saved.
    */
-  private async restore(
+  private async restoreCheckpoint(
     spec: RuntimeSpec,
-    snapshot: VmSnapshot,
+    dir: string,
     signal?: AbortSignal,
   ): Promise<RuntimeState> {
     const f = this.files(spec);
-    await this.makeDisk(spec, snapshot.disk, 'qcow2', signal);
+    const t0 = Date.now();
+    try {
+      await runCommand('cp', ['--sparse=always', join(dir, 'disk.qcow2'), f.disk], { signal });
+      const state = await this.restore(
+        spec,
+        { state: join(dir, 'state') },
+        this.options.snapshotBootTimeoutMs ?? 120_000,
+        signal,
+      );
+      return { ...state, startedFrom: 'checkpoint' satisfies QemuStart, restoreMs: Date.now() - t0 };
+    } catch (e) {
+      await this.clearAttempt(spec, undefined);
+      throw new RuntimeError(`cannot restore the saved microVM: ${(e as Error).message}`, { cause: e });
+    }
+  }
+
+  /**
+   * Saves the paused VM into `dir`: its RAM and device state (`state`, QEMU's migration
+   * stream) and its disk folded into one layer over the template's (`disk.qcow2`). QEMU
+   * is left in `postmigrate`, which `resume` (cont) leaves like a pause.
+   */
+  async checkpoint(spec: SandboxRef, _state: RuntimeState, dir: string, signal?: AbortSignal) {
+    const f = this.files(spec);
+    await withQmp(f.qmpSocket, async (q) => {
+      const { status } = await q.execute<{ status: string }>('query-status');
+      if (status !== 'paused' && status !== 'postmigrate')
+        throw new RuntimeError(`the VM is ${status}, not paused`);
+      await saveVmState(q, join(dir, 'state'), { ignoreShared: false, log: f.qemuLog });
+    });
+    await flattenDisk(f.disk, join(dir, 'disk.qcow2'), signal);
+    return { memory: true };
+  }
+
+  /**
+   * A VM from saved state on the disk already in place: RAM either the template's
+   * memory file mapped copy-on-write (share=off) or in the state file, device state
+   * migrated in from the state file (QEMU's fd 3); ready once envd answers within
+   * `readyTimeoutMs`. On failure nothing of the attempt is left.
+   */
+  private async restore(
+    spec: RuntimeSpec,
+    saved: { state: string; memoryFile?: string },
+    readyTimeoutMs: number,
+    signal?: AbortSignal,
+  ): Promise<RuntimeState> {
+    const f = this.files(spec);
     // QEMU re-opens the disk read-write when the restored guest starts, after it dropped its
     // privileges: it gets the file as inherited fds (an fd set) instead of a path.
-    const handles = await Promise.all([open(snapshot.state, 'r'), open(f.disk, 'r+'), open(f.disk, 'r')]);
+    const handles = await Promise.all([open(saved.state, 'r'), open(f.disk, 'r+'), open(f.disk, 'r')]);
     const [stateFh, rwFh, roFh] = handles;
     let proc: { pid: number; pidStartTime: number } | undefined;
     try {
@@ -186,7 +253,7 @@ export class QemuRuntime implements SandboxRuntime {
         ...qemuArgs(spec, { ...f, disk: '/dev/fdset/1', diskFds: [4, 5] }, this.options.accel, {
           runAs: this.options.runAs,
           hostTscKhz: await hostTscKhz(),
-          memoryFile: { path: snapshot.memory, share: false },
+          memoryFile: saved.memoryFile ? { path: saved.memoryFile, share: false } : undefined,
           incoming: true,
         }),
       ];
@@ -205,9 +272,9 @@ export class QemuRuntime implements SandboxRuntime {
     }
     const state: RuntimeState = { driver: 'qemu-microvm', ...proc, accel: this.options.accel };
     try {
-      await withQmp(f.qmpSocket, (q) => restoreFromSnapshot(q));
+      await withQmp(f.qmpSocket, (q) => restoreFromSnapshot(q, { ignoreShared: !!saved.memoryFile }));
       await waitForEnvd(spec.network.address, {
-        timeoutMs: this.options.restoreReadyTimeoutMs ?? 15_000,
+        timeoutMs: readyTimeoutMs,
         signal,
         stillAlive: () => isSameProcess(state.pid, state.pidStartTime),
       });

@@ -7,6 +7,7 @@ import {
   open,
   readdir,
   readFile,
+  realpath,
   rename,
   rm,
   stat,
@@ -25,7 +26,7 @@ import { type Accel, qemuArgs } from './qemu-args.js';
 import { type QmpClient, withQmp } from './qmp-client.js';
 
 /** Bump when the layout or the way snapshots are made changes: older ones are then never used. */
-const FORMAT = 1;
+const FORMAT = 2;
 
 /**
  * A saved template VM (Kata-style VM templating): its RAM as a file (`memory`), QEMU's
@@ -58,13 +59,19 @@ export interface SnapshotManifest {
   createdAt: string;
 }
 
-/** The command line of `spec` with what differs between sandboxes (id, paths, the TSC rate) taken out. */
+/**
+ * The command line of `spec` with what differs between sandboxes taken out: id, paths
+ * (the template and kernel are in the key by content hash, wherever the store is) and
+ * the TSC rate.
+ */
 function canonicalArgs(spec: RuntimeSpec, accel: Accel, binary: string): string[] {
+  if (!spec.kernel) throw new Error('a microVM needs a guest kernel');
   const neutral: RuntimeSpec = {
     ...spec,
     id: 'snapshot',
     dir: '/sandbox',
     consoleLog: '/sandbox/console.log',
+    kernel: { ...spec.kernel, kernel: '/kernel', initrd: '/initrd' },
   };
   return [
     binary,
@@ -207,9 +214,10 @@ async function buildIn(work: string, spec: RuntimeSpec, o: BuildSnapshotOptions)
   const stateFile = join(work, 'state');
   const qmpSocket = join(spec.dir, 'qmp-template.sock');
   const log = join(spec.dir, 'qemu-template.log');
+  // The store's real path: the snapshot outlives the home it was made from (a symlinked store).
   await createDiskOverlay(
     disk,
-    { file: spec.template.disk, format: 'raw' },
+    { file: await realpath(spec.template.disk), format: 'raw' },
     spec.resources.diskMiB,
     o.signal,
   );
@@ -240,9 +248,6 @@ async function buildIn(work: string, spec: RuntimeSpec, o: BuildSnapshotOptions)
   } finally {
     await Promise.all(handles.map((h) => h.close()));
   }
-  // QEMU drops its privileges after start-up: it sends its state to a socket of ours in a
-  // directory it may enter (`exec:` would need a shell, which its seccomp filter forbids).
-  const sockDir = await mkdtemp(join(tmpdir(), 'aiva-snapshot-'));
   try {
     await waitForEnvd(spec.network.address, {
       timeoutMs: o.readyTimeoutMs,
@@ -251,17 +256,9 @@ async function buildIn(work: string, spec: RuntimeSpec, o: BuildSnapshotOptions)
     });
     const bootMs = Date.now() - t0;
     const t1 = Date.now();
-    await chmod(sockDir, 0o711);
-    const migrateSocket = join(sockDir, 'migrate.sock');
     await withQmp(qmpSocket, async (q) => {
       await q.execute('stop');
-      await q.execute('migrate-set-capabilities', {
-        capabilities: [{ capability: 'x-ignore-shared', state: true }],
-      });
-      await receiveMigration(q, migrateSocket, stateFile).catch(async (e: Error) => {
-        const printed = (await readFile(log, 'utf8').catch(() => '')).trim().slice(-1000);
-        throw new Error(`${e.message}${printed ? ` (QEMU: ${printed})` : ''}`);
-      });
+      await saveVmState(q, stateFile, { ignoreShared: true, log });
       await q.execute('quit').catch(() => {});
     });
     await killVmmProcess(proc);
@@ -287,8 +284,35 @@ async function buildIn(work: string, spec: RuntimeSpec, o: BuildSnapshotOptions)
     };
   } finally {
     await killVmmProcess(proc).catch(() => {});
-    await rm(sockDir, { recursive: true, force: true });
     await rm(qmpSocket, { force: true });
+  }
+}
+
+/**
+ * Saves the device state of the stopped QEMU behind `q` into `file`, and its RAM too
+ * unless `ignoreShared` (a template whose RAM is a shared file is saved without it).
+ * QEMU ends in `postmigrate`, its disks handed over; `cont` takes them back. `log` is
+ * QEMU's log, quoted when the save fails.
+ */
+export async function saveVmState(
+  q: QmpClient,
+  file: string,
+  o: { ignoreShared: boolean; log: string },
+): Promise<void> {
+  await q.execute('migrate-set-capabilities', {
+    capabilities: [{ capability: 'x-ignore-shared', state: o.ignoreShared }],
+  });
+  // QEMU drops its privileges after start-up: it sends its state to a socket of ours in a
+  // directory it may enter (`exec:` would need a shell, which its seccomp filter forbids).
+  const sockDir = await mkdtemp(join(tmpdir(), 'aiva-snapshot-'));
+  try {
+    await chmod(sockDir, 0o711);
+    await receiveMigration(q, join(sockDir, 'migrate.sock'), file);
+  } catch (e) {
+    const printed = (await readFile(o.log, 'utf8').catch(() => '')).trim().slice(-1000);
+    throw new Error(`${(e as Error).message}${printed ? ` (QEMU: ${printed})` : ''}`, { cause: e });
+  } finally {
+    await rm(sockDir, { recursive: true, force: true });
   }
 }
 
@@ -312,14 +336,14 @@ async function receiveMigration(q: QmpClient, socketPath: string, file: string):
     });
     await chmod(socketPath, 0o666);
     await q.execute('migrate', { uri: `unix:${socketPath}` });
-    const deadline = Date.now() + 30_000;
+    const deadline = Date.now() + 60_000;
     for (;;) {
       const m = await q.execute<{ status?: string; 'error-desc'?: string }>('query-migrate');
       if (m.status === 'completed') break;
       if (m.status === 'failed' || m.status === 'cancelled') {
-        throw new Error(`saving the template VM failed: ${m['error-desc'] ?? m.status}`);
+        throw new Error(`saving the VM failed: ${m['error-desc'] ?? m.status}`);
       }
-      if (Date.now() > deadline) throw new Error('saving the template VM took more than 30 s');
+      if (Date.now() > deadline) throw new Error('saving the VM took more than 60 s');
       await new Promise((r) => setTimeout(r, 10));
     }
     await Promise.race([
@@ -335,12 +359,17 @@ async function receiveMigration(q: QmpClient, socketPath: string, file: string):
 }
 
 /**
- * Restores a clone in QEMU behind `q` (started with `-incoming defer` and the snapshot's
- * memory file, share=off): device state from `stateFd` (QEMU's fd 3), then `cont`.
+ * Restores a saved VM in QEMU behind `q` (started with `-incoming defer`): the state
+ * comes from QEMU's fd 3, then `cont`. `ignoreShared`: the state holds no RAM, which is
+ * the template's memory file QEMU maps (share=off); otherwise the RAM is in the state.
  */
-export async function restoreFromSnapshot(q: QmpClient, timeoutMs = 30_000): Promise<void> {
+export async function restoreFromSnapshot(
+  q: QmpClient,
+  o: { ignoreShared: boolean; timeoutMs?: number },
+): Promise<void> {
+  const timeoutMs = o.timeoutMs ?? 30_000;
   await q.execute('migrate-set-capabilities', {
-    capabilities: [{ capability: 'x-ignore-shared', state: true }],
+    capabilities: [{ capability: 'x-ignore-shared', state: o.ignoreShared }],
   });
   await q.execute('migrate-incoming', { uri: 'fd:3' });
   const deadline = Date.now() + timeoutMs;
