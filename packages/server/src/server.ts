@@ -12,6 +12,7 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } 
 import type { Logger } from 'pino';
 import { requireApiKey } from './api/authenticate.js';
 import { registerSandboxRoutes } from './api/e2b/sandbox-routes.js';
+import { registerSnapshotRoutes } from './api/e2b/snapshot-routes.js';
 import { registerTemplateRoutes } from './api/e2b/template-routes.js';
 import { registerErrorHandling } from './api/errors.js';
 import { registerKeyRoutes } from './api/native/key-routes.js';
@@ -20,6 +21,7 @@ import { createServerMetrics } from './metrics/server-metrics.js';
 import type { SandboxNode } from './nodes/sandbox-node.js';
 import { routeOf, SandboxProxy } from './proxy/sandbox-proxy.js';
 import { type SandboxLimits, SandboxService } from './services/sandbox-service.js';
+import { SnapshotService } from './services/snapshot-service.js';
 import { TeamService } from './services/team-service.js';
 
 export interface ServerConfig {
@@ -82,6 +84,13 @@ export async function startServer(
     });
     await sandboxes.start();
     cleanup.unshift(() => sandboxes.stop({ killSandboxes: false }));
+    const snapshots = new SnapshotService(
+      database.db,
+      node,
+      sandboxes,
+      logger.child({ component: 'snapshots' }),
+    );
+    await snapshots.start();
 
     const proxy = new SandboxProxy(
       (id, port) => {
@@ -163,7 +172,8 @@ export async function startServer(
     app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
     await app.register(async (api) => {
       requireApiKey(api, teams);
-      registerSandboxRoutes(api, sandboxes);
+      registerSandboxRoutes(api, sandboxes, snapshots);
+      registerSnapshotRoutes(api, snapshots);
       registerTemplateRoutes(api, node);
       registerKeyRoutes(api, teams);
     });

@@ -1,7 +1,7 @@
 // The acceptance suite's subset on microVMs: `aiva up --runtime qemu-microvm` (KVM where
 // it runs ordinary guests, TCG here) driven by the real e2b SDK with header routing:
 // create (restored from the template's snapshot after the first), env vars, commands,
-// files, a terminal, a port through the proxy, pause/resume, kill.
+// files, a terminal, a port through the proxy, pause/resume, fork and snapshots, kill.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { Sandbox } from 'e2b';
@@ -51,6 +51,26 @@ test('a microVM sandbox through the e2b SDK', { timeout: 600_000 }, async (t) =>
   const resumed = await Sandbox.connect(a.sandboxId);
   assert.equal((await resumed.commands.run(`kill -0 ${sleeper.pid} && echo alive`)).stdout, 'alive\n');
   assert.equal((await fetch(`${server.up.url}/index.html`, { headers })).status, 200);
+
+  // A fork and a sandbox made from a snapshot resume a's memory: its sleeper runs on in
+  // them, and its HTTP server answers through the proxy under each one's own id.
+  const [fork] = await a.fork({ count: 1, timeoutMs: 300_000 });
+  assert.ok(fork instanceof Sandbox, String(fork));
+  t.after(() => fork.kill());
+  const snapshot = await a.createSnapshot({ name: 'vm-snap' });
+  const copy = await Sandbox.create(snapshot.snapshotId, { timeoutMs: 300_000 });
+  t.after(() => copy.kill());
+  for (const s of [fork, copy]) {
+    assert.equal((await s.commands.run(`kill -0 ${sleeper.pid} && echo alive`)).stdout, 'alive\n');
+    const own = await fetch(`${server.up.url}/index.html`, {
+      headers: { 'e2b-sandbox-id': s.sandboxId, 'e2b-sandbox-port': '8000' },
+    });
+    assert.equal(await own.text(), 'from a microVM');
+  }
+  await fork.files.write('/home/user/site/index.html', 'from the fork');
+  assert.equal(await a.files.read('/home/user/site/index.html'), 'from a microVM');
+  assert.equal(await Sandbox.deleteSnapshot(snapshot.snapshotId), true);
+  assert.equal((await copy.commands.run('echo still')).stdout, 'still\n');
 
   assert.equal(await b.kill(), true);
   assert.equal(await Sandbox.kill(b.sandboxId), false);

@@ -1,4 +1,14 @@
-import { boolean, index, integer, jsonb, pgTable, text, timestamp } from 'drizzle-orm/pg-core';
+import {
+  bigint,
+  boolean,
+  index,
+  integer,
+  jsonb,
+  pgTable,
+  text,
+  timestamp,
+  uniqueIndex,
+} from 'drizzle-orm/pg-core';
 
 /** A team owns API keys and sandboxes; a key sees only its team's sandboxes. */
 export const teams = pgTable('teams', {
@@ -61,5 +71,34 @@ export const sandboxes = pgTable(
   (t) => [
     index('sandboxes_team_state_idx').on(t.teamId, t.state),
     index('sandboxes_started_idx').on(t.startedAt),
+  ],
+);
+
+/**
+ * Persistent snapshots (E2B's `POST /sandboxes/{id}/snapshots`): a sandbox saved on a node
+ * as a checkpoint named by the snapshot's id, which creates may start from.
+ */
+export const snapshots = pgTable(
+  'snapshots',
+  {
+    /** Also the name of the node's checkpoint. */
+    id: text('id').primaryKey(),
+    teamId: text('team_id')
+      .notNull()
+      .references(() => teams.id, { onDelete: 'cascade' }),
+    /** The name the team gave it, unique in the team. */
+    name: text('name'),
+    /** The sandbox it was taken from, and that sandbox's template. */
+    sandboxId: text('sandbox_id').notNull(),
+    templateId: text('template_id').notNull(),
+    nodeId: text('node_id').notNull(),
+    /** Whether it holds memory and processes (microVMs) or files only (containers). */
+    memory: boolean('memory').notNull(),
+    sizeBytes: bigint('size_bytes', { mode: 'number' }).notNull(),
+    createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
+  },
+  (t) => [
+    uniqueIndex('snapshots_team_name_idx').on(t.teamId, t.name),
+    index('snapshots_team_created_idx').on(t.teamId, t.createdAt),
   ],
 );

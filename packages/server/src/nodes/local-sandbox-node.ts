@@ -2,6 +2,7 @@ import { availableParallelism, totalmem } from 'node:os';
 import { envdMetrics, type LocalNode, type SandboxInfo, SandboxNotFoundError } from '@aiva/node';
 import type {
   NodeCapacity,
+  NodeCheckpoint,
   NodeNetworkPolicy,
   NodeSandbox,
   NodeSandboxRequest,
@@ -37,6 +38,7 @@ export class LocalSandboxNode implements SandboxNode {
       template: request.template,
       envd: { envVars: request.envVars, accessToken: request.accessToken },
       network: request.network,
+      fromCheckpoint: request.fromCheckpoint,
       signal: request.signal,
     });
     return toNodeSandbox(info);
@@ -74,6 +76,19 @@ export class LocalSandboxNode implements SandboxNode {
 
   async resume(id: string): Promise<void> {
     await this.node.sandboxes.resume(id);
+  }
+
+  async checkpoint(id: string, name: string): Promise<NodeCheckpoint> {
+    const c = await this.node.sandboxes.checkpoint(id, name);
+    return { name: c.name, memory: c.memory, bytes: c.bytes };
+  }
+
+  removeCheckpoint(name: string): Promise<boolean> {
+    return this.node.sandboxes.removeCheckpoint(name);
+  }
+
+  async checkpoints(): Promise<string[]> {
+    return (await this.node.sandboxes.listCheckpoints()).map((c) => c.name);
   }
 
   get(id: string): NodeSandbox | undefined {

@@ -10,7 +10,17 @@ export interface NodeSandboxRequest {
   accessToken: string;
   /** Its egress policy (internet on unless `allowInternetAccess` is false). */
   network?: NodeNetworkPolicy;
+  /** Start from this checkpoint (`SandboxNode.checkpoint`) instead of from `template`. */
+  fromCheckpoint?: string;
   signal?: AbortSignal;
+}
+
+/** A saved sandbox on a node. */
+export interface NodeCheckpoint {
+  name: string;
+  /** Whether it holds memory and processes (microVMs) or files only (containers). */
+  memory: boolean;
+  bytes: number;
 }
 
 /** A sandbox's egress policy: CIDRs, addresses and domain names (E2B's `allowOut`/`denyOut`). */
@@ -66,6 +76,16 @@ export interface SandboxNode {
   /** Replaces a sandbox's egress policy, live. A policy the node refuses throws SandboxSpecError. */
   updateNetwork(id: string, policy: NodeNetworkPolicy): Promise<void>;
   resume(id: string): Promise<void>;
+  /**
+   * Saves a running or paused sandbox under `name` (lower-case letters, digits, - and _);
+   * creates with `fromCheckpoint: name` make independent copies of it. The sandbox's
+   * state does not change.
+   */
+  checkpoint(id: string, name: string): Promise<NodeCheckpoint>;
+  /** Removes a checkpoint; false if the node has none by that name. Copies made from it run on. */
+  removeCheckpoint(name: string): Promise<boolean>;
+  /** The names of the node's checkpoints. */
+  checkpoints(): Promise<string[]>;
   get(id: string): NodeSandbox | undefined;
   list(): NodeSandbox[];
   /** The host and port at which this process reaches a port of the sandbox, if it runs. */

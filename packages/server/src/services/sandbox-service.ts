@@ -24,6 +24,13 @@ import { WarmPool } from './warm-pool.js';
 
 type Row = typeof sandboxes.$inferSelect;
 
+/** A snapshot a sandbox is created from: the node's checkpoint and what the sandbox shows as its template. */
+export interface SnapshotSource {
+  checkpoint: string;
+  templateId: string;
+  alias: string;
+}
+
 export interface SandboxLimits {
   /** Sandboxes the node takes at most (503 beyond). */
   maxSandboxes: number;
@@ -201,9 +208,21 @@ export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
       throw new ApiError(503, 'no capacity for another sandbox on this node right now');
   }
 
-  async create(caller: Caller, body: NewSandbox, defaultTimeoutS: number, usePool = true): Promise<Sandbox> {
-    const template = body.templateID;
-    if (!(await this.templates()).includes(template)) {
+  /**
+   * Creates a sandbox from `body.templateID`, or from a snapshot (`from.snapshot`, which
+   * the caller resolved): then the template is the snapshot's source's, and no pooled
+   * sandbox stands in.
+   */
+  async create(
+    caller: Caller,
+    body: NewSandbox,
+    defaultTimeoutS: number,
+    from: { usePool?: boolean; snapshot?: SnapshotSource } = {},
+  ): Promise<Sandbox> {
+    const { snapshot } = from;
+    const template = snapshot?.templateId ?? body.templateID;
+    const alias = snapshot?.alias ?? template;
+    if (!snapshot && !(await this.templates()).includes(template)) {
       throw badRequest(
         `template "${template}" does not exist (templates: ${(await this.templates()).join(', ')})`,
       );
@@ -214,7 +233,7 @@ export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
     const policy = egressPolicy(body.allow_internet_access, body.network ?? {});
     // The template's own memory is not known before it starts: count a typical sandbox.
     this.checkCapacity(caller, 512);
-    const pooled = usePool ? this.pool?.take(template) : undefined;
+    const pooled = from.usePool !== false && !snapshot ? this.pool?.take(template) : undefined;
     const id = pooled ?? newSandboxId();
     const allowPublicTraffic = body.network?.allowPublicTraffic !== false;
     const now = new Date();
@@ -222,7 +241,7 @@ export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
       id,
       teamId: caller.teamId,
       templateId: template,
-      alias: template,
+      alias,
       nodeId: this.node.id,
       state: 'creating',
       cpuCount: 0,
@@ -257,7 +276,7 @@ export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
       const request = { envVars: body.envVars, accessToken: row.envdAccessToken, network: policy };
       const n = pooled
         ? await this.node.claim(id, request)
-        : await this.node.create({ id, template, ...request });
+        : await this.node.create({ id, template, fromCheckpoint: snapshot?.checkpoint, ...request });
       // The sandbox lives `timeout` seconds from when it is ready, not from when it was asked for.
       const readyAt = new Date();
       const endAt = new Date(readyAt.getTime() + timeoutS * 1000);
@@ -277,13 +296,19 @@ export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
       this.options.metrics.createSeconds.observe((performance.now() - started) / 1000);
       this.updateGauges();
       this.log.info(
-        { sandbox: id, team: caller.teamId, template, pooled: Boolean(pooled) },
+        {
+          sandbox: id,
+          team: caller.teamId,
+          template,
+          snapshot: snapshot?.checkpoint,
+          pooled: Boolean(pooled),
+        },
         'sandbox created',
       );
       return {
         sandboxID: id,
         templateID: template,
-        alias: template,
+        alias,
         clientID: this.node.id,
         envdVersion: n.envdVersion,
         envdAccessToken: row.envdAccessToken,
@@ -298,7 +323,7 @@ export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
       if (pooled && !(e instanceof SandboxSpecError)) {
         // The pooled sandbox was no good: make one the ordinary way.
         this.log.warn({ sandbox: id, err: e }, 'a pooled sandbox could not be handed over; creating one');
-        return this.create(caller, { ...body, templateID: template }, defaultTimeoutS, false);
+        return this.create(caller, { ...body, templateID: template }, defaultTimeoutS, { usePool: false });
       }
       if (e instanceof SandboxSpecError) throw badRequest(e.message);
       this.log.error({ sandbox: id, err: e }, 'sandbox create failed');
@@ -306,7 +331,8 @@ export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
     }
   }
 
-  private async row(caller: Caller, id: string): Promise<Row> {
+  /** The team's running or paused sandbox `id` as stored (404 otherwise). */
+  async row(caller: Caller, id: string): Promise<Row> {
     const [row] = await this.db
       .select()
       .from(sandboxes)
@@ -678,7 +704,8 @@ export function parseMetadataFilter(value: string): Record<string, string> {
   return filter;
 }
 
-function parseCursor(token: string): { t: string; id: string } {
+/** The position a list's `nextToken` (base64url JSON of the last item's time and id) stands for. */
+export function parseCursor(token: string): { t: string; id: string } {
   try {
     const c = JSON.parse(Buffer.from(token, 'base64url').toString('utf8')) as { t?: unknown; id?: unknown };
     if (typeof c.t === 'string' && typeof c.id === 'string' && !Number.isNaN(Date.parse(c.t)))

@@ -2,6 +2,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { FastifyInstance } from 'fastify';
 import { Type } from 'typebox';
 import type { SandboxService } from '../../services/sandbox-service.js';
+import type { SnapshotService } from '../../services/snapshot-service.js';
 import { callerOf } from '../authenticate.js';
 import { notFound } from '../errors.js';
 import {
@@ -34,7 +35,11 @@ const errors = {
 const tags = ['sandboxes'];
 
 /** E2B's sandbox routes (v1 and v2, as the e2b SDK 2.45–2.51 calls them). */
-export function registerSandboxRoutes(base: FastifyInstance, sandboxes: SandboxService): void {
+export function registerSandboxRoutes(
+  base: FastifyInstance,
+  sandboxes: SandboxService,
+  snapshots: SnapshotService,
+): void {
   const app = base.withTypeProvider<TypeBoxTypeProvider>();
 
   for (const [path, defaultTimeout] of [
@@ -46,13 +51,18 @@ export function registerSandboxRoutes(base: FastifyInstance, sandboxes: SandboxS
       {
         schema: {
           tags,
-          summary: 'Create a sandbox',
+          summary: 'Create a sandbox from a template, or from a snapshot (templateID: the snapshotID)',
           body: NewSandbox,
           response: { 201: Sandbox, ...errors },
         },
       },
-      async (request, reply) =>
-        reply.code(201).send(await sandboxes.create(callerOf(request), request.body, defaultTimeout)),
+      async (request, reply) => {
+        const caller = callerOf(request);
+        const snapshot = await snapshots.source(caller, request.body.templateID);
+        return reply
+          .code(201)
+          .send(await sandboxes.create(caller, request.body, defaultTimeout, { snapshot }));
+      },
     );
   }
 

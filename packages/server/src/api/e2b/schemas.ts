@@ -168,3 +168,41 @@ export const SandboxLogEntry = Type.Object({
 export type SandboxLogEntry = Static<typeof SandboxLogEntry>;
 
 export const TemplateAlias = Type.Object({ templateID: Type.String(), public: Type.Boolean() });
+
+/** `POST /sandboxes/{id}/fork`. */
+export const ForkBody = Type.Object(
+  {
+    timeout: Type.Optional(Timeout),
+    count: Type.Optional(Type.Integer({ description: 'forks to make, 1–20 (default 1)' })),
+  },
+  { additionalProperties: true },
+);
+export type ForkBody = Static<typeof ForkBody>;
+
+/** One fork's outcome: exactly one of `sandbox` and `error`. */
+export const SandboxForkResult = Type.Object({
+  sandbox: Type.Optional(Sandbox),
+  error: Type.Optional(Type.Object({ code: Type.Integer(), message: Type.String() })),
+});
+export type SandboxForkResult = Static<typeof SandboxForkResult>;
+
+/** `POST /sandboxes/{id}/snapshots`. */
+export const SnapshotBody = Type.Object(
+  { name: Type.Optional(Text({ minLength: 1, maxLength: 128 })) },
+  { additionalProperties: true },
+);
+
+export const SnapshotInfo = Type.Object({
+  /** What `Sandbox.create` takes: `name:default`, or `id:default` for a snapshot without a name. */
+  snapshotID: Type.String(),
+  names: Type.Array(Type.String()),
+});
+export type SnapshotInfo = Static<typeof SnapshotInfo>;
+
+export const SnapshotListQuery = Type.Object({
+  sandboxID: Type.Optional(Type.String({ pattern: '^[a-z0-9]{1,64}$' })),
+  name: Type.Optional(Text({ minLength: 1, maxLength: 128 })),
+  limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 100 })),
+  nextToken: Type.Optional(Text({ maxLength: 512 })),
+});
+export type SnapshotListQuery = Static<typeof SnapshotListQuery>;

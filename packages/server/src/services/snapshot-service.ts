@@ -1,0 +1,231 @@
+import { newSandboxId, SandboxSpecError, SandboxStateError } from '@aiva/node';
+import { and, desc, eq, lt, or, type SQL } from 'drizzle-orm';
+import type { Logger } from 'pino';
+import type { ForkBody, SandboxForkResult, SnapshotInfo, SnapshotListQuery } from '../api/e2b/schemas.js';
+import { ApiError, badRequest, conflict, notFound } from '../api/errors.js';
+import type { Database } from '../db/database.js';
+import { snapshots } from '../db/schema.js';
+import type { SandboxNode } from '../nodes/sandbox-node.js';
+import { parseCursor, type SandboxService, type SnapshotSource } from './sandbox-service.js';
+import type { Caller } from './team-service.js';
+
+type Row = typeof snapshots.$inferSelect;
+
+/** E2B's only tag: `name:default`. */
+const TAG = 'default';
+/** A snapshot's name: what E2B accepts for template aliases. */
+const NAME_PATTERN = /^[a-z0-9][a-z0-9_-]{0,62}$/;
+/** Forks one request may ask for. */
+export const MAX_FORKS = 20;
+
+/**
+ * Persistent snapshots and forks (E2B's `POST /sandboxes/{id}/snapshots`, `GET /snapshots`,
+ * `DELETE /templates/{id}`, `POST /sandboxes/{id}/fork`). A snapshot is a row here and a
+ * checkpoint of the same name on the node; a sandbox made from it is an independent copy,
+ * so a snapshot can be deleted while such sandboxes run. A fork is a checkpoint that
+ * lives only until its copies are made.
+ */
+export class SnapshotService {
+  constructor(
+    private readonly db: Database,
+    private readonly node: SandboxNode,
+    private readonly sandboxes: SandboxService,
+    private readonly log: Logger,
+  ) {}
+
+  /** Reconciles rows and the node's checkpoints after a restart: what only one side has goes. */
+  async start(): Promise<void> {
+    const rows = await this.db.select().from(snapshots).where(eq(snapshots.nodeId, this.node.id));
+    const onNode = new Set(await this.node.checkpoints());
+    for (const row of rows) {
+      if (onNode.delete(row.id)) continue;
+      this.log.warn({ snapshot: row.id }, 'removing a snapshot whose checkpoint is gone');
+      await this.db.delete(snapshots).where(eq(snapshots.id, row.id));
+    }
+    for (const name of onNode) {
+      this.log.warn(
+        { checkpoint: name },
+        'removing a checkpoint no snapshot owns (an interrupted fork or snapshot)',
+      );
+      await this.node.removeCheckpoint(name);
+    }
+  }
+
+  private info(row: Row): SnapshotInfo {
+    const ref = `${row.name ?? row.id}:${TAG}`;
+    return { snapshotID: ref, names: row.name ? [ref] : [] };
+  }
+
+  /** Saves the team's sandbox `sandboxId` as a new snapshot (the sandbox runs on). */
+  async create(caller: Caller, sandboxId: string, name?: string): Promise<SnapshotInfo> {
+    if (name !== undefined && !NAME_PATTERN.test(name))
+      throw badRequest(`snapshot name "${name}" is not 1–63 lower-case letters, digits, - and _`);
+    const source = await this.sandboxes.row(caller, sandboxId);
+    if (name !== undefined && (await this.node.templates()).includes(name))
+      throw conflict(`${name} is the name of a template`);
+    if (name !== undefined && (await this.byRef(caller, name)))
+      throw conflict(`your team already has a snapshot named ${name}`);
+    const id = newSandboxId();
+    const checkpoint = await this.node.checkpoint(sandboxId, id).catch((e: Error) => {
+      throw this.nodeError(e, sandboxId);
+    });
+    try {
+      const [row] = await this.db
+        .insert(snapshots)
+        .values({
+          id,
+          teamId: caller.teamId,
+          name: name ?? null,
+          sandboxId,
+          templateId: source.templateId,
+          nodeId: this.node.id,
+          memory: checkpoint.memory,
+          sizeBytes: checkpoint.bytes,
+        })
+        .returning();
+      if (!row) throw new Error('the snapshot row was not stored');
+      this.log.info({ snapshot: id, sandbox: sandboxId, name, bytes: checkpoint.bytes }, 'snapshot saved');
+      return this.info(row);
+    } catch (e) {
+      await this.node.removeCheckpoint(id);
+      // Two requests for the same name at once: the unique index took the other one.
+      if (name !== undefined && (await this.byRef(caller, name)))
+        throw conflict(`your team already has a snapshot named ${name}`);
+      throw e;
+    }
+  }
+
+  /**
+   * The team's snapshot that `ref` names: its id or name, either with the tag
+   * (`name:default`) and with a namespace before a slash (`team/name`).
+   */
+  async byRef(caller: Caller, ref: string): Promise<Row | undefined> {
+    let key = ref.slice(ref.lastIndexOf('/') + 1);
+    const colon = key.lastIndexOf(':');
+    if (colon >= 0) {
+      if (key.slice(colon + 1) !== TAG) return undefined;
+      key = key.slice(0, colon);
+    }
+    if (!NAME_PATTERN.test(key)) return undefined;
+    const [row] = await this.db
+      .select()
+      .from(snapshots)
+      .where(
+        and(eq(snapshots.teamId, caller.teamId), or(eq(snapshots.id, key), eq(snapshots.name, key)) as SQL),
+      )
+      .limit(1);
+    return row;
+  }
+
+  /** What a create of `templateID` starts from when it names one of the team's snapshots, not a template. */
+  async source(caller: Caller, templateID: string): Promise<SnapshotSource | undefined> {
+    if ((await this.node.templates()).includes(templateID)) return undefined;
+    const row = await this.byRef(caller, templateID);
+    return row && { checkpoint: row.id, templateId: row.templateId, alias: templateID };
+  }
+
+  /** The team's snapshots, newest first, one page at a time. */
+  async list(caller: Caller, q: SnapshotListQuery): Promise<{ items: SnapshotInfo[]; nextToken?: string }> {
+    const where: SQL[] = [eq(snapshots.teamId, caller.teamId)];
+    if (q.sandboxID) where.push(eq(snapshots.sandboxId, q.sandboxID));
+    if (q.name) {
+      const row = await this.byRef(caller, q.name);
+      if (!row) return { items: [] };
+      where.push(eq(snapshots.id, row.id));
+    }
+    if (q.nextToken) {
+      const cursor = parseCursor(q.nextToken);
+      const at = new Date(cursor.t);
+      where.push(
+        or(lt(snapshots.createdAt, at), and(eq(snapshots.createdAt, at), lt(snapshots.id, cursor.id))) as SQL,
+      );
+    }
+    const limit = q.limit ?? 100;
+    const rows = await this.db
+      .select()
+      .from(snapshots)
+      .where(and(...where))
+      .orderBy(desc(snapshots.createdAt), desc(snapshots.id))
+      .limit(limit + 1);
+    const page = rows.slice(0, limit);
+    const last = page.at(-1);
+    const nextToken =
+      rows.length > limit && last
+        ? Buffer.from(JSON.stringify({ t: last.createdAt.toISOString(), id: last.id })).toString('base64url')
+        : undefined;
+    return { items: page.map((r) => this.info(r)), nextToken };
+  }
+
+  /** Deletes the team's snapshot `ref`; false if there is none. Sandboxes made from it run on. */
+  async remove(caller: Caller, ref: string): Promise<boolean> {
+    const row = await this.byRef(caller, ref);
+    if (!row) return false;
+    await this.node.removeCheckpoint(row.id);
+    await this.db.delete(snapshots).where(eq(snapshots.id, row.id));
+    this.log.info({ snapshot: row.id }, 'snapshot deleted');
+    return true;
+  }
+
+  /**
+   * Forks the team's sandbox: saves it once (it runs on, its id and end time unchanged)
+   * and makes `count` sandboxes from that, each succeeding or failing on its own. They
+   * inherit the source's template, metadata, network policy and lifecycle.
+   */
+  async fork(caller: Caller, sandboxId: string, body: ForkBody): Promise<SandboxForkResult[]> {
+    const count = body.count ?? 1;
+    if (count < 1 || count > MAX_FORKS)
+      throw badRequest(`count must be from 1 to ${MAX_FORKS}, not ${count}`);
+    const source = await this.sandboxes.row(caller, sandboxId);
+    const checkpoint = `fork-${newSandboxId()}`;
+    await this.node.checkpoint(sandboxId, checkpoint).catch((e: Error) => {
+      throw this.nodeError(e, sandboxId);
+    });
+    try {
+      const results = await Promise.allSettled(
+        Array.from({ length: count }, () =>
+          this.sandboxes.create(
+            caller,
+            {
+              templateID: source.templateId,
+              timeout: body.timeout ?? 15,
+              metadata: source.metadata,
+              allow_internet_access: source.allowInternetAccess ?? undefined,
+              network: source.network ?? undefined,
+              autoPause: source.onTimeout === 'pause',
+              autoResume: { enabled: source.autoResume },
+            },
+            15,
+            {
+              snapshot: {
+                checkpoint,
+                templateId: source.templateId,
+                alias: source.alias ?? source.templateId,
+              },
+            },
+          ),
+        ),
+      );
+      return results.map((r) =>
+        r.status === 'fulfilled'
+          ? { sandbox: r.value }
+          : {
+              error: {
+                code: r.reason instanceof ApiError ? r.reason.statusCode : 500,
+                message: (r.reason as Error).message,
+              },
+            },
+      );
+    } finally {
+      // Each fork has its own copy of what it needs.
+      await this.node.removeCheckpoint(checkpoint);
+    }
+  }
+
+  private nodeError(e: Error, sandboxId: string): Error {
+    if (e instanceof SandboxStateError)
+      return conflict(`sandbox ${sandboxId} cannot be saved now: ${e.message}`);
+    if (e instanceof SandboxSpecError) return badRequest(e.message);
+    this.log.error({ sandbox: sandboxId, err: e }, 'saving a sandbox failed');
+    return new ApiError(500, `the sandbox could not be saved: ${e.message.split('\n')[0]}`);
+  }
+}
