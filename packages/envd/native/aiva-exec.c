@@ -17,6 +17,9 @@
 //   aiva-exec watch [--recursive] DIR  inotify events as lines "<TYPE>\t<name hex>",
 //                                      after a first line "S"; ends on stdin EOF
 //   aiva-exec set-clock SECONDS NANOSECONDS          clock_settime(CLOCK_REALTIME)
+//   aiva-exec reseed-rng HEX           mixes the bytes into the kernel's entropy pool,
+//                                      credited, and reseeds its CRNG at once: clones
+//                                      of one saved VM stop sharing their random state
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <errno.h>
@@ -29,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/inotify.h>
+#include <linux/random.h>
 #include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -48,7 +52,7 @@ static void die(const char *what) {
 }
 
 static void usage(void) {
-  fprintf(stderr, "aiva-exec: usage: exec|xattr-get|xattr-set|watch|set-clock ...\n");
+  fprintf(stderr, "aiva-exec: usage: exec|xattr-get|xattr-set|watch|set-clock|reseed-rng ...\n");
   exit(2);
 }
 
@@ -538,6 +542,27 @@ static int cmd_set_clock(int argc, char **argv) {
   return 0;
 }
 
+static int cmd_reseed_rng(int argc, char **argv) {
+  if (argc != 1) usage();
+  size_t hexlen = strlen(argv[0]);
+  if (hexlen == 0 || hexlen > 1024) usage();
+  struct {
+    struct rand_pool_info info;
+    char bytes[512];
+  } seed;
+  memcpy(seed.bytes, argv[0], hexlen);
+  ssize_t n = unhex(seed.bytes, hexlen);
+  if (n <= 0) usage();
+  seed.info.buf_size = (int)n;
+  seed.info.entropy_count = (int)n * 8;
+  int fd = open("/dev/urandom", O_WRONLY | O_CLOEXEC);
+  if (fd < 0) die("open /dev/urandom");
+  if (ioctl(fd, RNDADDENTROPY, &seed.info) != 0) die("RNDADDENTROPY");
+  if (ioctl(fd, RNDRESEEDCRNG) != 0) die("RNDRESEEDCRNG");
+  close(fd);
+  return 0;
+}
+
 int main(int argc, char **argv) {
   if (argc < 2) usage();
   const char *cmd = argv[1];
@@ -548,6 +573,7 @@ int main(int argc, char **argv) {
   if (strcmp(cmd, "xattr-set") == 0) return cmd_xattr_set(argc, argv);
   if (strcmp(cmd, "watch") == 0) return cmd_watch(argc, argv);
   if (strcmp(cmd, "set-clock") == 0) return cmd_set_clock(argc, argv);
+  if (strcmp(cmd, "reseed-rng") == 0) return cmd_reseed_rng(argc, argv);
   usage();
   return 2;
 }

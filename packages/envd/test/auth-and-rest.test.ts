@@ -57,6 +57,17 @@ describe('/init', () => {
     assert.match(await bad.text(), /timestamp/);
   });
 
+  test('takes entropy as hex of up to 512 bytes and refuses anything else', async () => {
+    const s = sandbox();
+    for (const entropy of ['xyz', 'ABCD', 'abc', 'ab'.repeat(513), '']) {
+      const bad = await s.init({ entropy });
+      assert.equal(bad.status, 400, entropy);
+      assert.match(await bad.text(), /entropy/);
+    }
+    // Where envd may not reseed (a container shares the host's RNG) it says so and goes on.
+    assert.equal((await s.init({ entropy: 'ab'.repeat(64) })).status, 204);
+  });
+
   test('sets env vars (seen by /envs and processes), hostname, default user and workdir', async () => {
     const s = sandbox();
     const res = await s.init({

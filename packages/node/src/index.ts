@@ -23,7 +23,8 @@ export {
   type NetworkPolicy,
   validateNetworkPolicy,
 } from './network/network-policy.js';
-export { dataDir } from './paths.js';
+export { dataDir, imagePaths } from './paths.js';
+export { discardSnapshotsOf } from './runtime/qemu/vm-snapshot.js';
 export { checkHost, type DriverCheck, type HostCapabilities, VM_USER } from './runtime/select.js';
 export {
   DRIVER_NAMES,

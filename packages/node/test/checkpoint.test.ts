@@ -95,6 +95,11 @@ for (const driver of ['container', 'qemu-microvm'] as const satisfies DriverName
         m.create({ fromCheckpoint: 'paused' }),
         m.create({ fromCheckpoint: 'paused' }),
       ]);
+      // Restored from the same memory, they still draw different random numbers: the
+      // host reseeded each one's kernel RNG through /init.
+      const random = 'head -c 32 /dev/urandom | od -An -tx1 | tr -d " \\n"';
+      assert.notEqual(await out(a, random), await out(b, random));
+      if (memory) assert.match(await m.consoleLog(a.id), /random number generator reseeded/);
       await run(a, 'echo a > /root/who.txt');
       assert.equal(await out(b, 'test -e /root/who.txt; echo $?'), '1');
       assert.equal(await out(b, 'cat /root/state.txt'), 'later');

@@ -1,4 +1,4 @@
-import { dataDir, ImageStore, SandboxManager } from '@aiva/node';
+import { dataDir, discardSnapshotsOf, ImageStore, imagePaths, SandboxManager } from '@aiva/node';
 import type { Command } from 'commander';
 import { BuildProgress } from '../build-progress.js';
 import { envdDir, recipesDir } from '../install-paths.js';
@@ -75,11 +75,15 @@ export function registerImageCommands(program: Command): void {
     .argument('<ref...>', 'names or hash prefixes (at least 6 hex digits)')
     .action(async (refs: string[]) => {
       const store = openImageStore();
-      // Images that sandboxes run from stay: their disks and layers are in use.
+      // Images that sandboxes run from, or checkpoints were saved over, stay.
       const inUse = await SandboxManager.imagesInUse(dataDir());
       for (const ref of refs) {
-        for (const a of await store.remove(ref, { inUse })) {
-          console.log(`removed ${a.kind} ${a.name} ${a.hash.slice(0, 12)}`);
+        const removed = await store.remove(ref, { inUse });
+        for (const a of removed) console.log(`removed ${a.kind} ${a.name} ${a.hash.slice(0, 12)}`);
+        // The VM snapshots made from them are of no use any more.
+        const hashes = new Set(removed.map((a) => a.hash));
+        for (const s of await discardSnapshotsOf(imagePaths(dataDir()).snapshots, hashes)) {
+          console.log(`removed VM snapshot ${s}`);
         }
       }
     });

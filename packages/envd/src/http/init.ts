@@ -14,6 +14,12 @@ export interface InitRequest {
   /** The host's clock (RFC 3339), to set the guest's after boot or restore. */
   timestamp?: string;
   hostname?: string;
+  /**
+   * Random bytes from the host (hex, up to 512 bytes), credited to the kernel's entropy
+   * pool before its CRNG is reseeded: sandboxes restored from one saved VM would otherwise
+   * draw the same "random" numbers until the kernel reseeds on its own. An aiva extension.
+   */
+  entropy?: string;
 }
 
 const isStringMap = (v: unknown): v is Record<string, string> =>
@@ -48,7 +54,14 @@ export async function init(envd: Envd, req: IncomingMessage, res: ServerResponse
   const problems: string[] = [];
   if (body.envVars !== undefined && !isStringMap(body.envVars))
     problems.push('envVars must map strings to strings');
-  for (const k of ['accessToken', 'defaultUser', 'defaultWorkdir', 'timestamp', 'hostname'] as const) {
+  for (const k of [
+    'accessToken',
+    'defaultUser',
+    'defaultWorkdir',
+    'timestamp',
+    'hostname',
+    'entropy',
+  ] as const) {
     if (body[k] !== undefined && typeof body[k] !== 'string') problems.push(`${k} must be a string`);
   }
   if (body.defaultUser) {
@@ -65,6 +78,8 @@ export async function init(envd: Envd, req: IncomingMessage, res: ServerResponse
   ) {
     problems.push('defaultWorkdir must be absolute');
   }
+  if (body.entropy !== undefined && !/^([0-9a-f]{2}){1,512}$/.test(body.entropy))
+    problems.push('entropy must be 1 to 512 bytes in lower-case hex');
   if (body.hostname !== undefined && !HOSTNAME.test(body.hostname))
     problems.push('hostname is not a valid host name');
   const when = body.timestamp !== undefined ? Date.parse(body.timestamp) : undefined;
@@ -91,6 +106,13 @@ export async function init(envd: Envd, req: IncomingMessage, res: ServerResponse
       String(Math.floor(when / 1000)),
       String((when % 1000) * 1e6),
     ]).catch((e: Error) => process.stderr.write(`envd: cannot set the clock: ${e.message}\n`));
+  }
+  if (body.entropy) {
+    // Not allowed where envd lacks CAP_SYS_ADMIN (containers, which share the host's RNG).
+    await runHelper(envd.helper, ['reseed-rng', body.entropy]).then(
+      () => process.stderr.write('envd: random number generator reseeded\n'),
+      (e: Error) => process.stderr.write(`envd: cannot reseed the random number generator: ${e.message}\n`),
+    );
   }
   if (body.hostname) {
     await writeFile('/proc/sys/kernel/hostname', body.hostname).catch((e: Error) =>

@@ -12,6 +12,8 @@ export interface EnvdInit {
   /** The host's clock, so that a guest restored from a snapshot is not in the past. */
   timestamp?: string;
   hostname?: string;
+  /** Random bytes (hex) for the guest kernel's entropy pool and an immediate CRNG reseed (microVMs). */
+  entropy?: string;
 }
 
 /** What a sandbox reports when its envd does not say its version (a valid semver, older than any feature gate). */

@@ -522,7 +522,7 @@ export class ImageStore {
     const busy = matches.filter((m) => options.inUse?.has(m.hash));
     if (busy.length > 0) {
       throw new Error(
-        `${busy.map((b) => `${b.name} ${b.hash.slice(0, 12)}`).join(', ')} in use by sandboxes: kill them first`,
+        `${busy.map((b) => `${b.name} ${b.hash.slice(0, 12)}`).join(', ')} in use by sandboxes or checkpoints: kill or remove them first`,
       );
     }
     for (const m of matches) {

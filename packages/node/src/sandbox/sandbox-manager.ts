@@ -444,11 +444,13 @@ export class SandboxManager extends EventEmitter<SandboxManagerEvents> {
           signal: options.signal,
           stillAlive: () => runtime.alive(state),
         });
-        // A restored envd still holds the token of the sandbox it was saved from.
+        // A restored envd still holds the token of the sandbox it was saved from. A VM
+        // restored from saved memory also holds its random state: the host reseeds it.
         await initEnvd(
           r.network.address,
           {
             timestamp: new Date().toISOString(),
+            entropy: driver === 'container' ? undefined : randomBytes(64).toString('hex'),
             defaultUser: template.defaults.user,
             defaultWorkdir: template.defaults.workdir,
             ...options.envd,

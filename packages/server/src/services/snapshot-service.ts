@@ -2,7 +2,7 @@ import { newSandboxId, SandboxSpecError, SandboxStateError } from '@aiva/node';
 import { and, desc, eq, lt, or, type SQL } from 'drizzle-orm';
 import type { Logger } from 'pino';
 import type { ForkBody, SandboxForkResult, SnapshotInfo, SnapshotListQuery } from '../api/e2b/schemas.js';
-import { ApiError, badRequest, conflict, notFound } from '../api/errors.js';
+import { ApiError, badRequest, conflict } from '../api/errors.js';
 import type { Database } from '../db/database.js';
 import { snapshots } from '../db/schema.js';
 import type { SandboxNode } from '../nodes/sandbox-node.js';

@@ -151,6 +151,27 @@ export async function discardSnapshot(root: string, dir: string): Promise<void> 
   }
 }
 
+/**
+ * Removes the VM snapshots made from any of `hashes` (templates or kernels): derived
+ * artefacts of images that `aiva image rm` removed. Returns the directories removed.
+ */
+export async function discardSnapshotsOf(root: string, hashes: Set<string>): Promise<string[]> {
+  const removed: string[] = [];
+  for (const name of await readdir(root).catch(() => [] as string[])) {
+    if (name === 'locks' || name === 'tmp') continue;
+    const manifest = await readFile(join(root, name, 'snapshot.json'), 'utf8').then(
+      (t) => JSON.parse(t) as Partial<SnapshotManifest>,
+      () => undefined,
+    );
+    // Without a manifest the template is its name's first part.
+    const made = manifest ? [manifest.template, manifest.kernel] : [name.split('-')[0]];
+    if (!made.some((h) => h && hashes.has(h))) continue;
+    await discardSnapshot(root, join(root, name));
+    removed.push(name);
+  }
+  return removed;
+}
+
 export interface BuildSnapshotOptions {
   root: string;
   key: string;
