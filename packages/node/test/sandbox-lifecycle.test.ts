@@ -7,6 +7,7 @@ import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { hybridV2Controllers } from '../src/host/cgroups.js';
+import { isSameProcess } from '../src/host/proc.js';
 import {
   checkHost,
   dataDir,
@@ -15,6 +16,7 @@ import {
   ImageStore,
   RecipeError,
   runCommand,
+  type SandboxInfo,
   SandboxManager,
   SandboxSpecError,
   SandboxStateError,
@@ -28,6 +30,9 @@ import { tempDir } from './helpers/temp-dir.js';
 import { closeManager, envdHealth, hostRuntimes, testManager, until } from './helpers/test-node.js';
 
 checkHostLeaks();
+
+const run = (s: SandboxInfo, cmd: string) =>
+  execInSandbox(s.network?.address ?? '', cmd, { accessToken: s.accessToken, user: 'root' });
 
 const exists = (p: string) =>
   access(p).then(
@@ -53,11 +58,29 @@ for (const driver of ['container', 'qemu-microvm'] as DriverName[]) {
       const limit = driver === 'container' ? 256 : 256 + 256;
       assert.equal(stats.memoryLimitBytes, limit * 1024 * 1024);
 
+      await run(s, '(nohup sleep 3600 >/dev/null 2>&1 &)');
+      const sleeper = (await run(s, 'pgrep -x sleep')).stdout;
+      const pid = s.runtime?.pid ?? 0;
       assert.equal((await m.pause(s.id)).state, 'paused');
-      assert.equal(await envdHealth(address, 500), 'TimeoutError', 'a paused sandbox does not answer');
+      assert.notEqual(await envdHealth(address, 500), 204, 'a paused sandbox does not answer');
+      if (driver === 'qemu-microvm') {
+        // Paused to disk: QEMU has ended and holds no memory.
+        assert.equal(m.get(s.id).suspended, true);
+        assert.equal(await isSameProcess(pid, s.runtime?.pidStartTime ?? 0), false, 'QEMU ended');
+        await assert.rejects(m.stats(s.id), /no running process/);
+      } else {
+        assert.equal(await envdHealth(address, 500), 'TimeoutError', 'frozen: connections hang');
+      }
       await assert.rejects(m.pause(s.id), SandboxStateError);
       assert.equal((await m.resume(s.id)).state, 'running');
       assert.equal(await envdHealth(address, 5000), 204);
+      assert.equal((await run(s, 'pgrep -x sleep')).stdout, sleeper, 'its processes ran on');
+      assert.ok(!m.get(s.id).suspended);
+      assert.equal(
+        await exists(join(m.options.home, 'sandboxes', s.id, 'suspended')),
+        false,
+        'the saved VM is gone once resumed',
+      );
 
       const states: string[] = [];
       m.on('state', (i) => states.push(i.state));

@@ -42,6 +42,11 @@ export interface SandboxRecord {
   /** Its egress policy (validated and normalized), applied on create, replaced by updateNetwork, re-applied on adoption. */
   networkPolicy?: NetworkPolicy;
   runtime?: RuntimeState;
+  /**
+   * Paused to disk (microVMs): the VM was saved into `suspended/` in the sandbox's
+   * directory and its process ended; resume restores it from there.
+   */
+  suspended?: boolean;
   hostname: string;
   /** envd's access token: every call to the sandbox's envd must carry it. */
   accessToken: string;
@@ -117,7 +122,7 @@ export interface SandboxManagerOptions {
   readyTimeoutMs?: Partial<Record<DriverName, number>>;
   /** How often to look for sandboxes whose process died. */
   monitorIntervalMs?: number;
-  /** Wait for another node on this host to close instead of failing (tests run one after another). */
+  /** Wait (up to 5 minutes) for another node on this host to close instead of failing (tests run one after another). */
   waitForLock?: boolean;
   logger?: Logger;
 }
@@ -212,7 +217,12 @@ export class SandboxManager extends EventEmitter<SandboxManagerEvents> {
     await mkdir(NODE_LOCK_DIR, { recursive: true });
     let lock: FileLock;
     try {
-      lock = await lockFile(join(NODE_LOCK_DIR, 'node.lock'), { noWait: !options.waitForLock });
+      // Waiting is bounded: a node that never closes (a test that failed half-way) must
+      // not hang whoever comes next.
+      lock = await lockFile(join(NODE_LOCK_DIR, 'node.lock'), {
+        noWait: !options.waitForLock,
+        signal: options.waitForLock ? AbortSignal.timeout(300_000) : undefined,
+      });
     } catch (e) {
       if (e instanceof LockBusyError) {
         throw new NodeBusyError('another aiva node runs on this host (aiva up, or an aiva sandbox command)');
@@ -545,17 +555,23 @@ export class SandboxManager extends EventEmitter<SandboxManagerEvents> {
       )
         throw new SandboxSpecError(`checkpoint ${name} already exists`);
       const runtime = this.runtime(r.driver);
-      const state = this.mustRun(r);
       await mkdir(join(this.checkpointDir, 'tmp'), { recursive: true });
       const work = await mkdtemp(join(this.checkpointDir, 'tmp', `${name}.`));
       try {
-        const running = r.state === 'running';
-        if (running) await runtime.pause(this.ref(r), state);
         let saved: CheckpointResult;
-        try {
-          saved = await runtime.checkpoint(this.ref(r), state, work, signal);
-        } finally {
-          if (running) await runtime.resume(this.ref(r), state);
+        if (r.suspended) {
+          // Paused to disk: what a checkpoint would hold is there already.
+          await runCommand('cp', ['-a', '--sparse=always', `${this.suspendedDir(r)}/.`, work]);
+          saved = { memory: true };
+        } else {
+          const state = this.mustRun(r);
+          const running = r.state === 'running';
+          if (running) await runtime.pause(this.ref(r), state);
+          try {
+            saved = await runtime.checkpoint(this.ref(r), state, work, signal);
+          } finally {
+            if (running) await runtime.resume(this.ref(r), state);
+          }
         }
         const record: CheckpointRecord = {
           name,
@@ -633,24 +649,78 @@ export class SandboxManager extends EventEmitter<SandboxManagerEvents> {
     await rm(dir, { recursive: true, force: true });
   }
 
+  private suspendedDir(r: SandboxRecord): string {
+    return join(this.sandboxDir(r.id), 'suspended');
+  }
+
+  /**
+   * Pauses the sandbox with its memory kept. Containers are frozen in place. MicroVMs
+   * are saved to disk (RAM, device state, disk) and their process ends, so that a paused
+   * VM holds no memory; its network stays. If the save fails the VM stays frozen in
+   * memory instead, which is still a pause.
+   */
   async pause(id: string): Promise<SandboxInfo> {
     return this.serialize(id, async () => {
       const r = this.mustGet(id);
       nextState(id, r.state, 'pause');
-      await this.runtime(r.driver).pause(this.ref(r), this.mustRun(r));
+      const runtime = this.runtime(r.driver);
+      const state = this.mustRun(r);
+      await runtime.pause(this.ref(r), state);
+      if (r.driver !== 'container') await this.suspend(r, runtime, state);
       await this.transition(r, 'pause');
       return { ...r };
     });
+  }
+
+  private async suspend(r: SandboxRecord, runtime: SandboxRuntime, state: RuntimeState): Promise<void> {
+    const dir = this.suspendedDir(r);
+    await rm(dir, { recursive: true, force: true });
+    await mkdir(dir);
+    try {
+      await runtime.checkpoint(this.ref(r), state, dir);
+    } catch (e) {
+      await rm(dir, { recursive: true, force: true });
+      this.log.warn(
+        { sandbox: r.id, err: e },
+        'saving the paused VM to disk failed: it stays paused in memory',
+      );
+      return;
+    }
+    // Marked before the process goes: a crash from here on finds the saved VM on restart.
+    r.suspended = true;
+    await this.save(r);
+    await runtime.stop(this.ref(r), state, 5000);
+    r.runtime = undefined;
+    await this.save(r);
+    this.log.info({ sandbox: r.id }, 'paused VM saved to disk; its process ended');
   }
 
   async resume(id: string): Promise<SandboxInfo> {
     return this.serialize(id, async () => {
       const r = this.mustGet(id);
       nextState(id, r.state, 'resume');
-      await this.runtime(r.driver).resume(this.ref(r), this.mustRun(r));
+      const runtime = this.runtime(r.driver);
+      if (r.suspended) await this.wake(r, runtime);
+      else await runtime.resume(this.ref(r), this.mustRun(r));
       await this.transition(r, 'resume');
       return { ...r };
     });
+  }
+
+  /** Restores a VM paused to disk, in the same sandbox: same id, network, token. */
+  private async wake(r: SandboxRecord, runtime: SandboxRuntime): Promise<void> {
+    const spec = { ...(await this.spec(r)), restoreFrom: this.suspendedDir(r) };
+    r.runtime = await runtime.start(spec);
+    r.suspended = false;
+    await this.save(r);
+    await rm(this.suspendedDir(r), { recursive: true, force: true });
+    if (!r.network) throw new Error(`sandbox ${r.id} has no network`);
+    // The clock stood still while it was saved, and its random state is an old one.
+    await initEnvd(
+      r.network.address,
+      { timestamp: new Date().toISOString(), entropy: randomBytes(64).toString('hex') },
+      r.accessToken,
+    );
   }
 
   /** Stops the sandbox at once and frees everything it took. */
@@ -805,6 +875,15 @@ export class SandboxManager extends EventEmitter<SandboxManagerEvents> {
           : false;
       if (live) {
         this.log.info({ sandbox: r.id, state: r.state }, 'adopted a running sandbox');
+        continue;
+      }
+      if (r.state === 'paused' && r.suspended) {
+        // Paused to disk: nothing runs, the saved VM waits for a resume. A process left
+        // from the moment of the save (a crash between save and stop) goes.
+        if (r.runtime) await runtime?.stop(this.ref(r), r.runtime, 0);
+        r.runtime = undefined;
+        await this.save(r);
+        this.log.info({ sandbox: r.id }, 'adopted a sandbox paused to disk');
         continue;
       }
       if (r.state === 'error' && !r.runtime && !r.network) continue;
