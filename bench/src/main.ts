@@ -4,6 +4,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Benchmark, BenchResult } from './bench.js';
+import { checkpointBenchmark } from './checkpoint.js';
 import { envdBenchmark } from './envd.js';
 import { networkBenchmark } from './network.js';
 import { runtimesBenchmark } from './runtimes.js';
@@ -16,6 +17,7 @@ const benchmarks: Benchmark[] = [
   runtimesBenchmark,
   networkBenchmark,
   vmSnapshotBenchmark,
+  checkpointBenchmark,
   sdkBenchmark,
 ];
 

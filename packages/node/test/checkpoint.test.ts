@@ -1,7 +1,7 @@
 // Checkpoints: a sandbox saved under a name, and independent copies made from it. On
 // microVMs the copy resumes the saved processes and memory; containers keep files only.
 import assert from 'node:assert/strict';
-import { readdir, stat } from 'node:fs/promises';
+import { readdir, rm, stat, truncate } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { ConnectError } from '@connectrpc/connect';
@@ -118,6 +118,13 @@ for (const driver of ['container', 'qemu-microvm'] as const satisfies DriverName
         ['taken'],
       );
       assert.deepEqual(await readdir(join(home, 'checkpoints', 'tmp')), [], 'no half-written checkpoint');
+      // A damaged checkpoint: the create fails with the reason, and leaves nothing.
+      await m.checkpoint(src.id, 'damaged');
+      const damaged = join(home, 'checkpoints', 'damaged');
+      if (memory) await truncate(join(damaged, 'state'), 4096);
+      else await rm(join(damaged, 'upper'), { recursive: true });
+      await assert.rejects(m.create({ fromCheckpoint: 'damaged' }), /could not start/);
+      await m.removeCheckpoint('damaged');
       assert.equal(m.list().length, 1, 'no sandbox was left by the refused creates');
       await m.kill(src.id);
       // The checkpoint outlives its source.
