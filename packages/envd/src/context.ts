@@ -13,6 +13,8 @@ export interface Envd {
   helper: string;
   processes: ProcessManager;
   metadata: MetadataStore;
+  /** /health answers 204 only once this is true (see warm-up.ts); true unless main.ts warms up first. */
+  ready: boolean;
 }
 
 /** The user a call runs as: its Basic auth user, else the default user from /init. */

@@ -3,6 +3,7 @@ import { defaultHelperPath } from './native.js';
 import { createEnvdServer } from './server.js';
 import { EnvdState } from './state.js';
 import { ENVD_VERSION } from './version.js';
+import { warmUp } from './warm-up.js';
 
 const usage = `usage: envd [--host ADDR] [--port N] [--helper PATH]
   --host    address to listen on (env ENVD_HOST, default 0.0.0.0)
@@ -45,9 +46,21 @@ function main(): void {
     process.stderr.write(`envd: cannot listen on ${host}:${port}: ${e.message}\n`);
     process.exit(1);
   });
-  server.listen(port, host, () =>
-    process.stdout.write(`envd ${ENVD_VERSION} listening on ${host}:${port}\n`),
-  );
+  // Healthy once warmed up: the first command a tenant runs does not pay for compiling
+  // envd's process path, and a VM template saved when healthy has it compiled already.
+  envd.ready = false;
+  server.listen(port, host, () => {
+    process.stdout.write(`envd ${ENVD_VERSION} listening on ${host}:${port}\n`);
+    const t0 = Date.now();
+    void warmUp(port)
+      .then(
+        () => process.stdout.write(`envd: warmed up in ${Date.now() - t0} ms\n`),
+        (e: Error) => process.stderr.write(`envd: warm-up failed (${e.message}); serving anyway\n`),
+      )
+      .finally(() => {
+        envd.ready = true;
+      });
+  });
   const stop = (signal: string) => {
     process.stdout.write(`envd: ${signal}, stopping\n`);
     envd.processes.killAll();

@@ -42,6 +42,7 @@ export function createEnvdServer(options: EnvdOptions): EnvdServer {
     helper,
     processes: new ProcessManager(helper),
     metadata: new MetadataStore(helper),
+    ready: true,
   };
   const metrics = new MetricsSampler();
 
@@ -50,6 +51,7 @@ export function createEnvdServer(options: EnvdOptions): EnvdServer {
     const route = `${req.method} ${url.pathname}`;
     switch (route) {
       case 'GET /health':
+        if (!envd.ready) return json(res, 503, { message: 'envd is starting' });
         res.writeHead(204, { 'e2b-envd-version': ENVD_VERSION }).end();
         return;
       case 'GET /files':

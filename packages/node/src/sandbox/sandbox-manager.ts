@@ -832,7 +832,9 @@ export class SandboxManager extends EventEmitter<SandboxManagerEvents> {
       const state = r.runtime;
       if (!runtime || (await runtime.alive(state))) continue;
       await this.serialize(r.id, async () => {
-        if (r.state !== 'running' && r.state !== 'paused') return;
+        // What ran before it got here may have changed the sandbox: a pause to disk ends
+        // the process on purpose, a resume starts another.
+        if (r.runtime !== state || (r.state !== 'running' && r.state !== 'paused')) return;
         const why = await this.explain(
           new Error(`the ${r.driver} process (pid ${state.pid}) exited`),
           this.ref(r),

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { ENVD_PORT, execInSandbox, newSandboxId } from '@aiva/node';
+import { newSandboxId } from '@aiva/node';
 import type { Logger } from 'pino';
 import type { SandboxNode } from '../nodes/sandbox-node.js';
 
@@ -62,14 +62,8 @@ export class WarmPool {
       while (!this.closed && ids.length < want && this.room()) {
         const id = newSandboxId();
         try {
-          const accessToken = randomBytes(24).toString('hex');
-          await this.node.create({ id, template, accessToken });
-          // One command through envd before anyone's: its process path is compiled and
-          // warm, so the tenant's first command does not pay for that (~50 ms).
-          const envd = this.node.endpoint(id, ENVD_PORT);
-          if (envd) await execInSandbox(envd.host, 'true', { accessToken });
+          await this.node.create({ id, template, accessToken: randomBytes(24).toString('hex') });
         } catch (e) {
-          await this.node.kill(id).catch(() => {});
           this.log.warn({ template, err: e }, 'could not make a pooled sandbox; retrying in 5 s');
           await new Promise((r) => setTimeout(r, 5000).unref());
           continue;
