@@ -19,6 +19,7 @@ import { sandboxes } from '../db/schema.js';
 import type { ServerMetrics } from '../metrics/server-metrics.js';
 import type { NodeNetworkPolicy, SandboxNode, SandboxUsage } from '../nodes/sandbox-node.js';
 import { parseConsoleLog } from './console-log.js';
+import { keysetPage, parseCursor } from './keyset-page.js';
 import type { Caller } from './team-service.js';
 import { WarmPool } from './warm-pool.js';
 
@@ -407,12 +408,7 @@ export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
       .where(and(...where))
       .orderBy(...by)
       .limit(limit + 1);
-    const page = rows.slice(0, limit);
-    const last = page.at(-1);
-    const nextToken =
-      rows.length > limit && last
-        ? Buffer.from(JSON.stringify({ t: last.startedAt.toISOString(), id: last.id })).toString('base64url')
-        : undefined;
+    const { page, nextToken } = keysetPage(rows, limit, (r) => r.startedAt);
     return { items: page.map((r) => this.listed(r)), nextToken };
   }
 
@@ -702,18 +698,6 @@ export function parseMetadataFilter(value: string): Record<string, string> {
     }
   }
   return filter;
-}
-
-/** The position a list's `nextToken` (base64url JSON of the last item's time and id) stands for. */
-export function parseCursor(token: string): { t: string; id: string } {
-  try {
-    const c = JSON.parse(Buffer.from(token, 'base64url').toString('utf8')) as { t?: unknown; id?: unknown };
-    if (typeof c.t === 'string' && typeof c.id === 'string' && !Number.isNaN(Date.parse(c.t)))
-      return { t: c.t, id: c.id };
-  } catch {
-    // fall through
-  }
-  throw badRequest('nextToken is not a token this server issued');
 }
 
 /**

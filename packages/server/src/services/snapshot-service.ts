@@ -6,7 +6,8 @@ import { ApiError, badRequest, conflict } from '../api/errors.js';
 import type { Database } from '../db/database.js';
 import { snapshots } from '../db/schema.js';
 import type { SandboxNode } from '../nodes/sandbox-node.js';
-import { parseCursor, type SandboxService, type SnapshotSource } from './sandbox-service.js';
+import { keysetPage, parseCursor } from './keyset-page.js';
+import type { SandboxService, SnapshotSource } from './sandbox-service.js';
 import type { Caller } from './team-service.js';
 
 type Row = typeof snapshots.$inferSelect;
@@ -147,12 +148,7 @@ export class SnapshotService {
       .where(and(...where))
       .orderBy(desc(snapshots.createdAt), desc(snapshots.id))
       .limit(limit + 1);
-    const page = rows.slice(0, limit);
-    const last = page.at(-1);
-    const nextToken =
-      rows.length > limit && last
-        ? Buffer.from(JSON.stringify({ t: last.createdAt.toISOString(), id: last.id })).toString('base64url')
-        : undefined;
+    const { page, nextToken } = keysetPage(rows, limit, (r) => r.createdAt);
     return { items: page.map((r) => this.info(r)), nextToken };
   }
 
