@@ -37,6 +37,7 @@ const packages = {
   test: {
     attr: 'tests read extended attributes (getfattr)',
     openssl: 'the host-routing test makes a CA and a TLS certificate',
+    'postgresql-15': 'the --database-url test runs a PostgreSQL server of its own (initdb, pg_ctl)',
   },
 };
 const wanted = { ...packages.run, ...(purpose === 'test' ? packages.test : {}) };
