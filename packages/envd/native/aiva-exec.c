@@ -550,9 +550,10 @@ static int cmd_reseed_rng(int argc, char **argv) {
     struct rand_pool_info info;
     char bytes[512];
   } seed;
-  memcpy(seed.bytes, argv[0], hexlen);
-  ssize_t n = unhex(seed.bytes, hexlen);
+  // Decoded in place first: at most 1024 hex digits make at most 512 bytes.
+  ssize_t n = unhex(argv[0], hexlen);
   if (n <= 0) usage();
+  memcpy(seed.bytes, argv[0], (size_t)n);
   seed.info.buf_size = (int)n;
   seed.info.entropy_count = (int)n * 8;
   int fd = open("/dev/urandom", O_WRONLY | O_CLOEXEC);

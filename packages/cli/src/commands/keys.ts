@@ -52,7 +52,15 @@ async function viaServer(): Promise<KeyStore | undefined> {
 async function viaDatabase(databaseUrl?: string): Promise<KeyStore> {
   const d = await openDatabase({ databaseUrl, pgliteDir: join(dataDir(), 'db') });
   const teams = new TeamService(d.db);
-  const { teamId } = await teams.ensureFirstTeam();
+  // The first team and its key are made by the server's first start, which shows the key
+  // and keeps it in credentials.json: made here, that key would be lost.
+  const teamId = await teams.firstTeam();
+  if (!teamId) {
+    await d.close();
+    throw new Error(
+      'there is no team yet: start the server once (npm start) to make the first team and its key',
+    );
+  }
   return {
     list: () => teams.listKeys(teamId),
     create: (name) => teams.createKey(teamId, name),

@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { access, open, readFile } from 'node:fs/promises';
+import { access, open, readFile, rm } from 'node:fs/promises';
 import { Cgroup, type CgroupLimits } from '../host/cgroups.js';
 import { isSameProcess, processStartTime, signalProcess, waitForExit } from '../host/proc.js';
 import { RuntimeError, type RuntimeSpec, type SandboxRef } from './types.js';
@@ -32,6 +32,8 @@ export async function launchVmm(
   launch: VmmLaunch,
 ): Promise<{ pid: number; pidStartTime: number }> {
   const cgroup = await Cgroup.at(vmmCgroupPath(spec.id));
+  // A VMM that ran here before (a VM paused to disk) left its socket: it would pass for the new one's.
+  await rm(launch.socket, { force: true });
   // Join the cgroup, then the network namespace, then become the VMM: one pid throughout.
   const argv = cgroup.wrap(['nsenter', `--net=/run/netns/${spec.network.netns}`, '--', ...launch.argv]);
   const log = await open(launch.log, 'a');

@@ -76,13 +76,12 @@ export interface CheckpointRecord {
   memory: boolean;
   /** The token the saved envd holds (memory checkpoints): a copy's `/init` needs it to take its own. */
   accessToken?: string;
-  hostname: string;
   /** What the checkpoint takes on disk. */
   bytes: number;
   createdAt: string;
 }
 
-export const CHECKPOINT_NAME_PATTERN = /^[a-z0-9][a-z0-9_-]{0,62}$/;
+const CHECKPOINT_NAME_PATTERN = /^[a-z0-9][a-z0-9_-]{0,62}$/;
 
 export interface CreateSandboxOptions {
   /** Chosen by the caller (the server) or generated. Lower-case letters and digits. */
@@ -583,7 +582,6 @@ export class SandboxManager extends EventEmitter<SandboxManagerEvents> {
           networkPolicy: r.networkPolicy,
           memory: saved.memory,
           accessToken: saved.memory ? r.accessToken : undefined,
-          hostname: r.hostname,
           bytes: await diskUsage(work),
           createdAt: new Date().toISOString(),
         };
@@ -689,7 +687,8 @@ export class SandboxManager extends EventEmitter<SandboxManagerEvents> {
     // Marked before the process goes: a crash from here on finds the saved VM on restart.
     r.suspended = true;
     await this.save(r);
-    await runtime.stop(this.ref(r), state, 5000);
+    // Its state is saved: no need to let the guest wind down.
+    await runtime.stop(this.ref(r), state, 1000);
     r.runtime = undefined;
     await this.save(r);
     this.log.info({ sandbox: r.id }, 'paused VM saved to disk; its process ended');
@@ -714,12 +713,14 @@ export class SandboxManager extends EventEmitter<SandboxManagerEvents> {
     r.suspended = false;
     await this.save(r);
     await rm(this.suspendedDir(r), { recursive: true, force: true });
-    if (!r.network) throw new Error(`sandbox ${r.id} has no network`);
-    // The clock stood still while it was saved, and its random state is an old one.
+    // The clock stood still while it was saved, and its random state is an old one. The VM
+    // runs either way: a failure here is logged, not a failed resume.
     await initEnvd(
-      r.network.address,
+      r.network?.address ?? '',
       { timestamp: new Date().toISOString(), entropy: randomBytes(64).toString('hex') },
       r.accessToken,
+    ).catch((e: Error) =>
+      this.log.warn({ sandbox: r.id, err: e }, 'resumed VM did not take the clock and entropy'),
     );
   }
 
@@ -871,21 +872,22 @@ export class SandboxManager extends EventEmitter<SandboxManagerEvents> {
       this.net.claim(r.slot);
       this.records.set(r.id, r);
       const runtime = this.options.runtimes.get(r.driver);
+      if (r.suspended && (r.state === 'running' || r.state === 'paused')) {
+        // Saved to disk (the node may have stopped before the pause was recorded, or before
+        // the process ended): nothing runs, the saved VM waits for a resume.
+        if (r.runtime) await runtime?.stop(this.ref(r), r.runtime, 0);
+        r.runtime = undefined;
+        r.state = 'paused';
+        await this.save(r);
+        this.log.info({ sandbox: r.id }, 'adopted a sandbox paused to disk');
+        continue;
+      }
       const live =
         (r.state === 'running' || r.state === 'paused') && r.runtime && runtime
           ? await runtime.alive(r.runtime)
           : false;
       if (live) {
         this.log.info({ sandbox: r.id, state: r.state }, 'adopted a running sandbox');
-        continue;
-      }
-      if (r.state === 'paused' && r.suspended) {
-        // Paused to disk: nothing runs, the saved VM waits for a resume. A process left
-        // from the moment of the save (a crash between save and stop) goes.
-        if (r.runtime) await runtime?.stop(this.ref(r), r.runtime, 0);
-        r.runtime = undefined;
-        await this.save(r);
-        this.log.info({ sandbox: r.id }, 'adopted a sandbox paused to disk');
         continue;
       }
       if (r.state === 'error' && !r.runtime && !r.network) continue;

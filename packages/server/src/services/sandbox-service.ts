@@ -87,7 +87,7 @@ export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
   private ticker: NodeJS.Timeout | undefined;
   private sampler: NodeJS.Timeout | undefined;
   private readonly expiring = new Set<string>();
-  private readonly waking = new Map<string, Promise<boolean>>();
+  private readonly resuming = new Map<string, Promise<void>>();
   private pool: WarmPool | undefined;
   private readonly db: Database;
   private readonly node: SandboxNode;
@@ -125,7 +125,7 @@ export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
         continue;
       }
       this.live.set(row.id, this.toLive(row, n.state));
-      if (n.state !== row.state) await this.setState(row.id, n.state);
+      if (n.state !== row.state) await this.updateLive(row.id, { state: n.state });
     }
     for (const orphan of onNode.values()) {
       this.log.warn({ sandbox: orphan.id }, 'killing a sandbox the database does not know');
@@ -259,7 +259,6 @@ export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
       startedAt: now,
       endAt: new Date(now.getTime() + timeoutS * 1000),
     };
-    await this.db.insert(sandboxes).values(row);
     const live: LiveSandbox = {
       id,
       teamId: caller.teamId,
@@ -271,9 +270,11 @@ export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
       trafficAccessToken: row.trafficAccessToken ?? undefined,
       autoResume: row.autoResume ?? false,
     };
+    // Counted before anything is awaited: concurrent creates (a fork's) see each other's.
     this.live.set(id, live);
     const started = performance.now();
     try {
+      await this.db.insert(sandboxes).values(row);
       const request = { envVars: body.envVars, accessToken: row.envdAccessToken, network: policy };
       const n = pooled
         ? await this.node.claim(id, request)
@@ -281,18 +282,15 @@ export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
       // The sandbox lives `timeout` seconds from when it is ready, not from when it was asked for.
       const readyAt = new Date();
       const endAt = new Date(readyAt.getTime() + timeoutS * 1000);
-      await this.db
-        .update(sandboxes)
-        .set({
-          state: 'running',
-          cpuCount: n.vcpus,
-          memoryMb: n.memoryMiB,
-          diskSizeMb: n.diskMiB,
-          envdVersion: n.envdVersion,
-          startedAt: readyAt,
-          endAt,
-        })
-        .where(eq(sandboxes.id, id));
+      await this.updateLive(id, {
+        state: 'running',
+        cpuCount: n.vcpus,
+        memoryMb: n.memoryMiB,
+        diskSizeMb: n.diskMiB,
+        envdVersion: n.envdVersion,
+        startedAt: readyAt,
+        endAt,
+      });
       Object.assign(live, { state: 'running', endAt: endAt.getTime(), memoryMb: n.memoryMiB });
       this.options.metrics.createSeconds.observe((performance.now() - started) / 1000);
       this.updateGauges();
@@ -320,7 +318,8 @@ export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
       this.live.delete(id);
       await this.db.delete(sandboxes).where(eq(sandboxes.id, id));
       this.updateGauges();
-      if (pooled) await this.node.kill(id).catch(() => {});
+      // Whatever the node holds of it goes: a pooled sandbox, or one whose row failed.
+      await this.node.kill(id).catch(() => {});
       if (pooled && !(e instanceof SandboxSpecError)) {
         // The pooled sandbox was no good: make one the ordinary way.
         this.log.warn({ sandbox: id, err: e }, 'a pooled sandbox could not be handed over; creating one');
@@ -439,8 +438,15 @@ export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
     await this.db.update(sandboxes).set({ state, endedAt: new Date(), error }).where(eq(sandboxes.id, id));
   }
 
-  private async setState(id: string, state: Row['state']): Promise<void> {
-    await this.db.update(sandboxes).set({ state }).where(eq(sandboxes.id, id));
+  /**
+   * Updates the row of a sandbox that has not ended: a write that lands after `end`
+   * (a resume that was under way) does not bring the row back.
+   */
+  private async updateLive(id: string, set: Partial<typeof sandboxes.$inferInsert>): Promise<void> {
+    await this.db
+      .update(sandboxes)
+      .set(set)
+      .where(and(eq(sandboxes.id, id), inArray(sandboxes.state, ['creating', 'running', 'paused'])));
   }
 
   /** Sets the end time to now + `timeoutS`, earlier or later than before. */
@@ -475,37 +481,40 @@ export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
    * proxy asks); it then runs at least AUTO_RESUME_S seconds. Concurrent requests share
    * one resume. False if the sandbox is not one to wake.
    */
-  wake(id: string): Promise<boolean> {
+  async wake(id: string): Promise<boolean> {
     const live = this.live.get(id);
-    if (live?.state !== 'paused' || !live.autoResume) return Promise.resolve(false);
-    let waking = this.waking.get(id);
-    if (!waking) {
-      waking = (async () => {
+    if (live?.state !== 'paused' || !live.autoResume) return false;
+    try {
+      await this.resume(id, live);
+    } catch (e) {
+      this.log.error({ sandbox: id, err: e }, 'resuming a sandbox for traffic failed');
+      return false;
+    }
+    live.endAt = Math.max(live.endAt, Date.now() + AUTO_RESUME_S * 1000);
+    await this.updateLive(id, { endAt: new Date(live.endAt) });
+    this.log.info({ sandbox: id }, 'sandbox resumed by traffic');
+    return true;
+  }
+
+  /** Resumes a paused sandbox; concurrent callers (the proxy's wakes, connects) share one resume. */
+  private resume(id: string, live: LiveSandbox): Promise<void> {
+    let resuming = this.resuming.get(id);
+    if (!resuming) {
+      resuming = (async () => {
         await this.node.resume(id);
         live.state = 'running';
-        live.endAt = Math.max(live.endAt, Date.now() + AUTO_RESUME_S * 1000);
-        await this.db
-          .update(sandboxes)
-          .set({ state: 'running', endAt: new Date(live.endAt) })
-          .where(eq(sandboxes.id, id));
+        await this.updateLive(id, { state: 'running' });
         this.updateGauges();
-        this.log.info({ sandbox: id }, 'sandbox resumed by traffic');
-        return true;
-      })()
-        .catch((e: Error) => {
-          this.log.error({ sandbox: id, err: e }, 'resuming a sandbox for traffic failed');
-          return false;
-        })
-        .finally(() => this.waking.delete(id));
-      this.waking.set(id, waking);
+      })().finally(() => this.resuming.delete(id));
+      this.resuming.set(id, resuming);
     }
-    return waking;
+    return resuming;
   }
 
   async setTimeout(caller: Caller, id: string, timeoutS: number): Promise<void> {
     await this.row(caller, id);
     const endAt = new Date(Date.now() + timeoutS * 1000);
-    await this.db.update(sandboxes).set({ endAt }).where(eq(sandboxes.id, id));
+    await this.updateLive(id, { endAt });
     const live = this.live.get(id);
     if (live) live.endAt = endAt.getTime();
   }
@@ -522,19 +531,12 @@ export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
     const row = await this.row(caller, id);
     const live = this.live.get(id);
     if (!live) throw notFound(`sandbox ${id} not found`);
-    const resumed = row.state === 'paused';
-    if (resumed) {
-      await this.node.resume(id);
-      live.state = 'running';
-      await this.setState(id, 'running');
-    }
+    const resumed = live.state === 'paused';
+    if (resumed) await this.resume(id, live);
     const wanted = Date.now() + timeoutS * 1000;
     if (resumed || wanted > live.endAt) {
       live.endAt = resumed ? wanted : Math.max(wanted, live.endAt);
-      await this.db
-        .update(sandboxes)
-        .set({ endAt: new Date(live.endAt) })
-        .where(eq(sandboxes.id, id));
+      await this.updateLive(id, { endAt: new Date(live.endAt) });
     }
     this.updateGauges();
     return {
@@ -558,15 +560,11 @@ export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
     const live = this.live.get(id);
     if (!live) throw notFound(`sandbox ${id} not found`);
     try {
-      await this.node.pause(id);
+      await this.pauseLive(live);
     } catch (e) {
       if (e instanceof SandboxStateError) throw conflict(e.message);
       throw e;
     }
-    live.state = 'paused';
-    await this.setState(id, 'paused');
-    this.emit('ended', id);
-    this.updateGauges();
   }
 
   /** Samples of the sandbox's resource use between `start` and `end` (unix seconds). */
@@ -643,17 +641,18 @@ export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
       if (s.state === 'paused' && s.onTimeout === 'pause') continue;
       this.expiring.add(s.id);
       const act =
-        s.onTimeout === 'pause' && s.state === 'running' ? this.pauseOnTimeout(s) : this.end(s.id, 'timeout');
+        s.onTimeout === 'pause' && s.state === 'running' ? this.pauseLive(s) : this.end(s.id, 'timeout');
       void act
         .catch((e: Error) => this.log.error({ sandbox: s.id, err: e }, 'ending an expired sandbox failed'))
         .finally(() => this.expiring.delete(s.id));
     }
   }
 
-  private async pauseOnTimeout(s: LiveSandbox): Promise<void> {
+  /** Pauses a live sandbox (on request, or at its timeout with autoPause); its open streams are reset. */
+  private async pauseLive(s: LiveSandbox): Promise<void> {
     await this.node.pause(s.id);
     s.state = 'paused';
-    await this.setState(s.id, 'paused');
+    await this.updateLive(s.id, { state: 'paused' });
     this.emit('ended', s.id);
     this.updateGauges();
   }

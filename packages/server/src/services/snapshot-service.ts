@@ -82,6 +82,8 @@ export class SnapshotService {
           nodeId: this.node.id,
           memory: checkpoint.memory,
           sizeBytes: checkpoint.bytes,
+          // Set here, in milliseconds like list cursors (the database's now() has microseconds).
+          createdAt: new Date(),
         })
         .returning();
       if (!row) throw new Error('the snapshot row was not stored');

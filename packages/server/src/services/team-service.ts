@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { and, asc, eq, sql } from 'drizzle-orm';
-import { API_KEY_PATTERN, apiKeyPrefix, hashApiKey, newApiKey, sameDigest } from '../auth/api-keys.js';
+import { API_KEY_PATTERN, apiKeyPrefix, hashApiKey, newApiKey } from '../auth/api-keys.js';
 import type { Database } from '../db/database.js';
 import { apiKeys, teams } from '../db/schema.js';
 
@@ -29,10 +29,16 @@ export class TeamService {
 
   constructor(private readonly db: Database) {}
 
+  /** The team made on first start, if the server has started once. */
+  async firstTeam(): Promise<string | undefined> {
+    const [first] = await this.db.select().from(teams).orderBy(asc(teams.createdAt)).limit(1);
+    return first?.id;
+  }
+
   /** On first start: a team named `default` and its first key (returned only then). */
   async ensureFirstTeam(): Promise<{ teamId: string; apiKey?: string }> {
-    const existing = await this.db.select().from(teams).orderBy(asc(teams.createdAt)).limit(1);
-    if (existing[0]) return { teamId: existing[0].id };
+    const existing = await this.firstTeam();
+    if (existing) return { teamId: existing };
     const teamId = newId('team');
     await this.db.insert(teams).values({ id: teamId, name: 'default', operator: true });
     const { key } = await this.createKey(teamId, 'admin');
@@ -87,7 +93,7 @@ export class TeamService {
     const cached = this.cache.get(digest);
     if (cached && cached.until > Date.now()) return cached.caller;
     const [row] = await this.db.select().from(apiKeys).where(eq(apiKeys.keyHash, digest)).limit(1);
-    if (!row || !sameDigest(row.keyHash, digest)) return undefined;
+    if (!row) return undefined;
     const caller = { teamId: row.teamId, keyId: row.id };
     this.cache.set(digest, { caller, until: Date.now() + CACHE_MS });
     await this.db.update(apiKeys).set({ lastUsedAt: sql`now()` }).where(eq(apiKeys.id, row.id));

@@ -198,8 +198,6 @@ export class QemuRuntime implements SandboxRuntime {
     const f = this.files(spec);
     const t0 = Date.now();
     try {
-      // The socket of a QEMU that ran here before (a VM paused to disk) would be taken for the new one's.
-      await rm(f.qmpSocket, { force: true });
       await runCommand('cp', ['--sparse=always', join(dir, 'disk.qcow2'), f.disk], { signal });
       const state = await this.restore(
         spec,
