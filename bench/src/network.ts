@@ -40,7 +40,7 @@ const median = (xs: number[]) =>
   );
 
 /**
- * A TCP server for the sandbox (Node, run with `node -e`): a connection's first byte
+ * A TCP server for the sandbox (Node, written to a file there): a connection's first byte
  * picks the test — `s` sink (counts N bytes, answers one byte), `g` source (sends N
  * bytes), `e` echo.
  */

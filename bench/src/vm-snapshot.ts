@@ -40,7 +40,6 @@ const sorted = (xs: number[]) => [...xs].sort((a, b) => a - b);
 const p50 = (xs: number[]) => quantile(sorted(xs), 0.5);
 const p95 = (xs: number[]) => quantile(sorted(xs), 0.95);
 
-/** GET /health on a connection of its own (each clone is a new guest on the same address). */
 /** Spawn→envd-ready is timed up to the same /health answer the sandbox manager waits for. */
 const healthy = (address: string, timeoutMs: number) => waitForEnvd(address, { timeoutMs });
 

@@ -2,7 +2,7 @@ export { type ExecOptions, type ExecResult, envdHeaders, execInSandbox } from '.
 export { ENVD_PORT, type EnvdInit, type EnvdMetrics, envdMetrics } from './envd/envd-http.js';
 export { CommandError, runCommand } from './host/command.js';
 export { LockBusyError, lockFile } from './host/file-lock.js';
-export { type HostResources, hostResources, leftoverHostResources } from './host/host-resources.js';
+export { hostResources } from './host/host-resources.js';
 export { type BuildReporter, ImageBuildError, silentReporter } from './image/build-reporter.js';
 export {
   GUEST_DIR,
@@ -36,7 +36,6 @@ export {
   SandboxSpecError,
 } from './runtime/types.js';
 export {
-  CHECKPOINT_NAME_PATTERN,
   type CheckpointRecord,
   type CreateSandboxOptions,
   NodeBusyError,

@@ -13,8 +13,6 @@ export interface LocalNodeOptions extends ImageStoreOptions, RuntimeConfig {
   addressBlock?: string;
   networkPoolSize?: SandboxManagerOptions['networkPoolSize'];
   dnsUpstreams?: SandboxManagerOptions['dnsUpstreams'];
-  /** Restore qemu-microvm sandboxes from VM snapshots (default true). */
-  vmSnapshots?: boolean;
 }
 
 /** The node's parts for this host: its image store, what the host can run, and the sandbox manager. */
@@ -30,9 +28,7 @@ export async function openLocalNode(options: LocalNodeOptions): Promise<LocalNod
   const host = await checkHost();
   const runtimes = createRuntimes(host, {
     ...options,
-    vmSnapshotDir:
-      options.vmSnapshotDir ??
-      (options.vmSnapshots === false ? undefined : imagePaths(options.home).snapshots),
+    vmSnapshotDir: options.vmSnapshotDir ?? imagePaths(options.home).snapshots,
   });
   const defaultDriver = options.defaultDriver ?? host.defaultDriver;
   if (!defaultDriver) {

@@ -35,6 +35,11 @@ const ROUTES = [
   'POST /sandboxes/:id/pause',
   'GET /sandboxes/:id/metrics',
   'GET /v2/sandboxes/:id/logs',
+  'PUT /sandboxes/:id/network',
+  'POST /sandboxes/:id/fork',
+  'POST /sandboxes/:id/snapshots',
+  'GET /snapshots',
+  'DELETE /templates/:id',
   'GET /templates/aliases/:id',
   'GET /v1/keys',
   'POST /v1/keys',
@@ -120,10 +125,10 @@ test('no random request gets a 5xx, leaks a sandbox or stops the server', async 
         const headers: Record<string, string> = {};
         if (auth === 'valid') headers['x-api-key'] = up.apiKey;
         if (auth === 'garbage') headers['x-api-key'] = 'e2b_not-a-key';
-        // Never kill or pause the target, so that every run sees the same world.
+        // Never kill, pause, fork or re-police the target, so that every run sees the same world.
         if (
           id === existing.sandboxId &&
-          (method === 'DELETE' || path.endsWith('/pause') || path.endsWith('/timeout'))
+          (method === 'DELETE' || /\/(pause|timeout|fork|network)$/.test(path))
         )
           return;
         if (b) headers['content-type'] = b.type;

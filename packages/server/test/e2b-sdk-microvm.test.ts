@@ -44,7 +44,7 @@ test('a microVM sandbox through the e2b SDK', { timeout: 600_000 }, async (t) =>
   await pty.wait();
   assert.match(output, /\b90\b/);
 
-  // Pause keeps memory (QMP stop); connect resumes it with its processes.
+  // Pause saves the VM to disk and ends QEMU; connect restores it with its processes.
   const sleeper = await a.commands.run('sleep 3600', { background: true });
   assert.equal(await a.pause(), true);
   assert.equal((await a.getInfo()).state, 'paused');

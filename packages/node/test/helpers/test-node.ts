@@ -59,7 +59,6 @@ export async function closeManager(m: SandboxManager): Promise<void> {
   await m.close();
 }
 
-/** GET http://address:49983/health; the status, or the error's name (e.g. TimeoutError). */
 /**
  * envd's /health status (or the error's name), on a connection of its own: sandbox
  * addresses are reused, so a kept-alive connection from an earlier test would reach a

@@ -1,4 +1,4 @@
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 
 /** Keys look like E2B's: `e2b_` and 40 lower-case hex digits (the SDK checks the format). */
 export const API_KEY_PATTERN = /^e2b_[0-9a-f]{40}$/;
@@ -15,11 +15,4 @@ export function hashApiKey(key: string): string {
 /** Enough of a key to tell keys apart in a listing, not enough to use. */
 export function apiKeyPrefix(key: string): string {
   return `${key.slice(0, 10)}…`;
-}
-
-/** Compares two hex digests in time that does not depend on where they differ. */
-export function sameDigest(a: string, b: string): boolean {
-  const x = Buffer.from(a, 'hex');
-  const y = Buffer.from(b, 'hex');
-  return x.length === y.length && timingSafeEqual(x, y);
 }

@@ -1,7 +1,5 @@
-import { availableParallelism, totalmem } from 'node:os';
 import { envdMetrics, type LocalNode, type SandboxInfo, SandboxNotFoundError } from '@aiva/node';
 import type {
-  NodeCapacity,
   NodeCheckpoint,
   NodeNetworkPolicy,
   NodeSandbox,
@@ -39,7 +37,6 @@ export class LocalSandboxNode implements SandboxNode {
       envd: { envVars: request.envVars, accessToken: request.accessToken },
       network: request.network,
       fromCheckpoint: request.fromCheckpoint,
-      signal: request.signal,
     });
     return toNodeSandbox(info);
   }
@@ -133,10 +130,6 @@ export class LocalSandboxNode implements SandboxNode {
 
   consoleLog(id: string): Promise<string> {
     return this.node.sandboxes.consoleLog(id);
-  }
-
-  capacity(): NodeCapacity {
-    return { cpus: availableParallelism(), memoryMiB: Math.floor(totalmem() / 1024 / 1024) };
   }
 
   onSandboxFailed(listener: (id: string, reason: string) => void): void {

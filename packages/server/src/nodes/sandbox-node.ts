@@ -12,7 +12,6 @@ export interface NodeSandboxRequest {
   network?: NodeNetworkPolicy;
   /** Start from this checkpoint (`SandboxNode.checkpoint`) instead of from `template`. */
   fromCheckpoint?: string;
-  signal?: AbortSignal;
 }
 
 /** A saved sandbox on a node. */
@@ -52,11 +51,6 @@ export interface SandboxUsage {
   diskTotal: number;
 }
 
-export interface NodeCapacity {
-  cpus: number;
-  memoryMiB: number;
-}
-
 export interface SandboxNode {
   readonly id: string;
   /** Template names this node can run. */
@@ -93,7 +87,6 @@ export interface SandboxNode {
   usage(id: string): Promise<SandboxUsage>;
   /** The sandbox's console output (init and envd). */
   consoleLog(id: string): Promise<string>;
-  capacity(): NodeCapacity;
   /** Called when a sandbox ends or fails without being asked to (its process died). */
   onSandboxFailed(listener: (id: string, reason: string) => void): void;
 }

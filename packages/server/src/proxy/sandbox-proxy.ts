@@ -7,10 +7,9 @@ import {
 } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
+import { ENVD_PORT } from '@aiva/node';
 import type { Logger } from 'pino';
 import type { ServerMetrics } from '../metrics/server-metrics.js';
-
-export const ENVD_PORT = 49983;
 
 /** Where a request for a sandbox goes. */
 export interface ProxyRoute {

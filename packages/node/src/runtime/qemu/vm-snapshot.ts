@@ -197,6 +197,9 @@ export async function ensureSnapshot(
   spec: RuntimeSpec,
   o: BuildSnapshotOptions,
 ): Promise<{ snapshot: VmSnapshot; built: boolean }> {
+  // A snapshot appears whole (renamed into place): found, it needs no lock (creates' common case).
+  const ready = await findSnapshot(o.dir, o.key);
+  if (ready) return { snapshot: ready, built: false };
   await mkdir(join(o.root, 'locks'), { recursive: true });
   await mkdir(join(o.root, 'tmp'), { recursive: true });
   const name = basename(o.dir);

@@ -7,7 +7,7 @@ import { callerOf } from '../authenticate.js';
 import { notFound } from '../errors.js';
 import {
   ConnectBody,
-  ErrorBody,
+  ErrorResponses,
   ListedSandbox,
   ListQuery,
   LogsQuery,
@@ -24,14 +24,6 @@ import {
   TimeoutBody,
 } from './schemas.js';
 
-const errors = {
-  400: ErrorBody,
-  401: ErrorBody,
-  404: ErrorBody,
-  409: ErrorBody,
-  429: ErrorBody,
-  503: ErrorBody,
-};
 const tags = ['sandboxes'];
 
 /** E2B's sandbox routes (v1 and v2, as the e2b SDK 2.45–2.51 calls them). */
@@ -53,7 +45,7 @@ export function registerSandboxRoutes(
           tags,
           summary: 'Create a sandbox from a template, or from a snapshot (templateID: the snapshotID)',
           body: NewSandbox,
-          response: { 201: Sandbox, ...errors },
+          response: { 201: Sandbox, ...ErrorResponses },
         },
       },
       async (request, reply) => {
@@ -73,7 +65,7 @@ export function registerSandboxRoutes(
         tags,
         summary: 'List sandboxes (X-Next-Token when there is a next page)',
         querystring: ListQuery,
-        response: { 200: Type.Array(ListedSandbox), ...errors },
+        response: { 200: Type.Array(ListedSandbox), ...ErrorResponses },
       },
     },
     async (request, reply) => {
@@ -90,7 +82,7 @@ export function registerSandboxRoutes(
         tags,
         summary: 'List running sandboxes (deprecated in E2B: use /v2/sandboxes)',
         querystring: Type.Object({ metadata: Type.Optional(Text({ maxLength: 8192 })) }),
-        response: { 200: Type.Array(ListedSandbox), ...errors },
+        response: { 200: Type.Array(ListedSandbox), ...ErrorResponses },
       },
     },
     async (request) => {
@@ -116,7 +108,7 @@ export function registerSandboxRoutes(
         tags,
         summary: 'A sandbox',
         params: SandboxParams,
-        response: { 200: SandboxDetail, ...errors },
+        response: { 200: SandboxDetail, ...ErrorResponses },
       },
     },
     async (request) => sandboxes.get(callerOf(request), request.params.sandboxID),
@@ -129,7 +121,7 @@ export function registerSandboxRoutes(
         tags,
         summary: 'Kill a sandbox',
         params: SandboxParams,
-        response: { 204: Type.Null(), ...errors },
+        response: { 204: Type.Null(), ...ErrorResponses },
       },
     },
     async (request, reply) => {
@@ -147,7 +139,7 @@ export function registerSandboxRoutes(
         summary: 'End the sandbox `timeout` seconds from now (earlier or later than before)',
         params: SandboxParams,
         body: TimeoutBody,
-        response: { 204: Type.Null(), ...errors },
+        response: { 204: Type.Null(), ...ErrorResponses },
       },
     },
     async (request, reply) => {
@@ -165,7 +157,7 @@ export function registerSandboxRoutes(
           'Replace the sandbox’s egress policy, live (allowOut, denyOut: CIDRs, addresses, domain names; allow_internet_access)',
         params: SandboxParams,
         body: NetworkUpdateBody,
-        response: { 204: Type.Null(), ...errors },
+        response: { 204: Type.Null(), ...ErrorResponses },
       },
     },
     async (request, reply) => {
@@ -184,7 +176,7 @@ export function registerSandboxRoutes(
             'Connect to a sandbox: 200 if it runs (its end time only moves later), 201 if it was resumed',
           params: SandboxParams,
           body: ConnectBody,
-          response: { 200: Sandbox, 201: Sandbox, ...errors },
+          response: { 200: Sandbox, 201: Sandbox, ...ErrorResponses },
         },
       },
       async (request, reply) => {
@@ -206,7 +198,7 @@ export function registerSandboxRoutes(
         summary: 'Pause a sandbox (409 if it already is)',
         params: SandboxParams,
         body: Type.Optional(PauseBody),
-        response: { 204: Type.Null(), ...errors },
+        response: { 204: Type.Null(), ...ErrorResponses },
       },
     },
     async (request, reply) => {
@@ -224,7 +216,7 @@ export function registerSandboxRoutes(
           'CPU, memory and disk samples of a sandbox (every 5 s), between start and end (unix seconds)',
         params: SandboxParams,
         querystring: MetricsQuery,
-        response: { 200: Type.Array(SandboxMetric), ...errors },
+        response: { 200: Type.Array(SandboxMetric), ...ErrorResponses },
       },
     },
     async (request) =>
@@ -239,7 +231,7 @@ export function registerSandboxRoutes(
         summary: "A sandbox's logs: its console (init, envd, kernel)",
         params: SandboxParams,
         querystring: LogsQuery,
-        response: { 200: Type.Object({ logs: Type.Array(SandboxLogEntry) }), ...errors },
+        response: { 200: Type.Object({ logs: Type.Array(SandboxLogEntry) }), ...ErrorResponses },
       },
     },
     async (request) => ({

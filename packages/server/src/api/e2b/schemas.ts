@@ -96,6 +96,16 @@ export const LogsQuery = Type.Object({
 
 export const ErrorBody = Type.Object({ code: Type.Integer(), message: Type.String() });
 
+/** The error responses a sandbox or snapshot route may give, as `{code, message}`. */
+export const ErrorResponses = {
+  400: ErrorBody,
+  401: ErrorBody,
+  404: ErrorBody,
+  409: ErrorBody,
+  429: ErrorBody,
+  503: ErrorBody,
+};
+
 export const Sandbox = Type.Object({
   sandboxID: Type.String(),
   templateID: Type.String(),

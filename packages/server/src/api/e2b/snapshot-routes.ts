@@ -5,7 +5,7 @@ import type { SnapshotService } from '../../services/snapshot-service.js';
 import { callerOf } from '../authenticate.js';
 import { notFound } from '../errors.js';
 import {
-  ErrorBody,
+  ErrorResponses,
   ForkBody,
   SandboxForkResult,
   SandboxParams,
@@ -15,14 +15,6 @@ import {
   Text,
 } from './schemas.js';
 
-const errors = {
-  400: ErrorBody,
-  401: ErrorBody,
-  404: ErrorBody,
-  409: ErrorBody,
-  429: ErrorBody,
-  503: ErrorBody,
-};
 const tags = ['snapshots'];
 
 /** E2B's fork and snapshot routes (e2b SDK 2.51: `Sandbox.fork`, `createSnapshot`, `listSnapshots`, `deleteSnapshot`). */
@@ -38,7 +30,7 @@ export function registerSnapshotRoutes(base: FastifyInstance, snapshots: Snapsho
           'Save the sandbox once (it runs on) and make `count` sandboxes from it; each entry is one fork’s sandbox or error',
         params: SandboxParams,
         body: Type.Optional(ForkBody),
-        response: { 201: Type.Array(SandboxForkResult), ...errors },
+        response: { 201: Type.Array(SandboxForkResult), ...ErrorResponses },
       },
     },
     async (request, reply) =>
@@ -56,7 +48,7 @@ export function registerSnapshotRoutes(base: FastifyInstance, snapshots: Snapsho
           'Save the sandbox as a snapshot (it runs on): microVMs with memory and processes, containers their files',
         params: SandboxParams,
         body: Type.Optional(SnapshotBody),
-        response: { 201: SnapshotInfo, ...errors },
+        response: { 201: SnapshotInfo, ...ErrorResponses },
       },
     },
     async (request, reply) =>
@@ -72,7 +64,7 @@ export function registerSnapshotRoutes(base: FastifyInstance, snapshots: Snapsho
         tags,
         summary: 'The team’s snapshots, newest first (X-Next-Token when there is a next page)',
         querystring: SnapshotListQuery,
-        response: { 200: Type.Array(SnapshotInfo), ...errors },
+        response: { 200: Type.Array(SnapshotInfo), ...ErrorResponses },
       },
     },
     async (request, reply) => {
@@ -89,7 +81,7 @@ export function registerSnapshotRoutes(base: FastifyInstance, snapshots: Snapsho
         tags,
         summary: 'Delete a snapshot (sandboxes made from it run on)',
         params: Type.Object({ templateID: Text({ minLength: 1, maxLength: 256 }) }),
-        response: { 204: Type.Null(), ...errors },
+        response: { 204: Type.Null(), ...ErrorResponses },
       },
     },
     async (request, reply) => {
