@@ -29,20 +29,21 @@ export { checkHost, type DriverCheck, type HostCapabilities, VM_USER } from './r
 export {
   DRIVER_NAMES,
   type DriverName,
+  type RuntimeCapabilities,
   RuntimeError,
   type RuntimeStats,
   type SandboxResources,
   type SandboxRuntime,
   SandboxSpecError,
 } from './runtime/types.js';
+export { SandboxManager } from './sandbox/sandbox-manager.js';
 export {
-  type CheckpointRecord,
   type CreateSandboxOptions,
   NodeBusyError,
   newSandboxId,
   SANDBOX_ID_PATTERN,
-  type SandboxInfo,
-  SandboxManager,
-  SandboxNotFoundError,
-} from './sandbox/sandbox-manager.js';
-export { type SandboxState, SandboxStateError } from './sandbox/sandbox-state.js';
+  type SandboxManagerOptions,
+} from './sandbox/sandbox-options.js';
+export { type CheckpointRecord, RecordError, type SandboxRecord } from './sandbox/sandbox-record.js';
+export { type SandboxInfo, SandboxNotFoundError } from './sandbox/sandbox-records.js';
+export { type SandboxOperation, type SandboxState, SandboxStateError } from './sandbox/sandbox-state.js';

@@ -3,7 +3,8 @@ import { ImageStore, type ImageStoreOptions } from './image/image-store.js';
 import { imagePaths } from './paths.js';
 import { checkHost, createRuntimes, type HostCapabilities, type RuntimeConfig } from './runtime/select.js';
 import type { DriverName } from './runtime/types.js';
-import { SandboxManager, type SandboxManagerOptions } from './sandbox/sandbox-manager.js';
+import { SandboxManager } from './sandbox/sandbox-manager.js';
+import type { SandboxManagerOptions } from './sandbox/sandbox-options.js';
 
 export interface LocalNodeOptions extends ImageStoreOptions, RuntimeConfig {
   /** Overrides the driver chosen from what the host can do. */

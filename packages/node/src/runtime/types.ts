@@ -76,12 +76,34 @@ export interface RuntimeStats {
 }
 
 /**
+ * What a driver can do, declared once by the driver, so that the sandbox manager asks
+ * about a capability instead of about a driver's name.
+ */
+export interface RuntimeCapabilities {
+  /**
+   * How the sandbox joins its network namespace: its processes live in the namespace
+   * (`namespace`, containers), or a guest kernel drives a TAP device there (`tap`).
+   */
+  network: 'namespace' | 'tap';
+  /** It boots a guest kernel from the image store. */
+  guestKernel: boolean;
+  /** A paused sandbox can be saved to disk (`checkpoint`) and its process ended; a start with `restoreFrom` brings it back. */
+  pauseToDisk: boolean;
+  /**
+   * The guest has a kernel RNG of its own, which envd's `/init` reseeds with host entropy
+   * (microVMs: clones of one saved VM would share its random state). Containers share the host's.
+   */
+  entropyReseed: boolean;
+}
+
+/**
  * One way of running sandboxes. Drivers execute; the sandbox manager decides. Every
  * method is safe to call on partial state (after a failed `create` or `start`), and
  * `destroy` frees everything the driver took, whatever state it is in.
  */
 export interface SandboxRuntime {
   readonly name: DriverName;
+  readonly capabilities: RuntimeCapabilities;
   /** Prepares host resources (disk, bundle, cgroup) without running anything. */
   create(spec: RuntimeSpec, signal?: AbortSignal): Promise<void>;
   /** Runs the sandbox; resolves once the guest is starting (envd readiness is the manager's concern). */

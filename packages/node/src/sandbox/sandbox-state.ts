@@ -1,17 +1,51 @@
-/** The life of a sandbox (seed 001): Creating → Running ⇄ Paused → Stopping → Stopped | Error. */
-export type SandboxState = 'creating' | 'running' | 'paused' | 'stopping' | 'stopped' | 'error';
+/**
+ * The life of a sandbox (seed 001): Creating → Running ⇄ Paused → Stopping → Stopped |
+ * Error. A paused sandbox whose driver can save it is then Suspended: saved to disk, its
+ * process ended, holding no memory; a resume restores it.
+ */
+export const SANDBOX_STATES = [
+  'creating',
+  'running',
+  'paused',
+  'suspended',
+  'stopping',
+  'stopped',
+  'error',
+] as const;
+export type SandboxState = (typeof SANDBOX_STATES)[number];
 
-/** The operations that move a sandbox between states, and where each may start from. */
-const TRANSITIONS = {
+const LIVE = ['creating', 'running', 'paused', 'suspended'] as const;
+
+/**
+ * Every operation on a sandbox and the states it may start from; those that move the
+ * sandbox say where to (`to`). This table is the one place that decides: the manager,
+ * recovery and the liveness monitor all go through it.
+ */
+const OPERATIONS = {
+  // Transitions.
   ready: { from: ['creating'], to: 'running' },
   pause: { from: ['running'], to: 'paused' },
-  resume: { from: ['paused'], to: 'running' },
-  stop: { from: ['creating', 'running', 'paused', 'error'], to: 'stopping' },
+  /** A paused sandbox saved to disk, its process ended (drivers with `pauseToDisk`). */
+  suspend: { from: ['paused'], to: 'suspended' },
+  resume: { from: ['paused', 'suspended'], to: 'running' },
+  /** From `stopping` too: an end that was interrupted (a node crash) is taken up again. */
+  stop: { from: [...LIVE, 'stopping', 'error'], to: 'stopping' },
   stopped: { from: ['stopping'], to: 'stopped' },
-  fail: { from: ['creating', 'running', 'paused', 'stopping'], to: 'error' },
-} satisfies Record<string, { from: SandboxState[]; to: SandboxState }>;
+  fail: { from: [...LIVE, 'stopping'], to: 'error' },
+  // Operations that leave the state as it is.
+  checkpoint: { from: ['running', 'paused', 'suspended'] },
+  'change the network policy of': { from: ['running', 'paused', 'suspended'] },
+  're-initialise': { from: ['running'] },
+  /** Its process: resource use, liveness (a suspended sandbox has none; a creating one is watched by its create). */
+  measure: { from: ['running', 'paused'] },
+  /** Its ports and envd, through its network. */
+  reach: { from: ['running', 'paused', 'suspended'] },
+} satisfies Record<string, { from: readonly SandboxState[]; to?: SandboxState }>;
 
-export type SandboxTransition = keyof typeof TRANSITIONS;
+export type SandboxOperation = keyof typeof OPERATIONS;
+export type SandboxTransition = {
+  [K in SandboxOperation]: (typeof OPERATIONS)[K] extends { to: SandboxState } ? K : never;
+}[SandboxOperation];
 
 /** An operation that the sandbox's current state does not allow (pause of a paused sandbox …). */
 export class SandboxStateError extends Error {
@@ -25,9 +59,23 @@ export class SandboxStateError extends Error {
   }
 }
 
+/** Whether `state` allows `op`. */
+export function allows(state: SandboxState, op: SandboxOperation): boolean {
+  return (OPERATIONS[op].from as readonly SandboxState[]).includes(state);
+}
+
+/** Throws a SandboxStateError unless `state` allows `op`. */
+export function mustAllow(id: string, state: SandboxState, op: SandboxOperation): void {
+  if (!allows(state, op)) throw new SandboxStateError(id, state, op);
+}
+
 /** The state after `op`, or a SandboxStateError. */
 export function nextState(id: string, state: SandboxState, op: SandboxTransition): SandboxState {
-  const t: { from: SandboxState[]; to: SandboxState } = TRANSITIONS[op];
-  if (!t.from.includes(state)) throw new SandboxStateError(id, state, op);
-  return t.to;
+  mustAllow(id, state, op);
+  return OPERATIONS[op].to;
+}
+
+/** Whether the sandbox still holds resources (it has not ended or failed). */
+export function isLive(state: SandboxState): boolean {
+  return (LIVE as readonly SandboxState[]).includes(state);
 }

@@ -2,7 +2,7 @@ import { get } from 'node:http';
 import { checkHost, dataDir, ImageStore, SandboxManager } from '../../src/index.js';
 import { createRuntimes } from '../../src/runtime/select.js';
 import type { DriverName, SandboxRuntime } from '../../src/runtime/types.js';
-import type { SandboxManagerOptions } from '../../src/sandbox/sandbox-manager.js';
+import type { SandboxManagerOptions } from '../../src/sandbox/sandbox-options.js';
 import { envdDir, repoImages } from './repo.js';
 import { tempDir } from './temp-dir.js';
 
@@ -30,6 +30,7 @@ export async function testManager(
       | 'images'
       | 'networkPoolSize'
       | 'dnsUpstreams'
+      | 'onState'
     >
   > & {
     home?: string;
@@ -45,6 +46,7 @@ export async function testManager(
     readyTimeoutMs: options.readyTimeoutMs,
     monitorIntervalMs: options.monitorIntervalMs ?? 200,
     networkPoolSize: options.networkPoolSize,
+    onState: options.onState,
     // Never the host's own resolver: tests give the test internet's.
     dnsUpstreams: options.dnsUpstreams ?? ['127.0.0.1:9'],
     // Other test runs on this host (another checkout) wait their turn.

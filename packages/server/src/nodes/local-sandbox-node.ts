@@ -11,7 +11,8 @@ import type {
 function toNodeSandbox(s: SandboxInfo): NodeSandbox {
   return {
     id: s.id,
-    state: s.state,
+    // The control plane knows one paused state: in memory or saved to disk is the node's affair.
+    state: s.state === 'suspended' ? 'paused' : s.state,
     vcpus: s.resources.vcpus,
     memoryMiB: s.resources.memoryMiB,
     diskMiB: s.resources.diskMiB,

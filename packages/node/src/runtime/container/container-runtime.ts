@@ -5,6 +5,7 @@ import { runCommand } from '../../host/command.js';
 import { mountedUnder, unmountAll } from '../../host/mounts.js';
 import { isSameProcess, openFilesHardLimit, processStartTime, waitForExit } from '../../host/proc.js';
 import {
+  type RuntimeCapabilities,
   RuntimeError,
   type RuntimeSpec,
   type RuntimeState,
@@ -49,6 +50,12 @@ const containerId = (spec: SandboxRef) => `aiva-${spec.id}`;
  */
 export class ContainerRuntime implements SandboxRuntime {
   readonly name = 'container' as const;
+  readonly capabilities: RuntimeCapabilities = {
+    network: 'namespace',
+    guestKernel: false,
+    pauseToDisk: false,
+    entropyReseed: false,
+  };
 
   constructor(readonly options: ContainerRuntimeOptions) {}
 

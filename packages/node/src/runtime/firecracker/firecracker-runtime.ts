@@ -5,6 +5,7 @@ import { isSameProcess, signalProcess, waitForExit } from '../../host/proc.js';
 import { GUEST_MAC, kernelCommandLine } from '../microvm-boot.js';
 import {
   type CheckpointResult,
+  type RuntimeCapabilities,
   RuntimeError,
   type RuntimeSpec,
   type RuntimeState,
@@ -204,6 +205,12 @@ async function checkCheckpoint(dir: string): Promise<FirecrackerCheckpointFiles>
  */
 export class FirecrackerRuntime implements SandboxRuntime {
   readonly name = 'firecracker' as const;
+  readonly capabilities: RuntimeCapabilities = {
+    network: 'tap',
+    guestKernel: true,
+    pauseToDisk: true,
+    entropyReseed: true,
+  };
 
   constructor(readonly options: FirecrackerRuntimeOptions = {}) {}
 

@@ -4,6 +4,7 @@ import { waitForEnvd } from '../../envd/envd-http.js';
 import { runCommand } from '../../host/command.js';
 import { hostTscKhz, isSameProcess, signalProcess, waitForExit } from '../../host/proc.js';
 import {
+  type RuntimeCapabilities,
   RuntimeError,
   type RuntimeSpec,
   type RuntimeState,
@@ -62,6 +63,12 @@ const OVERHEAD_MIB = { kvm: 128, tcg: 256 } as const;
  */
 export class QemuRuntime implements SandboxRuntime {
   readonly name = 'qemu-microvm' as const;
+  readonly capabilities: RuntimeCapabilities = {
+    network: 'tap',
+    guestKernel: true,
+    pauseToDisk: true,
+    entropyReseed: true,
+  };
 
   constructor(readonly options: QemuRuntimeOptions) {}
 

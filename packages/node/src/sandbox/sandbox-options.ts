@@ -1,0 +1,74 @@
+import { randomBytes } from 'node:crypto';
+import type { Logger } from 'pino';
+import type { EnvdInit } from '../envd/envd-http.js';
+import type { BuildReporter } from '../image/build-reporter.js';
+import type { ImageStore } from '../image/image-store.js';
+import type { NetworkPolicy } from '../network/network-policy.js';
+import type { DriverName, SandboxRuntime } from '../runtime/types.js';
+import type { SandboxInfo } from './sandbox-records.js';
+
+export interface CreateSandboxOptions {
+  /** Chosen by the caller (the server) or generated. Lower-case letters and digits. */
+  id?: string;
+  template?: string;
+  driver?: DriverName;
+  vcpus?: number;
+  memoryMiB?: number;
+  diskMiB?: number;
+  /** Sent to envd's /init once it answers: env vars, default user …; an access token is made if none is given. */
+  envd?: EnvdInit;
+  /** Egress policy (E2B's `allow_internet_access` and `network.allowOut/denyOut`); checked before anything is made. */
+  network?: NetworkPolicy;
+  signal?: AbortSignal;
+  /** Progress of an image build, if the template has to be built first. */
+  reporter?: BuildReporter;
+  /**
+   * Start from this checkpoint (its name) instead of from a template: the template,
+   * driver and size are the checkpoint's, and `template`, `driver` and sizes must not
+   * say otherwise.
+   */
+  fromCheckpoint?: string;
+}
+
+export interface SandboxManagerOptions {
+  home: string;
+  images: ImageStore;
+  runtimes: Map<DriverName, SandboxRuntime>;
+  defaultDriver: DriverName;
+  /** IPv4 block cut into one /30 per sandbox. */
+  addressBlock?: string;
+  /** Network namespaces kept ready ahead of creates (default 0). */
+  networkPoolSize?: number;
+  /** Where the sandboxes' DNS forwarder sends queries: `a.b.c.d[:port]` (default: /etc/resolv.conf's nameservers). */
+  dnsUpstreams?: string[];
+  /** How long a new sandbox has to answer on envd, per driver. */
+  readyTimeoutMs?: Partial<Record<DriverName, number>>;
+  /** How often to look for sandboxes whose process died. */
+  monitorIntervalMs?: number;
+  /** Wait (up to 5 minutes) for another node on this host to close instead of failing (tests run one after another). */
+  waitForLock?: boolean;
+  /** Hears every state change from the start, recovery's included. */
+  onState?: (sandbox: SandboxInfo) => void;
+  logger?: Logger;
+}
+
+/** Host-wide: one node per host, whatever its data directory. */
+export const NODE_LOCK_DIR = '/run/aiva';
+
+export class NodeBusyError extends Error {
+  override name = 'NodeBusyError';
+}
+
+const ID_ALPHABET = 'abcdefghijklmnopqrstuvwxyz0123456789';
+export const SANDBOX_ID_PATTERN = /^[a-z0-9]{1,40}$/;
+
+export function newSandboxId(): string {
+  const bytes = randomBytes(20);
+  return Array.from(bytes, (b) => ID_ALPHABET[b % ID_ALPHABET.length]).join('');
+}
+
+export const DEFAULT_READY_TIMEOUT: Record<DriverName, number> = {
+  container: 30_000,
+  'qemu-microvm': 120_000,
+  firecracker: 30_000,
+};
