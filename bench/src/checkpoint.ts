@@ -14,9 +14,7 @@ import {
   type SandboxInfo,
   SandboxManager,
 } from '@aiva/node';
-import { Cgroup } from '@aiva/node/internal/host/cgroups';
-import { processPss } from '@aiva/node/internal/host/proc';
-import { createRuntimes } from '@aiva/node/internal/runtime/select';
+import { Cgroup, createRuntimes, processPss } from '@aiva/node/testkit';
 import { type Benchmark, type BenchRow, quantile, round } from './bench.js';
 
 const recipesDir = new URL('../../../images', import.meta.url).pathname;

@@ -13,13 +13,11 @@ import {
   dataDir,
   execInSandbox,
   ImageStore,
+  lockFile,
   type SandboxInfo,
   SandboxManager,
 } from '@aiva/node';
-import { lockFile } from '@aiva/node/internal/host/file-lock';
-import { TestInternet } from '@aiva/node/internal/lab/test-internet';
-import { SandboxNetworking } from '@aiva/node/internal/network/sandbox-networking';
-import { createRuntimes } from '@aiva/node/internal/runtime/select';
+import { createRuntimes, SandboxNetworking, TestInternet } from '@aiva/node/testkit';
 import { type Benchmark, type BenchRow, quantile, round } from './bench.js';
 
 const recipesDir = new URL('../../../images', import.meta.url).pathname;

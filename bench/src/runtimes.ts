@@ -16,16 +16,19 @@ import {
   SandboxManager,
   type SandboxRuntime,
 } from '@aiva/node';
-import { waitForEnvd } from '@aiva/node/internal/envd/envd-http';
-import { Cgroup } from '@aiva/node/internal/host/cgroups';
-import { processPss } from '@aiva/node/internal/host/proc';
-import { AddressPool } from '@aiva/node/internal/network/address-pool';
-import { createSandboxNetwork, removeLink } from '@aiva/node/internal/network/sandbox-network';
-import { ociConfig } from '@aiva/node/internal/runtime/container/oci-config';
-import { createDiskOverlay } from '@aiva/node/internal/runtime/qemu/disk-overlay';
-import { qemuArgs } from '@aiva/node/internal/runtime/qemu/qemu-args';
-import { createRuntimes } from '@aiva/node/internal/runtime/select';
-import type { RuntimeSpec } from '@aiva/node/internal/runtime/types';
+import {
+  AddressPool,
+  Cgroup,
+  createDiskOverlay,
+  createRuntimes,
+  createSandboxNetwork,
+  ociConfig,
+  processPss,
+  qemuArgs,
+  type RuntimeSpec,
+  removeLink,
+  waitForEnvd,
+} from '@aiva/node/testkit';
 import { type Benchmark, type BenchRow, quantile, round } from './bench.js';
 
 const recipesDir = new URL('../../../images', import.meta.url).pathname;

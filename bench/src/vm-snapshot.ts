@@ -12,21 +12,24 @@ import {
   type DriverName,
   dataDir,
   ImageStore,
+  lockFile,
   SandboxManager,
   type SandboxRuntime,
 } from '@aiva/node';
-import { waitForEnvd } from '@aiva/node/internal/envd/envd-http';
-import { Cgroup } from '@aiva/node/internal/host/cgroups';
-import { lockFile } from '@aiva/node/internal/host/file-lock';
-import { processPss } from '@aiva/node/internal/host/proc';
-import { AddressPool } from '@aiva/node/internal/network/address-pool';
-import { createSandboxNetwork, removeLink } from '@aiva/node/internal/network/sandbox-network';
-import { createDiskOverlay } from '@aiva/node/internal/runtime/qemu/disk-overlay';
-import { qemuArgs } from '@aiva/node/internal/runtime/qemu/qemu-args';
-import { QmpClient } from '@aiva/node/internal/runtime/qemu/qmp-client';
-import { restoreFromSnapshot } from '@aiva/node/internal/runtime/qemu/vm-snapshot';
-import { createRuntimes } from '@aiva/node/internal/runtime/select';
-import type { RuntimeSpec } from '@aiva/node/internal/runtime/types';
+import {
+  AddressPool,
+  Cgroup,
+  createDiskOverlay,
+  createRuntimes,
+  createSandboxNetwork,
+  processPss,
+  QmpClient,
+  qemuArgs,
+  type RuntimeSpec,
+  removeLink,
+  restoreFromSnapshot,
+  waitForEnvd,
+} from '@aiva/node/testkit';
 import { type Benchmark, type BenchRow, quantile, round } from './bench.js';
 
 const recipesDir = new URL('../../../images', import.meta.url).pathname;
