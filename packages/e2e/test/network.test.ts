@@ -4,7 +4,7 @@
 // resolver at it. Nothing here sends traffic to any other address.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { TestInternet } from '@aiva/node/internal/lab/test-internet';
+import { TestInternet } from '@aiva/node/testkit';
 import { Sandbox, SandboxError } from 'e2b';
 import { type AivaUp, aivaUp, removeHome, useServer } from './helpers/aiva-up.js';
 import { checkHostLeaks } from './helpers/host-leaks.js';

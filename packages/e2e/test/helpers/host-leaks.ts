@@ -1,2 +1,2 @@
 // The leak check lives with the node (it knows what sandboxes take on a host).
-export { checkHostLeaks } from '@aiva/node/internal/lab/host-leaks';
+export { checkHostLeaks } from '@aiva/node/testkit';
