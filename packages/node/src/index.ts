@@ -4,17 +4,17 @@ export { CommandError, runCommand } from './host/command.js';
 export { LockBusyError, lockFile } from './host/file-lock.js';
 export { hostResources } from './host/host-resources.js';
 export { type BuildReporter, ImageBuildError, silentReporter } from './image/build-reporter.js';
+export { ImageStore } from './image/image-store.js';
 export {
   GUEST_DIR,
   GUEST_INIT,
   type GuestKernel,
-  ImageStore,
   type ImageStoreOptions,
   type ResolvedKernel,
   type ResolvedTemplate,
   type StoredArtefact,
   type TemplateImage,
-} from './image/image-store.js';
+} from './image/image-types.js';
 export { RecipeError } from './image/recipe.js';
 export { type LocalNode, type LocalNodeOptions, openLocalNode } from './local-node.js';
 export type { NetworkCheck } from './network/network-checks.js';

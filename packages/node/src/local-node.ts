@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
-import { ImageStore, type ImageStoreOptions } from './image/image-store.js';
+import { ImageStore } from './image/image-store.js';
+import type { ImageStoreOptions } from './image/image-types.js';
 import { imagePaths } from './paths.js';
 import { checkHost, createRuntimes, type HostCapabilities, type RuntimeConfig } from './runtime/select.js';
 import type { DriverName } from './runtime/types.js';

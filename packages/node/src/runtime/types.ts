@@ -1,4 +1,4 @@
-import type { ResolvedKernel, ResolvedTemplate } from '../image/image-store.js';
+import type { ResolvedKernel, ResolvedTemplate } from '../image/image-types.js';
 
 export const DRIVER_NAMES = ['container', 'qemu-microvm', 'firecracker'] as const;
 export type DriverName = (typeof DRIVER_NAMES)[number];

@@ -1,6 +1,7 @@
 import { availableParallelism, totalmem } from 'node:os';
 import type { BuildReporter } from '../image/build-reporter.js';
-import type { ImageStore, ResolvedKernel, ResolvedTemplate } from '../image/image-store.js';
+import type { ImageStore } from '../image/image-store.js';
+import type { ResolvedKernel, ResolvedTemplate } from '../image/image-types.js';
 import {
   type DriverName,
   type SandboxResources,

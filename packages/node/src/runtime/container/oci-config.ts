@@ -1,4 +1,4 @@
-import { GUEST_INIT } from '../../image/image-store.js';
+import { GUEST_INIT } from '../../image/image-types.js';
 import type { RuntimeSpec } from '../types.js';
 import { seccompProfile } from './seccomp-profile.js';
 
