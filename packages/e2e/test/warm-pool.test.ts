@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { ENVD_PORT } from '@aiva/protocol';
 import { Sandbox } from 'e2b';
 import { aivaUpForFile } from './helpers/aiva-up.js';
 
@@ -46,7 +47,7 @@ async function poolFull(): Promise<NodeRecord[]> {
 
 const envd = (id: string, token: string) =>
   fetch(`${server.up.url}/envs`, {
-    headers: { 'e2b-sandbox-id': id, 'e2b-sandbox-port': '49983', 'x-access-token': token },
+    headers: { 'e2b-sandbox-id': id, 'e2b-sandbox-port': String(ENVD_PORT), 'x-access-token': token },
   });
 
 test('creates take pooled sandboxes with a new identity, and the pool refills', async (t) => {

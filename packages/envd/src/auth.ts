@@ -1,7 +1,5 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 
-export const ACCESS_TOKEN_HEADER = 'x-access-token';
-
 /** Constant-time comparison of two strings. */
 export function sameSecret(a: string, b: string): boolean {
   const x = Buffer.from(a);

@@ -1,4 +1,5 @@
 import { parseArgs } from 'node:util';
+import { ENVD_PORT } from '@aiva/protocol';
 import { defaultHelperPath } from './native.js';
 import { createEnvdServer } from './server.js';
 import { EnvdState } from './state.js';
@@ -7,7 +8,7 @@ import { warmUp } from './warm-up.js';
 
 const usage = `usage: envd [--host ADDR] [--port N] [--helper PATH]
   --host    address to listen on (env ENVD_HOST, default 0.0.0.0)
-  --port    port (env ENVD_PORT, default 49983)
+  --port    port (env ENVD_PORT, default ${ENVD_PORT})
   --helper  the native helper aiva-exec (env AIVA_EXEC, default: beside envd.js)`;
 
 function main(): void {
@@ -35,7 +36,7 @@ function main(): void {
     return;
   }
   const host = values.host ?? process.env.ENVD_HOST ?? '0.0.0.0';
-  const port = Number(values.port ?? process.env.ENVD_PORT ?? 49983);
+  const port = Number(values.port ?? process.env.ENVD_PORT ?? ENVD_PORT);
   if (!Number.isInteger(port) || port <= 0 || port > 65535) {
     process.stderr.write(`envd: invalid port ${values.port ?? process.env.ENVD_PORT}\n`);
     process.exit(2);

@@ -1,8 +1,15 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { resolve } from 'node:path';
-import { filesystem as fsp, process as pp } from '@aiva/protocol';
+import {
+  ENVD_ACCESS_TOKEN_HEADER,
+  ENVD_VERSION_HEADER,
+  type EnvdEnvs,
+  type EnvdMetrics,
+  filesystem as fsp,
+  process as pp,
+} from '@aiva/protocol';
 import { connectNodeAdapter } from '@connectrpc/connect-node';
-import { ACCESS_TOKEN_HEADER, sameSecret } from './auth.js';
+import { sameSecret } from './auth.js';
 import type { Envd } from './context.js';
 import { MetadataStore } from './fs/xattr.js';
 import { downloadFile, uploadFiles } from './http/files.js';
@@ -52,7 +59,7 @@ export function createEnvdServer(options: EnvdOptions): EnvdServer {
     switch (route) {
       case 'GET /health':
         if (!envd.ready) return json(res, 503, { message: 'envd is starting' });
-        res.writeHead(204, { 'e2b-envd-version': ENVD_VERSION }).end();
+        res.writeHead(204, { [ENVD_VERSION_HEADER]: ENVD_VERSION }).end();
         return;
       case 'GET /files':
       case 'HEAD /files':
@@ -62,9 +69,9 @@ export function createEnvdServer(options: EnvdOptions): EnvdServer {
       case 'POST /init':
         return init(envd, req, res);
       case 'GET /envs':
-        return json(res, 200, Object.fromEntries(envd.state.envVars));
+        return json(res, 200, Object.fromEntries(envd.state.envVars) satisfies EnvdEnvs);
       case 'GET /metrics':
-        return json(res, 200, await metrics.read());
+        return json(res, 200, (await metrics.read()) satisfies EnvdMetrics);
     }
     if (/^\/[\w.]+\/\w+$/.test(url.pathname)) {
       // A Connect procedure that does not exist.
@@ -96,7 +103,7 @@ export function createEnvdServer(options: EnvdOptions): EnvdServer {
     const path = (req.url ?? '/').split('?')[0];
     const token = envd.state.accessToken;
     if (token !== undefined && !OPEN_PATHS.has(`${req.method} ${path}`)) {
-      const presented = req.headers[ACCESS_TOKEN_HEADER];
+      const presented = req.headers[ENVD_ACCESS_TOKEN_HEADER];
       if (typeof presented !== 'string' || !sameSecret(presented, token)) {
         jsonError(
           res,

@@ -46,6 +46,29 @@ describe('/init', () => {
     const unknown = await s.init({ defaultUser: 'nobody-here' });
     assert.equal(unknown.status, 400);
     assert.match(await unknown.text(), /nobody-here/);
+    for (const [body, problem] of [
+      ['[]', /not a JSON object/],
+      ['null', /not a JSON object/],
+      ['"init"', /not a JSON object/],
+      ['{"envVars": {"BAD": 1}}', /envVars must map strings to strings/],
+      ['{"envVars": {"BAD\\nKEY": 1}}', /envVars must map strings to strings/],
+      ['{"envVars": ["BAD"]}', /envVars must map strings to strings/],
+      ['{"accessToken": 5, "envVars": {"BAD": "1"}}', /accessToken must be a string/],
+      ['{"defaultWorkdir": "tmp"}', /defaultWorkdir must be absolute/],
+      ['{"hostname": "-bad-"}', /hostname is not a valid host name/],
+      ['{"hostname": "a..b"}', /hostname is not a valid host name/],
+    ] as const) {
+      const res = await fetch(`${ENVD_URL}/init`, { method: 'POST', body });
+      assert.equal(res.status, 400, body);
+      assert.match(((await res.json()) as { message: string }).message, problem, body);
+    }
+    // Every problem at once.
+    const many = await s.init({ defaultUser: 'nobody-here', hostname: '', timestamp: 'never' });
+    assert.equal(many.status, 400);
+    const { message } = (await many.json()) as { message: string };
+    for (const problem of [/hostname/, /nobody-here/, /timestamp/]) assert.match(message, problem);
+    const envs = (await (await fetch(`${ENVD_URL}/envs`)).json()) as Record<string, string>;
+    assert.equal(envs.BAD, undefined);
     assert.equal((await (await sdk()).commands.run('id -un')).stdout, 'user\n');
   });
 

@@ -10,6 +10,7 @@ import { mkdir, open, readdir, readFile, stat, writeFile } from 'node:fs/promise
 import { createServer } from 'node:http';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
+import { ENVD_PORT } from '@aiva/protocol';
 import { hostTscKhz } from '../src/host/proc.js';
 import { execInSandbox, runCommand } from '../src/index.js';
 import { FirecrackerApi, FirecrackerApiError } from '../src/runtime/firecracker/firecracker-api.js';
@@ -395,7 +396,7 @@ describe('firecracker driver', () => {
         ],
         ...[
           '-netdev',
-          'user,id=n,restrict=on,hostfwd=tcp:127.0.0.1:0-10.0.2.15:49983',
+          `user,id=n,restrict=on,hostfwd=tcp:127.0.0.1:0-10.0.2.15:${ENVD_PORT}`,
           '-device',
           'virtio-net-device,netdev=n',
         ],

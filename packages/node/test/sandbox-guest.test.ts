@@ -3,6 +3,7 @@
 // sandbox's files).
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { ENVD_PORT } from '@aiva/protocol';
 import { ConnectError } from '@connectrpc/connect';
 import { execInSandbox, type SandboxInfo, type SandboxManager } from '../src/index.js';
 import type { DriverName } from '../src/runtime/types.js';
@@ -43,7 +44,7 @@ for (const driver of ['container', 'qemu-microvm'] as DriverName[]) {
     });
 
     test('a file written through envd is read back, owned by the user', async () => {
-      const base = `http://${a.network?.address}:49983/files?path=/home/user/notes.txt&username=user`;
+      const base = `http://${a.network?.address}:${ENVD_PORT}/files?path=/home/user/notes.txt&username=user`;
       const headers = { 'x-access-token': a.accessToken };
       const up = await fetch(base, {
         method: 'POST',

@@ -5,8 +5,9 @@ import { basename, dirname } from 'node:path';
 import { PassThrough, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip, createGzip } from 'node:zlib';
+import { ENVD_ACCESS_TOKEN_HEADER, ENVD_METADATA_HEADER_PREFIX } from '@aiva/protocol';
 import busboy from 'busboy';
-import { ACCESS_TOKEN_HEADER, checkFileAccess, SignatureError } from '../auth.js';
+import { checkFileAccess, SignatureError } from '../auth.js';
 import type { Envd } from '../context.js';
 import { ensureDirs } from '../fs/ensure-dirs.js';
 import { InvalidPathError, resolveUserPath } from '../paths.js';
@@ -45,7 +46,7 @@ function authorize(
   try {
     checkFileAccess({
       token: envd.state.accessToken,
-      headerToken: req.headers[ACCESS_TOKEN_HEADER] as string | undefined,
+      headerToken: req.headers[ENVD_ACCESS_TOKEN_HEADER] as string | undefined,
       signature: q.get('signature') ?? undefined,
       expiration: q.get('signature_expiration') ?? undefined,
       path: rawPath ?? '',
@@ -207,8 +208,9 @@ function metadataHeaders(req: IncomingMessage): Record<string, string> {
   const raw = req.rawHeaders;
   for (let i = 0; i + 1 < raw.length; i += 2) {
     const name = (raw[i] ?? '').toLowerCase();
-    const key = name.slice('x-metadata-'.length);
-    if (name.startsWith('x-metadata-') && key.length > 0 && !(key in md)) md[key] = raw[i + 1] ?? '';
+    const key = name.slice(ENVD_METADATA_HEADER_PREFIX.length);
+    if (name.startsWith(ENVD_METADATA_HEADER_PREFIX) && key.length > 0 && !(key in md))
+      md[key] = raw[i + 1] ?? '';
   }
   return md;
 }

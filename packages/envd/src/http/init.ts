@@ -1,36 +1,34 @@
 import { writeFile } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { ACCESS_TOKEN_HEADER, sameSecret } from '../auth.js';
+import { ENVD_ACCESS_TOKEN_HEADER, type EnvdInit, EnvdInitBody } from '@aiva/protocol';
+import { Check, Errors } from 'typebox/value';
+import { sameSecret } from '../auth.js';
 import type { Envd } from '../context.js';
 import { runHelper } from '../native.js';
 import { jsonError, readBody } from './respond.js';
 
-/** The body of POST /init (every field optional). */
-export interface InitRequest {
-  envVars?: Record<string, string>;
-  accessToken?: string;
-  defaultUser?: string;
-  defaultWorkdir?: string;
-  /** The host's clock (RFC 3339), to set the guest's after boot or restore. */
-  timestamp?: string;
-  hostname?: string;
-  /**
-   * Random bytes from the host (hex, up to 512 bytes), credited to the kernel's entropy
-   * pool before its CRNG is reseeded: sandboxes restored from one saved VM would otherwise
-   * draw the same "random" numbers until the kernel reseeds on its own. An aiva extension.
-   */
-  entropy?: string;
+/** What a field that fails EnvdInitBody's constraint (rather than its type) is told. */
+const CONSTRAINTS: Partial<Record<keyof EnvdInit, string>> = {
+  envVars: 'envVars must map strings to strings',
+  defaultWorkdir: 'defaultWorkdir must be absolute',
+  entropy: 'entropy must be 1 to 512 bytes in lower-case hex',
+  hostname: 'hostname is not a valid host name',
+};
+
+/** The problems of a body that is not an EnvdInit, one per field, in the schema's order. */
+function schemaProblems(body: unknown): string[] {
+  const problems = new Map<string, string>();
+  for (const e of Errors(EnvdInitBody, body)) {
+    const field = e.instancePath.split('/')[1] ?? '';
+    if (problems.has(field)) continue;
+    if (field === '')
+      problems.set(field, `invalid init request: ${e.keyword === 'type' ? 'not a JSON object' : e.message}`);
+    else if (field === 'envVars' || e.keyword !== 'type')
+      problems.set(field, CONSTRAINTS[field as keyof EnvdInit] ?? `${field} ${e.message}`);
+    else problems.set(field, `${field} must be a string`);
+  }
+  return [...problems.values()];
 }
-
-const isStringMap = (v: unknown): v is Record<string, string> =>
-  typeof v === 'object' &&
-  v !== null &&
-  !Array.isArray(v) &&
-  Object.values(v).every((x) => typeof x === 'string');
-
-/** Hostnames as sethostname(2) takes them, restricted to DNS labels. */
-const HOSTNAME =
-  /^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
 
 /**
  * POST /init: the node agent configures a fresh (or just restored) sandbox. It can be
@@ -40,60 +38,39 @@ const HOSTNAME =
  * second.
  */
 export async function init(envd: Envd, req: IncomingMessage, res: ServerResponse): Promise<void> {
-  let body: InitRequest;
+  let parsed: unknown;
   try {
     const raw = (await readBody(req)).toString('utf8').trim();
-    body = raw ? (JSON.parse(raw) as InitRequest) : {};
-    if (typeof body !== 'object' || body === null || Array.isArray(body))
-      throw new Error('not a JSON object');
+    parsed = raw ? JSON.parse(raw) : {};
   } catch (e) {
     jsonError(res, 400, `invalid init request: ${(e as Error).message}`, req);
     return;
   }
-  const { state, users } = envd;
-  const problems: string[] = [];
-  if (body.envVars !== undefined && !isStringMap(body.envVars))
-    problems.push('envVars must map strings to strings');
-  for (const k of [
-    'accessToken',
-    'defaultUser',
-    'defaultWorkdir',
-    'timestamp',
-    'hostname',
-    'entropy',
-  ] as const) {
-    if (body[k] !== undefined && typeof body[k] !== 'string') problems.push(`${k} must be a string`);
-  }
-  if (body.defaultUser) {
+  // Every problem at once: the schema's, then an unknown user and an unreadable clock.
+  const valid = Check(EnvdInitBody, parsed);
+  const problems = valid ? [] : schemaProblems(parsed);
+  const fields = (typeof parsed === 'object' && parsed !== null ? parsed : {}) as Record<string, unknown>;
+  if (typeof fields.defaultUser === 'string' && fields.defaultUser) {
     try {
-      users.lookup(body.defaultUser);
+      envd.users.lookup(fields.defaultUser);
     } catch (e) {
       problems.push((e as Error).message);
     }
   }
-  if (
-    body.defaultWorkdir !== undefined &&
-    body.defaultWorkdir !== '' &&
-    !body.defaultWorkdir.startsWith('/')
-  ) {
-    problems.push('defaultWorkdir must be absolute');
-  }
-  if (body.entropy !== undefined && !/^([0-9a-f]{2}){1,512}$/.test(body.entropy))
-    problems.push('entropy must be 1 to 512 bytes in lower-case hex');
-  if (body.hostname !== undefined && !HOSTNAME.test(body.hostname))
-    problems.push('hostname is not a valid host name');
-  const when = body.timestamp !== undefined ? Date.parse(body.timestamp) : undefined;
+  const when = typeof fields.timestamp === 'string' ? Date.parse(fields.timestamp) : undefined;
   if (when !== undefined && Number.isNaN(when)) problems.push('timestamp is not a date');
-  if (problems.length > 0) {
+  if (!valid || problems.length > 0) {
     jsonError(res, 400, problems.join('; '), req);
     return;
   }
+  const body = parsed as EnvdInit;
+  const { state } = envd;
   if (
     body.accessToken !== undefined &&
     state.accessToken !== undefined &&
     body.accessToken !== state.accessToken
   ) {
-    const presented = req.headers[ACCESS_TOKEN_HEADER];
+    const presented = req.headers[ENVD_ACCESS_TOKEN_HEADER];
     if (typeof presented !== 'string' || !sameSecret(presented, state.accessToken)) {
       jsonError(res, 401, 'the access token is already set: present the current one to replace it', req);
       return;

@@ -1,5 +1,6 @@
 import { readFile, statfs } from 'node:fs/promises';
 import { cpus } from 'node:os';
+import type { EnvdMetrics } from '@aiva/protocol';
 
 interface CpuSample {
   idle: number;
@@ -19,7 +20,7 @@ async function cpuSample(): Promise<CpuSample> {
 export class MetricsSampler {
   private last: CpuSample | undefined;
 
-  async read(): Promise<Record<string, number>> {
+  async read(): Promise<EnvdMetrics> {
     let now = await cpuSample();
     if (!this.last) {
       // No earlier sample: measure over a short window.

@@ -1,3 +1,4 @@
+import { ENVD_KEEPALIVE_HEADER } from '@aiva/protocol';
 import { Code, ConnectError } from '@connectrpc/connect';
 
 /**
@@ -80,6 +81,6 @@ export class EventQueue<T> {
 
 /** The keepalive interval a client asked for (`Keepalive-Ping-Interval`, seconds). */
 export function keepaliveIntervalMs(headers: Headers): number {
-  const v = Number(headers.get('keepalive-ping-interval'));
+  const v = Number(headers.get(ENVD_KEEPALIVE_HEADER));
   return Number.isFinite(v) && v > 0 ? v * 1000 : 0;
 }

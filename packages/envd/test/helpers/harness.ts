@@ -21,6 +21,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { dataDir, ImageStore } from '@aiva/node';
+import { ENVD_PORT } from '@aiva/protocol';
 
 const execFileP = promisify(execFile);
 
@@ -28,7 +29,6 @@ const execFileP = promisify(execFile);
 export const repoImages = fileURLToPath(new URL('../../../../../images', import.meta.url));
 export const envdGuestDir = fileURLToPath(new URL('../../guest', import.meta.url));
 
-export const ENVD_PORT = 49983;
 export const ENVD_URL = `http://127.0.0.1:${ENVD_PORT}`;
 
 export interface SandboxOptions {

@@ -1,7 +1,6 @@
-import { process as pp } from '@aiva/protocol';
+import { ENVD_ACCESS_TOKEN_HEADER, ENVD_PORT, process as pp } from '@aiva/protocol';
 import { type CallOptions, createClient } from '@connectrpc/connect';
 import { createConnectTransport } from '@connectrpc/connect-node';
-import { ENVD_PORT } from './envd-http.js';
 
 export interface ExecOptions {
   /** The sandbox user to run as (envd's default user if not given). */
@@ -30,7 +29,7 @@ export interface ExecResult {
 export function envdHeaders(options: { user?: string; accessToken?: string }): Record<string, string> {
   const headers: Record<string, string> = {};
   if (options.user) headers.authorization = `Basic ${Buffer.from(`${options.user}:`).toString('base64')}`;
-  if (options.accessToken) headers['x-access-token'] = options.accessToken;
+  if (options.accessToken) headers[ENVD_ACCESS_TOKEN_HEADER] = options.accessToken;
   return headers;
 }
 

@@ -1,20 +1,11 @@
 import { request } from 'node:http';
-
-/** envd's port inside every sandbox. */
-export const ENVD_PORT = 49983;
-
-/** What the node tells envd when a sandbox starts (envd's POST /init). */
-export interface EnvdInit {
-  envVars?: Record<string, string>;
-  accessToken?: string;
-  defaultUser?: string;
-  defaultWorkdir?: string;
-  /** The host's clock, so that a guest restored from a snapshot is not in the past. */
-  timestamp?: string;
-  hostname?: string;
-  /** Random bytes (hex) for the guest kernel's entropy pool and an immediate CRNG reseed (microVMs). */
-  entropy?: string;
-}
+import {
+  ENVD_ACCESS_TOKEN_HEADER,
+  ENVD_PORT,
+  ENVD_VERSION_HEADER,
+  type EnvdInit,
+  type EnvdMetrics,
+} from '@aiva/protocol';
 
 /** What a sandbox reports when its envd does not say its version (a valid semver, older than any feature gate). */
 export const UNKNOWN_ENVD_VERSION = '0.0.1';
@@ -40,7 +31,7 @@ export async function waitForEnvd(
     const tried = Date.now();
     try {
       const res = await oneShot(url, { timeoutMs: 1000 });
-      if (res.status === 204) return res.headers['e2b-envd-version']?.toString() ?? UNKNOWN_ENVD_VERSION;
+      if (res.status === 204) return res.headers[ENVD_VERSION_HEADER]?.toString() ?? UNKNOWN_ENVD_VERSION;
       last = `HTTP ${res.status}`;
     } catch (e) {
       last = ((e as Error).cause as Error | undefined)?.message ?? (e as Error).message;
@@ -66,7 +57,7 @@ export async function initEnvd(address: string, init: EnvdInit, currentToken?: s
     method: 'POST',
     headers: {
       'content-type': 'application/json',
-      ...(currentToken ? { 'x-access-token': currentToken } : {}),
+      ...(currentToken ? { [ENVD_ACCESS_TOKEN_HEADER]: currentToken } : {}),
     },
     body: JSON.stringify(init),
     timeoutMs: 10_000,
@@ -109,22 +100,10 @@ function oneShot(
   });
 }
 
-/** What envd's GET /metrics reports (E2B's field names). */
-export interface EnvdMetrics {
-  ts: number;
-  cpu_count: number;
-  cpu_used_pct: number;
-  mem_total: number;
-  mem_used: number;
-  mem_cache?: number;
-  disk_used: number;
-  disk_total: number;
-}
-
 /** Reads the sandbox's CPU, memory and disk as envd sees them (GET /metrics). */
 export async function envdMetrics(address: string, accessToken: string): Promise<EnvdMetrics> {
   const res = await fetch(`http://${address}:${ENVD_PORT}/metrics`, {
-    headers: { 'x-access-token': accessToken },
+    headers: { [ENVD_ACCESS_TOKEN_HEADER]: accessToken },
     signal: AbortSignal.timeout(5000),
   });
   if (res.status !== 200)

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
+import type { EnvdInit } from '@aiva/protocol';
 import type { Logger } from 'pino';
-import type { EnvdInit } from '../envd/envd-http.js';
 import type { BuildReporter } from '../image/build-reporter.js';
 import type { ImageStore } from '../image/image-store.js';
 import type { NetworkPolicy } from '../network/network-policy.js';

@@ -1,4 +1,5 @@
 import { get } from 'node:http';
+import { ENVD_PORT } from '@aiva/protocol';
 import { checkHost, dataDir, ImageStore, SandboxManager } from '../../src/index.js';
 import { createRuntimes } from '../../src/runtime/select.js';
 import type { DriverName, SandboxRuntime } from '../../src/runtime/types.js';
@@ -69,7 +70,7 @@ export async function closeManager(m: SandboxManager): Promise<void> {
 export async function envdHealth(address: string, timeoutMs = 2000): Promise<number | string> {
   return new Promise((resolve) => {
     const req = get(
-      { host: address, port: 49983, path: '/health', agent: false, timeout: timeoutMs },
+      { host: address, port: ENVD_PORT, path: '/health', agent: false, timeout: timeoutMs },
       (res) => {
         res.resume();
         resolve(res.statusCode ?? 0);
