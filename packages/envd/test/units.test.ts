@@ -1,9 +1,12 @@
 // Pure pieces of envd, checked without a sandbox.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { EnvdInitBody } from '@aiva/protocol';
+import { Check } from 'typebox/value';
 import { basicAuthUser, checkFileAccess, fileSignature, SignatureError } from '../src/auth.js';
 import { goModeString } from '../src/fs/entry-info.js';
 import { acceptedEncoding } from '../src/http/files.js';
+import { initProblems } from '../src/http/init.js';
 import { InvalidPathError, resolveUserPath } from '../src/paths.js';
 import { exitDescription } from '../src/process/exit-status.js';
 import type { GuestUser } from '../src/users.js';
@@ -105,4 +108,38 @@ test('Basic auth user', () => {
   assert.equal(basicAuthUser(`basic ${Buffer.from('root:').toString('base64')}`), 'root');
   assert.equal(basicAuthUser('Bearer x'), undefined);
   assert.equal(basicAuthUser(undefined), undefined);
+});
+
+test("/init's check agrees with the contract's TypeBox schema, and says what is wrong", () => {
+  const bodies: unknown[] = [
+    {},
+    { envVars: { A: '1', 'B\nC': '2' }, accessToken: 't', defaultUser: 'user', defaultWorkdir: '/home' },
+    { defaultWorkdir: '' },
+    { hostname: 'sandbox.local', entropy: 'ab'.repeat(512), timestamp: new Date().toISOString() },
+    { unknownField: 1 },
+    { envVars: { A: 1 } },
+    { envVars: { 'a\nb': 5 } },
+    { envVars: ['A=1'] },
+    { accessToken: 5 },
+    { defaultWorkdir: 'relative' },
+    { hostname: '-bad-' },
+    { hostname: 'a'.repeat(64) },
+    { entropy: '' },
+    { entropy: 'ABCD' },
+    { entropy: 'abc' },
+    { entropy: 'ab'.repeat(513) },
+    { timestamp: 12 },
+    null,
+    [],
+    'init',
+  ];
+  for (const body of bodies)
+    assert.equal(initProblems(body).length === 0, Check(EnvdInitBody, body), JSON.stringify(body));
+  assert.deepEqual(initProblems({ envVars: { A: 1 }, defaultWorkdir: 'x', entropy: 'zz', accessToken: 1 }), [
+    'envVars must map strings to strings',
+    'accessToken must be a string',
+    'defaultWorkdir must be absolute',
+    'entropy must be 1 to 512 bytes in lower-case hex',
+  ]);
+  assert.deepEqual(initProblems(null), ['invalid init request: not a JSON object']);
 });

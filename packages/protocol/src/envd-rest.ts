@@ -1,8 +1,8 @@
 // envd's REST contract: its port, the header names it and its callers use, and the
-// bodies of its JSON endpoints as TypeBox schemas (the Connect services are in gen/).
-// envd validates POST /init with EnvdInitBody; the node sends EnvdInit and reads
-// EnvdMetrics; the server's proxy routes on ENVD_PORT.
-import { type Static, Type } from 'typebox';
+// fields of POST /init as data (`ENVD_INIT_FIELDS`). The TypeBox schemas of the JSON
+// bodies are built from the same data in envd-rest-schemas.ts. This module imports no
+// schema library: envd's bundle takes it whole, and every sandbox start pays for what
+// envd loads (TypeBox would add ~40 ms to each envd start here).
 
 /** envd's port inside every sandbox (E2B's). */
 export const ENVD_PORT = 49983;
@@ -19,69 +19,55 @@ export const ENVD_KEEPALIVE_HEADER = 'keepalive-ping-interval';
 /** `X-Metadata-<Key>`: a file's metadata on `POST /files` (key lower-cased). */
 export const ENVD_METADATA_HEADER_PREFIX = 'x-metadata-';
 
-/**
- * Names to strings. (A Record alone checks only keys matching `^.*$`: a key with a line
- * break would take any value.)
- */
-const stringMap = () => Type.Record(Type.String(), Type.String(), { additionalProperties: Type.String() });
+/** How `POST /init` constrains one field: a string (matching `pattern`, if given) or a map of names to strings. */
+export type EnvdInitField =
+  | { type: 'string'; pattern?: string /** Said when the pattern does not match. */; rule?: string }
+  | { type: 'string map'; rule: string };
 
 /** Host names as sethostname(2) takes them, restricted to DNS labels. */
 const HOSTNAME_PATTERN =
   '^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$';
 
 /**
- * The body of `POST /init` (every field optional; unknown fields are ignored). It can be
- * sent again at any time (after a snapshot restore); replacing an access token that is
- * set needs the current one in X-Access-Token.
+ * The fields of `POST /init`'s body, every one optional; unknown fields are ignored. It
+ * can be sent again at any time (after a snapshot restore); replacing an access token
+ * that is set needs the current one in X-Access-Token.
  */
-export const EnvdInitBody = Type.Object({
+export const ENVD_INIT_FIELDS = {
   /** Sandbox-wide environment variables, added to those already set. */
-  envVars: Type.Optional(stringMap()),
+  envVars: { type: 'string map', rule: 'envVars must map strings to strings' },
   /** envd's access token; the empty string removes it. */
-  accessToken: Type.Optional(Type.String()),
+  accessToken: { type: 'string' },
   /** The user of calls that name none (must exist in the sandbox). */
-  defaultUser: Type.Optional(Type.String()),
+  defaultUser: { type: 'string' },
   /** The working directory of processes that name none: absolute, or empty to unset. */
-  defaultWorkdir: Type.Optional(Type.String({ pattern: '^(/|$)' })),
+  defaultWorkdir: { type: 'string', pattern: '^(/|$)', rule: 'defaultWorkdir must be absolute' },
   /**
    * The host's clock, to set the guest's after boot or restore (RFC 3339, as
    * `Date.toISOString()` writes it; envd takes whatever `Date.parse` reads).
    */
-  timestamp: Type.Optional(Type.String()),
+  timestamp: { type: 'string' },
   /** The sandbox's host name. */
-  hostname: Type.Optional(Type.String({ pattern: HOSTNAME_PATTERN })),
+  hostname: { type: 'string', pattern: HOSTNAME_PATTERN, rule: 'hostname is not a valid host name' },
   /**
    * Random bytes from the host (1 to 512, lower-case hex), credited to the kernel's
    * entropy pool before its CRNG is reseeded: sandboxes restored from one saved VM would
    * otherwise draw the same "random" numbers until the kernel reseeds on its own. An aiva
    * extension.
    */
-  entropy: Type.Optional(Type.String({ pattern: '^([0-9a-f]{2}){1,512}$' })),
-});
-export type EnvdInit = Static<typeof EnvdInitBody>;
+  entropy: {
+    type: 'string',
+    pattern: '^([0-9a-f]{2}){1,512}$',
+    rule: 'entropy must be 1 to 512 bytes in lower-case hex',
+  },
+} as const satisfies Record<string, EnvdInitField>;
+
+/** What the node sends to `POST /init`. */
+export type EnvdInit = {
+  -readonly [K in keyof typeof ENVD_INIT_FIELDS]?: (typeof ENVD_INIT_FIELDS)[K] extends { type: 'string map' }
+    ? Record<string, string>
+    : string;
+};
 
 /** The body of `GET /envs`: the sandbox-wide environment variables set by /init. */
-export const EnvdEnvsBody = stringMap();
-export type EnvdEnvs = Static<typeof EnvdEnvsBody>;
-
-/** The body of `GET /metrics` (E2B's field names): the sandbox's CPU, memory and disk. */
-export const EnvdMetricsBody = Type.Object({
-  /** When measured, Unix seconds. */
-  ts: Type.Integer(),
-  cpu_count: Type.Integer(),
-  /** CPU busy since the previous call, percent (0–100). */
-  cpu_used_pct: Type.Number(),
-  /** Bytes. */
-  mem_total: Type.Integer(),
-  /** Bytes: total − available. */
-  mem_used: Type.Integer(),
-  /** Bytes of page cache (optional for readers: not every envd sends it). */
-  mem_cache: Type.Optional(Type.Integer()),
-  /** MiB (E2B's older fields; aiva's envd still sends them). */
-  mem_total_mib: Type.Optional(Type.Integer()),
-  mem_used_mib: Type.Optional(Type.Integer()),
-  /** Bytes of the root filesystem. */
-  disk_used: Type.Integer(),
-  disk_total: Type.Integer(),
-});
-export type EnvdMetrics = Static<typeof EnvdMetricsBody>;
+export type EnvdEnvs = Record<string, string>;

@@ -1,33 +1,42 @@
 import { writeFile } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { ENVD_ACCESS_TOKEN_HEADER, type EnvdInit, EnvdInitBody } from '@aiva/protocol';
-import { Check, Errors } from 'typebox/value';
+import { ENVD_ACCESS_TOKEN_HEADER, ENVD_INIT_FIELDS, type EnvdInit } from '@aiva/protocol';
 import { sameSecret } from '../auth.js';
 import type { Envd } from '../context.js';
 import { runHelper } from '../native.js';
 import { jsonError, readBody } from './respond.js';
 
-/** What a field that fails EnvdInitBody's constraint (rather than its type) is told. */
-const CONSTRAINTS: Partial<Record<keyof EnvdInit, string>> = {
-  envVars: 'envVars must map strings to strings',
-  defaultWorkdir: 'defaultWorkdir must be absolute',
-  entropy: 'entropy must be 1 to 512 bytes in lower-case hex',
-  hostname: 'hostname is not a valid host name',
-};
+const PATTERNS = new Map(
+  Object.entries(ENVD_INIT_FIELDS).flatMap(([name, f]) =>
+    'pattern' in f ? [[name, new RegExp(f.pattern, 'u')] as const] : [],
+  ),
+);
 
-/** The problems of a body that is not an EnvdInit, one per field, in the schema's order. */
-function schemaProblems(body: unknown): string[] {
-  const problems = new Map<string, string>();
-  for (const e of Errors(EnvdInitBody, body)) {
-    const field = e.instancePath.split('/')[1] ?? '';
-    if (problems.has(field)) continue;
-    if (field === '')
-      problems.set(field, `invalid init request: ${e.keyword === 'type' ? 'not a JSON object' : e.message}`);
-    else if (field === 'envVars' || e.keyword !== 'type')
-      problems.set(field, CONSTRAINTS[field as keyof EnvdInit] ?? `${field} ${e.message}`);
-    else problems.set(field, `${field} must be a string`);
+const isStringMap = (v: unknown) =>
+  typeof v === 'object' &&
+  v !== null &&
+  !Array.isArray(v) &&
+  Object.values(v).every((x) => typeof x === 'string');
+
+/**
+ * The problems of a body that is not an EnvdInit, one per field in ENVD_INIT_FIELDS'
+ * order (the contract's TypeBox schema, EnvdInitBody, is built from the same fields; a
+ * test checks that both agree).
+ */
+export function initProblems(body: unknown): string[] {
+  if (typeof body !== 'object' || body === null || Array.isArray(body))
+    return ['invalid init request: not a JSON object'];
+  const problems: string[] = [];
+  for (const [name, f] of Object.entries(ENVD_INIT_FIELDS)) {
+    const value = (body as Record<string, unknown>)[name];
+    if (value === undefined) continue;
+    if (f.type === 'string map') {
+      if (!isStringMap(value)) problems.push(f.rule);
+    } else if (typeof value !== 'string') problems.push(`${name} must be a string`);
+    else if (PATTERNS.get(name)?.test(value) === false)
+      problems.push('rule' in f ? f.rule : `${name} is invalid`);
   }
-  return [...problems.values()];
+  return problems;
 }
 
 /**
@@ -47,8 +56,7 @@ export async function init(envd: Envd, req: IncomingMessage, res: ServerResponse
     return;
   }
   // Every problem at once: the schema's, then an unknown user and an unreadable clock.
-  const valid = Check(EnvdInitBody, parsed);
-  const problems = valid ? [] : schemaProblems(parsed);
+  const problems = initProblems(parsed);
   const fields = (typeof parsed === 'object' && parsed !== null ? parsed : {}) as Record<string, unknown>;
   if (typeof fields.defaultUser === 'string' && fields.defaultUser) {
     try {
@@ -59,7 +67,7 @@ export async function init(envd: Envd, req: IncomingMessage, res: ServerResponse
   }
   const when = typeof fields.timestamp === 'string' ? Date.parse(fields.timestamp) : undefined;
   if (when !== undefined && Number.isNaN(when)) problems.push('timestamp is not a date');
-  if (!valid || problems.length > 0) {
+  if (problems.length > 0) {
     jsonError(res, 400, problems.join('; '), req);
     return;
   }

@@ -5,7 +5,9 @@ import {
   ENVD_VERSION_HEADER,
   type EnvdInit,
   type EnvdMetrics,
+  EnvdMetricsBody,
 } from '@aiva/protocol';
+import { Check } from 'typebox/value';
 
 /** What a sandbox reports when its envd does not say its version (a valid semver, older than any feature gate). */
 export const UNKNOWN_ENVD_VERSION = '0.0.1';
@@ -100,7 +102,7 @@ function oneShot(
   });
 }
 
-/** Reads the sandbox's CPU, memory and disk as envd sees them (GET /metrics). */
+/** Reads the sandbox's CPU, memory and disk as envd sees them (GET /metrics), checked against the contract. */
 export async function envdMetrics(address: string, accessToken: string): Promise<EnvdMetrics> {
   const res = await fetch(`http://${address}:${ENVD_PORT}/metrics`, {
     headers: { [ENVD_ACCESS_TOKEN_HEADER]: accessToken },
@@ -108,5 +110,11 @@ export async function envdMetrics(address: string, accessToken: string): Promise
   });
   if (res.status !== 200)
     throw new EnvdUnreachableError(`envd /metrics answered ${res.status}: ${await res.text()}`);
-  return (await res.json()) as EnvdMetrics;
+  // What a sandbox's envd says is the tenant's word: checked before anyone uses it.
+  const body: unknown = await res.json().catch(() => undefined);
+  if (!Check(EnvdMetricsBody, body))
+    throw new EnvdUnreachableError(
+      `envd /metrics answered what is not E2B's metrics: ${JSON.stringify(body)?.slice(0, 200)}`,
+    );
+  return body;
 }
