@@ -3,5 +3,5 @@ export { openDatabase } from './db/database.js';
 export { LocalSandboxNode } from './nodes/local-sandbox-node.js';
 export type { SandboxNode } from './nodes/sandbox-node.js';
 export { type RunningServer, type ServerConfig, startServer } from './server.js';
-export type { SandboxLimits } from './services/sandbox-service.js';
+export type { SandboxLimits } from './services/live-sandboxes.js';
 export { TeamService } from './services/team-service.js';

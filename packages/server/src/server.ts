@@ -20,7 +20,8 @@ import { openDatabase } from './db/database.js';
 import { createServerMetrics } from './metrics/server-metrics.js';
 import type { SandboxNode } from './nodes/sandbox-node.js';
 import { routeOf, SandboxProxy } from './proxy/sandbox-proxy.js';
-import { type SandboxLimits, SandboxService } from './services/sandbox-service.js';
+import type { SandboxLimits } from './services/live-sandboxes.js';
+import { SandboxService } from './services/sandbox-service.js';
 import { SnapshotService } from './services/snapshot-service.js';
 import { TeamService } from './services/team-service.js';
 

@@ -1,38 +1,87 @@
+import { SandboxNotFoundError, SandboxSpecError, SandboxStateError } from '@aiva/node';
 import type { FastifyError, FastifyInstance } from 'fastify';
+import {
+  CapacityError,
+  ConflictError,
+  ForbiddenError,
+  InvalidRequestError,
+  InvalidStateError,
+  NotFoundError,
+  OperationFailedError,
+  TeamLimitError,
+} from '../services/errors.js';
 
-/** An error with an HTTP status and a message for the client, sent as E2B's `{code, message}`. */
+/** An error of the edge itself (authentication) with its HTTP status, sent as E2B's `{code, message}`. */
 export class ApiError extends Error {
   override name = 'ApiError';
   constructor(
     readonly statusCode: number,
     message: string,
-    readonly headers: Record<string, string> = {},
   ) {
     super(message);
   }
 }
 
-export const badRequest = (message: string) => new ApiError(400, message);
-export const notFound = (message: string) => new ApiError(404, message);
-export const conflict = (message: string) => new ApiError(409, message);
+/**
+ * The one place where errors become HTTP: each domain error of the services, and each
+ * error of the node that reaches a route, with its status code and extra headers.
+ */
+const STATUS: [
+  type: abstract new (...args: never[]) => Error,
+  code: number,
+  headers?: Record<string, string>,
+][] = [
+  [InvalidRequestError, 400],
+  [SandboxSpecError, 400],
+  [ForbiddenError, 403],
+  [NotFoundError, 404],
+  [SandboxNotFoundError, 404],
+  [ConflictError, 409],
+  [InvalidStateError, 409],
+  [SandboxStateError, 409],
+  [TeamLimitError, 429, { 'retry-after': '1' }],
+  [OperationFailedError, 500],
+  [CapacityError, 503],
+];
+
+/** An error as the API reports it: E2B's `{code, message}` body, and headers to send with it. */
+export interface ErrorReply {
+  code: number;
+  message: string;
+  headers: Record<string, string>;
+}
+
+/** How the API reports `error`, if it is of a kind it knows: its status and its own message. */
+export function knownErrorReply(error: unknown): ErrorReply | undefined {
+  if (error instanceof ApiError) return { code: error.statusCode, message: error.message, headers: {} };
+  for (const [type, code, headers = {}] of STATUS)
+    if (error instanceof type) return { code, message: error.message, headers };
+  return undefined;
+}
+
+/** E2B's `{code, message}` for an error reported in a result (a fork's): one of no known kind is a 500 with its message. */
+export function errorBody(error: unknown): { code: number; message: string } {
+  const known = knownErrorReply(error);
+  if (known) return { code: known.code, message: known.message };
+  return { code: 500, message: error instanceof Error ? error.message : String(error) };
+}
 
 /** Every error leaves as `{code, message}`; unexpected ones as a 500 that says nothing internal. */
 export function registerErrorHandling(app: FastifyInstance): void {
-  app.setErrorHandler((error: FastifyError | ApiError, request, reply) => {
-    if (error instanceof ApiError) {
-      void reply
-        .code(error.statusCode)
-        .headers(error.headers)
-        .send({ code: error.statusCode, message: error.message });
+  app.setErrorHandler((error: FastifyError, request, reply) => {
+    const known = knownErrorReply(error);
+    if (known) {
+      void reply.code(known.code).headers(known.headers).send({ code: known.code, message: known.message });
       return;
     }
-    const status = error.statusCode ?? 500;
     if (error.validation) {
       void reply
         .code(400)
         .send({ code: 400, message: `${error.validationContext ?? 'request'}${validationMessage(error)}` });
       return;
     }
+    // Fastify's own client errors (a body too large, a bad content type …) keep their status.
+    const status = error.statusCode ?? 500;
     if (status >= 400 && status < 500) {
       void reply.code(status).send({ code: status, message: error.message });
       return;

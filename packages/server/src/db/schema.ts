@@ -9,6 +9,7 @@ import {
   timestamp,
   uniqueIndex,
 } from 'drizzle-orm/pg-core';
+import type { SandboxState } from '../services/sandbox-states.js';
 
 /** A team owns API keys and sandboxes; a key sees only its team's sandboxes. */
 export const teams = pgTable('teams', {
@@ -38,8 +39,6 @@ export const apiKeys = pgTable(
   (t) => [index('api_keys_team_idx').on(t.teamId)],
 );
 
-export type SandboxRowState = 'creating' | 'running' | 'paused' | 'killed' | 'error';
-
 /** Every sandbox the API created, alive or ended (ended ones keep their row for history). */
 export const sandboxes = pgTable(
   'sandboxes',
@@ -51,7 +50,7 @@ export const sandboxes = pgTable(
     templateId: text('template_id').notNull(),
     alias: text('alias'),
     nodeId: text('node_id').notNull(),
-    state: text('state').$type<SandboxRowState>().notNull(),
+    state: text('state').$type<SandboxState>().notNull(),
     cpuCount: integer('cpu_count').notNull(),
     memoryMb: integer('memory_mb').notNull(),
     diskSizeMb: integer('disk_size_mb').notNull(),

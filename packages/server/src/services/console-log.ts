@@ -1,6 +1,7 @@
 import type { SandboxLogEntry } from '../api/e2b/schemas.js';
 
-const LEVELS = new Set(['debug', 'info', 'warn', 'error']);
+/** Log levels, least severe first. */
+const LEVELS = ['debug', 'info', 'warn', 'error'];
 
 /**
  * A sandbox's console output as E2B log entries. Lines of JSON with `level`, `time` and
@@ -16,7 +17,7 @@ export function parseConsoleLog(text: string, startedAt: Date): SandboxLogEntry[
     if (line.startsWith('{')) {
       try {
         const j = JSON.parse(line) as Record<string, unknown>;
-        const level = typeof j.level === 'string' && LEVELS.has(j.level) ? j.level : 'info';
+        const level = typeof j.level === 'string' && LEVELS.includes(j.level) ? j.level : 'info';
         const time =
           typeof j.time === 'number' ? j.time : typeof j.time === 'string' ? Date.parse(j.time) : start;
         const message = String(j.msg ?? j.message ?? line);
@@ -55,4 +56,30 @@ export function parseConsoleLog(text: string, startedAt: Date): SandboxLogEntry[
     });
   }
   return entries;
+}
+
+/** What a client asks of a sandbox's logs (E2B's `GET /v2/sandboxes/{id}/logs`). */
+export interface LogQuery {
+  /** Entries from this time on (ms since the epoch), or up to it going backward. */
+  cursor?: number;
+  limit?: number;
+  direction?: 'forward' | 'backward';
+  level?: string;
+  search?: string;
+}
+
+/** The entries of a console log that `q` asks for: at or above its level, containing its text, from its cursor on. */
+export function consoleLogEntries(text: string, startedAt: Date, q: LogQuery): SandboxLogEntry[] {
+  const minLevel = LEVELS.indexOf(q.level ?? 'debug');
+  let entries = parseConsoleLog(text, startedAt).filter(
+    (e) =>
+      LEVELS.indexOf(e.level) >= minLevel &&
+      (!q.search || e.message.includes(q.search)) &&
+      (q.cursor === undefined ||
+        (q.direction === 'backward'
+          ? Date.parse(e.timestamp) <= q.cursor
+          : Date.parse(e.timestamp) >= q.cursor)),
+  );
+  if (q.direction === 'backward') entries = entries.reverse();
+  return entries.slice(0, q.limit ?? 1000);
 }

@@ -1,4 +1,4 @@
-import { badRequest } from '../api/errors.js';
+import { InvalidRequestError } from './errors.js';
 
 /**
  * Keyset pagination over (time, id), newest or oldest first: a list reads `limit + 1`
@@ -19,7 +19,7 @@ export function keysetPage<T extends { id: string }>(
   return { page, nextToken };
 }
 
-/** The position a `nextToken` stands for; 400 if this server did not issue it. */
+/** The position a `nextToken` stands for; InvalidRequestError if this server did not issue it. */
 export function parseCursor(token: string): { t: string; id: string } {
   try {
     const c = JSON.parse(Buffer.from(token, 'base64url').toString('utf8')) as { t?: unknown; id?: unknown };
@@ -28,5 +28,5 @@ export function parseCursor(token: string): { t: string; id: string } {
   } catch {
     // fall through
   }
-  throw badRequest('nextToken is not a token this server issued');
+  throw new InvalidRequestError('nextToken is not a token this server issued');
 }

@@ -1,7 +1,5 @@
-import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { newSandboxId, SandboxSpecError, SandboxStateError } from '@aiva/node';
-import { and, asc, desc, eq, gt, inArray, lt, or, type SQL, sql } from 'drizzle-orm';
+import { newSandboxId, SandboxSpecError } from '@aiva/node';
 import type { Logger } from 'pino';
 import type {
   ListedSandbox,
@@ -13,32 +11,32 @@ import type {
   SandboxLogEntry,
   SandboxMetric,
 } from '../api/e2b/schemas.js';
-import { ApiError, badRequest, conflict, notFound } from '../api/errors.js';
 import type { Database } from '../db/database.js';
-import { sandboxes } from '../db/schema.js';
 import type { ServerMetrics } from '../metrics/server-metrics.js';
-import type { NodeNetworkPolicy, SandboxNode, SandboxUsage } from '../nodes/sandbox-node.js';
-import { parseConsoleLog } from './console-log.js';
-import { keysetPage, parseCursor } from './keyset-page.js';
+import type { SandboxNode } from '../nodes/sandbox-node.js';
+import { consoleLogEntries, type LogQuery } from './console-log.js';
+import { InvalidRequestError, NotFoundError, OperationFailedError } from './errors.js';
+import {
+  type LiveSandbox,
+  LiveSandboxes,
+  liveFromRow,
+  type SandboxLimits,
+  TYPICAL_MEMORY_MIB,
+} from './live-sandboxes.js';
+import { egressPolicy, updatedNetwork } from './network-policy.js';
+import { SandboxExpiry } from './sandbox-expiry.js';
+import { listSandboxes, sandboxDetail, sandboxOf } from './sandbox-list.js';
+import { SandboxMetrics } from './sandbox-metrics.js';
+import { newSandboxRow, type SandboxRow, SandboxRows } from './sandbox-rows.js';
+import { type EndReason, isApiState, type LiveState, transition } from './sandbox-states.js';
 import type { Caller } from './team-service.js';
 import { WarmPool } from './warm-pool.js';
-
-type Row = typeof sandboxes.$inferSelect;
 
 /** A snapshot a sandbox is created from: the node's checkpoint and what the sandbox shows as its template. */
 export interface SnapshotSource {
   checkpoint: string;
   templateId: string;
   alias: string;
-}
-
-export interface SandboxLimits {
-  /** Sandboxes the node takes at most (503 beyond). */
-  maxSandboxes: number;
-  /** Memory (MiB) all sandboxes may take together (503 beyond). */
-  memoryBudgetMiB: number;
-  /** Sandboxes one team may run at once (429 beyond). */
-  maxSandboxesPerTeam: number;
 }
 
 export interface SandboxServiceOptions {
@@ -55,49 +53,41 @@ export interface SandboxServiceOptions {
   warmPool?: Record<string, number>;
 }
 
-/** What the proxy needs to know of a sandbox, kept in memory for every live one. */
-export interface LiveSandbox {
-  id: string;
-  teamId: string;
-  state: 'creating' | 'running' | 'paused';
-  /** When it expires (ms since the epoch). */
-  endAt: number;
-  onTimeout: 'kill' | 'pause';
-  memoryMb: number;
-  allowPublicTraffic: boolean;
-  trafficAccessToken?: string;
-  /** Resume when traffic arrives for it while paused (E2B's `autoResume`). */
-  autoResume: boolean;
-}
-
 /** How long a sandbox woken by traffic runs at least (E2B's default timeout). */
 const AUTO_RESUME_S = 300;
-
-const METRIC_SAMPLES_KEPT = 720;
-const newToken = () => randomBytes(24).toString('hex');
 
 /**
  * Sandboxes as the API sees them: rows in the database (history included), a live index
  * in memory for lifetimes and the proxy, and the node that runs them. Enforces each
- * sandbox's end time (to within a quarter of a second), team isolation and capacity.
+ * sandbox's end time (`SandboxExpiry`), team isolation and capacity; samples resource use
+ * (`SandboxMetrics`). State changes follow `sandbox-states.ts`.
  */
 export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
-  private readonly live = new Map<string, LiveSandbox>();
-  private readonly samples = new Map<string, SandboxMetric[]>();
-  private ticker: NodeJS.Timeout | undefined;
-  private sampler: NodeJS.Timeout | undefined;
-  private readonly expiring = new Set<string>();
+  private readonly live: LiveSandboxes;
+  private readonly expiry: SandboxExpiry;
+  private readonly usage: SandboxMetrics;
   private readonly resuming = new Map<string, Promise<void>>();
   private pool: WarmPool | undefined;
-  private readonly db: Database;
+  private readonly rows: SandboxRows;
   private readonly node: SandboxNode;
   private readonly log: Logger;
 
   constructor(readonly options: SandboxServiceOptions) {
     super();
-    this.db = options.db;
+    this.rows = new SandboxRows(options.db);
     this.node = options.node;
     this.log = options.logger;
+    this.live = new LiveSandboxes(options.limits, options.metrics.sandboxes);
+    this.expiry = new SandboxExpiry(
+      () => this.live.values(),
+      { pause: (s) => this.pauseLive(s), end: (id) => this.end(id, 'timeout') },
+      this.log,
+    );
+    this.usage = new SandboxMetrics(
+      this.node,
+      () => [...this.live.values()].filter((s) => s.state === 'running').map((s) => s.id),
+      options.metricsIntervalMs,
+    );
   }
 
   /**
@@ -105,44 +95,37 @@ export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
    * sandboxes the other lost), then starts enforcing end times and sampling metrics.
    */
   async start(): Promise<void> {
-    const rows = await this.db
-      .select()
-      .from(sandboxes)
-      .where(
-        and(eq(sandboxes.nodeId, this.node.id), inArray(sandboxes.state, ['creating', 'running', 'paused'])),
-      );
     const onNode = new Map(this.node.list().map((s) => [s.id, s]));
-    for (const row of rows) {
+    for (const row of await this.rows.liveOn(this.node.id)) {
       const n = onNode.get(row.id);
       onNode.delete(row.id);
-      if (row.state === 'creating' || !n || (n.state !== 'running' && n.state !== 'paused')) {
+      if (!isApiState(row.state) || !n || !isApiState(n.state)) {
         this.log.warn(
           { sandbox: row.id, rowState: row.state, nodeState: n?.state },
           'sandbox did not survive the restart',
         );
         if (n) await this.node.kill(row.id).catch(() => {});
-        await this.markEnded(row.id, 'killed', n?.error ?? 'lost when the server restarted');
+        await this.rows.markEnded(row.id, row.state, 'lost', n?.error);
         continue;
       }
-      this.live.set(row.id, this.toLive(row, n.state));
-      if (n.state !== row.state) await this.updateLive(row.id, { state: n.state });
+      this.live.add(liveFromRow(row, n.state));
+      if (n.state !== row.state)
+        await this.rows.updateLive(row.id, { state: transition(row.id, row.state, n.state) });
     }
     for (const orphan of onNode.values()) {
       this.log.warn({ sandbox: orphan.id }, 'killing a sandbox the database does not know');
       await this.node.kill(orphan.id).catch(() => {});
     }
     this.node.onSandboxFailed((id, reason) => void this.onNodeFailure(id, reason));
-    this.ticker = setInterval(() => void this.expire(), 250);
-    this.ticker.unref();
-    this.sampler = setInterval(() => void this.sample(), this.options.metricsIntervalMs ?? 5000);
-    this.sampler.unref();
-    this.updateGauges();
+    this.expiry.start();
+    this.usage.start();
+    this.live.updateGauge();
     if (this.options.warmPool && Object.values(this.options.warmPool).some((n) => n > 0)) {
       // Started once the node's leftovers are dealt with: pooled sandboxes have no rows.
       this.pool = new WarmPool(
         this.node,
         this.options.warmPool,
-        () => this.hasRoom(512, this.pool?.size ?? 0),
+        () => this.live.hasRoom(TYPICAL_MEMORY_MIB, this.pool?.size ?? 0),
         this.log.child({ component: 'warm-pool' }),
       );
       this.pool.start();
@@ -151,62 +134,17 @@ export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
 
   /** Stops the timers; with `killSandboxes`, also kills every live sandbox. */
   async stop(options: { killSandboxes: boolean }): Promise<void> {
-    clearInterval(this.ticker);
-    clearInterval(this.sampler);
+    this.expiry.stop();
+    this.usage.stop();
     await this.pool?.close();
     if (options.killSandboxes) {
-      await Promise.allSettled([...this.live.keys()].map((id) => this.end(id, 'server shut down')));
+      await Promise.allSettled(this.live.ids().map((id) => this.end(id, 'shutdown')));
     }
-  }
-
-  private toLive(row: Row, state: LiveSandbox['state']): LiveSandbox {
-    const network = (row.network ?? {}) as { allowPublicTraffic?: boolean };
-    return {
-      id: row.id,
-      teamId: row.teamId,
-      state,
-      endAt: row.endAt.getTime(),
-      onTimeout: row.onTimeout,
-      memoryMb: row.memoryMb,
-      allowPublicTraffic: network.allowPublicTraffic !== false,
-      trafficAccessToken: row.trafficAccessToken ?? undefined,
-      autoResume: row.autoResume,
-    };
   }
 
   /** A live sandbox by id, whatever its team (for the proxy). */
   liveSandbox(id: string): LiveSandbox | undefined {
     return this.live.get(id);
-  }
-
-  private async templates(): Promise<string[]> {
-    return this.node.templates();
-  }
-
-  /**
-   * Whether the node has room for one more sandbox of `memoryMb`, besides `pooled`
-   * sandboxes of the warm pool that the live ones do not count (512 MiB each).
-   */
-  private hasRoom(memoryMb: number, pooled = 0): boolean {
-    const { limits } = this.options;
-    const used = [...this.live.values()].reduce((sum, s) => sum + s.memoryMb, 0) + pooled * 512;
-    return this.live.size + pooled < limits.maxSandboxes && used + memoryMb <= limits.memoryBudgetMiB;
-  }
-
-  private checkCapacity(caller: Caller, memoryMb: number): void {
-    const { limits } = this.options;
-    const ofTeam = [...this.live.values()].filter((s) => s.teamId === caller.teamId).length;
-    if (ofTeam >= limits.maxSandboxesPerTeam) {
-      throw new ApiError(
-        429,
-        `your team already runs ${limits.maxSandboxesPerTeam} sandboxes, the most it may`,
-        {
-          'retry-after': '1',
-        },
-      );
-    }
-    if (!this.hasRoom(memoryMb))
-      throw new ApiError(503, 'no capacity for another sandbox on this node right now');
   }
 
   /**
@@ -223,58 +161,29 @@ export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
     const { snapshot } = from;
     const template = snapshot?.templateId ?? body.templateID;
     const alias = snapshot?.alias ?? template;
-    if (!snapshot && !(await this.templates()).includes(template)) {
-      throw badRequest(
-        `template "${template}" does not exist (templates: ${(await this.templates()).join(', ')})`,
-      );
+    if (!snapshot) {
+      const templates = await this.node.templates();
+      if (!templates.includes(template))
+        throw new InvalidRequestError(
+          `template "${template}" does not exist (templates: ${templates.join(', ')})`,
+        );
     }
-    const metadata = body.metadata ?? {};
-    if (JSON.stringify(metadata).length > 16 * 1024) throw badRequest('metadata is larger than 16 KiB');
+    if (JSON.stringify(body.metadata ?? {}).length > 16 * 1024)
+      throw new InvalidRequestError('metadata is larger than 16 KiB');
     const timeoutS = body.timeout ?? defaultTimeoutS;
     const policy = egressPolicy(body.allow_internet_access, body.network ?? {});
     // The template's own memory is not known before it starts: count a typical sandbox.
-    this.checkCapacity(caller, 512);
+    this.live.checkCapacity(caller.teamId, TYPICAL_MEMORY_MIB);
     const pooled = from.usePool !== false && !snapshot ? this.pool?.take(template) : undefined;
     const id = pooled ?? newSandboxId();
-    const allowPublicTraffic = body.network?.allowPublicTraffic !== false;
-    const now = new Date();
-    const row: typeof sandboxes.$inferInsert = {
-      id,
-      teamId: caller.teamId,
-      templateId: template,
-      alias,
-      nodeId: this.node.id,
-      state: 'creating',
-      cpuCount: 0,
-      memoryMb: 0,
-      diskSizeMb: 0,
-      metadata,
-      envdVersion: '0.0.1',
-      envdAccessToken: newToken(),
-      trafficAccessToken: allowPublicTraffic ? null : newToken(),
-      allowInternetAccess: body.allow_internet_access ?? null,
-      network: body.network ?? null,
-      onTimeout: body.autoPause ? 'pause' : 'kill',
-      autoResume: body.autoResume?.enabled ?? false,
-      startedAt: now,
-      endAt: new Date(now.getTime() + timeoutS * 1000),
-    };
-    const live: LiveSandbox = {
-      id,
-      teamId: caller.teamId,
-      state: 'creating',
-      endAt: row.endAt.getTime(),
-      onTimeout: row.onTimeout ?? 'kill',
-      memoryMb: 512,
-      allowPublicTraffic,
-      trafficAccessToken: row.trafficAccessToken ?? undefined,
-      autoResume: row.autoResume ?? false,
-    };
+    const owner = { id, teamId: caller.teamId, nodeId: this.node.id, template, alias };
+    const row = newSandboxRow(owner, body, timeoutS, new Date());
     // Counted before anything is awaited: concurrent creates (a fork's) see each other's.
-    this.live.set(id, live);
+    const live = liveFromRow({ ...row, memoryMb: TYPICAL_MEMORY_MIB }, 'creating');
+    this.live.add(live);
     const started = performance.now();
     try {
-      await this.db.insert(sandboxes).values(row);
+      await this.rows.insert(row);
       const request = { envVars: body.envVars, accessToken: row.envdAccessToken, network: policy };
       const n = pooled
         ? await this.node.claim(id, request)
@@ -282,18 +191,19 @@ export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
       // The sandbox lives `timeout` seconds from when it is ready, not from when it was asked for.
       const readyAt = new Date();
       const endAt = new Date(readyAt.getTime() + timeoutS * 1000);
-      await this.updateLive(id, {
-        state: 'running',
+      const ready = {
+        state: transition(id, live.state, 'running'),
         cpuCount: n.vcpus,
         memoryMb: n.memoryMiB,
         diskSizeMb: n.diskMiB,
         envdVersion: n.envdVersion,
         startedAt: readyAt,
         endAt,
-      });
-      Object.assign(live, { state: 'running', endAt: endAt.getTime(), memoryMb: n.memoryMiB });
+      };
+      await this.rows.updateLive(id, ready);
+      Object.assign(live, { state: ready.state, endAt: endAt.getTime(), memoryMb: n.memoryMiB });
+      this.live.updateGauge();
       this.options.metrics.createSeconds.observe((performance.now() - started) / 1000);
-      this.updateGauges();
       this.log.info(
         {
           sandbox: id,
@@ -304,118 +214,52 @@ export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
         },
         'sandbox created',
       );
-      return {
-        sandboxID: id,
-        templateID: template,
-        alias,
-        clientID: this.node.id,
-        envdVersion: n.envdVersion,
-        envdAccessToken: row.envdAccessToken,
-        trafficAccessToken: row.trafficAccessToken ?? null,
-        domain: this.options.domain ?? null,
-      };
+      return sandboxOf({ ...row, ...ready }, this.options.domain);
     } catch (e) {
-      this.live.delete(id);
-      await this.db.delete(sandboxes).where(eq(sandboxes.id, id));
-      this.updateGauges();
+      this.live.remove(id);
+      await this.rows.remove(id);
+      this.live.updateGauge();
       // Whatever the node holds of it goes: a pooled sandbox, or one whose row failed.
       await this.node.kill(id).catch(() => {});
-      if (pooled && !(e instanceof SandboxSpecError)) {
+      // A request the node refuses as given (400).
+      if (e instanceof SandboxSpecError) throw e;
+      if (pooled) {
         // The pooled sandbox was no good: make one the ordinary way.
         this.log.warn({ sandbox: id, err: e }, 'a pooled sandbox could not be handed over; creating one');
         return this.create(caller, { ...body, templateID: template }, defaultTimeoutS, { usePool: false });
       }
-      if (e instanceof SandboxSpecError) throw badRequest(e.message);
       this.log.error({ sandbox: id, err: e }, 'sandbox create failed');
-      throw new ApiError(500, `the sandbox could not start: ${(e as Error).message.split('\n')[0]}`);
+      throw new OperationFailedError('the sandbox could not start', e);
     }
   }
 
-  /** The team's running or paused sandbox `id` as stored (404 otherwise). */
-  async row(caller: Caller, id: string): Promise<Row> {
-    const [row] = await this.db
-      .select()
-      .from(sandboxes)
-      .where(and(eq(sandboxes.id, id), eq(sandboxes.teamId, caller.teamId)))
-      .limit(1);
-    if (!row || (row.state !== 'running' && row.state !== 'paused'))
-      throw notFound(`sandbox ${id} not found`);
-    return row;
+  /** The team's running or paused sandbox `id` as stored (NotFoundError otherwise). */
+  row(caller: Caller, id: string): Promise<SandboxRow> {
+    return this.rows.visible(caller.teamId, id);
   }
 
-  private listed(row: Row): ListedSandbox {
-    return {
-      sandboxID: row.id,
-      templateID: row.templateId,
-      ...(row.alias ? { alias: row.alias } : {}),
-      clientID: row.nodeId,
-      cpuCount: row.cpuCount,
-      memoryMB: row.memoryMb,
-      diskSizeMB: row.diskSizeMb,
-      startedAt: row.startedAt.toISOString(),
-      endAt: row.endAt.toISOString(),
-      envdVersion: row.envdVersion,
-      state: row.state === 'paused' ? 'paused' : 'running',
-      metadata: row.metadata,
-    };
+  /** The team's live sandbox `id`, its row checked first (NotFoundError otherwise). */
+  private async liveOf(caller: Caller, id: string): Promise<{ row: SandboxRow; live: LiveSandbox }> {
+    const row = await this.row(caller, id);
+    const live = this.live.get(id);
+    if (!live) throw new NotFoundError(`sandbox ${id} not found`);
+    return { row, live };
   }
 
   async get(caller: Caller, id: string): Promise<SandboxDetail> {
-    const row = await this.row(caller, id);
-    return {
-      ...this.listed(row),
-      envdAccessToken: row.envdAccessToken,
-      domain: this.options.domain ?? null,
-      allowInternetAccess: row.allowInternetAccess,
-      ...(row.network ? { network: row.network } : {}),
-      lifecycle: { onTimeout: row.onTimeout, autoResume: row.autoResume },
-    };
+    return sandboxDetail(await this.row(caller, id), this.options.domain);
   }
 
   /** The team's sandboxes, filtered, ordered by start time, one page at a time. */
-  async list(caller: Caller, q: ListQuery): Promise<{ items: ListedSandbox[]; nextToken?: string }> {
-    const states = (q.state ?? 'running,paused').split(',').map((s) => s.trim());
-    for (const s of states)
-      if (s !== 'running' && s !== 'paused') throw badRequest(`state "${s}" is not running or paused`);
-    const where: SQL[] = [
-      eq(sandboxes.teamId, caller.teamId),
-      inArray(sandboxes.state, states as Row['state'][]),
-    ];
-    if (q.template)
-      where.push(or(eq(sandboxes.templateId, q.template), eq(sandboxes.alias, q.template)) as SQL);
-    if (q.startedAfter) where.push(gt(sandboxes.startedAt, new Date(q.startedAfter)));
-    if (q.metadata)
-      where.push(sql`${sandboxes.metadata} @> ${JSON.stringify(parseMetadataFilter(q.metadata))}::jsonb`);
-    const order = q.order ?? 'desc';
-    if (q.nextToken) {
-      const cursor = parseCursor(q.nextToken);
-      const at = new Date(cursor.t);
-      const after =
-        order === 'desc'
-          ? or(lt(sandboxes.startedAt, at), and(eq(sandboxes.startedAt, at), lt(sandboxes.id, cursor.id)))
-          : or(gt(sandboxes.startedAt, at), and(eq(sandboxes.startedAt, at), gt(sandboxes.id, cursor.id)));
-      where.push(after as SQL);
-    }
-    const limit = q.limit ?? 100;
-    const by =
-      order === 'desc'
-        ? [desc(sandboxes.startedAt), desc(sandboxes.id)]
-        : [asc(sandboxes.startedAt), asc(sandboxes.id)];
-    const rows = await this.db
-      .select()
-      .from(sandboxes)
-      .where(and(...where))
-      .orderBy(...by)
-      .limit(limit + 1);
-    const { page, nextToken } = keysetPage(rows, limit, (r) => r.startedAt);
-    return { items: page.map((r) => this.listed(r)), nextToken };
+  list(caller: Caller, q: ListQuery): Promise<{ items: ListedSandbox[]; nextToken?: string }> {
+    return listSandboxes(this.options.db, caller.teamId, q);
   }
 
   /** Kills a sandbox of the caller's team; false if there is none with that id. */
   async kill(caller: Caller, id: string): Promise<boolean> {
     const live = this.live.get(id);
     if (!live || live.teamId !== caller.teamId || live.state === 'creating') return false;
-    await this.end(id, 'killed by request');
+    await this.end(id, 'killed');
     return true;
   }
 
@@ -423,57 +267,38 @@ export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
    * Ends a live sandbox: closes its row first (so that no listing shows it any more),
    * resets its open streams, then kills it on the node.
    */
-  private async end(id: string, reason: string): Promise<void> {
-    if (!this.live.has(id)) return;
-    this.live.delete(id);
-    this.samples.delete(id);
-    await this.markEnded(id, 'killed', reason === 'killed by request' ? null : reason);
+  private async end(id: string, reason: EndReason): Promise<void> {
+    const live = this.live.get(id);
+    if (!live) return;
+    this.forget(id);
+    await this.rows.markEnded(id, live.state, reason);
     this.emit('ended', id);
-    this.updateGauges();
     this.log.info({ sandbox: id, reason }, 'sandbox ended');
     await this.node.kill(id);
   }
 
-  private async markEnded(id: string, state: 'killed' | 'error', error: string | null): Promise<void> {
-    await this.db.update(sandboxes).set({ state, endedAt: new Date(), error }).where(eq(sandboxes.id, id));
+  /** Takes an ended sandbox out of the live index and the samples. */
+  private forget(id: string): void {
+    this.live.remove(id);
+    this.usage.forget(id);
+    this.live.updateGauge();
   }
 
-  /**
-   * Updates the row of a sandbox that has not ended: a write that lands after `end`
-   * (a resume that was under way) does not bring the row back.
-   */
-  private async updateLive(id: string, set: Partial<typeof sandboxes.$inferInsert>): Promise<void> {
-    await this.db
-      .update(sandboxes)
-      .set(set)
-      .where(and(eq(sandboxes.id, id), inArray(sandboxes.state, ['creating', 'running', 'paused'])));
+  /** Moves a live sandbox to `to` (as the transition table allows), in memory, then in its row. */
+  private async moveLive(live: LiveSandbox, to: LiveState): Promise<void> {
+    live.state = transition(live.id, live.state, to);
+    await this.rows.updateLive(live.id, { state: to });
+    this.live.updateGauge();
   }
 
-  /** Sets the end time to now + `timeoutS`, earlier or later than before. */
   /** Replaces the sandbox's egress policy, live; fields left out are cleared (as E2B does). */
   async updateNetwork(caller: Caller, id: string, body: NetworkUpdateBody): Promise<void> {
     const row = await this.row(caller, id);
-    const policy = egressPolicy(body.allow_internet_access, body);
-    try {
-      await this.node.updateNetwork(id, policy);
-    } catch (e) {
-      if (e instanceof SandboxSpecError) throw badRequest(e.message);
-      if (e instanceof SandboxStateError) throw conflict(e.message);
-      throw e;
-    }
-    const before = (row.network ?? {}) as Record<string, unknown>;
-    const { allowOut: _a, denyOut: _d, ...kept } = before;
-    await this.db
-      .update(sandboxes)
-      .set({
-        allowInternetAccess: body.allow_internet_access ?? null,
-        network: {
-          ...kept,
-          ...(body.allowOut ? { allowOut: body.allowOut } : {}),
-          ...(body.denyOut ? { denyOut: body.denyOut } : {}),
-        },
-      })
-      .where(eq(sandboxes.id, id));
+    await this.node.updateNetwork(id, egressPolicy(body.allow_internet_access, body));
+    await this.rows.updateLive(id, {
+      allowInternetAccess: body.allow_internet_access ?? null,
+      network: updatedNetwork(row.network, body),
+    });
   }
 
   /**
@@ -485,36 +310,35 @@ export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
     const live = this.live.get(id);
     if (live?.state !== 'paused' || !live.autoResume) return false;
     try {
-      await this.resume(id, live);
+      await this.resume(live);
     } catch (e) {
       this.log.error({ sandbox: id, err: e }, 'resuming a sandbox for traffic failed');
       return false;
     }
     live.endAt = Math.max(live.endAt, Date.now() + AUTO_RESUME_S * 1000);
-    await this.updateLive(id, { endAt: new Date(live.endAt) });
+    await this.rows.updateLive(id, { endAt: new Date(live.endAt) });
     this.log.info({ sandbox: id }, 'sandbox resumed by traffic');
     return true;
   }
 
   /** Resumes a paused sandbox; concurrent callers (the proxy's wakes, connects) share one resume. */
-  private resume(id: string, live: LiveSandbox): Promise<void> {
-    let resuming = this.resuming.get(id);
+  private resume(live: LiveSandbox): Promise<void> {
+    let resuming = this.resuming.get(live.id);
     if (!resuming) {
       resuming = (async () => {
-        await this.node.resume(id);
-        live.state = 'running';
-        await this.updateLive(id, { state: 'running' });
-        this.updateGauges();
-      })().finally(() => this.resuming.delete(id));
-      this.resuming.set(id, resuming);
+        await this.node.resume(live.id);
+        await this.moveLive(live, 'running');
+      })().finally(() => this.resuming.delete(live.id));
+      this.resuming.set(live.id, resuming);
     }
     return resuming;
   }
 
+  /** Sets the end time to now + `timeoutS`, earlier or later than before. */
   async setTimeout(caller: Caller, id: string, timeoutS: number): Promise<void> {
     await this.row(caller, id);
     const endAt = new Date(Date.now() + timeoutS * 1000);
-    await this.updateLive(id, { endAt });
+    await this.rows.updateLive(id, { endAt });
     const live = this.live.get(id);
     if (live) live.endAt = endAt.getTime();
   }
@@ -528,191 +352,50 @@ export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
     id: string,
     timeoutS: number,
   ): Promise<{ resumed: boolean; sandbox: Sandbox }> {
-    const row = await this.row(caller, id);
-    const live = this.live.get(id);
-    if (!live) throw notFound(`sandbox ${id} not found`);
+    const { row, live } = await this.liveOf(caller, id);
     const resumed = live.state === 'paused';
-    if (resumed) await this.resume(id, live);
+    if (resumed) await this.resume(live);
     const wanted = Date.now() + timeoutS * 1000;
     if (resumed || wanted > live.endAt) {
       live.endAt = resumed ? wanted : Math.max(wanted, live.endAt);
-      await this.updateLive(id, { endAt: new Date(live.endAt) });
+      await this.rows.updateLive(id, { endAt: new Date(live.endAt) });
     }
-    this.updateGauges();
-    return {
-      resumed,
-      sandbox: {
-        sandboxID: id,
-        templateID: row.templateId,
-        ...(row.alias ? { alias: row.alias } : {}),
-        clientID: row.nodeId,
-        envdVersion: row.envdVersion,
-        envdAccessToken: row.envdAccessToken,
-        trafficAccessToken: row.trafficAccessToken,
-        domain: this.options.domain ?? null,
-      },
-    };
+    return { resumed, sandbox: sandboxOf(row, this.options.domain) };
   }
 
+  /** Pauses the team's running sandbox (InvalidStateError if it is paused already). */
   async pause(caller: Caller, id: string): Promise<void> {
-    const row = await this.row(caller, id);
-    if (row.state === 'paused') throw conflict(`sandbox ${id} is already paused`);
-    const live = this.live.get(id);
-    if (!live) throw notFound(`sandbox ${id} not found`);
-    try {
-      await this.pauseLive(live);
-    } catch (e) {
-      if (e instanceof SandboxStateError) throw conflict(e.message);
-      throw e;
-    }
+    const { live } = await this.liveOf(caller, id);
+    await this.pauseLive(live);
   }
 
   /** Samples of the sandbox's resource use between `start` and `end` (unix seconds). */
   async metrics(caller: Caller, id: string, start?: number, end?: number): Promise<SandboxMetric[]> {
     await this.row(caller, id);
-    if (!this.samples.get(id)?.length && this.live.get(id)?.state === 'running') await this.sampleOne(id);
-    return (this.samples.get(id) ?? []).filter(
-      (m) =>
-        (start === undefined || m.timestampUnix >= start) && (end === undefined || m.timestampUnix <= end),
-    );
+    return this.usage.between(id, this.live.get(id)?.state === 'running', start, end);
   }
 
-  async logs(
-    caller: Caller,
-    id: string,
-    q: {
-      cursor?: number;
-      limit?: number;
-      direction?: 'forward' | 'backward';
-      level?: string;
-      search?: string;
-    },
-  ): Promise<SandboxLogEntry[]> {
+  /** The sandbox's console output as E2B's log entries, filtered and paged as `q` asks. */
+  async logs(caller: Caller, id: string, q: LogQuery): Promise<SandboxLogEntry[]> {
     const row = await this.row(caller, id);
-    const order = ['debug', 'info', 'warn', 'error'];
-    const minLevel = order.indexOf(q.level ?? 'debug');
-    let entries = parseConsoleLog(await this.node.consoleLog(id), row.startedAt).filter(
-      (e) =>
-        order.indexOf(e.level) >= minLevel &&
-        (!q.search || e.message.includes(q.search)) &&
-        (q.cursor === undefined ||
-          (q.direction === 'backward'
-            ? Date.parse(e.timestamp) <= q.cursor
-            : Date.parse(e.timestamp) >= q.cursor)),
-    );
-    if (q.direction === 'backward') entries = entries.reverse();
-    return entries.slice(0, q.limit ?? 1000);
-  }
-
-  private async sampleOne(id: string): Promise<void> {
-    let u: SandboxUsage;
-    try {
-      u = await this.node.usage(id);
-    } catch {
-      return;
-    }
-    const list = this.samples.get(id) ?? [];
-    list.push({
-      timestamp: u.timestamp.toISOString(),
-      timestampUnix: Math.floor(u.timestamp.getTime() / 1000),
-      cpuCount: u.cpuCount,
-      cpuUsedPct: u.cpuUsedPct,
-      memUsed: u.memUsed,
-      memTotal: u.memTotal,
-      memCache: u.memCache,
-      diskUsed: u.diskUsed,
-      diskTotal: u.diskTotal,
-    });
-    if (list.length > METRIC_SAMPLES_KEPT) list.splice(0, list.length - METRIC_SAMPLES_KEPT);
-    this.samples.set(id, list);
-  }
-
-  private async sample(): Promise<void> {
-    await Promise.allSettled(
-      [...this.live.values()].filter((s) => s.state === 'running').map((s) => this.sampleOne(s.id)),
-    );
-  }
-
-  /** Ends (or pauses, with autoPause) the sandboxes whose time is up. */
-  private async expire(): Promise<void> {
-    const now = Date.now();
-    for (const s of this.live.values()) {
-      if (s.state === 'creating' || s.endAt > now || this.expiring.has(s.id)) continue;
-      if (s.state === 'paused' && s.onTimeout === 'pause') continue;
-      this.expiring.add(s.id);
-      const act =
-        s.onTimeout === 'pause' && s.state === 'running' ? this.pauseLive(s) : this.end(s.id, 'timeout');
-      void act
-        .catch((e: Error) => this.log.error({ sandbox: s.id, err: e }, 'ending an expired sandbox failed'))
-        .finally(() => this.expiring.delete(s.id));
-    }
+    return consoleLogEntries(await this.node.consoleLog(id), row.startedAt, q);
   }
 
   /** Pauses a live sandbox (on request, or at its timeout with autoPause); its open streams are reset. */
   private async pauseLive(s: LiveSandbox): Promise<void> {
+    transition(s.id, s.state, 'paused');
     await this.node.pause(s.id);
-    s.state = 'paused';
-    await this.updateLive(s.id, { state: 'paused' });
+    await this.moveLive(s, 'paused');
     this.emit('ended', s.id);
-    this.updateGauges();
   }
 
   private async onNodeFailure(id: string, reason: string): Promise<void> {
-    if (!this.live.has(id)) return;
+    const live = this.live.get(id);
+    if (!live) return;
     this.log.warn({ sandbox: id, reason }, 'sandbox failed on its node');
-    this.live.delete(id);
+    this.forget(id);
     this.emit('ended', id);
-    await this.markEnded(id, 'error', reason);
+    await this.rows.markEnded(id, live.state, 'failed', reason);
     await this.node.kill(id).catch(() => {});
-    this.updateGauges();
   }
-
-  private updateGauges(): void {
-    const g = this.options.metrics.sandboxes;
-    g.reset();
-    for (const s of this.live.values()) g.inc({ state: s.state });
-  }
-}
-
-/**
- * E2B's metadata filter: after normal query decoding, the whole value is URL-decoded
- * once more, split on `&` and `=`, and each key and value URL-decoded.
- */
-export function parseMetadataFilter(value: string): Record<string, string> {
-  let decoded: string;
-  try {
-    decoded = decodeURIComponent(value);
-  } catch {
-    throw badRequest('metadata filter is not URL-encoded');
-  }
-  const filter: Record<string, string> = {};
-  for (const pair of decoded.split('&')) {
-    if (!pair) continue;
-    const eqAt = pair.indexOf('=');
-    if (eqAt <= 0) throw badRequest(`metadata filter "${pair}" is not key=value`);
-    try {
-      filter[decodeURIComponent(pair.slice(0, eqAt))] = decodeURIComponent(pair.slice(eqAt + 1));
-    } catch {
-      throw badRequest(`metadata filter "${pair}" is not URL-encoded`);
-    }
-  }
-  return filter;
-}
-
-/**
- * The egress policy a request asks for. E2B's per-host `rules` (header injection) and
- * `egressProxy` are not implemented: asking for them is an error, not silently ignored.
- */
-function egressPolicy(
-  allowInternetAccess: boolean | undefined,
-  network: { allowOut?: string[]; denyOut?: string[] } & Record<string, unknown>,
-): NodeNetworkPolicy {
-  for (const unsupported of ['rules', 'egressProxy'])
-    if (network[unsupported] !== undefined)
-      throw badRequest(`network.${unsupported} is not supported by this server`);
-  return {
-    ...(allowInternetAccess !== undefined ? { allowInternetAccess } : {}),
-    ...(network.allowOut ? { allowOut: network.allowOut } : {}),
-    ...(network.denyOut ? { denyOut: network.denyOut } : {}),
-  };
 }

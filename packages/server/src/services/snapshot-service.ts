@@ -1,11 +1,11 @@
 import { newSandboxId, SandboxSpecError, SandboxStateError } from '@aiva/node';
 import { and, desc, eq, lt, or, type SQL } from 'drizzle-orm';
 import type { Logger } from 'pino';
-import type { ForkBody, SandboxForkResult, SnapshotInfo, SnapshotListQuery } from '../api/e2b/schemas.js';
-import { ApiError, badRequest, conflict } from '../api/errors.js';
+import type { ForkBody, Sandbox, SnapshotInfo, SnapshotListQuery } from '../api/e2b/schemas.js';
 import type { Database } from '../db/database.js';
 import { snapshots } from '../db/schema.js';
-import type { SandboxNode } from '../nodes/sandbox-node.js';
+import type { NodeCheckpoint, SandboxNode } from '../nodes/sandbox-node.js';
+import { ConflictError, InvalidRequestError, InvalidStateError, OperationFailedError } from './errors.js';
 import { keysetPage, parseCursor } from './keyset-page.js';
 import type { SandboxService, SnapshotSource } from './sandbox-service.js';
 import type { Caller } from './team-service.js';
@@ -18,6 +18,9 @@ const TAG = 'default';
 const NAME_PATTERN = /^[a-z0-9][a-z0-9_-]{0,62}$/;
 /** Forks one request may ask for. */
 export const MAX_FORKS = 20;
+
+/** One fork's outcome: its sandbox, or why it failed (the API reports the error as `{code, message}`). */
+export type ForkResult = { sandbox: Sandbox } | { error: unknown };
 
 /**
  * Persistent snapshots and forks (E2B's `POST /sandboxes/{id}/snapshots`, `GET /snapshots`,
@@ -60,16 +63,15 @@ export class SnapshotService {
   /** Saves the team's sandbox `sandboxId` as a new snapshot (the sandbox runs on). */
   async create(caller: Caller, sandboxId: string, name?: string): Promise<SnapshotInfo> {
     if (name !== undefined && !NAME_PATTERN.test(name))
-      throw badRequest(`snapshot name "${name}" is not 1–63 lower-case letters, digits, - and _`);
+      throw new InvalidRequestError(
+        `snapshot name "${name}" is not 1–63 lower-case letters, digits, - and _`,
+      );
     const source = await this.sandboxes.row(caller, sandboxId);
     if (name !== undefined && (await this.node.templates()).includes(name))
-      throw conflict(`${name} is the name of a template`);
-    if (name !== undefined && (await this.byRef(caller, name)))
-      throw conflict(`your team already has a snapshot named ${name}`);
+      throw new ConflictError(`${name} is the name of a template`);
+    if (name !== undefined && (await this.byRef(caller, name))) throw nameTaken(name);
     const id = newSandboxId();
-    const checkpoint = await this.node.checkpoint(sandboxId, id).catch((e: Error) => {
-      throw this.nodeError(e, sandboxId);
-    });
+    const checkpoint = await this.save(sandboxId, id);
     try {
       const [row] = await this.db
         .insert(snapshots)
@@ -92,8 +94,7 @@ export class SnapshotService {
     } catch (e) {
       await this.node.removeCheckpoint(id);
       // Two requests for the same name at once: the unique index took the other one.
-      if (name !== undefined && (await this.byRef(caller, name)))
-        throw conflict(`your team already has a snapshot named ${name}`);
+      if (name !== undefined && (await this.byRef(caller, name))) throw nameTaken(name);
       throw e;
     }
   }
@@ -169,15 +170,13 @@ export class SnapshotService {
    * and makes `count` sandboxes from that, each succeeding or failing on its own. They
    * inherit the source's template, metadata, network policy and lifecycle.
    */
-  async fork(caller: Caller, sandboxId: string, body: ForkBody): Promise<SandboxForkResult[]> {
+  async fork(caller: Caller, sandboxId: string, body: ForkBody): Promise<ForkResult[]> {
     const count = body.count ?? 1;
     if (count < 1 || count > MAX_FORKS)
-      throw badRequest(`count must be from 1 to ${MAX_FORKS}, not ${count}`);
+      throw new InvalidRequestError(`count must be from 1 to ${MAX_FORKS}, not ${count}`);
     const source = await this.sandboxes.row(caller, sandboxId);
     const checkpoint = `fork-${newSandboxId()}`;
-    await this.node.checkpoint(sandboxId, checkpoint).catch((e: Error) => {
-      throw this.nodeError(e, sandboxId);
-    });
+    await this.save(sandboxId, checkpoint);
     try {
       const results = await Promise.allSettled(
         Array.from({ length: count }, () =>
@@ -203,27 +202,29 @@ export class SnapshotService {
           ),
         ),
       );
-      return results.map((r) =>
-        r.status === 'fulfilled'
-          ? { sandbox: r.value }
-          : {
-              error: {
-                code: r.reason instanceof ApiError ? r.reason.statusCode : 500,
-                message: (r.reason as Error).message,
-              },
-            },
-      );
+      return results.map((r) => (r.status === 'fulfilled' ? { sandbox: r.value } : { error: r.reason }));
     } finally {
       // Each fork has its own copy of what it needs.
       await this.node.removeCheckpoint(checkpoint);
     }
   }
 
-  private nodeError(e: Error, sandboxId: string): Error {
-    if (e instanceof SandboxStateError)
-      return conflict(`sandbox ${sandboxId} cannot be saved now: ${e.message}`);
-    if (e instanceof SandboxSpecError) return badRequest(e.message);
-    this.log.error({ sandbox: sandboxId, err: e }, 'saving a sandbox failed');
-    return new ApiError(500, `the sandbox could not be saved: ${e.message.split('\n')[0]}`);
+  /**
+   * Checkpoints the sandbox as `name`. A state that forbids it is an InvalidStateError that
+   * says so; the node's refusal of the request (SandboxSpecError) goes as it is; any other
+   * failure is logged and reported as an OperationFailedError.
+   */
+  private async save(sandboxId: string, name: string): Promise<NodeCheckpoint> {
+    try {
+      return await this.node.checkpoint(sandboxId, name);
+    } catch (e) {
+      if (e instanceof SandboxStateError)
+        throw new InvalidStateError(`sandbox ${sandboxId} cannot be saved now: ${e.message}`);
+      if (e instanceof SandboxSpecError) throw e;
+      this.log.error({ sandbox: sandboxId, err: e }, 'saving a sandbox failed');
+      throw new OperationFailedError('the sandbox could not be saved', e);
+    }
   }
 }
+
+const nameTaken = (name: string) => new ConflictError(`your team already has a snapshot named ${name}`);

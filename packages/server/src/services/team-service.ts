@@ -3,6 +3,7 @@ import { and, asc, eq, sql } from 'drizzle-orm';
 import { API_KEY_PATTERN, apiKeyPrefix, hashApiKey, newApiKey } from '../auth/api-keys.js';
 import type { Database } from '../db/database.js';
 import { apiKeys, teams } from '../db/schema.js';
+import { ConflictError, ForbiddenError } from './errors.js';
 
 export interface Caller {
   teamId: string;
@@ -49,7 +50,7 @@ export class TeamService {
   async createTeam(caller: Caller, name: string): Promise<{ teamId: string; key: string }> {
     const [team] = await this.db.select().from(teams).where(eq(teams.id, caller.teamId)).limit(1);
     if (!team?.operator)
-      throw new NotOperatorError('only the operator team (made on first start) may create teams');
+      throw new ForbiddenError('only the operator team (made on first start) may create teams');
     const teamId = newId('team');
     await this.db.insert(teams).values({ id: teamId, name });
     const { key } = await this.createKey(teamId, 'admin');
@@ -80,7 +81,7 @@ export class TeamService {
   async removeKey(teamId: string, id: string): Promise<boolean> {
     const keys = await this.listKeys(teamId);
     if (!keys.some((k) => k.id === id)) return false;
-    if (keys.length === 1) throw new LastKeyError('this is the team’s last API key: create another first');
+    if (keys.length === 1) throw new ConflictError('this is the team’s last API key: create another first');
     await this.db.delete(apiKeys).where(and(eq(apiKeys.teamId, teamId), eq(apiKeys.id, id)));
     this.cache.clear();
     return true;
@@ -99,14 +100,6 @@ export class TeamService {
     await this.db.update(apiKeys).set({ lastUsedAt: sql`now()` }).where(eq(apiKeys.id, row.id));
     return caller;
   }
-}
-
-export class LastKeyError extends Error {
-  override name = 'LastKeyError';
-}
-
-export class NotOperatorError extends Error {
-  override name = 'NotOperatorError';
 }
 
 function toInfo(row: typeof apiKeys.$inferSelect): ApiKeyInfo {

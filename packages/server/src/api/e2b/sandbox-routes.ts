@@ -1,10 +1,10 @@
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { FastifyInstance } from 'fastify';
 import { Type } from 'typebox';
+import { NotFoundError } from '../../services/errors.js';
 import type { SandboxService } from '../../services/sandbox-service.js';
 import type { SnapshotService } from '../../services/snapshot-service.js';
 import { callerOf } from '../authenticate.js';
-import { notFound } from '../errors.js';
 import {
   ConnectBody,
   ErrorResponses,
@@ -126,7 +126,7 @@ export function registerSandboxRoutes(
     },
     async (request, reply) => {
       const id = request.params.sandboxID;
-      if (!(await sandboxes.kill(callerOf(request), id))) throw notFound(`sandbox ${id} not found`);
+      if (!(await sandboxes.kill(callerOf(request), id))) throw new NotFoundError(`sandbox ${id} not found`);
       return reply.code(204).send(null);
     },
   );

@@ -1,9 +1,10 @@
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { FastifyInstance } from 'fastify';
 import { Type } from 'typebox';
+import { NotFoundError } from '../../services/errors.js';
 import type { SnapshotService } from '../../services/snapshot-service.js';
 import { callerOf } from '../authenticate.js';
-import { notFound } from '../errors.js';
+import { errorBody } from '../errors.js';
 import {
   ErrorResponses,
   ForkBody,
@@ -33,10 +34,10 @@ export function registerSnapshotRoutes(base: FastifyInstance, snapshots: Snapsho
         response: { 201: Type.Array(SandboxForkResult), ...ErrorResponses },
       },
     },
-    async (request, reply) =>
-      reply
-        .code(201)
-        .send(await snapshots.fork(callerOf(request), request.params.sandboxID, request.body ?? {})),
+    async (request, reply) => {
+      const results = await snapshots.fork(callerOf(request), request.params.sandboxID, request.body ?? {});
+      return reply.code(201).send(results.map((r) => ('sandbox' in r ? r : { error: errorBody(r.error) })));
+    },
   );
 
   app.post(
@@ -86,7 +87,8 @@ export function registerSnapshotRoutes(base: FastifyInstance, snapshots: Snapsho
     },
     async (request, reply) => {
       const ref = request.params.templateID;
-      if (!(await snapshots.remove(callerOf(request), ref))) throw notFound(`snapshot ${ref} not found`);
+      if (!(await snapshots.remove(callerOf(request), ref)))
+        throw new NotFoundError(`snapshot ${ref} not found`);
       return reply.code(204).send(null);
     },
   );

@@ -2,7 +2,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { FastifyInstance } from 'fastify';
 import { Type } from 'typebox';
 import type { SandboxNode } from '../../nodes/sandbox-node.js';
-import { notFound } from '../errors.js';
+import { NotFoundError } from '../../services/errors.js';
 import { ErrorBody, TemplateAlias, Text } from './schemas.js';
 
 /** E2B's template lookups. A template's id and alias are both its recipe's name. */
@@ -20,7 +20,8 @@ export function registerTemplateRoutes(base: FastifyInstance, node: SandboxNode)
     },
     async (request) => {
       const { alias } = request.params;
-      if (!(await node.templates()).includes(alias)) throw notFound(`template alias "${alias}" not found`);
+      if (!(await node.templates()).includes(alias))
+        throw new NotFoundError(`template alias "${alias}" not found`);
       return { templateID: alias, public: true };
     },
   );

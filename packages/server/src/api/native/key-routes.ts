@@ -1,10 +1,10 @@
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { FastifyInstance } from 'fastify';
 import { Type } from 'typebox';
-import { LastKeyError, NotOperatorError, type TeamService } from '../../services/team-service.js';
+import { NotFoundError } from '../../services/errors.js';
+import type { TeamService } from '../../services/team-service.js';
 import { callerOf } from '../authenticate.js';
 import { ErrorBody, Text } from '../e2b/schemas.js';
-import { ApiError, notFound } from '../errors.js';
 
 const ApiKeyInfo = Type.Object({
   id: Type.String(),
@@ -62,14 +62,8 @@ export function registerKeyRoutes(base: FastifyInstance, teams: TeamService): vo
         },
       },
     },
-    async (request, reply) => {
-      try {
-        return reply.code(201).send(await teams.createTeam(callerOf(request), request.body.name));
-      } catch (e) {
-        if (e instanceof NotOperatorError) throw new ApiError(403, e.message);
-        throw e;
-      }
-    },
+    async (request, reply) =>
+      reply.code(201).send(await teams.createTeam(callerOf(request), request.body.name)),
   );
   app.delete(
     '/v1/keys/:keyID',
@@ -82,14 +76,8 @@ export function registerKeyRoutes(base: FastifyInstance, teams: TeamService): vo
       },
     },
     async (request, reply) => {
-      try {
-        if (!(await teams.removeKey(callerOf(request).teamId, request.params.keyID))) {
-          throw notFound(`key ${request.params.keyID} not found`);
-        }
-      } catch (e) {
-        if (e instanceof LastKeyError) throw new ApiError(409, e.message);
-        throw e;
-      }
+      if (!(await teams.removeKey(callerOf(request).teamId, request.params.keyID)))
+        throw new NotFoundError(`key ${request.params.keyID} not found`);
       return reply.code(204).send(null);
     },
   );

@@ -1,0 +1,42 @@
+/**
+ * What the services throw when they refuse or fail a request: domain errors, which say
+ * what went wrong, not how HTTP says it. The API's error handler (`api/errors.ts`) picks
+ * each one's status code and sends its message as E2B's `{code, message}`.
+ */
+export abstract class ServiceError extends Error {
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+}
+
+/** What the request names does not exist (for the caller's team). */
+export class NotFoundError extends ServiceError {}
+
+/** The request is malformed or asks for something this server does not do. */
+export class InvalidRequestError extends ServiceError {}
+
+/** The request collides with what exists (a name already taken, the team's last key …). */
+export class ConflictError extends ServiceError {}
+
+/** The sandbox's state forbids the operation (pausing a paused sandbox …). */
+export class InvalidStateError extends ServiceError {}
+
+/** The caller's team may not do this (only the operator team makes teams). */
+export class ForbiddenError extends ServiceError {}
+
+/** The node has no room for another sandbox right now. */
+export class CapacityError extends ServiceError {}
+
+/** The caller's team runs as many sandboxes as it may. */
+export class TeamLimitError extends ServiceError {}
+
+/**
+ * The node failed to do what it was asked: the message says what failed and the first
+ * line of why (`the sandbox could not start: …`); the cause is kept for the logs.
+ */
+export class OperationFailedError extends ServiceError {
+  constructor(what: string, cause: unknown) {
+    super(`${what}: ${(cause instanceof Error ? cause.message : String(cause)).split('\n')[0]}`, { cause });
+  }
+}

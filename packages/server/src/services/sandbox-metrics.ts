@@ -1,0 +1,71 @@
+import type { SandboxMetric } from '../api/e2b/schemas.js';
+import type { SandboxNode } from '../nodes/sandbox-node.js';
+
+/** Samples kept per sandbox: an hour at the default 5 s. */
+export const METRIC_SAMPLES_KEPT = 720;
+
+/**
+ * Samples of running sandboxes' CPU, memory and disk use (E2B's `GET /sandboxes/{id}/metrics`),
+ * taken every `intervalMs` from the node and kept in memory, the newest METRIC_SAMPLES_KEPT
+ * of each sandbox, until it ends.
+ */
+export class SandboxMetrics {
+  private readonly samples = new Map<string, SandboxMetric[]>();
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly node: SandboxNode,
+    /** The ids of the sandboxes running now. */
+    private readonly running: () => string[],
+    private readonly intervalMs = 5000,
+  ) {}
+
+  start(): void {
+    this.timer = setInterval(() => void this.sampleAll(), this.intervalMs);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+  }
+
+  /** Drops the samples of a sandbox that ended. */
+  forget(id: string): void {
+    this.samples.delete(id);
+  }
+
+  /**
+   * The samples of `id` between `start` and `end` (unix seconds); a running sandbox not
+   * sampled yet is sampled now.
+   */
+  async between(id: string, running: boolean, start?: number, end?: number): Promise<SandboxMetric[]> {
+    if (!this.samples.get(id)?.length && running) await this.sampleOne(id);
+    return (this.samples.get(id) ?? []).filter(
+      (m) =>
+        (start === undefined || m.timestampUnix >= start) && (end === undefined || m.timestampUnix <= end),
+    );
+  }
+
+  private async sampleAll(): Promise<void> {
+    await Promise.allSettled(this.running().map((id) => this.sampleOne(id)));
+  }
+
+  private async sampleOne(id: string): Promise<void> {
+    const u = await this.node.usage(id).catch(() => undefined);
+    if (!u) return;
+    const list = this.samples.get(id) ?? [];
+    list.push({
+      timestamp: u.timestamp.toISOString(),
+      timestampUnix: Math.floor(u.timestamp.getTime() / 1000),
+      cpuCount: u.cpuCount,
+      cpuUsedPct: u.cpuUsedPct,
+      memUsed: u.memUsed,
+      memTotal: u.memTotal,
+      memCache: u.memCache,
+      diskUsed: u.diskUsed,
+      diskTotal: u.diskTotal,
+    });
+    if (list.length > METRIC_SAMPLES_KEPT) list.splice(0, list.length - METRIC_SAMPLES_KEPT);
+    this.samples.set(id, list);
+  }
+}

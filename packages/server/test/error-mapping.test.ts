@@ -1,0 +1,100 @@
+// The control plane's rules without a server: each domain and node error's status code and
+// body, the state transitions the control plane allows, what a row keeps of each end
+// reason, and what an end time asks for.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { SandboxNotFoundError, SandboxSpecError, SandboxStateError } from '@aiva/node';
+import { ApiError, errorBody, knownErrorReply } from '../src/api/errors.js';
+import {
+  CapacityError,
+  ConflictError,
+  ForbiddenError,
+  InvalidRequestError,
+  InvalidStateError,
+  NotFoundError,
+  OperationFailedError,
+  TeamLimitError,
+} from '../src/services/errors.js';
+import type { LiveSandbox } from '../src/services/live-sandboxes.js';
+import { expiryAction } from '../src/services/sandbox-expiry.js';
+import { apiState, ending, type SandboxState, transition } from '../src/services/sandbox-states.js';
+
+test('each error maps to its status code, its own message and its headers', () => {
+  const cases: [Error, number, Record<string, string>?][] = [
+    [new InvalidRequestError('bad'), 400],
+    [new SandboxSpecError('bad spec'), 400],
+    [new ApiError(401, 'missing API key'), 401],
+    [new ForbiddenError('operator only'), 403],
+    [new NotFoundError('sandbox x not found'), 404],
+    [new SandboxNotFoundError('x'), 404],
+    [new ConflictError('taken'), 409],
+    [new InvalidStateError('sandbox x is already paused'), 409],
+    [new SandboxStateError('x', 'paused', 'pause'), 409],
+    [new TeamLimitError('your team already runs 4 sandboxes'), 429, { 'retry-after': '1' }],
+    [new OperationFailedError('the sandbox could not start', new Error('kaboom\nstack')), 500],
+    [new CapacityError('no capacity'), 503],
+  ];
+  for (const [error, code, headers = {}] of cases) {
+    assert.deepEqual(knownErrorReply(error), { code, message: error.message, headers }, error.name);
+    assert.deepEqual(errorBody(error), { code, message: error.message });
+  }
+  assert.equal(
+    new OperationFailedError('the sandbox could not start', new Error('kaboom\nstack')).message,
+    'the sandbox could not start: kaboom',
+  );
+  assert.equal(new NotFoundError('x').name, 'NotFoundError');
+  // Anything else is no known kind: the handler hides it, a fork's result says it.
+  assert.equal(knownErrorReply(new Error('ENOSPC')), undefined);
+  assert.deepEqual(errorBody(new Error('ENOSPC')), { code: 500, message: 'ENOSPC' });
+});
+
+test('transitions: creating → running ⇄ paused, any live state → killed | error, nothing after an end', () => {
+  const states: SandboxState[] = ['creating', 'running', 'paused', 'killed', 'error'];
+  const allowed = new Set([
+    'creating>running',
+    'creating>killed',
+    'creating>error',
+    'running>paused',
+    'running>killed',
+    'running>error',
+    'paused>running',
+    'paused>killed',
+    'paused>error',
+  ]);
+  for (const from of states)
+    for (const to of states) {
+      if (allowed.has(`${from}>${to}`)) assert.equal(transition('x', from, to), to);
+      else assert.throws(() => transition('x', from, to), InvalidStateError, `${from} > ${to}`);
+    }
+  assert.throws(() => transition('x', 'paused', 'paused'), { message: 'sandbox x is already paused' });
+  assert.equal(apiState('paused'), 'paused');
+  assert.equal(apiState('running'), 'running');
+});
+
+test('an end reason decides the state and error text of the row', () => {
+  assert.deepEqual(ending('killed'), { state: 'killed', error: null });
+  assert.deepEqual(ending('timeout'), { state: 'killed', error: 'timeout' });
+  assert.deepEqual(ending('shutdown'), { state: 'killed', error: 'server shut down' });
+  assert.deepEqual(ending('lost'), { state: 'killed', error: 'lost when the server restarted' });
+  assert.deepEqual(ending('lost', 'the VM exited'), { state: 'killed', error: 'the VM exited' });
+  assert.deepEqual(ending('failed', 'the process died'), { state: 'error', error: 'the process died' });
+});
+
+test('an end time ends a sandbox, or pauses it with autoPause; creating and paused ones wait', () => {
+  const s = (state: LiveSandbox['state'], onTimeout: 'kill' | 'pause', endAt = 1000): LiveSandbox => ({
+    id: 'x',
+    teamId: 't',
+    state,
+    endAt,
+    onTimeout,
+    memoryMb: 512,
+    allowPublicTraffic: true,
+    autoResume: false,
+  });
+  assert.equal(expiryAction(s('running', 'kill', 2000), 1000), undefined);
+  assert.equal(expiryAction(s('running', 'kill'), 1000), 'end');
+  assert.equal(expiryAction(s('paused', 'kill'), 1000), 'end');
+  assert.equal(expiryAction(s('creating', 'kill'), 1000), undefined);
+  assert.equal(expiryAction(s('running', 'pause'), 1000), 'pause');
+  assert.equal(expiryAction(s('paused', 'pause'), 1000), undefined);
+});
