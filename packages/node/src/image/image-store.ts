@@ -3,11 +3,11 @@ import { chmod, copyFile, mkdir, readdir, readFile, rename, rm, stat, writeFile 
 import { join } from 'node:path';
 import { lockFile } from '../host/file-lock.js';
 import { type ImagePaths, imagePaths } from '../paths.js';
-import { type BuildReporter, ImageBuildError, runStep, silentReporter } from './build-reporter.js';
+import { ImageBuildError, runStep, silentReporter } from './build-reporter.js';
 import { buildDebianRootfs } from './debian-rootfs.js';
 import { diskUsage, fileUsage } from './disk-usage.js';
 import { addTreeToExt4, makeExt4 } from './ext4.js';
-import { buildGuestKernel, type KernelInfo } from './guest-kernel.js';
+import { buildGuestKernel } from './guest-kernel.js';
 import {
   type BuildOptions,
   GUEST_DIR,
