@@ -16,6 +16,9 @@ registerKeyCommands(program);
 registerImageCommands(program);
 registerSandboxCommands(program);
 registerDoctorCommand(program);
+// The program's options go before the command, so that `aiva sandbox run` can pass the
+// options after its command to it. Set after the commands are made: they would inherit it.
+program.enablePositionalOptions();
 
 try {
   await program.parseAsync(process.argv);

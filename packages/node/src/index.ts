@@ -1,4 +1,10 @@
-export { type ExecOptions, type ExecResult, envdHeaders, execInSandbox } from './envd/envd-client.js';
+export {
+  type ExecOptions,
+  type ExecResult,
+  envdHeaders,
+  execInSandbox,
+  signalOfStatus,
+} from './envd/envd-client.js';
 export { envdMetrics } from './envd/envd-http.js';
 export { CommandError, runCommand } from './host/command.js';
 export { LockBusyError, lockFile } from './host/file-lock.js';

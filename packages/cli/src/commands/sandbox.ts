@@ -1,8 +1,17 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { DRIVER_NAMES, type DriverName, dataDir, execInSandbox, type SandboxInfo } from '@aiva/node';
+import {
+  DRIVER_NAMES,
+  type DriverName,
+  dataDir,
+  execInSandbox,
+  type LocalNode,
+  type SandboxInfo,
+} from '@aiva/node';
 import { type Command, InvalidArgumentError } from 'commander';
 import { BuildProgress } from '../build-progress.js';
+import { sandboxCommandLine, shellExitCode } from '../command-line.js';
+import { interruptSignal } from '../interrupt.js';
 import { withLocalNode } from '../local-node.js';
 import { formatTable } from '../table.js';
 
@@ -26,33 +35,42 @@ const envPair = (v: string, acc: Record<string, string> = {}) => {
   return { ...acc, [v.slice(0, eq)]: v.slice(eq + 1) };
 };
 
-/** Runs `command` in the sandbox, streaming its output to ours; resolves to its exit code. */
+/**
+ * Runs `argv` in the sandbox as given (no shell of ours parses it), streaming its output
+ * to ours as it comes; resolves to its exit code as a shell gives it (128 + signal).
+ */
 async function runIn(
   info: SandboxInfo,
-  command: string,
-  opts: { user?: string; workdir?: string } = {},
+  argv: readonly string[],
+  opts: { user?: string; workdir?: string; signal?: AbortSignal } = {},
 ): Promise<number> {
   if (info.state !== 'running' || !info.network)
     throw new Error(`sandbox ${info.id} is ${info.state}, not running`);
-  const result = await execInSandbox(info.network.address, command, {
+  const result = await execInSandbox(info.network.address, sandboxCommandLine(argv), {
     accessToken: info.accessToken,
     user: opts.user,
     cwd: opts.workdir,
+    signal: opts.signal,
+    keepOutput: false,
     onStdout: (c) => process.stdout.write(c),
     onStderr: (c) => process.stderr.write(c),
   });
-  return result.exitCode;
+  return shellExitCode(result);
 }
 
 export function registerSandboxCommands(program: Command): void {
   const sandbox = program
     .command('sandbox')
-    .description('sandboxes on this host, without the server (the node alone)');
+    .description('sandboxes on this host, without the server (the node alone)')
+    // So that `run` and `exec` can leave the options after their command to it.
+    .enablePositionalOptions();
 
   sandbox
     .command('run')
-    .description('create a sandbox and print its id; with a command, run it there and print its output')
-    .argument('[command...]', 'a command to run in the sandbox (after --)')
+    .description(
+      'create a sandbox and print its id; with a command, run it there as given, stream its output and exit with its exit code',
+    )
+    .argument('[command...]', 'the program to run in the sandbox and its arguments (as with docker run)')
     .option('-t, --template <name>', 'template', 'base')
     .option(
       '-r, --runtime <name>',
@@ -64,6 +82,8 @@ export function registerSandboxCommands(program: Command): void {
     .option('--disk <MiB>', 'disk in MiB (microVMs)', positiveInt('disk'))
     .option('-e, --env <NAME=VALUE>', 'environment variable for the sandbox (repeatable)', envPair)
     .option('--rm', 'kill the sandbox once the command has run')
+    // Options after the command are the command's: `aiva sandbox run --rm ls -la`.
+    .passThroughOptions()
     .action(
       async (
         command: string[],
@@ -77,42 +97,69 @@ export function registerSandboxCommands(program: Command): void {
           rm?: boolean;
         },
       ) => {
-        const progress = new BuildProgress(process.stderr);
-        const info = await withLocalNode((node) =>
-          node.sandboxes.create({
-            template: opts.template,
-            driver: opts.runtime,
-            vcpus: opts.cpus,
-            memoryMiB: opts.memory,
-            diskMiB: opts.disk,
-            envd: { envVars: opts.env },
-            reporter: progress,
-          }),
-        );
-        progress.close();
+        const create = async (node: LocalNode) => {
+          const progress = new BuildProgress(process.stderr);
+          try {
+            return await node.sandboxes.create({
+              template: opts.template,
+              driver: opts.runtime,
+              vcpus: opts.cpus,
+              memoryMiB: opts.memory,
+              diskMiB: opts.disk,
+              envd: { envVars: opts.env },
+              reporter: progress,
+            });
+          } finally {
+            progress.close();
+          }
+        };
         if (command.length === 0) {
+          const info = await withLocalNode(create);
           console.log(info.id);
+          if (opts.rm) process.stderr.write('aiva: --rm without a command: the sandbox is kept\n');
           return;
         }
-        process.stderr.write(`sandbox ${info.id} (${info.driver})\n`);
-        try {
-          process.exitCode = await runIn(info, command.join(' '));
-        } finally {
-          if (opts.rm) await withLocalNode((node) => node.sandboxes.kill(info.id));
+        if (!opts.rm) {
+          const info = await withLocalNode(create);
+          process.stderr.write(`sandbox ${info.id} (${info.driver})\n`);
+          process.exitCode = await runIn(info, command);
+          return;
         }
+        // With --rm the node stays open while the command runs, so that nothing else can
+        // take this host's node in between and keep us from killing the sandbox after.
+        await withLocalNode(async (node) => {
+          const info = await create(node);
+          const interrupted = interruptSignal();
+          process.stderr.write(`sandbox ${info.id} (${info.driver})\n`);
+          try {
+            process.exitCode = await runIn(info, command, { signal: interrupted });
+          } catch (e) {
+            if (!interrupted.aborted) throw e;
+            process.exitCode = 130;
+            throw new Error(`interrupted: killed sandbox ${info.id}`);
+          } finally {
+            await node.sandboxes.kill(info.id);
+          }
+        });
       },
     );
 
   sandbox
     .command('exec')
-    .description('run a command in a sandbox (through its envd) and exit with its exit code')
+    .description('run a command in a sandbox (through its envd) as given, and exit with its exit code')
     .argument('<id>')
-    .argument('<command...>', 'the command (after --); run by bash -l -c')
+    .argument('<command...>', 'the program to run and its arguments (as with docker exec)')
     .option('-u, --user <name>', "the sandbox user (default: the template's)")
     .option('-w, --workdir <dir>', 'working directory')
+    // Options after the sandbox id are the command's: `aiva sandbox exec <id> ls -la`.
+    .passThroughOptions()
     .action(async (id: string, command: string[], opts: { user?: string; workdir?: string }) => {
+      // What follows the id is passed on as it is, a `--` after the id included.
+      const argv = command[0] === '--' ? command.slice(1) : command;
+      if (argv.length === 0)
+        throw new Error('no command to run: aiva sandbox exec <id> -- <command> [args…]');
       const info = await withLocalNode(async (node) => node.sandboxes.get(id));
-      process.exitCode = await runIn(info, command.join(' '), opts);
+      process.exitCode = await runIn(info, argv, opts);
     });
 
   sandbox

@@ -4,9 +4,9 @@ import { join } from 'node:path';
 import { DRIVER_NAMES, type DriverName, dataDir, openLocalNode } from '@aiva/node';
 import { LocalSandboxNode, startServer } from '@aiva/server';
 import { type Command, InvalidArgumentError } from 'commander';
-import { pino } from 'pino';
 import { BuildProgress } from '../build-progress.js';
 import { envdDir, recipesDir } from '../install-paths.js';
+import { createLogger } from '../logger.js';
 
 /** What `aiva up` writes for clients (and `aiva keys`) to find the server: root-readable only. */
 export interface Credentials {
@@ -29,6 +29,8 @@ const int = (name: string, min: number, max: number) => (v: string) => {
     throw new InvalidArgumentError(`${name} must be a whole number from ${min} to ${max}`);
   return n;
 };
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
 interface UpOptions {
   host: string;
@@ -102,11 +104,20 @@ export function registerUpCommand(program: Command): void {
       },
       {},
     )
-    .option('--log-level <level>', 'fatal, error, warn, info, debug', 'info')
+    .option(
+      '--log-level <level>',
+      `${LOG_LEVELS.join(', ')} (JSON lines, readable ones on a terminal)`,
+      (v: string) => {
+        if (!(LOG_LEVELS as readonly string[]).includes(v))
+          throw new InvalidArgumentError(`one of ${LOG_LEVELS.join(', ')}`);
+        return v;
+      },
+      'info',
+    )
     .action(async (opts: UpOptions) => {
       if (Boolean(opts.tlsCert) !== Boolean(opts.tlsKey))
         throw new Error('--tls-cert and --tls-key go together');
-      const logger = pino({ level: opts.logLevel, base: { pid: process.pid } });
+      const logger = createLogger({ level: opts.logLevel });
       const home = dataDir();
       const version = JSON.parse(await readFile(new URL('../../../package.json', import.meta.url), 'utf8'))
         .version as string;

@@ -1,3 +1,4 @@
+import { constants } from 'node:os';
 import { ENVD_ACCESS_TOKEN_HEADER, ENVD_PORT, process as pp } from '@aiva/protocol';
 import { type CallOptions, createClient } from '@connectrpc/connect';
 import { createConnectTransport } from '@connectrpc/connect-node';
@@ -15,14 +16,80 @@ export interface ExecOptions {
   port?: number;
   onStdout?: (chunk: Uint8Array) => void;
   onStderr?: (chunk: Uint8Array) => void;
+  /**
+   * Keep the output for the result's `stdout` and `stderr` (default true). A caller that
+   * streams it through `onStdout`/`onStderr` can say false, so that a long or endless
+   * output does not pile up in memory.
+   */
+  keepOutput?: boolean;
+  /** Abandons the call (the command's stream) when aborted. */
+  signal?: AbortSignal;
 }
 
 export interface ExecResult {
+  /** The exit code, or -1 if the command was killed by a signal. */
   exitCode: number;
   /** envd's status text: "exit status 1", "signal: killed" … */
   status: string;
+  /** The signal that killed the command, if one did ("signal: killed" → SIGKILL). */
+  signal?: NodeJS.Signals;
   stdout: string;
   stderr: string;
+}
+
+/**
+ * How envd names the signals a process dies of, in its end event's status ("signal:
+ * killed"): Go's names for Linux signals, which E2B's envd reports and ours copies
+ * (packages/envd/src/process/exit-status.ts; signals Go does not name come as
+ * "signal: sigwinch" or "signal: signal 34").
+ */
+const SIGNAL_BY_TEXT: Readonly<Record<string, NodeJS.Signals>> = {
+  hangup: 'SIGHUP',
+  interrupt: 'SIGINT',
+  quit: 'SIGQUIT',
+  'illegal instruction': 'SIGILL',
+  'trace/breakpoint trap': 'SIGTRAP',
+  aborted: 'SIGABRT',
+  'bus error': 'SIGBUS',
+  'floating point exception': 'SIGFPE',
+  killed: 'SIGKILL',
+  'user defined signal 1': 'SIGUSR1',
+  'segmentation fault': 'SIGSEGV',
+  'user defined signal 2': 'SIGUSR2',
+  'broken pipe': 'SIGPIPE',
+  'alarm clock': 'SIGALRM',
+  terminated: 'SIGTERM',
+  'stack fault': 'SIGSTKFLT',
+  'child exited': 'SIGCHLD',
+  continued: 'SIGCONT',
+  'stopped (signal)': 'SIGSTOP',
+  stopped: 'SIGTSTP',
+  'stopped (tty input)': 'SIGTTIN',
+  'stopped (tty output)': 'SIGTTOU',
+  'urgent I/O condition': 'SIGURG',
+  'CPU time limit exceeded': 'SIGXCPU',
+  'file size limit exceeded': 'SIGXFSZ',
+  'virtual timer expired': 'SIGVTALRM',
+  'profiling timer expired': 'SIGPROF',
+  'window changed': 'SIGWINCH',
+  'I/O possible': 'SIGIO',
+  'power failure': 'SIGPWR',
+  'bad system call': 'SIGSYS',
+};
+
+/** The signal an envd end status names ("signal: killed" → SIGKILL), if it names one this host knows. */
+export function signalOfStatus(status: string): NodeJS.Signals | undefined {
+  const m = /^signal: (.+)$/.exec(status.trim());
+  if (!m?.[1]) return undefined;
+  const text = m[1];
+  const known = SIGNAL_BY_TEXT[text];
+  if (known) return known;
+  const name = text.toUpperCase();
+  if (name in constants.signals) return name as NodeJS.Signals;
+  // "signal 34": a number Go has no name for.
+  const n = /^signal (\d+)$/.exec(text)?.[1];
+  const byNumber = Object.entries(constants.signals).find(([, v]) => v === Number(n));
+  return byNumber?.[0] as NodeJS.Signals | undefined;
 }
 
 /** The headers envd authenticates a call by. */
@@ -48,7 +115,12 @@ export async function execInSandbox(
     useBinaryFormat: true,
   });
   const client = createClient(pp.Process, transport);
-  const call: CallOptions = { headers: envdHeaders(options), timeoutMs: options.timeoutMs };
+  const call: CallOptions = {
+    headers: envdHeaders(options),
+    timeoutMs: options.timeoutMs,
+    signal: options.signal,
+  };
+  const keep = options.keepOutput ?? true;
   const out: Buffer[] = [];
   const err: Buffer[] = [];
   const stream = client.start(
@@ -63,16 +135,17 @@ export async function execInSandbox(
     if (ev?.case === 'data') {
       const o = ev.value.output;
       if (o.case === 'stdout') {
-        out.push(Buffer.from(o.value));
+        if (keep) out.push(Buffer.from(o.value));
         options.onStdout?.(o.value);
       } else if (o.case === 'stderr') {
-        err.push(Buffer.from(o.value));
+        if (keep) err.push(Buffer.from(o.value));
         options.onStderr?.(o.value);
       }
     } else if (ev?.case === 'end') {
       return {
         exitCode: ev.value.exitCode,
         status: ev.value.status,
+        signal: signalOfStatus(ev.value.status),
         stdout: Buffer.concat(out).toString('utf8'),
         stderr: Buffer.concat(err).toString('utf8'),
       };
