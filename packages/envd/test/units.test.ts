@@ -1,7 +1,8 @@
 // Pure pieces of envd, checked without a sandbox.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { EnvdInitBody } from '@aiva/protocol';
+import { signalOfStatus } from '@aiva/node';
+import { ENVD_SIGNAL_TEXT, EnvdInitBody } from '@aiva/protocol';
 import { Check } from 'typebox/value';
 import { basicAuthUser, checkFileAccess, fileSignature, SignatureError } from '../src/auth.js';
 import { goModeString } from '../src/fs/entry-info.js';
@@ -59,6 +60,12 @@ test('exit statuses are named like Go (and so E2B) names them', () => {
   });
   assert.equal(exitDescription(null, 'SIGTERM').status, 'signal: terminated');
   assert.equal(exitDescription(null, 'SIGSEGV').status, 'signal: segmentation fault');
+  assert.equal(exitDescription(null, 'SIGRTMIN' as NodeJS.Signals).status, 'signal: sigrtmin');
+});
+
+test('every signal end envd reports, the node reads back as that signal', () => {
+  for (const signal of Object.keys(ENVD_SIGNAL_TEXT) as NodeJS.Signals[])
+    assert.equal(signalOfStatus(exitDescription(null, signal).status), signal);
 });
 
 test('Accept-Encoding negotiation', () => {

@@ -5,44 +5,35 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { SandboxNotFoundError, SandboxSpecError, SandboxStateError } from '@aiva/node';
 import { ApiError, errorBody, knownErrorReply } from '../src/api/errors.js';
-import {
-  CapacityError,
-  ConflictError,
-  ForbiddenError,
-  InvalidRequestError,
-  InvalidStateError,
-  NotFoundError,
-  OperationFailedError,
-  TeamLimitError,
-} from '../src/services/errors.js';
+import * as errors from '../src/services/errors.js';
 import type { LiveSandbox } from '../src/services/live-sandboxes.js';
 import { expiryAction } from '../src/services/sandbox-expiry.js';
 import { apiState, ending, type SandboxState, transition } from '../src/services/sandbox-states.js';
 
 test('each error maps to its status code, its own message and its headers', () => {
   const cases: [Error, number, Record<string, string>?][] = [
-    [new InvalidRequestError('bad'), 400],
+    [new errors.InvalidRequestError('bad'), 400],
     [new SandboxSpecError('bad spec'), 400],
     [new ApiError(401, 'missing API key'), 401],
-    [new ForbiddenError('operator only'), 403],
-    [new NotFoundError('sandbox x not found'), 404],
+    [new errors.ForbiddenError('operator only'), 403],
+    [new errors.NotFoundError('sandbox x not found'), 404],
     [new SandboxNotFoundError('x'), 404],
-    [new ConflictError('taken'), 409],
-    [new InvalidStateError('sandbox x is already paused'), 409],
+    [new errors.ConflictError('taken'), 409],
+    [new errors.InvalidStateError('sandbox x is already paused'), 409],
     [new SandboxStateError('x', 'paused', 'pause'), 409],
-    [new TeamLimitError('your team already runs 4 sandboxes'), 429, { 'retry-after': '1' }],
-    [new OperationFailedError('the sandbox could not start', new Error('kaboom\nstack')), 500],
-    [new CapacityError('no capacity'), 503],
+    [new errors.TeamLimitError('your team already runs 4 sandboxes'), 429, { 'retry-after': '1' }],
+    [new errors.OperationFailedError('the sandbox could not start', new Error('kaboom\nstack')), 500],
+    [new errors.CapacityError('no capacity'), 503],
   ];
   for (const [error, code, headers = {}] of cases) {
     assert.deepEqual(knownErrorReply(error), { code, message: error.message, headers }, error.name);
     assert.deepEqual(errorBody(error), { code, message: error.message });
   }
   assert.equal(
-    new OperationFailedError('the sandbox could not start', new Error('kaboom\nstack')).message,
+    new errors.OperationFailedError('the sandbox could not start', new Error('kaboom\nstack')).message,
     'the sandbox could not start: kaboom',
   );
-  assert.equal(new NotFoundError('x').name, 'NotFoundError');
+  assert.equal(new errors.NotFoundError('x').name, 'NotFoundError');
   // Anything else is no known kind: the handler hides it, a fork's result says it.
   assert.equal(knownErrorReply(new Error('ENOSPC')), undefined);
   assert.deepEqual(errorBody(new Error('ENOSPC')), { code: 500, message: 'ENOSPC' });
@@ -64,7 +55,7 @@ test('transitions: creating → running ⇄ paused, any live state → killed | 
   for (const from of states)
     for (const to of states) {
       if (allowed.has(`${from}>${to}`)) assert.equal(transition('x', from, to), to);
-      else assert.throws(() => transition('x', from, to), InvalidStateError, `${from} > ${to}`);
+      else assert.throws(() => transition('x', from, to), errors.InvalidStateError, `${from} > ${to}`);
     }
   assert.throws(() => transition('x', 'paused', 'paused'), { message: 'sandbox x is already paused' });
   assert.equal(apiState('paused'), 'paused');

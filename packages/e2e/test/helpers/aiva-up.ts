@@ -9,7 +9,8 @@ import { fileURLToPath } from 'node:url';
 import { dataDir } from '@aiva/node';
 import { checkHostLeaks } from './host-leaks.js';
 
-const cli = fileURLToPath(new URL('../../../../cli/dist/src/main.js', import.meta.url));
+/** The built `aiva` (packages/cli): these tests run it as a user would. */
+const cli = fileURLToPath(import.meta.resolve('@aiva/cli/aiva'));
 
 export interface AivaUp {
   url: string;

@@ -1,25 +1,5 @@
+import { ENVD_SIGNAL_TEXT } from '@aiva/protocol';
 import type { EndInfo } from './manager.js';
-
-/** How Go (and so E2B's envd) names the signals a process can die of. */
-const SIGNAL_TEXT: Record<string, string> = {
-  SIGHUP: 'hangup',
-  SIGINT: 'interrupt',
-  SIGQUIT: 'quit',
-  SIGILL: 'illegal instruction',
-  SIGTRAP: 'trace/breakpoint trap',
-  SIGABRT: 'aborted',
-  SIGBUS: 'bus error',
-  SIGFPE: 'floating point exception',
-  SIGKILL: 'killed',
-  SIGUSR1: 'user defined signal 1',
-  SIGSEGV: 'segmentation fault',
-  SIGUSR2: 'user defined signal 2',
-  SIGPIPE: 'broken pipe',
-  SIGALRM: 'alarm clock',
-  SIGTERM: 'terminated',
-  SIGXCPU: 'CPU time limit exceeded',
-  SIGXFSZ: 'file size limit exceeded',
-};
 
 /**
  * The end event of a process that exited with `code` or was killed by `signal`:
@@ -34,6 +14,7 @@ export function exitDescription(code: number | null, signal: NodeJS.Signals | nu
       : { exitCode: code, exited: true, status, error: status };
   }
   const name = signal ?? 'SIGKILL';
-  const status = `signal: ${SIGNAL_TEXT[name] ?? name.toLowerCase()}`;
+  const text: string | undefined = ENVD_SIGNAL_TEXT[name as keyof typeof ENVD_SIGNAL_TEXT];
+  const status = `signal: ${text ?? name.toLowerCase()}`;
   return { exitCode: -1, exited: false, status, error: status };
 }

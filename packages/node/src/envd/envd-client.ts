@@ -1,5 +1,5 @@
 import { constants } from 'node:os';
-import { ENVD_ACCESS_TOKEN_HEADER, ENVD_PORT, process as pp } from '@aiva/protocol';
+import { ENVD_ACCESS_TOKEN_HEADER, ENVD_PORT, ENVD_SIGNAL_TEXT, process as pp } from '@aiva/protocol';
 import { type CallOptions, createClient } from '@connectrpc/connect';
 import { createConnectTransport } from '@connectrpc/connect-node';
 
@@ -37,52 +37,17 @@ export interface ExecResult {
   stderr: string;
 }
 
-/**
- * How envd names the signals a process dies of, in its end event's status ("signal:
- * killed"): Go's names for Linux signals, which E2B's envd reports and ours copies
- * (packages/envd/src/process/exit-status.ts; signals Go does not name come as
- * "signal: sigwinch" or "signal: signal 34").
- */
-const SIGNAL_BY_TEXT: Readonly<Record<string, NodeJS.Signals>> = {
-  hangup: 'SIGHUP',
-  interrupt: 'SIGINT',
-  quit: 'SIGQUIT',
-  'illegal instruction': 'SIGILL',
-  'trace/breakpoint trap': 'SIGTRAP',
-  aborted: 'SIGABRT',
-  'bus error': 'SIGBUS',
-  'floating point exception': 'SIGFPE',
-  killed: 'SIGKILL',
-  'user defined signal 1': 'SIGUSR1',
-  'segmentation fault': 'SIGSEGV',
-  'user defined signal 2': 'SIGUSR2',
-  'broken pipe': 'SIGPIPE',
-  'alarm clock': 'SIGALRM',
-  terminated: 'SIGTERM',
-  'stack fault': 'SIGSTKFLT',
-  'child exited': 'SIGCHLD',
-  continued: 'SIGCONT',
-  'stopped (signal)': 'SIGSTOP',
-  stopped: 'SIGTSTP',
-  'stopped (tty input)': 'SIGTTIN',
-  'stopped (tty output)': 'SIGTTOU',
-  'urgent I/O condition': 'SIGURG',
-  'CPU time limit exceeded': 'SIGXCPU',
-  'file size limit exceeded': 'SIGXFSZ',
-  'virtual timer expired': 'SIGVTALRM',
-  'profiling timer expired': 'SIGPROF',
-  'window changed': 'SIGWINCH',
-  'I/O possible': 'SIGIO',
-  'power failure': 'SIGPWR',
-  'bad system call': 'SIGSYS',
-};
+/** envd's end status text of each signal ("killed" → SIGKILL). */
+const SIGNAL_BY_TEXT = new Map(
+  Object.entries(ENVD_SIGNAL_TEXT).map(([signal, text]) => [text as string, signal as NodeJS.Signals]),
+);
 
 /** The signal an envd end status names ("signal: killed" → SIGKILL), if it names one this host knows. */
 export function signalOfStatus(status: string): NodeJS.Signals | undefined {
   const m = /^signal: (.+)$/.exec(status.trim());
   if (!m?.[1]) return undefined;
   const text = m[1];
-  const known = SIGNAL_BY_TEXT[text];
+  const known = SIGNAL_BY_TEXT.get(text);
   if (known) return known;
   const name = text.toUpperCase();
   if (name in constants.signals) return name as NodeJS.Signals;
@@ -142,10 +107,11 @@ export async function execInSandbox(
         options.onStderr?.(o.value);
       }
     } else if (ev?.case === 'end') {
+      const signal = signalOfStatus(ev.value.status);
       return {
         exitCode: ev.value.exitCode,
         status: ev.value.status,
-        signal: signalOfStatus(ev.value.status),
+        ...(signal ? { signal } : {}),
         stdout: Buffer.concat(out).toString('utf8'),
         stderr: Buffer.concat(err).toString('utf8'),
       };
