@@ -9,7 +9,6 @@ import {
   timestamp,
   uniqueIndex,
 } from 'drizzle-orm/pg-core';
-import type { SandboxState } from '../services/sandbox-states.js';
 
 /** A team owns API keys and sandboxes; a key sees only its team's sandboxes. */
 export const teams = pgTable('teams', {
@@ -38,6 +37,12 @@ export const apiKeys = pgTable(
   },
   (t) => [index('api_keys_team_idx').on(t.teamId)],
 );
+
+/**
+ * The states a sandbox's row can be in: creating → running ⇄ paused, then killed or error.
+ * Which moves are allowed is `services/sandbox-states.ts`'s table.
+ */
+export type SandboxState = 'creating' | 'running' | 'paused' | 'killed' | 'error';
 
 /** Every sandbox the API created, alive or ended (ended ones keep their row for history). */
 export const sandboxes = pgTable(

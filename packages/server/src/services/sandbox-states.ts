@@ -1,3 +1,4 @@
+import type { SandboxState } from '../db/schema.js';
 import { InvalidStateError } from './errors.js';
 
 /**
@@ -5,7 +6,7 @@ import { InvalidStateError } from './errors.js';
  * live index: creating → running ⇄ paused, and from any of these to an end, `killed`
  * (asked for, timed out, shut down, lost) or `error` (failed on its node).
  */
-export type SandboxState = 'creating' | 'running' | 'paused' | 'killed' | 'error';
+export type { SandboxState };
 
 /** The states of a sandbox that has not ended (the live index holds these). */
 export type LiveState = 'creating' | 'running' | 'paused';
