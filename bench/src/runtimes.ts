@@ -181,7 +181,7 @@ export const runtimesBenchmark: Benchmark = {
   description: 'create→envd-ready per runtime vs the raw runtime, and idle memory per sandbox',
   async run() {
     const images = new ImageStore({ home: dataDir(), recipesDir, envdDir });
-    const template = await images.ensureTemplate('base');
+    const template = await images.ensureDisk(await images.ensureTemplate('base'));
     const kernel = await images.ensureKernel();
     const host = await checkHost();
     const rows: BenchRow[] = [];

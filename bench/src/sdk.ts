@@ -152,7 +152,7 @@ export const sdkBenchmark: Benchmark = {
       host.checks.some((c) => c.driver === d && c.available),
     );
     const images = new ImageStore({ home: dataDir(), recipesDir, envdDir });
-    const template = await images.ensureTemplate('base');
+    const template = await images.ensureDisk(await images.ensureTemplate('base'));
     const kernel = await images.ensureKernel();
     const rows: BenchRow[] = [];
     const scratch = await mkdtemp(join(tmpdir(), 'aiva-bench-sdk-'));

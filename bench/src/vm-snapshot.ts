@@ -130,7 +130,7 @@ export const vmSnapshotBenchmark: Benchmark = {
     'qemu-microvm create→envd-ready, cold boot vs restored from a VM snapshot, the raw restore floor, PSS per clone',
   async run() {
     const images = new ImageStore({ home: dataDir(), recipesDir, envdDir });
-    const template = await images.ensureTemplate('base');
+    const template = await images.ensureDisk(await images.ensureTemplate('base'));
     const kernel = await images.ensureKernel();
     const host = await checkHost();
     const qemu = host.checks.find((c) => c.driver === 'qemu-microvm' && c.available);

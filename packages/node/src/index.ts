@@ -10,7 +10,7 @@ export { CommandError, runCommand } from './host/command.js';
 export { LockBusyError, lockFile } from './host/file-lock.js';
 export { hostResources } from './host/host-resources.js';
 export { type BuildReporter, ImageBuildError, silentReporter } from './image/build-reporter.js';
-export { ImageStore } from './image/image-store.js';
+export { ImageStore, MissingLayerError } from './image/image-store.js';
 export {
   GUEST_DIR,
   GUEST_INIT,
@@ -18,8 +18,12 @@ export {
   type ImageStoreOptions,
   type ResolvedKernel,
   type ResolvedTemplate,
+  type LayerRecord,
   type StoredArtefact,
+  type TemplateDefaults,
+  type TemplateDefinition,
   type TemplateImage,
+  type TemplateStart,
 } from './image/image-types.js';
 export { RecipeError } from './image/recipe.js';
 export { type LocalNode, type LocalNodeOptions, openLocalNode } from './local-node.js';

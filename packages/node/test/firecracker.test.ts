@@ -82,7 +82,7 @@ async function recordingApi(socket: string, options: RecordingOptions = {}) {
 }
 
 async function fakeSpec(dir: string): Promise<RuntimeSpec> {
-  const template = await images.ensureTemplate('base');
+  const template = await images.ensureDisk(await images.ensureTemplate('base'));
   const kernel = await images.ensureKernel();
   return {
     id: 'fc0test0sandbox',

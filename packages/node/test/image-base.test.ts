@@ -37,7 +37,7 @@ async function readFromDisk(disk: string, path: string): Promise<string> {
 
 describe('base template', () => {
   before(async () => {
-    base = await store.ensureTemplate('base', { reporter: new RecordingReporter() });
+    base = await store.ensureDisk(await store.ensureTemplate('base', { reporter: new RecordingReporter() }));
   });
 
   test('has the user, sudo and shell of E2B base', async () => {
@@ -113,7 +113,7 @@ describe('base template', () => {
     await appendFile(join(otherEnvd, 'envd.js'), '\n// another envd\n');
     const other = new ImageStore({ home: dataDir(), recipesDir: repoImages, envdDir: otherEnvd });
     const reporter = new RecordingReporter();
-    const rebuilt = await other.ensureTemplate('base', { reporter });
+    const rebuilt = await other.ensureDisk(await other.ensureTemplate('base', { reporter }), { reporter });
     try {
       assert.notEqual(rebuilt.hash, base.hash);
       assert.equal(rebuilt.layers[1], base.layers[1], 'the Debian layer is shared');

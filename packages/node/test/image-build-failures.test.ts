@@ -89,10 +89,13 @@ describe('image build failures', () => {
     const recipes = await recipesWith('tiny', tiny);
     const a = new RecordingReporter();
     const b = new RecordingReporter();
-    const [x, y] = await Promise.all([
-      new ImageStore({ home, recipesDir: recipes, envdDir }).ensureTemplate('tiny', { reporter: a }),
-      new ImageStore({ home, recipesDir: recipes, envdDir }).ensureTemplate('tiny', { reporter: b }),
-    ]);
+    // The template and its ext4 disk (made on first use, for microVMs).
+    const build = async (reporter: RecordingReporter) => {
+      const store = new ImageStore({ home, recipesDir: recipes, envdDir });
+      return store.ensureDisk(await store.ensureTemplate('tiny', { reporter }), { reporter });
+    };
+    const [x, y] = await Promise.all([build(a), build(b)]);
+    assert.equal([a, b].filter((r) => r.stateOf('ext4') === 'running').length, 1, 'the disk was made once');
     assert.equal(x.hash, y.hash);
     assert.deepEqual(x.layers, y.layers);
     const debianBuilds = [a, b].filter((r) => r.stateOf('debian') === 'running');

@@ -27,8 +27,12 @@ export function registerImageCommands(program: Command): void {
       const started = performance.now();
       try {
         process.stderr.write(`Building template ${name} in ${store.paths.root}\n`);
-        const t = await store.ensureTemplate(name, { reporter: progress, signal });
-        if (opts.kernel) await store.ensureKernel({ reporter: progress, signal });
+        let t = await store.ensureTemplate(name, { reporter: progress, signal });
+        // The kernel and the ext4 disk are what microVMs need; containers use the layers.
+        if (opts.kernel) {
+          await store.ensureKernel({ reporter: progress, signal });
+          t = await store.ensureDisk(t, { reporter: progress, signal });
+        }
         progress.close();
         process.stderr.write(
           `Template ${name} ${t.hash.slice(0, 12)} ready in ${((performance.now() - started) / 1000).toFixed(1)} s: ${t.disk}\n`,

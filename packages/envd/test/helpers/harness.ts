@@ -39,14 +39,8 @@ export interface SandboxOptions {
 /** The Debian layer of the base template (built, about a minute, if the store lacks it). */
 export async function baseRootfs(): Promise<string> {
   const store = new ImageStore({ home: dataDir(), recipesDir: repoImages, envdDir: envdGuestDir });
-  const plan = await store.plan('base');
-  const layer = join(store.paths.layers, plan.debianHash);
-  const built = await access(join(layer, 'layer.json')).then(
-    () => true,
-    () => false,
-  );
-  if (!built) await store.ensureTemplate('base');
-  return join(layer, 'rootfs');
+  const base = await store.recipeTemplate('base');
+  return store.artefacts.layerRootfs(base.layers[0] as string);
 }
 
 async function processes(): Promise<

@@ -1,12 +1,12 @@
-import { randomBytes } from 'node:crypto';
-import { chmod, copyFile, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, mkdir, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { lockFile } from '../host/file-lock.js';
 import { type ImagePaths, imagePaths } from '../paths.js';
+import { Artefacts, readJson, writeJson } from './artefacts.js';
 import { ImageBuildError, runStep, silentReporter } from './build-reporter.js';
 import { buildDebianRootfs } from './debian-rootfs.js';
 import { diskUsage, fileUsage } from './disk-usage.js';
-import { addTreeToExt4, makeExt4 } from './ext4.js';
+import { makeExt4FromLayers } from './ext4.js';
 import { buildGuestKernel } from './guest-kernel.js';
 import {
   type BuildOptions,
@@ -17,6 +17,7 @@ import {
   type ResolvedKernel,
   type ResolvedTemplate,
   type StoredArtefact,
+  type TemplateDefinition,
   type TemplateImage,
 } from './image-types.js';
 import { contentHash, loadKernelRecipe, loadRecipe, type Recipe } from './recipe.js';
@@ -25,36 +26,45 @@ import { contentHash, loadKernelRecipe, loadRecipe, type Recipe } from './recipe
  * Bump when a change to the builder changes what it produces from the same recipe, so
  * that caches built by older code are not reused.
  */
-const BUILDER_VERSION = 1;
+const BUILDER_VERSION = 2;
 
-interface TemplatePlan {
+/** A layer a template needs is not in this node's store (removed, or built elsewhere). */
+export class MissingLayerError extends Error {
+  override name = 'MissingLayerError';
+}
+
+interface RecipePlan {
   recipe: Recipe;
   recipeHash: string;
   debianHash: string;
-  guestHash: string;
-  hash: string;
 }
 
-const readJson = async <T>(file: string): Promise<T | undefined> => {
-  try {
-    return JSON.parse(await readFile(file, 'utf8')) as T;
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw e;
-  }
-};
+/** The hash of the image a definition makes with the guest layer `guestHash` on top. */
+function imageHash(guestHash: string, d: TemplateDefinition): string {
+  return contentHash({
+    v: BUILDER_VERSION,
+    layers: [guestHash, ...d.layers],
+    disk: d.diskSizeMiB,
+    defaults: d.defaults,
+    env: d.env ?? {},
+    start: d.start ?? null,
+  });
+}
 
 /**
  * The content-addressed store of templates, their layers and the guest kernel, under
- * `<data dir>/images`. Every artefact is built in `tmp/` and renamed into place only when
- * complete, under a lock on its hash, so a failed or concurrent build never leaves a
- * partial artefact where a reader could find it.
+ * `<data dir>/images`. A template image is a definition (content layers, defaults, start
+ * command) with the guest layer on top; recipe templates get their content layer from
+ * Debian, built templates from their build's steps. Every artefact is made through
+ * `Artefacts` (in tmp/, under a lock, renamed into place).
  */
 export class ImageStore {
   readonly paths: ImagePaths;
+  readonly artefacts: Artefacts;
 
   constructor(readonly options: ImageStoreOptions) {
     this.paths = imagePaths(options.home);
+    this.artefacts = new Artefacts(this.paths);
   }
 
   /** The files of the guest layer (name → source path) and their hash. */
@@ -77,7 +87,7 @@ export class ImageStore {
     return { files, hash: contentHash({ v: BUILDER_VERSION, role: 'guest', parts }) };
   }
 
-  /** The templates that have a recipe (what `ensureTemplate` accepts). */
+  /** The templates that have a recipe (what `ensureTemplate` accepts by name). */
   async templateNames(): Promise<string[]> {
     const names: string[] = [];
     for (const e of await readdir(this.options.recipesDir, { withFileTypes: true })) {
@@ -91,94 +101,147 @@ export class ImageStore {
     return names.sort();
   }
 
-  /** Works out what `name` would be built from now, without building anything. */
-  async plan(name: string): Promise<TemplatePlan> {
+  /** Works out what the recipe `name` would be built from now, without building anything. */
+  private async plan(name: string): Promise<RecipePlan> {
     const recipe = await loadRecipe(this.options.recipesDir, name);
     const { debian, packages, user, run } = recipe;
-    const debianHash = contentHash({ v: BUILDER_VERSION, role: 'debian', debian, packages, user, run });
-    const guestHash = (await this.guestLayerSource()).hash;
+    const debianHash = contentHash({ v: 1, role: 'debian', debian, packages, user, run });
+    return { recipe, recipeHash: contentHash(recipe), debianHash };
+  }
+
+  private recipeDefinition(plan: RecipePlan): TemplateDefinition {
     return {
-      recipe,
-      recipeHash: contentHash(recipe),
-      debianHash,
-      guestHash,
-      hash: contentHash({ v: BUILDER_VERSION, layers: [guestHash, debianHash], disk: recipe.disk }),
+      name: plan.recipe.name,
+      layers: [plan.debianHash],
+      diskSizeMiB: plan.recipe.disk.sizeMiB,
+      defaults: plan.recipe.defaults,
+      recipeHash: plan.recipeHash,
     };
+  }
+
+  /** The definition of the recipe template `name`, its Debian layer built first if the store lacks it. */
+  async recipeTemplate(name: string, options: BuildOptions = {}): Promise<TemplateDefinition> {
+    const plan = await this.plan(name);
+    await this.ensureDebianLayer(plan, options);
+    return this.recipeDefinition(plan);
   }
 
   private resolveTemplate(image: TemplateImage): ResolvedTemplate {
     return {
       ...image,
       disk: join(this.paths.images, image.hash, 'rootfs.ext4'),
-      rootfsLayers: image.layers.map((h) => join(this.paths.layers, h, 'rootfs')),
+      rootfsLayers: image.layers.map((h) => this.artefacts.layerRootfs(h)),
     };
   }
 
-  /** The template `name`, built first if the store lacks it. */
-  async ensureTemplate(name: string, options: BuildOptions = {}): Promise<ResolvedTemplate> {
-    const plan = await this.plan(name);
-    const recordFile = join(this.paths.images, plan.hash, 'image.json');
-    const cached = await readJson<TemplateImage>(recordFile);
+  /**
+   * The template image of a recipe (by name) or of a definition, composed with the
+   * current guest layer; a recipe's Debian layer is built first if the store lacks it.
+   * A definition whose layers are not all here is a MissingLayerError.
+   */
+  async ensureTemplate(
+    template: string | TemplateDefinition,
+    options: BuildOptions = {},
+  ): Promise<ResolvedTemplate> {
     const reporter = options.reporter ?? silentReporter;
+    const plan = typeof template === 'string' ? await this.plan(template) : undefined;
+    const definition = plan ? this.recipeDefinition(plan) : (template as TemplateDefinition);
+    const guest = await this.guestLayerSource();
+    const hash = imageHash(guest.hash, definition);
+    const recordFile = join(this.paths.images, hash, 'image.json');
+    const cached = await readJson<TemplateImage>(recordFile);
     if (cached) {
-      reporter.step('template', `template ${name} ${plan.hash.slice(0, 12)}`, 'cached');
+      reporter.step('template', `template ${definition.name} ${hash.slice(0, 12)}`, 'cached');
       return this.resolveTemplate(cached);
     }
-    return this.building(
-      `template-${plan.hash}`,
+    if (plan) await this.ensureDebianLayer(plan, options);
+    for (const layer of definition.layers) {
+      if (!(await this.artefacts.layer(layer)))
+        throw new MissingLayerError(
+          `template ${definition.name} needs layer ${layer.slice(0, 12)}, which this node's image store does not hold`,
+        );
+    }
+    await this.ensureGuestLayer(definition.name, options);
+    return this.artefacts.building(
+      `template-${hash}`,
       recordFile,
       options,
       (r: TemplateImage) => this.resolveTemplate(r),
       async (tmp) => {
-        const started = performance.now();
-        await this.ensureDebianLayer(plan, options);
-        await this.ensureGuestLayer(plan, options);
-        const disk = join(tmp, 'rootfs.ext4');
-        await runStep(
-          reporter,
-          'ext4',
-          `ext4 disk image (${plan.recipe.disk.sizeMiB} MiB, sparse)`,
-          async () => {
-            await makeExt4(
-              disk,
-              plan.recipe.disk.sizeMiB,
-              this.layerRootfs(plan.debianHash),
-              'aiva-root',
-              options.signal,
-            );
-            await addTreeToExt4(disk, this.layerRootfs(plan.guestHash), tmp, options.signal);
-            await chmod(disk, 0o444);
-          },
-        );
         const image: TemplateImage = {
+          ...definition,
           kind: 'template',
-          name,
-          hash: plan.hash,
-          recipeHash: plan.recipeHash,
-          layers: [plan.guestHash, plan.debianHash],
-          diskSizeMiB: plan.recipe.disk.sizeMiB,
-          defaults: plan.recipe.defaults,
+          hash,
+          layers: [guest.hash, ...definition.layers],
           createdAt: new Date().toISOString(),
-          buildSeconds: Math.round((performance.now() - started) / 100) / 10,
         };
-        await writeFile(join(tmp, 'image.json'), `${JSON.stringify(image, null, 2)}\n`);
-        await this.publish(tmp, join(this.paths.images, plan.hash));
+        await writeJson(join(tmp, 'image.json'), image);
+        await this.artefacts.publish(tmp, join(this.paths.images, hash));
         return this.resolveTemplate(image);
       },
     );
   }
 
-  private layerRootfs(hash: string): string {
-    return join(this.paths.layers, hash, 'rootfs');
+  /**
+   * The template's ext4 root disk (for microVMs), made on first use: `mkfs.ext4 -d` of
+   * its layers merged read-only by overlayfs in a private mount namespace.
+   */
+  async ensureDisk(template: ResolvedTemplate, options: BuildOptions = {}): Promise<ResolvedTemplate> {
+    const reporter = options.reporter ?? silentReporter;
+    if (
+      await stat(template.disk).then(
+        () => true,
+        () => false,
+      )
+    )
+      return template;
+    await mkdir(this.paths.locks, { recursive: true });
+    const lock = await lockFile(join(this.paths.locks, `disk-${template.hash}.lock`), {
+      signal: options.signal,
+    });
+    try {
+      if (
+        await stat(template.disk).then(
+          () => true,
+          () => false,
+        )
+      )
+        return template;
+      await mkdir(this.paths.tmp, { recursive: true });
+      const tmp = join(this.paths.tmp, `disk-${template.hash}.ext4`);
+      await rm(tmp, { force: true });
+      try {
+        await runStep(
+          reporter,
+          'ext4',
+          `ext4 disk image of ${template.name} (${template.diskSizeMiB} MiB, sparse)`,
+          async () => {
+            await makeExt4FromLayers(
+              tmp,
+              template.diskSizeMiB,
+              template.rootfsLayers,
+              'aiva-root',
+              options.signal,
+            );
+            await chmod(tmp, 0o444);
+          },
+        );
+        await rename(tmp, template.disk);
+      } finally {
+        await rm(tmp, { force: true });
+      }
+      return template;
+    } finally {
+      await lock.release();
+    }
   }
 
-  private async ensureDebianLayer(plan: TemplatePlan, options: BuildOptions): Promise<void> {
+  private async ensureDebianLayer(plan: RecipePlan, options: BuildOptions): Promise<void> {
     const reporter = options.reporter ?? silentReporter;
     const title = `Debian ${plan.recipe.debian.suite} with ${plan.recipe.packages.length} packages`;
-    await this.ensureLayer(
+    await this.artefacts.ensureLayer(
       plan.debianHash,
-      'debian',
-      plan.recipe.name,
+      { role: 'debian', template: plan.recipe.name },
       title,
       options,
       async (rootfs, tmp) => {
@@ -190,12 +253,12 @@ export class ImageStore {
     );
   }
 
-  private async ensureGuestLayer(plan: TemplatePlan, options: BuildOptions): Promise<void> {
-    const { files } = await this.guestLayerSource();
-    await this.ensureLayer(
-      plan.guestHash,
-      'guest',
-      plan.recipe.name,
+  /** The guest layer (envd and init) of this aiva, made if the store lacks it; its hash. */
+  private async ensureGuestLayer(template: string, options: BuildOptions): Promise<string> {
+    const { files, hash } = await this.guestLayerSource();
+    await this.artefacts.ensureLayer(
+      hash,
+      { role: 'guest', template },
       'guest layer (envd, init)',
       options,
       async (rootfs) => {
@@ -210,42 +273,7 @@ export class ImageStore {
         }
       },
     );
-  }
-
-  private async ensureLayer(
-    hash: string,
-    role: LayerRecord['role'],
-    template: string,
-    title: string,
-    options: BuildOptions,
-    fill: (rootfs: string, tmp: string) => Promise<void>,
-  ): Promise<void> {
-    const reporter = options.reporter ?? silentReporter;
-    const recordFile = join(this.paths.layers, hash, 'layer.json');
-    if (await readJson(recordFile)) {
-      reporter.step(role, `${title} ${hash.slice(0, 12)}`, 'cached');
-      return;
-    }
-    await this.building(
-      `layer-${hash}`,
-      recordFile,
-      options,
-      () => undefined,
-      async (tmp) => {
-        await runStep(reporter, role, `${title} ${hash.slice(0, 12)}`, async () => {
-          await fill(join(tmp, 'rootfs'), tmp);
-        });
-        const record: LayerRecord = {
-          kind: 'layer',
-          hash,
-          role,
-          template,
-          createdAt: new Date().toISOString(),
-        };
-        await writeFile(join(tmp, 'layer.json'), `${JSON.stringify(record, null, 2)}\n`);
-        await this.publish(tmp, join(this.paths.layers, hash));
-      },
-    );
+    return hash;
   }
 
   /** A template already in the store, by its hash (what a running sandbox was made from). */
@@ -285,7 +313,7 @@ export class ImageStore {
       reporter.step('kernel', `guest kernel ${cached.release} ${hash.slice(0, 12)}`, 'cached');
       return resolve(cached);
     }
-    return this.building(`kernel-${hash}`, recordFile, options, resolve, async (tmp) => {
+    return this.artefacts.building(`kernel-${hash}`, recordFile, options, resolve, async (tmp) => {
       const started = performance.now();
       const info = await runStep(
         reporter,
@@ -316,68 +344,21 @@ export class ImageStore {
         createdAt: new Date().toISOString(),
         buildSeconds: Math.round((performance.now() - started) / 100) / 10,
       };
-      await writeFile(join(tmp, 'kernel.json'), `${JSON.stringify(record, null, 2)}\n`);
-      await this.publish(tmp, dir);
+      await writeJson(join(tmp, 'kernel.json'), record);
+      await this.artefacts.publish(tmp, dir);
       return resolve(record);
     });
-  }
-
-  /**
-   * Runs `build` in a fresh directory under tmp/ while holding the lock for `key`. If
-   * another process finished the same artefact while we waited for the lock, its record
-   * is returned instead. The directory is removed whether `build` succeeds (after it has
-   * been published) or fails.
-   */
-  private async building<R, T>(
-    key: string,
-    recordFile: string,
-    options: BuildOptions,
-    fromRecord: (record: R) => T,
-    build: (tmp: string) => Promise<T>,
-  ): Promise<T> {
-    await Promise.all(
-      [this.paths.locks, this.paths.tmp, this.paths.layers, this.paths.images, this.paths.kernels].map((d) =>
-        mkdir(d, { recursive: true }),
-      ),
-    );
-    const lock = await lockFile(join(this.paths.locks, `${key}.lock`), {
-      signal: options.signal,
-      onWait: () => options.reporter?.output(key, `waiting for another build of ${key}`),
-    });
-    try {
-      const done = await readJson<R>(recordFile);
-      if (done) return fromRecord(done);
-      // Leftovers of a builder that died while holding this lock: nobody else owns them.
-      for (const old of await readdir(this.paths.tmp)) {
-        if (old.startsWith(`${key}.`)) await rm(join(this.paths.tmp, old), { recursive: true, force: true });
-      }
-      const tmp = join(this.paths.tmp, `${key}.${randomBytes(4).toString('hex')}`);
-      await mkdir(tmp);
-      try {
-        return await build(tmp);
-      } finally {
-        await rm(tmp, { recursive: true, force: true });
-      }
-    } finally {
-      await lock.release();
-    }
-  }
-
-  /** Moves a finished artefact into place; its record file is what marks it complete. */
-  private async publish(tmp: string, dest: string): Promise<void> {
-    // A directory without a record is debris of an older failed publish.
-    await rm(dest, { recursive: true, force: true });
-    await rename(tmp, dest);
   }
 
   /** Everything in the store, with sizes; `current` marks what new sandboxes would use. */
   async list(): Promise<StoredArtefact[]> {
     const out: StoredArtefact[] = [];
-    const templates = await this.records<TemplateImage>(this.paths.images, 'image.json');
+    const templates = await this.artefacts.records<TemplateImage>(this.paths.images, 'image.json');
     const currentHashes = new Set<string>();
-    for (const t of new Set(templates.map((x) => x.name))) {
+    const guest = await this.guestLayerSource().catch(() => undefined);
+    for (const t of new Set(templates.filter((x) => x.recipeHash).map((x) => x.name))) {
       const plan = await this.plan(t).catch(() => undefined);
-      if (plan) currentHashes.add(plan.hash);
+      if (plan && guest) currentHashes.add(imageHash(guest.hash, this.recipeDefinition(plan)));
     }
     for (const t of templates) {
       const u = await fileUsage(join(this.paths.images, t.hash, 'rootfs.ext4'));
@@ -392,7 +373,7 @@ export class ImageStore {
       });
     }
     const kernelRecipe = await loadKernelRecipe(this.options.recipesDir).catch(() => undefined);
-    for (const k of await this.records<GuestKernel>(this.paths.kernels, 'kernel.json')) {
+    for (const k of await this.artefacts.records<GuestKernel>(this.paths.kernels, 'kernel.json')) {
       const u = await diskUsage(join(this.paths.kernels, k.hash));
       out.push({
         kind: 'kernel',
@@ -404,7 +385,7 @@ export class ImageStore {
         current: kernelRecipe !== undefined && contentHash(kernelRecipe) === k.recipeHash,
       });
     }
-    for (const l of await this.records<LayerRecord>(this.paths.layers, 'layer.json')) {
+    for (const l of await this.artefacts.records<LayerRecord>(this.paths.layers, 'layer.json')) {
       const u = await diskUsage(join(this.paths.layers, l.hash, 'rootfs'));
       const usedBy = templates.filter((t) => t.layers.includes(l.hash)).map((t) => t.hash.slice(0, 12));
       out.push({
@@ -416,16 +397,6 @@ export class ImageStore {
         current: false,
         usedBy,
       });
-    }
-    return out;
-  }
-
-  private async records<T>(dir: string, file: string): Promise<T[]> {
-    const names = await readdir(dir).catch(() => [] as string[]);
-    const out: T[] = [];
-    for (const n of names) {
-      const r = await readJson<T>(join(dir, n, file));
-      if (r) out.push(r);
     }
     return out;
   }
@@ -452,26 +423,39 @@ export class ImageStore {
     }
     for (const m of matches) {
       const dir = m.kind === 'kernel' ? this.paths.kernels : this.paths.images;
-      await this.removeLocked(`${m.kind}-${m.hash}`, join(dir, m.hash));
+      await this.artefacts.removeLocked(`${m.kind}-${m.hash}`, join(dir, m.hash));
     }
-    const remaining = await this.records<TemplateImage>(this.paths.images, 'image.json');
+    const remaining = await this.artefacts.records<TemplateImage>(this.paths.images, 'image.json');
     const inUse = new Set(remaining.flatMap((t) => t.layers));
-    const orphans = all.filter((a) => a.kind === 'layer' && !inUse.has(a.hash));
-    for (const l of orphans) await this.removeLocked(`layer-${l.hash}`, join(this.paths.layers, l.hash));
+    // Only recipe and guest layers go with their images: build steps' and registry images'
+    // layers are cached for the builds that made them, and go with those (removeLayers).
+    const layers = await this.artefacts.records<LayerRecord>(this.paths.layers, 'layer.json');
+    const owned = new Set(layers.filter((l) => l.role === 'debian' || l.role === 'guest').map((l) => l.hash));
+    const orphans = all.filter((a) => a.kind === 'layer' && owned.has(a.hash) && !inUse.has(a.hash));
+    for (const l of orphans)
+      await this.artefacts.removeLocked(`layer-${l.hash}`, join(this.paths.layers, l.hash));
     return [...matches, ...orphans];
   }
 
-  private async removeLocked(key: string, dir: string): Promise<void> {
-    await mkdir(this.paths.locks, { recursive: true });
-    const lock = await lockFile(join(this.paths.locks, `${key}.lock`));
-    try {
-      // Rename first so that no reader sees a half-removed artefact.
-      const doomed = join(this.paths.tmp, `${key}.removing-${randomBytes(4).toString('hex')}`);
-      await mkdir(this.paths.tmp, { recursive: true });
-      await rename(dir, doomed);
-      await rm(doomed, { recursive: true, force: true });
-    } finally {
-      await lock.release();
+  /**
+   * Removes the layers `hashes` that no template image uses, with the images composed
+   * from them that no sandbox uses (`inUse`); returns the hashes of the layers removed.
+   */
+  async removeLayers(hashes: string[], options: { inUse?: Set<string> } = {}): Promise<string[]> {
+    const doomed = new Set(hashes);
+    const templates = await this.artefacts.records<TemplateImage>(this.paths.images, 'image.json');
+    const kept = new Set<string>();
+    for (const t of templates) {
+      if (!t.layers.some((l) => doomed.has(l))) continue;
+      if (options.inUse?.has(t.hash)) for (const l of t.layers) kept.add(l);
+      else await this.artefacts.removeLocked(`template-${t.hash}`, join(this.paths.images, t.hash));
     }
+    const removed: string[] = [];
+    for (const h of doomed) {
+      if (kept.has(h) || !(await this.artefacts.layer(h))) continue;
+      await this.artefacts.removeLocked(`layer-${h}`, this.artefacts.layerDir(h));
+      removed.push(h);
+    }
+    return removed;
   }
 }

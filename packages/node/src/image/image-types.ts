@@ -26,19 +26,44 @@ export interface BuildOptions {
   signal?: AbortSignal;
 }
 
-/** A template image in the store. */
-export interface TemplateImage {
-  kind: 'template';
+/** What a sandbox of a template runs as, and in what, unless its create says otherwise. */
+export type TemplateDefaults = Recipe['defaults'];
+
+/**
+ * The command a template's sandboxes start with, and the check that says it is ready
+ * (E2B's `startCmd`/`readyCmd`): run by envd as the template's user, in its workdir.
+ */
+export interface TemplateStart {
+  cmd: string;
+  /** A shell command that exits 0 once the start command is ready. */
+  ready?: string;
+}
+
+/**
+ * What a template is, independent of envd: its content layers and how its sandboxes
+ * start. Recipe templates and built templates alike; the store composes it with the
+ * current guest layer into a `TemplateImage`.
+ */
+export interface TemplateDefinition {
   name: string;
-  hash: string;
-  /** Hash of the recipe file's content. */
-  recipeHash: string;
-  /** Layer hashes, top first: envd, then Debian. */
+  /** Content layer hashes, top first (never the guest layer). */
   layers: string[];
   diskSizeMiB: number;
-  defaults: Recipe['defaults'];
+  defaults: TemplateDefaults;
+  /** Environment variables every process of the sandbox gets. */
+  env?: Record<string, string>;
+  start?: TemplateStart;
+  /** Hash of the recipe file's content (recipe templates). */
+  recipeHash?: string;
+}
+
+/** A template image in the store: a definition with the guest layer (envd) on top. */
+export interface TemplateImage extends TemplateDefinition {
+  kind: 'template';
+  hash: string;
+  /** Layer hashes, top first: the guest layer, then the definition's. */
+  layers: string[];
   createdAt: string;
-  buildSeconds: number;
 }
 
 /** The guest kernel and initramfs for microVMs. */
@@ -54,15 +79,22 @@ export interface GuestKernel extends KernelInfo {
 export interface LayerRecord {
   kind: 'layer';
   hash: string;
-  /** What the layer holds: `debian` (the recipe's packages) or `guest` (envd and init). */
-  role: 'debian' | 'guest';
+  /**
+   * What the layer holds: `debian` (a recipe's packages), `guest` (envd and init), `oci`
+   * (a layer of a registry image), `step` (what one step of a template build changed).
+   */
+  role: 'debian' | 'guest' | 'oci' | 'step';
+  /** What it was made for: the template, image reference or build step. */
   template: string;
   createdAt: string;
 }
 
 /** Paths of a template image's parts, for the runtimes. */
 export interface ResolvedTemplate extends TemplateImage {
-  /** The ext4 root disk (read-only; sandboxes get copy-on-write overlays). */
+  /**
+   * The ext4 root disk (read-only; sandboxes get copy-on-write overlays), for microVMs.
+   * Made on first use (`ImageStore.ensureDisk`): containers never need it.
+   */
   disk: string;
   /** Root filesystem directories, top first (overlay lowerdirs). */
   rootfsLayers: string[];

@@ -3,6 +3,7 @@ import type { EnvdInit } from '@aiva/protocol';
 import type { Logger } from 'pino';
 import type { BuildReporter } from '../image/build-reporter.js';
 import type { ImageStore } from '../image/image-store.js';
+import type { TemplateDefinition } from '../image/image-types.js';
 import type { NetworkPolicy } from '../network/network-policy.js';
 import type { DriverName, SandboxRuntime } from '../runtime/types.js';
 import type { SandboxInfo } from './sandbox-records.js';
@@ -10,7 +11,8 @@ import type { SandboxInfo } from './sandbox-records.js';
 export interface CreateSandboxOptions {
   /** Chosen by the caller (the server) or generated. Lower-case letters and digits. */
   id?: string;
-  template?: string;
+  /** A recipe template's name (default `base`), or a built template's definition. */
+  template?: string | TemplateDefinition;
   driver?: DriverName;
   vcpus?: number;
   memoryMiB?: number;

@@ -1,7 +1,7 @@
 import { availableParallelism, totalmem } from 'node:os';
 import type { BuildReporter } from '../image/build-reporter.js';
 import type { ImageStore } from '../image/image-store.js';
-import type { ResolvedKernel, ResolvedTemplate } from '../image/image-types.js';
+import type { ResolvedKernel, ResolvedTemplate, TemplateDefinition } from '../image/image-types.js';
 import {
   type DriverName,
   type SandboxResources,
@@ -13,7 +13,8 @@ import type { CheckpointRecord } from './sandbox-record.js';
 
 /** What a create asks for about where a sandbox comes from and how big it is. */
 export interface SourceRequest {
-  template?: string;
+  /** A recipe template's name, or a built template's definition. */
+  template?: string | TemplateDefinition;
   driver?: DriverName;
   vcpus?: number;
   memoryMiB?: number;
@@ -55,18 +56,18 @@ export function resolveSource(request: SourceRequest, parts: SourceParts): Promi
 async function fromTemplate(request: SourceRequest, parts: SourceParts): Promise<SandboxSource> {
   const driver = request.driver ?? parts.defaultDriver;
   const runtime = parts.runtime(driver);
-  const templateName = request.template ?? 'base';
-  const template = await parts.images.ensureTemplate(templateName, {
+  let template = await parts.images.ensureTemplate(request.template ?? 'base', {
     reporter: request.reporter,
     signal: request.signal,
   });
+  if (runtime.capabilities.guestKernel) template = await parts.images.ensureDisk(template, request);
   const resources = checkResources(request, {
     vcpus: Math.min(template.defaults.vcpus, availableParallelism()),
     memoryMiB: template.defaults.memoryMiB,
     diskMiB: template.diskSizeMiB,
   });
   const kernel = runtime.capabilities.guestKernel ? await parts.images.ensureKernel(request) : undefined;
-  return { driver, runtime, templateName, template, resources, kernel };
+  return { driver, runtime, templateName: template.name, template, resources, kernel };
 }
 
 /** A create from the checkpoint `name` runs the checkpoint's driver, template, kernel and size. */
@@ -80,8 +81,9 @@ async function fromCheckpoint(
   const differs = [
     request.driver !== undefined && request.driver !== driver && `driver ${request.driver}`,
     request.template !== undefined &&
-      request.template !== checkpoint.template.name &&
-      `template ${request.template}`,
+      (typeof request.template === 'string' ? request.template : request.template.name) !==
+        checkpoint.template.name &&
+      `template ${typeof request.template === 'string' ? request.template : request.template.name}`,
     request.vcpus !== undefined && request.vcpus !== resources.vcpus && `${request.vcpus} vcpus`,
     request.memoryMiB !== undefined &&
       request.memoryMiB !== resources.memoryMiB &&
