@@ -1,4 +1,14 @@
 export {
+  type BuildBase,
+  type BuildContext,
+  type BuildLogEntry,
+  type BuildResult,
+  type BuildSpec,
+  type BuildStep,
+  BuildStepError,
+} from './build/build-types.js';
+export { TemplateBuilder } from './build/template-builder.js';
+export {
   type ExecOptions,
   type ExecResult,
   envdHeaders,
@@ -16,9 +26,9 @@ export {
   GUEST_INIT,
   type GuestKernel,
   type ImageStoreOptions,
+  type LayerRecord,
   type ResolvedKernel,
   type ResolvedTemplate,
-  type LayerRecord,
   type StoredArtefact,
   type TemplateDefaults,
   type TemplateDefinition,

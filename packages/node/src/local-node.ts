@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import { TemplateBuilder } from './build/template-builder.js';
 import { ImageStore } from './image/image-store.js';
 import type { ImageStoreOptions } from './image/image-types.js';
 import { imagePaths } from './paths.js';
@@ -22,6 +23,8 @@ export interface LocalNode {
   images: ImageStore;
   host: HostCapabilities;
   sandboxes: SandboxManager;
+  /** Builds templates in build sandboxes of `sandboxes`. */
+  builder: TemplateBuilder;
 }
 
 /** Assembles the node for this host (the same in `aiva up` and the node-only CLI). */
@@ -51,5 +54,5 @@ export async function openLocalNode(options: LocalNodeOptions): Promise<LocalNod
     networkPoolSize: options.networkPoolSize,
     dnsUpstreams: options.dnsUpstreams,
   });
-  return { images, host, sandboxes };
+  return { images, host, sandboxes, builder: new TemplateBuilder(images, sandboxes) };
 }

@@ -13,7 +13,7 @@ import type { Logger } from 'pino';
 import { requireApiKey } from './api/authenticate.js';
 import { registerSandboxRoutes } from './api/e2b/sandbox-routes.js';
 import { registerSnapshotRoutes } from './api/e2b/snapshot-routes.js';
-import { registerTemplateRoutes } from './api/e2b/template-routes.js';
+import { registerTemplateRoutes, registerTemplateUploadRoute } from './api/e2b/template-routes.js';
 import { registerErrorHandling } from './api/errors.js';
 import { registerKeyRoutes } from './api/native/key-routes.js';
 import { openDatabase } from './db/database.js';
@@ -24,6 +24,8 @@ import type { SandboxLimits } from './services/live-sandboxes.js';
 import { SandboxService } from './services/sandbox-service.js';
 import { SnapshotService } from './services/snapshot-service.js';
 import { TeamService } from './services/team-service.js';
+import { TemplateBuilds } from './services/template-builds.js';
+import { TemplateCatalog } from './services/template-catalog.js';
 
 export interface ServerConfig {
   /** The data directory (the embedded database lives in `<home>/db`). */
@@ -74,7 +76,15 @@ export async function startServer(
     const teams = new TeamService(database.db);
     const first = await teams.ensureFirstTeam();
     const metrics = createServerMetrics();
+    const templateCatalog = new TemplateCatalog(database.db, node);
+    const templateBuilds = new TemplateBuilds(database.db, node, templateCatalog, {
+      home: config.home,
+      log: logger.child({ component: 'templates' }),
+    });
+    await templateBuilds.start();
+    cleanup.unshift(() => templateBuilds.stop());
     const sandboxes = new SandboxService({
+      templates: templateCatalog,
       db: database.db,
       node,
       logger: logger.child({ component: 'sandboxes' }),
@@ -171,11 +181,12 @@ export async function startServer(
       reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()),
     );
     app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+    registerTemplateUploadRoute(app, templateBuilds);
     await app.register(async (api) => {
       requireApiKey(api, teams);
       registerSandboxRoutes(api, sandboxes, snapshots);
       registerSnapshotRoutes(api, snapshots);
-      registerTemplateRoutes(api, node);
+      registerTemplateRoutes(api, templateCatalog, templateBuilds, snapshots);
       registerKeyRoutes(api, teams);
     });
 
@@ -194,6 +205,7 @@ export async function startServer(
       teams,
       close(options) {
         closing ??= (async () => {
+          await templateBuilds.stop();
           await sandboxes.stop(options);
           proxy.close();
           server?.closeAllConnections();

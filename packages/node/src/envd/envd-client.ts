@@ -119,3 +119,66 @@ export async function execInSandbox(
   }
   throw new Error('envd ended the command stream without an end event');
 }
+
+/** A command started in the sandbox that keeps running after the call returns. */
+export interface StartedCommand {
+  pid: number;
+  /** The last lines it printed while it was watched (for a failure message). */
+  tail(): string;
+  /** Resolves with its end status text if it ends while watched. */
+  ended: Promise<string>;
+  /** Stops watching it; envd keeps it running. */
+  release(): void;
+}
+
+/**
+ * Starts `command` with bash in the sandbox and returns once envd says it started,
+ * watching its output until `release`: a template's start command, which must go on
+ * running in the sandbox after the create that started it.
+ */
+export async function startInSandbox(
+  address: string,
+  command: string,
+  options: Omit<ExecOptions, 'timeoutMs' | 'keepOutput'> = {},
+): Promise<StartedCommand> {
+  const transport = createConnectTransport({
+    baseUrl: `http://${address}:${options.port ?? ENVD_PORT}`,
+    httpVersion: '1.1',
+    useBinaryFormat: true,
+  });
+  const client = createClient(pp.Process, transport);
+  const watching = new AbortController();
+  const signal = options.signal ? AbortSignal.any([options.signal, watching.signal]) : watching.signal;
+  const stream = client.start(
+    {
+      process: { cmd: '/bin/bash', args: ['-l', '-c', command], envs: options.envs ?? {}, cwd: options.cwd },
+      stdin: false,
+    },
+    { headers: envdHeaders(options), signal },
+  );
+  const lines: string[] = [];
+  const keep = (chunk: Uint8Array) => {
+    lines.push(...Buffer.from(chunk).toString('utf8').split('\n').filter(Boolean));
+    if (lines.length > 40) lines.splice(0, lines.length - 40);
+  };
+  const iterator = stream[Symbol.asyncIterator]();
+  const first = await iterator.next();
+  const ev = first.done ? undefined : first.value.event?.event;
+  if (ev?.case !== 'start') throw new Error('envd did not start the command');
+  const pid = ev.value.pid;
+  const ended = (async () => {
+    try {
+      for (let r = await iterator.next(); !r.done; r = await iterator.next()) {
+        const e = r.value.event?.event;
+        if (e?.case === 'data') {
+          const o = e.value.output;
+          if (o.case === 'stdout' || o.case === 'stderr') keep(o.value);
+        } else if (e?.case === 'end') return e.value.status;
+      }
+    } catch {
+      // Released, or the sandbox went away: the caller knows which.
+    }
+    return new Promise<string>(() => {});
+  })();
+  return { pid, tail: () => lines.join('\n'), ended, release: () => watching.abort() };
+}

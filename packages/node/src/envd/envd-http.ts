@@ -118,3 +118,44 @@ export async function envdMetrics(address: string, accessToken: string): Promise
     );
   return body;
 }
+
+/** Writes `body` to `path` in the sandbox as `user` through envd's POST /files (an octet stream). */
+export async function uploadToSandbox(
+  address: string,
+  path: string,
+  body: NodeJS.ReadableStream,
+  options: { user: string; accessToken: string; signal?: AbortSignal },
+): Promise<void> {
+  const url = new URL(`http://${address}:${ENVD_PORT}/files`);
+  url.searchParams.set('path', path);
+  url.searchParams.set('username', options.user);
+  const res = await new Promise<{ status: number; text: string }>((resolve, reject) => {
+    const req = request(
+      url,
+      {
+        method: 'POST',
+        headers: {
+          'content-type': 'application/octet-stream',
+          [ENVD_ACCESS_TOKEN_HEADER]: options.accessToken,
+          connection: 'close',
+        },
+        agent: false,
+        signal: options.signal,
+      },
+      (r) => {
+        let text = '';
+        r.setEncoding('utf8');
+        r.on('data', (d: string) => {
+          text += d;
+        });
+        r.on('end', () => resolve({ status: r.statusCode ?? 0, text }));
+        r.on('error', reject);
+      },
+    );
+    req.on('error', reject);
+    body.on('error', (e) => req.destroy(e));
+    body.pipe(req);
+  });
+  if (res.status >= 300)
+    throw new Error(`envd refused the upload of ${path}: HTTP ${res.status} ${res.text}`);
+}

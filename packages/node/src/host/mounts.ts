@@ -24,3 +24,17 @@ export async function unmountAll(dir: string): Promise<void> {
     });
   }
 }
+
+/**
+ * overlayfs's `lowerdir` option for `layers` (top first), and the directory to mount
+ * from: layers under one directory are named relative to it, so that a template of
+ * many layers fits the mount options' one page (about 55 layers of a content-addressed
+ * store instead of about 35).
+ */
+export function overlayLowerdir(layers: string[]): { lowerdir: string; cwd?: string } {
+  const parent = (p: string) => p.slice(0, p.lastIndexOf('/'));
+  const root = layers.length > 0 ? parent(parent(layers[0] as string)) : '';
+  if (root && layers.every((l) => parent(parent(l)) === root))
+    return { lowerdir: layers.map((l) => l.slice(root.length + 1)).join(':'), cwd: root };
+  return { lowerdir: layers.join(':') };
+}

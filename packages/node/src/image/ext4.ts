@@ -1,5 +1,6 @@
 import { mkdir, rm } from 'node:fs/promises';
 import { runCommand } from '../host/command.js';
+import { overlayLowerdir } from '../host/mounts.js';
 
 /**
  * Makes a sparse ext4 image of `sizeMiB` holding `fromDir`, without mounting anything
@@ -35,11 +36,11 @@ export async function makeExt4FromLayers(
   const mnt = `${file}.mnt`;
   await mkdir(mnt, { recursive: true });
   try {
-    // Layers are passed as arguments, not spliced into the script.
+    // Paths are passed as arguments, not spliced into the script.
+    const { lowerdir, cwd } = overlayLowerdir(layers);
     const script =
-      'set -e; mnt=$1; file=$2; size=$3; label=$4; shift 4; lower=$(IFS=:; echo "$*"); ' +
-      'mount -t overlay overlay -o "ro,lowerdir=$lower" "$mnt"; ' +
-      'mkfs.ext4 -F -q -m 0 -L "$label" -E lazy_itable_init=1 -d "$mnt" "$file" "${size}M"';
+      'set -e; mount -t overlay overlay -o "ro,lowerdir=$4" "$1"; ' +
+      'mkfs.ext4 -F -q -m 0 -L "$3" -E lazy_itable_init=1 -d "$1" "$2" "$5"M';
     await runCommand(
       'unshare',
       [
@@ -52,11 +53,11 @@ export async function makeExt4FromLayers(
         'sh',
         mnt,
         file,
-        String(sizeMiB),
         label,
-        ...layers,
+        lowerdir,
+        String(sizeMiB),
       ],
-      { signal },
+      { signal, cwd },
     );
   } finally {
     await rm(mnt, { recursive: true, force: true });

@@ -437,6 +437,11 @@ export class ImageStore {
     return [...matches, ...orphans];
   }
 
+  /** Removes a template image's record (not its layers): one made for a build sandbox. */
+  async discardTemplate(hash: string): Promise<void> {
+    await this.artefacts.removeLocked(`template-${hash}`, join(this.paths.images, hash));
+  }
+
   /**
    * Removes the layers `hashes` that no template image uses, with the images composed
    * from them that no sandbox uses (`inUse`); returns the hashes of the layers removed.

@@ -37,6 +37,8 @@ export interface TemplateStart {
   cmd: string;
   /** A shell command that exits 0 once the start command is ready. */
   ready?: string;
+  /** The environment both run with (a build's ENV steps). */
+  env?: Record<string, string>;
 }
 
 /**

@@ -94,6 +94,11 @@ export interface RuntimeCapabilities {
    * (microVMs: clones of one saved VM would share its random state). Containers share the host's.
    */
   entropyReseed: boolean;
+  /**
+   * `checkpoint` saves the sandbox's file changes as an overlay upper directory
+   * (`<dir>/upper`, whiteouts included): what a template build step's layer is.
+   */
+  changesAsLayer: boolean;
 }
 
 /**

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdir, readFile } from 'node:fs/promises';
+import { mkdir, readFile, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type Logger, pino } from 'pino';
 import { initEnvd, waitForEnvd } from '../envd/envd-http.js';
@@ -21,6 +21,7 @@ import { explain, SandboxCleanup } from './sandbox-cleanup.js';
 import {
   type CreateSandboxOptions,
   DEFAULT_READY_TIMEOUT,
+  DEFAULT_START_TIMEOUT_MS,
   NODE_LOCK_DIR,
   NodeBusyError,
   newSandboxId,
@@ -37,6 +38,7 @@ import {
 import { SandboxRecovery } from './sandbox-recovery.js';
 import { resolveSource } from './sandbox-source.js';
 import { mustAllow } from './sandbox-state.js';
+import { startTemplate } from './template-start.js';
 
 /**
  * Owns every sandbox of this host: creates them (image, network, runtime, envd) and moves
@@ -262,10 +264,17 @@ export class SandboxManager {
             defaultUser: template.defaults.user,
             defaultWorkdir: template.defaults.workdir,
             ...options.envd,
+            envVars: { ...template.env, ...options.envd?.envVars },
             accessToken: r.accessToken,
           },
           checkpoint?.memory ? checkpoint.accessToken : undefined,
         );
+        // Restored memory has the start command running already; anything else starts it.
+        if (!checkpoint?.memory)
+          await startTemplate(r.network.address, r.accessToken, template, {
+            timeoutMs: this.options.startTimeoutMs ?? DEFAULT_START_TIMEOUT_MS,
+            signal: options.signal,
+          });
         await this.records.transition(r, 'ready');
         return { ...r };
       } catch (e) {
@@ -322,6 +331,36 @@ export class SandboxManager {
       });
       this.log.info({ sandbox: id, checkpoint: name, bytes: record.bytes }, 'checkpoint saved');
       return record;
+    });
+  }
+
+  /**
+   * Saves what the sandbox changed in its files over its template as an overlay layer
+   * directory `dest` (which must not exist): a template build step's result. Only
+   * drivers whose checkpoint is such a layer (`changesAsLayer`: containers) can.
+   */
+  async saveChanges(id: string, dest: string, signal?: AbortSignal): Promise<void> {
+    await this.records.serialize(id, async () => {
+      const r = this.records.mustGet(id);
+      mustAllow(id, r.state, 'checkpoint');
+      const runtime = this.runtime(r.driver);
+      if (!runtime.capabilities.changesAsLayer)
+        throw new SandboxSpecError(`the ${r.driver} runtime cannot save a sandbox's changes as a layer`);
+      const state = this.mustRun(r);
+      const work = `${dest}.saving`;
+      await mkdir(work, { recursive: true });
+      try {
+        const running = r.state === 'running';
+        if (running) await runtime.pause(this.records.ref(r), state);
+        try {
+          await runtime.checkpoint(this.records.ref(r), state, work, signal);
+        } finally {
+          if (running) await runtime.resume(this.records.ref(r), state);
+        }
+        await rename(join(work, 'upper'), dest);
+      } finally {
+        await rm(work, { recursive: true, force: true });
+      }
     });
   }
 

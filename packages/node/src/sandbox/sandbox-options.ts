@@ -45,6 +45,8 @@ export interface SandboxManagerOptions {
   dnsUpstreams?: string[];
   /** How long a new sandbox has to answer on envd, per driver. */
   readyTimeoutMs?: Partial<Record<DriverName, number>>;
+  /** How long a template's start command has to pass its ready check (default 10 minutes, as E2B's builds). */
+  startTimeoutMs?: number;
   /** How often to look for sandboxes whose process died. */
   monitorIntervalMs?: number;
   /** Wait (up to 5 minutes) for another node on this host to close instead of failing (tests run one after another). */
@@ -68,6 +70,8 @@ export function newSandboxId(): string {
   const bytes = randomBytes(20);
   return Array.from(bytes, (b) => ID_ALPHABET[b % ID_ALPHABET.length]).join('');
 }
+
+export const DEFAULT_START_TIMEOUT_MS = 600_000;
 
 export const DEFAULT_READY_TIMEOUT: Record<DriverName, number> = {
   container: 30_000,

@@ -106,3 +106,93 @@ export const snapshots = pgTable(
     index('snapshots_team_created_idx').on(t.teamId, t.createdAt),
   ],
 );
+
+/** A template build's state, as E2B's: `waiting` for its steps, `building`, then `ready` or `error`. */
+export type TemplateBuildStatus = 'waiting' | 'building' | 'ready' | 'error';
+
+/**
+ * Templates a team built (E2B's `/v3/templates`); aiva's recipe templates (`base`) have
+ * no row. A template's name is unique in its team; a public one is visible to every team.
+ */
+export const templates = pgTable(
+  'templates',
+  {
+    id: text('id').primaryKey(),
+    teamId: text('team_id')
+      .notNull()
+      .references(() => teams.id, { onDelete: 'cascade' }),
+    name: text('name').notNull(),
+    public: boolean('public').notNull().default(false),
+    cpuCount: integer('cpu_count').notNull(),
+    memoryMb: integer('memory_mb').notNull(),
+    diskSizeMb: integer('disk_size_mb').notNull(),
+    /** The last build that became ready: what `Sandbox.create(name)` starts. */
+    readyBuildId: text('ready_build_id'),
+    buildCount: integer('build_count').notNull().default(0),
+    spawnCount: bigint('spawn_count', { mode: 'number' }).notNull().default(0),
+    lastSpawnedAt: timestamp('last_spawned_at', { withTimezone: true }),
+    createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
+    updatedAt: timestamp('updated_at', { withTimezone: true }).notNull().defaultNow(),
+  },
+  (t) => [
+    uniqueIndex('templates_team_name_idx').on(t.teamId, t.name),
+    index('templates_public_idx').on(t.public),
+  ],
+);
+
+/** One build of a template: its request, state, and (once ready) the definition nodes run. */
+export const templateBuilds = pgTable(
+  'template_builds',
+  {
+    id: text('id').primaryKey(),
+    templateId: text('template_id')
+      .notNull()
+      .references(() => templates.id, { onDelete: 'cascade' }),
+    status: text('status').$type<TemplateBuildStatus>().notNull(),
+    cpuCount: integer('cpu_count').notNull(),
+    memoryMb: integer('memory_mb').notNull(),
+    /** Tags the build gets when it is ready. */
+    tags: jsonb('tags').$type<string[]>().notNull().default([]),
+    /** The node's template definition (layers, defaults, start command), once ready. */
+    definition: jsonb('definition').$type<Record<string, unknown>>(),
+    /** The user, workdir and env the build ended with: what a build from it starts with. */
+    context: jsonb('context').$type<Record<string, unknown>>(),
+    /** Every layer the build made or used: what deleting the template frees. */
+    layers: jsonb('layers').$type<string[]>(),
+    reason: jsonb('reason').$type<{ message: string; step?: string }>(),
+    createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
+    updatedAt: timestamp('updated_at', { withTimezone: true }).notNull().defaultNow(),
+    finishedAt: timestamp('finished_at', { withTimezone: true }),
+  },
+  (t) => [index('template_builds_template_idx').on(t.templateId, t.createdAt)],
+);
+
+/** A template's tags (`name:tag`): each names one of its ready builds; `default` is the untagged name. */
+export const templateTags = pgTable(
+  'template_tags',
+  {
+    templateId: text('template_id')
+      .notNull()
+      .references(() => templates.id, { onDelete: 'cascade' }),
+    tag: text('tag').notNull(),
+    buildId: text('build_id').notNull(),
+    createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
+  },
+  (t) => [uniqueIndex('template_tags_idx').on(t.templateId, t.tag)],
+);
+
+/** A build's log, line by line (E2B's `logEntries`; `step` is base, a step number or finalize). */
+export const templateBuildLogs = pgTable(
+  'template_build_logs',
+  {
+    buildId: text('build_id')
+      .notNull()
+      .references(() => templateBuilds.id, { onDelete: 'cascade' }),
+    seq: integer('seq').notNull(),
+    timestamp: timestamp('timestamp', { withTimezone: true }).notNull(),
+    level: text('level').$type<'debug' | 'info' | 'warn' | 'error'>().notNull(),
+    step: text('step'),
+    message: text('message').notNull(),
+  },
+  (t) => [uniqueIndex('template_build_logs_idx').on(t.buildId, t.seq)],
+);

@@ -1,4 +1,13 @@
-import { envdMetrics, type LocalNode, type SandboxInfo, SandboxNotFoundError } from '@aiva/node';
+import {
+  type BuildLogEntry,
+  type BuildResult,
+  type BuildSpec,
+  envdMetrics,
+  type LocalNode,
+  type SandboxInfo,
+  SandboxManager,
+  SandboxNotFoundError,
+} from '@aiva/node';
 import type {
   NodeCheckpoint,
   NodeNetworkPolicy,
@@ -29,6 +38,19 @@ export class LocalSandboxNode implements SandboxNode {
 
   templates(): Promise<string[]> {
     return this.node.images.templateNames();
+  }
+
+  buildTemplate(
+    spec: BuildSpec,
+    log: (entry: BuildLogEntry) => void,
+    signal?: AbortSignal,
+  ): Promise<BuildResult> {
+    return this.node.builder.build(spec, log, signal);
+  }
+
+  async removeLayers(layers: string[]): Promise<void> {
+    const inUse = await SandboxManager.imagesInUse(this.node.images.options.home);
+    await this.node.images.removeLayers(layers, { inUse });
   }
 
   async create(request: NodeSandboxRequest): Promise<NodeSandbox> {

@@ -1,10 +1,13 @@
+import type { BuildLogEntry, BuildResult, BuildSpec, TemplateDefinition } from '@aiva/node';
+
 /**
  * What the control plane asks of a node (seed 003: one interface, whether the node runs
  * in this process or on another host). The server never touches a runtime itself.
  */
 export interface NodeSandboxRequest {
   id: string;
-  template: string;
+  /** A recipe template's name (`base`), or a built template's definition. */
+  template: string | TemplateDefinition;
   envVars?: Record<string, string>;
   /** envd's access token for the sandbox. */
   accessToken: string;
@@ -87,6 +90,17 @@ export interface SandboxNode {
   usage(id: string): Promise<SandboxUsage>;
   /** The sandbox's console output (init and envd). */
   consoleLog(id: string): Promise<string>;
+  /**
+   * Builds a template in build sandboxes of this node; `log` hears its log as it goes.
+   * Rejects with the node's BuildStepError (its step and why) when a step fails.
+   */
+  buildTemplate(
+    spec: BuildSpec,
+    log: (entry: BuildLogEntry) => void,
+    signal?: AbortSignal,
+  ): Promise<BuildResult>;
+  /** Frees the layers no template image still uses of `layers` (a deleted template's). */
+  removeLayers(layers: string[]): Promise<void>;
   /** Called when a sandbox ends or fails without being asked to (its process died). */
   onSandboxFailed(listener: (id: string, reason: string) => void): void;
 }

@@ -30,6 +30,7 @@ import { SandboxMetrics } from './sandbox-metrics.js';
 import { newSandboxRow, type SandboxRow, SandboxRows } from './sandbox-rows.js';
 import { type EndReason, isApiState, type LiveState, transition } from './sandbox-states.js';
 import type { Caller } from './team-service.js';
+import type { TemplateCatalog } from './template-catalog.js';
 import { WarmPool } from './warm-pool.js';
 
 /** A snapshot a sandbox is created from: the node's checkpoint and what the sandbox shows as its template. */
@@ -51,6 +52,8 @@ export interface SandboxServiceOptions {
   metricsIntervalMs?: number;
   /** Sandboxes kept ready ahead of creates, per template (`aiva up --warm-pool base=4`). */
   warmPool?: Record<string, number>;
+  /** What a create's template name means (aiva's own, the team's builds, public ones). */
+  templates: TemplateCatalog;
 }
 
 /** How long a sandbox woken by traffic runs at least (E2B's default timeout). */
@@ -159,15 +162,16 @@ export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
     from: { usePool?: boolean; snapshot?: SnapshotSource } = {},
   ): Promise<Sandbox> {
     const { snapshot } = from;
-    const template = snapshot?.templateId ?? body.templateID;
-    const alias = snapshot?.alias ?? template;
-    if (!snapshot) {
-      const templates = await this.node.templates();
-      if (!templates.includes(template))
-        throw new InvalidRequestError(
-          `template "${template}" does not exist (templates: ${templates.join(', ')})`,
-        );
+    const resolved = snapshot ? undefined : await this.options.templates.resolve(caller, body.templateID);
+    if (!snapshot && !resolved) {
+      const own = await this.node.templates();
+      throw new InvalidRequestError(
+        `template "${body.templateID}" does not exist (templates: ${own.join(', ')} and the team's builds)`,
+      );
     }
+    const template = snapshot?.templateId ?? resolved?.templateId ?? body.templateID;
+    const alias = snapshot?.alias ?? resolved?.alias ?? template;
+    const nodeTemplate = resolved?.node ?? template;
     if (JSON.stringify(body.metadata ?? {}).length > 16 * 1024)
       throw new InvalidRequestError('metadata is larger than 16 KiB');
     const timeoutS = body.timeout ?? defaultTimeoutS;
@@ -187,7 +191,13 @@ export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
       const request = { envVars: body.envVars, accessToken: row.envdAccessToken, network: policy };
       const n = pooled
         ? await this.node.claim(id, request)
-        : await this.node.create({ id, template, fromCheckpoint: snapshot?.checkpoint, ...request });
+        : await this.node.create({
+            id,
+            template: nodeTemplate,
+            fromCheckpoint: snapshot?.checkpoint,
+            ...request,
+          });
+      if (resolved?.row) await this.options.templates.spawned(resolved.templateId);
       // The sandbox lives `timeout` seconds from when it is ready, not from when it was asked for.
       const readyAt = new Date();
       const endAt = new Date(readyAt.getTime() + timeoutS * 1000);

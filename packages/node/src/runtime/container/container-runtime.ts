@@ -2,7 +2,7 @@ import { mkdir, open, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Cgroup } from '../../host/cgroups.js';
 import { runCommand } from '../../host/command.js';
-import { mountedUnder, unmountAll } from '../../host/mounts.js';
+import { mountedUnder, overlayLowerdir, unmountAll } from '../../host/mounts.js';
 import { isSameProcess, openFilesHardLimit, processStartTime, waitForExit } from '../../host/proc.js';
 import {
   type RuntimeCapabilities,
@@ -55,6 +55,7 @@ export class ContainerRuntime implements SandboxRuntime {
     guestKernel: false,
     pauseToDisk: false,
     entropyReseed: false,
+    changesAsLayer: true,
   };
 
   constructor(readonly options: ContainerRuntimeOptions) {}
@@ -80,7 +81,7 @@ export class ContainerRuntime implements SandboxRuntime {
       // A saved sandbox's files are its upper layer: a copy of it is this one's.
       if (spec.restoreFrom) await copyTree(join(spec.restoreFrom, 'upper'), p.upper, signal);
       else await mkdir(p.upper, { recursive: true });
-      const lower = spec.template.rootfsLayers.join(':');
+      const { lowerdir, cwd } = overlayLowerdir(spec.template.rootfsLayers);
       await runCommand(
         'mount',
         [
@@ -88,10 +89,10 @@ export class ContainerRuntime implements SandboxRuntime {
           'overlay',
           'overlay',
           '-o',
-          `lowerdir=${lower},upperdir=${p.upper},workdir=${p.work}`,
+          `lowerdir=${lowerdir},upperdir=${p.upper},workdir=${p.work}`,
           p.rootfs,
         ],
-        { signal },
+        { signal, cwd },
       );
       if (spec.network.guest.dns) await writeResolvConf(p.rootfs, spec.network.guest.dns);
       const config = ociConfig(spec, p.rootfs, {

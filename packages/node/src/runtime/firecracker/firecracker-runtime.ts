@@ -210,6 +210,7 @@ export class FirecrackerRuntime implements SandboxRuntime {
     guestKernel: true,
     pauseToDisk: true,
     entropyReseed: true,
+    changesAsLayer: false,
   };
 
   constructor(readonly options: FirecrackerRuntimeOptions = {}) {}

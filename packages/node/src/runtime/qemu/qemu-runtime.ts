@@ -68,6 +68,7 @@ export class QemuRuntime implements SandboxRuntime {
     guestKernel: true,
     pauseToDisk: true,
     entropyReseed: true,
+    changesAsLayer: false,
   };
 
   constructor(readonly options: QemuRuntimeOptions) {}

@@ -1,7 +1,6 @@
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { FastifyInstance } from 'fastify';
 import { Type } from 'typebox';
-import { NotFoundError } from '../../services/errors.js';
 import type { SnapshotService } from '../../services/snapshot-service.js';
 import { callerOf } from '../authenticate.js';
 import { errorBody } from '../errors.js';
@@ -13,7 +12,6 @@ import {
   SnapshotBody,
   SnapshotInfo,
   SnapshotListQuery,
-  Text,
 } from './schemas.js';
 
 const tags = ['snapshots'];
@@ -72,24 +70,6 @@ export function registerSnapshotRoutes(base: FastifyInstance, snapshots: Snapsho
       const page = await snapshots.list(callerOf(request), request.query);
       if (page.nextToken) void reply.header('x-next-token', page.nextToken);
       return page.items;
-    },
-  );
-
-  app.delete(
-    '/templates/:templateID',
-    {
-      schema: {
-        tags,
-        summary: 'Delete a snapshot (sandboxes made from it run on)',
-        params: Type.Object({ templateID: Text({ minLength: 1, maxLength: 256 }) }),
-        response: { 204: Type.Null(), ...ErrorResponses },
-      },
-    },
-    async (request, reply) => {
-      const ref = request.params.templateID;
-      if (!(await snapshots.remove(callerOf(request), ref)))
-        throw new NotFoundError(`snapshot ${ref} not found`);
-      return reply.code(204).send(null);
     },
   );
 }

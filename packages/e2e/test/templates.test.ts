@@ -1,0 +1,170 @@
+// Template builds through the real e2b SDK (`Template()`, `Template.build`, tags,
+// `exists`) against `aiva up` on containers: steps in build sandboxes, cached layers,
+// start and ready commands, failures that leave nothing behind.
+import assert from 'node:assert/strict';
+import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { BuildError, type LogEntry, Sandbox, Template, waitForPort } from 'e2b';
+import { aivaUpForFile } from './helpers/aiva-up.js';
+
+const server = aivaUpForFile();
+let context: string;
+
+before(async () => {
+  context = await mkdtemp(join(tmpdir(), 'aiva-template-ctx-'));
+  await mkdir(join(context, 'app', 'sub'), { recursive: true });
+  await writeFile(join(context, 'app', 'hello.txt'), 'hello from the build context\n');
+  await writeFile(join(context, 'app', 'sub', 'deep.txt'), 'deep\n');
+  await writeFile(join(context, 'notes.md'), '# notes\n');
+});
+after(() => rm(context, { recursive: true, force: true }));
+
+async function api(method: string, path: string, body?: unknown) {
+  const res = await fetch(`${server.up.url}${path}`, {
+    method,
+    headers: { 'x-api-key': server.up.apiKey, ...(body ? { 'content-type': 'application/json' } : {}) },
+    body: body ? JSON.stringify(body) : undefined,
+  });
+  return { status: res.status, body: (await res.json().catch(() => undefined)) as Record<string, unknown> };
+}
+
+/** The web app template: each step of the SDK's builder, a start command and its ready check. */
+function webApp(lastStep = 'echo v1 > /home/user/version.txt') {
+  return Template({ fileContextPath: context })
+    .fromTemplate('base')
+    .setEnvs({ GREETING: 'hi', TARGET: '$GREETING there' })
+    .runCmd('echo "$TARGET from $(whoami)" > /home/user/greet.txt')
+    .copy('app', '/home/user/app')
+    .copy('notes.md', '/opt/docs/', { mode: 0o600 })
+    .setWorkdir('/home/user/app')
+    .runCmd('ls -R > /home/user/listing.txt')
+    .runCmd(lastStep)
+    .setStartCmd('python3 -m http.server 8080', waitForPort(8080));
+}
+
+const stepLayers = async () => (await readdir(join(server.up.home, 'images', 'layers'))).length;
+
+describe('template builds (containers)', () => {
+  test('a template built with the SDK starts with its files, user, workdir and running start command', async () => {
+    const logs: LogEntry[] = [];
+    const built = await Template.build(webApp(), 'web-app', {
+      onBuildLogs: (l) => logs.push(l),
+      cpuCount: 1,
+      memoryMB: 512,
+    });
+    assert.equal(built.name, 'web-app');
+    assert.match(built.templateId, /^[a-z0-9]{20}$/);
+    const text = logs.map((l) => l.message).join('\n');
+    assert.match(text, /RUN echo "\$TARGET/);
+    assert.match(text, /COPY app \/home\/user\/app/);
+    assert.ok(await Template.exists('web-app'));
+    assert.equal(await Template.exists('no-such-template'), false);
+
+    const sbx = await Sandbox.create('web-app');
+    try {
+      assert.equal(await sbx.files.read('/home/user/greet.txt'), 'hi there from user\n');
+      assert.equal(await sbx.files.read('/home/user/app/hello.txt'), 'hello from the build context\n');
+      assert.equal(await sbx.files.read('/home/user/app/sub/deep.txt'), 'deep\n');
+      const docs = await sbx.commands.run('stat -c "%a %U" /opt/docs/notes.md');
+      assert.equal(docs.stdout.trim(), '600 user');
+      const who = await sbx.commands.run('echo "$(whoami) $(pwd)"');
+      assert.equal(who.stdout.trim(), 'user /home/user/app');
+      // The start command serves the workdir, already listening when the create returned.
+      const page = await sbx.commands.run('curl -s http://127.0.0.1:8080/hello.txt');
+      assert.equal(page.stdout, 'hello from the build context\n');
+      // ENV is the build's, not the sandbox's (as on E2B).
+      const env = await sbx.commands.run('echo "[$GREETING]"');
+      assert.equal(env.stdout.trim(), '[]');
+      const listed = (await Sandbox.list().nextItems()).find((s) => s.sandboxId === sbx.sandboxId);
+      assert.equal(listed?.templateId, built.templateId);
+    } finally {
+      await sbx.kill();
+    }
+  });
+
+  test('a rebuild with only the last step changed runs only that step', async () => {
+    const before = await stepLayers();
+    const logs: LogEntry[] = [];
+    await Template.build(webApp('echo v2 > /home/user/version.txt'), 'web-app', {
+      onBuildLogs: (l) => logs.push(l),
+    });
+    const cached = logs.filter((l) => /^CACHED /.test(l.message)).map((l) => l.message);
+    // The default user phase, ENV, RUN, COPY, COPY, WORKDIR, RUN: all but the last RUN.
+    assert.equal(cached.length, 7, logs.map((l) => l.message).join('\n'));
+    assert.equal(await stepLayers(), before + 1, 'one new layer: the changed step’s');
+    const sbx = await Sandbox.create('web-app');
+    try {
+      assert.equal(await sbx.files.read('/home/user/version.txt'), 'v2\n');
+    } finally {
+      await sbx.kill();
+    }
+  });
+
+  test('tags name builds; a create can ask for one', async () => {
+    const built = await Template.build(webApp('echo tagged > /home/user/version.txt'), 'web-app:v3');
+    assert.deepEqual(built.tags, ['v3']);
+    await Template.assignTags('web-app:v3', ['prod']);
+    const tags = (await Template.getTags('web-app')).map((t) => t.tag).sort();
+    assert.deepEqual(tags, ['default', 'prod', 'v3']);
+    const sbx = await Sandbox.create('web-app:prod');
+    try {
+      assert.equal(await sbx.files.read('/home/user/version.txt'), 'tagged\n');
+    } finally {
+      await sbx.kill();
+    }
+    await Template.removeTags('web-app', 'prod');
+    await assert.rejects(Sandbox.create('web-app:prod'), /tag 'prod' does not exist/);
+  });
+
+  test('a failing step ends the build with its number, command and output, and keeps nothing', async () => {
+    const before = await stepLayers();
+    const broken = Template().fromTemplate('base').runCmd('echo fine').runCmd('echo "it broke" >&2; exit 3');
+    await assert.rejects(Template.build(broken, 'broken-app'), (e: unknown) => {
+      assert.ok(e instanceof BuildError, String(e));
+      assert.match(e.message, /failed to run command 'echo "it broke" >&2; exit 3': exit status 3/);
+      assert.match(e.message, /it broke/);
+      return true;
+    });
+    // The step that ran before the failure is cached; the failed one left no layer.
+    assert.equal(await stepLayers(), before + 1);
+    await assert.rejects(Sandbox.create('broken-app'), /has no ready build/);
+    const status = await api('DELETE', '/templates/broken-app');
+    assert.equal(status.status, 204);
+  });
+
+  test('bad requests get clear errors', async () => {
+    const req = await api('POST', '/v3/templates', { name: 'bad-steps' });
+    assert.equal(req.status, 202);
+    const { templateID, buildID } = req.body as { templateID: string; buildID: string };
+    const bad = await api('POST', `/v2/templates/${templateID}/builds/${buildID}`, {
+      fromTemplate: 'base',
+      steps: [{ type: 'HEALTHCHECK', args: ['true'] }],
+    });
+    assert.equal(bad.status, 400);
+    assert.match(String(bad.body.message), /HEALTHCHECK is not supported/);
+    const both = await api('POST', `/v2/templates/${templateID}/builds/${buildID}`, {
+      fromTemplate: 'base',
+      fromImage: 'x',
+    });
+    assert.match(String(both.body.message), /cannot specify both/);
+    const own = await api('POST', '/v3/templates', { name: 'base' });
+    assert.equal(own.status, 409);
+    const upload = await api('GET', `/templates/${templateID}/files/nothex`);
+    assert.equal(upload.status, 400);
+    assert.equal((await api('DELETE', `/templates/${templateID}`)).status, 204);
+  });
+
+  test('a template sandboxes run from cannot be deleted; once they end, it and its layers go', async () => {
+    const sbx = await Sandbox.create('web-app');
+    const refused = await api('DELETE', '/templates/web-app');
+    assert.equal(refused.status, 400);
+    assert.match(String(refused.body.message), /used by 1 running or paused sandbox/);
+    await sbx.kill();
+    const before = await stepLayers();
+    assert.equal((await api('DELETE', '/templates/web-app')).status, 204);
+    assert.equal(await Template.exists('web-app'), false);
+    assert.ok((await stepLayers()) < before, 'its step layers were removed');
+  });
+});
