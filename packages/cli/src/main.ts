@@ -4,6 +4,7 @@ import { registerDoctorCommand } from './commands/doctor.js';
 import { registerImageCommands } from './commands/image.js';
 import { registerKeyCommands } from './commands/keys.js';
 import { registerSandboxCommands } from './commands/sandbox.js';
+import { registerTemplateCommands } from './commands/template.js';
 import { registerUpCommand } from './commands/up.js';
 
 const program = new Command('aiva')
@@ -15,6 +16,7 @@ registerUpCommand(program);
 registerKeyCommands(program);
 registerImageCommands(program);
 registerSandboxCommands(program);
+registerTemplateCommands(program);
 registerDoctorCommand(program);
 // The program's options go before the command, so that `aiva sandbox run` can pass the
 // options after its command to it. Set after the commands are made: they would inherit it.

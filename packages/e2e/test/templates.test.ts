@@ -2,14 +2,35 @@
 // `exists`) against `aiva up` on containers: steps in build sandboxes, cached layers,
 // start and ready commands, failures that leave nothing behind.
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import { BuildError, type LogEntry, Sandbox, Template, waitForPort } from 'e2b';
 import { aivaUpForFile } from './helpers/aiva-up.js';
 
 const server = aivaUpForFile();
+const aivaCli = fileURLToPath(import.meta.resolve('@aiva/cli/aiva'));
+
+/** Runs the built `aiva` CLI against the server, as a user would (E2B_API_URL/E2B_API_KEY). */
+async function aiva(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  const env = {
+    ...process.env,
+    E2B_API_URL: server.up.url,
+    E2B_API_KEY: server.up.apiKey,
+    AIVA_HOME: server.up.home,
+  };
+  try {
+    const r = await promisify(execFile)(process.execPath, [aivaCli, ...args], { env });
+    return { code: 0, stdout: r.stdout, stderr: r.stderr };
+  } catch (e) {
+    const x = e as { code: number; stdout: string; stderr: string };
+    return { code: x.code, stdout: x.stdout, stderr: x.stderr };
+  }
+}
 let context: string;
 
 before(async () => {
@@ -57,7 +78,7 @@ describe('template builds (containers)', () => {
     assert.equal(built.name, 'web-app');
     assert.match(built.templateId, /^[a-z0-9]{20}$/);
     const text = logs.map((l) => l.message).join('\n');
-    assert.match(text, /RUN echo "\$TARGET/);
+    assert.match(text, /\[2\/7\] RUN echo "\$TARGET/);
     assert.match(text, /COPY app \/home\/user\/app/);
     assert.ok(await Template.exists('web-app'));
     assert.equal(await Template.exists('no-such-template'), false);
@@ -90,7 +111,7 @@ describe('template builds (containers)', () => {
     await Template.build(webApp('echo v2 > /home/user/version.txt'), 'web-app', {
       onBuildLogs: (l) => logs.push(l),
     });
-    const cached = logs.filter((l) => /^CACHED /.test(l.message)).map((l) => l.message);
+    const cached = logs.filter((l) => /^\[(base|\d+\/\d+)\] CACHED /.test(l.message)).map((l) => l.message);
     // The default user phase, ENV, RUN, COPY, COPY, WORKDIR, RUN: all but the last RUN.
     assert.equal(cached.length, 7, logs.map((l) => l.message).join('\n'));
     assert.equal(await stepLayers(), before + 1, 'one new layer: the changed step’s');
@@ -154,6 +175,59 @@ describe('template builds (containers)', () => {
     const upload = await api('GET', `/templates/${templateID}/files/nothex`);
     assert.equal(upload.status, 400);
     assert.equal((await api('DELETE', `/templates/${templateID}`)).status, 204);
+  });
+
+  test('aiva template build | ls | logs | rm: a Dockerfile through the CLI', async () => {
+    await writeFile(
+      join(context, 'Dockerfile'),
+      'FROM e2bdev/base\nENV WHO=dockerfile\nRUN echo "from $WHO" > /tmp/x && mkdir -p /srv && cp /tmp/x /srv/who.txt\nCOPY notes.md /srv/\n',
+    );
+    const built = await aiva(
+      'template',
+      'build',
+      context,
+      '--name',
+      'cli-app',
+      '--cpu',
+      '1',
+      '--memory',
+      '512',
+    );
+    assert.equal(built.code, 0, built.stderr);
+    assert.match(built.stderr, /\[\d+\/\d+\] RUN echo "from \$WHO"/);
+    assert.match(built.stderr, /Template cli-app \([a-z0-9]{20}\) ready in/);
+    const id = built.stdout.trim();
+    const ls = await aiva('template', 'ls', '--json');
+    const row = (
+      JSON.parse(ls.stdout) as { templateID: string; names: string[]; buildStatus: string }[]
+    ).find((r) => r.templateID === id);
+    assert.deepEqual(row?.names, ['cli-app']);
+    assert.equal(row?.buildStatus, 'ready');
+    const table = await aiva('template', 'ls');
+    assert.match(table.stdout, /^NAME\s+ID\s+STATUS/);
+    assert.match(table.stdout, /cli-app\s+[a-z0-9]{20}\s+ready/);
+    const sbx = await Sandbox.create('cli-app');
+    try {
+      assert.equal(await sbx.files.read('/srv/who.txt'), 'from dockerfile\n');
+      assert.equal(await sbx.files.read('/srv/notes.md'), '# notes\n');
+      // The Dockerfile had no USER or WORKDIR: the SDK's parser ends as user in /home/user.
+      assert.equal((await sbx.commands.run('echo "$(whoami) $(pwd)"')).stdout.trim(), 'user /home/user');
+    } finally {
+      await sbx.kill();
+    }
+    const logs = await aiva('template', 'logs', 'cli-app');
+    assert.equal(logs.code, 0, logs.stderr);
+    assert.match(logs.stdout, /COPY notes\.md \/srv\//);
+    assert.match(logs.stderr, /: ready/);
+    const bad = await aiva('template', 'build', context, '--name', 'Bad Name!');
+    assert.notEqual(bad.code, 0);
+    assert.match(bad.stderr, /template name "bad name!" is not/);
+    const rm = await aiva('template', 'rm', 'cli-app');
+    assert.equal(rm.code, 0, rm.stderr);
+    assert.equal(await Template.exists('cli-app'), false);
+    const again = await aiva('template', 'rm', 'cli-app');
+    assert.equal(again.code, 1);
+    assert.match(again.stderr, /not found/);
   });
 
   test('a template sandboxes run from cannot be deleted; once they end, it and its layers go', async () => {

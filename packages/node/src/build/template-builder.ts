@@ -87,11 +87,13 @@ export class TemplateBuilder {
       const forced = chain.forced || spec.force === true || step.force === true;
       const hit = forced ? undefined : await this.cachedStep(key);
       const title = `${step.type.toUpperCase()} ${step.args.join(' ')}`.trim();
+      // `[3/7] RUN …`: the step's number, as the log's readers (the SDK drops `step`) see it.
+      const where = label === 'base' ? '[base]' : `[${label}/${spec.steps.length}]`;
       if (hit) {
-        say(label, `CACHED ${title}`);
+        say(label, `${where} CACHED ${title}`);
         cached++;
       } else {
-        say(label, title);
+        say(label, `${where} ${title}`);
       }
       const record =
         hit ??
