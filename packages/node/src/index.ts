@@ -16,15 +16,17 @@ export {
   GUEST_INIT,
   type GuestKernel,
   type ImageStoreOptions,
+  type LayerRecord,
   type ResolvedKernel,
   type ResolvedTemplate,
-  type LayerRecord,
   type StoredArtefact,
   type TemplateDefaults,
   type TemplateDefinition,
   type TemplateImage,
   type TemplateStart,
 } from './image/image-types.js';
+export { type OciErrorReason, OciImageError } from './image/oci-errors.js';
+export { type OciImage, OciImages, type OciImportOptions, type OciPullOptions } from './image/oci-images.js';
 export { RecipeError } from './image/recipe.js';
 export { type LocalNode, type LocalNodeOptions, openLocalNode } from './local-node.js';
 export type { NetworkCheck } from './network/network-checks.js';
