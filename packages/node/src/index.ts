@@ -35,6 +35,8 @@ export {
   type TemplateImage,
   type TemplateStart,
 } from './image/image-types.js';
+export { type OciErrorReason, OciImageError } from './image/oci-errors.js';
+export { type OciImage, OciImages, type OciImportOptions, type OciPullOptions } from './image/oci-images.js';
 export { RecipeError } from './image/recipe.js';
 export { type LocalNode, type LocalNodeOptions, openLocalNode } from './local-node.js';
 export type { NetworkCheck } from './network/network-checks.js';

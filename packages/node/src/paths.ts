@@ -21,6 +21,11 @@ export interface ImagePaths {
   locks: string;
   /** VM snapshots of templates (qemu-microvm): `snapshots/<template>-<mem>M-<vcpus>-<key>/`. */
   snapshots: string;
+  /**
+   * Registry and imported images: one OCI image layout whose blobs (manifests, configs,
+   * compressed layers) are shared by digest between images; `index.json` names them.
+   */
+  oci: string;
   /** Downloaded .deb files, reused across builds. */
   aptCache: string;
 }
@@ -36,6 +41,7 @@ export function imagePaths(home: string): ImagePaths {
     tmp: join(root, 'tmp'),
     locks: join(root, 'locks'),
     snapshots: join(root, 'snapshots'),
+    oci: join(root, 'oci'),
     aptCache: join(home, 'cache', 'apt'),
   };
 }

@@ -20,6 +20,7 @@ import {
   type TemplateDefinition,
   type TemplateImage,
 } from './image-types.js';
+import { OciImages } from './oci-images.js';
 import { contentHash, loadKernelRecipe, loadRecipe, type Recipe } from './recipe.js';
 
 /**
@@ -61,10 +62,13 @@ function imageHash(guestHash: string, d: TemplateDefinition): string {
 export class ImageStore {
   readonly paths: ImagePaths;
   readonly artefacts: Artefacts;
+  /** Registry images and image archives, unpacked into this store's layers. */
+  readonly oci: OciImages;
 
   constructor(readonly options: ImageStoreOptions) {
     this.paths = imagePaths(options.home);
     this.artefacts = new Artefacts(this.paths);
+    this.oci = new OciImages(this.artefacts);
   }
 
   /** The files of the guest layer (name → source path) and their hash. */
