@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { execInSandbox } from '../envd/envd-client.js';
 import { uploadToSandbox } from '../envd/envd-http.js';
 import { readJson, writeJson } from '../image/artefacts.js';
+import type { BuildReporter } from '../image/build-reporter.js';
 import type { ImageStore } from '../image/image-store.js';
 import type { TemplateDefinition } from '../image/image-types.js';
 import { contentHash } from '../image/recipe.js';
@@ -21,6 +22,9 @@ import { COPY_SCRIPT, copySourcePrefix, expandEnv, USER_SCRIPT, WORKDIR_SCRIPT }
 
 /** Bump when what a step makes from the same inputs changes, so older cached steps are not reused. */
 const STEP_VERSION = 2;
+
+/** The disk of a template built from a registry image, unless the build asks for more. */
+const DEFAULT_IMAGE_DISK_MIB = 4096;
 
 /** More layers than this do not fit overlayfs' mount options. */
 const MAX_LAYERS = 50;
@@ -140,12 +144,33 @@ export class TemplateBuilder {
 
   private async base(spec: BuildSpec, say: (m: string) => void, signal?: AbortSignal): Promise<Chain> {
     const base = spec.base;
-    if ('image' in base && !/^e2bdev\/base(:latest)?$/.test(base.image))
-      throw new BuildStepError('base', `images from registries are not supported yet: ${base.image}`);
+    if ('image' in base && !/^e2bdev\/base(:latest)?$/.test(base.image)) {
+      say(`FROM ${base.image}`);
+      const image = await this.images.oci
+        .pull(base.image, { credentials: base.credentials, reporter: sayingReporter(say), signal })
+        .catch((e: Error) => {
+          throw new BuildStepError('base', e.message, { cause: e });
+        });
+      // An image starts as root (E2B's), with the image's environment.
+      const context: BuildContext = { user: 'root', workdir: undefined, env: image.config.env };
+      const definition: TemplateDefinition = {
+        name: base.image,
+        layers: image.layers,
+        diskSizeMiB: DEFAULT_IMAGE_DISK_MIB,
+        defaults: { user: 'root', workdir: '/root', vcpus: spec.vcpus, memoryMiB: spec.memoryMiB },
+      };
+      return {
+        key: contentHash({ v: STEP_VERSION, base: image.layers, context }),
+        layers: image.layers,
+        context,
+        base: definition,
+        forced: false,
+      };
+    }
     const template = 'template' in base ? base.template : 'base';
     const definition =
       typeof template === 'string' ? await this.images.recipeTemplate(template, { signal }) : template;
-    // An image starts as root in root's home; a template where its build ended.
+    // aiva's base as an image (`e2bdev/base`) starts as root in root's home; a template where its build ended.
     const context: BuildContext =
       'template' in base && base.context
         ? base.context
@@ -361,6 +386,16 @@ export class TemplateBuilder {
     await this.sandboxes.kill(sandbox.id).catch(() => {});
     say('the start command is ready');
   }
+}
+
+/** An image pull's progress as build log lines. */
+function sayingReporter(say: (m: string) => void): BuildReporter {
+  return {
+    step: (_id, title, state) => say(state === 'cached' ? `${title} (cached)` : title),
+    progress: () => {},
+    output: (_id, line) => say(line),
+    finished: () => {},
+  };
 }
 
 /** A script and its positional parameters as one `sh -c` command line for envd's bash. */
