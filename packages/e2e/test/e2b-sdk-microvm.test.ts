@@ -4,7 +4,7 @@
 // files, a terminal, a port through the proxy, pause/resume, fork and snapshots, kill.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { Sandbox } from 'e2b';
+import { Sandbox, Template, waitForPort } from 'e2b';
 import { aivaUpForFile } from './helpers/aiva-up.js';
 
 const server = aivaUpForFile(['--runtime', 'qemu-microvm']);
@@ -74,4 +74,35 @@ test('a microVM sandbox through the e2b SDK', { timeout: 600_000 }, async (t) =>
 
   assert.equal(await b.kill(), true);
   assert.equal(await Sandbox.kill(b.sandboxId), false);
+});
+
+test('a template built with the SDK starts on microVMs with its start command already running', {
+  timeout: 900_000,
+}, async (t) => {
+  // The build runs in container build sandboxes; the microVM boots the result once, runs
+  // the start command to ready and saves it: every sandbox wakes from that save.
+  const app = Template()
+    .fromTemplate('base')
+    .runCmd('mkdir -p /home/user/www && echo "served by a template" > /home/user/www/index.html')
+    .setWorkdir('/home/user/www')
+    .setStartCmd('date +%s%N > /tmp/started-at && exec python3 -m http.server 8100', waitForPort(8100));
+  await Template.build(app, 'vm-web', { cpuCount: 1, memoryMB: 512 });
+  t.after(async () => {
+    await fetch(`${server.up.url}/templates/vm-web`, {
+      method: 'DELETE',
+      headers: { 'x-api-key': server.up.apiKey },
+    });
+  });
+  const a = await Sandbox.create('vm-web', { timeoutMs: 300_000 });
+  t.after(() => a.kill());
+  const b = await Sandbox.create('vm-web', { timeoutMs: 300_000 });
+  t.after(() => b.kill());
+  for (const s of [a, b]) {
+    const page = await s.commands.run('curl -s http://127.0.0.1:8100/index.html');
+    assert.equal(page.stdout, 'served by a template\n');
+  }
+  // Both woke from one save: the start command ran once, before it.
+  const [ta, tb] = await Promise.all([a.files.read('/tmp/started-at'), b.files.read('/tmp/started-at')]);
+  assert.equal(ta, tb);
+  assert.equal((await a.commands.run('echo "$(whoami) $(pwd)"')).stdout.trim(), 'user /home/user/www');
 });

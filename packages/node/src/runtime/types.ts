@@ -63,6 +63,8 @@ export interface RuntimeState {
   pidStartTime: number;
   /** How the guest is accelerated (microVMs): kvm or tcg. */
   accel?: 'kvm' | 'tcg';
+  /** The template's start command already runs (restored from a snapshot taken once it was ready). */
+  startCommandRunning?: boolean;
   [extra: string]: unknown;
 }
 

@@ -3,6 +3,7 @@ import { mkdir, readFile, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type Logger, pino } from 'pino';
 import { initEnvd, waitForEnvd } from '../envd/envd-http.js';
+import { startTemplate } from '../envd/template-start.js';
 import { runCommand } from '../host/command.js';
 import { type FileLock, LockBusyError, lockFile } from '../host/file-lock.js';
 import { type NetworkPolicy, validateNetworkPolicy } from '../network/network-policy.js';
@@ -38,7 +39,6 @@ import {
 import { SandboxRecovery } from './sandbox-recovery.js';
 import { resolveSource } from './sandbox-source.js';
 import { mustAllow } from './sandbox-state.js';
-import { startTemplate } from './template-start.js';
 
 /**
  * Owns every sandbox of this host: creates them (image, network, runtime, envd) and moves
@@ -269,8 +269,9 @@ export class SandboxManager {
           },
           checkpoint?.memory ? checkpoint.accessToken : undefined,
         );
-        // Restored memory has the start command running already; anything else starts it.
-        if (!checkpoint?.memory)
+        // Restored memory (a checkpoint's, or a VM snapshot made after the start command
+        // was ready) has the start command running already; anything else starts it.
+        if (!checkpoint?.memory && !r.runtime.startCommandRunning)
           await startTemplate(r.network.address, r.accessToken, template, {
             timeoutMs: this.options.startTimeoutMs ?? DEFAULT_START_TIMEOUT_MS,
             signal: options.signal,

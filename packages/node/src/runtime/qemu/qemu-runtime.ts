@@ -148,6 +148,7 @@ export class QemuRuntime implements SandboxRuntime {
         return {
           ...state,
           startedFrom: 'snapshot' satisfies QemuStart,
+          startCommandRunning: snapshot.manifest.startCommand === true,
           snapshotBuilt: built,
           restoreMs: Date.now() - t0,
         };

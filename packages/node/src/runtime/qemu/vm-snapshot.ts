@@ -17,6 +17,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { waitForEnvd } from '../../envd/envd-http.js';
+import { startTemplate } from '../../envd/template-start.js';
 import { lockFile } from '../../host/file-lock.js';
 import { isSameProcess } from '../../host/proc.js';
 import type { RuntimeSpec } from '../types.js';
@@ -53,6 +54,8 @@ export interface SnapshotManifest {
   accel: Accel;
   stateBytes: number;
   stateSha256: string;
+  /** The template's start command was started (and ready) before the save. */
+  startCommand?: boolean;
   /** Cold boot to envd-ready, then the save, in ms. */
   bootMs: number;
   saveMs: number;
@@ -182,6 +185,8 @@ export interface BuildSnapshotOptions {
   hostTscKhz?: number;
   /** How long the template's cold boot may take to envd-ready. */
   readyTimeoutMs: number;
+  /** How long its start command has to pass its ready check. */
+  startTimeoutMs?: number;
   signal?: AbortSignal;
 }
 
@@ -278,6 +283,13 @@ async function buildIn(work: string, spec: RuntimeSpec, o: BuildSnapshotOptions)
       signal: o.signal,
       stillAlive: () => isSameProcess(proc.pid, proc.pidStartTime),
     });
+    // A template's start command runs before the save, so that every clone wakes with it
+    // running and ready (E2B's templates); envd has no access token yet.
+    if (spec.template.start)
+      await startTemplate(spec.network.address, '', spec.template, {
+        timeoutMs: o.startTimeoutMs ?? 600_000,
+        signal: o.signal,
+      });
     const bootMs = Date.now() - t0;
     const t1 = Date.now();
     await withQmp(qmpSocket, async (q) => {
@@ -302,6 +314,7 @@ async function buildIn(work: string, spec: RuntimeSpec, o: BuildSnapshotOptions)
       accel: o.accel,
       stateBytes: st.size,
       stateSha256: await sha256File(stateFile),
+      startCommand: Boolean(spec.template.start),
       bootMs,
       saveMs: Date.now() - t1,
       createdAt: new Date().toISOString(),

@@ -1,5 +1,5 @@
-import { execInSandbox, startInSandbox } from '../envd/envd-client.js';
 import type { TemplateImage } from '../image/image-types.js';
+import { execInSandbox, startInSandbox } from './envd-client.js';
 
 /** A template's start command ended, or its ready check did not pass in time. */
 export class TemplateStartError extends Error {
@@ -13,6 +13,7 @@ const READY_INTERVAL_MS = 200;
  * Runs the template's start command in a new sandbox (as the template's user, in its
  * workdir, with the build's environment) and waits for its ready check to exit 0. The
  * command goes on running under envd; a create from a template with none returns at once.
+ * Before envd's /init (a VM snapshot being made) there is no access token: pass ''.
  */
 export async function startTemplate(
   address: string,
