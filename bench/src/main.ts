@@ -9,6 +9,7 @@ import { envdBenchmark } from './envd.js';
 import { networkBenchmark } from './network.js';
 import { runtimesBenchmark } from './runtimes.js';
 import { sdkBenchmark } from './sdk.js';
+import { templateBenchmark } from './template.js';
 import { vmSnapshotBenchmark } from './vm-snapshot.js';
 
 /** Every benchmark; add new modules here. */
@@ -19,6 +20,7 @@ const benchmarks: Benchmark[] = [
   vmSnapshotBenchmark,
   checkpointBenchmark,
   sdkBenchmark,
+  templateBenchmark,
 ];
 
 const resultsDir = fileURLToPath(new URL('../../results', import.meta.url));

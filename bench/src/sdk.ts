@@ -4,62 +4,22 @@
 // the raw floor of that driver measured in the same run; `commands.run('true')`; 100 MiB
 // upload and download; idle memory per sandbox and how many fit in 20 GiB.
 
-import { type ChildProcess, spawn } from 'node:child_process';
-import { once } from 'node:events';
-import { mkdir, mkdtemp, readFile, rm, symlink } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, symlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { checkHost, type DriverName, dataDir, ImageStore, lockFile } from '@aiva/node';
 import { AddressPool, Cgroup, processPss } from '@aiva/node/testkit';
 import { Sandbox } from 'e2b';
+import { aivaUp } from './aiva-up.js';
 import { type Benchmark, type BenchRow, quantile, round } from './bench.js';
 import { rawFloor } from './runtimes.js';
 
-const cli = fileURLToPath(new URL('../../../packages/cli/dist/src/main.js', import.meta.url));
 const recipesDir = fileURLToPath(new URL('../../../images', import.meta.url));
 const envdDir = fileURLToPath(new URL('../../../packages/envd/dist/guest', import.meta.url));
 
 const sorted = (xs: number[]) => [...xs].sort((a, b) => a - b);
 const q = (xs: number[], p: number) => round(quantile(sorted(xs), p), 1);
-
-interface Server {
-  url: string;
-  apiKey: string;
-  child: ChildProcess;
-  stop(): Promise<void>;
-}
-
-/** `aiva up` on a free port; `home` shares the image store. */
-async function aivaUp(home: string, args: string[]): Promise<Server> {
-  const child = spawn(process.execPath, [cli, 'up', '--port', '0', '--log-level', 'warn', ...args], {
-    env: { ...process.env, AIVA_HOME: home },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let out = '';
-  const started = await new Promise<boolean>((resolve) => {
-    const onData = (d: Buffer) => {
-      out += d.toString();
-      if (/ is up at /.test(out)) resolve(true);
-    };
-    child.stdout?.on('data', onData);
-    child.stderr?.on('data', onData);
-    child.once('exit', () => resolve(false));
-  });
-  if (!started) throw new Error(`aiva up did not start:\n${out}`);
-  const url = / is up at (\S+)/.exec(out)?.[1] ?? '';
-  const { apiKey } = JSON.parse(await readFile(join(home, 'credentials.json'), 'utf8')) as { apiKey: string };
-  return {
-    url,
-    apiKey,
-    child,
-    async stop() {
-      if (child.exitCode !== null || child.signalCode !== null) return;
-      child.kill('SIGTERM');
-      await once(child, 'exit');
-    },
-  };
-}
 
 /** Create→first `commands.run('true')`, in ms; the sandbox is killed after (not timed). */
 async function createToExec(): Promise<{ ms: number; sbx: Sandbox }> {

@@ -3,7 +3,7 @@
 // start and ready commands, failures that leave nothing behind.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -237,8 +237,11 @@ describe('template builds (containers)', () => {
     assert.match(String(refused.body.message), /used by 1 running or paused sandbox/);
     await sbx.kill();
     const before = await stepLayers();
+    const own = await ownLayers();
+    assert.ok(own.length >= 2);
     assert.equal((await api('DELETE', '/templates/web-app')).status, 204);
     assert.equal(await Template.exists('web-app'), false);
     assert.ok((await stepLayers()) < before, 'its step layers were removed');
+    assert.deepEqual(await ownLayers(), own, 'the base template’s and envd’s layers stay');
   });
 });

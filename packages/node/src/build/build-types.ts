@@ -55,7 +55,10 @@ export interface BuildResult {
   definition: TemplateDefinition;
   /** The context the build ended in: what a build from this template starts with. */
   context: BuildContext;
-  /** Every layer the definition uses that the build made or reused (its steps' and its base image's). */
+  /**
+   * The layers of the build's steps (made, or reused from the cache): what it holds beyond
+   * its base. Never the base's layers (a recipe's, a parent template's, a registry image's).
+   */
   layers: string[];
   /** How many steps were cached. */
   cachedSteps: number;

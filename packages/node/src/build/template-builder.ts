@@ -104,6 +104,9 @@ export class TemplateBuilder {
         (await this.runStep(spec, chain, key, label, step, (m, level) => say(label, m, level), signal).catch(
           (e: unknown) => {
             if (e instanceof BuildStepError) throw e;
+            // The layer store wraps what failed inside a layer's making: the step's own error is the cause.
+            const cause = (e as Error).cause;
+            if (cause instanceof BuildStepError) throw cause;
             throw new BuildStepError(label, (e as Error).message, { cause: e });
           },
         ));
@@ -139,7 +142,7 @@ export class TemplateBuilder {
       'finalize',
       `template ${spec.name}: ${definition.layers.length} layers, ${cached} of ${steps.length} steps cached`,
     );
-    return { definition, context, layers: [...new Set([...chain.layers, ...made])], cachedSteps: cached };
+    return { definition, context, layers: [...new Set(made)], cachedSteps: cached };
   }
 
   private async base(spec: BuildSpec, say: (m: string) => void, signal?: AbortSignal): Promise<Chain> {

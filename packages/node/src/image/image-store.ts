@@ -447,11 +447,15 @@ export class ImageStore {
   }
 
   /**
-   * Removes the layers `hashes` that no template image uses, with the images composed
-   * from them that no sandbox uses (`inUse`); returns the hashes of the layers removed.
+   * Removes the build-step layers among `hashes` (others are ignored), with the images
+   * composed from them that no sandbox uses (`inUse`); a layer an image in use needs
+   * stays. Returns the hashes of the layers removed.
    */
   async removeLayers(hashes: string[], options: { inUse?: Set<string> } = {}): Promise<string[]> {
-    const doomed = new Set(hashes);
+    // Only build steps' layers: recipe and guest layers go with their images, and
+    // registry images' layers are a cache shared by every template built on them.
+    const doomed = new Set<string>();
+    for (const h of hashes) if ((await this.artefacts.layer(h))?.role === 'step') doomed.add(h);
     const templates = await this.artefacts.records<TemplateImage>(this.paths.images, 'image.json');
     const kept = new Set<string>();
     for (const t of templates) {

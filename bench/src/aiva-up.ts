@@ -1,0 +1,47 @@
+// `aiva up` for the benchmarks that drive it as a user would: the real CLI in a child
+// process on a data directory of the benchmark's (sharing the image store).
+import { type ChildProcess, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const cli = fileURLToPath(new URL('../../../packages/cli/dist/src/main.js', import.meta.url));
+
+export interface Server {
+  url: string;
+  apiKey: string;
+  child: ChildProcess;
+  stop(): Promise<void>;
+}
+
+/** `aiva up` on a free port; `home` shares the image store. */
+export async function aivaUp(home: string, args: string[]): Promise<Server> {
+  const child = spawn(process.execPath, [cli, 'up', '--port', '0', '--log-level', 'warn', ...args], {
+    env: { ...process.env, AIVA_HOME: home },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  const started = await new Promise<boolean>((resolve) => {
+    const onData = (d: Buffer) => {
+      out += d.toString();
+      if (/ is up at /.test(out)) resolve(true);
+    };
+    child.stdout?.on('data', onData);
+    child.stderr?.on('data', onData);
+    child.once('exit', () => resolve(false));
+  });
+  if (!started) throw new Error(`aiva up did not start:\n${out}`);
+  const url = / is up at (\S+)/.exec(out)?.[1] ?? '';
+  const { apiKey } = JSON.parse(await readFile(join(home, 'credentials.json'), 'utf8')) as { apiKey: string };
+  return {
+    url,
+    apiKey,
+    child,
+    async stop() {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      child.kill('SIGTERM');
+      await once(child, 'exit');
+    },
+  };
+}
