@@ -169,6 +169,9 @@ describe('sandboxes of templates that bring nothing', () => {
       assert.deepEqual([r.exitCode, r.stdout], [0, '1000\n1000\n/home/user\n/\n']);
       assert.equal((await exec(s, 'echo "$HOME"')).stdout, '/root\n');
       await assert.rejects(exec(s, 'true', 'nobody'), /user 'nobody' does not exist/);
+      // Only containers used it: the template has no disk yet, and the store still lists it.
+      const row = (await images.list()).find((a) => a.hash === s.template.hash);
+      assert.deepEqual([row?.apparentBytes, row?.current], [0, false]);
     } finally {
       await m.kill(s.id);
     }

@@ -337,7 +337,13 @@ export class ImageStore {
       if (plan && guest) currentHashes.add(imageHash(guest.hash, this.recipeDefinition(plan)));
     }
     for (const t of templates) {
-      const u = await fileUsage(join(this.paths.images, t.hash, 'rootfs.ext4'));
+      // The disk is made on first use by a microVM: a template only containers used has none.
+      const u = await fileUsage(join(this.paths.images, t.hash, 'rootfs.ext4')).catch(
+        (e: NodeJS.ErrnoException) => {
+          if (e.code === 'ENOENT') return { apparentBytes: 0, allocatedBytes: 0 };
+          throw e;
+        },
+      );
       out.push({
         kind: 'template',
         name: t.name,
