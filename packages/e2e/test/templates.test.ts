@@ -65,7 +65,18 @@ function webApp(lastStep = 'echo v1 > /home/user/version.txt') {
     .setStartCmd('python3 -m http.server 8080', waitForPort(8080));
 }
 
-const stepLayers = async () => (await readdir(join(server.up.home, 'images', 'layers'))).length;
+const layersDir = () => join(server.up.home, 'images', 'layers');
+const stepLayers = async () => (await readdir(layersDir())).length;
+
+/** The layers of aiva's own templates and of envd (`debian`, `guest`): no template build may remove them. */
+async function ownLayers(): Promise<string[]> {
+  const out: string[] = [];
+  for (const h of await readdir(layersDir())) {
+    const record = await readFile(join(layersDir(), h, 'layer.json'), 'utf8').catch(() => '{}');
+    if (['debian', 'guest'].includes((JSON.parse(record) as { role?: string }).role ?? '')) out.push(h);
+  }
+  return out.sort();
+}
 
 describe('template builds (containers)', () => {
   test('a template built with the SDK starts with its files, user, workdir and running start command', async () => {

@@ -9,6 +9,14 @@ export function defaultHelperPath(): string {
   return process.env.AIVA_EXEC ?? join(dirname(process.argv[1] ?? '.'), 'aiva-exec');
 }
 
+/**
+ * The guest layer's static busybox, beside envd.js (process.argv[1]: envd runs as
+ * `ld.so … node envd.js`, where process.execPath is the loader, not node).
+ */
+export function defaultBusyboxPath(): string {
+  return process.env.AIVA_BUSYBOX ?? join(dirname(process.argv[1] ?? '.'), 'busybox');
+}
+
 export class HelperError extends Error {
   constructor(
     message: string,

@@ -16,7 +16,9 @@ import { downloadFile, uploadFiles } from './http/files.js';
 import { init } from './http/init.js';
 import { MetricsSampler } from './http/metrics.js';
 import { json, jsonError } from './http/respond.js';
+import { defaultBusyboxPath } from './native.js';
 import { ProcessManager } from './process/manager.js';
+import type { ShellFallback } from './process/shell-fallback.js';
 import { filesystemService } from './rpc/filesystem-service.js';
 import { processService } from './rpc/process-service.js';
 import { EnvdState } from './state.js';
@@ -29,6 +31,8 @@ export interface EnvdOptions {
   state?: EnvdState;
   /** Where passwd and group live (tests); /etc by default. */
   etc?: string;
+  /** busybox sh where there is no /bin/bash; by default the busybox beside envd.js. */
+  shellFallback?: ShellFallback;
 }
 
 /** Paths reachable without the access token (/files checks a token or a signature itself). */
@@ -47,7 +51,10 @@ export function createEnvdServer(options: EnvdOptions): EnvdServer {
     state: options.state ?? new EnvdState(),
     users: new UserDatabase(options.etc),
     helper,
-    processes: new ProcessManager(helper),
+    processes: new ProcessManager(
+      helper,
+      options.shellFallback ?? { bash: '/bin/bash', busybox: defaultBusyboxPath() },
+    ),
     metadata: new MetadataStore(helper),
     ready: true,
   };

@@ -1,4 +1,4 @@
-import { readFileSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 
 /** A user of the guest, from /etc/passwd and /etc/group. */
 export interface GuestUser {
@@ -12,13 +12,33 @@ export interface GuestUser {
 }
 
 export class UnknownUserError extends Error {
-  constructor(readonly username: string) {
-    super(`user '${username}' does not exist`);
+  constructor(
+    readonly username: string,
+    passwdFile?: string,
+  ) {
+    super(`user '${username}' does not exist${passwdFile ? ` (the sandbox has no ${passwdFile})` : ''}`);
   }
+}
+
+/**
+ * root when the account database does not name it (an image without /etc/passwd, such
+ * as a distroless or empty one): envd runs as root, so root always exists.
+ */
+function implicitRoot(groups: number[]): GuestUser {
+  return {
+    name: 'root',
+    uid: 0,
+    gid: 0,
+    home: existsSync('/root') ? '/root' : '/',
+    shell: '/bin/sh',
+    groups: [0, ...groups.filter((g) => g !== 0)],
+  };
 }
 
 interface Tables {
   key: string;
+  /** /etc/passwd does not exist (or cannot be read). */
+  noPasswd: boolean;
   users: Map<string, GuestUser>;
   userNames: Map<number, string>;
   groupNames: Map<number, string>;
@@ -47,10 +67,12 @@ export class UserDatabase {
       })
       .join('|');
     if (this.tables?.key === key) return this.tables;
+    let noPasswd = false;
     const read = (f: string) => {
       try {
         return readFileSync(f, 'utf8').split('\n');
       } catch {
+        if (f === passwdFile) noPasswd = true;
         return [];
       }
     };
@@ -76,14 +98,20 @@ export class UserDatabase {
       users.set(name, { name, uid, gid, home: home || '/', shell: shell || '/bin/sh', groups });
       if (!userNames.has(uid)) userNames.set(uid, name);
     }
-    this.tables = { key, users, userNames, groupNames };
+    if (!users.has('root')) {
+      users.set('root', implicitRoot(members.get('root') ?? []));
+      if (!userNames.has(0)) userNames.set(0, 'root');
+      if (!groupNames.has(0)) groupNames.set(0, 'root');
+    }
+    this.tables = { key, noPasswd, users, userNames, groupNames };
     return this.tables;
   }
 
-  /** The user called `name`; throws UnknownUserError. */
+  /** The user called `name` (root always exists); throws UnknownUserError. */
   lookup(name: string): GuestUser {
-    const u = this.load().users.get(name);
-    if (!u) throw new UnknownUserError(name);
+    const tables = this.load();
+    const u = tables.users.get(name);
+    if (!u) throw new UnknownUserError(name, tables.noPasswd ? `${this.etc}/passwd` : undefined);
     return u;
   }
 

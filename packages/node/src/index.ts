@@ -20,11 +20,13 @@ export { CommandError, runCommand } from './host/command.js';
 export { LockBusyError, lockFile } from './host/file-lock.js';
 export { hostResources } from './host/host-resources.js';
 export { type BuildReporter, ImageBuildError, silentReporter } from './image/build-reporter.js';
+export { GUEST_RUNTIME_DIR, hostGuestTools } from './image/guest-layer.js';
 export { ImageStore, MissingLayerError } from './image/image-store.js';
 export {
   GUEST_DIR,
   GUEST_INIT,
   type GuestKernel,
+  type GuestTools,
   type ImageStoreOptions,
   type LayerRecord,
   type ResolvedKernel,

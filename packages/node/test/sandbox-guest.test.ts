@@ -77,7 +77,7 @@ for (const driver of ['container', 'qemu-microvm'] as DriverName[]) {
       }
       assert.match(
         (await run(a, 'cat /proc/1/cmdline | tr "\\0" " "', 'root')).stdout,
-        /^(tini|\/bin\/sh|sh) /,
+        /^\/usr\/local\/lib\/aiva\/(tini|busybox sh) /,
       );
       await run(a, 'echo only-in-a > /home/user/secret');
       assert.equal((await run(a, 'cat /home/user/secret')).stdout, 'only-in-a\n');

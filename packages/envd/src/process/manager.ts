@@ -4,6 +4,7 @@ import type { Readable, Writable } from 'node:stream';
 import { EventQueue } from '../rpc/event-queue.js';
 import type { GuestUser } from '../users.js';
 import { exitDescription } from './exit-status.js';
+import { type ShellFallback, shellCommand } from './shell-fallback.js';
 
 /** Output chunks are cut to this size (the SDK's and E2B's envd's limit). */
 const CHUNK_BYTES = 32 * 1024;
@@ -206,7 +207,11 @@ export class ProcessManager {
   private readonly running = new Map<number, ManagedProcess>();
   private readonly ended = new Map<number, { proc: ManagedProcess; timer: NodeJS.Timeout }>();
 
-  constructor(private readonly helper: string) {}
+  constructor(
+    private readonly helper: string,
+    /** busybox sh where the rootfs has no /bin/bash (see shell-fallback.ts). */
+    private readonly shell?: ShellFallback,
+  ) {}
 
   list(): ManagedProcess[] {
     return [...this.running.values()];
@@ -251,7 +256,9 @@ export class ProcessManager {
       user.groups.join(','),
     ];
     if (spec.pty) args.push('--pty', String(spec.pty.cols || 80), String(spec.pty.rows || 24));
-    args.push('--', spec.config.cmd, ...spec.config.args);
+    // What runs may differ from what was asked (no bash); the process keeps what was asked.
+    const command = await shellCommand(spec.config.cmd, spec.config.args, this.shell);
+    args.push('--', command.cmd, ...command.args);
     const isPty = spec.pty !== undefined;
     const child = spawn(this.helper, args, {
       cwd: spec.cwd,

@@ -1,22 +1,12 @@
-// A throwaway sandbox for envd before the container runtime exists: the base template's
-// Debian layer as the read-only lower layer of an overlay, the freshly built envd guest
-// files in the upper layer, entered through private mount, pid, uts and ipc namespaces
-// with chroot, running the real guest init (tini → envd). It shares the host's network
+// A throwaway sandbox for envd before the container runtime exists: the guest layer of
+// the freshly built envd (with its busybox, tini and node) over the base template's
+// Debian layer as the read-only lower layers of an overlay, entered through private
+// mount, pid, uts and ipc namespaces with chroot, running the real guest init
+// (tini → envd). It shares the host's network
 // namespace so that envd listens on host loopback, where the e2b SDK's debug mode
 // (localhost:49983) finds it. Never touches the host's own /home.
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import {
-  access,
-  chmod,
-  copyFile,
-  mkdir,
-  mkdtemp,
-  readdir,
-  readFile,
-  readlink,
-  rm,
-  stat,
-} from 'node:fs/promises';
+import { access, mkdir, mkdtemp, readdir, readFile, readlink, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
@@ -36,12 +26,19 @@ export interface SandboxOptions {
   smallTmpfs?: { path: string; sizeKiB: number };
 }
 
-/** The Debian layer of the base template (built, about a minute, if the store lacks it). */
-export async function baseRootfs(): Promise<string> {
+/**
+ * The overlay lower layers, top first: the guest layer of this envd and the base
+ * template's Debian layer (built, about a minute, if the store lacks it).
+ */
+export async function lowerLayers(): Promise<string[]> {
   const store = new ImageStore({ home: dataDir(), recipesDir: repoImages, envdDir: envdGuestDir });
   const base = await store.recipeTemplate('base');
-  return store.artefacts.layerRootfs(base.layers[0] as string);
+  const guest = await store.ensureGuestLayer('base');
+  return [guest, base.layers[0] as string].map((h) => store.artefacts.layerRootfs(h));
 }
+
+/** The guest init, tini, as /proc/PID/cmdline shows it (by path since the guest layer). */
+const isInit = (cmd: string) => /^(\S*\/)?tini /.test(cmd);
 
 async function processes(): Promise<
   { pid: number; ppid: number; state: string; root: string; cmd: string }[]
@@ -98,21 +95,11 @@ export class GuestSandbox {
   }
 
   static async start(options: SandboxOptions = {}): Promise<GuestSandbox> {
-    const lower = await baseRootfs();
+    const lower = (await lowerLayers()).join(':');
     const dir = await mkdtemp('/tmp/aiva-envd-test-');
-    const guest = join(dir, 'upper', 'usr', 'local', 'lib', 'aiva');
-    await mkdir(guest, { recursive: true });
+    await mkdir(join(dir, 'upper'));
     await mkdir(join(dir, 'work'));
     await mkdir(join(dir, 'root'));
-    const files = [
-      ...(await readdir(envdGuestDir)).map((n) => join(envdGuestDir, n)),
-      join(repoImages, 'guest', 'init'),
-    ];
-    for (const f of files) {
-      const name = f.slice(f.lastIndexOf('/') + 1);
-      await copyFile(f, join(guest, name));
-      await chmod(join(guest, name), (await stat(f)).mode & 0o777);
-    }
     const root = join(dir, 'root');
     const q = (s: string) => `'${s.replaceAll("'", `'\\''`)}'`;
     let script = `mount -t overlay overlay -o lowerdir=${q(lower)},upperdir=${q(join(dir, 'upper'))},workdir=${q(join(dir, 'work'))} ${q(root)}`;
@@ -171,7 +158,7 @@ export class GuestSandbox {
 
   /** envd's host pid. */
   async envdPid(): Promise<number> {
-    const p = (await this.processes()).find((x) => x.cmd.includes('envd.js') && !x.cmd.startsWith('tini'));
+    const p = (await this.processes()).find((x) => x.cmd.includes('envd.js') && !isInit(x.cmd));
     if (!p) throw new Error('envd is not running');
     return p.pid;
   }
@@ -194,7 +181,7 @@ export class GuestSandbox {
 
   /** Runs a command inside the sandbox as root, outside envd (to check what envd did). */
   async exec(args: string[]): Promise<{ stdout: string; stderr: string }> {
-    const init = (await this.processes()).find((p) => p.cmd.startsWith('tini'));
+    const init = (await this.processes()).find((p) => isInit(p.cmd));
     if (!init) throw new Error('the sandbox has no init');
     return execFileP('nsenter', ['-t', String(init.pid), '-m', '-p', '-u', '-i', '-r', '-w', ...args], {
       env: { PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' },

@@ -1,24 +1,24 @@
-import { chmod, copyFile, mkdir, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
+import { chmod, mkdir, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { lockFile } from '../host/file-lock.js';
 import { type ImagePaths, imagePaths } from '../paths.js';
 import { Artefacts, readJson, writeJson } from './artefacts.js';
-import { ImageBuildError, runStep, silentReporter } from './build-reporter.js';
+import { runStep, silentReporter } from './build-reporter.js';
 import { buildDebianRootfs } from './debian-rootfs.js';
 import { diskUsage, fileUsage } from './disk-usage.js';
 import { makeExt4FromLayers } from './ext4.js';
 import { buildGuestKernel } from './guest-kernel.js';
-import {
-  type BuildOptions,
-  GUEST_DIR,
-  type GuestKernel,
-  type ImageStoreOptions,
-  type LayerRecord,
-  type ResolvedKernel,
-  type ResolvedTemplate,
-  type StoredArtefact,
-  type TemplateDefinition,
-  type TemplateImage,
+import { GuestLayer, type GuestLayerSource, hostGuestTools } from './guest-layer.js';
+import type {
+  BuildOptions,
+  GuestKernel,
+  ImageStoreOptions,
+  LayerRecord,
+  ResolvedKernel,
+  ResolvedTemplate,
+  StoredArtefact,
+  TemplateDefinition,
+  TemplateImage,
 } from './image-types.js';
 import { OciImages } from './oci-images.js';
 import { contentHash, loadKernelRecipe, loadRecipe, type Recipe } from './recipe.js';
@@ -64,31 +64,22 @@ export class ImageStore {
   readonly artefacts: Artefacts;
   /** Registry images and image archives, unpacked into this store's layers. */
   readonly oci: OciImages;
+  private readonly guest: GuestLayer;
 
   constructor(readonly options: ImageStoreOptions) {
     this.paths = imagePaths(options.home);
     this.artefacts = new Artefacts(this.paths);
     this.oci = new OciImages(this.artefacts);
+    this.guest = new GuestLayer(this.artefacts, {
+      envdDir: options.envdDir,
+      initScript: join(options.recipesDir, 'guest', 'init'),
+      tools: { ...hostGuestTools(), ...options.guestTools },
+    });
   }
 
-  /** The files of the guest layer (name → source path) and their hash. */
-  private async guestLayerSource(): Promise<{ files: Map<string, string>; hash: string }> {
-    const { envdDir, recipesDir } = this.options;
-    const files = new Map<string, string>();
-    const parts: Record<string, string> = {};
-    try {
-      for (const name of (await readdir(envdDir)).sort()) files.set(name, join(envdDir, name));
-      if (!files.has('envd.js')) throw new Error(`${envdDir} holds no envd.js (has envd been built?)`);
-      files.set('init', join(recipesDir, 'guest', 'init'));
-      for (const [name, src] of files) {
-        const st = await stat(src);
-        if (!st.isFile()) throw new Error(`${src} is not a file`);
-        parts[name] = contentHash({ data: await readFile(src, 'base64'), exec: (st.mode & 0o111) !== 0 });
-      }
-    } catch (e) {
-      throw new ImageBuildError('guest layer', (e as Error).message);
-    }
-    return { files, hash: contentHash({ v: BUILDER_VERSION, role: 'guest', parts }) };
+  /** What the guest layer holds now, and its hash (see GuestLayer). */
+  private guestLayerSource(): Promise<GuestLayerSource> {
+    return this.guest.source();
   }
 
   /** The templates that have a recipe (what `ensureTemplate` accepts by name). */
@@ -257,27 +248,12 @@ export class ImageStore {
     );
   }
 
-  /** The guest layer (envd and init) of this aiva, made if the store lacks it; its hash. */
-  private async ensureGuestLayer(template: string, options: BuildOptions): Promise<string> {
-    const { files, hash } = await this.guestLayerSource();
-    await this.artefacts.ensureLayer(
-      hash,
-      { role: 'guest', template },
-      'guest layer (envd, init)',
-      options,
-      async (rootfs) => {
-        // Only the leaf directory is the layer's own; its parents exist in every rootfs.
-        const dir = join(rootfs, GUEST_DIR);
-        await mkdir(dir, { recursive: true, mode: 0o755 });
-        for (const [name, src] of files) {
-          await copyFile(src, join(dir, name));
-          // Executables (init, envd's native helper) stay executable; the hash covers it.
-          const exec = name === 'init' || ((await stat(src)).mode & 0o111) !== 0;
-          await chmod(join(dir, name), exec ? 0o755 : 0o644);
-        }
-      },
-    );
-    return hash;
+  /**
+   * The guest layer (envd, init and what they run on) of this aiva, made if the store
+   * lacks it; its hash. `template` is only what its record says it was made for.
+   */
+  ensureGuestLayer(template: string, options: BuildOptions = {}): Promise<string> {
+    return this.guest.ensure(template, options);
   }
 
   /** A template already in the store, by its hash (what a running sandbox was made from). */
@@ -365,7 +341,13 @@ export class ImageStore {
       if (plan && guest) currentHashes.add(imageHash(guest.hash, this.recipeDefinition(plan)));
     }
     for (const t of templates) {
-      const u = await fileUsage(join(this.paths.images, t.hash, 'rootfs.ext4'));
+      // The disk is made on first use by a microVM: a template only containers used has none.
+      const u = await fileUsage(join(this.paths.images, t.hash, 'rootfs.ext4')).catch(
+        (e: NodeJS.ErrnoException) => {
+          if (e.code === 'ENOENT') return { apparentBytes: 0, allocatedBytes: 0 };
+          throw e;
+        },
+      );
       out.push({
         kind: 'template',
         name: t.name,

@@ -19,6 +19,18 @@ export interface ImageStoreOptions {
    * with `images/guest/init` into every template under GUEST_DIR.
    */
   envdDir: string;
+  /** The host programs the guest layer carries (default: `hostGuestTools()` of guest-layer.ts). */
+  guestTools?: Partial<GuestTools>;
+}
+
+/** Host programs copied into the guest layer, so that envd needs nothing from a template's rootfs. */
+export interface GuestTools {
+  /** A static busybox: the init's shell and applets, and envd's shell where there is no /bin/bash. */
+  busybox: string;
+  /** A static tini: reaps orphans and forwards signals as PID 1's child. */
+  tini: string;
+  /** The Node runtime envd runs on; a dynamic one is carried with its libraries and loader. */
+  node: string;
 }
 
 export interface BuildOptions {

@@ -30,6 +30,8 @@ export interface ContainerRuntimeOptions {
  * stub) is replaced by a file.
  */
 async function writeResolvConf(rootfs: string, dns: string): Promise<void> {
+  // A template's rootfs may have no /etc at all (an empty or distroless image).
+  await mkdir(join(rootfs, 'etc'), { recursive: true, mode: 0o755 });
   const file = join(rootfs, 'etc', 'resolv.conf');
   await rm(file, { force: true });
   await writeFile(file, `nameserver ${dns}\n`, { mode: 0o644 });
