@@ -3,12 +3,14 @@
 // start and ready commands, failures that leave nothing behind.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { runCommand } from '@aiva/node';
+import { LayoutWriter, pushImage, startRegistry, type TestRegistry, tarOf } from '@aiva/node/testkit';
 import { BuildError, type LogEntry, Sandbox, Template, waitForPort } from 'e2b';
 import { aivaUpForFile } from './helpers/aiva-up.js';
 
@@ -254,5 +256,82 @@ describe('template builds (containers)', () => {
     assert.equal(await Template.exists('web-app'), false);
     assert.ok((await stepLayers()) < before, 'its step layers were removed');
     assert.deepEqual(await ownLayers(), own, 'the base template’s and envd’s layers stay');
+  });
+});
+
+describe('templates from registry images', () => {
+  const creds = { username: 'builder', password: 'registry-secret' };
+  let registry: TestRegistry;
+  let dir: string;
+  let ref: string;
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'aiva-image-'));
+    registry = await startRegistry(join(dir, 'registry'), creds);
+    // A tiny image of its own: busybox and its applets, root in /etc/passwd, no bash, no
+    // node, no tini. envd runs in it from the guest layer alone.
+    const root = join(dir, 'rootfs');
+    for (const d of ['bin', 'etc', 'srv', 'tmp', 'root', 'home'])
+      await mkdir(join(root, d), { recursive: true });
+    await copyFile('/bin/busybox', join(root, 'bin', 'busybox'));
+    await chmod(join(root, 'bin', 'busybox'), 0o755);
+    const applets = (await runCommand('/bin/busybox', ['--list'])).stdout
+      .split('\n')
+      .filter((a) => a && a !== 'busybox');
+    for (const a of applets) await symlink('busybox', join(root, 'bin', a));
+    await writeFile(join(root, 'etc', 'passwd'), 'root:x:0:0:root:/root:/bin/sh\n');
+    await writeFile(join(root, 'etc', 'group'), 'root:x:0:\n');
+    await writeFile(join(root, 'etc', 'shadow'), 'root:*:19000:0:99999:7:::\n');
+    await writeFile(join(root, 'srv', 'hello.txt'), 'hello from the image\n');
+    const work = join(dir, 'work');
+    await mkdir(work);
+    const layout = new LayoutWriter(join(dir, 'layout'), work);
+    const layer = await layout.layer(await tarOf(root, work), 'gzip');
+    const image = await layout.image([layer], {
+      Env: ['PATH=/bin', 'IMAGE_VAR=from-image'],
+      WorkingDir: '/srv',
+    });
+    await layout.tag(image, 'tiny');
+    ref = `${registry.host}/aiva-tests/tiny:1`;
+    await pushImage(join(dir, 'layout'), 'tiny', ref, creds);
+  });
+  after(async () => {
+    await registry?.stop();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  test('a template from a private registry image, without bash or node, runs envd and the SDK', async () => {
+    const logs: LogEntry[] = [];
+    const app = Template({ fileContextPath: context })
+      .fromImage(ref, creds)
+      .runCmd('echo "built with $IMAGE_VAR as $(whoami)" > /home/user/built.txt')
+      .copy('notes.md', '/home/user/');
+    await Template.build(app, 'tiny-app', { onBuildLogs: (l) => logs.push(l), cpuCount: 1, memoryMB: 256 });
+    assert.match(logs.map((l) => l.message).join('\n'), new RegExp(`FROM ${ref.replaceAll('.', '\\.')}`));
+    const sbx = await Sandbox.create('tiny-app');
+    try {
+      assert.equal(await sbx.files.read('/home/user/built.txt'), 'built with from-image as user\n');
+      assert.equal(await sbx.files.read('/home/user/notes.md'), '# notes\n');
+      const r = await sbx.commands.run(
+        'echo "$(whoami) $(pwd)"; cat /srv/hello.txt; test -e /bin/bash || echo no-bash',
+      );
+      assert.equal(r.stdout, 'user /home/user\nhello from the image\nno-bash\n');
+    } finally {
+      await sbx.kill();
+    }
+    assert.equal((await api('DELETE', '/templates/tiny-app')).status, 204);
+  });
+
+  test('wrong credentials and unknown images end the build with the registry’s reason', async () => {
+    await assert.rejects(
+      Template.build(Template().fromImage(ref, { username: 'builder', password: 'wrong' }), 'tiny-bad-auth'),
+      (e: unknown) => e instanceof BuildError && /credentials/i.test(e.message),
+    );
+    await assert.rejects(
+      Template.build(Template().fromImage(`${registry.host}/aiva-tests/tiny:nope`, creds), 'tiny-bad-tag'),
+      (e: unknown) => e instanceof BuildError && /not found|unknown|does not exist/i.test(e.message),
+    );
+    for (const t of ['tiny-bad-auth', 'tiny-bad-tag'])
+      assert.equal((await api('DELETE', `/templates/${t}`)).status, 204);
   });
 });

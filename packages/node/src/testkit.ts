@@ -6,7 +6,15 @@ export { waitForEnvd } from './envd/envd-http.js';
 export { Cgroup } from './host/cgroups.js';
 export { processPss } from './host/proc.js';
 export { checkHostLeaks } from './lab/host-leaks.js';
+export {
+  type Compression,
+  type Descriptor,
+  type Layer,
+  LayoutWriter,
+  tarOf,
+} from './lab/oci-layout-writer.js';
 export { type Records, TestInternet } from './lab/test-internet.js';
+export { push as pushImage, startRegistry, type TestRegistry } from './lab/test-registry.js';
 export { AddressPool } from './network/address-pool.js';
 export { createSandboxNetwork, removeLink } from './network/sandbox-network.js';
 export { SandboxNetworking } from './network/sandbox-networking.js';

@@ -8,10 +8,17 @@ import { join } from 'node:path';
 import { after, afterEach, before, describe, test } from 'node:test';
 import { parseReference } from '../src/image/oci-reference.js';
 import { ImageStore, type OciImage, OciImageError, runCommand } from '../src/index.js';
+import {
+  type Descriptor,
+  type Layer,
+  LayoutWriter,
+  pushImage as push,
+  startRegistry,
+  type TestRegistry,
+  tarOf,
+} from '../src/testkit.js';
 import { entries, processesMentioning } from './helpers/leaks.js';
-import { type Descriptor, type Layer, LayoutWriter, tarOf } from './helpers/oci-fixtures.js';
 import { RecordingReporter } from './helpers/recipes.js';
-import { push, startRegistry, type TestRegistry } from './helpers/registry.js';
 import { envdDir, repoImages } from './helpers/repo.js';
 import { tempDir } from './helpers/temp-dir.js';
 

@@ -69,7 +69,16 @@ name=$1 sudo=$2
 if ! id -u "$name" >/dev/null 2>&1; then
   shell=/bin/sh; [ -x /bin/bash ] && shell=/bin/bash
   if command -v useradd >/dev/null 2>&1; then useradd --create-home --shell "$shell" "$name"
-  else adduser -D -s "$shell" "$name"; fi
+  elif command -v adduser >/dev/null 2>&1; then adduser -D -s "$shell" "$name"
+  else
+    # No tool for it (a minimal image): the first free uid from 1000, by hand.
+    uid=1000
+    while awk -F: -v u="$uid" '$3 == u { f = 1 } END { exit !f }' /etc/passwd 2>/dev/null; do uid=$((uid + 1)); done
+    printf '%s:x:%s:%s::/home/%s:%s\\n' "$name" "$uid" "$uid" "$name" "$shell" >> /etc/passwd
+    grep -q "^$name:" /etc/group 2>/dev/null || printf '%s:x:%s:\\n' "$name" "$uid" >> /etc/group
+    mkdir -p "/home/$name"
+    chown "$uid:$uid" "/home/$name"
+  fi
 fi
 rule="$name ALL=(ALL:ALL) NOPASSWD: ALL"
 if [ "$sudo" = true ] && [ -d /etc/sudoers.d ] && ! grep -qsxF "$rule" "/etc/sudoers.d/90-$name"; then

@@ -21,7 +21,7 @@ import {
 import { COPY_SCRIPT, copySourcePrefix, expandEnv, USER_SCRIPT, WORKDIR_SCRIPT } from './step-scripts.js';
 
 /** Bump when what a step makes from the same inputs changes, so older cached steps are not reused. */
-const STEP_VERSION = 2;
+const STEP_VERSION = 3;
 
 /** The disk of a template built from a registry image, unless the build asks for more. */
 const DEFAULT_IMAGE_DISK_MIB = 4096;

@@ -4,7 +4,7 @@
 import { createHash } from 'node:crypto';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { runCommand } from '../../src/index.js';
+import { runCommand } from '../host/command.js';
 
 export interface Descriptor {
   mediaType: string;

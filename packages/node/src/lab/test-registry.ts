@@ -5,7 +5,7 @@ import { once } from 'node:events';
 import { mkdir, open, readFile, writeFile } from 'node:fs/promises';
 import { createServer, request } from 'node:http';
 import { join } from 'node:path';
-import { runCommand } from '../../src/index.js';
+import { runCommand } from '../host/command.js';
 
 export interface TestRegistry {
   /** `127.0.0.1:<port>` */
