@@ -7,7 +7,7 @@ import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { dataDir } from '@aiva/node';
-import { Sandbox, Template } from 'e2b';
+import { type LogEntry, Sandbox, Template } from 'e2b';
 import { aivaUp } from './aiva-up.js';
 import { type Benchmark, type BenchRow, quantile, round } from './bench.js';
 
@@ -65,10 +65,18 @@ export const templateBenchmark: Benchmark = {
       const nCold = 3;
       const nLast = 5;
       process.stderr.write(`  cold builds (skipCache) ×${nCold} …\n`);
+      let cachedInCold = 0;
+      const countCached = (l: LogEntry) => {
+        if (/^\[(base|\d+\/\d+)\] CACHED /.test(l.message)) cachedInCold++;
+      };
       for (let i = 0; i < nCold; i++)
         cold.push(
-          await timed(() => Template.build(benchTemplate(context, 'v0'), 'bench-app', { skipCache: true })),
+          await timed(() =>
+            Template.build(benchTemplate(context, 'v0'), 'bench-app', { skipCache: true, onBuildLogs: countCached }),
+          ),
         );
+      // A cold build that found its steps cached would measure nothing.
+      if (cachedInCold > 0) throw new Error(`skipCache builds reported ${cachedInCold} cached steps`);
       process.stderr.write(`  rebuilds with the last step changed ×${nLast} …\n`);
       for (let i = 1; i <= nLast; i++)
         lastChanged.push(await timed(() => Template.build(benchTemplate(context, `v${i}`), 'bench-app')));

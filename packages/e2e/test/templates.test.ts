@@ -70,6 +70,17 @@ function webApp(lastStep = 'echo v1 > /home/user/version.txt') {
 const layersDir = () => join(server.up.home, 'images', 'layers');
 const stepLayers = async () => (await readdir(layersDir())).length;
 
+/** The layers made for `template`'s build steps (their record names `<template> step <n>`). */
+async function layersOf(template: string): Promise<string[]> {
+  const out: string[] = [];
+  for (const h of await readdir(layersDir())) {
+    const record = await readFile(join(layersDir(), h, 'layer.json'), 'utf8').catch(() => '{}');
+    if (((JSON.parse(record) as { template?: string }).template ?? '').startsWith(`${template} step `))
+      out.push(h);
+  }
+  return out;
+}
+
 /** The layers of aiva's own templates and of envd (`debian`, `guest`): no template build may remove them. */
 async function ownLayers(): Promise<string[]> {
   const out: string[] = [];
@@ -134,6 +145,15 @@ describe('template builds (containers)', () => {
     } finally {
       await sbx.kill();
     }
+    // skipCache runs every step again, into layers of its own.
+    const forced: LogEntry[] = [];
+    const layersBefore = await stepLayers();
+    await Template.build(webApp('echo v2 > /home/user/version.txt'), 'web-app', {
+      skipCache: true,
+      onBuildLogs: (l) => forced.push(l),
+    });
+    assert.equal(forced.filter((l) => / CACHED /.test(l.message)).length, 0);
+    assert.ok((await stepLayers()) >= layersBefore + 6, 'every step that changes files made a new layer');
   });
 
   test('tags name builds; a create can ask for one', async () => {
@@ -153,19 +173,35 @@ describe('template builds (containers)', () => {
   });
 
   test('a failing step ends the build with its number, command and output, and keeps nothing', async () => {
-    const before = await stepLayers();
-    const broken = Template().fromTemplate('base').runCmd('echo fine').runCmd('echo "it broke" >&2; exit 3');
+    // A step of its own (the store is shared between runs): its layer is this build's.
+    const token = Math.random().toString(36).slice(2);
+    const before = new Set(await layersOf('broken-app'));
+    const broken = Template()
+      .fromTemplate('base')
+      .runCmd(`echo ${token} > /home/user/fine.txt`)
+      .runCmd('echo "it broke" >&2; exit 3');
     await assert.rejects(Template.build(broken, 'broken-app'), (e: unknown) => {
       assert.ok(e instanceof BuildError, String(e));
       assert.match(e.message, /failed to run command 'echo "it broke" >&2; exit 3': exit status 3/);
       assert.match(e.message, /it broke/);
       return true;
     });
-    // The step that ran before the failure is cached; the failed one left no layer.
-    assert.equal(await stepLayers(), before + 1);
+    // The step before the failure is a cached layer; the failed one left none, and no work in progress.
+    const made = (await layersOf('broken-app')).filter((h) => !before.has(h));
+    assert.equal(made.length, 1);
+    const tmp = await readdir(join(server.up.home, 'images', 'tmp'));
+    assert.deepEqual(
+      tmp.filter((n) => n.startsWith('layer-')),
+      [],
+    );
     await assert.rejects(Sandbox.create('broken-app'), /has no ready build/);
     const status = await api('DELETE', '/templates/broken-app');
     assert.equal(status.status, 204);
+    assert.deepEqual(
+      (await layersOf('broken-app')).filter((h) => made.includes(h)),
+      [],
+      'the failed build’s layers went with the template',
+    );
   });
 
   test('bad requests get clear errors', async () => {

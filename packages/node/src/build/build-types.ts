@@ -67,6 +67,8 @@ export interface BuildResult {
 /** A build failed at `step` (`base`, a step number, `finalize`); the message says how. */
 export class BuildStepError extends Error {
   override name = 'BuildStepError';
+  /** The layers the build's steps before the failure made or reused (what a delete frees). */
+  layers: string[] = [];
   constructor(
     readonly step: string,
     message: string,

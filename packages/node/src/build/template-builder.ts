@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { mkdir, readdir, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -42,7 +43,7 @@ interface Chain {
   layers: string[];
   context: BuildContext;
   base: TemplateDefinition;
-  /** Set once a step ran: every later one runs too. */
+  /** Set once a step was forced (`force`, `skipCache`): every later one is forced too. */
   forced: boolean;
 }
 
@@ -69,9 +70,25 @@ export class TemplateBuilder {
     log: (entry: BuildLogEntry) => void,
     signal?: AbortSignal,
   ): Promise<BuildResult> {
+    const made: string[] = [];
+    try {
+      return await this.buildSteps(spec, log, made, signal);
+    } catch (e) {
+      const failure =
+        e instanceof BuildStepError ? e : new BuildStepError('base', (e as Error).message, { cause: e });
+      failure.layers = [...new Set(made)];
+      throw failure;
+    }
+  }
+
+  private async buildSteps(
+    spec: BuildSpec,
+    log: (entry: BuildLogEntry) => void,
+    made: string[],
+    signal?: AbortSignal,
+  ): Promise<BuildResult> {
     const say = (step: string, message: string, level: BuildLogLevel = 'info') =>
       log({ timestamp: new Date(), level, step, message });
-    const made: string[] = [];
     let chain = await this.base(spec, (m) => say('base', m), signal);
     let cached = 0;
     // E2B's default user phase: `user`, with passwordless sudo, whatever the base.
@@ -101,22 +118,28 @@ export class TemplateBuilder {
       }
       const record =
         hit ??
-        (await this.runStep(spec, chain, key, label, step, (m, level) => say(label, m, level), signal).catch(
-          (e: unknown) => {
-            if (e instanceof BuildStepError) throw e;
-            // The layer store wraps what failed inside a layer's making: the step's own error is the cause.
-            const cause = (e as Error).cause;
-            if (cause instanceof BuildStepError) throw cause;
-            throw new BuildStepError(label, (e as Error).message, { cause: e });
-          },
-        ));
+        (await this.runStep(
+          spec,
+          { ...chain, forced },
+          key,
+          label,
+          step,
+          (m, level) => say(label, m, level),
+          signal,
+        ).catch((e: unknown) => {
+          if (e instanceof BuildStepError) throw e;
+          // The layer store wraps what failed inside a layer's making: the step's own error is the cause.
+          const cause = (e as Error).cause;
+          if (cause instanceof BuildStepError) throw cause;
+          throw new BuildStepError(label, (e as Error).message, { cause: e });
+        }));
       if (record.layer) made.push(record.layer);
       chain = {
         ...chain,
         key,
         layers: record.layer ? [record.layer, ...chain.layers] : chain.layers,
         context: record.context,
-        forced: forced || !hit,
+        forced,
       };
       if (chain.layers.length > MAX_LAYERS)
         throw new BuildStepError(label, `a template can have at most ${MAX_LAYERS} layers: merge some steps`);
@@ -260,7 +283,7 @@ export class TemplateBuilder {
         const [user, sudo] = step.args;
         if (!user) throw new BuildStepError(label, 'USER requires a user name');
         const home = (
-          await run(script(USER_SCRIPT, [user, sudo ?? '']), 'root', say, `failed to set user ${user}`)
+          await run(script(USER_SCRIPT, [user, sudo ?? '']), 'root', () => {}, `failed to set user ${user}`)
         ).trim();
         // The default user phase leaves the workdir at the user's home (E2B's: unset).
         return {
@@ -302,7 +325,9 @@ export class TemplateBuilder {
       upload: (from: string, to: string) => Promise<void>,
     ) => Promise<BuildContext>,
   ): Promise<StepRecord> {
-    const layerHash = key;
+    // A forced step is made anew: its layer gets a hash of its own (the cached one may be
+    // in use by other templates), and its record then points at it.
+    const layerHash = chain.forced ? contentHash({ key, forced: randomUUID() }) : key;
     let context: BuildContext = chain.context;
     await this.images.artefacts.ensureLayer(
       layerHash,

@@ -333,6 +333,8 @@ export class TemplateBuilds {
       .set({
         status: 'error',
         reason: { message, ...(step ? { step } : {}) },
+        // The steps before the failure are cached layers: the template's until it is deleted.
+        layers: e instanceof BuildStepError ? e.layers : [],
         updatedAt: now,
         finishedAt: now,
       })
