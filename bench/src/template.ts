@@ -72,7 +72,10 @@ export const templateBenchmark: Benchmark = {
       for (let i = 0; i < nCold; i++)
         cold.push(
           await timed(() =>
-            Template.build(benchTemplate(context, 'v0'), 'bench-app', { skipCache: true, onBuildLogs: countCached }),
+            Template.build(benchTemplate(context, 'v0'), 'bench-app', {
+              skipCache: true,
+              onBuildLogs: countCached,
+            }),
           ),
         );
       // A cold build that found its steps cached would measure nothing.

@@ -204,6 +204,26 @@ describe('template builds (containers)', () => {
     );
   });
 
+  test('a second build of a template while one runs is refused (409), and the first goes on', async () => {
+    const slow = Template()
+      .fromTemplate('base')
+      .runCmd(`sleep 4 && echo ${Date.now()} > /home/user/slow.txt`);
+    const build = await Template.buildInBackground(slow, 'slow-app');
+    let status = await Template.getBuildStatus(build);
+    for (let i = 0; i < 100 && status.status === 'waiting'; i++)
+      status = await Template.getBuildStatus(build);
+    assert.equal(status.status, 'building');
+    const second = await api('POST', '/v3/templates', { name: 'slow-app' });
+    assert.equal(second.status, 409);
+    assert.match(String(second.body.message), /slow-app is being built already/);
+    for (let i = 0; i < 600 && status.status === 'building'; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      status = await Template.getBuildStatus(build);
+    }
+    assert.equal(status.status, 'ready');
+    assert.equal((await api('DELETE', '/templates/slow-app')).status, 204);
+  });
+
   test('bad requests get clear errors', async () => {
     const req = await api('POST', '/v3/templates', { name: 'bad-steps' });
     assert.equal(req.status, 202);

@@ -30,6 +30,9 @@ export interface LocalNode {
 /** Assembles the node for this host (the same in `aiva up` and the node-only CLI). */
 export async function openLocalNode(options: LocalNodeOptions): Promise<LocalNode> {
   const images = new ImageStore(options);
+  // What a node killed mid-build left half-made (a build step's layer, a disk) goes now.
+  const swept = await images.artefacts.sweepTmp();
+  if (swept.length > 0) options.logger?.warn({ swept }, 'removed unfinished image store work');
   const host = await checkHost();
   const runtimes = createRuntimes(host, {
     ...options,

@@ -228,7 +228,7 @@ export class TemplateBuilder {
     label: string,
     step: BuildStep,
     say: (m: string, level?: BuildLogLevel) => void,
-    _signal?: AbortSignal,
+    signal?: AbortSignal,
   ): Promise<StepRecord> {
     const type = step.type.toUpperCase();
     const ctx = chain.context;
@@ -241,7 +241,7 @@ export class TemplateBuilder {
         env[step.args[i] as string] = expandEnv(step.args[i + 1] ?? '', env);
       record = { key, context: { ...ctx, env } };
     } else if (['RUN', 'COPY', 'ADD', 'WORKDIR', 'USER'].includes(type)) {
-      record = await this.inSandbox(spec, chain, key, label, async (run, upload) => {
+      record = await this.inSandbox(spec, chain, key, label, signal, async (run, upload) => {
         if (type === 'RUN') {
           const [cmd, user] = step.args;
           if (!cmd) throw new BuildStepError(label, 'RUN requires a command');
@@ -315,6 +315,7 @@ export class TemplateBuilder {
     chain: Chain,
     key: string,
     label: string,
+    signal: AbortSignal | undefined,
     body: (
       run: (
         cmd: string,
@@ -336,6 +337,7 @@ export class TemplateBuilder {
       {},
       async (rootfs) => {
         const sandbox = await this.sandboxes.create({
+          signal,
           driver: 'container',
           template: { ...chain.base, name: `${spec.name}-build`, layers: chain.layers, start: undefined },
           vcpus: spec.vcpus,
@@ -366,6 +368,7 @@ export class TemplateBuilder {
               onStdout: lines('info'),
               onStderr: lines('info'),
               timeoutMs: 3_600_000,
+              signal,
             });
             if (r.exitCode !== 0)
               throw new BuildStepError(

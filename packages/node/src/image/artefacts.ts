@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { lockFile } from '../host/file-lock.js';
+import { LockBusyError, lockFile } from '../host/file-lock.js';
 import type { ImagePaths } from '../paths.js';
 import { runStep, silentReporter } from './build-reporter.js';
 import type { BuildOptions, LayerRecord } from './image-types.js';
@@ -139,6 +139,31 @@ export class Artefacts {
       if (r) out.push(r);
     }
     return out;
+  }
+
+  /**
+   * Removes what builders that died left in `tmp/` (a node killed mid-build): every entry
+   * whose key's lock nobody holds. Entries are named `<key>.<anything>`.
+   */
+  async sweepTmp(): Promise<string[]> {
+    const removed: string[] = [];
+    for (const name of await readdir(this.paths.tmp).catch(() => [] as string[])) {
+      const key = name.split('.')[0] as string;
+      let lock: Awaited<ReturnType<typeof lockFile>>;
+      try {
+        lock = await lockFile(join(this.paths.locks, `${key}.lock`), { noWait: true });
+      } catch (e) {
+        if (e instanceof LockBusyError) continue;
+        throw e;
+      }
+      try {
+        await rm(join(this.paths.tmp, name), { recursive: true, force: true });
+        removed.push(name);
+      } finally {
+        await lock.release();
+      }
+    }
+    return removed;
   }
 
   /** Removes an artefact directory under the lock of `key`; no reader sees it half-removed. */
