@@ -224,6 +224,59 @@ describe('template builds (containers)', () => {
     assert.equal((await api('DELETE', '/templates/slow-app')).status, 204);
   });
 
+  test('templates are their team’s; names are unique per team; a public one is every team’s', async () => {
+    const made = async (name: string) =>
+      String(((await api('POST', '/v1/teams', { name })).body as { key: string }).key);
+    const other = { apiKey: await made('template-other') };
+    const third = { apiKey: await made('template-third') };
+    const mine = await Template.build(
+      Template().fromTemplate('base').runCmd('echo shared > /home/user/shared.txt'),
+      'team-only',
+    );
+    // Another team sees neither the template nor its builds (E2B answers its alias with a
+    // 403, which the SDK counts as "exists").
+    await assert.rejects(Sandbox.create('team-only', other), /does not exist/);
+    const listed = await fetch(`${server.up.url}/templates`, { headers: { 'x-api-key': other.apiKey } });
+    assert.ok(
+      !((await listed.json()) as { templateID: string }[]).some((t) => t.templateID === mine.templateId),
+    );
+    // It may have a template of the same name: its own.
+    const theirs = await Template.build(
+      Template().fromTemplate('base').runCmd('echo theirs > /home/user/shared.txt'),
+      'team-only',
+      other,
+    );
+    assert.notEqual(theirs.templateId, mine.templateId);
+
+    const published = await api('PATCH', `/v2/templates/${mine.templateId}`, { public: true });
+    assert.deepEqual(published.body, { names: ['team-only'] });
+    const sbx = await Sandbox.create('team-only', third);
+    try {
+      assert.equal(await sbx.files.read('/home/user/shared.txt'), 'shared\n');
+    } finally {
+      await sbx.kill();
+    }
+    // A team's own name comes first.
+    const own = await Sandbox.create('team-only', other);
+    try {
+      assert.equal(await own.files.read('/home/user/shared.txt'), 'theirs\n');
+    } finally {
+      await own.kill();
+    }
+    // Only the owner deletes it.
+    const refused = await fetch(`${server.up.url}/templates/${mine.templateId}`, {
+      method: 'DELETE',
+      headers: { 'x-api-key': third.apiKey },
+    });
+    assert.equal(refused.status, 404);
+    assert.equal((await api('DELETE', `/templates/${mine.templateId}`)).status, 204);
+    const gone = await fetch(`${server.up.url}/templates/team-only`, {
+      method: 'DELETE',
+      headers: { 'x-api-key': other.apiKey },
+    });
+    assert.equal(gone.status, 204);
+  });
+
   test('bad requests get clear errors', async () => {
     const req = await api('POST', '/v3/templates', { name: 'bad-steps' });
     assert.equal(req.status, 202);
@@ -376,6 +429,45 @@ describe('templates from registry images', () => {
       await sbx.kill();
     }
     assert.equal((await api('DELETE', '/templates/tiny-app')).status, 204);
+  });
+
+  test('aiva template import: a docker save archive and an OCI layout directory become templates', async () => {
+    const archive = join(dir, 'tiny.tar');
+    await runCommand('skopeo', [
+      'copy',
+      '--quiet',
+      `oci:${join(dir, 'layout')}:tiny`,
+      `docker-archive:${archive}:aiva-tests/tiny:1`,
+    ]);
+    for (const [source, name] of [
+      [archive, 'imported-archive'],
+      [join(dir, 'layout'), 'imported-layout'],
+    ] as const) {
+      const r = await aiva('template', 'import', source, '--name', name, '--cpu', '1', '--memory', '256');
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stderr, new RegExp(`Template ${name} \\([a-z0-9]{20}\\) ready in`));
+      const sbx = await Sandbox.create(name);
+      try {
+        const out = await sbx.commands.run('cat /srv/hello.txt; whoami');
+        assert.equal(out.stdout, 'hello from the image\nuser\n');
+      } finally {
+        await sbx.kill();
+      }
+      assert.equal((await api('DELETE', `/templates/${name}`)).status, 204);
+    }
+    const missing = await aiva('template', 'import', join(dir, 'nope.tar'), '--name', 'nope');
+    assert.equal(missing.code, 1);
+    assert.match(missing.stderr, /nope\.tar: no such file or directory/);
+    const notImage = await aiva(
+      'template',
+      'import',
+      join(dir, 'registry', 'config.yml'),
+      '--name',
+      'not-an-image',
+    );
+    assert.equal(notImage.code, 1);
+    assert.match(notImage.stderr, /not a tar archive/);
+    await api('DELETE', '/templates/not-an-image');
   });
 
   test('wrong credentials and unknown images end the build with the registry’s reason', async () => {

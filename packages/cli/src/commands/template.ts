@@ -5,6 +5,7 @@ import { type LogEntry, Template } from 'e2b';
 import { apiTarget, callApi } from '../api-client.js';
 import { interruptSignal } from '../interrupt.js';
 import { formatTable } from '../table.js';
+import { importTemplate } from './template-import.js';
 
 interface ListedTemplate {
   templateID: string;
@@ -66,7 +67,9 @@ async function findDockerfile(dir: string, file?: string): Promise<string> {
 export function registerTemplateCommands(program: Command): void {
   const template = program
     .command('template')
-    .description('templates built through the running aiva server (E2B’s template API): build, ls, rm, logs');
+    .description(
+      'templates built through the running aiva server (E2B’s template API): build, import, ls, rm, logs',
+    );
 
   template
     .command('build')
@@ -138,6 +141,26 @@ export function registerTemplateCommands(program: Command): void {
         }
       },
     );
+
+  template
+    .command('import')
+    .description('make a template of an image archive (docker save, OCI archive) or an OCI layout directory')
+    .argument('<path>', 'the archive or layout directory')
+    .requiredOption('-n, --name <name>', 'the template’s name')
+    .option('--cpu <n>', 'vCPUs of its sandboxes', int('--cpu', 1, 64), 2)
+    .option('--memory <MiB>', 'memory of its sandboxes', int('--memory', 128, 1_048_576), 1024)
+    .action(async (path: string, opts: { name: string; cpu: number; memory: number }) => {
+      const started = performance.now();
+      process.stderr.write(`Importing ${path} as template ${opts.name}\n`);
+      const id = await importTemplate(path, opts, (line) => process.stderr.write(`${line}\n`)).catch(
+        (e: Error) => {
+          throw new Error(`importing ${path}: ${e.message}`);
+        },
+      );
+      const seconds = ((performance.now() - started) / 1000).toFixed(1);
+      process.stderr.write(`Template ${opts.name} (${id}) ready in ${seconds} s\n`);
+      process.stdout.write(`${id}\n`);
+    });
 
   template
     .command('ls')

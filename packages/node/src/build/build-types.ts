@@ -24,7 +24,9 @@ export type BuildBase =
   /** An aiva template: a recipe's name or a built template's definition, with the context its build ended in. */
   | { template: string | TemplateDefinition; context?: BuildContext }
   /** An image on a registry (`e2bdev/base` is aiva's base template). */
-  | { image: string; credentials?: { username: string; password: string } };
+  | { image: string; credentials?: { username: string; password: string } }
+  /** An image archive on this host: a `docker save` tar, an OCI archive or an OCI layout directory. */
+  | { archive: string };
 
 export interface BuildSpec {
   name: string;

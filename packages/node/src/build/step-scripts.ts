@@ -6,7 +6,7 @@
 const HOME_OF = `home_of() { awk -F: -v u="$1" '$1 == u { print $6; exit }' /etc/passwd 2>/dev/null; }`;
 
 /**
- * COPY: $1 archive (gzip tar of the uploaded files, relative paths), $2 source (the
+ * COPY: $1 archive (tar of the uploaded files, relative paths; gzip or not, tar tells), $2 source (the
  * glob-free prefix of the step's source), $3 destination, $4 owner (user[:group]), $5
  * mode (octal, may be empty), $6 the directory relative destinations are under (empty:
  * the home of $7, the build's user). A
@@ -19,7 +19,8 @@ arc=$1 src=$2 dest=$3 owner=$4 mode=$5 base=$6 user=$7
 [ -n "$base" ] || base=$(home_of "$user")
 case "$dest" in /*) ;; *) dest="\${base%/}/$dest" ;; esac
 u=$(mktemp -d /tmp/aiva-copy.XXXXXX)
-tar -xzf "$arc" -C "$u"
+# gzip or plain (busybox tar does not tell them apart by itself)
+if [ "$(head -c 2 "$arc" | od -An -tx1 | tr -d ' \\n')" = 1f8b ]; then tar -xzf "$arc" -C "$u"; else tar -xf "$arc" -C "$u"; fi
 rm -f "$arc"
 from="$u/$src"
 if [ ! -e "$from" ] && [ ! -L "$from" ]; then echo "source path does not exist: $src" >&2; rm -rf "$u"; exit 1; fi

@@ -170,17 +170,20 @@ export class TemplateBuilder {
 
   private async base(spec: BuildSpec, say: (m: string) => void, signal?: AbortSignal): Promise<Chain> {
     const base = spec.base;
-    if ('image' in base && !/^e2bdev\/base(:latest)?$/.test(base.image)) {
-      say(`FROM ${base.image}`);
-      const image = await this.images.oci
-        .pull(base.image, { credentials: base.credentials, reporter: sayingReporter(say), signal })
-        .catch((e: Error) => {
-          throw new BuildStepError('base', e.message, { cause: e });
-        });
+    if ('archive' in base || ('image' in base && !/^e2bdev\/base(:latest)?$/.test(base.image))) {
+      const from = 'archive' in base ? 'an image archive' : base.image;
+      say(`FROM ${from}`);
+      const reporter = sayingReporter(say);
+      const image = await ('archive' in base
+        ? this.images.oci.import(base.archive, { reporter, signal })
+        : this.images.oci.pull(base.image, { credentials: base.credentials, reporter, signal })
+      ).catch((e: Error) => {
+        throw new BuildStepError('base', e.message, { cause: e });
+      });
       // An image starts as root (E2B's), with the image's environment.
       const context: BuildContext = { user: 'root', workdir: undefined, env: image.config.env };
       const definition: TemplateDefinition = {
-        name: base.image,
+        name: image.reference,
         layers: image.layers,
         diskSizeMiB: DEFAULT_IMAGE_DISK_MIB,
         defaults: { user: 'root', workdir: '/root', vcpus: spec.vcpus, memoryMiB: spec.memoryMiB },

@@ -182,6 +182,12 @@ export class ImageStore {
    * its layers merged read-only by overlayfs in a private mount namespace.
    */
   async ensureDisk(template: ResolvedTemplate, options: BuildOptions = {}): Promise<ResolvedTemplate> {
+    await this.makeDisk(template, options);
+    const st = await stat(template.disk);
+    return { ...template, diskId: `${st.ino}-${Math.round(st.mtimeMs)}` };
+  }
+
+  private async makeDisk(template: ResolvedTemplate, options: BuildOptions): Promise<void> {
     const reporter = options.reporter ?? silentReporter;
     if (
       await stat(template.disk).then(
@@ -189,7 +195,7 @@ export class ImageStore {
         () => false,
       )
     )
-      return template;
+      return;
     await mkdir(this.paths.locks, { recursive: true });
     const lock = await lockFile(join(this.paths.locks, `disk-${template.hash}.lock`), {
       signal: options.signal,
@@ -201,7 +207,7 @@ export class ImageStore {
           () => false,
         )
       )
-        return template;
+        return;
       await mkdir(this.paths.tmp, { recursive: true });
       const tmp = join(this.paths.tmp, `disk-${template.hash}.ext4`);
       await rm(tmp, { force: true });
@@ -225,7 +231,7 @@ export class ImageStore {
       } finally {
         await rm(tmp, { force: true });
       }
-      return template;
+      return;
     } finally {
       await lock.release();
     }
@@ -431,26 +437,34 @@ export class ImageStore {
   /**
    * Removes the build-step layers among `hashes` (others are ignored), with the images
    * composed from them that no sandbox uses (`inUse`); a layer an image in use needs
-   * stays. Returns the hashes of the layers removed.
+   * stays. Returns the hashes of the layers and template images removed (what was made
+   * from those images, such as VM snapshots, is the caller's to discard).
    */
-  async removeLayers(hashes: string[], options: { inUse?: Set<string> } = {}): Promise<string[]> {
+  async removeLayers(
+    hashes: string[],
+    options: { inUse?: Set<string> } = {},
+  ): Promise<{ layers: string[]; templates: string[] }> {
     // Only build steps' layers: recipe and guest layers go with their images, and
     // registry images' layers are a cache shared by every template built on them.
     const doomed = new Set<string>();
     for (const h of hashes) if ((await this.artefacts.layer(h))?.role === 'step') doomed.add(h);
-    const templates = await this.artefacts.records<TemplateImage>(this.paths.images, 'image.json');
+    const images = await this.artefacts.records<TemplateImage>(this.paths.images, 'image.json');
     const kept = new Set<string>();
-    for (const t of templates) {
+    const templates: string[] = [];
+    for (const t of images) {
       if (!t.layers.some((l) => doomed.has(l))) continue;
       if (options.inUse?.has(t.hash)) for (const l of t.layers) kept.add(l);
-      else await this.artefacts.removeLocked(`template-${t.hash}`, join(this.paths.images, t.hash));
+      else {
+        await this.artefacts.removeLocked(`template-${t.hash}`, join(this.paths.images, t.hash));
+        templates.push(t.hash);
+      }
     }
-    const removed: string[] = [];
+    const layers: string[] = [];
     for (const h of doomed) {
       if (kept.has(h) || !(await this.artefacts.layer(h))) continue;
       await this.artefacts.removeLocked(`layer-${h}`, this.artefacts.layerDir(h));
-      removed.push(h);
+      layers.push(h);
     }
-    return removed;
+    return { layers, templates };
   }
 }

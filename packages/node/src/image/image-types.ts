@@ -110,6 +110,12 @@ export interface ResolvedTemplate extends TemplateImage {
    * Made on first use (`ImageStore.ensureDisk`): containers never need it.
    */
   disk: string;
+  /**
+   * Which making of the disk this is (its inode and mtime), set by `ensureDisk`: a disk
+   * made again has another, so nothing saved over the old one (a VM snapshot's overlay)
+   * is taken for the new one.
+   */
+  diskId?: string;
   /** Root filesystem directories, top first (overlay lowerdirs). */
   rootfsLayers: string[];
 }

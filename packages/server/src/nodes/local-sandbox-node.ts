@@ -2,6 +2,7 @@ import {
   type BuildLogEntry,
   type BuildResult,
   type BuildSpec,
+  discardSnapshotsOf,
   envdMetrics,
   type LocalNode,
   type SandboxInfo,
@@ -50,7 +51,10 @@ export class LocalSandboxNode implements SandboxNode {
 
   async removeLayers(layers: string[]): Promise<void> {
     const inUse = await SandboxManager.imagesInUse(this.node.images.options.home);
-    await this.node.images.removeLayers(layers, { inUse });
+    const removed = await this.node.images.removeLayers(layers, { inUse });
+    // VM snapshots of the images that went are of disks that are no more.
+    if (removed.templates.length > 0)
+      await discardSnapshotsOf(this.node.images.paths.snapshots, new Set(removed.templates));
   }
 
   async create(request: NodeSandboxRequest): Promise<NodeSandbox> {

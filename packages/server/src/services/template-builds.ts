@@ -26,6 +26,8 @@ import { checkTag, DEFAULT_TAG, parseTemplateRef } from './template-names.js';
 export interface BuildStart {
   fromImage?: string;
   fromTemplate?: string;
+  /** aiva's own: the files hash of an uploaded image archive (`aiva template import`). */
+  fromArchive?: string;
   fromImageRegistry?: { type: string; username?: string; password?: string };
   steps?: BuildStep[];
   startCmd?: string;
@@ -178,8 +180,8 @@ export class TemplateBuilds {
       });
       await pipeline(body, createWriteStream(tmp, { mode: 0o600 }));
       // Only an archive tar can read goes where builds find it.
-      await runCommand('tar', ['-tzf', tmp]).catch(() => {
-        throw new InvalidRequestError('the upload is not a gzip-compressed tar archive');
+      await runCommand('tar', ['-tf', tmp]).catch(() => {
+        throw new InvalidRequestError('the upload is not a tar archive (gzip-compressed or not)');
       });
       await rename(tmp, dest);
     } finally {
@@ -196,9 +198,10 @@ export class TemplateBuilds {
       .where(and(eq(templateBuilds.id, buildId), eq(templateBuilds.templateId, row.id)));
     if (!build) throw new NotFoundError(`build '${buildId}' not found`);
     if (build.status !== 'waiting') throw new InvalidRequestError('build is not in waiting state');
-    if (Boolean(body.fromImage) === Boolean(body.fromTemplate))
+    const bases = [body.fromImage, body.fromTemplate, body.fromArchive].filter(Boolean).length;
+    if (bases !== 1)
       throw new InvalidRequestError(
-        body.fromImage
+        bases > 1
           ? 'cannot specify both fromImage and fromTemplate'
           : 'must specify either fromImage or fromTemplate',
       );
@@ -218,7 +221,18 @@ export class TemplateBuilds {
       }
     }
     let base: BuildBase;
-    if (body.fromTemplate) {
+    if (body.fromArchive) {
+      const archive = this.archive(caller.teamId, body.fromArchive);
+      if (
+        !/^[a-f0-9]{64}$/.test(body.fromArchive) ||
+        !(await stat(archive).then(
+          () => true,
+          () => false,
+        ))
+      )
+        throw new InvalidRequestError(`the image archive ${body.fromArchive} was not uploaded`);
+      base = { archive };
+    } else if (body.fromTemplate) {
       const parent = await this.catalog.resolve(caller, body.fromTemplate);
       if (!parent) throw new InvalidRequestError(`template '${body.fromTemplate}' not found`);
       base = { template: parent.node, context: parent.context as never };

@@ -98,6 +98,8 @@ export function snapshotLocation(
       JSON.stringify({
         format: FORMAT,
         template: spec.template.hash,
+        // The disk the snapshot's overlay sits on, as made: a disk made again is another disk.
+        disk: spec.template.diskId ?? null,
         kernel: spec.kernel.hash,
         memoryMiB,
         vcpus,

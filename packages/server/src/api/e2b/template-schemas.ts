@@ -38,6 +38,8 @@ export const BuildStartBody = Type.Object(
   {
     fromImage: Type.Optional(Text({ maxLength: 1024 })),
     fromTemplate: Type.Optional(Text({ maxLength: 256 })),
+    /** aiva's own: the files hash of an uploaded image archive (`aiva template import`). */
+    fromArchive: Type.Optional(Text({ maxLength: 64 })),
     fromImageRegistry: Type.Optional(
       Type.Object(
         {
