@@ -40,10 +40,19 @@ interface RecipePlan {
   debianHash: string;
 }
 
+/** The template with the identity of its disk as made now (`diskId`), if it has one. */
+async function withDiskId(template: ResolvedTemplate): Promise<ResolvedTemplate> {
+  const st = await stat(template.disk).catch(() => undefined);
+  return st ? { ...template, diskId: `${st.ino}-${Math.round(st.mtimeMs)}` } : template;
+}
+
 /** The hash of the image a definition makes with the guest layer `guestHash` on top. */
 function imageHash(guestHash: string, d: TemplateDefinition): string {
   return contentHash({
     v: BUILDER_VERSION,
+    // The name too: a build sandbox's image (discarded after its step) must never be the
+    // image of a template whose layers and defaults it happens to share.
+    name: d.name,
     layers: [guestHash, ...d.layers],
     disk: d.diskSizeMiB,
     defaults: d.defaults,
@@ -183,8 +192,7 @@ export class ImageStore {
    */
   async ensureDisk(template: ResolvedTemplate, options: BuildOptions = {}): Promise<ResolvedTemplate> {
     await this.makeDisk(template, options);
-    const st = await stat(template.disk);
-    return { ...template, diskId: `${st.ino}-${Math.round(st.mtimeMs)}` };
+    return withDiskId(template);
   }
 
   private async makeDisk(template: ResolvedTemplate, options: BuildOptions): Promise<void> {
@@ -265,7 +273,7 @@ export class ImageStore {
   /** A template already in the store, by its hash (what a running sandbox was made from). */
   async templateByHash(hash: string): Promise<ResolvedTemplate | undefined> {
     const record = await readJson<TemplateImage>(join(this.paths.images, hash, 'image.json'));
-    return record && this.resolveTemplate(record);
+    return record && withDiskId(this.resolveTemplate(record));
   }
 
   /** A guest kernel already in the store, by its hash. */
