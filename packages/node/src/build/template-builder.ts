@@ -188,13 +188,7 @@ export class TemplateBuilder {
         diskSizeMiB: DEFAULT_IMAGE_DISK_MIB,
         defaults: { user: 'root', workdir: '/root', vcpus: spec.vcpus, memoryMiB: spec.memoryMiB },
       };
-      return {
-        key: contentHash({ v: STEP_VERSION, base: image.layers, context }),
-        layers: image.layers,
-        context,
-        base: definition,
-        forced: false,
-      };
+      return chainOf(definition, context);
     }
     const template = 'template' in base ? base.template : 'base';
     const definition =
@@ -207,13 +201,7 @@ export class TemplateBuilder {
           ? { user: definition.defaults.user, workdir: definition.defaults.workdir, env: {} }
           : { user: 'root', workdir: undefined, env: {} };
     say(`FROM ${'image' in base ? base.image : definition.name}`);
-    return {
-      key: contentHash({ v: STEP_VERSION, base: definition.layers, context }),
-      layers: definition.layers,
-      context,
-      base: definition,
-      forced: false,
-    };
+    return chainOf(definition, context);
   }
 
   private async cachedStep(key: string): Promise<StepRecord | undefined> {
@@ -420,6 +408,17 @@ export class TemplateBuilder {
     await this.sandboxes.kill(sandbox.id).catch(() => {});
     say('the start command is ready');
   }
+}
+
+/** Where a build starts: its base's layers and context, keyed by both. */
+function chainOf(base: TemplateDefinition, context: BuildContext): Chain {
+  return {
+    key: contentHash({ v: STEP_VERSION, base: base.layers, context }),
+    layers: base.layers,
+    context,
+    base,
+    forced: false,
+  };
 }
 
 /** An image pull's progress as build log lines. */

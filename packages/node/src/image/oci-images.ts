@@ -4,7 +4,7 @@ import { CommandError, runCommand } from '../host/command.js';
 import type { Artefacts } from './artefacts.js';
 import { type BuildReporter, runStep, silentReporter } from './build-reporter.js';
 import { OciImageError, skopeoError } from './oci-errors.js';
-import { type Descriptor, OciLayout } from './oci-layout.js';
+import { type Descriptor, type OciImageConfig, OciLayout } from './oci-layout.js';
 import { parseReference } from './oci-reference.js';
 import { LayerContentError, unpackLayer } from './oci-unpack.js';
 import { contentHash } from './recipe.js';
@@ -21,13 +21,7 @@ export interface OciImage {
   /** Store layer hashes, top first: ready to be overlay lowerdirs (`Artefacts.layerRootfs`). */
   layers: string[];
   /** How the image says to run it. */
-  config: {
-    env: Record<string, string>;
-    workdir?: string;
-    user?: string;
-    entrypoint?: string[];
-    cmd?: string[];
-  };
+  config: OciImageConfig;
 }
 
 export interface OciImportOptions {

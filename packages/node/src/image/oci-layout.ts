@@ -67,13 +67,16 @@ export interface ManifestContent {
   /** `os/architecture` from the config, e.g. `linux/amd64`. */
   platform: string;
   layers: OciLayerBlob[];
-  config: {
-    env: Record<string, string>;
-    workdir?: string;
-    user?: string;
-    entrypoint?: string[];
-    cmd?: string[];
-  };
+  config: OciImageConfig;
+}
+
+/** How an image says to run it (its config's `Env`, `WorkingDir`, `User`, `Entrypoint`, `Cmd`). */
+export interface OciImageConfig {
+  env: Record<string, string>;
+  workdir?: string;
+  user?: string;
+  entrypoint?: string[];
+  cmd?: string[];
 }
 
 const DIGEST = /^sha256:([0-9a-f]{64})$/;

@@ -1,5 +1,5 @@
 import type { TemplateDefinition } from '@aiva/node';
-import { and, desc, eq, inArray, ne, or } from 'drizzle-orm';
+import { and, desc, eq, inArray, ne, or, sql } from 'drizzle-orm';
 import type { Database } from '../db/database.js';
 import { sandboxes, templateBuilds, templates, templateTags } from '../db/schema.js';
 import type { SandboxNode } from '../nodes/sandbox-node.js';
@@ -107,12 +107,10 @@ export class TemplateCatalog {
 
   /** Counts a sandbox started from the template (E2B's spawnCount, lastSpawnedAt). */
   async spawned(templateId: string): Promise<void> {
-    const [row] = await this.db.select().from(templates).where(eq(templates.id, templateId));
-    if (row)
-      await this.db
-        .update(templates)
-        .set({ spawnCount: row.spawnCount + 1, lastSpawnedAt: new Date() })
-        .where(eq(templates.id, templateId));
+    await this.db
+      .update(templates)
+      .set({ spawnCount: sql`${templates.spawnCount} + 1`, lastSpawnedAt: new Date() })
+      .where(eq(templates.id, templateId));
   }
 
   /** The team's templates and the public ones, newest first. */
