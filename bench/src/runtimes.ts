@@ -66,7 +66,11 @@ async function rawContainer(oci: string, spec: RuntimeSpec, n: number): Promise<
     `lowerdir=${spec.template.rootfsLayers.join(':')},upperdir=${upper},workdir=${work}`,
     rootfs,
   ]);
-  const config = ociConfig(spec, rootfs, { noNewPrivileges: false, maxOpenFiles: 20000 }) as {
+  const config = ociConfig(spec, rootfs, {
+    noNewPrivileges: false,
+    maxOpenFiles: 20000,
+    protectAgent: false,
+  }) as {
     linux: { cgroupsPath: string };
   };
   config.linux.cgroupsPath = `/aiva-bench/${spec.id}`;

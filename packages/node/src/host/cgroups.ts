@@ -138,6 +138,33 @@ export class Cgroup {
     };
   }
 
+  /** The limits in force, read back from the kernel (`swapBytes`: swap allowed beyond memory). */
+  async limits(): Promise<CgroupLimits & { swapBytes: number }> {
+    const read = async (controller: (typeof V1_CONTROLLERS)[number], file: string) => {
+      const t = (await readFile(join(this.dir(controller), file), 'utf8')).trim();
+      return t === 'max' || t === '-1' ? Number.POSITIVE_INFINITY : Number(t.split(' ')[0]);
+    };
+    if (this.layout === 'v2') {
+      const [quota, period] = (await readFile(join(ROOT, this.path, 'cpu.max'), 'utf8')).trim().split(' ');
+      return {
+        memoryBytes: await read('memory', 'memory.max'),
+        swapBytes: await read('memory', 'memory.swap.max').catch(() => 0),
+        cpus: quota === 'max' ? Number.POSITIVE_INFINITY : Number(quota) / Number(period),
+        pids: await read('pids', 'pids.max'),
+      };
+    }
+    const memoryBytes = await read('memory', 'memory.limit_in_bytes');
+    // Without swap accounting there is no memsw file: swap is then unlimited.
+    const memsw = await read('memory', 'memory.memsw.limit_in_bytes').catch(() => Number.POSITIVE_INFINITY);
+    const quota = await read('cpu', 'cpu.cfs_quota_us');
+    return {
+      memoryBytes,
+      swapBytes: memsw - memoryBytes,
+      cpus: quota / (await read('cpu', 'cpu.cfs_period_us')),
+      pids: await read('pids', 'pids.max'),
+    };
+  }
+
   /** Times the memory limit was hit and a process was killed for it (v1: under_oom/oom_kill). */
   async oomKills(): Promise<number> {
     const file =

@@ -19,6 +19,16 @@ export interface HostResources {
   ipForward: string[];
   /** Test internets (namespaces and links named tnet…). */
   testNets: string[];
+  /** Loop devices backed by sandbox disks (`disk.ext4`). */
+  loops: string[];
+}
+
+async function sandboxDiskLoops(): Promise<string[]> {
+  const { stdout } = await runCommand('losetup', ['--list', '--noheadings', '--output', 'NAME,BACK-FILE']);
+  return stdout
+    .split('\n')
+    .map((l) => l.trim().replace(/\s+/, ' '))
+    .filter((l) => /\/disk\.ext4( \(deleted\))?$/.test(l));
 }
 
 async function vmmAndRuntimeProcesses(): Promise<string[]> {
@@ -69,6 +79,7 @@ export async function hostResources(): Promise<HostResources> {
     nftTables: nftTables.sort(),
     ipForward: [`${forward}${saved}`],
     testNets: [...allNetns, ...allLinks].filter((n) => n.startsWith('tnet')).sort(),
+    loops: (await sandboxDiskLoops()).sort(),
   };
 }
 

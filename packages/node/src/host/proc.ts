@@ -59,3 +59,15 @@ export async function hostTscKhz(): Promise<number | undefined> {
   const mhz = /^cpu MHz\s*:\s*([\d.]+)/m.exec(cpuinfo)?.[1];
   return mhz ? Math.round(Number(mhz) * 1000) : undefined;
 }
+
+const CAP_SYS_RESOURCE = 24n;
+
+/**
+ * Whether this process may lower an out-of-memory score (CAP_SYS_RESOURCE in its
+ * effective set). Some hosts (a container that runs aiva) drop it.
+ */
+export async function canLowerOomScores(): Promise<boolean> {
+  const status = await readFile('/proc/self/status', 'utf8');
+  const eff = /^CapEff:\s+([0-9a-f]+)/m.exec(status)?.[1];
+  return eff !== undefined && ((BigInt(`0x${eff}`) >> CAP_SYS_RESOURCE) & 1n) === 1n;
+}

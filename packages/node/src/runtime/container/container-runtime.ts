@@ -3,7 +3,13 @@ import { join } from 'node:path';
 import { Cgroup } from '../../host/cgroups.js';
 import { runCommand } from '../../host/command.js';
 import { mountedUnder, overlayLowerdir, unmountAll } from '../../host/mounts.js';
-import { isSameProcess, openFilesHardLimit, processStartTime, waitForExit } from '../../host/proc.js';
+import {
+  canLowerOomScores,
+  isSameProcess,
+  openFilesHardLimit,
+  processStartTime,
+  waitForExit,
+} from '../../host/proc.js';
 import {
   type RuntimeCapabilities,
   RuntimeError,
@@ -14,6 +20,7 @@ import {
   type SandboxRuntime,
 } from '../types.js';
 import { containerCgroupPath, ociConfig } from './oci-config.js';
+import { SandboxDisk } from './sandbox-disk.js';
 
 export type OciRuntime = 'runc' | 'crun';
 
@@ -47,8 +54,9 @@ const containerId = (spec: SandboxRef) => `aiva-${spec.id}`;
 
 /**
  * Sandboxes as OCI containers run by runc or crun. The root filesystem is an overlay
- * of the template's layers (read-only, shared) with a private upper layer in the
- * sandbox's directory; the container joins the network namespace the manager made.
+ * of the template's layers (read-only, shared) with a private upper layer on the
+ * sandbox's own disk (`SandboxDisk`); the container joins the network namespace the
+ * manager made.
  */
 export class ContainerRuntime implements SandboxRuntime {
   readonly name = 'container' as const;
@@ -67,9 +75,11 @@ export class ContainerRuntime implements SandboxRuntime {
   }
 
   private paths(spec: SandboxRef) {
+    const disk = new SandboxDisk(spec.dir);
     return {
-      upper: join(spec.dir, 'upper'),
-      work: join(spec.dir, 'overlay-work'),
+      disk,
+      upper: disk.upper,
+      work: disk.work,
       rootfs: join(spec.dir, 'rootfs'),
       bundle: join(spec.dir, 'bundle'),
       pidFile: join(spec.dir, 'bundle', 'container.pid'),
@@ -79,10 +89,19 @@ export class ContainerRuntime implements SandboxRuntime {
   async create(spec: RuntimeSpec, signal?: AbortSignal): Promise<void> {
     const p = this.paths(spec);
     try {
-      for (const d of [p.work, p.rootfs, p.bundle]) await mkdir(d, { recursive: true });
+      for (const d of [p.rootfs, p.bundle]) await mkdir(d, { recursive: true });
+      await p.disk.create(spec.resources.diskMiB, signal);
       // A saved sandbox's files are its upper layer: a copy of it is this one's.
-      if (spec.restoreFrom) await copyTree(join(spec.restoreFrom, 'upper'), p.upper, signal);
-      else await mkdir(p.upper, { recursive: true });
+      if (spec.restoreFrom) {
+        await rm(p.upper, { recursive: true });
+        await copyTree(join(spec.restoreFrom, 'upper'), p.upper, signal).catch((e: Error) => {
+          throw /No space left/.test(e.message)
+            ? new RuntimeError(`the saved files do not fit a ${spec.resources.diskMiB} MiB disk`, {
+                cause: e,
+              })
+            : e;
+        });
+      }
       const { lowerdir, cwd } = overlayLowerdir(spec.template.rootfsLayers);
       await runCommand(
         'mount',
@@ -100,6 +119,7 @@ export class ContainerRuntime implements SandboxRuntime {
       const config = ociConfig(spec, p.rootfs, {
         noNewPrivileges: false,
         maxOpenFiles: Math.min(1_048_576, await openFilesHardLimit()),
+        protectAgent: await canLowerOomScores(),
       });
       await writeFile(join(p.bundle, 'config.json'), JSON.stringify(config, null, 2));
     } catch (e) {
@@ -188,8 +208,7 @@ export class ContainerRuntime implements SandboxRuntime {
       throw new RuntimeError(`cannot unmount the root filesystem of ${spec.id}`);
     }
     await rm(p.rootfs, { recursive: true, force: true });
-    await rm(p.upper, { recursive: true, force: true });
-    await rm(p.work, { recursive: true, force: true });
+    await p.disk.remove();
     await rm(p.bundle, { recursive: true, force: true });
   }
 

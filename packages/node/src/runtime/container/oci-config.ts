@@ -44,7 +44,12 @@ const tmpfs = (destination: string, options: string[]) => ({
 export function ociConfig(
   spec: RuntimeSpec,
   rootfs: string,
-  options: { noNewPrivileges: boolean; maxOpenFiles: number },
+  options: {
+    noNewPrivileges: boolean;
+    maxOpenFiles: number;
+    /** The node may lower a score (CAP_SYS_RESOURCE): init and envd get -1000. */
+    protectAgent: boolean;
+  },
 ): object {
   const caps = CONTAINER_CAPABILITIES;
   const { memoryMiB, vcpus } = spec.resources;
@@ -59,7 +64,9 @@ export function ociConfig(
       capabilities: { bounding: caps, effective: caps, permitted: caps },
       rlimits: [{ type: 'RLIMIT_NOFILE', hard: options.maxOpenFiles, soft: options.maxOpenFiles }],
       noNewPrivileges: options.noNewPrivileges,
-      oomScoreAdj: 0,
+      // init and envd: the out-of-memory killer takes the user's processes (aiva-exec
+      // gives them 500) before the sandbox's agent, and never it where -1000 is allowed.
+      oomScoreAdj: options.protectAgent ? -1000 : 0,
     },
     root: { path: rootfs, readonly: false },
     hostname: spec.hostname,
@@ -86,8 +93,8 @@ export function ociConfig(
         source: 'cgroup',
         options: ['nosuid', 'noexec', 'nodev', 'relatime', 'ro'],
       },
-      tmpfs('/run', ['nosuid', 'nodev', 'mode=755']),
-      tmpfs('/tmp', ['nosuid', 'nodev', 'mode=1777']),
+      // Memory-backed, so bounded: /tmp is on the sandbox's disk instead.
+      tmpfs('/run', ['nosuid', 'nodev', 'mode=755', 'size=65536k']),
     ],
     linux: {
       namespaces: [
