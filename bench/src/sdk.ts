@@ -108,8 +108,10 @@ export const sdkBenchmark: Benchmark = {
     'the e2b SDK against aiva up: create→first exec (sequential, concurrent) vs the raw floor, exec round trip, 100 MiB transfer, idle memory',
   async run() {
     const host = await checkHost();
-    const drivers = (['container', 'qemu-microvm'] as DriverName[]).filter((d) =>
-      host.checks.some((c) => c.driver === d && c.available),
+    // AIVA_BENCH_DRIVERS=container (a comma list) runs only those.
+    const only = process.env.AIVA_BENCH_DRIVERS?.split(',');
+    const drivers = (['container', 'qemu-microvm'] as DriverName[]).filter(
+      (d) => host.checks.some((c) => c.driver === d && c.available) && (!only || only.includes(d)),
     );
     const images = new ImageStore({ home: dataDir(), recipesDir, envdDir });
     const template = await images.ensureDisk(await images.ensureTemplate('base'));

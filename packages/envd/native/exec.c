@@ -207,18 +207,30 @@ static int run_pty(const struct creds *c, unsigned cols, unsigned rows, char **a
   return 125;
 }
 
-// A command started here is the user's: the out-of-memory killer takes it (the biggest
-// first) before envd and init, which run at -1000 where the host lets them and at 0
-// otherwise. Raising one's own score needs no privilege.
-static void become_killable(void) {
-  int fd = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
+static void write_file(const char *path, const char *text) {
+  int fd = open(path, O_WRONLY | O_CLOEXEC);
   if (fd < 0) return;
-  (void)write(fd, "500", 3);
+  (void)write(fd, text, strlen(text));
   close(fd);
 }
 
+// A command started here is the user's. It joins the user's cgroup where the runtime
+// gives one (a container's: its limits are the sandbox's, and envd stays outside it),
+// and the out-of-memory killer takes it (the biggest first) before envd and init, which
+// run at -1000 where the host lets them and at 0 otherwise (raising one's own score needs
+// no privilege).
+static void enter_user_share(void) {
+  static const char *const controllers[] = {"memory", "cpu", "cpuacct", "pids"};
+  char path[64];
+  for (size_t i = 0; i < sizeof controllers / sizeof *controllers; i++) {
+    snprintf(path, sizeof path, "/run/aiva/user-cgroup/%s", controllers[i]);
+    write_file(path, "0\n");
+  }
+  write_file("/proc/self/oom_score_adj", "500");
+}
+
 int cmd_exec(int argc, char **argv) {
-  become_killable();
+  enter_user_share();
   struct creds c = {0};
   int pty = 0;
   unsigned cols = 80, rows = 24;

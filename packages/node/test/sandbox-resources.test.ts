@@ -10,6 +10,7 @@ import { Cgroup } from '../src/host/cgroups.js';
 import { canLowerOomScores } from '../src/host/proc.js';
 import { execInSandbox, type SandboxInfo, type SandboxManager } from '../src/index.js';
 import { containerCgroupPath, MAX_PIDS } from '../src/runtime/container/oci-config.js';
+import { AGENT_MEMORY_MIB, AGENT_PIDS, UserCgroup } from '../src/runtime/container/user-cgroup.js';
 import type { DriverName } from '../src/runtime/types.js';
 import { checkHostLeaks } from './helpers/host-leaks.js';
 import { tempDir } from './helpers/temp-dir.js';
@@ -111,8 +112,32 @@ for (const driver of ['container', 'qemu-microvm'] as DriverName[]) {
 
     if (driver === 'container') {
       test('the cgroup enforces memory without swap, CPU and processes', async () => {
-        const limits = await (await Cgroup.at(containerCgroupPath(s.id))).limits();
-        assert.deepEqual(limits, { memoryBytes: 256 * MiB, swapBytes: 0, cpus: 1, pids: MAX_PIDS });
+        const sandbox = await (await Cgroup.at(containerCgroupPath(s.id))).limits();
+        if (!(await UserCgroup.supported())) {
+          assert.deepEqual(sandbox, { memoryBytes: 256 * MiB, swapBytes: 0, cpus: 1, pids: MAX_PIDS });
+          return;
+        }
+        // The user's processes have what was asked; init and envd a little more beside them.
+        const agentMiB = AGENT_MEMORY_MIB;
+        assert.deepEqual(sandbox, {
+          memoryBytes: (256 + agentMiB) * MiB,
+          swapBytes: 0,
+          cpus: 1,
+          pids: MAX_PIDS,
+        });
+        const user = await (await Cgroup.at(`${containerCgroupPath(s.id)}/user`)).limits();
+        assert.deepEqual(user, {
+          memoryBytes: 256 * MiB,
+          swapBytes: 0,
+          cpus: 1,
+          pids: MAX_PIDS - AGENT_PIDS,
+        });
+        // A command is in the user's cgroup (memory, cpu, pids), envd is not.
+        const cgroups = (await run('cat /proc/self/cgroup; echo; cat /proc/1/cgroup')).stdout;
+        const [cmd = '', init = ''] = cgroups.split('\n\n');
+        assert.match(cmd, /:memory:\/user$/m);
+        assert.match(cmd, /:pids:\/user$/m);
+        assert.doesNotMatch(init, /\/user$/m);
       });
     }
   });

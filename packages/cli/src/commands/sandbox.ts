@@ -79,7 +79,7 @@ export function registerSandboxCommands(program: Command): void {
     )
     .option('--cpus <n>', 'vCPUs', positiveInt('cpus'))
     .option('--memory <MiB>', 'memory in MiB', positiveInt('memory'))
-    .option('--disk <MiB>', 'disk in MiB (microVMs)', positiveInt('disk'))
+    .option('--disk <MiB>', "disk in MiB (at least the template's)", positiveInt('disk'))
     .option('-e, --env <NAME=VALUE>', 'environment variable for the sandbox (repeatable)', envPair)
     .option('--rm', 'kill the sandbox once the command has run')
     // Options after the command are the command's: `aiva sandbox run --rm ls -la`.

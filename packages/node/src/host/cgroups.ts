@@ -189,19 +189,7 @@ export class Cgroup {
       }
       await new Promise((r) => setTimeout(r, 20));
     }
-    for (const d of this.dirs()) {
-      for (let attempt = 0; attempt < 50; attempt++) {
-        try {
-          await rmdir(d);
-          break;
-        } catch (e) {
-          const code = (e as NodeJS.ErrnoException).code;
-          if (code === 'ENOENT') break;
-          if (code !== 'EBUSY' || attempt === 49) throw new Error(`cannot remove cgroup ${d}: ${code}`);
-          await new Promise((r) => setTimeout(r, 20));
-        }
-      }
-    }
+    for (const d of this.dirs()) await removeCgroupDir(d);
   }
 
   async exists(): Promise<boolean> {
@@ -215,4 +203,19 @@ export async function childCgroups(parent: string): Promise<string[]> {
   const dir = layout === 'v2' ? join(ROOT, parent) : join(ROOT, 'pids', parent);
   const entries = await readdir(dir, { withFileTypes: true }).catch(() => []);
   return entries.filter((e) => e.isDirectory()).map((e) => e.name);
+}
+
+/** Removes an empty cgroup directory (whose processes are gone or going); absent is fine. */
+export async function removeCgroupDir(dir: string): Promise<void> {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    try {
+      await rmdir(dir);
+      return;
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT') return;
+      if (code !== 'EBUSY' || attempt === 49) throw new Error(`cannot remove cgroup ${dir}: ${code}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
 }

@@ -19,8 +19,9 @@ import {
   type SandboxRef,
   type SandboxRuntime,
 } from '../types.js';
-import { containerCgroupPath, ociConfig } from './oci-config.js';
+import { containerCgroupPath, MAX_PIDS, ociConfig } from './oci-config.js';
 import { SandboxDisk } from './sandbox-disk.js';
+import { AGENT_PIDS, UserCgroup } from './user-cgroup.js';
 
 export type OciRuntime = 'runc' | 'crun';
 
@@ -116,10 +117,15 @@ export class ContainerRuntime implements SandboxRuntime {
         { signal, cwd },
       );
       if (spec.network.guest.dns) await writeResolvConf(p.rootfs, spec.network.guest.dns);
+      const userCgroup = (await UserCgroup.supported())
+        ? new UserCgroup(containerCgroupPath(spec.id))
+        : undefined;
+      await userCgroup?.create(spec.resources, MAX_PIDS - AGENT_PIDS);
       const config = ociConfig(spec, p.rootfs, {
         noNewPrivileges: false,
         maxOpenFiles: Math.min(1_048_576, await openFilesHardLimit()),
         protectAgent: await canLowerOomScores(),
+        userCgroup,
       });
       await writeFile(join(p.bundle, 'config.json'), JSON.stringify(config, null, 2));
     } catch (e) {
@@ -200,7 +206,9 @@ export class ContainerRuntime implements SandboxRuntime {
     // `delete --force` kills and removes the container, its cgroup and its state, even when frozen.
     await this.oci(['delete', '--force', id]).catch(() => {});
     if (state) await waitForExit(state.pid, state.pidStartTime, 5000);
-    // Whatever runc could not remove (a container that never got a state): the cgroup by hand.
+    // Whatever runc could not remove (a container that never got a state): the cgroups by
+    // hand, the user's (inside the sandbox's) first.
+    await new UserCgroup(containerCgroupPath(spec.id)).destroy();
     const cgroup = await Cgroup.at(containerCgroupPath(spec.id));
     if (await cgroup.exists()) await cgroup.destroy();
     await unmountAll(spec.dir);

@@ -1,6 +1,7 @@
 import { GUEST_INIT } from '../../image/image-types.js';
 import type { RuntimeSpec } from '../types.js';
 import { seccompProfile } from './seccomp-profile.js';
+import { AGENT_MEMORY_MIB, type UserCgroup } from './user-cgroup.js';
 
 /** Docker's default capability set: enough for root in the sandbox to manage its own users and files. */
 export const CONTAINER_CAPABILITIES = [
@@ -49,10 +50,14 @@ export function ociConfig(
     maxOpenFiles: number;
     /** The node may lower a score (CAP_SYS_RESOURCE): init and envd get -1000. */
     protectAgent: boolean;
+    /** The user's cgroup (bound into the sandbox); the sandbox's adds the agent's share. */
+    userCgroup?: UserCgroup;
   },
 ): object {
   const caps = CONTAINER_CAPABILITIES;
-  const { memoryMiB, vcpus } = spec.resources;
+  const { vcpus } = spec.resources;
+  const user = options.userCgroup;
+  const memoryMiB = spec.resources.memoryMiB + (user ? AGENT_MEMORY_MIB : 0);
   return {
     ociVersion: '1.0.2',
     process: {
@@ -95,6 +100,7 @@ export function ociConfig(
       },
       // Memory-backed, so bounded: /tmp is on the sandbox's disk instead.
       tmpfs('/run', ['nosuid', 'nodev', 'mode=755', 'size=65536k']),
+      ...(user?.mounts() ?? []),
     ],
     linux: {
       namespaces: [
