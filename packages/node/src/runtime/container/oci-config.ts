@@ -44,7 +44,14 @@ const tmpfs = (destination: string, options: string[]) => ({
 export function ociConfig(
   spec: RuntimeSpec,
   rootfs: string,
-  options: { noNewPrivileges: boolean; maxOpenFiles: number },
+  options: {
+    noNewPrivileges: boolean;
+    maxOpenFiles: number;
+    /** Host CPUs to pin the container to (a cpuset list, `0-1`), so that nproc inside is `vcpus`. */
+    cpus?: string;
+    /** Bind mounts of LXCFS's files over /proc and /sys ones, so that free and os.cpus() inside see the limits. */
+    lxcfsMounts?: object[];
+  },
 ): object {
   const caps = CONTAINER_CAPABILITIES;
   const { memoryMiB, vcpus } = spec.resources;
@@ -88,6 +95,7 @@ export function ociConfig(
       },
       tmpfs('/run', ['nosuid', 'nodev', 'mode=755']),
       tmpfs('/tmp', ['nosuid', 'nodev', 'mode=1777']),
+      ...(options.lxcfsMounts ?? []),
     ],
     linux: {
       namespaces: [
@@ -102,7 +110,7 @@ export function ociConfig(
       resources: {
         devices: [{ allow: false, access: 'rwm' }],
         memory: { limit: memoryMiB * 1024 * 1024, swap: memoryMiB * 1024 * 1024 },
-        cpu: { quota: vcpus * 100_000, period: 100_000 },
+        cpu: { quota: vcpus * 100_000, period: 100_000, ...(options.cpus ? { cpus: options.cpus } : {}) },
         pids: { limit: MAX_PIDS },
       },
       seccomp: seccompProfile(),
