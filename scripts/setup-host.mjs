@@ -22,6 +22,8 @@ const packages = {
     'qemu-utils': 'copy-on-write sandbox disks (qemu-img)',
     runc: 'container driver',
     crun: 'container driver (alternative OCI runtime)',
+    lxcfs:
+      'containers see their own memory and CPUs in /proc (free, top, os.totalmem(), os.cpus()), not the host’s',
     mmdebstrap: 'building template root filesystems from Debian packages',
     e2fsprogs: 'ext4 images without mounting (mkfs.ext4 -d, debugfs)',
     'busybox-static': "the microVM initramfs, and the guest layer's shell and tools (static /bin/busybox)",

@@ -93,14 +93,11 @@ describe('hostile workloads in a container sandbox', { timeout: 30 * 60_000 }, (
   test('10 000 processes: stopped at the sandbox’s process limit, the sandbox keeps working', async () => {
     await underLoad('10 000 processes', async (o) => {
       const spawn = [
-        'import os, signal, time',
+        'import os, signal',
         'pids = []',
         'try:',
         '    for i in range(10000):',
-        '        pid = os.fork()',
-        '        if pid == 0:',
-        '            time.sleep(120); os._exit(0)',
-        '        pids.append(pid)',
+        '        pids.append(os.posix_spawn("/bin/sleep", ["sleep", "120"], os.environ))',
         'except OSError as e:',
         '    print(len(pids), e.strerror, flush=True)',
         'for p in pids: os.kill(p, signal.SIGKILL)',

@@ -1,7 +1,9 @@
 import { readFile } from 'node:fs/promises';
 import { cgroupLayout, hybridV2Controllers } from '../host/cgroups.js';
 import { runCommand } from '../host/command.js';
+import { CpuPlacement } from '../host/cpu-placement.js';
 import { kvmStatus } from '../host/kvm.js';
+import { Lxcfs, lxcfsStatus } from '../host/lxcfs.js';
 import { checkNetwork, type NetworkCheck } from '../network/network-checks.js';
 import { ContainerRuntime, type OciRuntime } from './container/container-runtime.js';
 import { FirecrackerRuntime } from './firecracker/firecracker-runtime.js';
@@ -58,6 +60,7 @@ export async function checkHost(): Promise<HostCapabilities> {
 
   // Containers.
   const v2Controllers = layout === 'hybrid' ? await hybridV2Controllers() : [];
+  const procViews = await lxcfsStatus();
   for (const oci of ['crun', 'runc'] as const) {
     const v = await version(oci);
     const check: DriverCheck = {
@@ -78,7 +81,8 @@ export async function checkHost(): Promise<HostCapabilities> {
       check.fix = `mount the v1 hierarchy of ${v2Controllers.join(', ')} (e.g. mount -t cgroup -o ${v2Controllers.join(',')} none /sys/fs/cgroup/${v2Controllers[0]}) or boot with cgroup v2 only`;
     } else {
       check.available = true;
-      check.reason = `${v}, cgroups ${layout}; user namespaces not used (the shared template layers are owned by host root and ${oci} cannot idmap them here)`;
+      check.reason = `${v}, cgroups ${layout}; user namespaces not used (the shared template layers are owned by host root and ${oci} cannot idmap them here); ${procViews.detail}`;
+      check.fix = procViews.fix;
     }
     checks.push(check);
   }
@@ -160,7 +164,12 @@ export function createRuntimes(
   if (oci) {
     runtimes.set(
       'container',
-      new ContainerRuntime({ oci: oci.variant as OciRuntime, stateRoot: `${stateRoot}/${oci.variant}` }),
+      new ContainerRuntime({
+        oci: oci.variant as OciRuntime,
+        stateRoot: `${stateRoot}/${oci.variant}`,
+        lxcfs: Lxcfs.forNode(stateRoot),
+        cpuPlacement: new CpuPlacement(),
+      }),
     );
   }
   const qemu = ok('qemu-microvm', 'kvm') ?? ok('qemu-microvm', 'tcg');

@@ -2,6 +2,8 @@ import { mkdir, open, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Cgroup } from '../../host/cgroups.js';
 import { runCommand } from '../../host/command.js';
+import { type CpuPlacement, formatCpuList } from '../../host/cpu-placement.js';
+import type { Lxcfs } from '../../host/lxcfs.js';
 import { mountedUnder, overlayLowerdir, unmountAll } from '../../host/mounts.js';
 import {
   canLowerOomScores,
@@ -30,6 +32,10 @@ export interface ContainerRuntimeOptions {
   oci: OciRuntime;
   /** State directory of the OCI runtime (`--root`), kept apart from other users of runc/crun. */
   stateRoot: string;
+  /** The LXCFS daemon whose /proc files containers see (their own memory and CPUs); without it, the host's. */
+  lxcfs?: Lxcfs;
+  /** Pins each container to `vcpus` host CPUs (nproc inside); without it, a container may run on any. */
+  cpuPlacement?: CpuPlacement;
 }
 
 /**
@@ -126,6 +132,8 @@ export class ContainerRuntime implements SandboxRuntime {
         maxOpenFiles: Math.min(1_048_576, await openFilesHardLimit()),
         protectAgent: await canLowerOomScores(),
         userCgroup,
+        cpus: formatCpuList((await this.options.cpuPlacement?.place(spec.id, spec.resources.vcpus)) ?? []),
+        lxcfsMounts: await this.options.lxcfs?.containerMounts(),
       });
       await writeFile(join(p.bundle, 'config.json'), JSON.stringify(config, null, 2));
     } catch (e) {
@@ -218,6 +226,7 @@ export class ContainerRuntime implements SandboxRuntime {
     await rm(p.rootfs, { recursive: true, force: true });
     await p.disk.remove();
     await rm(p.bundle, { recursive: true, force: true });
+    this.options.cpuPlacement?.release(spec.id);
   }
 
   async sweep(keep: Set<string>): Promise<void> {
@@ -228,6 +237,7 @@ export class ContainerRuntime implements SandboxRuntime {
         await this.oci(['delete', '--force', c.id]).catch(() => {});
       }
     }
+    await this.options.cpuPlacement?.recover(keep);
   }
 
   async alive(state: RuntimeState): Promise<boolean> {

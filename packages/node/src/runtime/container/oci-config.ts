@@ -52,6 +52,10 @@ export function ociConfig(
     protectAgent: boolean;
     /** The user's cgroup (bound into the sandbox); the sandbox's adds the agent's share. */
     userCgroup?: UserCgroup;
+    /** Host CPUs to pin the container to (a cpuset list, `0-1`), so that nproc inside is `vcpus`. */
+    cpus?: string;
+    /** Bind mounts of LXCFS's files over /proc and /sys ones, so that free and os.cpus() inside see the limits. */
+    lxcfsMounts?: object[];
   },
 ): object {
   const caps = CONTAINER_CAPABILITIES;
@@ -101,6 +105,7 @@ export function ociConfig(
       // Memory-backed, so bounded: /tmp is on the sandbox's disk instead.
       tmpfs('/run', ['nosuid', 'nodev', 'mode=755', 'size=65536k']),
       ...(user?.mounts() ?? []),
+      ...(options.lxcfsMounts ?? []),
     ],
     linux: {
       namespaces: [
@@ -115,7 +120,7 @@ export function ociConfig(
       resources: {
         devices: [{ allow: false, access: 'rwm' }],
         memory: { limit: memoryMiB * 1024 * 1024, swap: memoryMiB * 1024 * 1024 },
-        cpu: { quota: vcpus * 100_000, period: 100_000 },
+        cpu: { quota: vcpus * 100_000, period: 100_000, ...(options.cpus ? { cpus: options.cpus } : {}) },
         pids: { limit: MAX_PIDS },
       },
       seccomp: seccompProfile(),
