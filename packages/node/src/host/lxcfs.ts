@@ -19,14 +19,16 @@ export const LXCFS_DIR = '/run/aiva/lxcfs';
  * - `--enable-cfs`: the CPUs a sandbox sees (cpuinfo, stat, cpu/online) follow its CPU
  *   quota (cpu.max, cfs_quota_us) and not only its cpuset, so they agree with `vcpus`
  *   even where the sandbox is not pinned.
- * - `--enable-loadavg`: /proc/loadavg counts the sandbox's own processes (`uptime`,
- *   `top`, `make -l`), not the host's; a daemon thread samples each cgroup every 5 s.
+ * - Not `--enable-loadavg` (/proc/loadavg of the sandbox's own processes): its thread
+ *   walks every process of every cgroup every 5 s, in the host's CPU time and outside
+ *   any sandbox's limits: a fork bomb's thousands of processes make that the host's
+ *   cost.
  * - `--disable-swap`: sandboxes have no swap (memory.swap is set to the memory limit),
  *   so free and /proc/swaps show none rather than a share of the host's.
  * - `--enable-pidfd`: lxcfs tracks each container's init by pidfd instead of by pid,
  *   which a reused pid cannot fool (the kernel has had pidfds since 5.3).
  */
-export const LXCFS_FLAGS = ['--enable-cfs', '--enable-loadavg', '--disable-swap', '--enable-pidfd'];
+export const LXCFS_FLAGS = ['--enable-cfs', '--disable-swap', '--enable-pidfd'];
 
 /** The /proc files lxcfs serves (when it serves them) that a container binds over its own. */
 const PROC_FILES = ['cpuinfo', 'diskstats', 'loadavg', 'meminfo', 'slabinfo', 'stat', 'swaps', 'uptime'];

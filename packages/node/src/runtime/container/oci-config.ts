@@ -1,7 +1,7 @@
 import { GUEST_INIT } from '../../image/image-types.js';
 import type { RuntimeSpec } from '../types.js';
 import { seccompProfile } from './seccomp-profile.js';
-import { AGENT_MEMORY_MIB, type UserCgroup } from './user-cgroup.js';
+import type { UserCgroup } from './user-cgroup.js';
 
 /** Docker's default capability set: enough for root in the sandbox to manage its own users and files. */
 export const CONTAINER_CAPABILITIES = [
@@ -50,7 +50,7 @@ export function ociConfig(
     maxOpenFiles: number;
     /** The node may lower a score (CAP_SYS_RESOURCE): init and envd get -1000. */
     protectAgent: boolean;
-    /** The user's cgroup (bound into the sandbox); the sandbox's adds the agent's share. */
+    /** The user's cgroup inside the sandbox's, bound into the sandbox (`UserCgroup`). */
     userCgroup?: UserCgroup;
     /** Host CPUs to pin the container to (a cpuset list, `0-1`), so that nproc inside is `vcpus`. */
     cpus?: string;
@@ -59,9 +59,8 @@ export function ociConfig(
   },
 ): object {
   const caps = CONTAINER_CAPABILITIES;
-  const { vcpus } = spec.resources;
+  const { memoryMiB, vcpus } = spec.resources;
   const user = options.userCgroup;
-  const memoryMiB = spec.resources.memoryMiB + (user ? AGENT_MEMORY_MIB : 0);
   return {
     ociVersion: '1.0.2',
     process: {

@@ -6,12 +6,14 @@ import type { SandboxResources } from '../types.js';
 /**
  * The user's share of a container sandbox: a cgroup under the sandbox's, which every
  * command envd starts joins (aiva-exec writes itself into the `cgroup.procs` files bound
- * at USER_CGROUP_DIR in the sandbox). The user's processes get the memory, processes and
- * CPU the sandbox asked for; the sandbox's own cgroup has AGENT_MEMORY_MIB and
- * AGENT_PIDS more, for init and envd. So a memory bomb is killed inside the user's
+ * at USER_CGROUP_DIR in the sandbox). The sandbox's cgroup has the memory, processes and
+ * CPU asked for, as a VM has its RAM; the user's has all of it but AGENT_MEMORY_MIB of
+ * memory and AGENT_PIDS processes, kept for init and envd (in a VM the kernel and envd
+ * likewise take their part of the RAM). So a memory bomb is killed inside the user's
  * cgroup without envd ever being a candidate (no out-of-memory score needed, which some
  * hosts do not let aiva lower), a fork bomb leaves envd room to start commands, and under
  * a CPU spin envd competes with the user's cgroup as one entity, not with each process.
+ * LXCFS shows the sandbox's figures (it reads the cgroup of the sandbox's init).
  *
  * cgroup v1 (and hybrid) hosts: a process is in one cgroup per hierarchy, so the user's
  * processes move in the memory, cpu, cpuacct and pids hierarchies only and stay in the
@@ -22,6 +24,9 @@ import type { SandboxResources } from '../types.js';
 /** envd (a Node.js process) takes 50–70 MiB; the rest is headroom while the user's is full. */
 export const AGENT_MEMORY_MIB = 128;
 export const AGENT_PIDS = 64;
+/** The user's part of a sandbox's memory: all but the agent's, and at least half. */
+export const userMemoryMiB = (memoryMiB: number) =>
+  Math.max(Math.floor(memoryMiB / 2), memoryMiB - AGENT_MEMORY_MIB);
 export const USER_CGROUP_DIR = '/run/aiva/user-cgroup';
 const CONTROLLERS = ['memory', 'cpu', 'cpuacct', 'pids'] as const;
 const ROOT = '/sys/fs/cgroup';
@@ -49,7 +54,7 @@ export class UserCgroup {
   /** Makes the cgroup with the sandbox's resources (before the container starts). */
   async create(resources: SandboxResources, maxPids: number): Promise<void> {
     for (const c of CONTROLLERS) await mkdir(this.dir(c), { recursive: true });
-    const memory = String(resources.memoryMiB * 1024 * 1024);
+    const memory = String(userMemoryMiB(resources.memoryMiB) * 1024 * 1024);
     await writeFile(join(this.dir('memory'), 'memory.limit_in_bytes'), memory);
     // No swap: memory and swap together are the memory (absent without swap accounting).
     const memsw = join(this.dir('memory'), 'memory.memsw.limit_in_bytes');
