@@ -98,7 +98,7 @@ for (const driver of ['container', 'qemu-microvm'] as DriverName[]) {
       const agent = driver === 'container' && !(await canLowerOomScores()) ? '0' : '-1000';
       assert.equal(init, agent, 'init');
       assert.equal(self, '500', 'a command');
-      const envdPid = (await run("pgrep -f 'envd.js' | head -n 1")).stdout.trim();
+      const envdPid = (await run("pgrep -o -f '^/usr/local/lib/aiva/runtime/'")).stdout.trim();
       assert.equal((await run(`cat /proc/${envdPid}/oom_score_adj`)).stdout.trim(), agent, 'envd');
       // Memory that no process owns (in a tmpfs) and a process that grows: the process dies.
       assert.equal((await run('dd if=/dev/zero of=/dev/shm/held bs=1M count=60 status=none')).exitCode, 0);

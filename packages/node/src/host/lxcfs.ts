@@ -35,6 +35,8 @@ const PROC_FILES = ['cpuinfo', 'diskstats', 'loadavg', 'meminfo', 'slabinfo', 's
 /** The /sys files likewise: the online CPUs (glibc's get_nprocs, sysconf(_SC_NPROCESSORS_ONLN)). */
 const SYS_FILES = ['devices/system/cpu/online'];
 
+/** How long a daemon found answering is trusted without another check. */
+const HEALTHY_FOR_MS = 5000;
 /** How long containers start without lxcfs after it failed to start, before another try. */
 const RETRY_AFTER_MS = 60_000;
 
@@ -97,6 +99,8 @@ export class Lxcfs {
   private pending: Promise<LxcfsHealth> | undefined;
   /** After a failed start, containers go without until then rather than each wait for another. */
   private retryAt = 0;
+  /** The mounts of the last check that found the daemon answering, and until when they stand. */
+  private recent: { mounts: BindMount[]; until: number } | undefined;
   /** Why the last `containerMounts` gave none (the daemon could not be started), for the logs. */
   lastError: string | undefined;
 
@@ -225,6 +229,7 @@ export class Lxcfs {
    * and removes its mount: lazily, as running containers may still hold binds of it.
    */
   async stop(signal: 'SIGTERM' | 'SIGKILL' = 'SIGTERM'): Promise<void> {
+    this.recent = undefined;
     const pid = await this.daemonPid();
     const startTime = pid ? await processStartTime(pid) : undefined;
     if (pid && startTime !== undefined) {
@@ -248,6 +253,9 @@ export class Lxcfs {
    */
   async containerMounts(): Promise<BindMount[]> {
     if (Date.now() < this.retryAt) return [];
+    // A daemon seen answering a moment ago is taken as answering: the check runs a
+    // child process, which every create would otherwise pay for.
+    if (this.recent && Date.now() < this.recent.until) return this.recent.mounts;
     try {
       await this.ensure();
       this.lastError = undefined;
@@ -270,6 +278,7 @@ export class Lxcfs {
       const source = join(this.options.dir, 'sys', f);
       if (await exists(source)) mounts.push(bind(source, `/sys/${f}`));
     }
+    this.recent = { mounts, until: Date.now() + HEALTHY_FOR_MS };
     return mounts;
   }
 }

@@ -260,7 +260,9 @@ export class DnsForwarder {
         if (rinfo.address === up.host && rinfo.port === up.port && msg.readUInt16BE(0) === q.readUInt16BE(0))
           done(undefined, msg);
       });
-      s.send(q, up.port, up.host);
+      // Connected: a closed upstream port (ICMP unreachable) is an error at once, not a
+      // wait for the timeout.
+      s.connect(up.port, up.host, () => s.send(q));
     });
   }
 

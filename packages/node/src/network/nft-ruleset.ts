@@ -9,7 +9,8 @@ import type { CompiledPolicy } from './network-policy.js';
  *   packet that enters from a sandbox link (`aiva<slot>`) through one verdict-map lookup
  *   by input interface to that sandbox's chain `sb-<id>`; non-IPv4 traffic and links that
  *   no sandbox owns (pooled namespaces, debris) are dropped.
- * - `sb-<id>`: anti-spoofing (source must be the sandbox's link address), replies to
+ * - `sb-<id>`: anti-spoofing (source must be the sandbox's link address), DNS beyond
+ *   200 queries (20 new TCP connections) a second dropped (`limit`), replies to
  *   connections the host or the sandbox opened, DNS (redirected to the node's forwarder
  *   whatever address it was sent to), then nothing of the host's own addresses (`fib daddr
  *   type local`) nor of `@blocked` (other sandboxes, private, link-local, …), then the
@@ -63,6 +64,10 @@ export const sandboxSet = (id: string, kind: 'allow' | 'deny' | 'allowname' | 'd
 const elements = (items: string[]) => `{ ${items.join(', ')} }`;
 const timed = (items: ResolvedAddress[]) =>
   items.map((r) => `${r.address} timeout ${Math.max(1, Math.ceil(r.timeoutS))}s`);
+
+/** DNS queries (UDP) a sandbox may send per second, and new DNS connections (TCP). */
+export const DNS_QUERIES_PER_S = 200;
+export const DNS_TCP_CONNECTIONS_PER_S = 20;
 
 /** The base table, in `nft -f` block syntax. */
 function baseTable(o: TableOptions): string {
@@ -128,6 +133,11 @@ export function addSandboxScript(
     `add chain ${c}`,
     `flush chain ${c}`,
     `add rule ${c} ip saddr != ${s.address} drop`,
+    // The node's DNS forwarder serves every sandbox from one event loop: a sandbox's
+    // flood is dropped here, in the kernel, beyond DNS_QUERIES_PER_S (before the
+    // established rule: a flood from one socket is one conntrack entry).
+    `add rule ${c} udp dport 53 limit rate over ${DNS_QUERIES_PER_S}/second burst ${DNS_QUERIES_PER_S * 2} packets drop`,
+    `add rule ${c} tcp dport 53 ct state new limit rate over ${DNS_TCP_CONNECTIONS_PER_S}/second burst ${DNS_TCP_CONNECTIONS_PER_S * 2} packets drop`,
     `add rule ${c} ct state established,related accept`,
     `add rule ${c} meta l4proto { tcp, udp } th dport 53 accept`,
     `add rule ${c} fib daddr type local drop`,

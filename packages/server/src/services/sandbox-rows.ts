@@ -71,7 +71,11 @@ export class SandboxRows {
       .from(sandboxes)
       .where(and(eq(sandboxes.id, id), eq(sandboxes.teamId, teamId)))
       .limit(1);
-    if (!row || !isApiState(row.state)) throw new NotFoundError(`sandbox ${id} not found`);
+    if (!row || !isApiState(row.state)) {
+      // An ended sandbox says why, where there was more to it than a kill.
+      const why = row?.error?.split('\n')[0];
+      throw new NotFoundError(`sandbox ${id} not found${why ? `: it ended (${why})` : ''}`);
+    }
     return row;
   }
 
