@@ -204,6 +204,19 @@ describe('template builds (containers)', () => {
     );
   });
 
+  test('a step that fills the build sandbox’s disk fails with ENOSPC inside it, not on the host', async () => {
+    const full = Template()
+      .fromTemplate('base')
+      // More than the template's 4 GiB disk, allocated at once (nothing written on the host).
+      .runCmd(`fallocate -l 5G /home/user/big-${Math.random().toString(36).slice(2)}`);
+    await assert.rejects(Template.build(full, 'full-disk-app'), (e: unknown) => {
+      assert.ok(e instanceof BuildError, String(e));
+      assert.match(e.message, /No space left on device/);
+      return true;
+    });
+    assert.equal((await api('DELETE', '/templates/full-disk-app')).status, 204);
+  });
+
   test('a second build of a template while one runs is refused (409), and the first goes on', async () => {
     const slow = Template()
       .fromTemplate('base')
