@@ -1,7 +1,6 @@
 import { readdir, readFile } from 'node:fs/promises';
 import { childCgroups } from './cgroups.js';
 import { runCommand } from './command.js';
-import { LXCFS_DIR } from './lxcfs.js';
 
 /**
  * What sandboxes take on this host, by the names aiva gives them: a snapshot to compare
@@ -51,9 +50,7 @@ export async function hostResources(): Promise<HostResources> {
   const mounts = (await readFile('/proc/self/mounts', 'utf8'))
     .split('\n')
     .filter((l) => /\boverlay\b|aiva/.test(l))
-    .map((l) => l.split(' ')[1] ?? '')
-    // The node's LXCFS daemon serves every sandbox and outlives them, as the node's directories do.
-    .filter((m) => m !== LXCFS_DIR);
+    .map((l) => l.split(' ')[1] ?? '');
   const allNetns = (await runCommand('ip', ['netns', 'list'])).stdout
     .split('\n')
     .map((l) => l.split(' ')[0] ?? '');

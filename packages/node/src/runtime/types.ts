@@ -144,6 +144,11 @@ export interface SandboxRuntime {
    * sandboxes not in `keep`: debris of a node that crashed mid-operation.
    */
   sweep(keep: Set<string>): Promise<void>;
+  /**
+   * Stops what the driver runs on the host for its sandboxes (the containers' LXCFS), if
+   * none of its sandboxes is left on this host: called when a node closes with none.
+   */
+  releaseHostServices?(): Promise<void>;
 }
 
 /** A request the sandbox cannot satisfy as given (bad limits, unknown image …). */

@@ -140,6 +140,11 @@ export class SandboxManager {
     await this.records.idle();
     // With no sandbox left this removes aiva's host network setup; otherwise it stays for them.
     await this.net.close().catch((e: Error) => this.log.error({ err: e }, 'closing the network failed'));
+    if (this.records.all().length === 0)
+      for (const rt of this.options.runtimes.values())
+        await rt
+          .releaseHostServices?.()
+          .catch((e: Error) => this.log.error({ err: e }, 'releasing host services failed'));
     // The sandboxes are the next node's to adopt now.
     this.records.clear();
     await this.lock?.release();

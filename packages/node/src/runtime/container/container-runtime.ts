@@ -230,14 +230,23 @@ export class ContainerRuntime implements SandboxRuntime {
   }
 
   async sweep(keep: Set<string>): Promise<void> {
-    const { stdout } = await this.oci(['list', '--format', 'json']).catch(() => ({ stdout: 'null' }));
-    const containers = (JSON.parse(stdout || 'null') ?? []) as { id: string }[];
-    for (const c of containers) {
-      if (c.id.startsWith('aiva-') && !keep.has(c.id.slice(5))) {
-        await this.oci(['delete', '--force', c.id]).catch(() => {});
-      }
+    for (const id of await this.containerIds()) {
+      if (!keep.has(id.slice(5))) await this.oci(['delete', '--force', id]).catch(() => {});
     }
     await this.options.cpuPlacement?.recover(keep);
+  }
+
+  /** Stops LXCFS when no aiva container runs on this host (whichever node made it). */
+  async releaseHostServices(): Promise<void> {
+    if (!this.options.lxcfs || (await this.containerIds()).length > 0) return;
+    // Nothing reads through it: no need to wait for a graceful exit.
+    await this.options.lxcfs.stop('SIGKILL');
+  }
+
+  private async containerIds(): Promise<string[]> {
+    const { stdout } = await this.oci(['list', '--format', 'json']).catch(() => ({ stdout: 'null' }));
+    const containers = (JSON.parse(stdout || 'null') ?? []) as { id: string }[];
+    return containers.map((c) => c.id).filter((id) => id.startsWith('aiva-'));
   }
 
   async alive(state: RuntimeState): Promise<boolean> {
