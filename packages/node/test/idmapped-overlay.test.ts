@@ -19,7 +19,7 @@ import {
 } from '../src/host/idmapped-overlay.js';
 import { mountedUnder, unmountAll } from '../src/host/mounts.js';
 import { ociConfig } from '../src/runtime/container/oci-config.js';
-import { hostOwnedNetnsSysctls, withUserNamespace } from '../src/runtime/container/userns-config.js';
+import { withUserNamespace } from '../src/runtime/container/userns-config.js';
 import type { RuntimeSpec } from '../src/runtime/types.js';
 import { tempDir } from './helpers/temp-dir.js';
 
@@ -189,7 +189,7 @@ describe('idmapped overlays', async () => {
   });
 });
 
-test("a container config in a user namespace: mappings, the namespace, /sys where sysfs can't be mounted", () => {
+test('a container config in a user namespace: its mappings and the namespace to join', () => {
   const config = ociConfig(
     {
       id: 'x',
@@ -198,23 +198,11 @@ test("a container config in a user namespace: mappings, the namespace, /sys wher
       network: { netns: 'n' },
     } as unknown as RuntimeSpec,
     '/r',
-    { noNewPrivileges: false, maxOpenFiles: 1024 },
-  ) as { mounts: { destination: string; type: string }[]; linux: Record<string, unknown> };
-  const owned = withUserNamespace(config, { ids, userns: '/u', netnsOwned: true });
-  assert.deepEqual(owned.linux.uidMappings, [{ containerID: 0, hostID: ids.hostId, size: ids.count }]);
-  assert.deepEqual(owned.linux.gidMappings, owned.linux.uidMappings);
-  assert.deepEqual((owned.linux.namespaces as object[]).at(-1), { type: 'user', path: '/u' });
-  assert.equal(owned.mounts.find((m) => m.destination === '/sys')?.type, 'sysfs');
-  const hostNetns = withUserNamespace(config, { ids, netnsOwned: false });
-  assert.deepEqual((hostNetns.linux.namespaces as object[]).at(-1), { type: 'user' });
-  assert.equal(hostNetns.mounts.find((m) => m.destination === '/sys')?.type, 'tmpfs');
-  assert.equal(
-    config.mounts.find((m) => m.destination === '/sys')?.type,
-    'sysfs',
-    'the original is unchanged',
-  );
-  assert.deepEqual(hostOwnedNetnsSysctls(ids), [
-    `net.ipv4.ping_group_range=${ids.hostId} ${ids.hostId + ids.count - 1}`,
-    'net.ipv4.ip_unprivileged_port_start=0',
-  ]);
+    { noNewPrivileges: false, maxOpenFiles: 1024, protectAgent: false },
+  ) as { linux: Record<string, unknown> };
+  const c = withUserNamespace(config, { path: '/u', ...ids });
+  assert.deepEqual(c.linux.uidMappings, [{ containerID: 0, hostID: ids.hostId, size: ids.count }]);
+  assert.deepEqual(c.linux.gidMappings, c.linux.uidMappings);
+  assert.deepEqual((c.linux.namespaces as object[]).at(-1), { type: 'user', path: '/u' });
+  assert.equal(config.linux.uidMappings, undefined, 'the original is unchanged');
 });

@@ -5,8 +5,14 @@
 // private ranges, host-initiated connections to guest ports, adoption after a restart,
 // the namespace pool, debris of a crashed node; and nothing left on the host after.
 import assert from 'node:assert/strict';
-import { readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { after, before, describe, test } from 'node:test';
+import {
+  idmappedOverlaySupported,
+  pinUserNamespace,
+  sandboxIdRange,
+  unpinNamespace,
+} from '../src/host/idmapped-overlay.js';
 import {
   hostResources,
   runCommand,
@@ -15,6 +21,7 @@ import {
   SandboxSpecError,
 } from '../src/index.js';
 import { TestInternet } from '../src/lab/test-internet.js';
+import { USERNS_DIR, userNamespaceFile } from '../src/network/sandbox-network.js';
 import { checkHostLeaks } from './helpers/host-leaks.js';
 import { fetchJson, hostConnect, hostServer, reach, sandboxServer, sh } from './helpers/network.js';
 import { tempDir } from './helpers/temp-dir.js';
@@ -248,8 +255,13 @@ describe('container sandbox networking across node restarts', () => {
   });
 
   test('a crashed node’s debris is swept and forwarding restored', async (t) => {
-    // What a node killed mid-way leaves: a namespace, a stale chain, forwarding it turned on.
-    await runCommand('ip', ['netns', 'add', 'aiva-n4000']);
+    // What a node killed mid-way leaves: a namespace (in a user namespace where the node
+    // makes them), a stale chain, forwarding it turned on.
+    const userns = (await idmappedOverlaySupported()).supported;
+    if (userns) {
+      await mkdir(USERNS_DIR, { recursive: true });
+      await pinUserNamespace(sandboxIdRange(4000), userNamespaceFile('aiva-n4000'), '/run/netns/aiva-n4000');
+    } else await runCommand('ip', ['netns', 'add', 'aiva-n4000']);
     await runCommand('nft', ['-f', '-'], {
       input: 'add table inet aiva\nadd chain inet aiva sb-ghost\nadd rule inet aiva sb-ghost drop\n',
     });
@@ -257,12 +269,15 @@ describe('container sandbox networking across node restarts', () => {
     await runCommand('sysctl', ['-qw', 'net.ipv4.ip_forward=1']);
     t.after(async () => {
       await runCommand('ip', ['netns', 'del', 'aiva-n4000']).catch(() => {});
+      await unpinNamespace(userNamespaceFile('aiva-n4000'));
       await rm('/run/aiva/ip_forward.saved', { force: true });
     });
 
     const m = await testManager({ dnsUpstreams: [inet.dnsUpstream] });
     try {
       assert.ok(!(await hostResources()).netns.includes('aiva-n4000'), 'the orphaned namespace is removed');
+      if (userns)
+        await assert.rejects(stat(userNamespaceFile('aiva-n4000')), /ENOENT/, 'and its user namespace');
       assert.doesNotMatch(await table(), /sb-ghost/);
       assert.equal(
         (await readFile('/proc/sys/net/ipv4/ip_forward', 'utf8')).trim(),

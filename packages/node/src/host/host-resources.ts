@@ -1,6 +1,7 @@
 import { readdir, readFile } from 'node:fs/promises';
 import { childCgroups } from './cgroups.js';
 import { runCommand } from './command.js';
+import { SANDBOX_ID_BASE } from './idmapped-overlay.js';
 
 /**
  * What sandboxes take on this host, by the names aiva gives them: a snapshot to compare
@@ -21,6 +22,26 @@ export interface HostResources {
   testNets: string[];
   /** Loop devices backed by sandbox disks (`disk.ext4`). */
   loops: string[];
+  /**
+   * Sandboxes' user namespaces: pinned files under /run/aiva/userns, idmapped mounts
+   * (layers attached while an overlay is made), and processes of sandbox host ids.
+   */
+  userns: string[];
+}
+
+async function userNamespaceResources(): Promise<string[]> {
+  const out = (await readdir('/run/aiva/userns').catch(() => [] as string[])).map((f) => `pinned ${f}`);
+  for (const line of (await readFile('/proc/self/mountinfo', 'utf8')).split('\n')) {
+    const f = line.split(' ');
+    if ((f[5] ?? '').split(',').includes('idmapped')) out.push(`idmapped mount ${f[4]}`);
+  }
+  for (const pid of await readdir('/proc')) {
+    if (!/^\d+$/.test(pid)) continue;
+    const status = await readFile(`/proc/${pid}/status`, 'utf8').catch(() => '');
+    const uid = Number(/^Uid:\s+(\d+)/m.exec(status)?.[1]);
+    if (uid >= SANDBOX_ID_BASE && uid < 2 ** 31) out.push(`process ${pid} of host uid ${uid}`);
+  }
+  return out;
 }
 
 async function sandboxDiskLoops(): Promise<string[]> {
@@ -37,7 +58,7 @@ async function vmmAndRuntimeProcesses(): Promise<string[]> {
     if (!/^\d+$/.test(pid)) continue;
     const cmd = (await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '')).replaceAll('\0', ' ').trim();
     if (
-      /^(\S*\/)?(qemu-system-\S+|firecracker|runc|crun|mmdebstrap)\b/.test(cmd) ||
+      /^(\S*\/)?(qemu-system-\S+|firecracker|runc|crun|mmdebstrap|aiva-mount)\b/.test(cmd) ||
       /aiva\/envd\.js/.test(cmd)
     ) {
       out.push(`${pid} ${cmd.slice(0, 160)}`);
@@ -80,6 +101,7 @@ export async function hostResources(): Promise<HostResources> {
     ipForward: [`${forward}${saved}`],
     testNets: [...allNetns, ...allLinks].filter((n) => n.startsWith('tnet')).sort(),
     loops: (await sandboxDiskLoops()).sort(),
+    userns: (await userNamespaceResources()).sort(),
   };
 }
 

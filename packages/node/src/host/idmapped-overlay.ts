@@ -14,12 +14,26 @@ export interface IdRange {
   count: number;
 }
 
-/** First host id given to sandboxes; each gets 65536 (a whole 16-bit id space) after it. */
-export const SANDBOX_ID_BASE = 100_000;
+/**
+ * Host ids given to sandboxes: 2^30 … 2^31-1, 65536 (a whole 16-bit id space) each, so
+ * 16384 sandboxes (a /16 address block's slots). Above the ranges `useradd` hands out
+ * (/etc/subuid starts at 100000) and the host's own users, below 2^31 (ids that some
+ * programs read as signed). systemd-nspawn's automatic ranges overlap it: do not run
+ * both on one host.
+ */
+export const SANDBOX_ID_BASE = 2 ** 30;
 export const SANDBOX_ID_COUNT = 65_536;
+const SANDBOX_ID_SLOTS = 2 ** 30 / SANDBOX_ID_COUNT;
 
-/** The host ids of the sandbox in `slot` (0, 1, …): slots must be unique among running sandboxes. */
+/**
+ * The host ids of the sandbox in `slot` (its network address slot: unique among live
+ * sandboxes, recorded, and known before the sandbox exists, so a pooled namespace has it).
+ */
 export function sandboxIdRange(slot: number): IdRange {
+  if (!Number.isInteger(slot) || slot < 0 || slot >= SANDBOX_ID_SLOTS)
+    throw new RangeError(
+      `slot ${slot} has no id range (0 to ${SANDBOX_ID_SLOTS - 1}: an address block of /16 or less)`,
+    );
   return { hostId: SANDBOX_ID_BASE + slot * SANDBOX_ID_COUNT, count: SANDBOX_ID_COUNT };
 }
 

@@ -1,11 +1,11 @@
 import type { Logger } from 'pino';
 import type { AddressPool, LinkAddresses } from './address-pool.js';
-import { createLink, removeLink } from './sandbox-network.js';
+import { createLink, removeLink, type SandboxNamespaces } from './sandbox-network.js';
 
-/** A namespace with its link, made before any sandbox asked for it. */
+/** A namespace with its link (and its user namespace, if the node makes them), made before any sandbox asked for it. */
 export interface PooledNamespace {
   link: LinkAddresses;
-  netns: string;
+  namespaces: SandboxNamespaces;
 }
 
 /**
@@ -25,6 +25,8 @@ export class NamespacePool {
     readonly size: number,
     private readonly addresses: AddressPool,
     private readonly log: Logger,
+    /** Make each network namespace inside a user namespace of its slot's (createLink). */
+    private readonly userNamespaces = false,
   ) {
     if (!Number.isInteger(size) || size < 0)
       throw new Error(`namespace pool size must be 0 or more, not ${size}`);
@@ -54,13 +56,13 @@ export class NamespacePool {
           return;
         }
         try {
-          const netns = await createLink(link);
+          const namespaces = await createLink(link, this.userNamespaces);
           if (this.closed) {
-            await removeLink(link.slot, netns);
+            await removeLink(link.slot, namespaces.netns);
             this.addresses.release(link.slot);
             return;
           }
-          this.ready.push({ link, netns });
+          this.ready.push({ link, namespaces });
         } catch (e) {
           this.addresses.release(link.slot);
           this.log.warn({ err: e }, 'namespace pool: could not make a namespace');
@@ -83,7 +85,7 @@ export class NamespacePool {
     this.closed = true;
     while (this.filling) await this.filling;
     for (const p of this.ready.splice(0)) {
-      await removeLink(p.link.slot, p.netns);
+      await removeLink(p.link.slot, p.namespaces.netns);
       this.addresses.release(p.link.slot);
     }
   }

@@ -1,5 +1,7 @@
+import { mkdir, readFile } from 'node:fs/promises';
 import { runCommand } from '../host/command.js';
-import type { SandboxNetworkAttachment } from '../runtime/types.js';
+import { pinUserNamespace, sandboxIdRange, unpinNamespace } from '../host/idmapped-overlay.js';
+import type { SandboxNetworkAttachment, SandboxUserNamespace } from '../runtime/types.js';
 import type { LinkAddresses } from './address-pool.js';
 
 /**
@@ -22,21 +24,72 @@ export type AttachMode = 'namespace' | 'tap';
 export const netnsName = (slot: number) => `aiva-n${slot}`;
 export const hostLinkName = (slot: number) => `aiva${slot}`;
 
+/** Where the user namespaces of sandboxes are pinned, one file per network namespace, of its name. */
+export const USERNS_DIR = '/run/aiva/userns';
+export const userNamespaceFile = (netns: string) => `${USERNS_DIR}/${netns}`;
+
+let netnsDirReady: Promise<void> | undefined;
+/**
+ * /run/netns as `ip netns add` leaves it: a shared mount of its own, so that a namespace
+ * unpinned here is unpinned in every mount namespace that copied it. Done before
+ * pinning a namespace there ourselves: were `ip` to make it a mount later, it would
+ * cover (and keep alive) what is pinned below.
+ */
+function prepareNetnsDir(): Promise<void> {
+  netnsDirReady ??= (async () => {
+    await mkdir('/run/netns', { recursive: true });
+    const info = await readFile('/proc/self/mountinfo', 'utf8');
+    if (!info.split('\n').some((l) => l.split(' ')[4] === '/run/netns'))
+      await runCommand('mount', ['--bind', '/run/netns', '/run/netns']);
+    await runCommand('mount', ['--make-shared', '/run/netns']);
+  })().catch((e) => {
+    netnsDirReady = undefined;
+    throw e;
+  });
+  return netnsDirReady;
+}
+
+/**
+ * The sandbox's user namespace (ids 0-65535 to its slot's host range, `sandboxIdRange`)
+ * and its network namespace, made inside it (`aiva-mount userns`): root in the sandbox
+ * then has CAP_NET_ADMIN, CAP_NET_RAW and CAP_SYS_ADMIN over its network namespace, so
+ * it can mount its /sys, ping and bind ports below 1024 as without a user namespace. The
+ * host's root keeps every capability over both (they are its descendants): `ip -n`,
+ * nsenter and QEMU's TAP work as before.
+ */
+async function createNamespaces(netns: string, slot: number): Promise<SandboxUserNamespace> {
+  const ids = sandboxIdRange(slot);
+  await prepareNetnsDir();
+  await mkdir(USERNS_DIR, { recursive: true, mode: 0o700 });
+  const path = userNamespaceFile(netns);
+  await pinUserNamespace(ids, path, `/run/netns/${netns}`);
+  return { path, ...ids };
+}
+
 const ip = (args: string[], input?: string) => runCommand('ip', args, { input });
 const inNetns = (netns: string, argv: string[], input?: string) =>
   runCommand('nsenter', [`--net=/run/netns/${netns}`, '--', ...argv], { input });
 
+/** A network namespace made by createLink, with the user namespace that owns it, if any. */
+export interface SandboxNamespaces {
+  netns: string;
+  userns?: SandboxUserNamespace;
+}
+
 /**
  * Creates a network namespace and its point-to-point link to the host (a veth pair:
  * `aiva<slot>` on the host, `eth0` inside, the namespace's default route via the host
- * end). No IPv6: neither end gets a link-local address. On failure everything made so
- * far is removed. Returns the namespace's name.
+ * end). No IPv6: neither end gets a link-local address. With `userNamespace`, the
+ * network namespace is made inside a user namespace of the slot's own (createNamespaces).
+ * On failure everything made so far is removed.
  */
-export async function createLink(link: LinkAddresses): Promise<string> {
+export async function createLink(link: LinkAddresses, userNamespace = false): Promise<SandboxNamespaces> {
   const netns = netnsName(link.slot);
   const hostIf = hostLinkName(link.slot);
+  let userns: SandboxUserNamespace | undefined;
   try {
-    await ip(['netns', 'add', netns]);
+    if (userNamespace) userns = await createNamespaces(netns, link.slot);
+    else await ip(['netns', 'add', netns]);
     await ip(
       ['-batch', '-'],
       [
@@ -56,7 +109,7 @@ export async function createLink(link: LinkAddresses): Promise<string> {
         `route add default via ${link.host}`,
       ].join('\n'),
     );
-    return netns;
+    return { netns, userns };
   } catch (e) {
     await removeLink(link.slot);
     throw e;
@@ -100,10 +153,15 @@ export async function addTap(netns: string, link: LinkAddresses): Promise<void> 
 }
 
 /** What the runtime and the guest need to know of a namespace made for `mode`. */
-export function attachment(netns: string, link: LinkAddresses, mode: AttachMode): SandboxNetworkAttachment {
+export function attachment(
+  { netns, userns }: SandboxNamespaces,
+  link: LinkAddresses,
+  mode: AttachMode,
+): SandboxNetworkAttachment {
   if (mode === 'tap') {
     return {
       netns,
+      ...(userns ? { userns } : {}),
       address: link.sandbox,
       guest: {
         address: VM_GUEST.address,
@@ -116,6 +174,7 @@ export function attachment(netns: string, link: LinkAddresses, mode: AttachMode)
   }
   return {
     netns,
+    ...(userns ? { userns } : {}),
     address: link.sandbox,
     guest: { address: link.sandbox, prefix: link.prefix, gateway: link.host, dns: link.host },
   };
@@ -125,27 +184,29 @@ export function attachment(netns: string, link: LinkAddresses, mode: AttachMode)
 export async function createSandboxNetwork(
   link: LinkAddresses,
   mode: AttachMode,
+  userNamespace = false,
 ): Promise<SandboxNetworkAttachment> {
-  const netns = await createLink(link);
+  const made = await createLink(link, userNamespace);
   if (mode === 'tap') {
     try {
-      await addTap(netns, link);
+      await addTap(made.netns, link);
     } catch (e) {
-      await removeLink(link.slot, netns);
+      await removeLink(link.slot, made.netns);
       throw e;
     }
   }
-  return attachment(netns, link, mode);
+  return attachment(made, link, mode);
 }
 
 /**
- * Removes the namespace (with everything in it: the veth's inside end, TAP, NAT) and the
- * host end of the link. Idempotent. `netns` is the name recorded for the sandbox, if any
+ * Removes the namespace (with everything in it: the veth's inside end, TAP, NAT), the
+ * user namespace pinned beside it, and the host end of the link. Idempotent. `netns` is the name recorded for the sandbox, if any
  * (older records named namespaces after the sandbox).
  */
 export async function removeLink(slot: number, netns?: string): Promise<void> {
   await ip(['link', 'del', hostLinkName(slot)]).catch(() => {});
   for (const name of new Set([netnsName(slot), ...(netns ? [netns] : [])])) {
     await ip(['netns', 'del', name]).catch(() => {});
+    await unpinNamespace(userNamespaceFile(name));
   }
 }

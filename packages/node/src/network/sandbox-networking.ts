@@ -1,6 +1,7 @@
-import { mkdir } from 'node:fs/promises';
+import { mkdir, readdir } from 'node:fs/promises';
 import { type Logger, pino } from 'pino';
 import { runCommand } from '../host/command.js';
+import { unpinNamespace } from '../host/idmapped-overlay.js';
 import type { SandboxNetworkAttachment } from '../runtime/types.js';
 import { AddressPool, type LinkAddresses } from './address-pool.js';
 import {
@@ -29,6 +30,9 @@ import {
   hostLinkName,
   netnsName,
   removeLink,
+  type SandboxNamespaces,
+  USERNS_DIR,
+  userNamespaceFile,
 } from './sandbox-network.js';
 
 export interface NetworkingOptions {
@@ -40,6 +44,12 @@ export interface NetworkingOptions {
   dnsUpstreams?: string[];
   /** Host-wide runtime state (default /run/aiva). */
   stateDir?: string;
+  /**
+   * Make every network namespace inside a user namespace of its own (for runtimes with
+   * `capabilities.userNamespace`), whose host ids are its address slot's
+   * (`sandboxIdRange`): unique among live sandboxes and found again from the record.
+   */
+  userNamespaces?: boolean;
   log?: Logger;
 }
 
@@ -51,10 +61,10 @@ export interface SandboxNetworkRef {
   policy?: NetworkPolicy;
 }
 
-/** An address slot set aside for a sandbox about to be created (with a ready namespace, if the pool had one). */
+/** An address slot set aside for a sandbox about to be created (with ready namespaces, if the pool had them). */
 export interface NetworkReservation {
   link: LinkAddresses;
-  netns?: string;
+  namespaces?: SandboxNamespaces;
 }
 
 /** How long an address a domain rule resolved to stays in the firewall: its TTL, within these bounds (s). */
@@ -90,7 +100,12 @@ export class SandboxNetworking {
   constructor(private readonly options: NetworkingOptions) {
     this.addresses = new AddressPool(options.addressBlock ?? '10.11.0.0/16');
     this.log = options.log ?? pino({ level: 'silent' });
-    this.pool = new NamespacePool(options.poolSize ?? 0, this.addresses, this.log);
+    this.pool = new NamespacePool(
+      options.poolSize ?? 0,
+      this.addresses,
+      this.log,
+      options.userNamespaces ?? false,
+    );
     this.stateDir = options.stateDir ?? '/run/aiva';
     this.forwarding = new IpForwarding(this.stateDir);
     for (const u of options.dnsUpstreams ?? []) parseUpstream(u);
@@ -157,6 +172,13 @@ export class SandboxNetworking {
         await runCommand('ip', ['netns', 'del', name]).catch(() => {});
       }
     }
+    // User namespaces pinned beside network namespaces (of their names) no sandbox owns.
+    for (const name of await readdir(USERNS_DIR).catch(() => [] as string[])) {
+      if (!ownedNetns.has(name)) {
+        this.log.warn({ userns: name }, 'removing an orphaned user namespace');
+        await unpinNamespace(userNamespaceFile(name)).catch(() => {});
+      }
+    }
     const { stdout: links } = await runCommand('ip', ['-o', 'link', 'show']).catch(() => ({ stdout: '' }));
     for (const line of links.split('\n')) {
       const name = line.split(': ')[1]?.split('@')[0] ?? '';
@@ -170,13 +192,13 @@ export class SandboxNetworking {
   /** Sets an address slot aside for a new sandbox, with a pooled namespace if one is ready. Synchronous. */
   reserve(): NetworkReservation {
     const pooled = this.pool.take();
-    if (pooled) return { link: pooled.link, netns: pooled.netns };
+    if (pooled) return { link: pooled.link, namespaces: pooled.namespaces };
     return { link: this.addresses.allocate() };
   }
 
   /** Gives a reservation back unused (a create that failed before `attach`). */
   async unreserve(r: NetworkReservation): Promise<void> {
-    if (r.netns) await removeLink(r.link.slot, r.netns);
+    if (r.namespaces) await removeLink(r.link.slot, r.namespaces.netns);
     this.addresses.release(r.link.slot);
   }
 
@@ -202,7 +224,9 @@ export class SandboxNetworking {
   ): Promise<SandboxNetworkAttachment> {
     const { firewall } = this.mustBeStarted();
     const { link } = reservation;
-    const netns = reservation.netns ?? (await createLink(link));
+    const namespaces =
+      reservation.namespaces ?? (await createLink(link, this.options.userNamespaces ?? false));
+    const { netns } = namespaces;
     const a: Attached = {
       s: this.firewallEntry(id, link, compilePolicy(policy)),
       link,
@@ -222,7 +246,7 @@ export class SandboxNetworking {
       );
       throw e;
     }
-    return attachment(netns, link, mode);
+    return attachment(namespaces, link, mode);
   }
 
   private serveDns(a: Attached): Promise<void> {

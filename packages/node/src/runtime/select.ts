@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { cgroupLayout, hybridV2Controllers } from '../host/cgroups.js';
 import { runCommand } from '../host/command.js';
 import { CpuPlacement } from '../host/cpu-placement.js';
+import { type IdmappedOverlaySupport, idmappedOverlaySupported } from '../host/idmapped-overlay.js';
 import { kvmStatus } from '../host/kvm.js';
 import { Lxcfs, lxcfsStatus } from '../host/lxcfs.js';
 import { checkNetwork, type NetworkCheck } from '../network/network-checks.js';
@@ -21,6 +22,8 @@ export interface DriverCheck {
   reason: string;
   /** What to install or change to make it work (or work better). */
   fix?: string;
+  /** Containers: each sandbox runs in a user namespace of its own (its root is an unprivileged host user). */
+  userNamespaces?: boolean;
 }
 
 export interface HostCapabilities {
@@ -31,6 +34,22 @@ export interface HostCapabilities {
   vmUser?: string;
   /** Network prerequisites of every driver (namespaces, nftables, forwarding, DNS). */
   network: NetworkCheck[];
+  /** Whether containers can run in user namespaces here (idmapped overlays), and how layers are passed. */
+  idmappedOverlay: IdmappedOverlaySupport;
+}
+
+/** Why containers get no user namespace here, and the fix, in `aiva doctor`'s words. */
+function withoutUserNamespaces(oci: string, support: IdmappedOverlaySupport): { why: string; fix?: string } {
+  if (oci !== 'runc')
+    return {
+      why: `no user namespaces (not tested with ${oci}: only runc joins them here)`,
+      fix: 'install runc (apt-get install runc) to run containers in user namespaces',
+    };
+  if (support.supported) return { why: '' };
+  return {
+    why: `no user namespaces: the sandbox's root is the host's root (idmapped overlays do not work here: ${support.reason})`,
+    fix: 'a kernel with idmapped overlayfs layers (Linux 6.8 or later; the layers on ext4, xfs or btrfs) and user namespaces enabled (user.max_user_namespaces > 0)',
+  };
 }
 
 /** The unprivileged user QEMU runs as after start-up (created by scripts/setup-host.mjs). */
@@ -61,6 +80,7 @@ export async function checkHost(): Promise<HostCapabilities> {
   // Containers.
   const v2Controllers = layout === 'hybrid' ? await hybridV2Controllers() : [];
   const procViews = await lxcfsStatus();
+  const idmapped = await idmappedOverlaySupported();
   for (const oci of ['crun', 'runc'] as const) {
     const v = await version(oci);
     const check: DriverCheck = {
@@ -81,8 +101,13 @@ export async function checkHost(): Promise<HostCapabilities> {
       check.fix = `mount the v1 hierarchy of ${v2Controllers.join(', ')} (e.g. mount -t cgroup -o ${v2Controllers.join(',')} none /sys/fs/cgroup/${v2Controllers[0]}) or boot with cgroup v2 only`;
     } else {
       check.available = true;
-      check.reason = `${v}, cgroups ${layout}; user namespaces not used (the shared template layers are owned by host root and ${oci} cannot idmap them here); ${procViews.detail}`;
-      check.fix = procViews.fix;
+      const no = withoutUserNamespaces(oci, idmapped);
+      check.userNamespaces = !no.why;
+      const userns = idmapped.supported
+        ? `user namespaces over idmapped layers (passed by ${idmapped.passing})`
+        : '';
+      check.reason = `${v}, cgroups ${layout}; ${no.why || userns}; ${procViews.detail}`;
+      check.fix = [no.fix, procViews.fix].filter(Boolean).join('; ') || undefined;
     }
     checks.push(check);
   }
@@ -127,15 +152,26 @@ export async function checkHost(): Promise<HostCapabilities> {
 
   const pick = (driver: DriverName, variant?: string) =>
     checks.find((c) => c.driver === driver && c.available && (!variant || c.variant === variant));
-  // firecracker > qemu-microvm on real KVM > container > qemu-microvm under TCG.
+  // firecracker > qemu-microvm on real KVM > container (one that runs sandboxes in user
+  // namespaces first) > qemu-microvm under TCG.
   const best =
-    pick('firecracker') ?? pick('qemu-microvm', 'kvm') ?? pick('container') ?? pick('qemu-microvm', 'tcg');
+    pick('firecracker') ??
+    pick('qemu-microvm', 'kvm') ??
+    pickContainer(checks) ??
+    pick('qemu-microvm', 'tcg');
   return {
+    idmappedOverlay: idmapped,
     checks,
     defaultDriver: best?.driver,
     vmUser: (await userExists(VM_USER)) ? VM_USER : undefined,
     network: await network,
   };
+}
+
+/** The container variant to use: the first available that runs sandboxes in user namespaces, else the first available. */
+function pickContainer(checks: DriverCheck[]): DriverCheck | undefined {
+  const ok = checks.filter((c) => c.driver === 'container' && c.available);
+  return ok.find((c) => c.userNamespaces) ?? ok[0];
 }
 
 export interface RuntimeConfig {
@@ -145,6 +181,8 @@ export interface RuntimeConfig {
   oci?: OciRuntime;
   /** Where qemu-microvm keeps VM snapshots (VM templating); without it every microVM cold-boots. */
   vmSnapshotDir?: string;
+  /** false: containers without user namespaces even where the host can (default: where it can). */
+  userNamespaces?: boolean;
 }
 
 /** The runtimes this host can run, built from `checkHost`. */
@@ -156,7 +194,7 @@ export function createRuntimes(
   const runtimes = new Map<DriverName, SandboxRuntime>();
   const ok = (driver: DriverName, variant?: string) =>
     host.checks.find((c) => c.driver === driver && c.available && (!variant || c.variant === variant));
-  const oci = config.oci ? ok('container', config.oci) : ok('container');
+  const oci = config.oci ? ok('container', config.oci) : pickContainer(host.checks);
   if (config.oci && !oci) {
     const why = host.checks.find((c) => c.driver === 'container' && c.variant === config.oci)?.reason;
     throw new Error(`${config.oci} cannot run containers here: ${why}`);
@@ -169,6 +207,10 @@ export function createRuntimes(
         stateRoot: `${stateRoot}/${oci.variant}`,
         lxcfs: Lxcfs.forNode(stateRoot),
         cpuPlacement: new CpuPlacement(),
+        userNamespaces:
+          oci.userNamespaces && host.idmappedOverlay.supported && config.userNamespaces !== false
+            ? { passing: host.idmappedOverlay.passing }
+            : undefined,
       }),
     );
   }

@@ -9,10 +9,25 @@ export interface SandboxResources {
   diskMiB: number;
 }
 
+/**
+ * A sandbox's own user namespace, pinned on `path`: its ids 0..count-1 are host ids
+ * hostId… (uid_map and gid_map `0 hostId count`). It owns the sandbox's network namespace.
+ */
+export interface SandboxUserNamespace {
+  path: string;
+  hostId: number;
+  count: number;
+}
+
 /** How a sandbox is attached to the host network (prepared by the network module). */
 export interface SandboxNetworkAttachment {
   /** Network namespace name (under /run/netns) the sandbox lives in. */
   netns: string;
+  /**
+   * The user namespace that owns the network namespace, when the node makes them
+   * (`RuntimeCapabilities.userNamespace`): a container runs in it; a microVM ignores it.
+   */
+  userns?: SandboxUserNamespace;
   /** The address by which the host reaches the sandbox's ports. */
   address: string;
   /** What the guest configures on its interface (microVMs configure it themselves). */
@@ -101,6 +116,11 @@ export interface RuntimeCapabilities {
    * (`<dir>/upper`, whiteouts included): what a template build step's layer is.
    */
   changesAsLayer: boolean;
+  /**
+   * Its sandboxes run in the user namespace of their network attachment (`userns`):
+   * the network namespaces the node makes are then made inside user namespaces.
+   */
+  userNamespace: boolean;
 }
 
 /**

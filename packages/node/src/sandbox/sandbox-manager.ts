@@ -67,6 +67,7 @@ export class SandboxManager {
       poolSize: options.networkPoolSize,
       dnsUpstreams: options.dnsUpstreams,
       stateDir: NODE_LOCK_DIR,
+      userNamespaces: [...options.runtimes.values()].some((r) => r.capabilities.userNamespace),
       log: this.log,
     });
     this.cleanup = new SandboxCleanup(this.records, options.runtimes, this.net);

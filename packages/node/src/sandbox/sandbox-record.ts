@@ -36,6 +36,9 @@ const NetworkAttachment = Type.Object({
     dns: Type.Optional(Type.String()),
   }),
   tap: Type.Optional(Type.String()),
+  userns: Type.Optional(
+    Type.Object({ path: Type.String(), hostId: Type.Integer(), count: Type.Integer({ minimum: 1 }) }),
+  ),
 });
 /** A driver's own record of a running sandbox: these fields, and whatever else the driver keeps. */
 const RuntimeStateSchema = Type.Object(

@@ -1,8 +1,10 @@
-import { mkdir, open, readFile, rm, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import type { Stats } from 'node:fs';
+import { chmod, chown, lstat, mkdir, open, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { Cgroup } from '../../host/cgroups.js';
 import { runCommand } from '../../host/command.js';
 import { type CpuPlacement, formatCpuList } from '../../host/cpu-placement.js';
+import { type LayerPassing, mountIdmappedOverlay } from '../../host/idmapped-overlay.js';
 import type { Lxcfs } from '../../host/lxcfs.js';
 import { mountedUnder, overlayLowerdir, unmountAll } from '../../host/mounts.js';
 import {
@@ -24,6 +26,7 @@ import {
 import { containerCgroupPath, MAX_PIDS, ociConfig } from './oci-config.js';
 import { SandboxDisk } from './sandbox-disk.js';
 import { AGENT_PIDS, UserCgroup } from './user-cgroup.js';
+import { withUserNamespace } from './userns-config.js';
 
 export type OciRuntime = 'runc' | 'crun';
 
@@ -36,19 +39,54 @@ export interface ContainerRuntimeOptions {
   lxcfs?: Lxcfs;
   /** Pins each container to `vcpus` host CPUs (nproc inside); without it, a container may run on any. */
   cpuPlacement?: CpuPlacement;
+  /**
+   * Run each container in the user namespace of its network attachment, over an
+   * idmapped root filesystem (`idmappedOverlaySupported` says how layers are passed
+   * here). Without it, the sandbox's root is the host's root (no user namespace).
+   */
+  userNamespaces?: { passing: LayerPassing };
 }
 
 /**
- * The container's resolver, written through the overlay (so into the sandbox's own upper
- * layer: the sandbox may change it like any file). A symlink there (systemd-resolved's
- * stub) is replaced by a file.
+ * The container's resolver, written into the sandbox's upper layer before the overlay is
+ * mounted (so the sandbox may change it like any file; the host's root cannot create
+ * files through an idmapped overlay). A symlink there (systemd-resolved's stub) is
+ * covered by a file. An /etc made for it takes the mode and owner of the layers' /etc;
+ * a sandbox that removed its /etc (a checkpoint's whiteout) gets none.
  */
-async function writeResolvConf(rootfs: string, dns: string): Promise<void> {
-  // A template's rootfs may have no /etc at all (an empty or distroless image).
-  await mkdir(join(rootfs, 'etc'), { recursive: true, mode: 0o755 });
-  const file = join(rootfs, 'etc', 'resolv.conf');
+async function writeResolvConf(upper: string, lowers: readonly string[], dns: string): Promise<void> {
+  const etc = join(upper, 'etc');
+  const own = await lstat(etc).catch(() => undefined);
+  if (own && !own.isDirectory()) return;
+  if (!own) {
+    // A template's rootfs may have no /etc at all (an empty or distroless image).
+    let below: Stats | undefined;
+    for (const l of lowers) {
+      below = await stat(join(l, 'etc')).catch(() => undefined);
+      if (below) break;
+    }
+    await mkdir(etc, { mode: 0o755 });
+    if (below?.isDirectory()) {
+      await chmod(etc, below.mode & 0o7777);
+      await chown(etc, below.uid, below.gid);
+    }
+  }
+  const file = join(etc, 'resolv.conf');
   await rm(file, { force: true });
   await writeFile(file, `nameserver ${dns}\n`, { mode: 0o644 });
+}
+
+/**
+ * Lets every user search the directories above `path` (adds o+x where missing): a
+ * container in a user namespace reaches its root filesystem as its own unprivileged
+ * host user (a data directory made by mkdtemp is 0700).
+ */
+async function searchableAbove(path: string): Promise<void> {
+  for (let d = dirname(path); ; d = dirname(d)) {
+    const st = await stat(d);
+    if ((st.mode & 0o001) === 0) await chmod(d, (st.mode & 0o7777) | 0o001);
+    if (d === '/') return;
+  }
 }
 
 /** Copies a directory with everything overlayfs keeps in it (devices for whiteouts, xattrs, owners). */
@@ -73,9 +111,12 @@ export class ContainerRuntime implements SandboxRuntime {
     pauseToDisk: false,
     entropyReseed: false,
     changesAsLayer: true,
+    userNamespace: false,
   };
 
-  constructor(readonly options: ContainerRuntimeOptions) {}
+  constructor(readonly options: ContainerRuntimeOptions) {
+    this.capabilities.userNamespace = Boolean(options.userNamespaces);
+  }
 
   private oci(args: string[], signal?: AbortSignal) {
     return runCommand(this.options.oci, ['--root', this.options.stateRoot, ...args], { signal });
@@ -88,6 +129,8 @@ export class ContainerRuntime implements SandboxRuntime {
       upper: disk.upper,
       work: disk.work,
       rootfs: join(spec.dir, 'rootfs'),
+      /** Where idmapped layers are attached while the overlay is made (kernels that take no fds). */
+      attach: join(spec.dir, 'layers'),
       bundle: join(spec.dir, 'bundle'),
       pidFile: join(spec.dir, 'bundle', 'container.pid'),
     };
@@ -109,25 +152,50 @@ export class ContainerRuntime implements SandboxRuntime {
             : e;
         });
       }
-      const { lowerdir, cwd } = overlayLowerdir(spec.template.rootfsLayers);
-      await runCommand(
-        'mount',
-        [
-          '-t',
-          'overlay',
-          'overlay',
-          '-o',
-          `lowerdir=${lowerdir},upperdir=${p.upper},workdir=${p.work}`,
-          p.rootfs,
-        ],
-        { signal, cwd },
-      );
-      if (spec.network.guest.dns) await writeResolvConf(p.rootfs, spec.network.guest.dns);
+      const layers = spec.template.rootfsLayers;
+      if (spec.network.guest.dns) await writeResolvConf(p.upper, layers, spec.network.guest.dns);
+      const userns = this.options.userNamespaces ? spec.network.userns : undefined;
+      if (userns) {
+        const { passing } = this.options.userNamespaces ?? {};
+        await searchableAbove(p.rootfs);
+        if (passing === 'path') await mkdir(p.attach, { recursive: true, mode: 0o700 });
+        // The template's layers are seen as owned by the sandbox's ids, and its upper
+        // layer keeps canonical owners on disk (0 for its root): checkpoints, forks and
+        // build layers are usable by any other sandbox as they are.
+        await mountIdmappedOverlay({
+          lowers: layers,
+          upper: p.upper,
+          work: p.work,
+          target: p.rootfs,
+          ids: userns,
+          userns: userns.path,
+          idmapUpper: true,
+          passing,
+          attachDir: p.attach,
+          signal,
+        });
+      } else {
+        const { lowerdir, cwd } = overlayLowerdir(layers);
+        await runCommand(
+          'mount',
+          [
+            '-t',
+            'overlay',
+            'overlay',
+            '-o',
+            `lowerdir=${lowerdir},upperdir=${p.upper},workdir=${p.work}`,
+            p.rootfs,
+          ],
+          { signal, cwd },
+        );
+      }
       const userCgroup = (await UserCgroup.supported())
         ? new UserCgroup(containerCgroupPath(spec.id))
         : undefined;
       await userCgroup?.create(spec.resources, MAX_PIDS - AGENT_PIDS);
-      const config = ociConfig(spec, p.rootfs, {
+      // aiva-exec joins it as the sandbox's root, which is then an ordinary host user.
+      if (userns) await userCgroup?.giveTo(userns.hostId);
+      const base = ociConfig(spec, p.rootfs, {
         noNewPrivileges: false,
         maxOpenFiles: Math.min(1_048_576, await openFilesHardLimit()),
         protectAgent: await canLowerOomScores(),
@@ -135,6 +203,7 @@ export class ContainerRuntime implements SandboxRuntime {
         cpus: formatCpuList((await this.options.cpuPlacement?.place(spec.id, spec.resources.vcpus)) ?? []),
         lxcfsMounts: await this.options.lxcfs?.containerMounts(),
       });
+      const config = userns ? withUserNamespace(base, userns) : base;
       await writeFile(join(p.bundle, 'config.json'), JSON.stringify(config, null, 2));
     } catch (e) {
       await this.destroy(spec, undefined);
@@ -224,6 +293,7 @@ export class ContainerRuntime implements SandboxRuntime {
       throw new RuntimeError(`cannot unmount the root filesystem of ${spec.id}`);
     }
     await rm(p.rootfs, { recursive: true, force: true });
+    await rm(p.attach, { recursive: true, force: true });
     await p.disk.remove();
     await rm(p.bundle, { recursive: true, force: true });
     this.options.cpuPlacement?.release(spec.id);

@@ -1,4 +1,4 @@
-import { access, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { access, chown, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { cgroupLayout, removeCgroupDir } from '../../host/cgroups.js';
 import type { SandboxResources } from '../types.js';
@@ -62,6 +62,14 @@ export class UserCgroup {
     await writeFile(join(this.dir('cpu'), 'cpu.cfs_period_us'), '100000');
     await writeFile(join(this.dir('cpu'), 'cpu.cfs_quota_us'), String(resources.vcpus * 100_000));
     await writeFile(join(this.dir('pids'), 'pids.max'), String(maxPids));
+  }
+
+  /**
+   * Makes its `cgroup.procs` files writable by host user `uid` (a sandbox's root in a
+   * user namespace): cgroup v1 lets a process whose euid is the file's writer move itself.
+   */
+  async giveTo(uid: number): Promise<void> {
+    for (const c of CONTROLLERS) await chown(join(this.dir(c), 'cgroup.procs'), uid, uid);
   }
 
   /** Bind mounts of its `cgroup.procs` files into the sandbox, writable. */

@@ -211,6 +211,7 @@ export class FirecrackerRuntime implements SandboxRuntime {
     pauseToDisk: true,
     entropyReseed: true,
     changesAsLayer: false,
+    userNamespace: false,
   };
 
   constructor(readonly options: FirecrackerRuntimeOptions = {}) {}

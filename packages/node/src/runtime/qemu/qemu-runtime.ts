@@ -69,6 +69,7 @@ export class QemuRuntime implements SandboxRuntime {
     pauseToDisk: true,
     entropyReseed: true,
     changesAsLayer: false,
+    userNamespace: false,
   };
 
   constructor(readonly options: QemuRuntimeOptions) {}
