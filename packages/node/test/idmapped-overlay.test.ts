@@ -20,6 +20,7 @@ import {
 import { mountedUnder, unmountAll } from '../src/host/mounts.js';
 import { ociConfig } from '../src/runtime/container/oci-config.js';
 import { withUserNamespace } from '../src/runtime/container/userns-config.js';
+import { withoutUserNamespaces } from '../src/runtime/select.js';
 import type { RuntimeSpec } from '../src/runtime/types.js';
 import { tempDir } from './helpers/temp-dir.js';
 
@@ -205,4 +206,15 @@ test('a container config in a user namespace: its mappings and the namespace to 
   assert.deepEqual(c.linux.gidMappings, c.linux.uidMappings);
   assert.deepEqual((c.linux.namespaces as object[]).at(-1), { type: 'user', path: '/u' });
   assert.equal(config.linux.uidMappings, undefined, 'the original is unchanged');
+});
+
+test('aiva doctor says why containers get no user namespace, and the fix', () => {
+  assert.deepEqual(withoutUserNamespaces('runc', { supported: true, passing: 'fd' }), { why: '' });
+  const old = withoutUserNamespaces('runc', {
+    supported: false,
+    reason: 'fsconfig lowerdir+: Invalid argument',
+  });
+  assert.match(old.why, /the sandbox's root is the host's root .*lowerdir\+: Invalid argument/);
+  assert.match(old.fix ?? '', /Linux 6\.8/);
+  assert.match(withoutUserNamespaces('crun', { supported: true, passing: 'fd' }).why, /not tested with crun/);
 });

@@ -38,8 +38,11 @@ export interface HostCapabilities {
   idmappedOverlay: IdmappedOverlaySupport;
 }
 
-/** Why containers get no user namespace here, and the fix, in `aiva doctor`'s words. */
-function withoutUserNamespaces(oci: string, support: IdmappedOverlaySupport): { why: string; fix?: string } {
+/** Why containers get no user namespace here, and the fix, in `aiva doctor`'s words ('' when they do). */
+export function withoutUserNamespaces(
+  oci: string,
+  support: IdmappedOverlaySupport,
+): { why: string; fix?: string } {
   if (oci !== 'runc')
     return {
       why: `no user namespaces (not tested with ${oci}: only runc joins them here)`,
@@ -104,7 +107,7 @@ export async function checkHost(): Promise<HostCapabilities> {
       const no = withoutUserNamespaces(oci, idmapped);
       check.userNamespaces = !no.why;
       const userns = idmapped.supported
-        ? `user namespaces over idmapped layers (passed by ${idmapped.passing})`
+        ? `each sandbox in a user namespace of its own (its root an unprivileged host id range; idmapped layers passed by ${idmapped.passing})`
         : '';
       check.reason = `${v}, cgroups ${layout}; ${no.why || userns}; ${procViews.detail}`;
       check.fix = [no.fix, procViews.fix].filter(Boolean).join('; ') || undefined;
