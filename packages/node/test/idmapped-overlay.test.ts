@@ -20,7 +20,7 @@ import {
 import { mountedUnder, unmountAll } from '../src/host/mounts.js';
 import { ociConfig } from '../src/runtime/container/oci-config.js';
 import { withUserNamespace } from '../src/runtime/container/userns-config.js';
-import { withoutUserNamespaces } from '../src/runtime/select.js';
+import { userNamespacesSetting, withoutUserNamespaces } from '../src/runtime/select.js';
 import type { RuntimeSpec } from '../src/runtime/types.js';
 import { tempDir } from './helpers/temp-dir.js';
 
@@ -217,4 +217,15 @@ test('aiva doctor says why containers get no user namespace, and the fix', () =>
   assert.match(old.why, /the sandbox's root is the host's root .*lowerdir\+: Invalid argument/);
   assert.match(old.fix ?? '', /Linux 6\.8/);
   assert.match(withoutUserNamespaces('crun', { supported: true, passing: 'fd' }).why, /not tested with crun/);
+  const off = withoutUserNamespaces(
+    'runc',
+    { supported: true, passing: 'fd' },
+    { AIVA_USER_NAMESPACES: 'off' },
+  );
+  assert.match(off.why, /turned off \(AIVA_USER_NAMESPACES=off\)/);
+  assert.throws(
+    () => userNamespacesSetting({ AIVA_USER_NAMESPACES: 'maybe' }),
+    /must be on or off, not "maybe"/,
+  );
+  assert.equal(userNamespacesSetting({}), true);
 });

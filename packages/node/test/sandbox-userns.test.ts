@@ -2,7 +2,7 @@
 // unprivileged host id range, what it writes is stored with canonical owners, and what
 // root could do in a sandbox before (sudo, /sys, raw sockets, port 80) still works.
 import assert from 'node:assert/strict';
-import { readdir, readFile, stat } from 'node:fs/promises';
+import { chmod, mkdir, readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { idmappedOverlaySupported, SANDBOX_ID_COUNT } from '../src/host/idmapped-overlay.js';
@@ -164,5 +164,27 @@ print('pong')`;
     for (const s of [a, b]) assert.notEqual(hostId(s), hostId(c));
     await m.kill(c.id);
     await assert.rejects(stat(c.network?.userns?.path ?? ''), /ENOENT/, 'its user namespace is unpinned');
+  });
+
+  test('its data directory is opened to the sandboxes’ ids (o+x); a directory above it that aiva does not own is not', async () => {
+    assert.equal((await stat(home)).mode & 0o001, 0o001, 'a 0700 data directory became searchable');
+    const closed = await tempDir('aiva-closed-');
+    await chmod(closed, 0o700);
+    const inside = join(closed, 'home');
+    await mkdir(inside);
+    const runtimes = await hostRuntimes();
+    await m.close();
+    try {
+      await assert.rejects(
+        testManager({ home: inside, runtimes }),
+        new RegExp(
+          `cannot reach the data directory ${inside}: ${closed} \\(mode 0700\\) is not searchable by other users\\. ` +
+            `Run \`chmod o\\+x ${closed}\`.*AIVA_USER_NAMESPACES=off`,
+        ),
+      );
+      assert.equal((await stat(closed)).mode & 0o7777, 0o700, 'left as it was');
+    } finally {
+      m = await testManager({ home, runtimes });
+    }
   });
 });

@@ -42,7 +42,13 @@ export interface HostCapabilities {
 export function withoutUserNamespaces(
   oci: string,
   support: IdmappedOverlaySupport,
+  env: NodeJS.ProcessEnv = process.env,
 ): { why: string; fix?: string } {
+  const wanted = userNamespacesSetting(env);
+  if (!wanted)
+    return {
+      why: "no user namespaces: turned off (AIVA_USER_NAMESPACES=off); the sandbox's root is the host's root",
+    };
   if (oci !== 'runc')
     return {
       why: `no user namespaces (not tested with ${oci}: only runc joins them here)`,
@@ -53,6 +59,14 @@ export function withoutUserNamespaces(
     why: `no user namespaces: the sandbox's root is the host's root (idmapped overlays do not work here: ${support.reason})`,
     fix: 'a kernel with idmapped overlayfs layers (Linux 6.8 or later; the layers on ext4, xfs or btrfs) and user namespaces enabled (user.max_user_namespaces > 0)',
   };
+}
+
+/** `AIVA_USER_NAMESPACES`: on (the default, where the host can) or off. */
+export function userNamespacesSetting(env: NodeJS.ProcessEnv = process.env): boolean {
+  const v = (env.AIVA_USER_NAMESPACES ?? '').trim().toLowerCase();
+  if (['', 'on', '1', 'true', 'yes'].includes(v)) return true;
+  if (['off', '0', 'false', 'no'].includes(v)) return false;
+  throw new Error(`AIVA_USER_NAMESPACES must be on or off, not ${JSON.stringify(env.AIVA_USER_NAMESPACES)}`);
 }
 
 /** The unprivileged user QEMU runs as after start-up (created by scripts/setup-host.mjs). */

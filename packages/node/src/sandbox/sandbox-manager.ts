@@ -6,6 +6,7 @@ import { initEnvd, waitForEnvd } from '../envd/envd-http.js';
 import { startTemplate } from '../envd/template-start.js';
 import { runCommand } from '../host/command.js';
 import { type FileLock, LockBusyError, lockFile } from '../host/file-lock.js';
+import { letOtherIdsSearch } from '../host/search-permission.js';
 import { type NetworkPolicy, validateNetworkPolicy } from '../network/network-policy.js';
 import { SandboxNetworking } from '../network/sandbox-networking.js';
 import {
@@ -17,6 +18,7 @@ import {
   SandboxSpecError,
 } from '../runtime/types.js';
 import { CheckpointStore } from './checkpoint-store.js';
+import { frozenCheckpoint } from './frozen-checkpoint.js';
 import { PauseToDisk } from './pause-to-disk.js';
 import { explain, SandboxCleanup } from './sandbox-cleanup.js';
 import {
@@ -39,6 +41,9 @@ import {
 import { SandboxRecovery } from './sandbox-recovery.js';
 import { resolveSource } from './sandbox-source.js';
 import { mustAllow } from './sandbox-state.js';
+
+const usesUserNamespaces = (o: SandboxManagerOptions) =>
+  [...o.runtimes.values()].some((r) => r.capabilities.userNamespace);
 
 /**
  * Owns every sandbox of this host: creates them (image, network, runtime, envd) and moves
@@ -67,7 +72,7 @@ export class SandboxManager {
       poolSize: options.networkPoolSize,
       dnsUpstreams: options.dnsUpstreams,
       stateDir: NODE_LOCK_DIR,
-      userNamespaces: [...options.runtimes.values()].some((r) => r.capabilities.userNamespace),
+      userNamespaces: usesUserNamespaces(options),
       log: this.log,
     });
     this.cleanup = new SandboxCleanup(this.records, options.runtimes, this.net);
@@ -107,6 +112,7 @@ export class SandboxManager {
       m = new SandboxManager(options);
       m.lock = lock;
       await mkdir(m.records.dir, { recursive: true });
+      if (usesUserNamespaces(options)) await letOtherIdsSearch([options.home, m.records.dir]);
       await m.recovery.recover();
       await m.checkpoints.open();
       await m.net.start(
@@ -316,14 +322,9 @@ export class SandboxManager {
           await runCommand('cp', ['-a', '--sparse=always', `${this.disk.dirOf(r)}/.`, work]);
           memory = true;
         } else {
-          const state = this.mustRun(r);
+          const ref = this.records.ref(r);
           const running = r.state === 'running';
-          if (running) await runtime.pause(this.records.ref(r), state);
-          try {
-            ({ memory } = await runtime.checkpoint(this.records.ref(r), state, work, signal));
-          } finally {
-            if (running) await runtime.resume(this.records.ref(r), state);
-          }
+          ({ memory } = await frozenCheckpoint(runtime, ref, this.mustRun(r), running, work, signal));
         }
         return {
           source: id,
@@ -358,12 +359,7 @@ export class SandboxManager {
       await mkdir(work, { recursive: true });
       try {
         const running = r.state === 'running';
-        if (running) await runtime.pause(this.records.ref(r), state);
-        try {
-          await runtime.checkpoint(this.records.ref(r), state, work, signal);
-        } finally {
-          if (running) await runtime.resume(this.records.ref(r), state);
-        }
+        await frozenCheckpoint(runtime, this.records.ref(r), state, running, work, signal);
         await rename(join(work, 'upper'), dest);
       } finally {
         await rm(work, { recursive: true, force: true });

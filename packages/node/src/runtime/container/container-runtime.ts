@@ -14,6 +14,7 @@ import {
   processStartTime,
   waitForExit,
 } from '../../host/proc.js';
+import { describeUnsearchable, firstUnsearchable } from '../../host/search-permission.js';
 import {
   type RuntimeCapabilities,
   RuntimeError,
@@ -74,19 +75,6 @@ async function writeResolvConf(upper: string, lowers: readonly string[], dns: st
   const file = join(etc, 'resolv.conf');
   await rm(file, { force: true });
   await writeFile(file, `nameserver ${dns}\n`, { mode: 0o644 });
-}
-
-/**
- * Lets every user search the directories above `path` (adds o+x where missing): a
- * container in a user namespace reaches its root filesystem as its own unprivileged
- * host user (a data directory made by mkdtemp is 0700).
- */
-async function searchableAbove(path: string): Promise<void> {
-  for (let d = dirname(path); ; d = dirname(d)) {
-    const st = await stat(d);
-    if ((st.mode & 0o001) === 0) await chmod(d, (st.mode & 0o7777) | 0o001);
-    if (d === '/') return;
-  }
 }
 
 /** Copies a directory with everything overlayfs keeps in it (devices for whiteouts, xattrs, owners). */
@@ -157,7 +145,13 @@ export class ContainerRuntime implements SandboxRuntime {
       const userns = this.options.userNamespaces ? spec.network.userns : undefined;
       if (userns) {
         const { passing } = this.options.userNamespaces ?? {};
-        await searchableAbove(p.rootfs);
+        // The manager opened its own directories to the sandbox's ids (letOtherIdsSearch).
+        const blocked = await firstUnsearchable(dirname(p.rootfs));
+        if (blocked) {
+          throw new RuntimeError(
+            `the sandbox's user namespace cannot reach its root filesystem: ${describeUnsearchable(blocked)}`,
+          );
+        }
         if (passing === 'path') await mkdir(p.attach, { recursive: true, mode: 0o700 });
         // The template's layers are seen as owned by the sandbox's ids, and its upper
         // layer keeps canonical owners on disk (0 for its root): checkpoints, forks and
