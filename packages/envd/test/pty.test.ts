@@ -54,12 +54,22 @@ describe('pty', () => {
     await pty.wait();
   });
 
-  test('input: the terminal echoes, signals Ctrl-C to the foreground job, and Ctrl-D ends the shell', async () => {
+  test('input: the terminal echoes, signals Ctrl-C to the foreground job, and Ctrl-D ends the shell', async (t) => {
+    const s = sandbox();
     const sbx = await sdk();
     const screen = new Screen();
     const pty = await sbx.pty.create({ cols: 80, rows: 24, onData: screen.onData });
+    // A failure must not leave the shell (and its sleep) to the tests after this one.
+    t.after(() => sbx.pty.kill(pty.pid).catch(() => false));
     await sbx.pty.sendInput(pty.pid, encode('sleep 600\n'));
     await screen.waitFor(/sleep 600\r\n/, 'the echoed command');
+    // Ctrl-C reaches the terminal's foreground process group: until the shell has made
+    // the sleep's the foreground one (`+` in ps's STAT), it would interrupt the shell.
+    await eventually(
+      async () =>
+        /\+/.test((await s.exec(['ps', '-o', 'stat=', '-C', 'sleep']).catch(() => ({ stdout: '' }))).stdout),
+      'the sleep in the foreground',
+    );
     await sbx.pty.sendInput(pty.pid, encode('\x03'));
     await screen.waitFor(/\^C/, 'the interrupted sleep');
     await sbx.pty.sendInput(pty.pid, encode('echo "after $?"\n'));
