@@ -20,13 +20,21 @@ export interface ResolvedTemplate {
   /** The build's end context (a build from this template starts there). */
   context?: Record<string, unknown>;
   row?: TemplateRow;
+  /** The ready build it starts (built templates). */
+  buildId?: string;
 }
+
+/** What a sandbox of `r` is the same as another's by: the recipe, or the template's build. */
+export const startsFrom = (r: ResolvedTemplate): string =>
+  r.buildId ? `${r.templateId}@${r.buildId}` : r.templateId;
 
 /**
  * The templates a team can see: aiva's recipe templates (public, built in), its own
  * builds, and other teams' public ones. Names resolve own first, then built-in, then public.
  */
 export class TemplateCatalog {
+  private readonly changeListeners: ((templateId: string) => Promise<void>)[] = [];
+
   constructor(
     private readonly db: Database,
     private readonly node: SandboxNode,
@@ -91,7 +99,39 @@ export class TemplateCatalog {
       node: build.definition as unknown as TemplateDefinition,
       context: build.context ?? undefined,
       row: own,
+      buildId: build.id,
     };
+  }
+
+  /**
+   * `ref` as the operator names it (`aiva up --warm-pool`): a recipe, or any team's
+   * template by id, or by a name only one team uses, with an optional tag. Undefined when
+   * there is none; an error when the name is ambiguous or has no ready build.
+   */
+  async resolveForOperator(ref: string): Promise<ResolvedTemplate | undefined> {
+    const { name } = parseTemplateRef(ref);
+    if ((await this.recipes()).includes(name)) return this.resolve({ teamId: '', keyId: '' }, ref);
+    const rows = await this.db
+      .select({ id: templates.id, teamId: templates.teamId })
+      .from(templates)
+      .where(or(eq(templates.id, name), eq(templates.name, name)));
+    const row = rows.find((r) => r.id === name) ?? rows[0];
+    if (!row) return undefined;
+    if (rows.length > 1 && row.id !== name)
+      throw new InvalidRequestError(`${rows.length} teams have a template named "${name}": give its id`);
+    return this.resolve({ teamId: row.teamId, keyId: '' }, ref);
+  }
+
+  /**
+   * Runs `listener` whenever what a template starts changes: a build became ready, tags
+   * moved, the template was deleted (awaited before its layers are freed).
+   */
+  onChange(listener: (templateId: string) => Promise<void>): void {
+    this.changeListeners.push(listener);
+  }
+
+  async changed(templateId: string): Promise<void> {
+    await Promise.allSettled(this.changeListeners.map((l) => l(templateId)));
   }
 
   private async buildOfTag(t: TemplateRow, tag?: string): Promise<BuildRow | undefined> {
@@ -120,6 +160,17 @@ export class TemplateCatalog {
       .from(templates)
       .where(or(eq(templates.teamId, caller.teamId), eq(templates.public, true)))
       .orderBy(desc(templates.createdAt));
+  }
+
+  /** The newest build of each of `templateIds`, in one query. */
+  async latestBuilds(templateIds: string[]): Promise<Map<string, BuildRow>> {
+    if (templateIds.length === 0) return new Map();
+    const rows = await this.db
+      .selectDistinctOn([templateBuilds.templateId])
+      .from(templateBuilds)
+      .where(inArray(templateBuilds.templateId, templateIds))
+      .orderBy(templateBuilds.templateId, desc(templateBuilds.createdAt));
+    return new Map(rows.map((b) => [b.templateId, b]));
   }
 
   builds(templateId: string): Promise<BuildRow[]> {
@@ -151,6 +202,7 @@ export class TemplateCatalog {
       throw new ConflictError(`template ${row.name} is being built: wait for the build to end`);
     const mine = new Set(builds.flatMap((b) => b.layers ?? []));
     await this.db.delete(templates).where(eq(templates.id, row.id));
+    await this.changed(row.id);
     const others = await this.db
       .select({ layers: templateBuilds.layers })
       .from(templateBuilds)
@@ -189,6 +241,7 @@ export class TemplateCatalog {
           target: [templateTags.templateId, templateTags.tag],
           set: { buildId: build.id, createdAt: new Date() },
         });
+    await this.changed(row.id);
     return { buildID: build.id, tags };
   }
 
@@ -198,6 +251,7 @@ export class TemplateCatalog {
     await this.db
       .delete(templateTags)
       .where(and(eq(templateTags.templateId, row.id), inArray(templateTags.tag, tags)));
+    await this.changed(row.id);
   }
 
   async tags(

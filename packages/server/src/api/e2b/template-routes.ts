@@ -169,8 +169,8 @@ export function registerTemplateRoutes(
     async (request) => {
       const caller = callerOf(request);
       const rows = await catalog.list(caller);
-      const out = [];
-      for (const r of rows) out.push(templateOf(r, (await catalog.builds(r.id))[0]));
+      const latest = await catalog.latestBuilds(rows.map((r) => r.id));
+      const out = rows.map((r) => templateOf(r, latest.get(r.id)));
       return [...out, ...(await catalog.recipes()).map(recipeOf)];
     },
   );
