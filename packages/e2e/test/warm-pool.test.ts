@@ -1,19 +1,22 @@
-// The container warm pool (`aiva up --warm-pool base=2`): creates are handed sandboxes
-// made ahead of time, each with a fresh envd token (the pool's stops working), the
-// tenant's env vars and network policy and nothing of anyone else; the pool refills; its
-// sandboxes are neither listed nor left behind.
+// The container warm pool (`aiva up --warm-pool base=2 --warm-pool pooled-app=1`):
+// creates are handed sandboxes made ahead of time, each with a fresh envd token (the
+// pool's stops working), the tenant's env vars and network policy and nothing of anyone
+// else; the pool refills; its sandboxes are neither listed nor left behind. A built
+// template is pooled once its build is ready, with its start command running, and a new
+// build or a delete replaces or removes its pooled sandboxes.
 import assert from 'node:assert/strict';
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { ENVD_PORT } from '@aiva/protocol';
-import { Sandbox } from 'e2b';
+import { Sandbox, Template, waitForPort } from 'e2b';
 import { aivaUpForFile } from './helpers/aiva-up.js';
 
-const server = aivaUpForFile(['--warm-pool', 'base=2']);
+const server = aivaUpForFile(['--warm-pool', 'base=2', '--warm-pool', 'pooled-app=1']);
 
 interface NodeRecord {
   id: string;
+  template: { name: string };
   state: string;
   accessToken: string;
   networkPolicy?: { allowInternetAccess?: boolean; denyOut?: string[] };
@@ -29,17 +32,19 @@ async function nodeRecords(): Promise<NodeRecord[]> {
   return out;
 }
 
-/** The node's running sandboxes that the API does not list: the pool. */
-async function pooled(): Promise<NodeRecord[]> {
+/** The node's running sandboxes that the API does not list: the pool (of base, or of the built templates). */
+async function pooled(of: 'base' | 'built' = 'base'): Promise<NodeRecord[]> {
   const listed = new Set((await Sandbox.list().nextItems()).map((s) => s.sandboxId));
-  return (await nodeRecords()).filter((r) => r.state === 'running' && !listed.has(r.id));
+  return (await nodeRecords()).filter(
+    (r) => r.state === 'running' && !listed.has(r.id) && (r.template.name === 'base') === (of === 'base'),
+  );
 }
 
-async function poolFull(): Promise<NodeRecord[]> {
+async function poolFull(of: 'base' | 'built' = 'base', want = of === 'base' ? 2 : 1): Promise<NodeRecord[]> {
   const deadline = Date.now() + 60_000;
   for (;;) {
-    const p = await pooled();
-    if (p.length === 2) return p;
+    const p = await pooled(of);
+    if (p.length === want) return p;
     assert.ok(Date.now() < deadline, `the pool never filled (${p.length} ready)`);
     await new Promise((r) => setTimeout(r, 200));
   }
@@ -81,4 +86,55 @@ test('creates take pooled sandboxes with a new identity, and the pool refills', 
   // Back to two ready, none of them handed out.
   const refilled = await poolFull();
   for (const r of refilled) assert.ok(r.id !== sbx.sandboxId && r.id !== closed.sandboxId);
+});
+
+/** The pooled template: a file naming its version, and a start command with a ready check. */
+const pooledApp = (version: string) =>
+  Template()
+    .fromTemplate('base')
+    .runCmd(`echo ${version} > /home/user/version.txt`)
+    .setStartCmd('python3 -m http.server 8000 --directory /home/user', waitForPort(8000));
+
+test('a built template is pooled once its build is ready; a new build replaces its pooled sandboxes, a delete removes them', async (t) => {
+  assert.deepEqual(await pooled('built'), [], 'nothing pooled before the template exists');
+  assert.match(server.up.output(), /the warm pool cannot fill: template \\?"pooled-app\\?" does not exist/);
+
+  await Template.build(pooledApp('v1'), 'pooled-app');
+  const [v1] = await poolFull('built');
+  const a = await Sandbox.create('pooled-app');
+  t.after(() => a.kill());
+  assert.equal(a.sandboxId, v1?.id, 'the create was handed the pooled sandbox of the build');
+  assert.equal((await a.commands.run('cat version.txt')).stdout, 'v1\n');
+  assert.equal(
+    (await a.commands.run('curl -s localhost:8000/version.txt')).stdout,
+    'v1\n',
+    'its start command runs',
+  );
+  const [refill] = await poolFull('built');
+  assert.notEqual(refill?.id, a.sandboxId);
+
+  await Template.build(pooledApp('v2'), 'pooled-app');
+  const [v2] = await poolFull('built');
+  assert.notEqual(v2?.id, refill?.id, "the old build's pooled sandbox was replaced");
+  assert.notEqual((await nodeRecords()).find((r) => r.id === refill?.id)?.state, 'running');
+  const b = await Sandbox.create('pooled-app');
+  t.after(() => b.kill());
+  assert.equal(b.sandboxId, v2?.id);
+  assert.equal((await b.commands.run('cat version.txt')).stdout, 'v2\n');
+  assert.equal(
+    (await a.commands.run('cat version.txt')).stdout,
+    'v1\n',
+    'a sandbox of the old build keeps running',
+  );
+
+  await a.kill();
+  await b.kill();
+  await poolFull('built');
+  const del = await fetch(`${server.up.url}/templates/pooled-app`, {
+    method: 'DELETE',
+    headers: { 'x-api-key': server.up.apiKey },
+  });
+  assert.equal(del.status, 204, await del.text());
+  assert.deepEqual(await pooled('built'), [], 'its pooled sandbox went with the template');
+  assert.equal((await Sandbox.list().nextItems()).length, 0);
 });

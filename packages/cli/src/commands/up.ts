@@ -96,10 +96,10 @@ export function registerUpCommand(program: Command): void {
     )
     .option(
       '--warm-pool <template=n>',
-      'keep n sandboxes of a template ready ahead of creates (repeatable; containers: each idle one takes ~25 MiB)',
+      'keep n sandboxes of a template (base, or a built one by name[:tag] or id) ready ahead of creates (repeatable; containers: each idle one takes ~25 MiB)',
       (v: string, all: Record<string, number>) => {
-        const m = /^([a-z0-9][a-z0-9_-]*)=(\d{1,4})$/.exec(v);
-        if (!m) throw new InvalidArgumentError('template=n, e.g. base=4');
+        const m = /^([a-z0-9][a-z0-9_.-]*(?::[a-z0-9][a-z0-9_.-]*)?)=(\d{1,4})$/.exec(v);
+        if (!m) throw new InvalidArgumentError('template=n, e.g. base=4 or my-app:v2=2');
         return { ...all, [m[1] as string]: Number(m[2]) };
       },
       {},
@@ -142,11 +142,9 @@ export function registerUpCommand(program: Command): void {
         process.stderr.write(`Preparing the base template in ${node.images.paths.root}\n`);
         await node.images.ensureTemplate('base', { reporter: progress });
         const known = await node.images.templateNames();
-        for (const t of Object.keys(opts.warmPool)) {
-          if (!known.includes(t))
-            throw new Error(`--warm-pool ${t}: no template "${t}" (templates: ${known.join(', ')})`);
-          await node.images.ensureTemplate(t, { reporter: progress });
-        }
+        // Built templates are the server's to resolve: one built later fills once it is ready.
+        for (const t of Object.keys(opts.warmPool))
+          if (known.includes(t)) await node.images.ensureTemplate(t, { reporter: progress });
         if (node.sandboxes.defaultDriver !== 'container')
           await node.images.ensureKernel({ reporter: progress });
         progress.close();

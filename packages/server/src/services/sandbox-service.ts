@@ -30,7 +30,7 @@ import { SandboxMetrics } from './sandbox-metrics.js';
 import { newSandboxRow, type SandboxRow, SandboxRows } from './sandbox-rows.js';
 import { type EndReason, isApiState, type LiveState, transition } from './sandbox-states.js';
 import type { Caller } from './team-service.js';
-import type { TemplateCatalog } from './template-catalog.js';
+import { startsFrom, type TemplateCatalog } from './template-catalog.js';
 import { WarmPool } from './warm-pool.js';
 
 /** A snapshot a sandbox is created from: the node's checkpoint and what the sandbox shows as its template. */
@@ -125,12 +125,15 @@ export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
     this.live.updateGauge();
     if (this.options.warmPool && Object.values(this.options.warmPool).some((n) => n > 0)) {
       // Started once the node's leftovers are dealt with: pooled sandboxes have no rows.
+      const templates = this.options.templates;
       this.pool = new WarmPool(
         this.node,
         this.options.warmPool,
+        (ref) => templates.resolveForOperator(ref),
         () => this.live.hasRoom(TYPICAL_MEMORY_MIB, this.pool?.size ?? 0),
-        this.log.child({ component: 'warm-pool' }),
+        this.log.child({ part: 'warm-pool' }),
       );
+      templates.onChange((id) => this.pool?.changed(id) ?? Promise.resolve());
       this.pool.start();
     }
   }
@@ -178,7 +181,7 @@ export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
     const policy = egressPolicy(body.allow_internet_access, body.network ?? {});
     // The template's own memory is not known before it starts: count a typical sandbox.
     this.live.checkCapacity(caller.teamId, TYPICAL_MEMORY_MIB);
-    const pooled = from.usePool !== false && !snapshot ? this.pool?.take(template) : undefined;
+    const pooled = from.usePool !== false && resolved ? this.pool?.take(startsFrom(resolved)) : undefined;
     const id = pooled ?? newSandboxId();
     const owner = { id, teamId: caller.teamId, nodeId: this.node.id, template, alias };
     const row = newSandboxRow(owner, body, timeoutS, new Date());

@@ -322,6 +322,7 @@ export class TemplateBuilds {
         { template: templateId, build: build.id, cached: result.cachedSteps },
         'template built',
       );
+      await this.catalog.changed(templateId);
     } catch (e) {
       await this.fail(build.id, e, log);
     } finally {
