@@ -1,5 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -37,6 +38,9 @@ export class TestInternet {
   ] as const;
   /** The DNS server (UDP and TCP :53), answering from `setRecords`. */
   static readonly DNS = '198.18.1.53';
+
+  /** Servers started by `serve`, ended by `stop`. */
+  private readonly servers: ChildProcess[] = [];
 
   private constructor(
     readonly netns: string,
@@ -122,10 +126,54 @@ export class TestInternet {
     return runCommand('nsenter', [`--net=/run/netns/${this.netns}`, '--', ...argv]);
   }
 
+  /**
+   * Runs a server of the test's own inside the namespace until `stop` (e.g. `git daemon
+   * --listen=<WEB address>`): `argv` must listen on TCP `address:port` (a WEB address and a
+   * port other than 80 and 7, which the built-in servers hold). Resolves once it accepts
+   * connections there; rejects, with its output, if it exits first or takes over 10 s.
+   */
+  async serve(argv: string[], address: string, port: number): Promise<void> {
+    const child = spawn('nsenter', [`--net=/run/netns/${this.netns}`, '--', ...argv], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    this.servers.push(child);
+    let output = '';
+    for (const s of [child.stdout, child.stderr])
+      s?.setEncoding('utf8').on('data', (d: string) => (output += d));
+    const exited = new Promise((r) => child.once('exit', r));
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      const up = await new Promise<boolean>((resolve) => {
+        const s = connect({ host: address, port }, () => {
+          s.destroy();
+          resolve(true);
+        });
+        s.on('error', () => resolve(false));
+      });
+      if (up) return;
+      const gone = await Promise.race([exited.then(() => true), sleep(50).then(() => false)]);
+      if (gone || Date.now() > deadline) {
+        child.kill('SIGKILL');
+        throw new Error(`${argv.join(' ')} did not listen on ${address}:${port}:\n${output}`);
+      }
+    }
+  }
+
+  /**
+   * Serves `dir` over HTTP on `address:port` until `stop` (see test-internet-static.ts: the
+   * files as they are, a directory's index.html or index.json): enough for an apt
+   * repository, a PEP 503 package index or an npm registry the test writes into `dir`.
+   */
+  serveDirectory(dir: string, address: string, port: number): Promise<void> {
+    const script = fileURLToPath(new URL('./test-internet-static.js', import.meta.url));
+    return this.serve([process.execPath, script, address, String(port), dir], address, port);
+  }
+
   async stop(): Promise<void> {
-    if (this.server.exitCode === null) {
-      const exited = new Promise((r) => this.server.once('exit', r));
-      this.server.kill('SIGTERM');
+    for (const p of [...this.servers, this.server]) {
+      if (p.exitCode !== null || p.signalCode !== null) continue;
+      const exited = new Promise((r) => p.once('exit', r));
+      p.kill('SIGTERM');
       await exited;
     }
     // Removing the namespace removes the veth pair, and the route with it.
@@ -135,5 +183,7 @@ export class TestInternet {
     await this.lock.release();
   }
 }
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export type Records = Record<string, { A?: string[]; CNAME?: string; ttl?: number }>;
