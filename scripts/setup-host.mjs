@@ -45,6 +45,8 @@ const packages = {
     'apache2-utils': 'the OCI image tests make the registry password file (htpasswd -B)',
     openssl: 'the host-routing test makes a CA and a TLS certificate',
     'postgresql-15': 'the --database-url test runs a PostgreSQL server of its own (initdb, pg_ctl)',
+    'dpkg-dev': 'the template package-step test indexes the apt repository it serves (dpkg-scanpackages)',
+    git: 'the template package-step test makes a repository and serves it (git daemon)',
   },
 };
 const wanted = { ...packages.run, ...(purpose === 'test' ? packages.test : {}) };
