@@ -4,9 +4,10 @@
 // answers with a clear error, and its kill leaves nothing behind (the file's leak check).
 //
 // The bound: the neighbour's p99 stays under NEIGHBOUR_P99_BOUND_MS (5 s). Idle it is
-// ~0.1 s here, under most workloads ~0.1–0.3 s, under a fork bomb up to ~1.9 s on this
-// 2-core host (the bomb's forks and exits cost the kernel outside the CPU quota). The
-// figures (p50, p99, host memory and disk at their lowest) are printed as diagnostics.
+// ~0.1 s here, under most workloads ~0.1–0.3 s, under a fork bomb ~0.4–0.9 s on this
+// 2-core host (a command's move into its user's cgroup contends with the bomb's forks for
+// kernel locks; the user's process limit, one per MiB, keeps the bomb small: see
+// userPids). The figures (p50, p99, host memory and disk at their lowest) are printed.
 import { hostileServer, hostileSuite } from './helpers/hostile-suite.js';
 
 const server = hostileServer('container');

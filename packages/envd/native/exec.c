@@ -219,12 +219,23 @@ static void write_file(const char *path, const char *text) {
 // and the out-of-memory killer takes it (the biggest first) before envd and init, which
 // run at -1000 where the host lets them and at 0 otherwise (raising one's own score needs
 // no privilege).
+// A command that cannot join (its processes at their limit: EAGAIN) does not start, rather
+// than run outside the user's limits.
 static void enter_user_share(void) {
   static const char *const controllers[] = {"memory", "cpu", "cpuacct", "pids"};
   char path[64];
   for (size_t i = 0; i < sizeof controllers / sizeof *controllers; i++) {
     snprintf(path, sizeof path, "/run/aiva/user-cgroup/%s", controllers[i]);
-    write_file(path, "0\n");
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0) continue;  // no user's cgroup here (the runtime gives none)
+    if (write(fd, "0\n", 2) < 0) {
+      int e = errno;
+      fprintf(stderr, "aiva-exec: cannot start the command: %s\n",
+              e == EAGAIN ? "the sandbox's processes are at their limit (Resource temporarily unavailable)"
+                          : strerror(e));
+      exit(126);
+    }
+    close(fd);
   }
   write_file("/proc/self/oom_score_adj", "500");
 }

@@ -10,7 +10,7 @@ import { Cgroup } from '../src/host/cgroups.js';
 import { canLowerOomScores } from '../src/host/proc.js';
 import { execInSandbox, type SandboxInfo, type SandboxManager } from '../src/index.js';
 import { containerCgroupPath, MAX_PIDS } from '../src/runtime/container/oci-config.js';
-import { AGENT_MEMORY_MIB, AGENT_PIDS, UserCgroup } from '../src/runtime/container/user-cgroup.js';
+import { AGENT_MEMORY_MIB, UserCgroup, userPids } from '../src/runtime/container/user-cgroup.js';
 import type { DriverName } from '../src/runtime/types.js';
 import { checkHostLeaks } from './helpers/host-leaks.js';
 import { tempDir } from './helpers/temp-dir.js';
@@ -124,8 +124,12 @@ for (const driver of ['container', 'qemu-microvm'] as DriverName[]) {
           memoryBytes: (256 - AGENT_MEMORY_MIB) * MiB,
           swapBytes: 0,
           cpus: 1,
-          pids: MAX_PIDS - AGENT_PIDS,
+          pids: 256, // one per MiB, at least 256
         });
+        assert.deepEqual(
+          [256, 512, 1024, 4096].map((mib) => userPids(mib, MAX_PIDS)),
+          [256, 512, 1024, MAX_PIDS - 64],
+        );
         // A command is in the user's cgroup (memory, cpu, pids), envd is not.
         const cgroups = (await run('cat /proc/self/cgroup; echo; cat /proc/1/cgroup')).stdout;
         const [cmd = '', init = ''] = cgroups.split('\n\n');

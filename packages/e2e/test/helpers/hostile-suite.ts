@@ -8,13 +8,6 @@ import { checkHostLeaks } from './host-leaks.js';
 import { type ProbeResult, probeNeighbour } from './neighbour-probe.js';
 
 const NEIGHBOUR_P99_BOUND_MS = 5000;
-/**
- * Under a fork bomb the neighbour's p99 was 1.9–7.2 s on this 2-core cgroup-v1 host,
- * with or without the user's cgroup (3.3 s without): thousands of forks and exits a
- * second cost the kernel more than the bomb's CPU quota accounts. An open problem, so a
- * bound of its own that still catches a neighbour that stops answering.
- */
-const FORK_BOMB_NEIGHBOUR_P99_BOUND_MS = 15_000;
 const GiB = 1024 ** 3;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -152,19 +145,15 @@ export function hostileSuite(driver: string, server: { readonly up: AivaUp }, on
       'fork bomb',
       'a fork bomb: capped at the process limit, envd keeps answering, kill works',
       async () => {
-        await underLoad(
-          'fork bomb',
-          async (o) => {
-            await o.commands.run("setsid bash -c 'b() { b | b & }; b' >/dev/null 2>&1 &");
-            await new Promise((r) => setTimeout(r, 10_000));
-            // envd is outside the user's cgroup: its own calls are answered at once. (A new
-            // command competes with thousands of bomb processes for the user's CPU: it starts,
-            // but slowly.)
-            const root = await o.files.list('/', { requestTimeoutMs: 10_000 });
-            assert.ok(root.some((e) => e.name === 'home'));
-          },
-          FORK_BOMB_NEIGHBOUR_P99_BOUND_MS,
-        );
+        await underLoad('fork bomb', async (o) => {
+          await o.commands.run("setsid bash -c 'b() { b | b & }; b' >/dev/null 2>&1 &");
+          await new Promise((r) => setTimeout(r, 10_000));
+          // envd is outside the user's cgroup: its own calls are answered at once. (A new
+          // command competes with thousands of bomb processes for the user's CPU: it starts,
+          // but slowly.)
+          const root = await o.files.list('/', { requestTimeoutMs: 10_000 });
+          assert.ok(root.some((e) => e.name === 'home'));
+        });
       },
     );
 
@@ -179,7 +168,7 @@ export function hostileSuite(driver: string, server: { readonly up: AivaUp }, on
             'import os',
             'for i in range(10000):',
             '    try:',
-            '        os.posix_spawn("/bin/sleep", ["sleep", "60"], os.environ)',
+            '        os.posix_spawn("/bin/sleep", ["sleep", "20"], os.environ)',
             '    except OSError as e:',
             '        print(i, e.strerror, flush=True); break',
             '    if i % 100 == 0: print(i, flush=True)',
@@ -192,7 +181,21 @@ export function hostileSuite(driver: string, server: { readonly up: AivaUp }, on
             /Resource temporarily unavailable/.test(last) || /signal: killed/.test(r.error ?? ''),
             last,
           );
-          assert.equal((await o.commands.run('echo alive', { timeoutMs: 60_000 })).stdout, 'alive\n');
+          // While the user's processes are at their limit a command may not start (as in a
+          // VM at its limit, with the reason); envd answers, and once they end, commands run.
+          const full = await sh(o, 'echo alive', { timeoutMs: 60_000 });
+          if (full.exitCode !== 0)
+            assert.match(
+              full.stderr,
+              /processes are at their limit|fork: .*Resource temporarily unavailable/,
+            );
+          assert.ok((await o.files.list('/')).some((e) => e.name === 'home'));
+          for (let i = 0; ; i++) {
+            const r = await sh(o, 'echo alive', { timeoutMs: 60_000 });
+            if (r.exitCode === 0) break;
+            assert.ok(i < 60, `no command ran after the sleeps ended: ${r.stderr}`);
+            await sleep(1000);
+          }
         });
       },
     );

@@ -26,7 +26,7 @@ import {
 } from '../types.js';
 import { containerCgroupPath, MAX_PIDS, ociConfig } from './oci-config.js';
 import { SandboxDisk } from './sandbox-disk.js';
-import { AGENT_PIDS, UserCgroup } from './user-cgroup.js';
+import { UserCgroup, userPids } from './user-cgroup.js';
 import { withUserNamespace } from './userns-config.js';
 
 export type OciRuntime = 'runc' | 'crun';
@@ -186,7 +186,7 @@ export class ContainerRuntime implements SandboxRuntime {
       const userCgroup = (await UserCgroup.supported())
         ? new UserCgroup(containerCgroupPath(spec.id))
         : undefined;
-      await userCgroup?.create(spec.resources, MAX_PIDS - AGENT_PIDS);
+      await userCgroup?.create(spec.resources, userPids(spec.resources.memoryMiB, MAX_PIDS));
       // aiva-exec joins it as the sandbox's root, which is then an ordinary host user.
       if (userns) await userCgroup?.giveTo(userns.hostId);
       const base = ociConfig(spec, p.rootfs, {

@@ -8,8 +8,8 @@ import type { SandboxResources } from '../types.js';
  * command envd starts joins (aiva-exec writes itself into the `cgroup.procs` files bound
  * at USER_CGROUP_DIR in the sandbox). The sandbox's cgroup has the memory, processes and
  * CPU asked for, as a VM has its RAM; the user's has all of it but AGENT_MEMORY_MIB of
- * memory and AGENT_PIDS processes, kept for init and envd (in a VM the kernel and envd
- * likewise take their part of the RAM). So a memory bomb is killed inside the user's
+ * memory, kept for init and envd (in a VM the kernel and envd likewise take their part
+ * of the RAM), and `userPids` processes. So a memory bomb is killed inside the user's
  * cgroup without envd ever being a candidate (no out-of-memory score needed, which some
  * hosts do not let aiva lower), a fork bomb leaves envd room to start commands, and under
  * a CPU spin envd competes with the user's cgroup as one entity, not with each process.
@@ -27,6 +27,17 @@ export const AGENT_PIDS = 64;
 /** The user's part of a sandbox's memory: all but the agent's, and at least half. */
 export const userMemoryMiB = (memoryMiB: number) =>
   Math.max(Math.floor(memoryMiB / 2), memoryMiB - AGENT_MEMORY_MIB);
+/**
+ * The user's processes (threads count): one per MiB of the sandbox's memory, from 256 up
+ * to the sandbox's limit less the agent's. Measured here (2 cores, cgroup v1): every
+ * command's move into the user's cgroup takes kernel locks that a fork bomb spinning at
+ * its limit contends, so a neighbour's command stalled up to 22 s with 4032 bomb
+ * processes, 3.4 s with 1024 and 0.8–1.9 s with 512. (A VM of 512 MiB gets ~4096 threads
+ * from its kernel, but there a fork bomb hurts only itself.)
+ */
+export const userPids = (memoryMiB: number, sandboxPids: number) =>
+  Math.min(sandboxPids - AGENT_PIDS, Math.max(256, memoryMiB));
+
 export const USER_CGROUP_DIR = '/run/aiva/user-cgroup';
 const CONTROLLERS = ['memory', 'cpu', 'cpuacct', 'pids'] as const;
 const ROOT = '/sys/fs/cgroup';
