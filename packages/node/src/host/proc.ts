@@ -11,6 +11,26 @@ export async function processStartTime(pid: number): Promise<number | undefined>
   return Number(fields[19]);
 }
 
+/**
+ * Waits until each of `pids` is gone from /proc (reaped, not only exited: a zombie
+ * still shows as its owner's process), up to `timeoutMs` in all; false if one is not.
+ */
+export async function waitForReaped(pids: number[], timeoutMs: number): Promise<boolean> {
+  const started = async (pid: number) => {
+    const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => undefined);
+    return stat?.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+  };
+  const watched = await Promise.all(pids.map(async (pid) => ({ pid, start: await started(pid) })));
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const left = [];
+    for (const w of watched) if (w.start !== undefined && (await started(w.pid)) === w.start) left.push(w);
+    if (left.length === 0) return true;
+    if (Date.now() >= deadline) return false;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
 /** Whether `pid` is still the process that started at `startTime` (not a reused pid). */
 export async function isSameProcess(pid: number, startTime: number): Promise<boolean> {
   return (await processStartTime(pid)) === startTime;

@@ -13,6 +13,7 @@ import {
   openFilesHardLimit,
   processStartTime,
   waitForExit,
+  waitForReaped,
 } from '../../host/proc.js';
 import { describeUnsearchable, firstUnsearchable } from '../../host/search-permission.js';
 import {
@@ -274,13 +275,20 @@ export class ContainerRuntime implements SandboxRuntime {
   async destroy(spec: SandboxRef, state: RuntimeState | undefined): Promise<void> {
     const p = this.paths(spec);
     const id = containerId(spec);
+    const cgroupPath = containerCgroupPath(spec.id);
+    const processes = [
+      ...(await (await Cgroup.at(cgroupPath)).pids()),
+      ...(await (await Cgroup.at(`${cgroupPath}/user`)).pids()),
+    ];
     // `delete --force` kills and removes the container, its cgroup and its state, even when frozen.
     await this.oci(['delete', '--force', id]).catch(() => {});
     if (state) await waitForExit(state.pid, state.pidStartTime, 5000);
+    // Gone when this returns, not only killed: reaped by the host's init, which can lag.
+    await waitForReaped(processes, 5000);
     // Whatever runc could not remove (a container that never got a state): the cgroups by
     // hand, the user's (inside the sandbox's) first.
-    await new UserCgroup(containerCgroupPath(spec.id)).destroy();
-    const cgroup = await Cgroup.at(containerCgroupPath(spec.id));
+    await new UserCgroup(cgroupPath).destroy();
+    const cgroup = await Cgroup.at(cgroupPath);
     if (await cgroup.exists()) await cgroup.destroy();
     await unmountAll(spec.dir);
     if ((await mountedUnder(spec.dir)).length > 0) {
