@@ -4,7 +4,7 @@
 // the raw floor of that driver measured in the same run; `commands.run('true')`; 100 MiB
 // upload and download; idle memory per sandbox and how many fit in 20 GiB.
 
-import { mkdir, mkdtemp, rm, symlink } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, rm, symlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -118,6 +118,8 @@ export const sdkBenchmark: Benchmark = {
     const kernel = await images.ensureKernel();
     const rows: BenchRow[] = [];
     const scratch = await mkdtemp(join(tmpdir(), 'aiva-bench-sdk-'));
+    // Data directories go under it: sandboxes in user namespaces must be able to search it.
+    await chmod(scratch, 0o711);
     const pool = new AddressPool('10.12.0.0/16');
     try {
       for (const driver of drivers) {

@@ -3,7 +3,7 @@
 // changed (the cache at work), and create→first exec from the built template next to
 // base, in the same run.
 
-import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { dataDir } from '@aiva/node';
@@ -47,6 +47,8 @@ export const templateBenchmark: Benchmark = {
     'template builds through aiva up and the e2b SDK: cold build, rebuild with the last step changed, create→first exec from the template vs base',
   async run() {
     const scratch = await mkdtemp(join(tmpdir(), 'aiva-bench-template-'));
+    // Data directories go under it: sandboxes in user namespaces must be able to search it.
+    await chmod(scratch, 0o711);
     const home = join(scratch, 'home');
     const context = join(scratch, 'context');
     await mkdir(join(context, 'app'), { recursive: true });
