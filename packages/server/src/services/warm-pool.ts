@@ -95,7 +95,7 @@ export class WarmPool {
     for (const e of affected) void this.fill(e);
   }
 
-  /** Resolves the entry's name again; false if it does not resolve (the reason logged once). */
+  /** Resolves the entry's name again (killing the sandboxes of a build it no longer names); undefined if it does not resolve, the reason logged once. */
   private async refresh(e: PoolEntry): Promise<ResolvedTemplate | undefined> {
     let resolved: ResolvedTemplate | undefined;
     let problem: string | undefined;
