@@ -238,6 +238,29 @@ describe('sandboxes through the e2b SDK', () => {
     assert.equal(init.status, 403, 'envd’s /init is not reachable through the proxy');
   });
 
+  test('a request waiting for its answer when the sandbox ends gets E2B’s 502, not a reset', async () => {
+    const sbx = await Sandbox.create();
+    const hold =
+      'import socket,time\ns=socket.create_server(("0.0.0.0",8002))\nc=s.accept()\ntime.sleep(600)\n';
+    await sbx.files.write('/tmp/hold.py', hold);
+    await sbx.commands.run('python3 /tmp/hold.py', { background: true });
+    await sbx.commands.run(
+      'for i in $(seq 100); do ss -ltn | grep -q ":8002 " && exit 0; sleep 0.1; done; exit 1',
+    );
+    const pending = fetch(`${server.up.url}/`, {
+      headers: { 'e2b-sandbox-id': sbx.sandboxId, 'e2b-sandbox-port': '8002' },
+    });
+    await new Promise((r) => setTimeout(r, 500));
+    assert.equal(await sbx.kill(), true);
+    const res = await pending;
+    assert.equal(res.status, 502);
+    assert.deepEqual(await res.json(), {
+      sandboxId: sbx.sandboxId,
+      message: 'The sandbox was not found',
+      code: 502,
+    });
+  });
+
   test('metrics report CPU, memory and disk', async (t) => {
     const sbx = await Sandbox.create();
     t.after(() => sbx.kill());

@@ -82,11 +82,14 @@ const ENVD_INTERNAL = [/^\/init(\/|\?|$)/];
  * without buffering and without an idle timeout; upgrades (WebSockets) are spliced.
  * Answers E2B's 502 bodies when the sandbox is unknown or the port closed, never lets
  * envd's internal routes through, and only ever connects to a sandbox's own address.
- * Killing a sandbox resets its open streams.
+ * When a sandbox ends, a request still waiting for its answer gets the 502 of a sandbox
+ * not found (as a request made a moment later would); streams already answering and
+ * WebSockets are reset.
  */
 export class SandboxProxy {
   private readonly agent = new Agent({ keepAlive: true, maxSockets: 1024 });
-  private readonly open = new Map<string, Set<Duplex>>();
+  /** Per sandbox, how to cut off each exchange (request or WebSocket) it has in flight. */
+  private readonly open = new Map<string, Set<() => void>>();
 
   constructor(
     private readonly lookup: (sandboxId: string, port: number) => ProxyTarget | undefined,
@@ -106,34 +109,29 @@ export class SandboxProxy {
   }
 
   /**
-   * Records a connection as carrying traffic of a sandbox until the returned function is
-   * called (a kept-alive connection may carry another sandbox's next request).
+   * Records an exchange as in flight for a sandbox until the returned function is called
+   * (a kept-alive connection may carry another sandbox's next request).
    */
-  private track(id: string, socket: Duplex): () => void {
+  private track(id: string, cutOff: () => void): () => void {
     let set = this.open.get(id);
     if (!set) {
       set = new Set();
       this.open.set(id, set);
     }
-    set.add(socket);
-    const untrack = () => {
-      const current = this.open.get(id);
-      current?.delete(socket);
-      if (current?.size === 0) this.open.delete(id);
-    };
-    socket.once('close', untrack);
+    set.add(cutOff);
     return () => {
-      socket.off('close', untrack);
-      untrack();
+      const current = this.open.get(id);
+      current?.delete(cutOff);
+      if (current?.size === 0) this.open.delete(id);
     };
   }
 
-  /** Drops every open connection of a sandbox at once (no clean end: the client sees a reset). */
+  /** The sandbox ended: cuts off every exchange it has in flight at once. */
   reset(sandboxId: string): void {
     const set = this.open.get(sandboxId);
     if (!set) return;
     this.open.delete(sandboxId);
-    for (const s of set) s.destroy();
+    for (const cutOff of set) cutOff();
   }
 
   private refuse(res: ServerResponse, status: number, body: object): void {
@@ -189,10 +187,19 @@ export class SandboxProxy {
       return;
     }
     req.socket.setTimeout(0);
-    const untracked: (() => void)[] = [this.track(route.sandboxId, req.socket)];
-    res.once('close', () => {
-      for (const u of untracked) u();
+    let cut = false;
+    const untrack = this.track(route.sandboxId, () => {
+      cut = true;
+      upstream.destroy();
+      if (res.headersSent) {
+        res.destroy();
+        return;
+      }
+      this.metrics.proxiedRequests.inc({ port_kind: kind, outcome: 'not_found' });
+      req.resume();
+      this.refuse(res, 502, { sandboxId: route.sandboxId, message: 'The sandbox was not found', code: 502 });
     });
+    res.once('close', untrack);
     const upstream = request({
       host: target.host,
       port: target.port,
@@ -204,9 +211,9 @@ export class SandboxProxy {
     upstream.on('socket', (s: Socket) => {
       s.setTimeout(0);
       s.setNoDelay(true);
-      untracked.push(this.track(route.sandboxId, s));
     });
     upstream.on('response', (up) => {
+      if (cut) return;
       this.metrics.proxiedRequests.inc({ port_kind: kind, outcome: 'proxied' });
       res.writeHead(up.statusCode ?? 502, up.statusMessage, forwardable(up.headers));
       up.pipe(res);
@@ -214,6 +221,7 @@ export class SandboxProxy {
       up.on('aborted', () => res.destroy());
     });
     upstream.on('error', (e: NodeJS.ErrnoException) => {
+      if (cut) return;
       if (res.headersSent) {
         res.destroy();
         return;
@@ -251,7 +259,11 @@ export class SandboxProxy {
     };
     const target = this.admit(req, route, answer);
     if (!target) return;
-    this.track(route.sandboxId, socket);
+    const sockets = new Set<Duplex>([socket]);
+    const untrack = this.track(route.sandboxId, () => {
+      for (const s of sockets) s.destroy();
+    });
+    socket.once('close', untrack);
     const upstream = request({
       host: target.host,
       port: target.port,
@@ -260,7 +272,7 @@ export class SandboxProxy {
       headers: forwardable(req.headers, true),
     });
     upstream.on('upgrade', (up, upSocket, upHead) => {
-      this.track(route.sandboxId, upSocket);
+      sockets.add(upSocket);
       const lines = [`HTTP/1.1 ${up.statusCode} ${up.statusMessage}`];
       for (let i = 0; i < up.rawHeaders.length; i += 2)
         lines.push(`${up.rawHeaders[i]}: ${up.rawHeaders[i + 1]}`);
