@@ -261,6 +261,40 @@ describe('sandboxes through the e2b SDK', () => {
     });
   });
 
+  test('signed file URLs work on the shared sandbox URL; an expired one gets E2B’s 401', async (t) => {
+    const [sbx, other] = await Promise.all([Sandbox.create(), Sandbox.create()]);
+    t.after(() => Promise.all([sbx.kill(), other.kill()]));
+    await sbx.files.write('/home/user/signed.txt', 'mine');
+    await other.files.write('/home/user/signed.txt', 'the other’s');
+    const down = await sbx.downloadUrl('/home/user/signed.txt');
+    assert.ok(down.startsWith(`${server.up.url}/files?`), down);
+    const got = await fetch(down);
+    assert.equal(got.status, 200);
+    assert.equal(await got.text(), 'mine', 'the sandbox that signed the URL answers it');
+
+    const up = await other.uploadUrl('/home/user/uploaded.txt', { useSignatureExpiration: 60 });
+    const form = new FormData();
+    form.append('file', new Blob(['uploaded by url']), 'uploaded.txt');
+    const posted = await fetch(up, { method: 'POST', body: form });
+    assert.equal(posted.status, 200, await posted.clone().text());
+    assert.equal(await other.files.read('/home/user/uploaded.txt'), 'uploaded by url');
+    assert.equal(await sbx.files.exists('/home/user/uploaded.txt'), false);
+
+    const expired = await fetch(
+      await sbx.downloadUrl('/home/user/signed.txt', { useSignatureExpiration: -10 }),
+    );
+    assert.equal(expired.status, 401);
+    assert.deepEqual(await expired.json(), { code: 401, message: 'signature is already expired' });
+
+    const tampered = await fetch(down.replace('signed.txt', 'other.txt'));
+    assert.equal(tampered.status, 401);
+    assert.match(((await tampered.json()) as { message: string }).message, /invalid signature/);
+    await sbx.kill();
+    const gone = await fetch(down);
+    assert.equal(gone.status, 401, 'a URL of an ended sandbox matches no sandbox');
+    await gone.body?.cancel();
+  });
+
   test('metrics report CPU, memory and disk', async (t) => {
     const sbx = await Sandbox.create();
     t.after(() => sbx.kill());

@@ -1,26 +1,11 @@
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { timingSafeEqual } from 'node:crypto';
+import { fileSignature } from '@aiva/protocol';
 
 /** Constant-time comparison of two strings. */
 export function sameSecret(a: string, b: string): boolean {
   const x = Buffer.from(a);
   const y = Buffer.from(b);
   return x.length === y.length && timingSafeEqual(x, y);
-}
-
-/**
- * The v1 signature of a file URL: "v1_" + unpadded base64 of
- * sha256("<path>:<read|write>:<user>:<token>[:<expiration>]").
- */
-export function fileSignature(
-  path: string,
-  operation: 'read' | 'write',
-  username: string,
-  token: string,
-  expiration?: number,
-): string {
-  const parts = [path, operation, username, token];
-  if (expiration !== undefined) parts.push(String(expiration));
-  return `v1_${createHash('sha256').update(parts.join(':')).digest('base64').replace(/=+$/, '')}`;
 }
 
 export class SignatureError extends Error {}

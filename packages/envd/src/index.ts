@@ -1,4 +1,4 @@
-export { fileSignature } from './auth.js';
+export { fileSignature } from '@aiva/protocol';
 export { createEnvdServer, type EnvdOptions } from './server.js';
 export { EnvdState } from './state.js';
 export { ENVD_VERSION } from './version.js';

@@ -2,9 +2,9 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { signalOfStatus } from '@aiva/node';
-import { ENVD_SIGNAL_TEXT, EnvdInitBody } from '@aiva/protocol';
+import { ENVD_SIGNAL_TEXT, EnvdInitBody, fileSignature } from '@aiva/protocol';
 import { Check } from 'typebox/value';
-import { basicAuthUser, checkFileAccess, fileSignature, SignatureError } from '../src/auth.js';
+import { basicAuthUser, checkFileAccess, SignatureError } from '../src/auth.js';
 import { goModeString } from '../src/fs/entry-info.js';
 import { acceptedEncoding } from '../src/http/files.js';
 import { initProblems } from '../src/http/init.js';

@@ -6,5 +6,6 @@
 export * from './envd-rest.js';
 export * from './envd-rest-schemas.js';
 export * from './envd-status.js';
+export * from './file-signature.js';
 export * as filesystem from './gen/filesystem/filesystem_pb.js';
 export * as process from './gen/process/process_pb.js';

@@ -20,6 +20,7 @@ import { openDatabase } from './db/database.js';
 import { createServerMetrics } from './metrics/server-metrics.js';
 import type { SandboxNode } from './nodes/sandbox-node.js';
 import { routeOf, SandboxProxy } from './proxy/sandbox-proxy.js';
+import { signedFileRoute } from './proxy/signed-file-url.js';
 import type { SandboxLimits } from './services/live-sandboxes.js';
 import { SandboxService } from './services/sandbox-service.js';
 import { SnapshotService } from './services/snapshot-service.js';
@@ -128,7 +129,17 @@ export async function startServer(
       bodyLimit: 1024 * 1024,
       serverFactory: (handler) => {
         const dispatch = (req: IncomingMessage, res: ServerResponse) => {
-          const route = routeOf(req, config.domain);
+          const route = routeOf(req, config.domain) ?? signedFileRoute(req, sandboxes.liveSandboxes());
+          if (route === 'unmatched') {
+            res.writeHead(401, { 'content-type': 'application/json' }).end(
+              JSON.stringify({
+                code: 401,
+                message: 'invalid signature: no live sandbox signed this file URL (it may have ended)',
+              }),
+            );
+            req.resume();
+            return;
+          }
           if (route === 'invalid') {
             res.writeHead(400, { 'content-type': 'application/json' }).end(
               JSON.stringify({

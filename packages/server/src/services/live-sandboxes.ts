@@ -23,6 +23,8 @@ export interface LiveSandbox {
   memoryMb: number;
   allowPublicTraffic: boolean;
   trafficAccessToken?: string;
+  /** envd's access token: what signed file URLs are signed with. */
+  envdAccessToken: string;
   /** Resume when traffic arrives for it while paused (E2B's `autoResume`). */
   autoResume: boolean;
 }
@@ -34,7 +36,15 @@ export const TYPICAL_MEMORY_MIB = 512;
 export function liveFromRow(
   row: Pick<
     typeof sandboxes.$inferSelect,
-    'id' | 'teamId' | 'endAt' | 'onTimeout' | 'memoryMb' | 'network' | 'trafficAccessToken' | 'autoResume'
+    | 'id'
+    | 'teamId'
+    | 'endAt'
+    | 'onTimeout'
+    | 'memoryMb'
+    | 'network'
+    | 'trafficAccessToken'
+    | 'envdAccessToken'
+    | 'autoResume'
   >,
   state: LiveState,
 ): LiveSandbox {
@@ -48,6 +58,7 @@ export function liveFromRow(
     memoryMb: row.memoryMb,
     allowPublicTraffic: network.allowPublicTraffic !== false,
     trafficAccessToken: row.trafficAccessToken ?? undefined,
+    envdAccessToken: row.envdAccessToken,
     autoResume: row.autoResume,
   };
 }

@@ -153,6 +153,11 @@ export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
     return this.live.get(id);
   }
 
+  /** Every sandbox that has not ended (creating ones included). */
+  liveSandboxes(): Iterable<LiveSandbox> {
+    return this.live.values();
+  }
+
   /**
    * Creates a sandbox from `body.templateID`, or from a snapshot (`from.snapshot`, which
    * the caller resolved): then the template is the snapshot's source's, and no pooled
