@@ -125,7 +125,7 @@ describe('files: read and write', () => {
     assert.equal(bad.status, 416);
   });
 
-  test('metadata is stored as user.e2b.* xattrs and replaced by the next write that sets it', async () => {
+  test('metadata is stored as user.e2b.* xattrs and replaced by the next write, with or without metadata', async () => {
     const s = sandbox();
     const sbx = await sdk();
     const info = await sbx.files.write('/home/user/md.txt', 'm', {
@@ -146,6 +146,15 @@ describe('files: read and write', () => {
     // Renaming keeps the metadata with the file.
     const moved = await sbx.files.rename('/home/user/md.txt', '/home/user/md2.txt');
     assert.deepEqual(moved.metadata, { only: 'this' });
+    // A write without metadata replaces it too, as E2B's envd: none of the old file's stays.
+    await sbx.files.write('/home/user/md2.txt', 'plain');
+    await sbx.files.write('/home/user/fresh.txt', 'plain');
+    assert.deepEqual(
+      (await sbx.files.getInfo('/home/user/md2.txt')).metadata,
+      (await sbx.files.getInfo('/home/user/fresh.txt')).metadata,
+    );
+    const after = await s.exec(['getfattr', '-d', '--absolute-names', '/home/user/md2.txt']);
+    assert.doesNotMatch(after.stdout, /user\.e2b\./);
   });
 
   test('reading a missing file is FileNotFoundError; a directory is InvalidArgumentError', async () => {

@@ -218,14 +218,14 @@ function metadataHeaders(req: IncomingMessage): Record<string, string> {
 /**
  * Writes one uploaded file as root, then gives it to the user: parents are created
  * (owned by the user), an existing file is truncated, a directory refused (400), a full
- * disk answered with 507 and the partial file removed.
+ * disk answered with 507 and the partial file removed. True if the file existed.
  */
 async function writeFile(
   path: string,
   body: Readable,
   user: GuestUser,
   declaredBytes?: number,
-): Promise<void> {
+): Promise<boolean> {
   try {
     await ensureDirs(dirname(path), user.uid, user.gid);
   } catch (e) {
@@ -264,6 +264,7 @@ async function writeFile(
     }
     throw new HttpError(400, `error writing file: ${(e as Error).message}`);
   }
+  return existing !== undefined;
 }
 
 interface Written {
@@ -271,6 +272,8 @@ interface Written {
   name: string;
   type: 'file';
   metadata?: Record<string, string>;
+  /** It overwrote a file (whose metadata must not outlive its content). */
+  replaced?: boolean;
 }
 
 /** POST /files: multipart parts named `file`, or one application/octet-stream body. */
@@ -312,8 +315,8 @@ export async function uploadFiles(
       if (rawPath === undefined)
         throw new HttpError(400, 'path query parameter is required for raw body upload');
       const path = resolve(rawPath, user);
-      await writeFile(path, body, user, declared);
-      written.push({ path, name: basename(path), type: 'file' });
+      const replaced = await writeFile(path, body, user, declared);
+      written.push({ path, name: basename(path), type: 'file', replaced });
     } else if (mediaType.startsWith('multipart/')) {
       await new Promise<void>((done, fail) => {
         let bb: busboy.Busboy;
@@ -360,8 +363,8 @@ export async function uploadFiles(
                   `you cannot upload multiple files to the same path '${path}' in one upload request, only the first specified file was uploaded`,
                 );
               }
-              await writeFile(path, part, user);
-              written.push({ path, name: basename(path), type: 'file' });
+              const replaced = await writeFile(path, part, user);
+              written.push({ path, name: basename(path), type: 'file', replaced });
             } catch (e) {
               part.resume();
               stop(e);
@@ -384,15 +387,21 @@ export async function uploadFiles(
       );
     }
 
-    if (Object.keys(md).length > 0) {
-      for (const w of written) {
+    // A write replaces the file's metadata too, as E2B's envd: an overwrite without
+    // metadata leaves none of the old file's.
+    const hasMetadata = Object.keys(md).length > 0;
+    for (const w of written) {
+      if (hasMetadata || w.replaced)
         await envd.metadata.replace(w.path, md).catch((e: Error) => {
           throw new HttpError(isNoSpace(e) ? 507 : 500, e.message);
         });
-        w.metadata = md;
-      }
+      if (hasMetadata) w.metadata = md;
     }
-    json(res, 200, written);
+    json(
+      res,
+      200,
+      written.map(({ replaced: _, ...w }) => w),
+    );
   } catch (e) {
     if (e instanceof HttpError) jsonError(res, e.status, e.message, req);
     else jsonError(res, 500, (e as Error).message, req);
