@@ -80,13 +80,31 @@ describe('sandboxes through the e2b SDK', () => {
       ids,
     );
 
+    // At or after, to the millisecond, as E2B: a sandbox's own startedAt lists it too.
+    const second = (await made[1]?.getInfo())?.startedAt as Date;
+    const from2 = await listAll({ query: { metadata: { suite: 'list' }, startedAfter: second } });
+    assert.deepEqual(
+      from2.map((s) => s.sandboxId),
+      [ids[2], ids[1]],
+    );
     const after2 = await listAll({
-      query: { metadata: { suite: 'list' }, startedAfter: (await made[1]?.getInfo())?.startedAt },
+      query: { metadata: { suite: 'list' }, startedAfter: new Date(second.getTime() + 1) },
     });
     assert.deepEqual(
       after2.map((s) => s.sandboxId),
       [ids[2]],
     );
+    const raw = await fetch(
+      `${server.up.url}/v2/sandboxes?limit=1&metadata=${encodeURIComponent('suite=list')}&state=running`,
+      { headers: { 'x-api-key': server.up.apiKey } },
+    );
+    assert.equal(raw.headers.get('x-total-running'), '3', 'X-Total-Running counts every match, not the page');
+    assert.equal(((await raw.json()) as unknown[]).length, 1);
+    const tagged = await fetch(`${server.up.url}/v2/sandboxes?template=base:latest`, {
+      headers: { 'x-api-key': server.up.apiKey },
+    });
+    assert.equal(tagged.status, 400);
+    assert.match(((await tagged.json()) as { message: string }).message, /tags are not supported/);
     assert.equal((await listAll({ query: { metadata: { suite: 'list' }, template: 'base' } })).length, 3);
     assert.equal((await listAll({ query: { metadata: { suite: 'list' }, template: 'nope' } })).length, 0);
 

@@ -1,4 +1,4 @@
-import { and, asc, desc, eq, gt, inArray, lt, or, type SQL, sql } from 'drizzle-orm';
+import { and, asc, count, desc, eq, gt, gte, inArray, lt, or, type SQL, sql } from 'drizzle-orm';
 import type { ListedSandbox, ListQuery, Sandbox, SandboxDetail } from '../api/e2b/schemas.js';
 import type { Database } from '../db/database.js';
 import { sandboxes } from '../db/schema.js';
@@ -57,25 +57,34 @@ export function sandboxDetail(row: Row, domain: string | undefined): SandboxDeta
 }
 
 /**
- * A team's sandboxes with E2B's filters (states, template or alias, started after,
- * metadata), ordered by start time, one keyset page at a time.
+ * A team's sandboxes with E2B's filters (states, template or alias, started at or after,
+ * metadata), ordered by start time, one keyset page at a time; with running ones asked
+ * for, how many running sandboxes match in all (E2B's `X-Total-Running`).
  */
 export async function listSandboxes(
   db: Database,
   teamId: string,
   q: ListQuery,
-): Promise<{ items: ListedSandbox[]; nextToken?: string }> {
+): Promise<{ items: ListedSandbox[]; nextToken?: string; totalRunning?: number }> {
   const states: ApiState[] = [];
   for (const s of (q.state ?? 'running,paused').split(',').map((s) => s.trim())) {
     if (!isApiState(s)) throw new InvalidRequestError(`state "${s}" is not running or paused`);
     states.push(s);
   }
-  const where: SQL[] = [eq(sandboxes.teamId, teamId), inArray(sandboxes.state, states)];
-  if (q.template)
-    where.push(or(eq(sandboxes.templateId, q.template), eq(sandboxes.alias, q.template)) as SQL);
-  if (q.startedAfter) where.push(gt(sandboxes.startedAt, new Date(q.startedAfter)));
+  const filters: SQL[] = [eq(sandboxes.teamId, teamId)];
+  if (q.template) {
+    // As E2B: a sandbox records its template, not the tag it was made from.
+    if (q.template.includes(':'))
+      throw new InvalidRequestError(
+        'Invalid template: tags are not supported here because sandboxes are not tag-scoped',
+      );
+    filters.push(or(eq(sandboxes.templateId, q.template), eq(sandboxes.alias, q.template)) as SQL);
+  }
+  // At or after, as E2B: a sandbox's own startedAt given back lists it too.
+  if (q.startedAfter) filters.push(gte(sandboxes.startedAt, new Date(q.startedAfter)));
   if (q.metadata)
-    where.push(sql`${sandboxes.metadata} @> ${JSON.stringify(parseMetadataFilter(q.metadata))}::jsonb`);
+    filters.push(sql`${sandboxes.metadata} @> ${JSON.stringify(parseMetadataFilter(q.metadata))}::jsonb`);
+  const where = [...filters, inArray(sandboxes.state, states)];
   const order = q.order ?? 'desc';
   if (q.nextToken) {
     const cursor = parseCursor(q.nextToken);
@@ -98,7 +107,15 @@ export async function listSandboxes(
     .orderBy(...by)
     .limit(limit + 1);
   const { page, nextToken } = keysetPage(rows, limit, (r) => r.startedAt);
-  return { items: page.map(listedSandbox), nextToken };
+  let totalRunning: number | undefined;
+  if (states.includes('running')) {
+    const [row] = await db
+      .select({ n: count() })
+      .from(sandboxes)
+      .where(and(...filters, eq(sandboxes.state, 'running')));
+    totalRunning = row?.n ?? 0;
+  }
+  return { items: page.map(listedSandbox), nextToken, totalRunning };
 }
 
 /**

@@ -2,7 +2,6 @@ import { EventEmitter } from 'node:events';
 import { newSandboxId, SandboxSpecError } from '@aiva/node';
 import type { Logger } from 'pino';
 import type {
-  ListedSandbox,
   ListQuery,
   NetworkUpdateBody,
   NewSandbox,
@@ -269,7 +268,7 @@ export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
   }
 
   /** The team's sandboxes, filtered, ordered by start time, one page at a time. */
-  list(caller: Caller, q: ListQuery): Promise<{ items: ListedSandbox[]; nextToken?: string }> {
+  list(caller: Caller, q: ListQuery): ReturnType<typeof listSandboxes> {
     return listSandboxes(this.options.db, caller.teamId, q);
   }
 

@@ -63,7 +63,8 @@ export function registerSandboxRoutes(
     {
       schema: {
         tags,
-        summary: 'List sandboxes (X-Next-Token when there is a next page)',
+        summary:
+          'List sandboxes (X-Next-Token when there is a next page; X-Total-Running: running ones matching, when asked for)',
         querystring: ListQuery,
         response: { 200: Type.Array(ListedSandbox), ...ErrorResponses },
       },
@@ -71,6 +72,7 @@ export function registerSandboxRoutes(
     async (request, reply) => {
       const page = await sandboxes.list(callerOf(request), request.query);
       if (page.nextToken) void reply.header('x-next-token', page.nextToken);
+      if (page.totalRunning !== undefined) void reply.header('x-total-running', String(page.totalRunning));
       return page.items;
     },
   );
