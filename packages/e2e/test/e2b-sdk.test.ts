@@ -3,7 +3,17 @@
 // header routing on one port. Container runtime; a subset on microVMs is in its own file.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { AuthenticationError, CommandExitError, Sandbox, SandboxError, TimeoutError } from 'e2b';
+import {
+  AuthenticationError,
+  CommandExitError,
+  Sandbox,
+  SandboxError,
+  Secret,
+  SecretError,
+  TimeoutError,
+  Volume,
+  VolumeError,
+} from 'e2b';
 import { aivaUpForFile } from './helpers/aiva-up.js';
 
 const server = aivaUpForFile();
@@ -349,6 +359,20 @@ describe('sandboxes through the e2b SDK', () => {
       body: JSON.stringify({ name: 'third' }),
     });
     assert.equal(notOperator.status, 403);
+  });
+
+  test('volumes and secrets are refused as not supported (501), not as not found', async () => {
+    await assert.rejects(Volume.create('data'), (e: unknown) => {
+      assert.ok(e instanceof VolumeError, String(e));
+      assert.match((e as Error).message, /501: volumes are not supported/);
+      return true;
+    });
+    await assert.rejects(Volume.connect('vol-1'), /501: volumes are not supported/);
+    await assert.rejects(Secret.exists('token'), /501: secrets are not supported/);
+    await assert.rejects(Secret.create('token', 'value'), (e: unknown) => e instanceof SecretError);
+    const raw = await fetch(`${server.up.url}/volumes/vol-1`, { method: 'DELETE' });
+    assert.equal(raw.status, 401, 'the API key is checked first');
+    await raw.body?.cancel();
   });
 
   test('an unknown template is a 400', async () => {

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { Sandbox } from 'e2b';
+import { Sandbox, SandboxError } from 'e2b';
 import { aivaUpForFile } from './helpers/aiva-up.js';
 
 const server = aivaUpForFile();
@@ -119,9 +119,21 @@ describe('forks and snapshots of container sandboxes', () => {
     await assert.rejects(Sandbox.createSnapshot('nosuchsandbox'), /not found/i);
     const src = await Sandbox.create();
     t.after(() => src.kill());
-    for (const count of [0, 21, -1]) {
+    // E2B's checks and words; the SDK raises its SandboxError with the status for an API 400.
+    await assert.rejects(src.fork({ count: 0 }), (e: unknown) => {
+      assert.ok(e instanceof SandboxError, String(e));
+      assert.equal((e as SandboxError & { statusCode?: number }).statusCode, 400);
+      assert.match((e as Error).message, /^400: Count must be at least 1$/);
+      return true;
+    });
+    for (const [count, message] of [
+      [-1, 'Count must be at least 1'],
+      [101, 'Count cannot be greater than 100'],
+      [100, 'Count must be lower than the maximum number of concurrent sandboxes (100)'],
+    ] as const) {
       const r = await api('POST', `/sandboxes/${src.sandboxId}/fork`, { count });
       assert.equal(r.status, 400, JSON.stringify(r.body));
+      assert.deepEqual(r.body, { code: 400, message });
     }
     for (const name of ['Bad Name', '../x', 'a'.repeat(64)]) {
       const r = await api('POST', `/sandboxes/${src.sandboxId}/snapshots`, { name });

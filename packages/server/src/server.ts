@@ -14,6 +14,7 @@ import { requireApiKey } from './api/authenticate.js';
 import { registerSandboxRoutes } from './api/e2b/sandbox-routes.js';
 import { registerSnapshotRoutes } from './api/e2b/snapshot-routes.js';
 import { registerTemplateRoutes, registerTemplateUploadRoute } from './api/e2b/template-routes.js';
+import { registerUnsupportedRoutes } from './api/e2b/unsupported-routes.js';
 import { registerErrorHandling } from './api/errors.js';
 import { registerKeyRoutes } from './api/native/key-routes.js';
 import { openDatabase } from './db/database.js';
@@ -199,6 +200,7 @@ export async function startServer(
       registerSnapshotRoutes(api, snapshots);
       registerTemplateRoutes(api, templateCatalog, templateBuilds, snapshots);
       registerKeyRoutes(api, teams);
+      registerUnsupportedRoutes(api);
     });
 
     await app.listen({ host: config.host, port: config.port });

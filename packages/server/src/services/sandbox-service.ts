@@ -152,6 +152,11 @@ export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
     return this.live.get(id);
   }
 
+  /** How many sandboxes a team may run at once. */
+  teamLimit(): number {
+    return this.options.limits.maxSandboxesPerTeam;
+  }
+
   /** Every sandbox that has not ended (creating ones included). */
   liveSandboxes(): Iterable<LiveSandbox> {
     return this.live.values();

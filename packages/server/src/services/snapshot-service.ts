@@ -17,7 +17,7 @@ const TAG = 'default';
 /** A snapshot's name: what E2B accepts for template aliases. */
 const NAME_PATTERN = /^[a-z0-9][a-z0-9_-]{0,62}$/;
 /** Forks one request may ask for. */
-export const MAX_FORKS = 20;
+export const MAX_FORKS = 100;
 
 /** One fork's outcome: its sandbox, or why it failed (the API reports the error as `{code, message}`). */
 export type ForkResult = { sandbox: Sandbox } | { error: unknown };
@@ -171,9 +171,16 @@ export class SnapshotService {
    * inherit the source's template, metadata, network policy and lifecycle.
    */
   async fork(caller: Caller, sandboxId: string, body: ForkBody): Promise<ForkResult[]> {
+    // E2B's checks and words.
     const count = body.count ?? 1;
-    if (count < 1 || count > MAX_FORKS)
-      throw new InvalidRequestError(`count must be from 1 to ${MAX_FORKS}, not ${count}`);
+    if (count < 1) throw new InvalidRequestError('Count must be at least 1');
+    if (count > MAX_FORKS) throw new InvalidRequestError(`Count cannot be greater than ${MAX_FORKS}`);
+    // The source runs on and holds one of the team's places.
+    const most = this.sandboxes.teamLimit();
+    if (count >= most)
+      throw new InvalidRequestError(
+        `Count must be lower than the maximum number of concurrent sandboxes (${most})`,
+      );
     const source = await this.sandboxes.row(caller, sandboxId);
     const checkpoint = `fork-${newSandboxId()}`;
     await this.save(sandboxId, checkpoint);

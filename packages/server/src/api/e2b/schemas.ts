@@ -183,7 +183,7 @@ export const TemplateAlias = Type.Object({ templateID: Type.String(), public: Ty
 export const ForkBody = Type.Object(
   {
     timeout: Type.Optional(Timeout),
-    count: Type.Optional(Type.Integer({ description: 'forks to make, 1–20 (default 1)' })),
+    count: Type.Optional(Type.Integer({ description: 'forks to make, 1–100 (default 1)' })),
   },
   { additionalProperties: true },
 );
