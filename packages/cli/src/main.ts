@@ -5,6 +5,7 @@ import { registerImageCommands } from './commands/image.js';
 import { registerKeyCommands } from './commands/keys.js';
 import { registerSandboxCommands } from './commands/sandbox.js';
 import { registerTemplateCommands } from './commands/template.js';
+import { registerTlsCommands } from './commands/tls.js';
 import { registerUpCommand } from './commands/up.js';
 
 const program = new Command('aiva')
@@ -17,6 +18,7 @@ registerKeyCommands(program);
 registerImageCommands(program);
 registerSandboxCommands(program);
 registerTemplateCommands(program);
+registerTlsCommands(program);
 registerDoctorCommand(program);
 // The program's options go before the command, so that `aiva sandbox run` can pass the
 // options after its command to it. Set after the commands are made: they would inherit it.

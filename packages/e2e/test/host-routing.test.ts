@@ -1,88 +1,64 @@
-// Host routing, as E2B's cloud is used: `aiva up --domain aiva.test` with TLS on
-// 127.0.0.1:443, and the real e2b SDK in a process of its own configured by E2B_DOMAIN
-// and E2B_API_KEY only, trusting a CA the test makes (NODE_EXTRA_CA_CERTS) and resolving
-// *.aiva.test to 127.0.0.1 (a resolver preloaded into that process; the host's DNS is
-// not touched).
+// Host routing, as E2B's cloud is used, set up the way the README says: `aiva tls init
+// --domain aiva.test`, then `aiva up --domain aiva.test --port 443 --dns-listen …`. The
+// real e2b SDK runs in a process of its own configured by E2B_DOMAIN, E2B_API_KEY and
+// NODE_EXTRA_CA_CERTS (aiva's CA) only, and asks aiva's DNS listener for names under the
+// domain (a lookup preloaded into that process; the host's DNS is not touched).
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { createSocket } from 'node:dgram';
+import { Resolver } from 'node:dns/promises';
+import { once } from 'node:events';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { type AivaUp, aivaUp, removeHome } from './helpers/aiva-up.js';
+import * as dnsPacket from 'dns-packet';
+import { type AivaUp, aivaUp, makeHome, removeHome, runAiva } from './helpers/aiva-up.js';
 import { checkHostLeaks } from './helpers/host-leaks.js';
 
 const run = promisify(execFile);
 const DOMAIN = 'aiva.test';
 const helper = (name: string) => fileURLToPath(new URL(`./helpers/${name}`, import.meta.url));
 
+// The only upstream aiva knows of (the sandboxes' forwarder, `--dns`): it counts what it is
+// asked, so that the domain's DNS listener can be seen to forward nothing.
+const upstream = createSocket('udp4');
+const upstreamAsked: string[] = [];
+upstream.on('message', (m) => {
+  for (const q of dnsPacket.decode(m).questions ?? []) upstreamAsked.push(q.name.toLowerCase());
+});
+
+let home = '';
 let up: AivaUp;
-let pki: string;
+let dnsServer = '';
 before(async () => {
-  pki = await mkdtemp(join(tmpdir(), 'aiva-pki-'));
-  const f = (n: string) => join(pki, n);
-  await run('openssl', [
-    'req',
-    '-x509',
-    '-newkey',
-    'rsa:2048',
-    '-nodes',
-    '-days',
-    '1',
-    '-subj',
-    '/CN=aiva test CA',
-    '-keyout',
-    f('ca.key'),
-    '-out',
-    f('ca.pem'),
-  ]);
-  await run('openssl', [
-    'req',
-    '-newkey',
-    'rsa:2048',
-    '-nodes',
-    '-subj',
-    `/CN=${DOMAIN}`,
-    '-keyout',
-    f('server.key'),
-    '-out',
-    f('server.csr'),
-  ]);
-  await writeFile(f('san.ext'), `subjectAltName=DNS:${DOMAIN},DNS:*.${DOMAIN}\n`);
-  await run('openssl', [
-    'x509',
-    '-req',
-    '-in',
-    f('server.csr'),
-    '-CA',
-    f('ca.pem'),
-    '-CAkey',
-    f('ca.key'),
-    '-CAcreateserial',
-    '-days',
-    '1',
-    '-extfile',
-    f('san.ext'),
-    '-out',
-    f('server.pem'),
-  ]);
-  up = await aivaUp([
-    '--port',
-    '443',
-    '--domain',
-    DOMAIN,
-    '--tls-cert',
-    f('server.pem'),
-    '--tls-key',
-    f('server.key'),
-  ]);
+  home = await makeHome();
+  const init = await runAiva(home, ['tls', 'init', '--domain', DOMAIN]);
+  assert.match(init.stdout, new RegExp(`export NODE_EXTRA_CA_CERTS=${join(home, 'tls', 'ca.pem')}\\n`));
+  upstream.bind(0, '127.0.0.1');
+  await once(upstream, 'listening');
+  up = await aivaUp(
+    [
+      '--port',
+      '443',
+      '--domain',
+      DOMAIN,
+      '--dns-listen',
+      '127.0.0.1:0',
+      '--dns',
+      `127.0.0.1:${upstream.address().port}`,
+    ],
+    { home },
+  );
+  dnsServer = new RegExp(
+    `DNS: aiva answers for ${DOMAIN} and \\*\\.${DOMAIN} with 127\\.0\\.0\\.1 at (127\\.0\\.0\\.1:\\d+) `,
+  ).exec(up.output())?.[1] as string;
+  assert.ok(dnsServer, up.output());
 });
 after(async () => {
   const code = await up?.stop();
-  if (up) await removeHome(up.home);
-  await rm(pki, { recursive: true, force: true });
+  upstream.close();
+  if (home) await removeHome(home);
   assert.equal(code, 0, up?.output());
 });
 // Registered after the hooks above: `after` hooks run in the order they were added.
@@ -90,12 +66,21 @@ checkHostLeaks();
 
 test('the e2b SDK with E2B_DOMAIN reaches the API and sandboxes by host name over TLS', async () => {
   assert.equal(up.url, 'https://127.0.0.1:443', up.output());
+  const ca = join(home, 'tls', 'ca.pem');
+  // The banner gives the exact variables the SDK needs.
+  assert.ok(
+    up
+      .output()
+      .includes(`  export E2B_DOMAIN=${DOMAIN} E2B_API_KEY=${up.apiKey} NODE_EXTRA_CA_CERTS=${ca}\n`),
+    up.output(),
+  );
   const env: NodeJS.ProcessEnv = {
     ...process.env,
     E2B_DOMAIN: DOMAIN,
     E2B_API_KEY: up.apiKey,
-    NODE_EXTRA_CA_CERTS: join(pki, 'ca.pem'),
+    NODE_EXTRA_CA_CERTS: ca,
     AIVA_TEST_DOMAIN: DOMAIN,
+    AIVA_TEST_DNS: dnsServer,
   };
   for (const k of ['E2B_API_URL', 'E2B_SANDBOX_URL', 'E2B_DEBUG']) delete env[k];
   const { stdout } = await run(
@@ -110,6 +95,10 @@ test('the e2b SDK with E2B_DOMAIN reaches the API and sandboxes by host name ove
     host: string;
     status: number;
     body: string;
+    uploadUrl: string;
+    uploadStatus: number;
+    downloadUrl: string;
+    downloaded: { status: number; body: string };
     listed: string[];
   };
   assert.equal(seen.run, 'host user\n');
@@ -117,5 +106,25 @@ test('the e2b SDK with E2B_DOMAIN reaches the API and sandboxes by host name ove
   assert.equal(seen.host, `8000-${seen.id}.${DOMAIN}`);
   assert.equal(seen.status, 200);
   assert.equal(seen.body, 'by host name');
+  assert.match(seen.uploadUrl, new RegExp(`^https://49983-${seen.id}\\.${DOMAIN}/files\\?.*signature=`));
+  assert.equal(seen.uploadStatus, 200);
+  assert.match(seen.downloadUrl, new RegExp(`^https://49983-${seen.id}\\.${DOMAIN}/files\\?.*signature=`));
+  assert.deepEqual(seen.downloaded, { status: 200, body: 'through a signed URL' });
   assert.deepEqual(seen.listed, [seen.id]);
+});
+
+test('aiva’s DNS listener answers for the domain only, and forwards nothing', async () => {
+  const resolver = new Resolver({ timeout: 2000, tries: 1 });
+  resolver.setServers([dnsServer]);
+  for (const name of [DOMAIN, `api.${DOMAIN}`, `49983-abc123.${DOMAIN}`, `API.AIVA.TEST`])
+    assert.deepEqual(await resolver.resolve4(name), ['127.0.0.1'], name);
+  await assert.rejects(resolver.resolve6(`api.${DOMAIN}`), { code: 'ENODATA' });
+  const outside = ['example.com', `${DOMAIN}.example.com`, `x${DOMAIN}`, 'localhost', 'test'];
+  for (const name of outside) await assert.rejects(resolver.resolve4(name), { code: 'EREFUSED' }, name);
+  // The upstream is asked by nothing here; give a forward that would be in flight time to land.
+  await new Promise((r) => setTimeout(r, 500));
+  assert.deepEqual(
+    upstreamAsked.filter((n) => outside.includes(n)),
+    [],
+  );
 });

@@ -1,10 +1,12 @@
 import { readFile, writeFile } from 'node:fs/promises';
+import { isIP } from 'node:net';
 import { totalmem } from 'node:os';
 import { join } from 'node:path';
 import { DRIVER_NAMES, type DriverName, dataDir, openLocalNode } from '@aiva/node';
-import { LocalSandboxNode, startServer } from '@aiva/server';
+import { LocalSandboxNode, parseListen, startDomainDns, startServer } from '@aiva/server';
 import { type Command, InvalidArgumentError } from 'commander';
 import { BuildProgress } from '../build-progress.js';
+import { defaultDnsAnswer, domainBanner, tlsFor } from '../domain-setup.js';
 import { envdDir, recipesDir } from '../install-paths.js';
 import { createLogger } from '../logger.js';
 
@@ -39,6 +41,10 @@ interface UpOptions {
   databaseUrl?: string;
   tlsCert?: string;
   tlsKey?: string;
+  /** false with --no-tls. */
+  tls: boolean;
+  dnsListen?: { host: string; port: number };
+  dnsAnswer?: string;
   runtime?: DriverName;
   maxSandboxes?: number;
   memoryBudget?: number;
@@ -59,6 +65,29 @@ export function registerUpCommand(program: Command): void {
     .option('--database-url <url>', 'a PostgreSQL server (postgres://…) instead of the embedded database')
     .option('--tls-cert <file>', 'serve HTTPS with this certificate (PEM)')
     .option('--tls-key <file>', 'the key of --tls-cert (PEM)')
+    .option(
+      '--no-tls',
+      'with --domain and no --tls-cert: serve plain HTTP rather than the certificate of `aiva tls init` (E2B_DOMAIN clients need HTTPS)',
+    )
+    .option(
+      '--dns-listen <address:port>',
+      'with --domain: answer DNS (UDP) for <domain> and *.<domain> here, with aiva’s address; refuse every other name',
+      (v: string) => {
+        try {
+          return parseListen(v);
+        } catch (e) {
+          throw new InvalidArgumentError((e as Error).message);
+        }
+      },
+    )
+    .option(
+      '--dns-answer <address>',
+      'the address --dns-listen gives (default: --host, or 127.0.0.1 when that is 0.0.0.0 or loopback)',
+      (v: string) => {
+        if (!isIP(v)) throw new InvalidArgumentError('an IPv4 or IPv6 address');
+        return v;
+      },
+    )
     .option(
       '-r, --runtime <name>',
       `default runtime: ${DRIVER_NAMES.join(', ')} (default: the best this host has)`,
@@ -117,11 +146,27 @@ export function registerUpCommand(program: Command): void {
     .action(async (opts: UpOptions) => {
       if (Boolean(opts.tlsCert) !== Boolean(opts.tlsKey))
         throw new Error('--tls-cert and --tls-key go together');
+      if ((opts.dnsListen || !opts.tls) && !opts.domain)
+        throw new Error(`${opts.dnsListen ? '--dns-listen' : '--no-tls'} goes with --domain`);
+      if (opts.dnsAnswer && !opts.dnsListen) throw new Error('--dns-answer goes with --dns-listen');
       const logger = createLogger({ level: opts.logLevel });
       const home = dataDir();
+      const domain = opts.domain?.toLowerCase().replace(/\.$/, '');
+      const { tls, caCert } = await tlsFor(opts, domain, home, logger);
+      const dnsAnswer = opts.dnsListen && (opts.dnsAnswer ?? defaultDnsAnswer(opts.host));
       const version = JSON.parse(await readFile(new URL('../../../package.json', import.meta.url), 'utf8'))
         .version as string;
 
+      // Before the node: a DNS port taken fails the start before anything else is done.
+      const dns =
+        opts.dnsListen && domain && dnsAnswer
+          ? await startDomainDns({
+              ...opts.dnsListen,
+              domain,
+              answer: dnsAnswer,
+              logger: logger.child({ component: 'dns' }),
+            })
+          : undefined;
       const node = await openLocalNode({
         home,
         recipesDir,
@@ -130,8 +175,12 @@ export function registerUpCommand(program: Command): void {
         dnsUpstreams: opts.dns,
         networkPoolSize: opts.networkPool,
         logger: logger.child({ component: 'node' }),
+      }).catch(async (e: unknown) => {
+        await dns?.close();
+        throw e;
       });
       const shutdownNode = async () => {
+        await dns?.close();
         await node.sandboxes.killAll();
         await node.sandboxes.close();
       };
@@ -155,12 +204,9 @@ export function registerUpCommand(program: Command): void {
             home,
             host: opts.host,
             port: opts.port,
-            domain: opts.domain,
+            domain,
             databaseUrl: opts.databaseUrl,
-            tls:
-              opts.tlsCert && opts.tlsKey
-                ? { cert: await readFile(opts.tlsCert), key: await readFile(opts.tlsKey) }
-                : undefined,
+            tls,
             warmPool: opts.warmPool,
             limits: {
               maxSandboxes: opts.maxSandboxes ?? Math.max(1, Math.floor(memoryBudgetMiB / 128)),
@@ -203,9 +249,15 @@ export function registerUpCommand(program: Command): void {
             ]
           : []),
         'Point the e2b SDK at it:',
-        `  export E2B_API_URL=${server.url} E2B_SANDBOX_URL=${server.url} E2B_API_KEY=${key}`,
-        ...(opts.domain
-          ? [`  or, with DNS for *.${opts.domain}: export E2B_DOMAIN=${opts.domain} E2B_API_KEY=${key}`]
+        `  export E2B_API_URL=${server.url} E2B_SANDBOX_URL=${server.url} E2B_API_KEY=${key}${caCert ? ` NODE_EXTRA_CA_CERTS=${caCert}` : ''}`,
+        ...(domain
+          ? domainBanner({
+              domain,
+              apiKey: key,
+              url: server.url,
+              caCert,
+              dns: dns && { ...dns, answer: dnsAnswer ?? '' },
+            })
           : []),
       ];
       process.stderr.write(`${lines.join('\n')}\n`);

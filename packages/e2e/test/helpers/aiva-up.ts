@@ -1,11 +1,12 @@
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdir, mkdtemp, readFile, rm, symlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import { dataDir } from '@aiva/node';
 import { checkHostLeaks } from './host-leaks.js';
 
@@ -25,6 +26,22 @@ export interface AivaUp {
   crash(): Promise<void>;
 }
 
+/** A fresh data directory whose image store is the shared one (templates are cached between runs). */
+export async function makeHome(): Promise<string> {
+  const home = await mkdtemp(join(tmpdir(), 'aiva-up-'));
+  await mkdir(join(dataDir(), 'images'), { recursive: true });
+  await symlink(join(dataDir(), 'images'), join(home, 'images'));
+  return home;
+}
+
+/** Runs another `aiva` command (not `up`) with the data directory `home`; rejects if it fails. */
+export async function runAiva(home: string, args: string[]): Promise<{ stdout: string; stderr: string }> {
+  return promisify(execFile)(process.execPath, [cli, ...args], {
+    env: { ...process.env, AIVA_HOME: home },
+    timeout: 60_000,
+  });
+}
+
 /**
  * Runs the real `aiva up` (the CLI, as a user would) on a free port with a fresh data
  * directory whose image store is the shared one (templates are cached between runs).
@@ -34,12 +51,7 @@ export async function aivaUp(
   args: string[] = [],
   options: { home?: string; env?: NodeJS.ProcessEnv } = {},
 ): Promise<AivaUp> {
-  let home = options.home;
-  if (!home) {
-    home = await mkdtemp(join(tmpdir(), 'aiva-up-'));
-    await mkdir(join(dataDir(), 'images'), { recursive: true });
-    await symlink(join(dataDir(), 'images'), join(home, 'images'));
-  }
+  const home = options.home ?? (await makeHome());
   const deadline = Date.now() + 15 * 60_000;
   for (;;) {
     const child = spawn(process.execPath, [cli, 'up', '--port', '0', '--log-level', 'warn', ...args], {

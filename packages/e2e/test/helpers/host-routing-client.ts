@@ -1,7 +1,7 @@
 // The e2b SDK as a user runs it with E2B_DOMAIN only (no E2B_API_URL / E2B_SANDBOX_URL):
 // every request goes to https://api.<domain> or https://<port>-<id>.<domain>. Run by the
-// host-routing test in a process of its own (with the test CA and resolver); prints what
-// it saw as one line of JSON.
+// host-routing test in a process of its own (trusting aiva's CA, resolving names through
+// aiva's DNS listener); prints what it saw as one line of JSON.
 import { Sandbox } from 'e2b';
 
 const sbx = await Sandbox.create({ envs: { ROUTE: 'host' } });
@@ -19,9 +19,31 @@ try {
     status = res.status;
     body = await res.text();
   }
+  // Signed file URLs, fetched with no header at all: only the host name routes them.
+  const uploadUrl = await sbx.uploadUrl('/home/user/uploaded.txt');
+  const form = new FormData();
+  form.append('file', new Blob(['through a signed URL']), 'uploaded.txt');
+  const upload = await fetch(uploadUrl, { method: 'POST', body: form });
+  const uploadStatus = upload.status;
+  await upload.arrayBuffer();
+  const downloadUrl = await sbx.downloadUrl('/home/user/uploaded.txt');
+  const download = await fetch(downloadUrl);
+  const downloaded = { status: download.status, body: await download.text() };
   const listed = (await Sandbox.list().nextItems()).map((s) => s.sandboxId);
   process.stdout.write(
-    `${JSON.stringify({ id: sbx.sandboxId, run: run.stdout, read, host, status, body, listed })}\n`,
+    `${JSON.stringify({
+      id: sbx.sandboxId,
+      run: run.stdout,
+      read,
+      host,
+      status,
+      body,
+      uploadUrl,
+      uploadStatus,
+      downloadUrl,
+      downloaded,
+      listed,
+    })}\n`,
   );
 } finally {
   await sbx.kill();

@@ -1,9 +1,15 @@
 // Preloaded (`node --import`) into the e2b SDK's process by the host-routing test: names
-// under the test domain (AIVA_TEST_DOMAIN) resolve to 127.0.0.1, every other name as
-// usual. A resolver for a test domain without touching the host's DNS.
+// under the test domain (AIVA_TEST_DOMAIN) are asked of aiva's own DNS listener
+// (AIVA_TEST_DNS, `host:port`, what `aiva up --dns-listen` serves), every other name
+// resolves as usual. The system resolver would do the same given a route for the domain
+// (dnsmasq's server=/domain/…); the host's DNS is not touched.
 import dns, { type LookupAddress, type LookupOptions } from 'node:dns';
 
 const domain = process.env.AIVA_TEST_DOMAIN ?? 'aiva.test';
+const server = process.env.AIVA_TEST_DNS;
+if (!server) throw new Error('AIVA_TEST_DNS (host:port of aiva’s DNS listener) is not set');
+const resolver = new dns.promises.Resolver({ timeout: 2000, tries: 1 });
+resolver.setServers([server]);
 const original = dns.lookup;
 type Callback = (
   err: NodeJS.ErrnoException | null,
@@ -11,12 +17,24 @@ type Callback = (
   family?: number,
 ) => void;
 
+async function ask(hostname: string, family: number | undefined): Promise<LookupAddress[]> {
+  if (family === 6) return (await resolver.resolve6(hostname)).map((address) => ({ address, family: 6 }));
+  return (await resolver.resolve4(hostname)).map((address) => ({ address, family: 4 }));
+}
+
 function lookup(hostname: string, options: LookupOptions | number | Callback, callback?: Callback): void {
   const cb = (typeof options === 'function' ? options : callback) as Callback;
-  const opts = typeof options === 'object' ? options : {};
+  const opts: LookupOptions =
+    typeof options === 'object' ? options : typeof options === 'number' ? { family: options } : {};
   if (hostname === domain || hostname.endsWith(`.${domain}`)) {
-    if (opts.all) process.nextTick(cb, null, [{ address: '127.0.0.1', family: 4 }]);
-    else process.nextTick(cb, null, '127.0.0.1', 4);
+    const family = typeof opts.family === 'number' ? opts.family : undefined;
+    ask(hostname, family).then(
+      (found) => {
+        if (opts.all) cb(null, found);
+        else cb(null, found[0]?.address ?? '', found[0]?.family ?? 4);
+      },
+      (err: NodeJS.ErrnoException) => cb(err, ''),
+    );
     return;
   }
   (original as (h: string, o: LookupOptions, c: Callback) => void).call(dns, hostname, opts, cb);
