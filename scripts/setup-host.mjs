@@ -39,11 +39,11 @@ const packages = {
     skopeo: 'pulling registry images and importing OCI layouts and docker save archives',
     zstd: 'unpacking zstd-compressed layers of OCI images',
     attr: 'marking opaque directories of OCI image layers for overlayfs (setfattr; tests read xattrs with getfattr)',
+    openssl: 'aiva tls init: the local CA and the certificates `aiva up --domain` serves',
   },
   test: {
     'docker-registry': 'the OCI image tests run a registry of their own on 127.0.0.1',
     'apache2-utils': 'the OCI image tests make the registry password file (htpasswd -B)',
-    openssl: 'the host-routing test makes a CA and a TLS certificate',
     'postgresql-15': 'the --database-url test runs a PostgreSQL server of its own (initdb, pg_ctl)',
     'dpkg-dev': 'the template package-step test indexes the apt repository it serves (dpkg-scanpackages)',
     git: 'the template package-step test makes a repository and serves it (git daemon)',
