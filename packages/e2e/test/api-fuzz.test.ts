@@ -34,6 +34,10 @@ const ROUTES = [
   'POST /sandboxes/:id/connect',
   'POST /sandboxes/:id/pause',
   'GET /sandboxes/:id/metrics',
+  'POST /sandboxes/:id/refreshes',
+  'GET /sandboxes/metrics',
+  'GET /teams/:id/metrics',
+  'GET /teams/:id/metrics/max',
   'GET /v2/sandboxes/:id/logs',
   'PUT /sandboxes/:id/network',
   'POST /sandboxes/:id/fork',
@@ -74,6 +78,21 @@ const body = fc.oneof(
         ),
         envVars: fc.oneof(fc.dictionary(fc.string(), fc.oneof(fc.string(), fc.integer())), fc.constant([])),
         name: fc.oneof(fc.string({ maxLength: 200 }), fc.integer()),
+        duration: fc.oneof(fc.integer(), fc.double(), fc.string()),
+        network: fc.oneof(
+          fc.record(
+            {
+              httpsPorts: fc.oneof(fc.array(fc.integer({ min: -10, max: 70_000 })), fc.string()),
+              maskRequestHost: fc.string({ maxLength: 40 }),
+              rules: fc.oneof(fc.constant({}), fc.dictionary(fc.string(), fc.array(fc.object()))),
+              egressProxy: fc.oneof(fc.constant(null), fc.object()),
+            },
+            { requiredKeys: [] },
+          ),
+          fc.string(),
+        ),
+        iam: fc.oneof(fc.constant({}), fc.object()),
+        volumeMounts: fc.oneof(fc.constant([]), fc.array(fc.object())),
       },
       { requiredKeys: [] },
     )
@@ -99,6 +118,9 @@ const query = fc.oneof(
           fc.string(),
         ),
         start: fc.integer(),
+        end: fc.oneof(fc.integer(), fc.double()),
+        metric: fc.oneof(fc.constant('concurrent_sandboxes'), fc.constant('sandbox_start_rate'), fc.string()),
+        sandbox_ids: fc.oneof(fc.constant('__existing__'), fc.string({ maxLength: 100 })),
         cursor: fc.string({ maxLength: 10 }),
       },
       { requiredKeys: [] },
@@ -132,7 +154,7 @@ test('no random request gets a 5xx, leaks a sandbox or stops the server', async 
         )
           return;
         if (b) headers['content-type'] = b.type;
-        const res = await fetch(`${up.url}${path}${q}`, {
+        const res = await fetch(`${up.url}${path}${q.replace('__existing__', existing.sandboxId)}`, {
           method,
           headers,
           body: method === 'GET' || method === 'DELETE' ? undefined : b?.text,

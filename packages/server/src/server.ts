@@ -11,6 +11,7 @@ import swagger from '@fastify/swagger';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
 import type { Logger } from 'pino';
 import { requireApiKey } from './api/authenticate.js';
+import { registerMetricsRoutes } from './api/e2b/metrics-routes.js';
 import { registerSandboxRoutes } from './api/e2b/sandbox-routes.js';
 import { registerSnapshotRoutes } from './api/e2b/snapshot-routes.js';
 import { registerTemplateRoutes, registerTemplateUploadRoute } from './api/e2b/template-routes.js';
@@ -23,8 +24,10 @@ import type { SandboxNode } from './nodes/sandbox-node.js';
 import { routeOf, SandboxProxy } from './proxy/sandbox-proxy.js';
 import { signedFileRoute } from './proxy/signed-file-url.js';
 import type { SandboxLimits } from './services/live-sandboxes.js';
+import { maskedHost } from './services/sandbox-options.js';
 import { SandboxService } from './services/sandbox-service.js';
 import { SnapshotService } from './services/snapshot-service.js';
+import { TeamMetrics } from './services/team-metrics.js';
 import { TeamService } from './services/team-service.js';
 import { TemplateBuilds } from './services/template-builds.js';
 import { TemplateCatalog } from './services/template-catalog.js';
@@ -114,6 +117,8 @@ export async function startServer(
               ...endpoint,
               allowPublicTraffic: live.allowPublicTraffic,
               trafficAccessToken: live.trafficAccessToken,
+              https: live.httpsPorts.includes(port),
+              hostHeader: maskedHost(live.maskRequestHost, port),
             }
           : undefined;
       },
@@ -197,6 +202,7 @@ export async function startServer(
     await app.register(async (api) => {
       requireApiKey(api, teams);
       registerSandboxRoutes(api, sandboxes, snapshots);
+      registerMetricsRoutes(api, sandboxes, new TeamMetrics(database.db));
       registerSnapshotRoutes(api, snapshots);
       registerTemplateRoutes(api, templateCatalog, templateBuilds, snapshots);
       registerKeyRoutes(api, teams);

@@ -82,6 +82,7 @@ test('an end time ends a sandbox, or pauses it with autoPause; creating and paus
     memoryMb: 512,
     allowPublicTraffic: true,
     autoResume: false,
+    httpsPorts: [],
   });
   assert.equal(expiryAction(s('running', 'kill', 2000), 1000), undefined);
   assert.equal(expiryAction(s('running', 'kill'), 1000), 'end');

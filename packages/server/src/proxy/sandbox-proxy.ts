@@ -1,10 +1,13 @@
 import {
   Agent,
+  type ClientRequest,
   type IncomingHttpHeaders,
   type IncomingMessage,
+  type RequestOptions,
   request,
   type ServerResponse,
 } from 'node:http';
+import { Agent as TlsAgent, request as tlsRequest } from 'node:https';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { ENVD_PORT } from '@aiva/protocol';
@@ -23,6 +26,10 @@ export interface ProxyTarget {
   port: number;
   allowPublicTraffic: boolean;
   trafficAccessToken?: string;
+  /** The port serves HTTPS (E2B's `network.httpsPorts`): reached over TLS, its certificate not checked. */
+  https?: boolean;
+  /** The Host header to send instead of the client's (E2B's `network.maskRequestHost`). */
+  hostHeader?: string;
 }
 
 const SANDBOX_ID = /^[a-z0-9]{1,64}$/;
@@ -74,6 +81,31 @@ function forwardable(headers: IncomingHttpHeaders, keepUpgrade = false): Incomin
   return out;
 }
 
+/** The request's headers as the sandbox gets them: a masked Host, the client's kept in X-Forwarded-Host. */
+function upstreamHeaders(
+  req: IncomingMessage,
+  target: ProxyTarget,
+  keepUpgrade = false,
+): IncomingHttpHeaders {
+  const headers = forwardable(req.headers, keepUpgrade);
+  if (target.hostHeader !== undefined) {
+    if (req.headers.host !== undefined) headers['x-forwarded-host'] = req.headers.host;
+    headers.host = target.hostHeader;
+  }
+  return headers;
+}
+
+/**
+ * Errors that say the sandbox's port answered, but not in the protocol the proxy spoke:
+ * TLS to a plain port (EPROTO), or plain HTTP to an HTTPS port (the server resets the
+ * connection, or sends bytes that are no HTTP).
+ */
+function protocolMismatch(e: NodeJS.ErrnoException, https: boolean): boolean {
+  const code = e.code ?? '';
+  if (code.startsWith('HPE_') || code === 'EPROTO' || code.startsWith('ERR_SSL')) return true;
+  return !https && code === 'ECONNRESET';
+}
+
 /** envd's paths that only the node may call: they never pass the proxy. */
 const ENVD_INTERNAL = [/^\/init(\/|\?|$)/];
 
@@ -88,6 +120,8 @@ const ENVD_INTERNAL = [/^\/init(\/|\?|$)/];
  */
 export class SandboxProxy {
   private readonly agent = new Agent({ keepAlive: true, maxSockets: 1024 });
+  /** For ports that serve HTTPS: self-signed certificates pass, and no SNI is sent (E2B's httpsPorts). */
+  private readonly tlsAgent = new TlsAgent({ keepAlive: true, maxSockets: 1024, rejectUnauthorized: false });
   /** Per sandbox, how to cut off each exchange (request or WebSocket) it has in flight. */
   private readonly open = new Map<string, Set<() => void>>();
 
@@ -175,6 +209,32 @@ export class SandboxProxy {
     };
   }
 
+  /** The 502 for an upstream error: port closed, wrong protocol, or the sandbox gone. */
+  private upstreamFailure(route: ProxyRoute, target: ProxyTarget, e: NodeJS.ErrnoException) {
+    if (e.code === 'ECONNREFUSED') return this.portClosed(route);
+    // A reset from a sandbox that has just ended is no protocol's fault.
+    if (protocolMismatch(e, target.https === true) && this.lookup(route.sandboxId, route.port))
+      return {
+        ...this.portClosed(route),
+        message: target.https
+          ? `The sandbox is running but port ${route.port} did not answer TLS: it is listed in network.httpsPorts, so the proxy speaks HTTPS to it`
+          : `The sandbox is running but port ${route.port} did not answer HTTP: if it serves HTTPS, list it in network.httpsPorts when creating the sandbox`,
+      };
+    return { sandboxId: route.sandboxId, message: 'The sandbox was not found', code: 502 };
+  }
+
+  /** A request to the sandbox's address: over TLS to an HTTPS port. */
+  private upstreamRequest(target: ProxyTarget, options: RequestOptions): ClientRequest {
+    const where = { ...options, host: target.host, port: target.port };
+    if (!target.https) return request(where);
+    return tlsRequest({
+      ...where,
+      agent: options.agent === undefined ? undefined : this.tlsAgent,
+      rejectUnauthorized: false,
+      servername: '',
+    });
+  }
+
   handle(req: IncomingMessage, res: ServerResponse, route: ProxyRoute): void {
     this.whenAwake(route, () => this.forward(req, res, route));
   }
@@ -200,12 +260,10 @@ export class SandboxProxy {
       this.refuse(res, 502, { sandboxId: route.sandboxId, message: 'The sandbox was not found', code: 502 });
     });
     res.once('close', untrack);
-    const upstream = request({
-      host: target.host,
-      port: target.port,
+    const upstream = this.upstreamRequest(target, {
       method: req.method,
       path: req.url,
-      headers: forwardable(req.headers),
+      headers: upstreamHeaders(req, target),
       agent: this.agent,
     });
     upstream.on('socket', (s: Socket) => {
@@ -230,13 +288,7 @@ export class SandboxProxy {
       this.metrics.proxiedRequests.inc({ port_kind: kind, outcome: refused ? 'port_closed' : 'error' });
       if (!refused)
         this.log.warn({ sandbox: route.sandboxId, port: route.port, err: e.message }, 'proxy error');
-      this.refuse(
-        res,
-        502,
-        refused
-          ? this.portClosed(route)
-          : { sandboxId: route.sandboxId, message: 'The sandbox was not found', code: 502 },
-      );
+      this.refuse(res, 502, this.upstreamFailure(route, target, e));
     });
     // The client went away: so does the request to the sandbox.
     res.once('close', () => {
@@ -264,12 +316,10 @@ export class SandboxProxy {
       for (const s of sockets) s.destroy();
     });
     socket.once('close', untrack);
-    const upstream = request({
-      host: target.host,
-      port: target.port,
+    const upstream = this.upstreamRequest(target, {
       method: req.method,
       path: req.url,
-      headers: forwardable(req.headers, true),
+      headers: upstreamHeaders(req, target, true),
     });
     upstream.on('upgrade', (up, upSocket, upHead) => {
       sockets.add(upSocket);
@@ -291,19 +341,13 @@ export class SandboxProxy {
       socket.write(`${lines.join('\r\n')}\r\n\r\n`);
       up.pipe(socket);
     });
-    upstream.on('error', (e: NodeJS.ErrnoException) =>
-      answer(
-        502,
-        e.code === 'ECONNREFUSED'
-          ? this.portClosed(route)
-          : { sandboxId: route.sandboxId, message: 'The sandbox was not found', code: 502 },
-      ),
-    );
+    upstream.on('error', (e: NodeJS.ErrnoException) => answer(502, this.upstreamFailure(route, target, e)));
     upstream.end();
   }
 
   close(): void {
     for (const id of [...this.open.keys()]) this.reset(id);
     this.agent.destroy();
+    this.tlsAgent.destroy();
   }
 }

@@ -27,6 +27,10 @@ export interface LiveSandbox {
   envdAccessToken: string;
   /** Resume when traffic arrives for it while paused (E2B's `autoResume`). */
   autoResume: boolean;
+  /** Its ports that serve HTTPS (E2B's `network.httpsPorts`): the proxy reaches them over TLS. */
+  httpsPorts: number[];
+  /** The Host header requests to its ports other than envd's carry (E2B's `network.maskRequestHost`). */
+  maskRequestHost?: string;
 }
 
 /** The memory (MiB) counted for a sandbox whose own is not known yet (being made, or pooled). */
@@ -48,7 +52,11 @@ export function liveFromRow(
   >,
   state: LiveState,
 ): LiveSandbox {
-  const network = (row.network ?? {}) as { allowPublicTraffic?: boolean };
+  const network = (row.network ?? {}) as {
+    allowPublicTraffic?: boolean;
+    httpsPorts?: number[];
+    maskRequestHost?: string;
+  };
   return {
     id: row.id,
     teamId: row.teamId,
@@ -60,6 +68,8 @@ export function liveFromRow(
     trafficAccessToken: row.trafficAccessToken ?? undefined,
     envdAccessToken: row.envdAccessToken,
     autoResume: row.autoResume,
+    httpsPorts: network.httpsPorts ?? [],
+    maskRequestHost: network.maskRequestHost,
   };
 }
 

@@ -1,19 +1,18 @@
 import type { NodeNetworkPolicy } from '../nodes/sandbox-node.js';
-import { InvalidRequestError } from './errors.js';
+import { refuseUnsupportedEgress } from './sandbox-options.js';
 
 type NetworkRequest = { allowOut?: string[]; denyOut?: string[] } & Record<string, unknown>;
 
 /**
  * The egress policy a request asks for. E2B's per-host `rules` (header injection) and
- * `egressProxy` are not implemented: asking for them is an error, not silently ignored.
+ * `egressProxy` are not implemented: asking for them is an error, not silently ignored
+ * (an empty `rules` or a null `egressProxy` asks for nothing and passes).
  */
 export function egressPolicy(
   allowInternetAccess: boolean | undefined,
   network: NetworkRequest,
 ): NodeNetworkPolicy {
-  for (const unsupported of ['rules', 'egressProxy'])
-    if (network[unsupported] !== undefined)
-      throw new InvalidRequestError(`network.${unsupported} is not supported by this server`);
+  refuseUnsupportedEgress(network);
   return {
     ...(allowInternetAccess !== undefined ? { allowInternetAccess } : {}),
     ...(network.allowOut ? { allowOut: network.allowOut } : {}),

@@ -46,6 +46,12 @@ export class SandboxMetrics {
     );
   }
 
+  /** The newest sample of `id` (E2B's `GET /sandboxes/metrics`); a running sandbox not sampled yet is sampled now. */
+  async latest(id: string, running: boolean): Promise<SandboxMetric | undefined> {
+    if (!this.samples.get(id)?.length && running) await this.sampleOne(id);
+    return this.samples.get(id)?.at(-1);
+  }
+
   private async sampleAll(): Promise<void> {
     await Promise.allSettled(this.running().map((id) => this.sampleOne(id)));
   }

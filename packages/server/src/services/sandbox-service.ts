@@ -1,14 +1,15 @@
 import { EventEmitter } from 'node:events';
 import { newSandboxId, SandboxSpecError } from '@aiva/node';
 import type { Logger } from 'pino';
-import type {
-  ListQuery,
-  NetworkUpdateBody,
-  NewSandbox,
-  Sandbox,
-  SandboxDetail,
-  SandboxLogEntry,
-  SandboxMetric,
+import {
+  type ListQuery,
+  MAX_TIMEOUT_S,
+  type NetworkUpdateBody,
+  type NewSandbox,
+  type Sandbox,
+  type SandboxDetail,
+  type SandboxLogEntry,
+  type SandboxMetric,
 } from '../api/e2b/schemas.js';
 import type { Database } from '../db/database.js';
 import type { ServerMetrics } from '../metrics/server-metrics.js';
@@ -26,6 +27,7 @@ import { egressPolicy, updatedNetwork } from './network-policy.js';
 import { SandboxExpiry } from './sandbox-expiry.js';
 import { listSandboxes, sandboxDetail, sandboxOf } from './sandbox-list.js';
 import { SandboxMetrics } from './sandbox-metrics.js';
+import { checkCreateOptions } from './sandbox-options.js';
 import { newSandboxRow, type SandboxRow, SandboxRows } from './sandbox-rows.js';
 import { type EndReason, isApiState, type LiveState, transition } from './sandbox-states.js';
 import type { Caller } from './team-service.js';
@@ -57,6 +59,10 @@ export interface SandboxServiceOptions {
 
 /** How long a sandbox woken by traffic runs at least (E2B's default timeout). */
 const AUTO_RESUME_S = 300;
+/** What a refresh keeps a sandbox alive for, at least and by default (E2B's 15 s). */
+const REFRESH_MIN_S = 15;
+/** Sandboxes one `GET /sandboxes/metrics` may name (E2B's). */
+const BATCH_METRICS_MAX = 100;
 
 /**
  * Sandboxes as the API sees them: rows in the database (history included), a live index
@@ -174,6 +180,7 @@ export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
     from: { usePool?: boolean; snapshot?: SnapshotSource } = {},
   ): Promise<Sandbox> {
     const { snapshot } = from;
+    checkCreateOptions(body);
     const resolved = snapshot ? undefined : await this.options.templates.resolve(caller, body.templateID);
     if (!snapshot && !resolved) {
       const own = await this.node.templates();
@@ -366,6 +373,22 @@ export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
   }
 
   /**
+   * Keeps a running sandbox alive `durationS` more seconds from now (E2B's refresh): at
+   * least 15, at most a day; its end time never moves earlier. A paused sandbox is not
+   * found, as in E2B (a paused sandbox is no running one to keep alive).
+   */
+  async refresh(caller: Caller, id: string, durationS?: number): Promise<void> {
+    const { live } = await this.liveOf(caller, id);
+    if (live.state !== 'running')
+      throw new NotFoundError(`sandbox ${id} is paused: connect to it to resume it first`);
+    const s = Math.min(MAX_TIMEOUT_S, Math.max(REFRESH_MIN_S, durationS ?? REFRESH_MIN_S));
+    const wanted = Date.now() + s * 1000;
+    if (wanted <= live.endAt) return;
+    live.endAt = wanted;
+    await this.rows.updateLive(id, { endAt: new Date(wanted) });
+  }
+
+  /**
    * Connects to a sandbox: a running one keeps running (its end time only ever moves
    * later here), a paused one is resumed (201).
    */
@@ -395,6 +418,28 @@ export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
   async metrics(caller: Caller, id: string, start?: number, end?: number): Promise<SandboxMetric[]> {
     await this.row(caller, id);
     return this.usage.between(id, this.live.get(id)?.state === 'running', start, end);
+  }
+
+  /**
+   * The newest sample of each of the team's sandboxes named in `ids` (E2B's batch metrics);
+   * ids of no sandbox of the team, or without samples, are left out.
+   */
+  async latestMetrics(caller: Caller, ids: string[]): Promise<Record<string, SandboxMetric>> {
+    const unique = [...new Set(ids)];
+    if (unique.length > BATCH_METRICS_MAX)
+      throw new InvalidRequestError(`Too many sandboxes requested, maximum is ${BATCH_METRICS_MAX}`);
+    if (unique.some((id) => !/^[a-z0-9]{1,64}$/.test(id)))
+      throw new InvalidRequestError('Invalid sandbox ID');
+    const out: Record<string, SandboxMetric> = {};
+    await Promise.all(
+      unique.map(async (id) => {
+        const live = this.live.get(id);
+        if (live?.teamId !== caller.teamId || live.state === 'creating') return;
+        const m = await this.usage.latest(id, live.state === 'running');
+        if (m) out[id] = m;
+      }),
+    );
+    return out;
   }
 
   /** The sandbox's console output as E2B's log entries, filtered and paged as `q` asks. */

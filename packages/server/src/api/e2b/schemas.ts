@@ -23,10 +23,19 @@ export const SandboxNetworkConfig = Type.Object(
     allowOut: Type.Optional(Type.Array(Text({ maxLength: 256 }), { maxItems: 1000 })),
     denyOut: Type.Optional(Type.Array(Text({ maxLength: 256 }), { maxItems: 1000 })),
     allowPublicTraffic: Type.Optional(Type.Boolean()),
+    /** The Host header requests to the sandbox's ports (not envd) carry; `${PORT}` stands for the port. */
     maskRequestHost: Type.Optional(Text({ maxLength: 256 })),
+    httpsPorts: Type.Optional(
+      Type.Array(Type.Integer({ minimum: 1, maximum: 65535 }), {
+        maxItems: 100,
+        description:
+          'Sandbox ports that serve HTTPS: the proxy reaches them over TLS (certificates not verified); not 49983',
+      }),
+    ),
   },
   { additionalProperties: true },
 );
+export type SandboxNetworkConfig = Static<typeof SandboxNetworkConfig>;
 
 export const NewSandbox = Type.Object(
   {
@@ -39,6 +48,11 @@ export const NewSandbox = Type.Object(
     autoPause: Type.Optional(Type.Boolean()),
     autoResume: Type.Optional(Type.Object({ enabled: Type.Boolean() })),
     secure: Type.Optional(Type.Boolean()),
+    iam: Type.Optional(Type.Unknown({ description: 'not supported by aiva: only an empty one is accepted' })),
+    mcp: Type.Optional(Type.Unknown({ description: 'not supported by aiva: only null is accepted' })),
+    volumeMounts: Type.Optional(
+      Type.Unknown({ description: 'not supported by aiva: only an empty list is accepted' }),
+    ),
   },
   { additionalProperties: true },
 );
@@ -84,6 +98,55 @@ export const MetricsQuery = Type.Object({
   end: Type.Optional(Type.Integer({ minimum: 0 })),
 });
 
+/** `POST /sandboxes/{id}/refreshes`: keep the sandbox alive `duration` more seconds (at least 15). */
+export const RefreshBody = Type.Object(
+  { duration: Type.Optional(Type.Integer({ description: 'seconds (default and minimum 15)' })) },
+  { additionalProperties: true },
+);
+
+/** `GET /sandboxes/metrics`: the newest sample of each sandbox named (comma-separated). */
+export const BatchMetricsQuery = Type.Object({
+  sandbox_ids: Text({ minLength: 1, maxLength: 8192 }),
+});
+
+export const TeamParams = Type.Object({ teamID: Text({ minLength: 1, maxLength: 128 }) });
+
+/** E2B's latest time a metric may name (ClickHouse's last DateTime64: 2299-12-31T23:59:59Z). */
+const MAX_METRIC_TIME_S = 10_413_791_999;
+
+export const TeamMetricsQuery = Type.Object({
+  start: Type.Optional(
+    Type.Integer({
+      minimum: 0,
+      maximum: MAX_METRIC_TIME_S,
+      description: 'unix seconds (default: 7 days ago)',
+    }),
+  ),
+  end: Type.Optional(
+    Type.Integer({ minimum: 0, maximum: MAX_METRIC_TIME_S, description: 'unix seconds (default: now)' }),
+  ),
+});
+
+export const TeamMetricsMaxQuery = Type.Object({
+  ...TeamMetricsQuery.properties,
+  metric: Type.Union([Type.Literal('concurrent_sandboxes'), Type.Literal('sandbox_start_rate')]),
+});
+
+export const TeamMetric = Type.Object({
+  timestamp: Type.String(),
+  timestampUnix: Type.Integer(),
+  concurrentSandboxes: Type.Integer(),
+  sandboxStartRate: Type.Number({ description: 'sandboxes started per second' }),
+});
+export type TeamMetric = Static<typeof TeamMetric>;
+
+export const MaxTeamMetric = Type.Object({
+  timestamp: Type.String(),
+  timestampUnix: Type.Integer(),
+  value: Type.Number(),
+});
+export type MaxTeamMetric = Static<typeof MaxTeamMetric>;
+
 export const LogsQuery = Type.Object({
   cursor: Type.Optional(Type.Integer({ minimum: 0 })),
   limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 10_000 })),
@@ -100,6 +163,7 @@ export const ErrorBody = Type.Object({ code: Type.Integer(), message: Type.Strin
 export const ErrorResponses = {
   400: ErrorBody,
   401: ErrorBody,
+  403: ErrorBody,
   404: ErrorBody,
   409: ErrorBody,
   429: ErrorBody,
