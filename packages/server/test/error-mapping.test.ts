@@ -83,6 +83,7 @@ test('an end time ends a sandbox, or pauses it with autoPause; creating and paus
     allowPublicTraffic: true,
     autoResume: false,
     httpsPorts: [],
+    autoPauseMemory: true,
   });
   assert.equal(expiryAction(s('running', 'kill', 2000), 1000), undefined);
   assert.equal(expiryAction(s('running', 'kill'), 1000), 'end');

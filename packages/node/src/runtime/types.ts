@@ -54,6 +54,11 @@ export interface RuntimeSpec {
    * instead of from the template, and `start` fails rather than boot without it.
    */
   restoreFrom?: string;
+  /**
+   * The sandbox's disk from an earlier run is in its directory (`shutdown` kept it):
+   * `create` and `start` boot the sandbox afresh over it instead of making a new one.
+   */
+  keptDisk?: boolean;
 }
 
 /** What `SandboxRuntime.checkpoint` saved. */
@@ -107,6 +112,11 @@ export interface RuntimeCapabilities {
   /** A paused sandbox can be saved to disk (`checkpoint`) and its process ended; a start with `restoreFrom` brings it back. */
   pauseToDisk: boolean;
   /**
+   * Its processes can be ended with its disk kept (`shutdown`), and a `create` + `start`
+   * with `keptDisk` boots it again over that disk: a pause without memory.
+   */
+  coldResume: boolean;
+  /**
    * The guest has a kernel RNG of its own, which envd's `/init` reseeds with host entropy
    * (microVMs: clones of one saved VM would share its random state). Containers share the host's.
    */
@@ -151,6 +161,12 @@ export interface SandboxRuntime {
   ): Promise<CheckpointResult>;
   /** Asks the guest to stop, waits up to `graceMs`, then kills it. Host resources stay. */
   stop(sandbox: SandboxRef, state: RuntimeState, graceMs: number): Promise<void>;
+  /**
+   * Kills whatever runs and frees every host resource the driver took except the
+   * sandbox's disk, which stays in its directory for a start with `keptDisk` (drivers
+   * with `coldResume`). Idempotent; `destroy` still frees everything after it.
+   */
+  shutdown?(sandbox: SandboxRef, state: RuntimeState | undefined): Promise<void>;
   /**
    * Kills whatever runs and frees every host resource the driver took. Idempotent, and
    * needs nothing but the sandbox's id and directory (its template may be gone).

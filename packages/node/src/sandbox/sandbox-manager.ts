@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { EnvdInit } from '@aiva/protocol';
 import { type Logger, pino } from 'pino';
 import { initEnvd, waitForEnvd } from '../envd/envd-http.js';
 import { startTemplate } from '../envd/template-start.js';
@@ -20,6 +21,7 @@ import {
 import { CheckpointStore } from './checkpoint-store.js';
 import { frozenCheckpoint } from './frozen-checkpoint.js';
 import { PauseToDisk } from './pause-to-disk.js';
+import { PauseWithoutMemory } from './pause-without-memory.js';
 import { explain, SandboxCleanup } from './sandbox-cleanup.js';
 import {
   type CreateSandboxOptions,
@@ -42,6 +44,13 @@ import { SandboxRecovery } from './sandbox-recovery.js';
 import { resolveSource } from './sandbox-source.js';
 import { mustAllow } from './sandbox-state.js';
 
+/** What of a create's envd `/init` a boot afresh sends again (not the token: the record keeps it). */
+function envdInitOf(init: EnvdInit | undefined): SandboxRecord['envdInit'] {
+  if (!init) return undefined;
+  const { envVars, defaultUser, defaultWorkdir } = init;
+  return { envVars, defaultUser, defaultWorkdir };
+}
+
 const usesUserNamespaces = (o: SandboxManagerOptions) =>
   [...o.runtimes.values()].some((r) => r.capabilities.userNamespace);
 
@@ -59,6 +68,7 @@ export class SandboxManager {
   private readonly cleanup: SandboxCleanup;
   private readonly recovery: SandboxRecovery;
   private readonly disk: PauseToDisk;
+  private readonly shelf: PauseWithoutMemory;
   private readonly log: Logger;
   private lock: FileLock | undefined;
 
@@ -77,11 +87,13 @@ export class SandboxManager {
     });
     this.cleanup = new SandboxCleanup(this.records, options.runtimes, this.net);
     this.disk = new PauseToDisk(this.records, this.log);
+    this.shelf = new PauseWithoutMemory(this.records, this.log);
     this.recovery = new SandboxRecovery({
       records: this.records,
       runtimes: options.runtimes,
       net: this.net,
       cleanup: this.cleanup,
+      shelf: this.shelf,
       log: this.log,
     });
   }
@@ -242,6 +254,7 @@ export class SandboxManager {
       networkPolicy,
       hostname: 'sandbox',
       accessToken: options.envd?.accessToken ?? randomBytes(24).toString('hex'),
+      envdInit: envdInitOf(options.envd),
       createdAt: new Date().toISOString(),
     };
     this.records.add(r);
@@ -257,37 +270,11 @@ export class SandboxManager {
           restoreFrom: checkpoint && this.checkpoints.path(checkpoint.name),
         };
         await runtime.create(spec, options.signal);
-        r.runtime = await runtime.start(spec, options.signal);
-        r.startedAt = new Date().toISOString();
-        await this.records.save(r);
-        const state = r.runtime;
-        r.envdVersion = await waitForEnvd(r.network.address, {
-          timeoutMs: this.options.readyTimeoutMs?.[driver] ?? DEFAULT_READY_TIMEOUT[driver],
+        await this.bringUp(r, runtime, spec, {
           signal: options.signal,
-          stillAlive: () => runtime.alive(state),
+          envd: options.envd,
+          restoredToken: checkpoint?.memory ? checkpoint.accessToken : undefined,
         });
-        // A restored envd still holds the token of the sandbox it was saved from. A VM
-        // restored from saved memory also holds its random state: the host reseeds it.
-        await initEnvd(
-          r.network.address,
-          {
-            timestamp: new Date().toISOString(),
-            entropy: runtime.capabilities.entropyReseed ? randomBytes(64).toString('hex') : undefined,
-            defaultUser: template.defaults.user,
-            defaultWorkdir: template.defaults.workdir,
-            ...options.envd,
-            envVars: { ...template.env, ...options.envd?.envVars },
-            accessToken: r.accessToken,
-          },
-          checkpoint?.memory ? checkpoint.accessToken : undefined,
-        );
-        // Restored memory (a checkpoint's, or a VM snapshot made after the start command
-        // was ready) has the start command running already; anything else starts it.
-        if (!checkpoint?.memory && !r.runtime.startCommandRunning)
-          await startTemplate(r.network.address, r.accessToken, template, {
-            timeoutMs: this.options.startTimeoutMs ?? DEFAULT_START_TIMEOUT_MS,
-            signal: options.signal,
-          });
         await this.records.transition(r, 'ready');
         return { ...r };
       } catch (e) {
@@ -301,6 +288,52 @@ export class SandboxManager {
         throw new Error(`sandbox ${id} could not start: ${why}`, { cause: e });
       }
     });
+  }
+
+  /**
+   * Runs a prepared sandbox (`runtime.create` done) and makes it ready: its process,
+   * envd's `/init` (token, env vars, clock, entropy), the template's start command
+   * unless restored memory runs it already. A create's, and a cold boot's over a kept disk.
+   */
+  private async bringUp(
+    r: SandboxRecord,
+    runtime: SandboxRuntime,
+    spec: RuntimeSpec,
+    o: { signal?: AbortSignal; envd?: EnvdInit; restoredToken?: string },
+  ): Promise<void> {
+    const template = spec.template;
+    r.runtime = await runtime.start(spec, o.signal);
+    r.startedAt = new Date().toISOString();
+    await this.records.save(r);
+    const state = r.runtime;
+    const address = this.address(r);
+    r.envdVersion = await waitForEnvd(address, {
+      timeoutMs: this.options.readyTimeoutMs?.[r.driver] ?? DEFAULT_READY_TIMEOUT[r.driver],
+      signal: o.signal,
+      stillAlive: () => runtime.alive(state),
+    });
+    // A restored envd still holds the token of the sandbox it was saved from. A VM
+    // restored from saved memory also holds its random state: the host reseeds it.
+    await initEnvd(
+      address,
+      {
+        timestamp: new Date().toISOString(),
+        entropy: runtime.capabilities.entropyReseed ? randomBytes(64).toString('hex') : undefined,
+        defaultUser: template.defaults.user,
+        defaultWorkdir: template.defaults.workdir,
+        ...o.envd,
+        envVars: { ...template.env, ...o.envd?.envVars },
+        accessToken: r.accessToken,
+      },
+      o.restoredToken,
+    );
+    // Restored memory (a checkpoint's, or a VM snapshot made after the start command
+    // was ready) has the start command running already; anything else starts it.
+    if (!o.restoredToken && !r.runtime.startCommandRunning)
+      await startTemplate(address, r.accessToken, template, {
+        timeoutMs: this.options.startTimeoutMs ?? DEFAULT_START_TIMEOUT_MS,
+        signal: o.signal,
+      });
   }
 
   /**
@@ -385,13 +418,19 @@ export class SandboxManager {
    * Pauses the sandbox with its memory kept. Every driver freezes it in place; a driver
    * that can (`pauseToDisk`: microVMs) then saves it to disk (RAM, device state, disk)
    * and its process ends, so that a suspended VM holds no memory; its network stays. If
-   * the save fails the VM stays paused in memory, which is still a pause.
+   * the save fails the VM stays paused in memory, which is still a pause. With `memory:
+   * false` its processes end instead and only its disk is kept (`shelved`, see
+   * PauseWithoutMemory).
    */
-  async pause(id: string): Promise<SandboxInfo> {
+  async pause(id: string, options: { memory?: boolean } = {}): Promise<SandboxInfo> {
     return this.records.serialize(id, async () => {
       const r = this.records.mustGet(id);
       mustAllow(id, r.state, 'pause');
       const runtime = this.runtime(r.driver);
+      if (options.memory === false) {
+        await this.shelf.shelve(r, runtime);
+        return { ...r };
+      }
       const state = this.mustRun(r);
       await runtime.pause(this.records.ref(r), state);
       await this.records.transition(r, 'pause');
@@ -400,16 +439,52 @@ export class SandboxManager {
     });
   }
 
-  async resume(id: string): Promise<SandboxInfo> {
+  /**
+   * Resumes a paused sandbox: where it was (memory kept), or by a boot afresh over its
+   * disk when it was paused without memory. `memory: false` (E2B's connect `memory:
+   * false`) boots it afresh whatever was kept: its memory is dropped first.
+   */
+  async resume(id: string, options: { memory?: boolean } = {}): Promise<SandboxInfo> {
     return this.records.serialize(id, async () => {
       const r = this.records.mustGet(id);
       mustAllow(id, r.state, 'resume');
       const runtime = this.runtime(r.driver);
-      if (r.state === 'suspended') await this.disk.wake(r, runtime, await this.spec(r));
+      if (options.memory === false && r.state !== 'shelved') {
+        PauseWithoutMemory.check(r, runtime);
+        // Its disk is in the saved VM: restored, then shut down as a running sandbox is.
+        if (r.state === 'suspended') {
+          await this.disk.wake(r, runtime, await this.spec(r));
+          await this.records.transition(r, 'resume');
+        }
+        await this.shelf.shelve(r, runtime);
+      }
+      if (r.state === 'shelved') await this.coldBoot(r, runtime);
+      else if (r.state === 'suspended') await this.disk.wake(r, runtime, await this.spec(r));
       else await runtime.resume(this.records.ref(r), this.mustRun(r));
       await this.records.transition(r, 'resume');
       return { ...r };
     });
+  }
+
+  /**
+   * Boots a shelved sandbox afresh over its kept disk: same id, network, token and env
+   * vars; its processes are new. If it fails the sandbox stays shelved, its disk as it was.
+   */
+  private async coldBoot(r: SandboxRecord, runtime: SandboxRuntime): Promise<void> {
+    // What a shutdown that a node stop cut short left running.
+    if (r.runtime) await this.shelf.shutdown(r, runtime);
+    const spec = { ...(await this.spec(r)), keptDisk: true };
+    try {
+      await runtime.create(spec);
+      await this.bringUp(r, runtime, spec, { envd: r.envdInit });
+    } catch (e) {
+      const why = await explain(e as Error, this.records.ref(r));
+      await this.shelf
+        .shutdown(r, runtime)
+        .catch((se: Error) => this.log.error({ sandbox: r.id, err: se }, 'freeing a failed boot failed'));
+      throw new Error(`sandbox ${r.id} could not boot again from its disk: ${why}`, { cause: e });
+    }
+    this.log.info({ sandbox: r.id }, 'sandbox paused without memory booted again from its disk');
   }
 
   /** Stops the sandbox at once and frees everything it took. */
@@ -465,6 +540,7 @@ export class SandboxManager {
         r.accessToken,
       );
       r.accessToken = init.accessToken;
+      if (init.envVars) r.envdInit = { ...r.envdInit, envVars: { ...r.envdInit?.envVars, ...init.envVars } };
       await this.records.save(r);
       return { ...r };
     });

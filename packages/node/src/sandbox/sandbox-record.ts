@@ -72,6 +72,18 @@ export const SandboxRecordSchema = Type.Object({
   hostname: Type.String(),
   /** envd's access token: every call to the sandbox's envd must carry it. */
   accessToken: Type.String(),
+  /**
+   * What envd's `/init` got besides the token (the create's env vars, default user and
+   * directory, a claim's env vars): sent again when the sandbox boots afresh (a resume
+   * of a sandbox paused without memory).
+   */
+  envdInit: Type.Optional(
+    Type.Object({
+      envVars: Type.Optional(Type.Record(Type.String(), Type.String())),
+      defaultUser: Type.Optional(Type.String()),
+      defaultWorkdir: Type.Optional(Type.String()),
+    }),
+  ),
   /** The version the sandbox's envd reports. */
   envdVersion: Type.Optional(Type.String()),
   createdAt: Type.String(),

@@ -4,6 +4,7 @@ import { Cgroup, childCgroups } from '../host/cgroups.js';
 import { unmountAll } from '../host/mounts.js';
 import type { SandboxNetworking } from '../network/sandbox-networking.js';
 import type { DriverName, SandboxRuntime } from '../runtime/types.js';
+import type { PauseWithoutMemory } from './pause-without-memory.js';
 import { explain, type SandboxCleanup } from './sandbox-cleanup.js';
 import type { SandboxRecords } from './sandbox-records.js';
 import { allows } from './sandbox-state.js';
@@ -13,6 +14,7 @@ export interface RecoveryParts {
   runtimes: Map<DriverName, SandboxRuntime>;
   net: SandboxNetworking;
   cleanup: SandboxCleanup;
+  shelf: PauseWithoutMemory;
   log: Logger;
 }
 
@@ -48,6 +50,17 @@ export class SandboxRecovery {
         await records.save(r);
         log.info({ sandbox: r.id }, 'adopted a sandbox paused to disk');
         continue;
+      }
+      if (r.state === 'shelved' && runtime) {
+        // Paused without memory: its disk waits for a resume. A shutdown the node's stop
+        // cut short is finished (the driver's shutdown is idempotent).
+        try {
+          await this.p.shelf.shutdown(r, runtime);
+          log.info({ sandbox: r.id }, 'adopted a sandbox paused without memory');
+          continue;
+        } catch (e) {
+          log.error({ sandbox: r.id, err: e }, 'a sandbox paused without memory could not be adopted');
+        }
       }
       const live =
         allows(r.state, 'measure') && r.runtime && runtime ? await runtime.alive(r.runtime) : false;

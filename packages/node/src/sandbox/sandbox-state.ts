@@ -1,20 +1,23 @@
 /**
  * The life of a sandbox (seed 001): Creating → Running ⇄ Paused → Stopping → Stopped |
  * Error. A paused sandbox whose driver can save it is then Suspended: saved to disk, its
- * process ended, holding no memory; a resume restores it.
+ * process ended, holding no memory; a resume restores it. A sandbox paused without its
+ * memory (E2B's `pause({ keepMemory: false })`) is Shelved: its processes ended, its disk
+ * kept; a resume boots it again over that disk.
  */
 export const SANDBOX_STATES = [
   'creating',
   'running',
   'paused',
   'suspended',
+  'shelved',
   'stopping',
   'stopped',
   'error',
 ] as const;
 export type SandboxState = (typeof SANDBOX_STATES)[number];
 
-const LIVE = ['creating', 'running', 'paused', 'suspended'] as const;
+const LIVE = ['creating', 'running', 'paused', 'suspended', 'shelved'] as const;
 
 /**
  * Every operation on a sandbox and the states it may start from; those that move the
@@ -27,19 +30,24 @@ const OPERATIONS = {
   pause: { from: ['running'], to: 'paused' },
   /** A paused sandbox saved to disk, its process ended (drivers with `pauseToDisk`). */
   suspend: { from: ['paused'], to: 'suspended' },
-  resume: { from: ['paused', 'suspended'], to: 'running' },
+  /**
+   * Its processes ended, its disk kept (drivers with `coldResume`). From `paused`: a
+   * resume that drops the memory (E2B's `memory: false`) shelves a paused sandbox first.
+   */
+  shelve: { from: ['running', 'paused'], to: 'shelved' },
+  resume: { from: ['paused', 'suspended', 'shelved'], to: 'running' },
   /** From `stopping` too: an end that was interrupted (a node crash) is taken up again. */
   stop: { from: [...LIVE, 'stopping', 'error'], to: 'stopping' },
   stopped: { from: ['stopping'], to: 'stopped' },
   fail: { from: [...LIVE, 'stopping'], to: 'error' },
   // Operations that leave the state as it is.
   checkpoint: { from: ['running', 'paused', 'suspended'] },
-  'change the network policy of': { from: ['running', 'paused', 'suspended'] },
+  'change the network policy of': { from: ['running', 'paused', 'suspended', 'shelved'] },
   're-initialise': { from: ['running'] },
   /** Its process: resource use, liveness (a suspended sandbox has none; a creating one is watched by its create). */
   measure: { from: ['running', 'paused'] },
   /** Its ports and envd, through its network. */
-  reach: { from: ['running', 'paused', 'suspended'] },
+  reach: { from: ['running', 'paused', 'suspended', 'shelved'] },
 } satisfies Record<string, { from: readonly SandboxState[]; to?: SandboxState }>;
 
 export type SandboxOperation = keyof typeof OPERATIONS;

@@ -67,6 +67,8 @@ export const sandboxes = pgTable(
     network: jsonb('network').$type<Record<string, unknown>>(),
     onTimeout: text('on_timeout').$type<'kill' | 'pause'>().notNull().default('kill'),
     autoResume: boolean('auto_resume').notNull().default(false),
+    /** With `onTimeout: pause`: whether that pause keeps memory (E2B's `autoPauseMemory`), or the disk only. */
+    autoPauseMemory: boolean('auto_pause_memory').notNull().default(true),
     startedAt: timestamp('started_at', { withTimezone: true }).notNull(),
     endAt: timestamp('end_at', { withTimezone: true }).notNull(),
     endedAt: timestamp('ended_at', { withTimezone: true }),

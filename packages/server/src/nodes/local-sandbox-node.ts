@@ -21,8 +21,10 @@ import type {
 function toNodeSandbox(s: SandboxInfo): NodeSandbox {
   return {
     id: s.id,
-    // The control plane knows one paused state: in memory or saved to disk is the node's affair.
-    state: s.state === 'suspended' ? 'paused' : s.state,
+    // The control plane knows one paused state: in memory or saved to disk is the node's
+    // affair; whether a resume boots it afresh is told apart (`withoutMemory`).
+    state: s.state === 'suspended' || s.state === 'shelved' ? 'paused' : s.state,
+    ...(s.state === 'shelved' ? { withoutMemory: true } : {}),
     vcpus: s.resources.vcpus,
     memoryMiB: s.resources.memoryMiB,
     diskMiB: s.resources.diskMiB,
@@ -90,16 +92,16 @@ export class LocalSandboxNode implements SandboxNode {
     }
   }
 
-  async pause(id: string): Promise<void> {
-    await this.node.sandboxes.pause(id);
+  async pause(id: string, options?: { memory?: boolean }): Promise<void> {
+    await this.node.sandboxes.pause(id, options);
   }
 
   async updateNetwork(id: string, policy: NodeNetworkPolicy): Promise<void> {
     await this.node.sandboxes.updateNetwork(id, policy);
   }
 
-  async resume(id: string): Promise<void> {
-    await this.node.sandboxes.resume(id);
+  async resume(id: string, options?: { memory?: boolean }): Promise<void> {
+    await this.node.sandboxes.resume(id, options);
   }
 
   async checkpoint(id: string, name: string): Promise<NodeCheckpoint> {

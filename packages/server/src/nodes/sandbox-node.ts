@@ -40,6 +40,8 @@ export interface NodeSandbox {
   diskMiB: number;
   envdVersion: string;
   error?: string;
+  /** Paused without its memory: its processes ended, its disk kept; a resume boots it afresh. */
+  withoutMemory?: boolean;
 }
 
 /** A sample of a sandbox's resource use (E2B's metric fields). */
@@ -69,10 +71,19 @@ export interface SandboxNode {
   ): Promise<NodeSandbox>;
   /** Kills a sandbox; false if the node does not have it. */
   kill(id: string): Promise<boolean>;
-  pause(id: string): Promise<void>;
+  /**
+   * Pauses a running sandbox with its memory, or (`memory: false`, E2B's `keepMemory:
+   * false`) ends its processes and keeps its disk only; a SandboxSpecError if its driver
+   * cannot.
+   */
+  pause(id: string, options?: { memory?: boolean }): Promise<void>;
   /** Replaces a sandbox's egress policy, live. A policy the node refuses throws SandboxSpecError. */
   updateNetwork(id: string, policy: NodeNetworkPolicy): Promise<void>;
-  resume(id: string): Promise<void>;
+  /**
+   * Resumes a paused sandbox: where it was, or booted afresh over its disk when it was
+   * paused without memory or `memory: false` asks so (its memory is then dropped).
+   */
+  resume(id: string, options?: { memory?: boolean }): Promise<void>;
   /**
    * Saves a running or paused sandbox under `name` (lower-case letters, digits, - and _);
    * creates with `fromCheckpoint: name` make independent copies of it. The sandbox's

@@ -20,6 +20,8 @@ export interface LiveSandbox {
   /** When it expires (ms since the epoch). */
   endAt: number;
   onTimeout: 'kill' | 'pause';
+  /** Whether the pause at its timeout keeps memory (E2B's `autoPauseMemory`) or the disk only. */
+  autoPauseMemory: boolean;
   memoryMb: number;
   allowPublicTraffic: boolean;
   trafficAccessToken?: string;
@@ -44,6 +46,7 @@ export function liveFromRow(
     | 'teamId'
     | 'endAt'
     | 'onTimeout'
+    | 'autoPauseMemory'
     | 'memoryMb'
     | 'network'
     | 'trafficAccessToken'
@@ -63,6 +66,7 @@ export function liveFromRow(
     state,
     endAt: row.endAt.getTime(),
     onTimeout: row.onTimeout,
+    autoPauseMemory: row.autoPauseMemory,
     memoryMb: row.memoryMb,
     allowPublicTraffic: network.allowPublicTraffic !== false,
     trafficAccessToken: row.trafficAccessToken ?? undefined,

@@ -44,6 +44,7 @@ export function newSandboxRow(
     network: body.network ?? null,
     onTimeout: body.autoPause ? 'pause' : 'kill',
     autoResume: body.autoResume?.enabled ?? false,
+    autoPauseMemory: body.autoPauseMemory ?? true,
     startedAt: now,
     endAt: new Date(now.getTime() + timeoutS * 1000),
   };

@@ -57,6 +57,20 @@ export interface SandboxServiceOptions {
   templates: TemplateCatalog;
 }
 
+/**
+ * E2B's rules for `autoPauseMemory: false` (a pause at the timeout that keeps the disk
+ * only): it needs autoPause, and such a sandbox cannot be woken by traffic.
+ */
+function checkAutoPauseMemory(body: NewSandbox): void {
+  if (body.autoPauseMemory !== false) return;
+  if (!body.autoPause)
+    throw new InvalidRequestError('autoPauseMemory=false only applies when autoPause is true.');
+  if (body.autoResume?.enabled)
+    throw new InvalidRequestError(
+      'autoPauseMemory=false (filesystem-only auto-pause) cannot be combined with autoResume: a filesystem-only snapshot cannot be auto-resumed by traffic and must be resumed explicitly.',
+    );
+}
+
 /** How long a sandbox woken by traffic runs at least (E2B's default timeout). */
 const AUTO_RESUME_S = 300;
 /** What a refresh keeps a sandbox alive for, at least and by default (E2B's 15 s). */
@@ -88,7 +102,7 @@ export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
     this.live = new LiveSandboxes(options.limits, options.metrics.sandboxes);
     this.expiry = new SandboxExpiry(
       () => this.live.values(),
-      { pause: (s) => this.pauseLive(s), end: (id) => this.end(id, 'timeout') },
+      { pause: (s) => this.pauseLive(s, s.autoPauseMemory), end: (id) => this.end(id, 'timeout') },
       this.log,
     );
     this.usage = new SandboxMetrics(
@@ -194,6 +208,7 @@ export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
     if (JSON.stringify(body.metadata ?? {}).length > 16 * 1024)
       throw new InvalidRequestError('metadata is larger than 16 KiB');
     const timeoutS = body.timeout ?? defaultTimeoutS;
+    checkAutoPauseMemory(body);
     const policy = egressPolicy(body.allow_internet_access, body.network ?? {});
     // The template's own memory is not known before it starts: count a typical sandbox.
     this.live.checkCapacity(caller.teamId, TYPICAL_MEMORY_MIB);
@@ -338,6 +353,8 @@ export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
   async wake(id: string): Promise<boolean> {
     const live = this.live.get(id);
     if (live?.state !== 'paused' || !live.autoResume) return false;
+    // Paused without memory: resumed only when asked to (E2B's auto-resume refuses it).
+    if (this.node.get(id)?.withoutMemory) return false;
     try {
       await this.resume(live);
     } catch (e) {
@@ -350,12 +367,15 @@ export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
     return true;
   }
 
-  /** Resumes a paused sandbox; concurrent callers (the proxy's wakes, connects) share one resume. */
-  private resume(live: LiveSandbox): Promise<void> {
+  /**
+   * Resumes a paused sandbox (`memory: false`: booted afresh from its disk whatever was
+   * kept); concurrent callers (the proxy's wakes, connects) share one resume.
+   */
+  private resume(live: LiveSandbox, memory?: boolean): Promise<void> {
     let resuming = this.resuming.get(live.id);
     if (!resuming) {
       resuming = (async () => {
-        await this.node.resume(live.id);
+        await this.node.resume(live.id, { memory });
         await this.moveLive(live, 'running');
       })().finally(() => this.resuming.delete(live.id));
       this.resuming.set(live.id, resuming);
@@ -390,16 +410,18 @@ export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
 
   /**
    * Connects to a sandbox: a running one keeps running (its end time only ever moves
-   * later here), a paused one is resumed (201).
+   * later here), a paused one is resumed (201); `memory: false` (the SDK's `onResume:
+   * 'reboot'`) boots a paused one afresh from its disk, its memory dropped.
    */
   async connect(
     caller: Caller,
     id: string,
     timeoutS: number,
+    memory?: boolean,
   ): Promise<{ resumed: boolean; sandbox: Sandbox }> {
     const { row, live } = await this.liveOf(caller, id);
     const resumed = live.state === 'paused';
-    if (resumed) await this.resume(live);
+    if (resumed) await this.resume(live, memory);
     const wanted = Date.now() + timeoutS * 1000;
     if (resumed || wanted > live.endAt) {
       live.endAt = resumed ? wanted : Math.max(wanted, live.endAt);
@@ -408,10 +430,13 @@ export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
     return { resumed, sandbox: sandboxOf(row, this.options.domain) };
   }
 
-  /** Pauses the team's running sandbox (InvalidStateError if it is paused already). */
-  async pause(caller: Caller, id: string): Promise<void> {
+  /**
+   * Pauses the team's running sandbox (InvalidStateError if it is paused already);
+   * `memory: false` keeps its disk only (its processes end; a resume boots it afresh).
+   */
+  async pause(caller: Caller, id: string, memory?: boolean): Promise<void> {
     const { live } = await this.liveOf(caller, id);
-    await this.pauseLive(live);
+    await this.pauseLive(live, memory);
   }
 
   /** Samples of the sandbox's resource use between `start` and `end` (unix seconds). */
@@ -449,9 +474,9 @@ export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
   }
 
   /** Pauses a live sandbox (on request, or at its timeout with autoPause); its open streams are reset. */
-  private async pauseLive(s: LiveSandbox): Promise<void> {
+  private async pauseLive(s: LiveSandbox, memory?: boolean): Promise<void> {
     transition(s.id, s.state, 'paused');
-    await this.node.pause(s.id);
+    await this.node.pause(s.id, { memory });
     await this.moveLive(s, 'paused');
     this.emit('ended', s.id);
   }

@@ -197,6 +197,7 @@ export class SnapshotService {
               network: source.network ?? undefined,
               autoPause: source.onTimeout === 'pause',
               autoResume: { enabled: source.autoResume },
+              autoPauseMemory: source.autoPauseMemory,
             },
             15,
             {

@@ -98,6 +98,7 @@ export class ContainerRuntime implements SandboxRuntime {
     network: 'namespace',
     guestKernel: false,
     pauseToDisk: false,
+    coldResume: true,
     entropyReseed: false,
     changesAsLayer: true,
     userNamespace: false,
@@ -129,7 +130,9 @@ export class ContainerRuntime implements SandboxRuntime {
     const p = this.paths(spec);
     try {
       for (const d of [p.rootfs, p.bundle]) await mkdir(d, { recursive: true });
-      await p.disk.create(spec.resources.diskMiB, signal);
+      // A sandbox paused without memory boots again over the disk it had.
+      if (spec.keptDisk) await p.disk.mount(signal);
+      else await p.disk.create(spec.resources.diskMiB, signal);
       // A saved sandbox's files are its upper layer: a copy of it is this one's.
       if (spec.restoreFrom) {
         await rm(p.upper, { recursive: true });
@@ -201,7 +204,8 @@ export class ContainerRuntime implements SandboxRuntime {
       const config = userns ? withUserNamespace(base, userns) : base;
       await writeFile(join(p.bundle, 'config.json'), JSON.stringify(config, null, 2));
     } catch (e) {
-      await this.destroy(spec, undefined);
+      // A kept disk stays for another try (or the sandbox's end).
+      await this.free(spec, undefined, Boolean(spec.keptDisk));
       throw new RuntimeError(`cannot prepare container: ${(e as Error).message}`, { cause: e });
     }
   }
@@ -272,7 +276,16 @@ export class ContainerRuntime implements SandboxRuntime {
     await waitForExit(state.pid, state.pidStartTime, 5000);
   }
 
-  async destroy(spec: SandboxRef, state: RuntimeState | undefined): Promise<void> {
+  destroy(spec: SandboxRef, state: RuntimeState | undefined): Promise<void> {
+    return this.free(spec, state, false);
+  }
+
+  /** Everything but the disk image (its upper layer): the container, its root, cgroups, bundle. */
+  shutdown(spec: SandboxRef, state: RuntimeState | undefined): Promise<void> {
+    return this.free(spec, state, true);
+  }
+
+  private async free(spec: SandboxRef, state: RuntimeState | undefined, keepDisk: boolean): Promise<void> {
     const p = this.paths(spec);
     const id = containerId(spec);
     const cgroupPath = containerCgroupPath(spec.id);
@@ -296,7 +309,7 @@ export class ContainerRuntime implements SandboxRuntime {
     }
     await rm(p.rootfs, { recursive: true, force: true });
     await rm(p.attach, { recursive: true, force: true });
-    await p.disk.remove();
+    if (!keepDisk) await p.disk.remove();
     await rm(p.bundle, { recursive: true, force: true });
     this.options.cpuPlacement?.release(spec.id);
   }

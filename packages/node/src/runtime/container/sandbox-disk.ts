@@ -61,11 +61,16 @@ export class SandboxDisk {
       ],
       { signal },
     );
+    await this.mount(signal);
+    await mkdir(this.upper, { mode: 0o755 });
+    await mkdir(this.work, { mode: 0o700 });
+  }
+
+  /** Mounts the image (made by `create`, kept while its sandbox was paused without memory). */
+  async mount(signal?: AbortSignal): Promise<void> {
     await mkdir(this.mountPoint, { recursive: true });
     // `-o loop` gives the loop device autoclear: the unmount frees it.
     await runCommand('mount', ['-t', 'ext4', '-o', 'loop,nodev', this.image, this.mountPoint], { signal });
-    await mkdir(this.upper, { mode: 0o755 });
-    await mkdir(this.work, { mode: 0o700 });
   }
 
   /** Removes the image (the caller has unmounted it). */

@@ -209,6 +209,7 @@ export class FirecrackerRuntime implements SandboxRuntime {
     network: 'tap',
     guestKernel: true,
     pauseToDisk: true,
+    coldResume: false,
     entropyReseed: true,
     changesAsLayer: false,
     userNamespace: false,

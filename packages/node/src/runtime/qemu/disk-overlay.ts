@@ -36,6 +36,18 @@ interface ChainEntry {
   'full-backing-filename'?: string;
 }
 
+async function backingChain(disk: string, signal?: AbortSignal): Promise<ChainEntry[]> {
+  const { stdout } = await runCommand('qemu-img', ['info', '-U', '--backing-chain', '--output=json', disk], {
+    signal,
+  });
+  return JSON.parse(stdout) as ChainEntry[];
+}
+
+/** How many files `disk` is made of, itself included (2: a layer over the template's ext4). */
+export async function backingChainLength(disk: string, signal?: AbortSignal): Promise<number> {
+  return (await backingChain(disk, signal)).length;
+}
+
 /**
  * Copies the qcow2 disk `disk` into `dest` as one qcow2 layer over the raw file at the
  * bottom of its backing chain (the template's ext4): whatever layers lie between (a VM
@@ -43,10 +55,7 @@ interface ChainEntry {
  * disk must not be written meanwhile (its VM stopped and its disks handed over).
  */
 export async function flattenDisk(disk: string, dest: string, signal?: AbortSignal): Promise<void> {
-  const { stdout } = await runCommand('qemu-img', ['info', '-U', '--backing-chain', '--output=json', disk], {
-    signal,
-  });
-  const chain = JSON.parse(stdout) as ChainEntry[];
+  const chain = await backingChain(disk, signal);
   const base = chain.at(-1);
   if (base?.format !== 'raw' || chain.length < 2) {
     throw new Error(`${disk} is not a chain of qcow2 layers over a raw disk`);

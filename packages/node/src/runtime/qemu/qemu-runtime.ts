@@ -1,4 +1,4 @@
-import { open, rm } from 'node:fs/promises';
+import { open, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { waitForEnvd } from '../../envd/envd-http.js';
 import { runCommand } from '../../host/command.js';
@@ -21,7 +21,7 @@ import {
   launchVmm,
   vmmStats,
 } from '../vmm-process.js';
-import { createDiskOverlay, flattenDisk } from './disk-overlay.js';
+import { backingChainLength, createDiskOverlay, flattenDisk } from './disk-overlay.js';
 import { type Accel, qemuArgs } from './qemu-args.js';
 import { withQmp } from './qmp-client.js';
 import {
@@ -67,6 +67,7 @@ export class QemuRuntime implements SandboxRuntime {
     network: 'tap',
     guestKernel: true,
     pauseToDisk: true,
+    coldResume: true,
     entropyReseed: true,
     changesAsLayer: false,
     userNamespace: false,
@@ -90,8 +91,9 @@ export class QemuRuntime implements SandboxRuntime {
       );
     }
     try {
-      // With snapshots or a checkpoint, start() makes the disk: it depends on how the guest comes up.
-      if (!this.options.snapshotDir && !spec.restoreFrom)
+      // With snapshots or a checkpoint, start() makes the disk: it depends on how the guest
+      // comes up. A kept disk (a pause without memory) is there already.
+      if (!this.options.snapshotDir && !spec.restoreFrom && !spec.keptDisk)
         await this.makeDisk(spec, spec.template.disk, 'raw', signal);
       await createVmmCgroup(spec, {
         memoryBytes: (spec.resources.memoryMiB + OVERHEAD_MIB[this.options.accel]) * 1024 * 1024,
@@ -113,6 +115,7 @@ export class QemuRuntime implements SandboxRuntime {
 
   async start(spec: RuntimeSpec, signal?: AbortSignal): Promise<RuntimeState> {
     if (spec.restoreFrom) return this.restoreCheckpoint(spec, spec.restoreFrom, signal);
+    if (spec.keptDisk) return { ...(await this.boot(spec, signal)), startedFrom: 'boot' satisfies QemuStart };
     const root = this.options.snapshotDir;
     if (!root) return { ...(await this.boot(spec, signal)), startedFrom: 'boot' satisfies QemuStart };
     const binary = this.options.binary ?? 'qemu-system-x86_64';
@@ -320,6 +323,26 @@ export class QemuRuntime implements SandboxRuntime {
     if (await waitForExit(state.pid, state.pidStartTime, graceMs)) return;
     await signalProcess(state.pid, state.pidStartTime, 'SIGKILL');
     await waitForExit(state.pid, state.pidStartTime, 5000);
+  }
+
+  /**
+   * Ends QEMU and keeps the sandbox's disk, folded into one layer over the template's
+   * ext4 when it lay over a VM snapshot's disk (which may be discarded before the
+   * sandbox boots again). The guest's writes are on it once it was synced (the manager
+   * asks envd); a guest that could not sync has crash-recovery semantics (its journal).
+   */
+  async shutdown(spec: SandboxRef, state: RuntimeState | undefined): Promise<void> {
+    if (state) await this.stop(spec, state, 5000);
+    await killVmm(spec, state);
+    const f = this.files(spec);
+    await Promise.all([
+      rm(f.qmpSocket, { force: true }),
+      rm(join(spec.dir, 'qmp-template.sock'), { force: true }),
+    ]);
+    if ((await backingChainLength(f.disk)) > 2) {
+      await flattenDisk(f.disk, `${f.disk}.flat`);
+      await rename(`${f.disk}.flat`, f.disk);
+    }
   }
 
   async destroy(spec: SandboxRef, state: RuntimeState | undefined): Promise<void> {

@@ -186,6 +186,7 @@ export function registerSandboxRoutes(
           callerOf(request),
           request.params.sandboxID,
           request.body.timeout ?? 300,
+          request.body.memory,
         );
         return reply.code(r.resumed ? 201 : 200).send(r.sandbox);
       },
@@ -204,7 +205,7 @@ export function registerSandboxRoutes(
       },
     },
     async (request, reply) => {
-      await sandboxes.pause(callerOf(request), request.params.sandboxID);
+      await sandboxes.pause(callerOf(request), request.params.sandboxID, request.body?.memory);
       return reply.code(204).send(null);
     },
   );

@@ -47,6 +47,8 @@ export const NewSandbox = Type.Object(
     network: Type.Optional(SandboxNetworkConfig),
     autoPause: Type.Optional(Type.Boolean()),
     autoResume: Type.Optional(Type.Object({ enabled: Type.Boolean() })),
+    /** With autoPause: false pauses at the timeout without memory (disk only; a resume boots afresh). */
+    autoPauseMemory: Type.Optional(Type.Boolean()),
     secure: Type.Optional(Type.Boolean()),
     iam: Type.Optional(Type.Unknown({ description: 'not supported by aiva: only an empty one is accepted' })),
     mcp: Type.Optional(Type.Unknown({ description: 'not supported by aiva: only null is accepted' })),

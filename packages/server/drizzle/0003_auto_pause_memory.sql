@@ -1,0 +1,1 @@
+ALTER TABLE "sandboxes" ADD COLUMN "auto_pause_memory" boolean DEFAULT true NOT NULL;
