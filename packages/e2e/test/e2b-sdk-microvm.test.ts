@@ -76,6 +76,23 @@ test('a microVM sandbox through the e2b SDK', { timeout: 600_000 }, async (t) =>
   assert.equal(await Sandbox.kill(b.sandboxId), false);
 });
 
+test('a microVM paused without memory boots again from its disk', { timeout: 300_000 }, async (t) => {
+  // QEMU ends and the VM's qcow2 layer stays (folded over the template's ext4); connect
+  // cold-boots it over that disk with the same id and envd token.
+  const sbx = await Sandbox.create({ envs: { WHO: 'vm' }, timeoutMs: 300_000 });
+  t.after(() => sbx.kill());
+  const sleeper = await sbx.commands.run('sleep 600', { background: true });
+  // Not synced by the test: the pause has the guest sync its page cache first.
+  await sbx.files.write('/home/user/kept.txt', 'on the VM disk');
+  assert.equal(await sbx.pause({ keepMemory: false }), true);
+  assert.equal((await sbx.getInfo()).state, 'paused');
+  const resumed = await Sandbox.connect(sbx.sandboxId);
+  assert.equal(await resumed.files.read('/home/user/kept.txt'), 'on the VM disk');
+  const cmd = await sbx.commands.run(`tr '\\0' ' ' < /proc/${sleeper.pid}/cmdline 2>/dev/null || true`);
+  assert.doesNotMatch(cmd.stdout, /sleep 600/, 'booted afresh: the sleep is gone');
+  assert.equal((await sbx.commands.run('echo "$WHO"')).stdout, 'vm\n');
+});
+
 test('a template built with the SDK starts on microVMs with its start command already running', {
   timeout: 900_000,
 }, async (t) => {

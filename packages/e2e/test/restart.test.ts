@@ -48,3 +48,27 @@ test('a crashed server’s sandboxes are adopted or cleaned up when it starts ag
     [live.sandboxId],
   );
 });
+
+test('a sandbox paused without memory stays paused across a restart and boots again from its disk', {
+  timeout: 120_000,
+}, async (t) => {
+  const first = await aivaUp();
+  let second: Awaited<ReturnType<typeof aivaUp>> | undefined;
+  t.after(async () => {
+    await first.crash();
+    if (second) assert.equal(await second.stop(), 0, second.output());
+    await removeHome(first.home);
+  });
+  useServer(first);
+  const sbx = await Sandbox.create({ timeoutMs: 600_000 });
+  await sbx.files.write('/home/user/state.txt', 'before the restart');
+  assert.equal(await sbx.pause({ keepMemory: false }), true);
+  assert.equal(await first.stop(), 0, first.output());
+
+  second = await aivaUp([], { home: first.home });
+  useServer(second);
+  assert.equal((await Sandbox.getInfo(sbx.sandboxId)).state, 'paused');
+  const resumed = await Sandbox.connect(sbx.sandboxId);
+  assert.equal(await resumed.files.read('/home/user/state.txt'), 'before the restart');
+  assert.equal((await resumed.getInfo()).state, 'running');
+});
