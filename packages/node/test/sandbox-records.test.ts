@@ -38,6 +38,12 @@ describe('the state table', () => {
     assert.equal(nextState('x', 'paused', 'suspend'), 'suspended');
     assert.equal(nextState('x', 'suspended', 'resume'), 'running');
     assert.equal(nextState('x', 'paused', 'resume'), 'running');
+    assert.equal(nextState('x', 'running', 'shelve'), 'shelved', 'a pause without memory');
+    assert.equal(nextState('x', 'paused', 'shelve'), 'shelved', "a resume with memory: false's first step");
+    assert.equal(nextState('x', 'shelved', 'resume'), 'running');
+    assert.equal(nextState('x', 'shelved', 'stop'), 'stopping');
+    assert.throws(() => nextState('x', 'shelved', 'pause'), /is shelved: cannot pause it/);
+    assert.throws(() => nextState('x', 'suspended', 'shelve'), SandboxStateError);
     assert.equal(nextState('x', 'stopping', 'stop'), 'stopping', 'an interrupted end is taken up again');
     assert.throws(() => nextState('x', 'paused', 'pause'), SandboxStateError);
     assert.throws(() => nextState('x', 'running', 'suspend'), /is running: cannot suspend it/);
@@ -50,6 +56,8 @@ describe('the state table', () => {
     assert.ok(!allows('creating', 'checkpoint'));
     assert.ok(!allows('suspended', 'measure'), 'a suspended sandbox has no process');
     assert.ok(allows('suspended', 'change the network policy of'));
+    assert.ok(!allows('shelved', 'measure'), 'a shelved sandbox has no process');
+    assert.ok(allows('shelved', 'change the network policy of'), 'its network stays');
     assert.throws(() => mustAllow('x', 'paused', 're-initialise'), /is paused: cannot re-initialise it/);
   });
 });
