@@ -1,6 +1,8 @@
 import type { Logger } from 'pino';
 import { execInSandbox } from '../envd/envd-client.js';
-import { type SandboxRuntime, SandboxSpecError } from '../runtime/types.js';
+import { type RuntimeSpec, type SandboxRuntime, SandboxSpecError } from '../runtime/types.js';
+import { type BringUpTimeouts, bringUp } from './sandbox-bring-up.js';
+import { explain } from './sandbox-cleanup.js';
 import type { SandboxRecord } from './sandbox-record.js';
 import type { SandboxRecords } from './sandbox-records.js';
 import { mustAllow } from './sandbox-state.js';
@@ -12,8 +14,8 @@ const SYNC_TIMEOUT_MS = 30_000;
  * A pause without memory (E2B's `pause({ keepMemory: false })`, drivers with
  * `coldResume`): the sandbox's processes end and the host holds nothing of it but its
  * disk (a container's disk image with its upper layer, a microVM's qcow2 layer), its
- * network and its record → `shelved`. The manager's resume boots it afresh over that
- * disk, as a create would.
+ * network and its record → `shelved`. `wake` boots it afresh over that disk, as a
+ * create would.
  */
 export class PauseWithoutMemory {
   constructor(
@@ -57,5 +59,31 @@ export class PauseWithoutMemory {
     await runtime.shutdown(this.records.ref(r), r.runtime);
     r.runtime = undefined;
     await this.records.save(r);
+  }
+
+  /**
+   * Boots a shelved sandbox afresh over its kept disk: same id, network, token and env
+   * vars; its processes are new. If it fails the sandbox stays shelved, its disk as it was.
+   */
+  async wake(
+    r: SandboxRecord,
+    runtime: SandboxRuntime,
+    saved: RuntimeSpec,
+    timeouts: BringUpTimeouts,
+  ): Promise<void> {
+    // What a shutdown that a node stop cut short left running.
+    if (r.runtime) await this.shutdown(r, runtime);
+    const spec = { ...saved, keptDisk: true };
+    try {
+      await runtime.create(spec);
+      await bringUp(this.records, timeouts, r, runtime, spec, { envd: r.envdInit });
+    } catch (e) {
+      const why = await explain(e as Error, this.records.ref(r));
+      await this.shutdown(r, runtime).catch((se: Error) =>
+        this.log.error({ sandbox: r.id, err: se }, 'freeing a failed boot failed'),
+      );
+      throw new Error(`sandbox ${r.id} could not boot again from its disk: ${why}`, { cause: e });
+    }
+    this.log.info({ sandbox: r.id }, 'sandbox paused without memory booted again from its disk');
   }
 }

@@ -1,10 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { EnvdInit } from '@aiva/protocol';
 import { type Logger, pino } from 'pino';
-import { initEnvd, waitForEnvd } from '../envd/envd-http.js';
-import { startTemplate } from '../envd/template-start.js';
+import { initEnvd } from '../envd/envd-http.js';
 import { runCommand } from '../host/command.js';
 import { type FileLock, LockBusyError, lockFile } from '../host/file-lock.js';
 import { letOtherIdsSearch } from '../host/search-permission.js';
@@ -22,11 +20,10 @@ import { CheckpointStore } from './checkpoint-store.js';
 import { frozenCheckpoint } from './frozen-checkpoint.js';
 import { PauseToDisk } from './pause-to-disk.js';
 import { PauseWithoutMemory } from './pause-without-memory.js';
+import { bringUp, envdInitOf } from './sandbox-bring-up.js';
 import { explain, SandboxCleanup } from './sandbox-cleanup.js';
 import {
   type CreateSandboxOptions,
-  DEFAULT_READY_TIMEOUT,
-  DEFAULT_START_TIMEOUT_MS,
   NODE_LOCK_DIR,
   NodeBusyError,
   newSandboxId,
@@ -43,13 +40,6 @@ import {
 import { SandboxRecovery } from './sandbox-recovery.js';
 import { resolveSource } from './sandbox-source.js';
 import { mustAllow } from './sandbox-state.js';
-
-/** What of a create's envd `/init` a boot afresh sends again (not the token: the record keeps it). */
-function envdInitOf(init: EnvdInit | undefined): SandboxRecord['envdInit'] {
-  if (!init) return undefined;
-  const { envVars, defaultUser, defaultWorkdir } = init;
-  return { envVars, defaultUser, defaultWorkdir };
-}
 
 const usesUserNamespaces = (o: SandboxManagerOptions) =>
   [...o.runtimes.values()].some((r) => r.capabilities.userNamespace);
@@ -270,7 +260,7 @@ export class SandboxManager {
           restoreFrom: checkpoint && this.checkpoints.path(checkpoint.name),
         };
         await runtime.create(spec, options.signal);
-        await this.bringUp(r, runtime, spec, {
+        await bringUp(this.records, this.options, r, runtime, spec, {
           signal: options.signal,
           envd: options.envd,
           restoredToken: checkpoint?.memory ? checkpoint.accessToken : undefined,
@@ -288,52 +278,6 @@ export class SandboxManager {
         throw new Error(`sandbox ${id} could not start: ${why}`, { cause: e });
       }
     });
-  }
-
-  /**
-   * Runs a prepared sandbox (`runtime.create` done) and makes it ready: its process,
-   * envd's `/init` (token, env vars, clock, entropy), the template's start command
-   * unless restored memory runs it already. A create's, and a cold boot's over a kept disk.
-   */
-  private async bringUp(
-    r: SandboxRecord,
-    runtime: SandboxRuntime,
-    spec: RuntimeSpec,
-    o: { signal?: AbortSignal; envd?: EnvdInit; restoredToken?: string },
-  ): Promise<void> {
-    const template = spec.template;
-    r.runtime = await runtime.start(spec, o.signal);
-    r.startedAt = new Date().toISOString();
-    await this.records.save(r);
-    const state = r.runtime;
-    const address = this.address(r);
-    r.envdVersion = await waitForEnvd(address, {
-      timeoutMs: this.options.readyTimeoutMs?.[r.driver] ?? DEFAULT_READY_TIMEOUT[r.driver],
-      signal: o.signal,
-      stillAlive: () => runtime.alive(state),
-    });
-    // A restored envd still holds the token of the sandbox it was saved from. A VM
-    // restored from saved memory also holds its random state: the host reseeds it.
-    await initEnvd(
-      address,
-      {
-        timestamp: new Date().toISOString(),
-        entropy: runtime.capabilities.entropyReseed ? randomBytes(64).toString('hex') : undefined,
-        defaultUser: template.defaults.user,
-        defaultWorkdir: template.defaults.workdir,
-        ...o.envd,
-        envVars: { ...template.env, ...o.envd?.envVars },
-        accessToken: r.accessToken,
-      },
-      o.restoredToken,
-    );
-    // Restored memory (a checkpoint's, or a VM snapshot made after the start command
-    // was ready) has the start command running already; anything else starts it.
-    if (!o.restoredToken && !r.runtime.startCommandRunning)
-      await startTemplate(address, r.accessToken, template, {
-        timeoutMs: this.options.startTimeoutMs ?? DEFAULT_START_TIMEOUT_MS,
-        signal: o.signal,
-      });
   }
 
   /**
@@ -458,33 +402,12 @@ export class SandboxManager {
         }
         await this.shelf.shelve(r, runtime);
       }
-      if (r.state === 'shelved') await this.coldBoot(r, runtime);
+      if (r.state === 'shelved') await this.shelf.wake(r, runtime, await this.spec(r), this.options);
       else if (r.state === 'suspended') await this.disk.wake(r, runtime, await this.spec(r));
       else await runtime.resume(this.records.ref(r), this.mustRun(r));
       await this.records.transition(r, 'resume');
       return { ...r };
     });
-  }
-
-  /**
-   * Boots a shelved sandbox afresh over its kept disk: same id, network, token and env
-   * vars; its processes are new. If it fails the sandbox stays shelved, its disk as it was.
-   */
-  private async coldBoot(r: SandboxRecord, runtime: SandboxRuntime): Promise<void> {
-    // What a shutdown that a node stop cut short left running.
-    if (r.runtime) await this.shelf.shutdown(r, runtime);
-    const spec = { ...(await this.spec(r)), keptDisk: true };
-    try {
-      await runtime.create(spec);
-      await this.bringUp(r, runtime, spec, { envd: r.envdInit });
-    } catch (e) {
-      const why = await explain(e as Error, this.records.ref(r));
-      await this.shelf
-        .shutdown(r, runtime)
-        .catch((se: Error) => this.log.error({ sandbox: r.id, err: se }, 'freeing a failed boot failed'));
-      throw new Error(`sandbox ${r.id} could not boot again from its disk: ${why}`, { cause: e });
-    }
-    this.log.info({ sandbox: r.id }, 'sandbox paused without memory booted again from its disk');
   }
 
   /** Stops the sandbox at once and frees everything it took. */
