@@ -7,6 +7,7 @@ import type { Benchmark, BenchResult } from './bench.js';
 import { checkpointBenchmark } from './checkpoint.js';
 import { envdBenchmark } from './envd.js';
 import { networkBenchmark } from './network.js';
+import { pauseBenchmark } from './pause.js';
 import { runtimesBenchmark } from './runtimes.js';
 import { sdkBenchmark } from './sdk.js';
 import { templateBenchmark } from './template.js';
@@ -20,6 +21,7 @@ const benchmarks: Benchmark[] = [
   vmSnapshotBenchmark,
   checkpointBenchmark,
   sdkBenchmark,
+  pauseBenchmark,
   templateBenchmark,
 ];
 

@@ -1,0 +1,154 @@
+// Pause and resume as an E2B user sees them, with memory kept (`pause()`) and without
+// (`pause({ keepMemory: false })`: the processes end, the disk is kept, connect boots
+// afresh), side by side on each driver: pause time, pause→first exec after connect, and
+// the memory the host still holds for a paused sandbox (PSS of its cgroup's processes).
+
+import { chmod, mkdir, mkdtemp, rm, symlink } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { checkHost, type DriverName, dataDir } from '@aiva/node';
+import { Cgroup, processPss } from '@aiva/node/testkit';
+import { Sandbox } from 'e2b';
+import { aivaUp } from './aiva-up.js';
+import { type Benchmark, type BenchRow, quantile, round } from './bench.js';
+
+const q = (xs: number[], p: number) =>
+  round(
+    quantile(
+      [...xs].sort((a, b) => a - b),
+      p,
+    ),
+    1,
+  );
+
+const ROUNDS: Record<string, number> = { container: 10, 'qemu-microvm': 3 };
+
+/** PSS of the processes in the sandbox's cgroup, in MiB (0 when it has none, or no cgroup). */
+async function heldMiB(id: string): Promise<number> {
+  let total = 0;
+  try {
+    for (const pid of await (await Cgroup.at(`aiva/${id}`)).pids()) total += (await processPss(pid)) ?? 0;
+  } catch {
+    return 0;
+  }
+  return round(total / 2 ** 20, 1);
+}
+
+interface Round {
+  pauseMs: number;
+  resumeMs: number;
+  heldMiB: number;
+}
+
+/** One pause and connect of a sandbox that has a process and a written file. */
+async function pauseRound(keepMemory: boolean): Promise<Round> {
+  const sbx = await Sandbox.create({ timeoutMs: 600_000 });
+  try {
+    await sbx.commands.run('sleep 600', { background: true });
+    await sbx.files.write('/home/user/kept.txt', 'kept');
+    let t = performance.now();
+    await sbx.pause({ keepMemory });
+    const pauseMs = performance.now() - t;
+    const held = await heldMiB(sbx.sandboxId);
+    t = performance.now();
+    const back = await Sandbox.connect(sbx.sandboxId);
+    await back.commands.run('true');
+    const resumeMs = performance.now() - t;
+    if ((await back.files.read('/home/user/kept.txt')) !== 'kept') throw new Error('the file was lost');
+    return { pauseMs, resumeMs, heldMiB: held };
+  } finally {
+    await sbx.kill();
+  }
+}
+
+export const pauseBenchmark: Benchmark = {
+  name: 'pause',
+  description:
+    'pause and connect through the e2b SDK, with memory kept vs without (keepMemory: false), per driver: pause time, connect→first exec, memory held while paused',
+  async run() {
+    const host = await checkHost();
+    const only = process.env.AIVA_BENCH_DRIVERS?.split(',');
+    const drivers = (['container', 'qemu-microvm'] as DriverName[]).filter(
+      (d) => host.checks.some((c) => c.driver === d && c.available) && (!only || only.includes(d)),
+    );
+    const rows: BenchRow[] = [];
+    const scratch = await mkdtemp(join(tmpdir(), 'aiva-bench-pause-'));
+    // Data directories go under it: sandboxes in user namespaces must be able to search it.
+    await chmod(scratch, 0o711);
+    try {
+      for (const driver of drivers) {
+        const home = join(scratch, driver);
+        await mkdir(home, { recursive: true });
+        await symlink(join(dataDir(), 'images'), join(home, 'images'));
+        const server = await aivaUp(home, ['--runtime', driver]);
+        process.env.E2B_API_URL = server.url;
+        process.env.E2B_SANDBOX_URL = server.url;
+        process.env.E2B_API_KEY = server.apiKey;
+        try {
+          const n = ROUNDS[driver] ?? 3;
+          const kinds = [
+            ['with memory', true],
+            ['without memory', false],
+          ] as const;
+          const results: Record<string, Round[]> = {};
+          // Interleaved, so that both kinds see the same host.
+          for (let i = 0; i < n; i++) {
+            for (const [kind, keep] of kinds) {
+              process.stderr.write(`  ${driver}: pause ${kind} ${i + 1}/${n} …\n`);
+              const list = results[kind] ?? [];
+              list.push(await pauseRound(keep));
+              results[kind] = list;
+            }
+          }
+          const detail = `n=${n}, e2b SDK ${driver}, template base, a sleep running and a file written`;
+          for (const [kind] of kinds) {
+            const r = results[kind] ?? [];
+            rows.push(
+              {
+                metric: `${driver} pause ${kind} p50`,
+                value: q(
+                  r.map((x) => x.pauseMs),
+                  0.5,
+                ),
+                unit: 'ms',
+                detail,
+              },
+              {
+                metric: `${driver} connect→first exec after pause ${kind} p50`,
+                value: q(
+                  r.map((x) => x.resumeMs),
+                  0.5,
+                ),
+                unit: 'ms',
+                detail,
+              },
+              {
+                metric: `${driver} memory held while paused ${kind} p50`,
+                value: q(
+                  r.map((x) => x.heldMiB),
+                  0.5,
+                ),
+                unit: 'MiB',
+                detail: `${detail}; PSS of the sandbox cgroup's processes`,
+              },
+            );
+          }
+          const p50 = (kind: string, f: (x: Round) => number) => q((results[kind] ?? []).map(f), 0.5);
+          const withMem = p50('with memory', (x) => x.resumeMs);
+          if (withMem > 0)
+            rows.push({
+              metric: `${driver} connect after pause without / with memory (p50)`,
+              value: round(p50('without memory', (x) => x.resumeMs) / withMem, 2),
+              unit: '×',
+              detail,
+            });
+        } finally {
+          await server.stop();
+        }
+      }
+    } finally {
+      await rm(scratch, { recursive: true, force: true });
+    }
+    return { rows, environment: { drivers: drivers.join(',') } };
+  },
+};
