@@ -22,7 +22,9 @@ export function signedFileRoute(
   req: IncomingMessage,
   sandboxes: Iterable<SigningSandbox>,
 ): ProxyRoute | 'unmatched' | undefined {
-  const url = new URL(req.url ?? '/', 'http://aiva');
+  // Every API request passes here: only a /files request is parsed.
+  if (!req.url?.startsWith('/files?')) return undefined;
+  const url = new URL(req.url, 'http://aiva');
   const signature = url.searchParams.get('signature');
   if (url.pathname !== '/files' || !signature) return undefined;
   const operation = req.method === 'GET' ? 'read' : req.method === 'POST' ? 'write' : undefined;
