@@ -6,3 +6,8 @@ export const recipesDir =
 
 /** envd's guest files (bundle and helpers), as the image builder installs them into templates. */
 export const envdDir = fileURLToPath(new URL('./', import.meta.resolve('@aiva/envd/guest/envd.js')));
+
+/** The code-interpreter server's guest files, installed into every template's guest layer. */
+export const codeInterpreterDir = fileURLToPath(
+  new URL('./', import.meta.resolve('@aiva/code-interpreter/guest/server.js')),
+);

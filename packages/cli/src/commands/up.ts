@@ -7,7 +7,7 @@ import { LocalSandboxNode, parseListen, startDomainDns, startServer } from '@aiv
 import { type Command, InvalidArgumentError } from 'commander';
 import { BuildProgress } from '../build-progress.js';
 import { defaultDnsAnswer, domainBanner, tlsFor } from '../domain-setup.js';
-import { envdDir, recipesDir } from '../install-paths.js';
+import { codeInterpreterDir, envdDir, recipesDir } from '../install-paths.js';
 import { createLogger } from '../logger.js';
 
 /** What `aiva up` writes for clients (and `aiva keys`) to find the server: root-readable only. */
@@ -171,6 +171,7 @@ export function registerUpCommand(program: Command): void {
         home,
         recipesDir,
         envdDir,
+        codeInterpreterDir,
         defaultDriver: opts.runtime,
         dnsUpstreams: opts.dns,
         networkPoolSize: opts.networkPool,

@@ -46,6 +46,12 @@ export interface GuestLayerOptions {
   envdDir: string;
   /** images/guest/init. */
   initScript: string;
+  /**
+   * The code-interpreter server's guest files (its bundle, its zeromq addon, its start
+   * script), installed under `code-interpreter/` for templates whose start command runs
+   * it (code-interpreter-v1).
+   */
+  codeInterpreterDir?: string;
   tools: GuestTools;
 }
 
@@ -85,6 +91,17 @@ export class GuestLayer {
         entries.set(name, { kind: 'file', src, exec: ((await stat(src)).mode & 0o111) !== 0 });
       }
       if (!entries.has('envd.js')) throw new Error(`${envdDir} holds no envd.js (has envd been built?)`);
+      const ciDir = this.options.codeInterpreterDir;
+      if (ciDir) {
+        const names = (await readdir(ciDir)).sort();
+        if (!names.includes('server.js'))
+          throw new Error(`${ciDir} holds no server.js (has the code interpreter been built?)`);
+        for (const name of names) {
+          const src = join(ciDir, name);
+          const exec = ((await stat(src)).mode & 0o111) !== 0;
+          entries.set(`code-interpreter/${name}`, { kind: 'file', src, exec });
+        }
+      }
       entries.set('init', { kind: 'file', src: initScript, exec: true });
       for (const [name, path] of [
         ['busybox', tools.busybox],

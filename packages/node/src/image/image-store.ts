@@ -81,6 +81,7 @@ export class ImageStore {
     this.oci = new OciImages(this.artefacts);
     this.guest = new GuestLayer(this.artefacts, {
       envdDir: options.envdDir,
+      codeInterpreterDir: options.codeInterpreterDir,
       initScript: join(options.recipesDir, 'guest', 'init'),
       tools: { ...hostGuestTools(), ...options.guestTools },
     });

@@ -19,6 +19,8 @@ export interface ImageStoreOptions {
    * with `images/guest/init` into every template under GUEST_DIR.
    */
   envdDir: string;
+  /** The code-interpreter server's guest files, installed under GUEST_DIR/code-interpreter. */
+  codeInterpreterDir?: string;
   /** The host programs the guest layer carries (default: `hostGuestTools()` of guest-layer.ts). */
   guestTools?: Partial<GuestTools>;
 }

@@ -1,0 +1,194 @@
+import type { CodeContext } from './code-context.js';
+import type { JupyterMessage } from './jupyter-wire.js';
+import type { Kernel } from './kernel.js';
+import { type OutputLine, resultFields, splitStreamText } from './output-lines.js';
+import { envRestoreCode, envSetCode } from './run-env.js';
+
+export interface RunRequest {
+  code: string;
+  /** Per-run environment variables (E2B's `env_vars`). */
+  envVars: Record<string, string>;
+  /** The sandbox's env vars, asked of envd for a fresh kernel's first run. */
+  sandboxEnvs: () => Promise<Record<string, string>>;
+  /** Aborted when the client went away: the kernel is interrupted. */
+  signal: AbortSignal;
+  write: (line: OutputLine) => void;
+}
+
+/** How long an interrupted run may take to stop before its kernel is killed. */
+const INTERRUPT_GRACE_MS = 10_000;
+/** A keepalive line after this long without output, so idle proxies keep the stream. */
+const KEEPALIVE_MS = 5_000;
+
+const traceback = (t: unknown): string => (Array.isArray(t) ? t.join('\n') : String(t ?? ''));
+
+/**
+ * Runs `req.code` in `ctx`'s kernel, in its turn, writing E2B's stream lines: the
+ * execution count, stdout and stderr, results, the first error. It ends when the kernel
+ * has replied and gone idle; a kernel that dies gives an error line (the next run starts
+ * a fresh one). The client going away interrupts the kernel.
+ */
+export function runInContext(ctx: CodeContext, req: RunRequest): Promise<void> {
+  return ctx.enqueue(async () => {
+    if (req.signal.aborted) return;
+    let kernel: Kernel;
+    try {
+      kernel = await ctx.ensureKernel();
+    } catch (e) {
+      req.write({ type: 'error', name: 'KernelStartError', value: (e as Error).message, traceback: '' });
+      return;
+    }
+    let code = req.code;
+    const prefixes: string[] = [];
+    if (ctx.kernelRuns === 0 && ctx.info.language === 'python') {
+      ctx.sandboxEnvs = await req.sandboxEnvs().catch(() => ({}));
+      prefixes.push(envSetCode(ctx.info.language, ctx.sandboxEnvs));
+    }
+    prefixes.push(envSetCode(ctx.info.language, req.envVars));
+    code = withPrefix(prefixes.filter(Boolean), code);
+    ctx.kernelRuns++;
+    await execute(kernel, code, req);
+    const restore = envRestoreCode(ctx.info.language, req.envVars, ctx.sandboxEnvs);
+    if (restore && kernel.alive) await executeSilently(kernel, restore);
+  });
+}
+
+/** The code with `prefixes` before it, indented as its first non-empty line (IPython dedents). */
+function withPrefix(prefixes: string[], code: string): string {
+  if (prefixes.length === 0) return code;
+  const first = code.split('\n').find((l) => l.trim() !== '') ?? '';
+  const indent = /^[ \t]*/.exec(first)?.[0] ?? '';
+  const lines = prefixes.join('\n').split('\n');
+  return `${lines.map((l) => indent + l).join('\n')}\n${code}`;
+}
+
+function execute(kernel: Kernel, code: string, req: RunRequest): Promise<void> {
+  return new Promise<void>((resolve) => {
+    let replied = false;
+    let idle = false;
+    let errored = false;
+    let msgId = '';
+    let finished = false;
+    let keepalive: NodeJS.Timeout | undefined;
+    let grace: NodeJS.Timeout | undefined;
+    const write = (line: OutputLine) => {
+      if (finished) return;
+      req.write(line);
+      keepalive?.refresh();
+    };
+    const finish = () => {
+      if (finished) return;
+      finished = true;
+      clearInterval(keepalive);
+      clearTimeout(grace);
+      req.signal.removeEventListener('abort', onAbort);
+      kernel.forget(msgId);
+      resolve();
+    };
+    const error = (name: string, value: string, tb: string) => {
+      if (errored) return;
+      errored = true;
+      write({ type: 'error', name, value, traceback: tb });
+    };
+    const onMessage = (msg: JupyterMessage, channel: 'iopub' | 'shell') => {
+      const c = msg.content as Record<string, unknown>;
+      if (channel === 'shell') {
+        if (msg.header.msg_type !== 'execute_reply') return;
+        replied = true;
+        if (c.status === 'error') error(String(c.ename), String(c.evalue), traceback(c.traceback));
+        if (c.status === 'abort') error('ExecutionAborted', 'Execution was aborted', '');
+      } else {
+        switch (msg.header.msg_type) {
+          case 'execute_input':
+            write({ type: 'number_of_executions', execution_count: Number(c.execution_count) });
+            break;
+          case 'stream': {
+            const type = c.name === 'stderr' ? 'stderr' : 'stdout';
+            for (const text of splitStreamText(String(c.text ?? '')))
+              write({ type, text, timestamp: msg.header.date });
+            break;
+          }
+          case 'display_data':
+          case 'execute_result':
+            write({
+              type: 'result',
+              ...resultFields((c.data ?? {}) as Record<string, unknown>),
+              is_main_result: msg.header.msg_type === 'execute_result',
+            });
+            break;
+          case 'error':
+            error(String(c.ename), String(c.evalue), traceback(c.traceback));
+            break;
+          case 'status':
+            if (c.execution_state === 'idle') idle = true;
+            break;
+        }
+      }
+      if (replied && idle) finish();
+    };
+    const onAbort = () => {
+      void kernel.interrupt();
+      // A kernel that does not stop (a loop in C code ignores SIGINT) is killed, so the
+      // runs queued behind this one get a fresh kernel.
+      grace = setTimeout(() => void kernel.kill(), INTERRUPT_GRACE_MS);
+    };
+    req.signal.addEventListener('abort', onAbort, { once: true });
+    keepalive = setInterval(() => write({ type: 'keepalive' }), KEEPALIVE_MS);
+    void kernel.exited.then((exit) => {
+      const how = exit.signal ? `killed by ${exit.signal}` : `exited with code ${exit.code}`;
+      error(
+        'KernelDied',
+        `The kernel ${how}; the context's kernel starts afresh, without its state, at the next run`,
+        exit.tail,
+      );
+      finish();
+    });
+    kernel
+      .send(
+        'execute_request',
+        {
+          code,
+          silent: false,
+          store_history: true,
+          user_expressions: {},
+          allow_stdin: false,
+          stop_on_error: true,
+        },
+        onMessage,
+      )
+      .then((id) => {
+        msgId = id;
+        if (finished) kernel.forget(id);
+      })
+      .catch((e: Error) => {
+        error('KernelError', `cannot send the code to the kernel: ${e.message}`, '');
+        finish();
+      });
+  });
+}
+
+/** Runs bookkeeping code (no output, no execution count) and waits for its reply, at most 5 s. */
+function executeSilently(kernel: Kernel, code: string): Promise<void> {
+  return new Promise<void>((resolve) => {
+    let id = '';
+    const done = () => {
+      clearTimeout(timer);
+      kernel.forget(id);
+      resolve();
+    };
+    const timer = setTimeout(done, 5000);
+    void kernel.exited.then(done);
+    kernel
+      .send(
+        'execute_request',
+        { code, silent: true, store_history: false, user_expressions: {}, allow_stdin: false },
+        (msg, channel) => {
+          if (channel === 'shell' && msg.header.msg_type === 'execute_reply') done();
+        },
+      )
+      .then((msgId) => {
+        id = msgId;
+      })
+      .catch(done);
+  });
+}

@@ -1,0 +1,17 @@
+import type { KernelSpec } from './kernel-specs.js';
+
+/**
+ * How this server starts IPython kernels, as E2B's template configures them: no colours
+ * in tracebacks, matplotlib's inline backend (figures come back as PNG results), full
+ * reprs of long sequences; and no debugpy warning about frozen modules on stderr.
+ */
+export function pythonKernelTuning(spec: KernelSpec): { args?: string[]; env?: Record<string, string> } {
+  if (spec.name !== 'python3') return {};
+  return {
+    args: ['--InteractiveShell.colors=NoColor', '--PlainTextFormatter.max_seq_length=0'],
+    env: {
+      MPLBACKEND: 'module://matplotlib_inline.backend_inline',
+      PYDEVD_DISABLE_FILE_VALIDATION: '1',
+    },
+  };
+}
