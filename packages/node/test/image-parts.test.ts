@@ -31,6 +31,20 @@ describe('recipes', () => {
     await assert.rejects(loadRecipe(dir, 'bad'), /invalid recipe: .*\/packages/);
   });
 
+  test('a recipe may have a start command with its ready check (code-interpreter-v1 does)', async () => {
+    const r = await loadRecipe(repoImages, 'code-interpreter-v1');
+    assert.equal(r.start?.cmd, '/usr/local/lib/aiva/code-interpreter/start');
+    assert.match(r.start?.ready ?? '', /49999\/health/);
+    assert.equal((await loadRecipe(repoImages, 'base')).start, undefined);
+    const dir = await tempDir();
+    await mkdir(join(dir, 'bad'));
+    await writeFile(
+      join(dir, 'bad', 'recipe.json'),
+      JSON.stringify({ ...r, name: 'bad', start: { ready: 'true' } }),
+    );
+    await assert.rejects(loadRecipe(dir, 'bad'), /invalid recipe: .*\/start/);
+  });
+
   test('the setup script quotes the recipe commands and grants sudo', async () => {
     const r = await loadRecipe(repoImages, 'base');
     const script = setupScript({ ...r, run: ["echo 'it''s' > /x"] });

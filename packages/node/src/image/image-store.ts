@@ -120,6 +120,7 @@ export class ImageStore {
       layers: [plan.debianHash],
       diskSizeMiB: plan.recipe.disk.sizeMiB,
       defaults: plan.recipe.defaults,
+      ...(plan.recipe.start ? { start: { ...plan.recipe.start } } : {}),
       recipeHash: plan.recipeHash,
     };
   }

@@ -34,6 +34,17 @@ export const RecipeSchema = Type.Object(
       { sizeMiB: Type.Integer({ minimum: 64, maximum: 1_048_576 }) },
       { additionalProperties: false },
     ),
+    /**
+     * What the template's sandboxes start with and when they are ready, as a built
+     * template's start and ready commands (run by envd as the template's user, in its
+     * workdir; a create returns once `ready` exits 0). Not part of the Debian layer.
+     */
+    start: Type.Optional(
+      Type.Object(
+        { cmd: Type.String({ minLength: 1 }), ready: Type.Optional(Type.String({ minLength: 1 })) },
+        { additionalProperties: false },
+      ),
+    ),
     defaults: Type.Object(
       {
         user: Type.String(),
