@@ -71,6 +71,7 @@ function execute(kernel: Kernel, code: string, req: RunRequest): Promise<void> {
     let finished = false;
     let keepalive: NodeJS.Timeout | undefined;
     let grace: NodeJS.Timeout | undefined;
+    let stopWatching = () => {};
     const write = (line: OutputLine) => {
       if (finished) return;
       req.write(line);
@@ -82,6 +83,7 @@ function execute(kernel: Kernel, code: string, req: RunRequest): Promise<void> {
       clearInterval(keepalive);
       clearTimeout(grace);
       req.signal.removeEventListener('abort', onAbort);
+      stopWatching();
       kernel.forget(msgId);
       resolve();
     };
@@ -134,7 +136,7 @@ function execute(kernel: Kernel, code: string, req: RunRequest): Promise<void> {
     };
     req.signal.addEventListener('abort', onAbort, { once: true });
     keepalive = setInterval(() => write({ type: 'keepalive' }), KEEPALIVE_MS);
-    void kernel.exited.then((exit) => {
+    stopWatching = kernel.onExit((exit) => {
       const how = exit.signal ? `killed by ${exit.signal}` : `exited with code ${exit.code}`;
       error(
         'KernelDied',
@@ -171,13 +173,15 @@ function execute(kernel: Kernel, code: string, req: RunRequest): Promise<void> {
 function executeSilently(kernel: Kernel, code: string): Promise<void> {
   return new Promise<void>((resolve) => {
     let id = '';
+    let stopWatching = () => {};
     const done = () => {
       clearTimeout(timer);
+      stopWatching();
       kernel.forget(id);
       resolve();
     };
     const timer = setTimeout(done, 5000);
-    void kernel.exited.then(done);
+    stopWatching = kernel.onExit(done);
     kernel
       .send(
         'execute_request',

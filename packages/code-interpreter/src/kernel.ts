@@ -58,6 +58,7 @@ export class Kernel {
   readonly exited: Promise<KernelExit>;
   private exit: KernelExit | undefined;
   private readonly listeners = new Map<string, Listener>();
+  private readonly exitListeners = new Set<(exit: KernelExit) => void>();
   private sending: Promise<unknown> = Promise.resolve();
   private tail = '';
 
@@ -77,9 +78,12 @@ export class Kernel {
     child.stderr?.on('data', keep);
     this.exited = new Promise((resolve) => {
       child.once('exit', (code, signal) => {
-        this.exit = { code, signal, tail: this.tail };
+        const exit = { code, signal, tail: this.tail };
+        this.exit = exit;
         this.close();
-        resolve(this.exit);
+        for (const l of this.exitListeners) l(exit);
+        this.exitListeners.clear();
+        resolve(exit);
       });
     });
     void this.read(shell, 'shell');
@@ -125,6 +129,16 @@ export class Kernel {
     iopub.connect(url(iopub_port));
     iopub.subscribe();
     return new Kernel(options.spec, child, new MessageCodec(key), shell, control, iopub, file);
+  }
+
+  /** Calls `listener` if the kernel exits; returns what stops that. */
+  onExit(listener: (exit: KernelExit) => void): () => void {
+    if (this.exit) {
+      listener(this.exit);
+      return () => {};
+    }
+    this.exitListeners.add(listener);
+    return () => this.exitListeners.delete(listener);
   }
 
   get pid(): number | undefined {

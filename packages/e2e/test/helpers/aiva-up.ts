@@ -35,10 +35,15 @@ export async function makeHome(): Promise<string> {
 }
 
 /** Runs another `aiva` command (not `up`) with the data directory `home`; rejects if it fails. */
-export async function runAiva(home: string, args: string[]): Promise<{ stdout: string; stderr: string }> {
+export async function runAiva(
+  home: string,
+  args: string[],
+  timeoutMs = 60_000,
+): Promise<{ stdout: string; stderr: string }> {
   return promisify(execFile)(process.execPath, [cli, ...args], {
     env: { ...process.env, AIVA_HOME: home },
-    timeout: 60_000,
+    timeout: timeoutMs,
+    maxBuffer: 64 * 1024 * 1024,
   });
 }
 

@@ -1,0 +1,107 @@
+// E2B's code interpreter against `aiva up` on containers, driven by the real
+// `@e2b/code-interpreter` SDK: its default template (code-interpreter-v1, built once
+// into the shared image store), state kept between runs, stdout, errors, matplotlib
+// figures as PNG results, per-run env vars, contexts, and a run's timeout interrupting
+// the kernel.
+import assert from 'node:assert/strict';
+import { before, describe, test } from 'node:test';
+import { NotFoundError, Sandbox, TimeoutError } from '@e2b/code-interpreter';
+import { aivaUpForFile, makeHome, removeHome, runAiva } from './helpers/aiva-up.js';
+
+before(async () => {
+  // Minutes the first time (Debian's scientific Python stack), then cached like base.
+  const home = await makeHome();
+  try {
+    await runAiva(home, ['image', 'build', 'code-interpreter-v1', '--no-kernel'], 30 * 60_000);
+  } finally {
+    await removeHome(home);
+  }
+});
+
+aivaUpForFile();
+
+describe('the code interpreter through @e2b/code-interpreter', () => {
+  let sbx: Sandbox;
+
+  before(async () => {
+    const started = performance.now();
+    sbx = await Sandbox.create({ timeoutMs: 300_000 });
+    const created = performance.now();
+    const first = await sbx.runCode('1+1');
+    const ran = performance.now();
+    assert.equal(first.text, '2');
+    process.stderr.write(
+      `# code interpreter: create ${((created - started) / 1000).toFixed(2)} s, first runCode ${((ran - created) / 1000).toFixed(3)} s\n`,
+    );
+  });
+
+  test('state is kept between runs; stdout and execution counts come back', async () => {
+    await sbx.runCode('x = 1');
+    const r = await sbx.runCode('x += 1; x');
+    assert.equal(r.text, '2');
+    assert.equal(r.error, undefined);
+    assert.equal(typeof r.executionCount, 'number');
+    const out = await sbx.runCode('print("hello"); import sys; print("oops", file=sys.stderr)');
+    assert.deepEqual(out.logs.stdout, ['hello\n']);
+    assert.deepEqual(out.logs.stderr, ['oops\n']);
+    assert.equal(out.executionCount, (r.executionCount ?? 0) + 1);
+    assert.equal((await sbx.getInfo()).templateId, 'code-interpreter-v1');
+  });
+
+  test('an exception gives execution.error with its traceback, and the context stays usable', async () => {
+    const r = await sbx.runCode('y = 5\n1 / 0');
+    assert.ok(r.error, 'an error');
+    assert.equal(r.error.name, 'ZeroDivisionError');
+    assert.equal(r.error.value, 'division by zero');
+    assert.match(r.error.traceback, /ZeroDivisionError/);
+    assert.equal((await sbx.runCode('y')).text, '5');
+  });
+
+  test('a matplotlib plot comes back as a PNG result', async () => {
+    const r = await sbx.runCode(
+      'import matplotlib.pyplot as plt\nplt.plot([1, 2, 3], [4, 1, 9])\nplt.show()',
+    );
+    assert.equal(r.error, undefined, r.error?.traceback);
+    const png = r.results.find((x) => x.png)?.png;
+    assert.ok(png, `a PNG among ${JSON.stringify(r.results.map((x) => x.formats()))}`);
+    assert.equal(Buffer.from(png, 'base64').subarray(0, 8).toString('hex'), '89504e470d0a1a0a');
+  });
+
+  test('per-run env vars are set for that run only', async () => {
+    const r = await sbx.runCode('import os; os.environ.get("FOO")', { envs: { FOO: "it's bar" } });
+    assert.equal(r.text, "it's bar");
+    assert.equal((await sbx.runCode('import os; os.environ.get("FOO", "unset")')).text, 'unset');
+  });
+
+  test('contexts: created in a cwd, listed, independent, removed; an unknown one is a 404', async () => {
+    const ctx = await sbx.createCodeContext({ cwd: '/tmp' });
+    assert.equal(ctx.language, 'python');
+    assert.equal(ctx.cwd, '/tmp');
+    assert.equal((await sbx.runCode('import os; os.getcwd()', { context: ctx })).text, '/tmp');
+    const notThere = await sbx.runCode('x', { context: ctx });
+    assert.equal(notThere.error?.name, 'NameError');
+    assert.ok((await sbx.listCodeContexts()).some((c) => c.id === ctx.id));
+    await sbx.removeCodeContext(ctx);
+    assert.ok(!(await sbx.listCodeContexts()).some((c) => c.id === ctx.id));
+    await assert.rejects(sbx.runCode('1', { context: ctx }), NotFoundError);
+    await assert.rejects(sbx.createCodeContext({ language: 'cobol' }), /400/);
+  });
+
+  test('a run that outlives its timeoutMs is the SDK timeout error; the kernel is interrupted', async () => {
+    await assert.rejects(
+      sbx.runCode('import time\nwhile True: time.sleep(0.1)', { timeoutMs: 3000 }),
+      (e: unknown) => e instanceof TimeoutError,
+    );
+    const next = await sbx.runCode('x', { timeoutMs: 10_000 });
+    assert.equal(next.text, '2', 'state survives the interrupt');
+  });
+
+  test('a kernel that dies gives an error; the next run gets a fresh kernel', async () => {
+    const r = await sbx.runCode('import os; os._exit(3)');
+    assert.equal(r.error?.name, 'KernelDied');
+    const fresh = await sbx.runCode('1 + 1');
+    assert.equal(fresh.text, '2');
+    assert.equal((await sbx.runCode('x')).error?.name, 'NameError');
+    await sbx.kill();
+  });
+});
