@@ -96,6 +96,15 @@ describe('the code interpreter through @e2b/code-interpreter', () => {
     assert.equal(next.text, '2', 'state survives the interrupt');
   });
 
+  test('the template answers to its alias code-interpreter', async () => {
+    const other = await Sandbox.create('code-interpreter');
+    try {
+      assert.equal((await other.runCode('21 * 2')).text, '42');
+    } finally {
+      await other.kill();
+    }
+  });
+
   test('a kernel that dies gives an error; the next run gets a fresh kernel', async () => {
     const r = await sbx.runCode('import os; os._exit(3)');
     assert.equal(r.error?.name, 'KernelDied');

@@ -36,6 +36,11 @@ describe('recipes', () => {
     assert.equal(r.start?.cmd, '/usr/local/lib/aiva/code-interpreter/start');
     assert.match(r.start?.ready ?? '', /49999\/health/);
     assert.equal((await loadRecipe(repoImages, 'base')).start, undefined);
+    assert.equal(
+      (await loadRecipe(repoImages, 'code-interpreter')).name,
+      'code-interpreter-v1',
+      'by its alias',
+    );
     const dir = await tempDir();
     await mkdir(join(dir, 'bad'));
     await writeFile(

@@ -21,7 +21,7 @@ import type {
   TemplateImage,
 } from './image-types.js';
 import { OciImages } from './oci-images.js';
-import { contentHash, loadKernelRecipe, loadRecipe, type Recipe } from './recipe.js';
+import { contentHash, loadKernelRecipe, loadRecipe, type Recipe, recipeAliases } from './recipe.js';
 
 /**
  * Bump when a change to the builder changes what it produces from the same recipe, so
@@ -103,6 +103,8 @@ export class ImageStore {
       );
       if (ok) names.push(e.name);
     }
+    for (const alias of (await recipeAliases(this.options.recipesDir)).keys())
+      if (!names.includes(alias)) names.push(alias);
     return names.sort();
   }
 

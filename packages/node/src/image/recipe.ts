@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type Static, type TSchema, Type } from 'typebox';
 import { Value } from 'typebox/value';
@@ -8,6 +8,8 @@ import { Value } from 'typebox/value';
 export const RecipeSchema = Type.Object(
   {
     name: Type.String({ pattern: '^[a-z0-9][a-z0-9-]*$' }),
+    /** Other names the template answers to (E2B's `code-interpreter` for `code-interpreter-v1`). */
+    aliases: Type.Optional(Type.Array(Type.String({ pattern: '^[a-z0-9][a-z0-9-]*$' }))),
     description: Type.String(),
     debian: Type.Object(
       {
@@ -97,22 +99,43 @@ export async function loadRecipe(recipesDir: string, name: string): Promise<Reci
   if (!/^[a-z0-9][a-z0-9-]*$/.test(name) || name === 'kernel') {
     throw new RecipeError(`"${name}" is not a template name`);
   }
-  const file = join(recipesDir, name, 'recipe.json');
+  let file = join(recipesDir, name, 'recipe.json');
   let text: string;
   try {
     text = await readFile(file, 'utf8');
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
-      throw new RecipeError(`unknown template "${name}": no recipe at ${file}`);
-    }
-    throw e;
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+    const canonical = (await recipeAliases(recipesDir)).get(name);
+    if (!canonical) throw new RecipeError(`unknown template "${name}": no recipe at ${file}`);
+    file = join(recipesDir, canonical, 'recipe.json');
+    text = await readFile(file, 'utf8');
   }
   const recipe = parse<Recipe>(RecipeSchema, text, file);
-  if (recipe.name !== name) throw new RecipeError(`${file}: name is "${recipe.name}", expected "${name}"`);
+  if (recipe.name !== name && !recipe.aliases?.includes(name))
+    throw new RecipeError(`${file}: name is "${recipe.name}", expected "${name}"`);
   if (recipe.user.sudo && !recipe.packages.includes('sudo')) {
     throw new RecipeError(`${file}: user.sudo needs the "sudo" package in packages`);
   }
   return recipe;
+}
+
+/** Every recipe's aliases in `recipesDir`: alias → the recipe's name. Unreadable recipes are skipped. */
+export async function recipeAliases(recipesDir: string): Promise<Map<string, string>> {
+  const aliases = new Map<string, string>();
+  for (const e of await readdir(recipesDir, { withFileTypes: true })) {
+    if (!e.isDirectory() || e.name === 'kernel' || e.name === 'guest') continue;
+    const text = await readFile(join(recipesDir, e.name, 'recipe.json'), 'utf8').catch(() => undefined);
+    if (text === undefined) continue;
+    let data: { name?: unknown; aliases?: unknown };
+    try {
+      data = JSON.parse(text);
+    } catch {
+      continue;
+    }
+    if (data.name !== e.name || !Array.isArray(data.aliases)) continue;
+    for (const a of data.aliases) if (typeof a === 'string') aliases.set(a, e.name);
+  }
+  return aliases;
 }
 
 export async function loadKernelRecipe(recipesDir: string): Promise<KernelRecipe> {
