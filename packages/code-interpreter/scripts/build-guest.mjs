@@ -45,4 +45,6 @@ await build({
 await copyFile(join(zeromqDir, ADDON), join(out, 'zeromq.node'));
 await writeFile(join(out, 'package.json'), '{ "type": "commonjs" }\n');
 await copyFile(join(pkg, 'guest', 'start'), join(out, 'start'));
+// Python run in every IPython kernel at its start (kernel-tuning.ts names them).
+await copyFile(join(pkg, 'guest', 'ipython-bounded-output.py'), join(out, 'ipython-bounded-output.py'));
 await chmod(join(out, 'start'), 0o755);

@@ -12,7 +12,10 @@ export interface RunRequest {
   sandboxEnvs: () => Promise<Record<string, string>>;
   /** Aborted when the client went away: the kernel is interrupted. */
   signal: AbortSignal;
-  write: (line: OutputLine) => void;
+  /** Writes a line to the client; false when the client is behind (`drained` then waits). */
+  write: (line: OutputLine) => boolean;
+  /** Resolves when the client has taken what was written (or is gone). */
+  drained: () => Promise<void>;
 }
 
 /** How long an interrupted run may take to stop before its kernel is killed. */
@@ -72,14 +75,25 @@ function execute(kernel: Kernel, code: string, req: RunRequest): Promise<void> {
     let keepalive: NodeJS.Timeout | undefined;
     let grace: NodeJS.Timeout | undefined;
     let stopWatching = () => {};
+    // Backpressure: while the client is behind, the kernel is stopped (its iopub would
+    // drop what this side does not read), so output streams through and is never held
+    // whole in memory.
+    let holding = false;
     const write = (line: OutputLine) => {
       if (finished) return;
-      req.write(line);
       keepalive?.refresh();
+      if (req.write(line) || holding) return;
+      holding = true;
+      kernel.hold(true);
+      void req.drained().then(() => {
+        holding = false;
+        kernel.hold(false);
+      });
     };
     const finish = () => {
       if (finished) return;
       finished = true;
+      kernel.hold(false);
       clearInterval(keepalive);
       clearTimeout(grace);
       req.signal.removeEventListener('abort', onAbort);

@@ -5,6 +5,8 @@ import { ndjson } from './output-lines.js';
 
 /** envd's port inside the sandbox (its `GET /envs` has the sandbox's env vars). */
 const ENVD_PORT = 49983;
+/** How much output may wait for a slow client before its kernel is held (stopped). */
+const HOLD_BYTES = 4 * 1024 * 1024;
 /** The largest request body (code) accepted. */
 const MAX_BODY = 64 * 1024 * 1024;
 
@@ -107,9 +109,23 @@ async function execute(contexts: ContextManager, req: IncomingMessage, res: Serv
     envVars,
     sandboxEnvs: () => sandboxEnvs(typeof token === 'string' ? token : undefined),
     signal: gone.signal,
+    // Up to HOLD_BYTES may wait for the client before the kernel is held.
     write: (line) => {
-      if (!res.destroyed) res.write(ndjson(line));
+      if (res.destroyed) return true;
+      res.write(ndjson(line));
+      return res.writableLength < HOLD_BYTES;
     },
+    drained: () =>
+      new Promise<void>((resolve) => {
+        if (res.destroyed || res.writableLength === 0) return resolve();
+        const done = () => {
+          res.off('drain', done);
+          res.off('close', done);
+          resolve();
+        };
+        res.on('drain', done);
+        res.on('close', done);
+      }),
   });
   if (!res.destroyed) res.end(ndjson({ type: 'end_of_execution' }));
 }

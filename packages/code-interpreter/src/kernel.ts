@@ -61,6 +61,7 @@ export class Kernel {
   private readonly exitListeners = new Set<(exit: KernelExit) => void>();
   private sending: Promise<unknown> = Promise.resolve();
   private tail = '';
+  private held = false;
 
   private constructor(
     readonly spec: KernelSpec,
@@ -120,6 +121,8 @@ export class Kernel {
       child.once('spawn', resolve);
       child.once('error', (e) => reject(new Error(`cannot start kernel ${options.spec.name}: ${e.message}`)));
     });
+    // Out of memory, the kernel (and what it runs) goes first, not the server or envd.
+    await writeFile(`/proc/${child.pid}/oom_score_adj`, '1000').catch(() => {});
     const url = (port: number | undefined) => `tcp://127.0.0.1:${port}`;
     const shell = new Dealer({ linger: 0 });
     const control = new Dealer({ linger: 0 });
@@ -232,8 +235,24 @@ export class Kernel {
       setTimeout(() => this.forget(id), 5000).unref();
       return;
     }
+    this.hold(false);
     try {
       process.kill(-this.child.pid, 'SIGINT');
+    } catch {
+      // Already gone.
+    }
+  }
+
+  /**
+   * Stops (`true`) or continues (`false`) the kernel's whole process group: the only
+   * backpressure there is on a kernel, whose iopub socket drops what a slow reader does
+   * not take. A stopped kernel publishes nothing more; what it had sent still arrives.
+   */
+  hold(stopped: boolean): void {
+    if (!this.alive || this.child.pid === undefined || this.held === stopped) return;
+    this.held = stopped;
+    try {
+      process.kill(-this.child.pid, stopped ? 'SIGSTOP' : 'SIGCONT');
     } catch {
       // Already gone.
     }

@@ -105,6 +105,77 @@ describe('the code interpreter through @e2b/code-interpreter', () => {
     }
   });
 
+  test('100 MiB of output streams through in bounded lines, and a slow reader holds the kernel, not the server', async () => {
+    const code = "import sys\nfor i in range(1600): sys.stdout.write('x' * 65535 + '\\n')";
+    const total = 1600 * 65536;
+    let seen = 0;
+    let longest = 0;
+    const r = await sbx.runCode(code, {
+      timeoutMs: 300_000,
+      onStdout: (m) => {
+        seen += m.line.length;
+        longest = Math.max(longest, m.line.length);
+      },
+    });
+    assert.equal(r.error, undefined, r.error?.traceback);
+    assert.equal(seen, total);
+    assert.ok(longest <= 64 * 1024, `lines of at most 64 KiB, not ${longest}`);
+
+    // The same run read by a client that stops reading: the server keeps little of it.
+    const serverRss = async () => {
+      const ps = await sbx.commands.run(`ps -o rss= -p "$(pgrep -f '[c]ode-interpreter/server[.]js')"`, {
+        user: 'root',
+      });
+      return Number(ps.stdout.trim()) / 1024;
+    };
+    const before = await serverRss();
+    const res = await fetch(`${process.env.E2B_SANDBOX_URL}/execute`, {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/json',
+        'e2b-sandbox-id': sbx.sandboxId,
+        'e2b-sandbox-port': '49999',
+      },
+      body: JSON.stringify({ code }),
+    });
+    assert.equal(res.status, 200);
+    const reader = (res.body as ReadableStream<Uint8Array>).getReader();
+    await reader.read();
+    await new Promise((r) => setTimeout(r, 5000));
+    const held = await serverRss();
+    assert.ok(
+      held - before < 64,
+      `the server grew by ${(held - before).toFixed(0)} MiB while its client did not read`,
+    );
+    let text = '';
+    let bytes = 0;
+    const decoder = new TextDecoder();
+    for (;;) {
+      const { done, value } = await reader.read();
+      text += decoder.decode(value, { stream: !done });
+      const lines = text.split('\n');
+      text = lines.pop() ?? '';
+      for (const line of lines) {
+        const msg = JSON.parse(line) as { type: string; text?: string };
+        if (msg.type === 'stdout') bytes += msg.text?.length ?? 0;
+      }
+      if (done) break;
+    }
+    assert.equal(bytes, total, 'nothing is lost while the kernel is held');
+    process.stderr.write(
+      `# code interpreter: server RSS ${before.toFixed(0)} MiB, ${held.toFixed(0)} MiB with a stalled client\n`,
+    );
+  });
+
+  test('a kernel killed for memory gives a clear error; the next run gets a fresh kernel', async () => {
+    const r = await sbx.runCode('hog = []\nwhile True: hog.append(bytearray(64 * 2**20))', {
+      timeoutMs: 120_000,
+    });
+    assert.equal(r.error?.name, 'KernelDied', JSON.stringify(r.error));
+    assert.match(r.error.value, /SIGKILL/);
+    assert.equal((await sbx.runCode('2 * 21')).text, '42');
+  });
+
   test('a kernel that dies gives an error; the next run gets a fresh kernel', async () => {
     const r = await sbx.runCode('import os; os._exit(3)');
     assert.equal(r.error?.name, 'KernelDied');
