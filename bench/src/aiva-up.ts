@@ -2,9 +2,10 @@
 // process on a data directory of the benchmark's (sharing the image store).
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { readFile } from 'node:fs/promises';
+import { mkdir, readFile, symlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { dataDir } from '@aiva/node';
 
 const cli = fileURLToPath(new URL('../../../packages/cli/dist/src/main.js', import.meta.url));
 
@@ -44,4 +45,18 @@ export async function aivaUp(home: string, args: string[]): Promise<Server> {
       await once(child, 'exit');
     },
   };
+}
+
+/**
+ * `aiva up` with `args` on a new data directory `home` that shares this host's image
+ * store, and the e2b SDKs (through their environment variables) pointed at it.
+ */
+export async function aivaUpForSdk(home: string, args: string[]): Promise<Server> {
+  await mkdir(home, { recursive: true });
+  await symlink(join(dataDir(), 'images'), join(home, 'images'));
+  const server = await aivaUp(home, args);
+  process.env.E2B_API_URL = server.url;
+  process.env.E2B_SANDBOX_URL = server.url;
+  process.env.E2B_API_KEY = server.apiKey;
+  return server;
 }

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Benchmark, BenchResult } from './bench.js';
 import { checkpointBenchmark } from './checkpoint.js';
+import { codeInterpreterBenchmark } from './code-interpreter.js';
 import { envdBenchmark } from './envd.js';
 import { networkBenchmark } from './network.js';
 import { pauseBenchmark } from './pause.js';
@@ -23,6 +24,7 @@ const benchmarks: Benchmark[] = [
   sdkBenchmark,
   pauseBenchmark,
   templateBenchmark,
+  codeInterpreterBenchmark,
 ];
 
 const resultsDir = fileURLToPath(new URL('../../results', import.meta.url));

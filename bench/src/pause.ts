@@ -3,14 +3,14 @@
 // afresh), side by side on each driver: pause time, pause→first exec after connect, and
 // the memory the host still holds for a paused sandbox (PSS of its cgroup's processes).
 
-import { chmod, mkdir, mkdtemp, rm, symlink } from 'node:fs/promises';
+import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { checkHost, type DriverName, dataDir } from '@aiva/node';
-import { Cgroup, processPss } from '@aiva/node/testkit';
+import { checkHost, type DriverName } from '@aiva/node';
 import { Sandbox } from 'e2b';
-import { aivaUp } from './aiva-up.js';
+import { aivaUpForSdk } from './aiva-up.js';
 import { type Benchmark, type BenchRow, quantile, round } from './bench.js';
+import { sandboxPssMiB } from './sandbox-pss.js';
 
 const q = (xs: number[], p: number) =>
   round(
@@ -22,17 +22,6 @@ const q = (xs: number[], p: number) =>
   );
 
 const ROUNDS: Record<string, number> = { container: 10, 'qemu-microvm': 3 };
-
-/** PSS of the processes in the sandbox's cgroup, in MiB (0 when it has none, or no cgroup). */
-async function heldMiB(id: string): Promise<number> {
-  let total = 0;
-  try {
-    for (const pid of await (await Cgroup.at(`aiva/${id}`)).pids()) total += (await processPss(pid)) ?? 0;
-  } catch {
-    return 0;
-  }
-  return round(total / 2 ** 20, 1);
-}
 
 interface Round {
   pauseMs: number;
@@ -49,7 +38,7 @@ async function pauseRound(keepMemory: boolean): Promise<Round> {
     let t = performance.now();
     await sbx.pause({ keepMemory });
     const pauseMs = performance.now() - t;
-    const held = await heldMiB(sbx.sandboxId);
+    const held = await sandboxPssMiB(sbx.sandboxId);
     t = performance.now();
     const back = await Sandbox.connect(sbx.sandboxId);
     await back.commands.run('true');
@@ -78,12 +67,7 @@ export const pauseBenchmark: Benchmark = {
     try {
       for (const driver of drivers) {
         const home = join(scratch, driver);
-        await mkdir(home, { recursive: true });
-        await symlink(join(dataDir(), 'images'), join(home, 'images'));
-        const server = await aivaUp(home, ['--runtime', driver]);
-        process.env.E2B_API_URL = server.url;
-        process.env.E2B_SANDBOX_URL = server.url;
-        process.env.E2B_API_KEY = server.apiKey;
+        const server = await aivaUpForSdk(home, ['--runtime', driver]);
         try {
           const n = ROUNDS[driver] ?? 3;
           const kinds = [

@@ -4,14 +4,14 @@
 // the raw floor of that driver measured in the same run; `commands.run('true')`; 100 MiB
 // upload and download; idle memory per sandbox and how many fit in 20 GiB.
 
-import { chmod, mkdir, mkdtemp, rm, symlink } from 'node:fs/promises';
+import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { checkHost, type DriverName, dataDir, ImageStore, lockFile } from '@aiva/node';
 import { AddressPool, Cgroup, processPss } from '@aiva/node/testkit';
 import { Sandbox } from 'e2b';
-import { aivaUp } from './aiva-up.js';
+import { aivaUpForSdk } from './aiva-up.js';
 import { type Benchmark, type BenchRow, quantile, round } from './bench.js';
 import { rawFloor } from './runtimes.js';
 
@@ -48,12 +48,7 @@ async function meanPss(ids: string[]): Promise<number> {
 /** Containers with `--warm-pool base=5`: creates are handed pre-made sandboxes. */
 async function warmPoolRun(scratch: string, before: BenchRow[]): Promise<BenchRow[]> {
   const home = join(scratch, 'pool');
-  await mkdir(home, { recursive: true });
-  await symlink(join(dataDir(), 'images'), join(home, 'images'));
-  const server = await aivaUp(home, ['--runtime', 'container', '--warm-pool', 'base=5']);
-  process.env.E2B_API_URL = server.url;
-  process.env.E2B_SANDBOX_URL = server.url;
-  process.env.E2B_API_KEY = server.apiKey;
+  const server = await aivaUpForSdk(home, ['--runtime', 'container', '--warm-pool', 'base=5']);
   try {
     // Let the pool fill (5 × ~0.3 s), then create one at a time, leaving it time to refill.
     await new Promise((r) => setTimeout(r, 5000));
@@ -139,14 +134,9 @@ export const sdkBenchmark: Benchmark = {
         }
 
         const home = join(scratch, driver);
-        await mkdir(home, { recursive: true });
-        await symlink(join(dataDir(), 'images'), join(home, 'images'));
         // Limits counted by the sandboxes' memory limits would stop at ~40 containers of
         // 512 MiB on 24 GiB: overcommit for the 50-concurrent and idle runs.
-        const server = await aivaUp(home, ['--runtime', driver, '--memory-budget', '200000']);
-        process.env.E2B_API_URL = server.url;
-        process.env.E2B_SANDBOX_URL = server.url;
-        process.env.E2B_API_KEY = server.apiKey;
+        const server = await aivaUpForSdk(home, ['--runtime', driver, '--memory-budget', '200000']);
         try {
           process.stderr.write(`  ${driver}: sequential create→first exec ×${n} …\n`);
           const seq: number[] = [];
