@@ -50,6 +50,30 @@ describe('recipes', () => {
     await assert.rejects(loadRecipe(dir, 'bad'), /invalid recipe: .*\/start/);
   });
 
+  test("a recipe that extends another has its packages and run commands after the parent's", async () => {
+    const base = await loadRecipe(repoImages, 'base');
+    const ci = await loadRecipe(repoImages, 'code-interpreter-v1');
+    assert.deepEqual(ci.debian, base.debian);
+    assert.deepEqual(ci.user, base.user);
+    assert.ok(base.packages.every((p) => ci.packages.includes(p)));
+    assert.ok(ci.packages.includes('python3-ipykernel'));
+    assert.deepEqual(ci.run.slice(0, base.run.length), base.run);
+    assert.equal(ci.defaults.memoryMiB, 2048);
+    assert.equal(ci.defaults.workdir, base.defaults.workdir);
+    const dir = await tempDir();
+    const write = async (name: string, recipe: object) => {
+      await mkdir(join(dir, name), { recursive: true });
+      await writeFile(join(dir, name, 'recipe.json'), JSON.stringify(recipe));
+    };
+    await write('a', { name: 'a', description: 'a', extends: 'b' });
+    await write('b', { name: 'b', description: 'b', extends: 'a' });
+    await assert.rejects(loadRecipe(dir, 'a'), /extends "a", which extends it back/);
+    await write('c', { name: 'c', description: 'c', extends: 'nothere' });
+    await assert.rejects(loadRecipe(dir, 'c'), /unknown template "nothere"/);
+    await write('d', { name: 'd', description: 'd' });
+    await assert.rejects(loadRecipe(dir, 'd'), /invalid recipe: /, 'without extends, every part is needed');
+  });
+
   test('the setup script quotes the recipe commands and grants sudo', async () => {
     const r = await loadRecipe(repoImages, 'base');
     const script = setupScript({ ...r, run: ["echo 'it''s' > /x"] });

@@ -61,6 +61,26 @@ export const RecipeSchema = Type.Object(
 );
 export type Recipe = Static<typeof RecipeSchema>;
 
+/**
+ * A recipe as its file may say it: with `extends`, another recipe's Debian suite, user,
+ * disk and defaults are taken as they are unless given, and its packages and run
+ * commands come first (one Debian layer still holds them all, built by one mmdebstrap).
+ */
+const RecipeFileSchema = Type.Object(
+  {
+    ...RecipeSchema.properties,
+    extends: Type.Optional(Type.String({ pattern: '^[a-z0-9][a-z0-9-]*$' })),
+    debian: Type.Optional(RecipeSchema.properties.debian),
+    packages: Type.Optional(RecipeSchema.properties.packages),
+    user: Type.Optional(RecipeSchema.properties.user),
+    run: Type.Optional(RecipeSchema.properties.run),
+    disk: Type.Optional(RecipeSchema.properties.disk),
+    defaults: Type.Optional(Type.Partial(RecipeSchema.properties.defaults)),
+  },
+  { additionalProperties: false },
+);
+type RecipeFile = Static<typeof RecipeFileSchema>;
+
 /** The guest kernel recipe: `images/kernel/recipe.json`. */
 export const KernelRecipeSchema = Type.Object(
   {
@@ -86,6 +106,10 @@ function parse<T>(schema: TSchema, text: string, file: string): T {
   } catch (e) {
     throw new RecipeError(`${file}: not valid JSON: ${(e as Error).message}`);
   }
+  return check<T>(schema, data, file);
+}
+
+function check<T>(schema: TSchema, data: unknown, file: string): T {
   if (!Value.Check(schema, data)) {
     const problems = [...Value.Errors(schema, data)]
       .slice(0, 5)
@@ -95,7 +119,7 @@ function parse<T>(schema: TSchema, text: string, file: string): T {
   return data as T;
 }
 
-export async function loadRecipe(recipesDir: string, name: string): Promise<Recipe> {
+export async function loadRecipe(recipesDir: string, name: string, seen: string[] = []): Promise<Recipe> {
   if (!/^[a-z0-9][a-z0-9-]*$/.test(name) || name === 'kernel') {
     throw new RecipeError(`"${name}" is not a template name`);
   }
@@ -110,7 +134,29 @@ export async function loadRecipe(recipesDir: string, name: string): Promise<Reci
     file = join(recipesDir, canonical, 'recipe.json');
     text = await readFile(file, 'utf8');
   }
-  const recipe = parse<Recipe>(RecipeSchema, text, file);
+  const own = parse<RecipeFile>(RecipeFileSchema, text, file);
+  let recipe: Recipe;
+  if (own.extends) {
+    if (seen.includes(own.extends) || own.extends === own.name)
+      throw new RecipeError(`${file}: extends "${own.extends}", which extends it back`);
+    const parent = await loadRecipe(recipesDir, own.extends, [...seen, own.name]);
+    const { extends: _, ...rest } = own;
+    recipe = check<Recipe>(
+      RecipeSchema,
+      {
+        ...rest,
+        debian: own.debian ?? parent.debian,
+        packages: [...new Set([...parent.packages, ...(own.packages ?? [])])].sort(),
+        user: own.user ?? parent.user,
+        run: [...parent.run, ...(own.run ?? [])],
+        disk: own.disk ?? parent.disk,
+        defaults: { ...parent.defaults, ...own.defaults },
+      },
+      file,
+    );
+  } else {
+    recipe = check<Recipe>(RecipeSchema, own, file);
+  }
   if (recipe.name !== name && !recipe.aliases?.includes(name))
     throw new RecipeError(`${file}: name is "${recipe.name}", expected "${name}"`);
   if (recipe.user.sudo && !recipe.packages.includes('sudo')) {
