@@ -44,7 +44,10 @@ export function runInContext(ctx: CodeContext, req: RunRequest): Promise<void> {
     let code = req.code;
     const prefixes: string[] = [];
     if (ctx.kernelRuns === 0 && ctx.info.language === 'python') {
-      ctx.sandboxEnvs = await req.sandboxEnvs().catch(() => ({}));
+      ctx.sandboxEnvs = await req.sandboxEnvs().catch((e: Error) => {
+        process.stderr.write(`code-interpreter: the sandbox's env vars are not set: ${e.message}\n`);
+        return {};
+      });
       prefixes.push(envSetCode(ctx.info.language, ctx.sandboxEnvs));
     }
     prefixes.push(envSetCode(ctx.info.language, req.envVars));
@@ -184,7 +187,7 @@ function execute(kernel: Kernel, code: string, req: RunRequest): Promise<void> {
 }
 
 /** Runs bookkeeping code (no output, no execution count) and waits for its reply, at most 5 s. */
-function executeSilently(kernel: Kernel, code: string): Promise<void> {
+export function executeSilently(kernel: Kernel, code: string): Promise<void> {
   return new Promise<void>((resolve) => {
     let id = '';
     let stopWatching = () => {};

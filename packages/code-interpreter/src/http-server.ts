@@ -1,4 +1,10 @@
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import {
+  createServer,
+  get as httpGet,
+  type IncomingMessage,
+  type Server,
+  type ServerResponse,
+} from 'node:http';
 import { type CodeContext, type ContextManager, RequestError } from './code-context.js';
 import { runInContext } from './execution.js';
 import { ndjson } from './output-lines.js';
@@ -64,14 +70,42 @@ function sendJson(res: ServerResponse, status: number, value: unknown): void {
   res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(value));
 }
 
-/** The sandbox's env vars from envd, with the client's access token (if envd wants one). */
-async function sandboxEnvs(token: string | undefined): Promise<Record<string, string>> {
-  const res = await fetch(`http://127.0.0.1:${ENVD_PORT}/envs`, {
-    headers: token ? { 'X-Access-Token': token } : {},
-    signal: AbortSignal.timeout(2000),
+/**
+ * The sandbox's env vars from envd, with the client's access token (if envd wants one).
+ * Through `node:http`, which the server has loaded already: `fetch` loads and compiles
+ * undici on its first use, seconds in a microVM under TCG just restored from a snapshot.
+ */
+function sandboxEnvs(token: string | undefined): Promise<Record<string, string>> {
+  return new Promise((resolve, reject) => {
+    const req = httpGet(
+      {
+        host: '127.0.0.1',
+        port: ENVD_PORT,
+        path: '/envs',
+        headers: token ? { 'X-Access-Token': token } : {},
+        timeout: 10_000,
+      },
+      (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (d: string) => {
+          body += d;
+        });
+        res.on('error', reject);
+        res.on('end', () => {
+          if (res.statusCode !== 200)
+            return reject(new Error(`envd's GET /envs answered ${res.statusCode}: ${body}`));
+          try {
+            resolve(JSON.parse(body) as Record<string, string>);
+          } catch (e) {
+            reject(e);
+          }
+        });
+      },
+    );
+    req.on('timeout', () => req.destroy(new Error("envd's GET /envs did not answer within 10 s")));
+    req.on('error', reject);
   });
-  if (!res.ok) return {};
-  return (await res.json()) as Record<string, string>;
 }
 
 async function execute(contexts: ContextManager, req: IncomingMessage, res: ServerResponse) {

@@ -2,6 +2,7 @@ import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ContextManager } from './code-context.js';
+import { executeSilently } from './execution.js';
 import { codeInterpreterServer } from './http-server.js';
 import { pythonKernelTuning } from './kernel-tuning.js';
 
@@ -16,7 +17,10 @@ async function main(): Promise<void> {
     { runtimeDir, readyTimeoutMs: 60_000, tune: pythonKernelTuning },
     process.cwd(),
   );
-  await contexts.defaultFor('python');
+  const python = await contexts.defaultFor('python');
+  // A first execute costs the kernel more than later ones: paid now, before a VM snapshot
+  // or a warm pool keeps the kernel (silent: the execution count stays at 0).
+  await executeSilently(await python.ensureKernel(), 'pass');
   const server = codeInterpreterServer(contexts);
   server.keepAliveTimeout = 640_000;
   server.requestTimeout = 0;

@@ -96,10 +96,12 @@ describe('the code interpreter through @e2b/code-interpreter', () => {
     assert.equal(next.text, '2', 'state survives the interrupt');
   });
 
-  test('the template answers to its alias code-interpreter', async () => {
-    const other = await Sandbox.create('code-interpreter');
+  test('the template answers to its alias code-interpreter; create-time envs reach its kernel', async () => {
+    const other = await Sandbox.create('code-interpreter', { envs: { WHO: 'created' } });
     try {
       assert.equal((await other.runCode('21 * 2')).text, '42');
+      const who = await other.runCode('import os; os.environ.get("WHO")');
+      assert.equal(who.text, 'created', JSON.stringify(who.toJSON()));
     } finally {
       await other.kill();
     }
