@@ -2,8 +2,9 @@
 // like envd's), with zeromq's JavaScript inside it, and copies beside it the one
 // prebuilt zeromq addon a Linux x64 glibc guest needs (it links libzmq statically and
 // needs GLIBC_2.25; nothing is compiled or downloaded). The bundle loads that addon
-// from its own directory instead of through zeromq's manifest-based loader.
-import { chmod, copyFile, mkdir, writeFile } from 'node:fs/promises';
+// from its own directory instead of through zeromq's manifest-based loader. The
+// Python start-up code for IPython kernels (guest/*.py) is copied beside it.
+import { chmod, copyFile, mkdir, readdir, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -45,6 +46,8 @@ await build({
 await copyFile(join(zeromqDir, ADDON), join(out, 'zeromq.node'));
 await writeFile(join(out, 'package.json'), '{ "type": "commonjs" }\n');
 await copyFile(join(pkg, 'guest', 'start'), join(out, 'start'));
-// Python run in every IPython kernel at its start (kernel-tuning.ts names them).
-await copyFile(join(pkg, 'guest', 'ipython-bounded-output.py'), join(out, 'ipython-bounded-output.py'));
 await chmod(join(out, 'start'), 0o755);
+// The IPython kernels' start-up code (kernel-tuning.ts passes it as exec_files).
+for (const name of await readdir(join(pkg, 'guest'))) {
+  if (name.endsWith('.py')) await copyFile(join(pkg, 'guest', name), join(out, name));
+}

@@ -1,22 +1,30 @@
 import { dirname, join } from 'node:path';
 import type { KernelSpec } from './kernel-specs.js';
 
-/** Where the server's guest files are: beside its bundle (server.js). */
-const guestDir = dirname(process.argv[1] ?? '.');
+/**
+ * The directory of the server's guest files (the bundle's own directory in the guest),
+ * where the IPython start-up code lies beside it (guest/aiva_startup.py, aiva_charts.py).
+ */
+const guestDir = (): string => dirname(process.argv[1] ?? '.');
 
 /**
  * How this server starts IPython kernels, as E2B's template configures them: no colours
  * in tracebacks, matplotlib's inline backend (figures come back as PNG results), full
- * reprs of long sequences; and no debugpy warning about frozen modules on stderr. And
- * stream messages of at most 1 MiB (ipython-bounded-output.py).
+ * reprs of long sequences; no debugpy warning about frozen modules on stderr; and aiva's
+ * start-up code (E2B's IPython start-up scripts: charts of figures, DataFrame data, PIL
+ * images displayed; and stream messages of at most 1 MiB), run by the kernel itself
+ * through `exec_files`, which needs no IPython profile directory in the user's home.
  */
-export function pythonKernelTuning(spec: KernelSpec): { args?: string[]; env?: Record<string, string> } {
+export function pythonKernelTuning(
+  spec: KernelSpec,
+  dir = guestDir(),
+): { args?: string[]; env?: Record<string, string> } {
   if (spec.name !== 'python3') return {};
   return {
     args: [
       '--InteractiveShell.colors=NoColor',
       '--PlainTextFormatter.max_seq_length=0',
-      `--IPKernelApp.exec_files=${JSON.stringify([join(guestDir, 'ipython-bounded-output.py')])}`,
+      `--IPKernelApp.exec_files=${join(dir, 'aiva_startup.py')}`,
     ],
     env: {
       MPLBACKEND: 'module://matplotlib_inline.backend_inline',
