@@ -81,10 +81,31 @@ describe('the code interpreter through @e2b/code-interpreter', () => {
     const notThere = await sbx.runCode('x', { context: ctx });
     assert.equal(notThere.error?.name, 'NameError');
     assert.ok((await sbx.listCodeContexts()).some((c) => c.id === ctx.id));
+    await sbx.runCode('z = 3', { context: ctx });
+    await sbx.restartCodeContext(ctx);
+    assert.equal(
+      (await sbx.runCode('z', { context: ctx })).error?.name,
+      'NameError',
+      'a restart loses state',
+    );
+    assert.equal(
+      (await sbx.runCode('import os; os.getcwd()', { context: ctx })).text,
+      '/tmp',
+      'and keeps the cwd',
+    );
     await sbx.removeCodeContext(ctx);
     assert.ok(!(await sbx.listCodeContexts()).some((c) => c.id === ctx.id));
     await assert.rejects(sbx.runCode('1', { context: ctx }), NotFoundError);
     await assert.rejects(sbx.createCodeContext({ language: 'cobol' }), /400/);
+  });
+
+  test('runs in one context wait their turn, in order; the wait is not counted against requestTimeoutMs', async () => {
+    const order: string[] = [];
+    const first = sbx.runCode('import time; time.sleep(2); "first"').then((r) => order.push(r.text ?? ''));
+    await new Promise((r) => setTimeout(r, 300));
+    const second = sbx.runCode('"second"', { requestTimeoutMs: 1000 }).then((r) => order.push(r.text ?? ''));
+    await Promise.all([first, second]);
+    assert.deepEqual(order, ['first', 'second']);
   });
 
   test('a run that outlives its timeoutMs is the SDK timeout error; the kernel is interrupted', async () => {
