@@ -274,6 +274,9 @@ export class SandboxProxy {
       if (cut) return;
       this.metrics.proxiedRequests.inc({ port_kind: kind, outcome: 'proxied' });
       res.writeHead(up.statusCode ?? 502, up.statusMessage, forwardable(up.headers));
+      // A stream's headers go on at once, not with its first bytes: a client may time the
+      // wait for them (the code interpreter's requestTimeoutMs, while a run is queued).
+      if (up.headers['content-length'] === undefined) res.flushHeaders();
       up.pipe(res);
       up.on('error', () => res.destroy());
       up.on('aborted', () => res.destroy());
