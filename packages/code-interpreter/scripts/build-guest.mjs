@@ -3,7 +3,8 @@
 // prebuilt zeromq addon a Linux x64 glibc guest needs (it links libzmq statically and
 // needs GLIBC_2.25; nothing is compiled or downloaded). The bundle loads that addon
 // from its own directory instead of through zeromq's manifest-based loader. The
-// Python start-up code for IPython kernels (guest/*.py) is copied beside it.
+// Python start-up code for IPython kernels (guest/*.py) and the JavaScript kernel's
+// launcher (guest/js-*.cjs) are copied beside it.
 import { chmod, copyFile, mkdir, readdir, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
@@ -46,6 +47,9 @@ await build({
 await copyFile(join(zeromqDir, ADDON), join(out, 'zeromq.node'));
 await writeFile(join(out, 'package.json'), '{ "type": "commonjs" }\n');
 await copyFile(join(pkg, 'guest', 'start'), join(out, 'start'));
+// The JavaScript/TypeScript kernel's launcher, run as they are by the template's node 18
+// (its npm packages are installed in the template; see images/code-interpreter-v1).
+for (const f of ['js-kernel.cjs', 'js-transpile.cjs']) await copyFile(join(pkg, 'guest', f), join(out, f));
 await chmod(join(out, 'start'), 0o755);
 // The IPython kernels' start-up code (kernel-tuning.ts passes it as exec_files).
 for (const name of await readdir(join(pkg, 'guest'))) {

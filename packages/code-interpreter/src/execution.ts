@@ -2,7 +2,7 @@ import type { CodeContext } from './code-context.js';
 import type { JupyterMessage } from './jupyter-wire.js';
 import type { Kernel } from './kernel.js';
 import { type OutputLine, resultFields, splitStreamText } from './output-lines.js';
-import { envRestoreCode, envSetCode } from './run-env.js';
+import { ENV_LANGUAGES, envRestoreCode, envSetCode } from './run-env.js';
 
 export interface RunRequest {
   code: string;
@@ -43,7 +43,7 @@ export function runInContext(ctx: CodeContext, req: RunRequest): Promise<void> {
     }
     let code = req.code;
     const prefixes: string[] = [];
-    if (ctx.kernelRuns === 0 && ctx.info.language === 'python') {
+    if (ctx.kernelRuns === 0 && ENV_LANGUAGES.includes(ctx.info.language)) {
       ctx.sandboxEnvs = await req.sandboxEnvs().catch((e: Error) => {
         process.stderr.write(`code-interpreter: the sandbox's env vars are not set: ${e.message}\n`);
         return {};

@@ -2,14 +2,24 @@
 // a kernel started before the sandbox's create (the template's start command, a snapshot,
 // a warm pool) cannot have them in its process environment.
 
-/** A string literal JSON and Python read alike. */
+/** A string literal JSON, Python and JavaScript read alike. */
 const literal = (s: string): string => JSON.stringify(s);
+
+/** The languages whose kernels this server can set environment variables in. */
+export const ENV_LANGUAGES = ['python', 'javascript', 'typescript'];
+
+const isJs = (language: string) => language === 'javascript' || language === 'typescript';
+
+function unsupported(language: string): Error {
+  return new Error(`env_vars are supported for ${ENV_LANGUAGES.join(', ')} only, not "${language}"`);
+}
 
 /** Code that sets `vars` in the kernel's environment ('' when there is nothing to set). */
 export function envSetCode(language: string, vars: Record<string, string>): string {
   const entries = Object.entries(vars);
   if (entries.length === 0) return '';
-  if (language !== 'python') throw new Error(`env_vars are supported for python only, not "${language}"`);
+  if (isJs(language)) return entries.map(([k, v]) => `process.env[${literal(k)}] = ${literal(v)};`).join(' ');
+  if (language !== 'python') throw unsupported(language);
   return `import os as __aiva_os; ${entries.map(([k, v]) => `__aiva_os.environ[${literal(k)}] = ${literal(v)}`).join('; ')}; del __aiva_os`;
 }
 
@@ -20,7 +30,15 @@ export function envRestoreCode(
   sandbox: Record<string, string>,
 ): string {
   const keys = Object.keys(vars);
-  if (keys.length === 0 || language !== 'python') return '';
+  if (keys.length === 0 || !ENV_LANGUAGES.includes(language)) return '';
+  if (isJs(language))
+    return keys
+      .map((k) =>
+        k in sandbox
+          ? `process.env[${literal(k)}] = ${literal(sandbox[k] as string)};`
+          : `delete process.env[${literal(k)}];`,
+      )
+      .join(' ');
   const steps = keys.map((k) =>
     k in sandbox
       ? `__aiva_os.environ[${literal(k)}] = ${literal(sandbox[k] as string)}`

@@ -96,6 +96,15 @@ describe('run environment', () => {
     const restore = envRestoreCode('python', { FOO: 'x', BAR: 'y' }, { BAR: 'sandbox' });
     assert.match(restore, /environ\.pop\("FOO", None\)/);
     assert.match(restore, /environ\["BAR"\] = "sandbox"/);
-    assert.throws(() => envSetCode('r', { A: 'b' }), /python only/);
+    assert.throws(() => envSetCode('r', { A: 'b' }), /python, javascript, typescript only, not "r"/);
+  });
+
+  it('sets and restores variables as JavaScript code for javascript and typescript', () => {
+    assert.equal(envSetCode('typescript', {}), '');
+    assert.equal(envSetCode('javascript', { FOO: 'it\'s "q"' }), 'process.env["FOO"] = "it\'s \\"q\\"";');
+    assert.equal(
+      envRestoreCode('typescript', { FOO: 'x', BAR: 'y' }, { BAR: 'sandbox' }),
+      'delete process.env["FOO"]; process.env["BAR"] = "sandbox";',
+    );
   });
 });
