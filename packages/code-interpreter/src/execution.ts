@@ -23,6 +23,9 @@ const INTERRUPT_GRACE_MS = 10_000;
 /** A keepalive line after this long without output, so idle proxies keep the stream. */
 const KEEPALIVE_MS = 5_000;
 
+/** The error the JavaScript kernel answers an interrupted run with (guest/js-kernel.cjs). */
+const INTERRUPTED = 'KernelInterrupted';
+
 const traceback = (t: unknown): string => (Array.isArray(t) ? t.join('\n') : String(t ?? ''));
 
 /**
@@ -53,7 +56,10 @@ export function runInContext(ctx: CodeContext, req: RunRequest): Promise<void> {
     prefixes.push(envSetCode(ctx.info.language, req.envVars));
     code = withPrefix(prefixes.filter(Boolean), code);
     ctx.kernelRuns++;
-    await execute(kernel, code, req);
+    const errorName = await execute(kernel, code, req);
+    // The JavaScript kernel answers an interrupt by restarting its session: the state,
+    // the sandbox's env vars included, is gone, as after a fresh kernel.
+    if (errorName === INTERRUPTED) ctx.kernelRuns = 0;
     const restore = envRestoreCode(ctx.info.language, req.envVars, ctx.sandboxEnvs);
     if (restore && kernel.alive) await executeSilently(kernel, restore);
   });
@@ -68,11 +74,12 @@ function withPrefix(prefixes: string[], code: string): string {
   return `${lines.map((l) => indent + l).join('\n')}\n${code}`;
 }
 
-function execute(kernel: Kernel, code: string, req: RunRequest): Promise<void> {
-  return new Promise<void>((resolve) => {
+/** Runs `code`; resolves to the name of its error, if any. */
+function execute(kernel: Kernel, code: string, req: RunRequest): Promise<string | undefined> {
+  return new Promise<string | undefined>((resolve) => {
     let replied = false;
     let idle = false;
-    let errored = false;
+    let errored: string | undefined;
     let msgId = '';
     let finished = false;
     let keepalive: NodeJS.Timeout | undefined;
@@ -102,11 +109,11 @@ function execute(kernel: Kernel, code: string, req: RunRequest): Promise<void> {
       req.signal.removeEventListener('abort', onAbort);
       stopWatching();
       kernel.forget(msgId);
-      resolve();
+      resolve(errored);
     };
     const error = (name: string, value: string, tb: string) => {
       if (errored) return;
-      errored = true;
+      errored = name;
       write({ type: 'error', name, value, traceback: tb });
     };
     const onMessage = (msg: JupyterMessage, channel: 'iopub' | 'shell') => {
