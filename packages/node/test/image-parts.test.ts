@@ -70,6 +70,21 @@ describe('recipes', () => {
     await assert.rejects(loadRecipe(dir, 'a'), /extends "a", which extends it back/);
     await write('c', { name: 'c', description: 'c', extends: 'nothere' });
     await assert.rejects(loadRecipe(dir, 'c'), /unknown template "nothere"/);
+    const files = (await loadRecipe(repoImages, 'code-interpreter-v1')).files ?? {};
+    assert.equal(
+      files['/usr/local/lib/aiva-js-kernel/package-lock.json'],
+      'code-interpreter-v1/js-kernel/package-lock.json',
+      "a recipe's files are found beside it",
+    );
+    assert.equal((await loadRecipe(repoImages, 'base')).files, undefined);
+    await write('base', await loadRecipe(repoImages, 'base'));
+    await write('e', {
+      name: 'e',
+      description: 'e',
+      extends: 'base',
+      files: { '/x': '../base/recipe.json' },
+    });
+    await assert.rejects(loadRecipe(dir, 'e'), /outside its directory|invalid recipe/);
     await write('d', { name: 'd', description: 'd' });
     await assert.rejects(loadRecipe(dir, 'd'), /invalid recipe: /, 'without extends, every part is needed');
   });

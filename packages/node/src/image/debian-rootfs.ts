@@ -1,5 +1,5 @@
 import { writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { join, posix } from 'node:path';
 import { CommandError, runCommand } from '../host/command.js';
 import type { BuildReporter } from './build-reporter.js';
 import type { Recipe } from './recipe.js';
@@ -63,8 +63,9 @@ export async function buildDebianRootfs(
   work: string,
   reporter: BuildReporter,
   stepId: string,
-  signal?: AbortSignal,
+  o: { signal?: AbortSignal; recipesDir: string },
 ): Promise<void> {
+  const signal = o.signal;
   const script = join(work, 'setup.sh');
   await writeFile(script, setupScript(recipe), { mode: 0o755 });
   const progress = new AptProgress();
@@ -80,6 +81,12 @@ export async function buildDebianRootfs(
     '--aptopt=Acquire::Retries "3"',
     '--dpkgopt=path-exclude=/usr/share/man/*',
     '--dpkgopt=path-exclude=/usr/share/doc/*/changelog*',
+    // The recipe's files, then its setup script (user, run commands) in the chroot.
+    ...Object.entries(recipe.files ?? {}).flatMap(([dest, src]) => [
+      `--customize-hook=mkdir -p "$1"${shQuote(posix.dirname(dest))}`,
+      // Special hooks are split at spaces: recipe paths have none (recipe.ts).
+      `--customize-hook=upload ${join(o.recipesDir, src)} ${dest}`,
+    ]),
     `--customize-hook=upload ${script} /tmp/aiva-setup.sh`,
     '--customize-hook=chroot "$1" /bin/sh /tmp/aiva-setup.sh',
     '--customize-hook=rm -f "$1/tmp/aiva-setup.sh"',

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { chmod, mkdir, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { lockFile } from '../host/file-lock.js';
@@ -112,7 +113,21 @@ export class ImageStore {
   private async plan(name: string): Promise<RecipePlan> {
     const recipe = await loadRecipe(this.options.recipesDir, name);
     const { debian, packages, user, run } = recipe;
-    const debianHash = contentHash({ v: 1, role: 'debian', debian, packages, user, run });
+    const files: Record<string, string> = {};
+    for (const [dest, src] of Object.entries(recipe.files ?? {}))
+      files[dest] = createHash('sha256')
+        .update(await readFile(join(this.options.recipesDir, src)))
+        .digest('hex');
+    // Without files, the hash of a recipe that has none stays what it was before they existed.
+    const debianHash = contentHash({
+      v: 1,
+      role: 'debian',
+      debian,
+      packages,
+      user,
+      run,
+      ...(recipe.files ? { files } : {}),
+    });
     return { recipe, recipeHash: contentHash(recipe), debianHash };
   }
 
@@ -260,7 +275,10 @@ export class ImageStore {
       async (rootfs, tmp) => {
         const work = join(tmp, 'work');
         await mkdir(work);
-        await buildDebianRootfs(plan.recipe, rootfs, work, reporter, 'debian', options.signal);
+        await buildDebianRootfs(plan.recipe, rootfs, work, reporter, 'debian', {
+          signal: options.signal,
+          recipesDir: this.options.recipesDir,
+        });
         await rm(work, { recursive: true });
       },
     );

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { readdir, readFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { join, posix } from 'node:path';
 import { type Static, type TSchema, Type } from 'typebox';
 import { Value } from 'typebox/value';
 
@@ -32,6 +32,17 @@ export const RecipeSchema = Type.Object(
     ),
     /** Shell commands run as root inside the new root filesystem, in order. */
     run: Type.Array(Type.String()),
+    /**
+     * Files put into the root filesystem before the run commands: absolute path in it →
+     * the file, relative to the recipe's directory (resolved by `loadRecipe` to a path
+     * relative to the recipes directory). Their content is part of the Debian layer's hash.
+     */
+    files: Type.Optional(
+      Type.Record(
+        Type.String({ pattern: '^(/[A-Za-z0-9._-]+)+$' }),
+        Type.String({ pattern: '^[A-Za-z0-9._/-]+$' }),
+      ),
+    ),
     disk: Type.Object(
       { sizeMiB: Type.Integer({ minimum: 64, maximum: 1_048_576 }) },
       { additionalProperties: false },
@@ -149,20 +160,34 @@ export async function loadRecipe(recipesDir: string, name: string, seen: string[
         packages: [...new Set([...parent.packages, ...(own.packages ?? [])])].sort(),
         user: own.user ?? parent.user,
         run: [...parent.run, ...(own.run ?? [])],
+        files: { ...parent.files, ...recipeFiles(own) },
         disk: own.disk ?? parent.disk,
         defaults: { ...parent.defaults, ...own.defaults },
       },
       file,
     );
   } else {
-    recipe = check<Recipe>(RecipeSchema, own, file);
+    recipe = check<Recipe>(RecipeSchema, { ...own, files: recipeFiles(own) }, file);
   }
+  if (Object.keys(recipe.files ?? {}).length === 0) delete recipe.files;
   if (recipe.name !== name && !recipe.aliases?.includes(name))
     throw new RecipeError(`${file}: name is "${recipe.name}", expected "${name}"`);
   if (recipe.user.sudo && !recipe.packages.includes('sudo')) {
     throw new RecipeError(`${file}: user.sudo needs the "sudo" package in packages`);
   }
   return recipe;
+}
+
+/** A recipe file's `files`, their sources made relative to the recipes directory. */
+function recipeFiles(own: RecipeFile): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [dest, src] of Object.entries(own.files ?? {})) {
+    const rel = posix.normalize(`${own.name}/${src}`);
+    if (!rel.startsWith(`${own.name}/`) || src.split('/').includes('..'))
+      throw new RecipeError(`recipe ${own.name}: file "${src}" is outside its directory`);
+    out[dest] = rel;
+  }
+  return out;
 }
 
 /** Every recipe's aliases in `recipesDir`: alias → the recipe's name. Unreadable recipes are skipped. */
