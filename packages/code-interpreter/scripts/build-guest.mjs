@@ -3,7 +3,7 @@
 // prebuilt zeromq addon a Linux x64 glibc guest needs (it links libzmq statically and
 // needs GLIBC_2.25; nothing is compiled or downloaded). The bundle loads that addon
 // from its own directory instead of through zeromq's manifest-based loader. The
-// Python start-up code for IPython kernels (guest/*.py) and the JavaScript kernel's
+// Python start-up code for IPython kernels and aiva's bash kernel (guest/*.py) and the JavaScript kernel's
 // launcher (guest/js-*.cjs) are copied beside it.
 import { chmod, copyFile, mkdir, readdir, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
@@ -51,7 +51,8 @@ await copyFile(join(pkg, 'guest', 'start'), join(out, 'start'));
 // (its npm packages are installed in the template; see images/code-interpreter-v1).
 for (const f of ['js-kernel.cjs', 'js-transpile.cjs']) await copyFile(join(pkg, 'guest', f), join(out, f));
 await chmod(join(out, 'start'), 0o755);
-// The IPython kernels' start-up code (kernel-tuning.ts passes it as exec_files).
+// The IPython kernels' start-up code (kernel-tuning.ts passes it as exec_files) and
+// aiva's bash kernel (Python, on the template's ipykernel), found by kernel-specs.ts.
 for (const name of await readdir(join(pkg, 'guest'))) {
   if (name.endsWith('.py')) await copyFile(join(pkg, 'guest', name), join(out, name));
 }

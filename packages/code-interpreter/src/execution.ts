@@ -2,7 +2,7 @@ import type { CodeContext } from './code-context.js';
 import type { JupyterMessage } from './jupyter-wire.js';
 import type { Kernel } from './kernel.js';
 import { type OutputLine, resultFields, splitStreamText } from './output-lines.js';
-import { ENV_LANGUAGES, envRestoreCode, envSetCode } from './run-env.js';
+import { ENV_LANGUAGES, envRestoreCode, envSetCode, usableEnvVars } from './run-env.js';
 
 export interface RunRequest {
   code: string;
@@ -47,10 +47,11 @@ export function runInContext(ctx: CodeContext, req: RunRequest): Promise<void> {
     let code = req.code;
     const prefixes: string[] = [];
     if (ctx.kernelRuns === 0 && ENV_LANGUAGES.includes(ctx.info.language)) {
-      ctx.sandboxEnvs = await req.sandboxEnvs().catch((e: Error) => {
+      const envs = await req.sandboxEnvs().catch((e: Error) => {
         process.stderr.write(`code-interpreter: the sandbox's env vars are not set: ${e.message}\n`);
         return {};
       });
+      ctx.sandboxEnvs = usableEnvVars(ctx.info.language, envs);
       prefixes.push(envSetCode(ctx.info.language, ctx.sandboxEnvs));
     }
     prefixes.push(envSetCode(ctx.info.language, req.envVars));

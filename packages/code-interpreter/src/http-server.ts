@@ -8,7 +8,7 @@ import {
 import { type CodeContext, type ContextManager, RequestError } from './code-context.js';
 import { runInContext } from './execution.js';
 import { ndjson } from './output-lines.js';
-import { ENV_LANGUAGES } from './run-env.js';
+import { envVarsProblem } from './run-env.js';
 
 /** envd's port inside the sandbox (its `GET /envs` has the sandbox's env vars). */
 const ENVD_PORT = 49983;
@@ -128,11 +128,8 @@ async function execute(contexts: ContextManager, req: IncomingMessage, res: Serv
       throw new RequestError(500, `Failed to create context: ${(e as Error).message}`);
     }
   }
-  if (Object.keys(envVars).length > 0 && !ENV_LANGUAGES.includes(ctx.info.language))
-    throw new RequestError(
-      400,
-      `env_vars are supported for ${ENV_LANGUAGES.join(', ')} only, not ${ctx.info.language}`,
-    );
+  const envProblem = envVarsProblem(ctx.info.language, envVars);
+  if (envProblem) throw new RequestError(400, envProblem);
   // Headers go out now, before the run waits its turn: the SDK's request timeout covers
   // only the time until they arrive.
   res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store' });

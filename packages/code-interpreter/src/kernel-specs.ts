@@ -1,6 +1,10 @@
+import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
+
+/** Where the guest layer installs this server and the kernels it carries. */
+export const SERVER_DIR = process.env.AIVA_CODE_INTERPRETER_DIR ?? '/usr/local/lib/aiva/code-interpreter';
 
 /** A Jupyter kernelspec (`kernel.json`): how to start a kernel. */
 export interface KernelSpec {
@@ -38,7 +42,31 @@ const KERNELS_OF: Record<string, string[]> = {
   typescript: ['javascript'],
   r: ['ir', 'r'],
   bash: ['bash'],
-  java: ['java'],
+};
+
+/**
+ * Kernels this server carries itself, used when no kernelspec of that name is installed:
+ * aiva's bash kernel (`guest/bash_kernel.py`, a wrapper kernel on Debian's ipykernel;
+ * no bash kernel is packaged for Debian).
+ */
+export function builtinSpec(name: string, dir = SERVER_DIR): KernelSpec | undefined {
+  const kernel = join(dir, 'bash_kernel.py');
+  if (name !== 'bash' || !existsSync(kernel)) return undefined;
+  return {
+    name,
+    argv: ['python3', kernel, '-f', '{connection_file}'],
+    display_name: 'Bash',
+    language: 'bash',
+    // ipykernel imports debugpy, which warns about frozen modules on stderr otherwise.
+    env: { PYDEVD_DISABLE_FILE_VALIDATION: '1' },
+  };
+}
+
+/** Languages E2B knows that this template cannot serve, and why (a 400 with this text). */
+const UNAVAILABLE: Record<string, string> = {
+  java:
+    'No Java kernel in this template: E2B uses IJava, which is not packaged for Debian and cannot be ' +
+    'downloaded when the template is built; use python, javascript, typescript, r or bash',
 };
 
 /** Where Jupyter looks for kernelspecs (jupyter_core's data path), first wins. */
@@ -66,8 +94,14 @@ async function readSpec(dir: string, name: string): Promise<KernelSpec | undefin
 }
 
 /** The kernelspec for `language` (normalised); an UnknownLanguageError when there is none. */
-export async function kernelSpecFor(language: string, dirs = kernelSpecDirs()): Promise<KernelSpec> {
+export async function kernelSpecFor(
+  language: string,
+  dirs = kernelSpecDirs(),
+  builtin: (name: string) => KernelSpec | undefined = builtinSpec,
+): Promise<KernelSpec> {
   const names = KERNELS_OF[language];
+  const unavailable = UNAVAILABLE[language];
+  if (unavailable) throw new UnknownLanguageError(unavailable);
   if (!names) {
     throw new UnknownLanguageError(
       `Unknown language "${language}": known are ${Object.keys(KERNELS_OF).join(', ')}`,
@@ -78,6 +112,10 @@ export async function kernelSpecFor(language: string, dirs = kernelSpecDirs()): 
       const spec = await readSpec(dir, name);
       if (spec) return spec;
     }
+  }
+  for (const name of names) {
+    const spec = builtin(name);
+    if (spec) return spec;
   }
   throw new UnknownLanguageError(`No kernel for language "${language}" in this sandbox`);
 }

@@ -4,9 +4,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { DELIMITER, MessageCodec, WireError } from '../src/jupyter-wire.js';
-import { kernelSpecFor, normaliseLanguage, UnknownLanguageError } from '../src/kernel-specs.js';
+import { builtinSpec, kernelSpecFor, normaliseLanguage, UnknownLanguageError } from '../src/kernel-specs.js';
 import { MAX_STREAM_TEXT, resultFields, splitStreamText } from '../src/output-lines.js';
-import { envRestoreCode, envSetCode } from '../src/run-env.js';
+import { envRestoreCode, envSetCode, envVarsProblem, usableEnvVars } from '../src/run-env.js';
 
 describe('Jupyter wire messages', () => {
   it('round-trip signed, with the HMAC Jupyter computes over the four dicts', () => {
@@ -86,6 +86,32 @@ describe('languages', () => {
     await assert.rejects(kernelSpecFor('cobol', [dir]), UnknownLanguageError);
     await assert.rejects(kernelSpecFor('r', [dir]), /No kernel for language "r"/);
   });
+
+  it('serve bash with the kernel this server carries unless a bash kernelspec is installed', async () => {
+    const guest = join(import.meta.dirname, '..', '..', 'guest');
+    const dir = await mkdtemp(join(tmpdir(), 'ci-specs-'));
+    const carried = await kernelSpecFor('bash', [dir], (name) => builtinSpec(name, guest));
+    assert.deepEqual(carried.argv, ['python3', join(guest, 'bash_kernel.py'), '-f', '{connection_file}']);
+    assert.equal(builtinSpec('bash', dir), undefined);
+    await assert.rejects(
+      kernelSpecFor('bash', [dir], () => undefined),
+      /No kernel for language "bash"/,
+    );
+    await mkdir(join(dir, 'bash'));
+    await writeFile(
+      join(dir, 'bash', 'kernel.json'),
+      JSON.stringify({ argv: ['mybash', '{connection_file}'] }),
+    );
+    const installed = await kernelSpecFor('bash', [dir], (name) => builtinSpec(name, guest));
+    assert.deepEqual(installed.argv, ['mybash', '{connection_file}']);
+  });
+
+  it('refuse java with the reason, short enough for a reason phrase', async () => {
+    const e = await kernelSpecFor('java', []).catch((e: Error) => e);
+    assert.ok(e instanceof UnknownLanguageError);
+    assert.match(e.message, /^No Java kernel in this template: /);
+    assert.ok(e.message.length <= 200);
+  });
 });
 
 describe('run environment', () => {
@@ -96,7 +122,10 @@ describe('run environment', () => {
     const restore = envRestoreCode('python', { FOO: 'x', BAR: 'y' }, { BAR: 'sandbox' });
     assert.match(restore, /environ\.pop\("FOO", None\)/);
     assert.match(restore, /environ\["BAR"\] = "sandbox"/);
-    assert.throws(() => envSetCode('r', { A: 'b' }), /python, javascript, typescript only, not "r"/);
+    assert.throws(
+      () => envSetCode('java', { A: 'b' }),
+      /supported for python, javascript, typescript, bash, r/,
+    );
   });
 
   it('sets and restores variables as JavaScript code for javascript and typescript', () => {
@@ -105,6 +134,29 @@ describe('run environment', () => {
     assert.equal(
       envRestoreCode('typescript', { FOO: 'x', BAR: 'y' }, { BAR: 'sandbox' }),
       'delete process.env["FOO"]; process.env["BAR"] = "sandbox";',
+    );
+  });
+
+  it('sets and restores variables as bash code, single-quoted', () => {
+    assert.equal(
+      envSetCode('bash', { FOO: "it's $HOME `x`", B: '' }),
+      "export FOO='it'\\''s $HOME `x`'\nexport B=''",
+    );
+    assert.equal(
+      envRestoreCode('bash', { FOO: 'x', BAR: 'y', B: '' }, { BAR: 'sb' }),
+      "unset FOO B\nexport BAR='sb'",
+    );
+    assert.match(envVarsProblem('bash', { 'A-B': 'x' }) ?? '', /not a name bash can export/);
+    assert.match(envVarsProblem('python', { 'A=B': 'x' }) ?? '', /not a valid environment variable/);
+    assert.equal(envVarsProblem('python', { 'A-B': 'x' }), undefined);
+    assert.deepEqual(usableEnvVars('bash', { 'A-B': 'x', OK: 'y' }), { OK: 'y' });
+  });
+
+  it('sets and restores variables as R code', () => {
+    assert.equal(envSetCode('r', { FOO: 'a"b\\' }), 'invisible(Sys.setenv("FOO" = "a\\"b\\\\"))');
+    assert.equal(
+      envRestoreCode('r', { FOO: 'x', BAR: 'y' }, { BAR: 'sb' }),
+      'invisible(Sys.unsetenv(c("FOO")))\ninvisible(Sys.setenv("BAR" = "sb"))',
     );
   });
 });
