@@ -31,6 +31,7 @@ from ipykernel.kernelbase import Kernel
 STATUS_FD = 19
 # How long a partial line (no newline yet) waits before it is sent anyway.
 PARTIAL_LINE_S = 0.1
+MAX_PENDING = 64 * 1024
 INIT = (
     "set +m +H; set +o history; unset HISTFILE MAILCHECK PROMPT_COMMAND; export -n PS1 PS2\n"
     f"printf 'ready\\n' >&{STATUS_FD}\n"
@@ -122,7 +123,8 @@ class BashKernel(Kernel):
 
         def emit(name, text, final=False):
             pending[name] += text
-            if final:
+            # A line longer than MAX_PENDING goes out in pieces rather than piling up here.
+            if final or len(pending[name]) > MAX_PENDING:
                 out, pending[name] = pending[name], ""
             else:
                 cut = pending[name].rfind("\n") + 1
@@ -133,9 +135,10 @@ class BashKernel(Kernel):
             if out and not quiet:
                 self.send_response(self.iopub_socket, "stream", {"name": name, "text": out})
 
-        def drain(fd):
+        def drain(fd, reads=None):
             name, dec = decoders[fd]
-            while True:
+            # At most `reads` reads while the cell runs, so a fast writer cannot starve the rest.
+            for _ in iter(int, 1) if reads is None else range(reads):
                 try:
                     data = os.read(fd, 65536)
                 except BlockingIOError:
@@ -172,7 +175,7 @@ class BashKernel(Kernel):
             return None
         for fd in ready:
             if fd != self._status:
-                drain(fd)
+                drain(fd, 16)
                 continue
             try:
                 data = os.read(fd, 4096)
