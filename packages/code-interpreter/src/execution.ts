@@ -58,9 +58,10 @@ export function runInContext(ctx: CodeContext, req: RunRequest): Promise<void> {
     code = withPrefix(prefixes.filter(Boolean), code);
     ctx.kernelRuns++;
     const errorName = await execute(kernel, code, req);
-    // The JavaScript kernel answers an interrupt by restarting its session: the state,
-    // the sandbox's env vars included, is gone, as after a fresh kernel.
-    if (errorName === INTERRUPTED) ctx.kernelRuns = 0;
+    // The kernel's state is gone while the context stays, as after a fresh kernel: the
+    // JavaScript kernel answers an interrupt by restarting its session, and aiva's bash
+    // kernel replaces a bash the cell ended. The next run sets the sandbox's env vars again.
+    if (errorName === INTERRUPTED || errorName === 'BashExited') ctx.kernelRuns = 0;
     const restore = envRestoreCode(ctx.info.language, req.envVars, ctx.sandboxEnvs);
     if (restore && kernel.alive) await executeSilently(kernel, restore);
   });

@@ -94,8 +94,8 @@ describe('bash, R and java through @e2b/code-interpreter', () => {
     ]);
     const exited = await sbx.runCode('exit 4', { language: 'bash' });
     assert.equal(exited.error?.name, 'BashExited');
-    const fresh = await sbx.runCode('echo alive; pwd', { language: 'bash' });
-    assert.equal(fresh.logs.stdout.join(''), 'alive\n/home/user\n');
+    const fresh = await sbx.runCode('echo alive; pwd; echo $SBX_VAR', { language: 'bash' });
+    assert.equal(fresh.logs.stdout.join(''), 'alive\n/home/user\nfrom-create\n');
   });
 
   test('R: values as results[0].text, cwd, state, errors', async () => {
