@@ -67,6 +67,38 @@ describe('the code interpreter through @e2b/code-interpreter', () => {
     assert.equal(Buffer.from(png, 'base64').subarray(0, 8).toString('hex'), '89504e470d0a1a0a');
   });
 
+  test('display data in every format E2B names: html, markdown, svg, jpeg, pdf, latex, json, javascript', async () => {
+    const code = [
+      'from IPython.display import display, HTML, Markdown, SVG, Latex, JSON, Javascript, Image',
+      'import io, PIL.Image',
+      'buf = io.BytesIO(); PIL.Image.new("RGB", (4, 3), "red").save(buf, format="JPEG")',
+      'class Doc:',
+      '    def _repr_pdf_(self): return b"%PDF-1.4 aiva"',
+      'display(HTML("<b>bold</b>"), Markdown("# title"), SVG(\'<svg xmlns="http://www.w3.org/2000/svg" width="1" height="1"/>\'))',
+      'display(Latex(r"$x^2$"), JSON({"a": [1, 2]}), Javascript("console.log(1)"), Image(buf.getvalue(), format="jpeg"), Doc())',
+    ].join('\n');
+    const r = await sbx.runCode(code);
+    assert.equal(r.error, undefined, r.error?.traceback);
+    const [html, md, svg, latex, json, js, jpeg, pdf] = r.results;
+    assert.equal(r.results.length, 8, JSON.stringify(r.results.map((x) => x.formats())));
+    assert.equal(html?.html, '<b>bold</b>');
+    assert.equal(md?.markdown, '# title');
+    assert.match(svg?.svg ?? '', /^<svg /);
+    assert.equal(latex?.latex, '$x^2$');
+    assert.deepEqual(json?.json, { a: [1, 2] });
+    assert.equal(js?.javascript, 'console.log(1)');
+    assert.equal(
+      Buffer.from(jpeg?.jpeg ?? '', 'base64')
+        .subarray(0, 3)
+        .toString('hex'),
+      'ffd8ff',
+      'a JPEG',
+    );
+    assert.equal(Buffer.from(pdf?.pdf ?? '', 'base64').toString(), '%PDF-1.4 aiva');
+    for (const x of r.results)
+      assert.equal(x.isMainResult, false, 'display() results are not the main result');
+  });
+
   test('per-run env vars are set for that run only', async () => {
     const r = await sbx.runCode('import os; os.environ.get("FOO")', { envs: { FOO: "it's bar" } });
     assert.equal(r.text, "it's bar");
