@@ -6,17 +6,10 @@
 import assert from 'node:assert/strict';
 import { before, describe, test } from 'node:test';
 import { type Execution, type Result, Sandbox } from '@e2b/code-interpreter';
-import { aivaUpForFile, makeHome, removeHome, runAiva } from './helpers/aiva-up.js';
+import { aivaUpForFile, templateBuiltForFile } from './helpers/aiva-up.js';
 
-before(async () => {
-  // Minutes the first time (Debian's scientific Python stack), then cached like base.
-  const home = await makeHome();
-  try {
-    await runAiva(home, ['image', 'build', 'code-interpreter-v1', '--no-kernel'], 30 * 60_000);
-  } finally {
-    await removeHome(home);
-  }
-});
+// Minutes the first time (Debian's scientific Python stack), then cached like base.
+templateBuiltForFile('code-interpreter-v1');
 
 aivaUpForFile();
 

@@ -6,21 +6,12 @@
 import assert from 'node:assert/strict';
 import { before, describe, test } from 'node:test';
 import { Sandbox, TimeoutError } from '@e2b/code-interpreter';
-import { aivaUpForFile, makeHome, removeHome, runAiva } from './helpers/aiva-up.js';
-import { checkHostLeaks } from './helpers/host-leaks.js';
+import { aivaUpForFile, templateBuiltForFile } from './helpers/aiva-up.js';
 
-before(async () => {
-  // Minutes the first time (Debian's scientific Python stack and R), then cached.
-  const home = await makeHome();
-  try {
-    await runAiva(home, ['image', 'build', 'code-interpreter-v1', '--no-kernel'], 30 * 60_000);
-  } finally {
-    await removeHome(home);
-  }
-});
+// Minutes the first time (Debian's scientific Python stack and R), then cached.
+templateBuiltForFile('code-interpreter-v1');
 
 aivaUpForFile();
-checkHostLeaks();
 
 const seconds = (from: number) => ((performance.now() - from) / 1000).toFixed(2);
 

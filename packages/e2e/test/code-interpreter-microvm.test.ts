@@ -4,18 +4,11 @@
 // snapshot is taken then, so later sandboxes are restored with the kernel already warm
 // and still get their own create-time env vars.
 import assert from 'node:assert/strict';
-import { before, test } from 'node:test';
+import { test } from 'node:test';
 import { Sandbox, TimeoutError } from '@e2b/code-interpreter';
-import { aivaUpForFile, makeHome, removeHome, runAiva } from './helpers/aiva-up.js';
+import { aivaUpForFile, templateBuiltForFile } from './helpers/aiva-up.js';
 
-before(async () => {
-  const home = await makeHome();
-  try {
-    await runAiva(home, ['image', 'build', 'code-interpreter-v1', '--no-kernel'], 30 * 60_000);
-  } finally {
-    await removeHome(home);
-  }
-});
+templateBuiltForFile('code-interpreter-v1');
 
 aivaUpForFile(['--runtime', 'qemu-microvm']);
 

@@ -152,3 +152,18 @@ export function aivaUpForFile(args: string[] = []): { readonly up: AivaUp } {
     },
   };
 }
+
+/**
+ * Before a file's tests: the recipe template `name` built into the shared image store
+ * (minutes the first time, then cached; a build already under way elsewhere is waited for).
+ */
+export function templateBuiltForFile(name: string): void {
+  before(async () => {
+    const home = await makeHome();
+    try {
+      await runAiva(home, ['image', 'build', name, '--no-kernel'], 30 * 60_000);
+    } finally {
+      await removeHome(home);
+    }
+  });
+}
