@@ -1,10 +1,14 @@
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 
-/** Where the guest layer installs this server and the kernels it carries. */
-export const SERVER_DIR = process.env.AIVA_CODE_INTERPRETER_DIR ?? '/usr/local/lib/aiva/code-interpreter';
+/**
+ * Where this server's guest files are: beside its bundle (`server.js`, which the guest
+ * layer installs in /usr/local/lib/aiva/code-interpreter), with the kernels it carries
+ * and the IPython start-up code.
+ */
+export const SERVER_DIR = process.env.AIVA_CODE_INTERPRETER_DIR ?? dirname(process.argv[1] ?? '.');
 
 /** A Jupyter kernelspec (`kernel.json`): how to start a kernel. */
 export interface KernelSpec {

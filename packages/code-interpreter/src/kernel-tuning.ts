@@ -1,11 +1,5 @@
-import { dirname, join } from 'node:path';
-import type { KernelSpec } from './kernel-specs.js';
-
-/**
- * The directory of the server's guest files (the bundle's own directory in the guest),
- * where the IPython start-up code lies beside it (guest/aiva_startup.py, aiva_charts.py).
- */
-const guestDir = (): string => dirname(process.argv[1] ?? '.');
+import { join } from 'node:path';
+import { type KernelSpec, SERVER_DIR } from './kernel-specs.js';
 
 /**
  * How this server starts IPython kernels, as E2B's template configures them: no colours
@@ -17,7 +11,7 @@ const guestDir = (): string => dirname(process.argv[1] ?? '.');
  */
 export function pythonKernelTuning(
   spec: KernelSpec,
-  dir = guestDir(),
+  dir = SERVER_DIR,
 ): { args?: string[]; env?: Record<string, string> } {
   if (spec.name !== 'python3') return {};
   return {
