@@ -9,11 +9,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { checkHost, type DriverName, dataDir, ImageStore, lockFile } from '@aiva/node';
-import { AddressPool, Cgroup, processPss } from '@aiva/node/testkit';
+import { AddressPool } from '@aiva/node/testkit';
 import { Sandbox } from 'e2b';
 import { aivaUpForSdk } from './aiva-up.js';
 import { type Benchmark, type BenchRow, quantile, round } from './bench.js';
 import { rawFloor } from './runtimes.js';
+import { sandboxPssMiB } from './sandbox-pss.js';
 
 const recipesDir = fileURLToPath(new URL('../../../images', import.meta.url));
 const envdDir = fileURLToPath(new URL('../../../packages/envd/dist/guest', import.meta.url));
@@ -35,13 +36,10 @@ async function concurrent(n: number): Promise<number[]> {
   return results.map((r) => r.ms);
 }
 
-/** Mean PSS of the processes in each sandbox's cgroup, in bytes. */
+/** Mean PSS of each sandbox's processes (sandboxPssMiB), in bytes. */
 async function meanPss(ids: string[]): Promise<number> {
   let total = 0;
-  for (const id of ids) {
-    const pids = await (await Cgroup.at(`aiva/${id}`)).pids();
-    for (const pid of pids) total += (await processPss(pid)) ?? 0;
-  }
+  for (const id of ids) total += (await sandboxPssMiB(id)) * 2 ** 20;
   return total / ids.length;
 }
 
