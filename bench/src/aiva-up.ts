@@ -2,10 +2,11 @@
 // process on a data directory of the benchmark's (sharing the image store).
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdir, readFile, symlink } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readFile, symlink } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { dataDir } from '@aiva/node';
+import { checkHost, type DriverName, dataDir } from '@aiva/node';
 
 const cli = fileURLToPath(new URL('../../../packages/cli/dist/src/main.js', import.meta.url));
 
@@ -59,4 +60,21 @@ export async function aivaUpForSdk(home: string, args: string[]): Promise<Server
   process.env.E2B_SANDBOX_URL = server.url;
   process.env.E2B_API_KEY = server.apiKey;
   return server;
+}
+
+/** A new directory for the data directories of a benchmark's servers (remove it after). */
+export async function benchScratch(name: string): Promise<string> {
+  const scratch = await mkdtemp(join(tmpdir(), `aiva-bench-${name}-`));
+  // Data directories go under it: sandboxes in user namespaces must be able to search it.
+  await chmod(scratch, 0o711);
+  return scratch;
+}
+
+/** The drivers this host can run, less those AIVA_BENCH_DRIVERS (a comma list) leaves out. */
+export async function benchDrivers(): Promise<DriverName[]> {
+  const host = await checkHost();
+  const only = process.env.AIVA_BENCH_DRIVERS?.split(',');
+  return (['container', 'qemu-microvm'] as DriverName[]).filter(
+    (d) => host.checks.some((c) => c.driver === d && c.available) && (!only || only.includes(d)),
+  );
 }

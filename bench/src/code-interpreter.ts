@@ -4,12 +4,11 @@
 // trip, and the memory an idle sandbox holds. Containers are measured cold and with a
 // warm pool of both templates; microVMs are restored from the template's snapshot, taken
 // once the kernel was warm.
-import { chmod, mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { checkHost, type DriverName } from '@aiva/node';
+import type { DriverName } from '@aiva/node';
 import { Sandbox } from '@e2b/code-interpreter';
-import { aivaUpForSdk } from './aiva-up.js';
+import { aivaUpForSdk, benchDrivers, benchScratch } from './aiva-up.js';
 import { type Benchmark, type BenchRow, quantile, round } from './bench.js';
 import { sandboxPssMiB } from './sandbox-pss.js';
 
@@ -132,10 +131,8 @@ export const codeInterpreterBenchmark: Benchmark = {
   description:
     "the code interpreter through @e2b/code-interpreter, per driver and beside base: create→first runCode('1+1') vs create→first exec, the runCode('x += 1') round trip, idle memory per sandbox",
   async run() {
-    const host = await checkHost();
-    const only = process.env.AIVA_BENCH_DRIVERS?.split(',');
-    const usable = (d: DriverName) =>
-      host.checks.some((c) => c.driver === d && c.available) && (!only || only.includes(d));
+    const drivers = await benchDrivers();
+    const usable = (d: DriverName) => drivers.includes(d);
     const configs: Config[] = [];
     if (usable('container'))
       configs.push(
@@ -149,9 +146,7 @@ export const codeInterpreterBenchmark: Benchmark = {
     if (usable('qemu-microvm'))
       configs.push({ name: 'qemu-microvm', driver: 'qemu-microvm', args: ['--runtime', 'qemu-microvm'] });
     const out: BenchRow[] = [];
-    const scratch = await mkdtemp(join(tmpdir(), 'aiva-bench-ci-'));
-    // Data directories go under it: sandboxes in user namespaces must be able to search it.
-    await chmod(scratch, 0o711);
+    const scratch = await benchScratch('code-interpreter');
     try {
       for (const [i, config] of configs.entries()) {
         const server = await aivaUpForSdk(join(scratch, String(i)), [

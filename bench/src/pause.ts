@@ -3,12 +3,10 @@
 // afresh), side by side on each driver: pause time, pause→first exec after connect, and
 // the memory the host still holds for a paused sandbox (PSS of its cgroup's processes).
 
-import { chmod, mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { checkHost, type DriverName } from '@aiva/node';
 import { Sandbox } from 'e2b';
-import { aivaUpForSdk } from './aiva-up.js';
+import { aivaUpForSdk, benchDrivers, benchScratch } from './aiva-up.js';
 import { type Benchmark, type BenchRow, quantile, round } from './bench.js';
 import { sandboxPssMiB } from './sandbox-pss.js';
 
@@ -55,15 +53,9 @@ export const pauseBenchmark: Benchmark = {
   description:
     'pause and connect through the e2b SDK, with memory kept vs without (keepMemory: false), per driver: pause time, connect→first exec, memory held while paused',
   async run() {
-    const host = await checkHost();
-    const only = process.env.AIVA_BENCH_DRIVERS?.split(',');
-    const drivers = (['container', 'qemu-microvm'] as DriverName[]).filter(
-      (d) => host.checks.some((c) => c.driver === d && c.available) && (!only || only.includes(d)),
-    );
+    const drivers = await benchDrivers();
     const rows: BenchRow[] = [];
-    const scratch = await mkdtemp(join(tmpdir(), 'aiva-bench-pause-'));
-    // Data directories go under it: sandboxes in user namespaces must be able to search it.
-    await chmod(scratch, 0o711);
+    const scratch = await benchScratch('pause');
     try {
       for (const driver of drivers) {
         const home = join(scratch, driver);

@@ -4,14 +4,13 @@
 // the raw floor of that driver measured in the same run; `commands.run('true')`; 100 MiB
 // upload and download; idle memory per sandbox and how many fit in 20 GiB.
 
-import { chmod, mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { checkHost, type DriverName, dataDir, ImageStore, lockFile } from '@aiva/node';
+import { dataDir, ImageStore, lockFile } from '@aiva/node';
 import { AddressPool } from '@aiva/node/testkit';
 import { Sandbox } from 'e2b';
-import { aivaUpForSdk } from './aiva-up.js';
+import { aivaUpForSdk, benchDrivers, benchScratch } from './aiva-up.js';
 import { type Benchmark, type BenchRow, quantile, round } from './bench.js';
 import { rawFloor } from './runtimes.js';
 import { sandboxPssMiB } from './sandbox-pss.js';
@@ -100,19 +99,12 @@ export const sdkBenchmark: Benchmark = {
   description:
     'the e2b SDK against aiva up: create→first exec (sequential, concurrent) vs the raw floor, exec round trip, 100 MiB transfer, idle memory',
   async run() {
-    const host = await checkHost();
-    // AIVA_BENCH_DRIVERS=container (a comma list) runs only those.
-    const only = process.env.AIVA_BENCH_DRIVERS?.split(',');
-    const drivers = (['container', 'qemu-microvm'] as DriverName[]).filter(
-      (d) => host.checks.some((c) => c.driver === d && c.available) && (!only || only.includes(d)),
-    );
+    const drivers = await benchDrivers();
     const images = new ImageStore({ home: dataDir(), recipesDir, envdDir });
     const template = await images.ensureDisk(await images.ensureTemplate('base'));
     const kernel = await images.ensureKernel();
     const rows: BenchRow[] = [];
-    const scratch = await mkdtemp(join(tmpdir(), 'aiva-bench-sdk-'));
-    // Data directories go under it: sandboxes in user namespaces must be able to search it.
-    await chmod(scratch, 0o711);
+    const scratch = await benchScratch('sdk');
     const pool = new AddressPool('10.12.0.0/16');
     try {
       for (const driver of drivers) {

@@ -3,12 +3,11 @@
 // changed (the cache at work), and create→first exec from the built template next to
 // base, in the same run.
 
-import { chmod, mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, rm, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { dataDir } from '@aiva/node';
 import { type LogEntry, Sandbox, Template } from 'e2b';
-import { aivaUp } from './aiva-up.js';
+import { aivaUp, benchScratch } from './aiva-up.js';
 import { type Benchmark, type BenchRow, quantile, round } from './bench.js';
 
 const sorted = (xs: number[]) => [...xs].sort((a, b) => a - b);
@@ -46,9 +45,7 @@ export const templateBenchmark: Benchmark = {
   description:
     'template builds through aiva up and the e2b SDK: cold build, rebuild with the last step changed, create→first exec from the template vs base',
   async run() {
-    const scratch = await mkdtemp(join(tmpdir(), 'aiva-bench-template-'));
-    // Data directories go under it: sandboxes in user namespaces must be able to search it.
-    await chmod(scratch, 0o711);
+    const scratch = await benchScratch('template');
     const home = join(scratch, 'home');
     const context = join(scratch, 'context');
     await mkdir(join(context, 'app'), { recursive: true });
