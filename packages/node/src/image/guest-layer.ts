@@ -86,22 +86,22 @@ export class GuestLayer {
     const entries = new Map<string, GuestEntry>();
     const parts: Record<string, unknown> = {};
     try {
-      for (const name of (await readdir(envdDir)).sort()) {
-        const src = join(envdDir, name);
-        entries.set(name, { kind: 'file', src, exec: ((await stat(src)).mode & 0o111) !== 0 });
-      }
-      if (!entries.has('envd.js')) throw new Error(`${envdDir} holds no envd.js (has envd been built?)`);
-      const ciDir = this.options.codeInterpreterDir;
-      if (ciDir) {
-        const names = (await readdir(ciDir)).sort();
-        if (!names.includes('server.js'))
-          throw new Error(`${ciDir} holds no server.js (has the code interpreter been built?)`);
+      // A built package's guest files, under `prefix`; `main` must be among them.
+      const addBuilt = async (dir: string, prefix: string, main: string, what: string) => {
+        const names = (await readdir(dir)).sort();
+        if (!names.includes(main)) throw new Error(`${dir} holds no ${main} (has ${what} been built?)`);
         for (const name of names) {
-          const src = join(ciDir, name);
-          const exec = ((await stat(src)).mode & 0o111) !== 0;
-          entries.set(`code-interpreter/${name}`, { kind: 'file', src, exec });
+          const src = join(dir, name);
+          entries.set(`${prefix}${name}`, {
+            kind: 'file',
+            src,
+            exec: ((await stat(src)).mode & 0o111) !== 0,
+          });
         }
-      }
+      };
+      await addBuilt(envdDir, '', 'envd.js', 'envd');
+      const ciDir = this.options.codeInterpreterDir;
+      if (ciDir) await addBuilt(ciDir, 'code-interpreter/', 'server.js', 'the code interpreter');
       entries.set('init', { kind: 'file', src: initScript, exec: true });
       for (const [name, path] of [
         ['busybox', tools.busybox],
