@@ -23,8 +23,12 @@ const INTERRUPT_GRACE_MS = 10_000;
 /** A keepalive line after this long without output, so idle proxies keep the stream. */
 const KEEPALIVE_MS = 5_000;
 
-/** The error the JavaScript kernel answers an interrupted run with (guest/js-kernel.cjs). */
-const INTERRUPTED = 'KernelInterrupted';
+/**
+ * Errors after which the kernel runs on without its state, as a fresh kernel: the
+ * JavaScript kernel's answer to an interrupt (it restarts its session, guest/js-kernel.cjs)
+ * and aiva's bash kernel's when a cell ended bash (a new one starts, guest/bash_kernel.py).
+ */
+const STATE_LOST = new Set(['KernelInterrupted', 'BashExited']);
 
 const traceback = (t: unknown): string => (Array.isArray(t) ? t.join('\n') : String(t ?? ''));
 
@@ -58,10 +62,8 @@ export function runInContext(ctx: CodeContext, req: RunRequest): Promise<void> {
     code = withPrefix(prefixes.filter(Boolean), code);
     ctx.kernelRuns++;
     const errorName = await execute(kernel, code, req);
-    // The kernel's state is gone while the context stays, as after a fresh kernel: the
-    // JavaScript kernel answers an interrupt by restarting its session, and aiva's bash
-    // kernel replaces a bash the cell ended. The next run sets the sandbox's env vars again.
-    if (errorName === INTERRUPTED || errorName === 'BashExited') ctx.kernelRuns = 0;
+    // The next run sets the sandbox's env vars again, as on a fresh kernel.
+    if (errorName && STATE_LOST.has(errorName)) ctx.kernelRuns = 0;
     const restore = envRestoreCode(ctx.info.language, req.envVars, ctx.sandboxEnvs);
     if (restore && kernel.alive) await executeSilently(kernel, restore);
   });
