@@ -1,4 +1,12 @@
 export {
+  type CommandHooks,
+  contractSandbox,
+  NodeExecutor,
+  type NodeExecutorOptions,
+} from './agent/node-executor.js';
+export { failureOf } from './agent/node-failures.js';
+export { type NodeSnapshotOptions, NodeSnapshotter } from './agent/node-snapshot.js';
+export {
   type BuildBase,
   type BuildContext,
   type BuildLogEntry,

@@ -20,7 +20,7 @@ import { registerErrorHandling } from './api/errors.js';
 import { registerKeyRoutes } from './api/native/key-routes.js';
 import { openDatabase } from './db/database.js';
 import { createServerMetrics } from './metrics/server-metrics.js';
-import type { SandboxNode } from './nodes/sandbox-node.js';
+import type { NodeClient } from './nodes/node-client.js';
 import { routeOf, SandboxProxy } from './proxy/sandbox-proxy.js';
 import { signedFileRoute } from './proxy/signed-file-url.js';
 import type { SandboxLimits } from './services/live-sandboxes.js';
@@ -68,7 +68,7 @@ export interface RunningServer {
  */
 export async function startServer(
   config: ServerConfig,
-  node: SandboxNode,
+  node: NodeClient,
   logger: Logger,
 ): Promise<RunningServer> {
   const database = await openDatabase({

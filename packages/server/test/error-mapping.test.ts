@@ -3,8 +3,16 @@
 // reason, and what an end time asks for.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { SandboxNotFoundError, SandboxSpecError, SandboxStateError } from '@aiva/node';
+import {
+  BuildStepError,
+  failureOf,
+  SandboxNotFoundError,
+  SandboxSpecError,
+  SandboxStateError,
+} from '@aiva/node';
+import { NodeCommandError } from '@aiva/protocol/node';
 import { ApiError, errorBody, knownErrorReply } from '../src/api/errors.js';
+import { domainError } from '../src/nodes/node-client.js';
 import * as errors from '../src/services/errors.js';
 import type { LiveSandbox } from '../src/services/live-sandboxes.js';
 import { expiryAction } from '../src/services/sandbox-expiry.js';
@@ -13,14 +21,11 @@ import { apiState, ending, type SandboxState, transition } from '../src/services
 test('each error maps to its status code, its own message and its headers', () => {
   const cases: [Error, number, Record<string, string>?][] = [
     [new errors.InvalidRequestError('bad'), 400],
-    [new SandboxSpecError('bad spec'), 400],
     [new ApiError(401, 'missing API key'), 401],
     [new errors.ForbiddenError('operator only'), 403],
     [new errors.NotFoundError('sandbox x not found'), 404],
-    [new SandboxNotFoundError('x'), 404],
     [new errors.ConflictError('taken'), 409],
     [new errors.InvalidStateError('sandbox x is already paused'), 409],
-    [new SandboxStateError('x', 'paused', 'pause'), 409],
     [new errors.TeamLimitError('your team already runs 4 sandboxes'), 429, { 'retry-after': '1' }],
     [new errors.OperationFailedError('the sandbox could not start', new Error('kaboom\nstack')), 500],
     [new errors.CapacityError('no capacity'), 503],
@@ -37,6 +42,33 @@ test('each error maps to its status code, its own message and its headers', () =
   // Anything else is no known kind: the handler hides it, a fork's result says it.
   assert.equal(knownErrorReply(new Error('ENOSPC')), undefined);
   assert.deepEqual(errorBody(new Error('ENOSPC')), { code: 500, message: 'ENOSPC' });
+});
+
+test("a node's errors cross the contract as codes and become the domain errors of their status", () => {
+  const cases: [Error, number | undefined][] = [
+    [new SandboxSpecError('bad spec'), 400],
+    [new SandboxNotFoundError('x'), 404],
+    [new SandboxStateError('x', 'paused', 'pause'), 409],
+    [new Error('disk full'), undefined],
+  ];
+  for (const [nodeError, code] of cases) {
+    // What the node sends is plain JSON; what the server makes of it keeps the message.
+    const failure = JSON.parse(JSON.stringify(failureOf(nodeError)));
+    const error = domainError(failure);
+    assert.equal(error.message, nodeError.message, nodeError.name);
+    assert.equal(knownErrorReply(error)?.code, code, nodeError.name);
+  }
+  assert.deepEqual(failureOf(new SandboxStateError('x', 'paused', 'pause')).details, {
+    state: 'paused',
+    operation: 'pause',
+  });
+  assert.ok(domainError(failureOf(new Error('disk full'))) instanceof NodeCommandError);
+  // A build step's failure keeps its step and the layers its earlier steps made.
+  const step = new BuildStepError('3', 'RUN false: exit 1');
+  step.layers = ['aa', 'bb'];
+  const built = domainError(JSON.parse(JSON.stringify(failureOf(step))));
+  assert.ok(built instanceof errors.BuildStepFailedError);
+  assert.deepEqual([built.step, built.layers, built.message], ['3', ['aa', 'bb'], 'RUN false: exit 1']);
 });
 
 test('transitions: creating → running ⇄ paused, any live state → killed | error, nothing after an end', () => {

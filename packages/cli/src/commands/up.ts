@@ -2,8 +2,22 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import { totalmem } from 'node:os';
 import { join } from 'node:path';
-import { DRIVER_NAMES, type DriverName, dataDir, openLocalNode } from '@aiva/node';
-import { LocalSandboxNode, parseListen, startDomainDns, startServer } from '@aiva/server';
+import {
+  DRIVER_NAMES,
+  type DriverName,
+  dataDir,
+  NodeExecutor,
+  NodeSnapshotter,
+  openLocalNode,
+} from '@aiva/node';
+import {
+  InProcessNodeLink,
+  NodeClient,
+  parseListen,
+  startDomainDns,
+  startServer,
+  uploadedFile,
+} from '@aiva/server';
 import { type Command, InvalidArgumentError } from 'commander';
 import { BuildProgress } from '../build-progress.js';
 import { defaultDnsAnswer, domainBanner, tlsFor } from '../domain-setup.js';
@@ -200,6 +214,17 @@ export function registerUpCommand(program: Command): void {
         progress.close();
 
         const memoryBudgetMiB = opts.memoryBudget ?? Math.floor((totalmem() / 1024 / 1024) * 0.9);
+        const maxSandboxes = opts.maxSandboxes ?? Math.max(1, Math.floor(memoryBudgetMiB / 128));
+        // This host's node, reached through the same contract as a node on another host.
+        const executor = new NodeExecutor(node, {
+          buildFiles: async (team) => (hash) => uploadedFile(home, team, hash),
+        });
+        const snapshots = new NodeSnapshotter(executor, {
+          nodeId: 'local',
+          aivaVersion: version,
+          memoryBudgetMiB,
+          maxSandboxes,
+        });
         server = await startServer(
           {
             home,
@@ -210,13 +235,13 @@ export function registerUpCommand(program: Command): void {
             tls,
             warmPool: opts.warmPool,
             limits: {
-              maxSandboxes: opts.maxSandboxes ?? Math.max(1, Math.floor(memoryBudgetMiB / 128)),
+              maxSandboxes,
               memoryBudgetMiB,
               maxSandboxesPerTeam: opts.teamMaxSandboxes,
             },
             version,
           },
-          new LocalSandboxNode(node),
+          new NodeClient(new InProcessNodeLink('local', executor, snapshots)),
           logger,
         );
       } catch (e) {

@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto';
 import type { EnvdInit } from '@aiva/protocol';
 import type { Logger } from 'pino';
 import type { BuildReporter } from '../image/build-reporter.js';
@@ -63,13 +62,8 @@ export class NodeBusyError extends Error {
   override name = 'NodeBusyError';
 }
 
-const ID_ALPHABET = 'abcdefghijklmnopqrstuvwxyz0123456789';
-export const SANDBOX_ID_PATTERN = /^[a-z0-9]{1,40}$/;
-
-export function newSandboxId(): string {
-  const bytes = randomBytes(20);
-  return Array.from(bytes, (b) => ID_ALPHABET[b % ID_ALPHABET.length]).join('');
-}
+// Sandbox ids are the contract's (the server makes them; `aiva sandbox` makes its own).
+export { newSandboxId, SANDBOX_ID_PATTERN } from '@aiva/protocol/node';
 
 export const DEFAULT_START_TIMEOUT_MS = 600_000;
 

@@ -1,4 +1,3 @@
-import { SandboxNotFoundError, SandboxSpecError, SandboxStateError } from '@aiva/node';
 import type { FastifyError, FastifyInstance } from 'fastify';
 import {
   CapacityError,
@@ -23,8 +22,8 @@ export class ApiError extends Error {
 }
 
 /**
- * The one place where errors become HTTP: each domain error of the services, and each
- * error of the node that reaches a route, with its status code and extra headers.
+ * The one place where errors become HTTP: each domain error of the services (a node's
+ * failures become domain errors in NodeClient), with its status code and extra headers.
  */
 const STATUS: [
   type: abstract new (...args: never[]) => Error,
@@ -32,13 +31,10 @@ const STATUS: [
   headers?: Record<string, string>,
 ][] = [
   [InvalidRequestError, 400],
-  [SandboxSpecError, 400],
   [ForbiddenError, 403],
   [NotFoundError, 404],
-  [SandboxNotFoundError, 404],
   [ConflictError, 409],
   [InvalidStateError, 409],
-  [SandboxStateError, 409],
   [TeamLimitError, 429, { 'retry-after': '1' }],
   [OperationFailedError, 500],
   [CapacityError, 503],

@@ -40,3 +40,14 @@ export class OperationFailedError extends ServiceError {
     super(`${what}: ${(cause instanceof Error ? cause.message : String(cause)).split('\n')[0]}`, { cause });
   }
 }
+
+/** A template build failed at `step` (`base`, a step's number, `finalize`); `layers` are what its earlier steps made. */
+export class BuildStepFailedError extends ServiceError {
+  constructor(
+    message: string,
+    readonly step: string,
+    readonly layers: string[],
+  ) {
+    super(message);
+  }
+}

@@ -1,4 +1,4 @@
-import type { NodeNetworkPolicy } from '../nodes/sandbox-node.js';
+import type { NodeNetworkPolicy } from '@aiva/protocol/node';
 import { refuseUnsupportedEgress } from './sandbox-options.js';
 
 type NetworkRequest = { allowOut?: string[]; denyOut?: string[] } & Record<string, unknown>;

@@ -1,5 +1,5 @@
 import type { SandboxMetric } from '../api/e2b/schemas.js';
-import type { SandboxNode } from '../nodes/sandbox-node.js';
+import type { NodeClient } from '../nodes/node-client.js';
 
 /** Samples kept per sandbox: an hour at the default 5 s. */
 export const METRIC_SAMPLES_KEPT = 720;
@@ -14,7 +14,7 @@ export class SandboxMetrics {
   private timer: NodeJS.Timeout | undefined;
 
   constructor(
-    private readonly node: SandboxNode,
+    private readonly node: NodeClient,
     /** The ids of the sandboxes running now. */
     private readonly running: () => string[],
     private readonly intervalMs = 5000,
@@ -61,8 +61,8 @@ export class SandboxMetrics {
     if (!u) return;
     const list = this.samples.get(id) ?? [];
     list.push({
-      timestamp: u.timestamp.toISOString(),
-      timestampUnix: Math.floor(u.timestamp.getTime() / 1000),
+      timestamp: u.timestamp,
+      timestampUnix: Math.floor(Date.parse(u.timestamp) / 1000),
       cpuCount: u.cpuCount,
       cpuUsedPct: u.cpuUsedPct,
       memUsed: u.memUsed,

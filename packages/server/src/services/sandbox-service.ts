@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import { newSandboxId, SandboxSpecError } from '@aiva/node';
+import { newSandboxId } from '@aiva/protocol/node';
 import type { Logger } from 'pino';
 import {
   type ListQuery,
@@ -13,7 +13,7 @@ import {
 } from '../api/e2b/schemas.js';
 import type { Database } from '../db/database.js';
 import type { ServerMetrics } from '../metrics/server-metrics.js';
-import type { SandboxNode } from '../nodes/sandbox-node.js';
+import type { NodeClient } from '../nodes/node-client.js';
 import { consoleLogEntries, type LogQuery } from './console-log.js';
 import { InvalidRequestError, NotFoundError, OperationFailedError } from './errors.js';
 import {
@@ -43,7 +43,7 @@ export interface SnapshotSource {
 
 export interface SandboxServiceOptions {
   db: Database;
-  node: SandboxNode;
+  node: NodeClient;
   logger: Logger;
   metrics: ServerMetrics;
   limits: SandboxLimits;
@@ -91,7 +91,7 @@ export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
   private readonly resuming = new Map<string, Promise<void>>();
   private pool: WarmPool | undefined;
   private readonly rows: SandboxRows;
-  private readonly node: SandboxNode;
+  private readonly node: NodeClient;
   private readonly log: Logger;
 
   constructor(readonly options: SandboxServiceOptions) {
@@ -266,7 +266,7 @@ export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
       // Whatever the node holds of it goes: a pooled sandbox, or one whose row failed.
       await this.node.kill(id).catch(() => {});
       // A request the node refuses as given (400).
-      if (e instanceof SandboxSpecError) throw e;
+      if (e instanceof InvalidRequestError) throw e;
       if (pooled) {
         // The pooled sandbox was no good: make one the ordinary way.
         this.log.warn({ sandbox: id, err: e }, 'a pooled sandbox could not be handed over; creating one');

@@ -1,10 +1,10 @@
-import { newSandboxId, SandboxSpecError, SandboxStateError } from '@aiva/node';
+import { type NodeCheckpoint, newSandboxId } from '@aiva/protocol/node';
 import { and, desc, eq, lt, or, type SQL } from 'drizzle-orm';
 import type { Logger } from 'pino';
 import type { ForkBody, Sandbox, SnapshotInfo, SnapshotListQuery } from '../api/e2b/schemas.js';
 import type { Database } from '../db/database.js';
 import { snapshots } from '../db/schema.js';
-import type { NodeCheckpoint, SandboxNode } from '../nodes/sandbox-node.js';
+import type { NodeClient } from '../nodes/node-client.js';
 import { ConflictError, InvalidRequestError, InvalidStateError, OperationFailedError } from './errors.js';
 import { keysetPage, parseCursor } from './keyset-page.js';
 import type { SandboxService, SnapshotSource } from './sandbox-service.js';
@@ -32,7 +32,7 @@ export type ForkResult = { sandbox: Sandbox } | { error: unknown };
 export class SnapshotService {
   constructor(
     private readonly db: Database,
-    private readonly node: SandboxNode,
+    private readonly node: NodeClient,
     private readonly sandboxes: SandboxService,
     private readonly log: Logger,
   ) {}
@@ -219,16 +219,16 @@ export class SnapshotService {
 
   /**
    * Checkpoints the sandbox as `name`. A state that forbids it is an InvalidStateError that
-   * says so; the node's refusal of the request (SandboxSpecError) goes as it is; any other
+   * says so; the node's refusal of the request (InvalidRequestError) goes as it is; any other
    * failure is logged and reported as an OperationFailedError.
    */
   private async save(sandboxId: string, name: string): Promise<NodeCheckpoint> {
     try {
       return await this.node.checkpoint(sandboxId, name);
     } catch (e) {
-      if (e instanceof SandboxStateError)
+      if (e instanceof InvalidStateError)
         throw new InvalidStateError(`sandbox ${sandboxId} cannot be saved now: ${e.message}`);
-      if (e instanceof SandboxSpecError) throw e;
+      if (e instanceof InvalidRequestError) throw e;
       this.log.error({ sandbox: sandboxId, err: e }, 'saving a sandbox failed');
       throw new OperationFailedError('the sandbox could not be saved', e);
     }

@@ -4,23 +4,20 @@ import { mkdir, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import {
-  type BuildBase,
-  type BuildLogEntry,
-  type BuildStep,
-  BuildStepError,
-  newSandboxId,
-  runCommand,
-} from '@aiva/node';
+import { runCommand } from '@aiva/node';
+import { type BuildLogLine, type BuildRequest, newSandboxId } from '@aiva/protocol/node';
 import { and, asc, eq, gt, inArray } from 'drizzle-orm';
 import type { Logger } from 'pino';
 import type { Database } from '../db/database.js';
 import { templateBuildLogs, templateBuilds, templates, templateTags } from '../db/schema.js';
-import type { SandboxNode } from '../nodes/sandbox-node.js';
-import { ConflictError, InvalidRequestError, NotFoundError } from './errors.js';
+import type { NodeClient } from '../nodes/node-client.js';
+import { BuildStepFailedError, ConflictError, InvalidRequestError, NotFoundError } from './errors.js';
 import type { Caller } from './team-service.js';
 import type { BuildRow, TemplateCatalog } from './template-catalog.js';
 import { checkTag, DEFAULT_TAG, parseTemplateRef } from './template-names.js';
+
+type BuildBase = BuildRequest['base'];
+type BuildStep = BuildRequest['steps'][number];
 
 /** What `POST /v2/templates/{id}/builds/{buildID}` carries (E2B's TemplateBuildStartV2). */
 export interface BuildStart {
@@ -41,6 +38,11 @@ const MAX_UPLOAD_BYTES = 2 * 1024 ** 3;
 /** How long an upload link works. */
 const UPLOAD_LINK_MS = 3_600_000;
 
+/** Where a team's uploaded build files (a COPY step's, an image archive) are kept, by hash. */
+export function uploadedFile(home: string, teamId: string, hash: string): string {
+  return join(home, 'template-files', teamId, `${hash}.tar.gz`);
+}
+
 /**
  * Template builds (E2B's build API): a build is requested (a template row, a `waiting`
  * build), its COPY steps' files are uploaded to links this server signs, its steps are
@@ -52,7 +54,7 @@ export class TemplateBuilds {
 
   constructor(
     private readonly db: Database,
-    private readonly node: SandboxNode,
+    private readonly node: NodeClient,
     private readonly catalog: TemplateCatalog,
     private readonly options: { home: string; log: Logger },
   ) {}
@@ -62,14 +64,14 @@ export class TemplateBuilds {
   }
 
   private archive(teamId: string, hash: string): string {
-    return join(this.filesDir, teamId, `${hash}.tar.gz`);
+    return uploadedFile(this.options.home, teamId, hash);
   }
 
   /** Builds a restart interrupted end as errors; their logs say so. */
   async start(): Promise<void> {
     const stale = await this.db.select().from(templateBuilds).where(eq(templateBuilds.status, 'building'));
     for (const b of stale)
-      await this.fail(b.id, new BuildStepError('base', 'the server restarted during the build'), 0);
+      await this.fail(b.id, new BuildStepFailedError('the server restarted during the build', 'base', []), 0);
   }
 
   /** Stops the builds in progress (server shutdown); each ends as an error. */
@@ -231,7 +233,7 @@ export class TemplateBuilds {
         ))
       )
         throw new InvalidRequestError(`the image archive ${body.fromArchive} was not uploaded`);
-      base = { archive };
+      base = { archiveHash: body.fromArchive };
     } else if (body.fromTemplate) {
       const parent = await this.catalog.resolve(caller, body.fromTemplate);
       if (!parent) throw new InvalidRequestError(`template '${body.fromTemplate}' not found`);
@@ -279,12 +281,17 @@ export class TemplateBuilds {
           force: body.force,
           vcpus: build.cpuCount,
           memoryMiB: build.memoryMb,
-          filesArchive: (hash) => this.archive(caller.teamId, hash),
+          filesTeam: caller.teamId,
         },
         (e) => log.add(e),
         controller.signal,
       );
-      log.add({ timestamp: new Date(), level: 'info', step: 'finalize', message: 'Build finished' });
+      log.add({
+        timestamp: new Date().toISOString(),
+        level: 'info',
+        step: 'finalize',
+        message: 'Build finished',
+      });
       await log.close();
       const now = new Date();
       await this.db
@@ -331,12 +338,12 @@ export class TemplateBuilds {
   }
 
   private async fail(buildId: string, e: unknown, log: BuildLog | number): Promise<void> {
-    const step = e instanceof BuildStepError ? e.step : undefined;
+    const step = e instanceof BuildStepFailedError ? e.step : undefined;
     const message = (e as Error).message;
     const sink =
       typeof log === 'number' ? new BuildLog(this.db, buildId, await this.logLength(buildId)) : log;
     sink.add({
-      timestamp: new Date(),
+      timestamp: new Date().toISOString(),
       level: 'error',
       step: step ?? 'finalize',
       message: `Build failed: ${message}`,
@@ -349,7 +356,7 @@ export class TemplateBuilds {
         status: 'error',
         reason: { message, ...(step ? { step } : {}) },
         // The steps before the failure are cached layers: the template's until it is deleted.
-        layers: e instanceof BuildStepError ? e.layers : [],
+        layers: e instanceof BuildStepFailedError ? e.layers : [],
         updatedAt: now,
         finishedAt: now,
       })
@@ -425,11 +432,11 @@ class BuildLog {
     private seq = 0,
   ) {}
 
-  add(e: BuildLogEntry): void {
+  add(e: BuildLogLine): void {
     this.pending.push({
       buildId: this.buildId,
       seq: this.seq++,
-      timestamp: e.timestamp,
+      timestamp: new Date(e.timestamp),
       level: e.level,
       step: e.step,
       message: e.message.slice(0, 8192),

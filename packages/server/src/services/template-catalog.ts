@@ -1,8 +1,8 @@
-import type { TemplateDefinition } from '@aiva/node';
+import type { TemplateDefinitionData as TemplateDefinition } from '@aiva/protocol/node';
 import { and, desc, eq, inArray, ne, or, sql } from 'drizzle-orm';
 import type { Database } from '../db/database.js';
 import { sandboxes, templateBuilds, templates, templateTags } from '../db/schema.js';
-import type { SandboxNode } from '../nodes/sandbox-node.js';
+import type { NodeClient } from '../nodes/node-client.js';
 import { ConflictError, ForbiddenError, InvalidRequestError, NotFoundError } from './errors.js';
 import type { Caller } from './team-service.js';
 import { checkTag, DEFAULT_TAG, parseTemplateRef } from './template-names.js';
@@ -37,7 +37,7 @@ export class TemplateCatalog {
 
   constructor(
     private readonly db: Database,
-    private readonly node: SandboxNode,
+    private readonly node: NodeClient,
   ) {}
 
   recipes(): Promise<string[]> {

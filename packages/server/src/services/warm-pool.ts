@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
-import { newSandboxId } from '@aiva/node';
+import { newSandboxId } from '@aiva/protocol/node';
 import type { Logger } from 'pino';
-import type { SandboxNode } from '../nodes/sandbox-node.js';
+import type { NodeClient } from '../nodes/node-client.js';
 import { type ResolvedTemplate, startsFrom } from './template-catalog.js';
 
 /** One `--warm-pool` entry: the template as the operator named it, and its ready sandboxes. */
@@ -20,7 +20,7 @@ const RETRY_MS = 5000;
 
 /**
  * Sandboxes made ahead of time, per template, so that a create only has to hand one over
- * (`SandboxNode.claim`: a new envd token, the tenant's env vars and network policy).
+ * (`NodeClient.claim`: a new envd token, the tenant's env vars and network policy).
  * A template is a recipe (`base`) or a built one, named by id or name with a tag; a
  * create takes a pooled sandbox only if it starts from the very same build. When the
  * name's build changes (a new build, a moved tag, a delete: `changed`), the old build's
@@ -39,7 +39,7 @@ export class WarmPool {
   private closed = false;
 
   constructor(
-    private readonly node: SandboxNode,
+    private readonly node: NodeClient,
     sizes: Record<string, number>,
     private readonly resolve: (ref: string) => Promise<ResolvedTemplate | undefined>,
     private readonly room: () => boolean,

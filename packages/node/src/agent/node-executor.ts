@@ -1,0 +1,249 @@
+import {
+  type BuildLogLine,
+  type CommandPayload,
+  type CommandResult,
+  commandProblem,
+  type NodeCommand,
+  NodeCommandError,
+  type NodeCommandKind,
+  type NodeCommandOutcome,
+  type NodeSandbox,
+} from '@aiva/protocol/node';
+import type { BuildBase, BuildSpec } from '../build/build-types.js';
+import { envdMetrics } from '../envd/envd-http.js';
+import type { LocalNode } from '../local-node.js';
+import { discardSnapshotsOf } from '../runtime/qemu/vm-snapshot.js';
+import { SandboxManager } from '../sandbox/sandbox-manager.js';
+import type { SandboxInfo } from '../sandbox/sandbox-records.js';
+import { SandboxNotFoundError } from '../sandbox/sandbox-records.js';
+import { failureOf } from './node-failures.js';
+
+// A node's side of the server ↔ node contract: runs the commands a server gives it on
+// this host's LocalNode and answers each with its outcome, whether the server is in this
+// process (`aiva up`) or on another host (`aiva node join`).
+
+export interface NodeExecutorOptions {
+  /**
+   * Where the uploaded files of a build (a COPY step's, an image archive) are on this
+   * host, by hash; `team` is whose they are. A remote node fetches them first.
+   */
+  buildFiles(team: string, hashes: string[]): Promise<(hash: string) => string>;
+}
+
+/** What a command may hear as it runs: a build's log lines. */
+export interface CommandHooks {
+  progress?(line: BuildLogLine): void;
+}
+
+/** A sandbox as the contract tells it: the node's paused states collapse into one. */
+export function contractSandbox(s: SandboxInfo): NodeSandbox {
+  return {
+    id: s.id,
+    // In memory or saved to disk is the node's affair; whether a resume boots it afresh
+    // is told apart (`withoutMemory`).
+    state: s.state === 'suspended' || s.state === 'shelved' ? 'paused' : s.state,
+    ...(s.state === 'shelved' ? { withoutMemory: true } : {}),
+    vcpus: s.resources.vcpus,
+    memoryMiB: s.resources.memoryMiB,
+    diskMiB: s.resources.diskMiB,
+    envdVersion: s.envdVersion ?? '0.0.1',
+    ...(s.error !== undefined ? { error: s.error } : {}),
+  };
+}
+
+/** How many answered commands are remembered, so that one delivered again is not run again. */
+const REMEMBERED = 2000;
+
+export class NodeExecutor {
+  /** Outcomes by command id: running ones (a promise) and the last answered. */
+  private readonly outcomes = new Map<string, Promise<NodeCommandOutcome>>();
+  private readonly running = new Map<string, AbortController>();
+
+  constructor(
+    readonly node: LocalNode,
+    private readonly options: NodeExecutorOptions,
+  ) {}
+
+  /**
+   * Runs `command` once, however often it is given: the same id gets the outcome of the
+   * first run (waiting for it while it runs). Never rejects: a failure is an outcome.
+   */
+  execute(command: NodeCommand, hooks: CommandHooks = {}): Promise<NodeCommandOutcome> {
+    const known = this.outcomes.get(command.id);
+    if (known) return known;
+    const outcome = this.run(command, hooks);
+    this.outcomes.set(command.id, outcome);
+    if (this.outcomes.size > REMEMBERED) {
+      const oldest = this.outcomes.keys().next().value;
+      if (oldest !== undefined) this.outcomes.delete(oldest);
+    }
+    return outcome;
+  }
+
+  private async run(command: NodeCommand, hooks: CommandHooks): Promise<NodeCommandOutcome> {
+    const problem = commandProblem(command);
+    if (problem) {
+      const unknown = problem.startsWith('unknown command kind');
+      return {
+        commandId: command.id,
+        ok: false,
+        error: { code: unknown ? 'UNSUPPORTED_COMMAND' : 'INVALID_SPEC', message: problem },
+      };
+    }
+    const controller = new AbortController();
+    this.running.set(command.id, controller);
+    try {
+      const data = await this.dispatch(command, hooks, controller.signal);
+      return { commandId: command.id, ok: true, data };
+    } catch (e) {
+      return { commandId: command.id, ok: false, error: failureOf(e) };
+    } finally {
+      this.running.delete(command.id);
+    }
+  }
+
+  private dispatch(command: NodeCommand, hooks: CommandHooks, signal: AbortSignal): Promise<unknown> {
+    const handler = this.handlers[command.kind] as (
+      payload: unknown,
+      hooks: CommandHooks,
+      signal: AbortSignal,
+    ) => Promise<unknown>;
+    return handler(command.payload, hooks, signal);
+  }
+
+  /** The sandbox as the contract tells it, if the node has it. */
+  sandbox(id: string): NodeSandbox | undefined {
+    try {
+      return contractSandbox(this.sandboxes.get(id));
+    } catch (e) {
+      if (e instanceof SandboxNotFoundError) return undefined;
+      throw e;
+    }
+  }
+
+  list(): NodeSandbox[] {
+    return this.sandboxes.list().map(contractSandbox);
+  }
+
+  /** The address at which this host reaches a running sandbox's ports. */
+  address(id: string): string | undefined {
+    try {
+      const s = this.sandboxes.get(id);
+      return s.state === 'running' ? s.network?.address : undefined;
+    } catch (e) {
+      if (e instanceof SandboxNotFoundError) return undefined;
+      throw e;
+    }
+  }
+
+  /** Hears every change of a sandbox's state, as the contract tells it. */
+  onSandbox(listener: (sandbox: NodeSandbox) => void): void {
+    this.sandboxes.on('state', (s) => listener(contractSandbox(s)));
+  }
+
+  private get sandboxes(): SandboxManager {
+    return this.node.sandboxes;
+  }
+
+  private readonly handlers: {
+    [K in NodeCommandKind]: (
+      payload: CommandPayload<K>,
+      hooks: CommandHooks,
+      signal: AbortSignal,
+    ) => Promise<CommandResult<K>>;
+  } = {
+    'sandbox.create': async (p) =>
+      contractSandbox(
+        await this.sandboxes.create({
+          id: p.sandboxId,
+          template: p.template,
+          envd: { envVars: p.envVars, accessToken: p.accessToken },
+          network: p.network,
+          fromCheckpoint: p.fromCheckpoint,
+        }),
+      ),
+    'sandbox.claim': async (p) => {
+      const { network } = p;
+      if (network && (network.allowInternetAccess === false || network.allowOut || network.denyOut))
+        await this.sandboxes.updateNetwork(p.sandboxId, network);
+      return contractSandbox(
+        await this.sandboxes.reinit(p.sandboxId, { accessToken: p.accessToken, envVars: p.envVars }),
+      );
+    },
+    'sandbox.kill': async (p) => {
+      try {
+        await this.sandboxes.kill(p.sandboxId);
+        return { existed: true };
+      } catch (e) {
+        if (e instanceof SandboxNotFoundError) return { existed: false };
+        throw e;
+      }
+    },
+    'sandbox.pause': async (p) => {
+      await this.sandboxes.pause(p.sandboxId, { memory: p.memory });
+      return {};
+    },
+    'sandbox.resume': async (p) => {
+      await this.sandboxes.resume(p.sandboxId, { memory: p.memory });
+      return {};
+    },
+    'sandbox.update-network': async (p) => {
+      await this.sandboxes.updateNetwork(p.sandboxId, p.policy);
+      return {};
+    },
+    'sandbox.checkpoint': async (p) => {
+      const c = await this.sandboxes.checkpoint(p.sandboxId, p.name);
+      return { name: c.name, memory: c.memory, bytes: c.bytes };
+    },
+    'sandbox.console-log': async (p) => ({ text: await this.sandboxes.consoleLog(p.sandboxId) }),
+    'sandbox.usage': async (p) => {
+      const s = this.sandboxes.get(p.sandboxId);
+      if (!s.network) throw new SandboxNotFoundError(p.sandboxId);
+      const m = await envdMetrics(s.network.address, s.accessToken);
+      return {
+        timestamp: new Date(m.ts * 1000).toISOString(),
+        cpuCount: m.cpu_count,
+        cpuUsedPct: m.cpu_used_pct,
+        memUsed: m.mem_used,
+        memTotal: m.mem_total,
+        memCache: m.mem_cache ?? 0,
+        diskUsed: m.disk_used,
+        diskTotal: m.disk_total,
+      };
+    },
+    'checkpoint.remove': async (p) => ({ existed: await this.sandboxes.removeCheckpoint(p.name) }),
+    'template.build': async (p, hooks, signal) => {
+      const hashes = [
+        ...p.steps.flatMap((s) => (s.filesHash ? [s.filesHash] : [])),
+        ...('archiveHash' in p.base ? [p.base.archiveHash] : []),
+      ];
+      const file = await this.options.buildFiles(p.filesTeam, hashes);
+      const base: BuildBase = 'archiveHash' in p.base ? { archive: file(p.base.archiveHash) } : p.base;
+      const spec: BuildSpec = { ...p, base, filesArchive: file };
+      const result = await this.node.builder.build(
+        spec,
+        (e) => hooks.progress?.({ ...e, timestamp: e.timestamp.toISOString() }),
+        signal,
+      );
+      return {
+        definition: result.definition,
+        context: result.context,
+        layers: result.layers,
+        cachedSteps: result.cachedSteps,
+      };
+    },
+    'layers.remove': async (p) => {
+      const inUse = await SandboxManager.imagesInUse(this.node.images.options.home);
+      const removed = await this.node.images.removeLayers(p.layers, { inUse });
+      // VM snapshots of the images that went are of disks that are no more.
+      if (removed.templates.length > 0)
+        await discardSnapshotsOf(this.node.images.paths.snapshots, new Set(removed.templates));
+      return {};
+    },
+    'command.cancel': async (p) => {
+      const c = this.running.get(p.commandId);
+      c?.abort(new NodeCommandError({ code: 'ABORTED', message: 'the command was cancelled' }));
+      return { cancelled: c !== undefined };
+    },
+  };
+}

@@ -1,0 +1,43 @@
+import { type Static, Type } from 'typebox';
+import { NodeCheckpointSchema, NodeSandboxSchema, SandboxUsageSchema } from './sandbox-types.js';
+
+// What a node reports of itself, whole, every few seconds and after each change of a
+// sandbox's state (seed 002: a node that reconnects pushes all its state). Raw facts
+// only, cheap to gather; the server places sandboxes from them.
+
+const MiB = Type.Integer({ minimum: 0 });
+
+export const NodeSnapshotSchema = Type.Object({
+  /** The contract version the node speaks (`1.0`). */
+  protocol: Type.String(),
+  nodeId: Type.String(),
+  /** Changes when the node agent restarts: a snapshot from a new boot replaces what the server knew. */
+  bootId: Type.String(),
+  /** Increases with each snapshot of a boot; an older one than the last seen is ignored. */
+  seq: Type.Integer({ minimum: 0 }),
+  sentAt: Type.String(),
+  versions: Type.Object({ aiva: Type.String(), guestLayer: Type.Optional(Type.String()) }),
+  /** The drivers that run here (`microvm`, `container`) and the one creates use by default. */
+  drivers: Type.Array(Type.String()),
+  defaultDriver: Type.Optional(Type.String()),
+  capacity: Type.Object({
+    cores: Type.Integer({ minimum: 1 }),
+    memoryMiB: MiB,
+    /** The memory sandboxes may be given in all (the node's budget). */
+    memoryBudgetMiB: MiB,
+    diskMiB: MiB,
+    maxSandboxes: Type.Optional(Type.Integer({ minimum: 0 })),
+  }),
+  free: Type.Object({ memAvailableMiB: MiB, diskFreeMiB: MiB, load1: Type.Number() }),
+  artefacts: Type.Object({
+    /** Recipe templates the node can build and run (`base`, `code-interpreter-v1`). */
+    recipes: Type.Array(Type.String()),
+    /** Template images in the node's store, by hash. */
+    images: Type.Array(Type.String()),
+  }),
+  checkpoints: Type.Array(NodeCheckpointSchema),
+  sandboxes: Type.Array(
+    Type.Object({ ...NodeSandboxSchema.properties, usage: Type.Optional(SandboxUsageSchema) }),
+  ),
+});
+export type NodeSnapshot = Static<typeof NodeSnapshotSchema>;

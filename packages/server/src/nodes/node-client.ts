@@ -1,0 +1,198 @@
+import { randomUUID } from 'node:crypto';
+import type {
+  BuildLogLine,
+  BuildRequest,
+  BuildResultData,
+  CommandPayload,
+  CommandResult,
+  NodeCheckpoint,
+  NodeCommand,
+  NodeCommandKind,
+  NodeFailure,
+  NodeNetworkPolicy,
+  NodeSandbox,
+  SandboxUsage,
+  TemplateDefinitionData,
+} from '@aiva/protocol/node';
+import { NodeCommandError } from '@aiva/protocol/node';
+import {
+  BuildStepFailedError,
+  InvalidRequestError,
+  InvalidStateError,
+  NotFoundError,
+} from '../services/errors.js';
+import type { NodeLink } from './node-link.js';
+
+export interface NodeSandboxRequest {
+  id: string;
+  /** A recipe template's name (`base`), or a built template's definition. */
+  template: string | TemplateDefinitionData;
+  envVars?: Record<string, string>;
+  /** envd's access token for the sandbox. */
+  accessToken: string;
+  network?: NodeNetworkPolicy;
+  /** Start from this checkpoint instead of from `template`. */
+  fromCheckpoint?: string;
+}
+
+/**
+ * A node's failure as the services' domain error: the request refused (400), what it
+ * names not found (404), a state that forbids it (409), a build step failed; anything
+ * else stays a NodeCommandError, which the API reports as a 500.
+ */
+export function domainError(f: NodeFailure): Error {
+  switch (f.code) {
+    case 'INVALID_SPEC':
+      return new InvalidRequestError(f.message);
+    case 'SANDBOX_NOT_FOUND':
+    case 'CHECKPOINT_NOT_FOUND':
+      return new NotFoundError(f.message);
+    case 'INVALID_STATE':
+      return new InvalidStateError(f.message);
+    case 'BUILD_STEP_FAILED': {
+      const d = f.details ?? {};
+      return new BuildStepFailedError(
+        f.message,
+        typeof d.step === 'string' ? d.step : 'finalize',
+        Array.isArray(d.layers) ? d.layers.filter((l): l is string => typeof l === 'string') : [],
+      );
+    }
+    default:
+      return new NodeCommandError(f);
+  }
+}
+
+/**
+ * What the services ask of a node, as methods: each one a command of the contract sent
+ * over the node's link, its failure turned into a domain error.
+ */
+export class NodeClient {
+  constructor(readonly link: NodeLink) {}
+
+  get id(): string {
+    return this.link.id;
+  }
+
+  private async call<K extends NodeCommandKind>(
+    kind: K,
+    payload: CommandPayload<K>,
+    options: { progress?: (line: BuildLogLine) => void; signal?: AbortSignal } = {},
+  ): Promise<CommandResult<K>> {
+    const command = { id: randomUUID(), kind, issuedAt: new Date().toISOString(), payload } as NodeCommand<K>;
+    const cancel = () =>
+      void this.link
+        .send({
+          id: randomUUID(),
+          kind: 'command.cancel',
+          issuedAt: new Date().toISOString(),
+          payload: { commandId: command.id },
+        })
+        .catch(() => {});
+    options.signal?.addEventListener('abort', cancel, { once: true });
+    try {
+      const outcome = await this.link.send(command as NodeCommand, options.progress);
+      if (!outcome.ok) throw domainError(outcome.error);
+      return outcome.data as CommandResult<K>;
+    } finally {
+      options.signal?.removeEventListener('abort', cancel);
+    }
+  }
+
+  /** Template names this node can run (its recipes). */
+  async templates(): Promise<string[]> {
+    return (await this.link.snapshot()).artefacts.recipes;
+  }
+
+  create(r: NodeSandboxRequest): Promise<NodeSandbox> {
+    return this.call('sandbox.create', {
+      sandboxId: r.id,
+      template: r.template,
+      accessToken: r.accessToken,
+      ...(r.envVars ? { envVars: r.envVars } : {}),
+      ...(r.network ? { network: r.network } : {}),
+      ...(r.fromCheckpoint ? { fromCheckpoint: r.fromCheckpoint } : {}),
+    });
+  }
+
+  /** Hands a sandbox made ahead of time (the warm pool) to its tenant. */
+  claim(
+    id: string,
+    r: Pick<NodeSandboxRequest, 'accessToken' | 'envVars' | 'network'>,
+  ): Promise<NodeSandbox> {
+    return this.call('sandbox.claim', {
+      sandboxId: id,
+      accessToken: r.accessToken,
+      ...(r.envVars ? { envVars: r.envVars } : {}),
+      ...(r.network ? { network: r.network } : {}),
+    });
+  }
+
+  /** Kills a sandbox; false if the node does not have it. */
+  async kill(id: string): Promise<boolean> {
+    return (await this.call('sandbox.kill', { sandboxId: id })).existed;
+  }
+
+  async pause(id: string, options: { memory?: boolean } = {}): Promise<void> {
+    await this.call('sandbox.pause', { sandboxId: id, ...options });
+  }
+
+  async resume(id: string, options: { memory?: boolean } = {}): Promise<void> {
+    await this.call('sandbox.resume', { sandboxId: id, ...options });
+  }
+
+  async updateNetwork(id: string, policy: NodeNetworkPolicy): Promise<void> {
+    await this.call('sandbox.update-network', { sandboxId: id, policy });
+  }
+
+  checkpoint(id: string, name: string): Promise<NodeCheckpoint> {
+    return this.call('sandbox.checkpoint', { sandboxId: id, name });
+  }
+
+  async removeCheckpoint(name: string): Promise<boolean> {
+    return (await this.call('checkpoint.remove', { name })).existed;
+  }
+
+  async checkpoints(): Promise<string[]> {
+    return (await this.link.snapshot()).checkpoints.map((c) => c.name);
+  }
+
+  get(id: string): NodeSandbox | undefined {
+    return this.link.sandbox(id);
+  }
+
+  list(): NodeSandbox[] {
+    return this.link.sandboxes();
+  }
+
+  endpoint(id: string, port: number): { host: string; port: number } | undefined {
+    return this.link.endpoint(id, port);
+  }
+
+  usage(id: string): Promise<SandboxUsage> {
+    return this.call('sandbox.usage', { sandboxId: id });
+  }
+
+  async consoleLog(id: string): Promise<string> {
+    return (await this.call('sandbox.console-log', { sandboxId: id })).text;
+  }
+
+  buildTemplate(
+    request: BuildRequest,
+    log: (line: BuildLogLine) => void,
+    signal?: AbortSignal,
+  ): Promise<BuildResultData> {
+    return this.call('template.build', request, { progress: log, signal });
+  }
+
+  /** Frees the layers no template image still uses of `layers` (a deleted template's). */
+  async removeLayers(layers: string[]): Promise<void> {
+    await this.call('layers.remove', { layers });
+  }
+
+  /** Called when a sandbox ends or fails without being asked to (its process died). */
+  onSandboxFailed(listener: (id: string, reason: string) => void): void {
+    this.link.onSandbox((s) => {
+      if (s.state === 'error') listener(s.id, s.error ?? 'the sandbox failed');
+    });
+  }
+}
