@@ -6,5 +6,12 @@ export { NodeClient } from './nodes/node-client.js';
 export type { NodeLink } from './nodes/node-link.js';
 export { type RunningServer, type ServerConfig, startServer } from './server.js';
 export type { SandboxLimits } from './services/live-sandboxes.js';
+export {
+  hashNodeToken,
+  NODE_TOKEN_PATTERN,
+  type NodeTokenCheck,
+  type NodeTokenInfo,
+  NodeTokenService,
+} from './services/node-token-service.js';
 export { TeamService } from './services/team-service.js';
 export { uploadedFile } from './services/template-builds.js';

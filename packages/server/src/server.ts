@@ -18,12 +18,14 @@ import { registerTemplateRoutes, registerTemplateUploadRoute } from './api/e2b/t
 import { registerUnsupportedRoutes } from './api/e2b/unsupported-routes.js';
 import { registerErrorHandling } from './api/errors.js';
 import { registerKeyRoutes } from './api/native/key-routes.js';
+import { registerNodeTokenRoutes } from './api/native/node-token-routes.js';
 import { openDatabase } from './db/database.js';
 import { createServerMetrics } from './metrics/server-metrics.js';
 import type { NodeClient } from './nodes/node-client.js';
 import { routeOf, SandboxProxy } from './proxy/sandbox-proxy.js';
 import { signedFileRoute } from './proxy/signed-file-url.js';
 import type { SandboxLimits } from './services/live-sandboxes.js';
+import { NodeTokenService } from './services/node-token-service.js';
 import { maskedHost } from './services/sandbox-options.js';
 import { SandboxService } from './services/sandbox-service.js';
 import { SnapshotService } from './services/snapshot-service.js';
@@ -206,6 +208,7 @@ export async function startServer(
       registerSnapshotRoutes(api, snapshots);
       registerTemplateRoutes(api, templateCatalog, templateBuilds, snapshots);
       registerKeyRoutes(api, teams);
+      registerNodeTokenRoutes(api, teams, new NodeTokenService(database.db));
       registerUnsupportedRoutes(api);
     });
 

@@ -198,3 +198,6 @@ export const templateBuildLogs = pgTable(
   },
   (t) => [uniqueIndex('template_build_logs_idx').on(t.buildId, t.seq)],
 );
+
+/** The cluster's tables: nodes, their join tokens, the commands for them. */
+export * from './cluster-schema.js';

@@ -48,13 +48,17 @@ export class TeamService {
 
   /** A new team and its first key (shown once). Only the operator team may make teams. */
   async createTeam(caller: Caller, name: string): Promise<{ teamId: string; key: string }> {
-    const [team] = await this.db.select().from(teams).where(eq(teams.id, caller.teamId)).limit(1);
-    if (!team?.operator)
-      throw new ForbiddenError('only the operator team (made on first start) may create teams');
+    await this.requireOperator(caller, 'create teams');
     const teamId = newId('team');
     await this.db.insert(teams).values({ id: teamId, name });
     const { key } = await this.createKey(teamId, 'admin');
     return { teamId, key };
+  }
+
+  /** Refuses (ForbiddenError) a caller not of the operator team, saying it may not `what`. */
+  async requireOperator(caller: Caller, what: string): Promise<void> {
+    const [team] = await this.db.select().from(teams).where(eq(teams.id, caller.teamId)).limit(1);
+    if (!team?.operator) throw new ForbiddenError(`only the operator team (made on first start) may ${what}`);
   }
 
   async createKey(teamId: string, name: string): Promise<{ key: string; info: ApiKeyInfo }> {
