@@ -4,6 +4,7 @@ import { registerDoctorCommand } from './commands/doctor.js';
 import { registerImageCommands } from './commands/image.js';
 import { registerKeyCommands } from './commands/keys.js';
 import { registerSandboxCommands } from './commands/sandbox.js';
+import { registerServerCommand } from './commands/server.js';
 import { registerTemplateCommands } from './commands/template.js';
 import { registerTlsCommands } from './commands/tls.js';
 import { registerUpCommand } from './commands/up.js';
@@ -14,6 +15,7 @@ const program = new Command('aiva')
   .exitOverride();
 
 registerUpCommand(program);
+registerServerCommand(program);
 registerKeyCommands(program);
 registerImageCommands(program);
 registerSandboxCommands(program);

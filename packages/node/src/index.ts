@@ -1,3 +1,5 @@
+export { CommandJournal } from './agent/command-journal.js';
+export { backoffMs, NodeAgent, type NodeAgentOptions, NodeRefusedError } from './agent/node-agent.js';
 export {
   type CommandHooks,
   contractSandbox,

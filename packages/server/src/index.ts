@@ -4,6 +4,7 @@ export { answerQuery, type DomainDns, parseListen, startDomainDns } from './doma
 export { InProcessNodeLink } from './nodes/in-process-node-link.js';
 export { NodeClient } from './nodes/node-client.js';
 export type { NodeLink } from './nodes/node-link.js';
+export { Nodes } from './nodes/nodes.js';
 export { type RunningServer, type ServerConfig, startServer } from './server.js';
 export type { SandboxLimits } from './services/live-sandboxes.js';
 export {

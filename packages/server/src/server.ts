@@ -19,9 +19,13 @@ import { registerUnsupportedRoutes } from './api/e2b/unsupported-routes.js';
 import { registerErrorHandling } from './api/errors.js';
 import { registerKeyRoutes } from './api/native/key-routes.js';
 import { registerNodeTokenRoutes } from './api/native/node-token-routes.js';
+import { registerNodeAgentRoutes } from './api/node/node-agent-routes.js';
 import { openDatabase } from './db/database.js';
 import { createServerMetrics } from './metrics/server-metrics.js';
-import type { NodeClient } from './nodes/node-client.js';
+import { NodeCommandQueue } from './nodes/command-queue.js';
+import type { NodeLink } from './nodes/node-link.js';
+import { NodeRegistry } from './nodes/node-registry.js';
+import { Nodes } from './nodes/nodes.js';
 import { routeOf, SandboxProxy } from './proxy/sandbox-proxy.js';
 import { signedFileRoute } from './proxy/signed-file-url.js';
 import type { SandboxLimits } from './services/live-sandboxes.js';
@@ -49,6 +53,13 @@ export interface ServerConfig {
   /** Sandboxes kept ready ahead of creates, per template. */
   warmPool?: Record<string, number>;
   version: string;
+  /** Nodes join this server over the network (`aiva server`; `aiva node join`). */
+  cluster?: {
+    /** A node silent this long is unreachable: creates avoid it. */
+    unreachableAfterSeconds: number;
+    heartbeatSeconds?: number;
+    commandWaitSeconds?: number;
+  };
 }
 
 export interface RunningServer {
@@ -70,7 +81,8 @@ export interface RunningServer {
  */
 export async function startServer(
   config: ServerConfig,
-  node: NodeClient,
+  /** `aiva up`'s node, in this process; none for a control plane whose nodes join it. */
+  localNode: NodeLink | undefined,
   logger: Logger,
 ): Promise<RunningServer> {
   const database = await openDatabase({
@@ -83,8 +95,36 @@ export async function startServer(
     const teams = new TeamService(database.db);
     const first = await teams.ensureFirstTeam();
     const metrics = createServerMetrics();
-    const templateCatalog = new TemplateCatalog(database.db, node);
-    const templateBuilds = new TemplateBuilds(database.db, node, templateCatalog, {
+    // The memory the server has placed on each node (live sandboxes, creating ones counted typical).
+    const nodes = new Nodes((nodeId) => {
+      let mib = 0;
+      for (const s of sandboxes.liveSandboxes()) if (s.nodeId === nodeId) mib += s.memoryMb;
+      return mib;
+    });
+    if (localNode) nodes.add(localNode);
+    const nodeCommands = new NodeCommandQueue(database.db, logger.child({ component: 'nodes' }));
+    const registry = config.cluster
+      ? new NodeRegistry(
+          database.db,
+          new NodeTokenService(database.db),
+          nodeCommands,
+          nodes,
+          logger.child({ component: 'nodes' }),
+          {
+            aivaVersion: config.version,
+            heartbeatSeconds: config.cluster.heartbeatSeconds ?? 5,
+            commandWaitSeconds: config.cluster.commandWaitSeconds ?? 25,
+            unreachableAfterSeconds: config.cluster.unreachableAfterSeconds,
+          },
+        )
+      : undefined;
+    if (registry) {
+      // The nodes that joined before: their sandboxes are reconciled with the rows below.
+      await registry.start();
+      cleanup.unshift(async () => registry.stop());
+    }
+    const templateCatalog = new TemplateCatalog(database.db, nodes);
+    const templateBuilds = new TemplateBuilds(database.db, nodes, templateCatalog, {
       home: config.home,
       log: logger.child({ component: 'templates' }),
     });
@@ -93,7 +133,7 @@ export async function startServer(
     const sandboxes = new SandboxService({
       templates: templateCatalog,
       db: database.db,
-      node,
+      nodes,
       logger: logger.child({ component: 'sandboxes' }),
       metrics,
       limits: config.limits,
@@ -104,7 +144,7 @@ export async function startServer(
     cleanup.unshift(() => sandboxes.stop({ killSandboxes: false }));
     const snapshots = new SnapshotService(
       database.db,
-      node,
+      nodes,
       sandboxes,
       logger.child({ component: 'snapshots' }),
     );
@@ -113,7 +153,7 @@ export async function startServer(
     const proxy = new SandboxProxy(
       (id, port) => {
         const live = sandboxes.liveSandbox(id);
-        const endpoint = live?.state === 'running' ? node.endpoint(id, port) : undefined;
+        const endpoint = live?.state === 'running' ? nodes.of(live.nodeId).endpoint(id, port) : undefined;
         return live && endpoint
           ? {
               ...endpoint,
@@ -201,6 +241,7 @@ export async function startServer(
     );
     app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
     registerTemplateUploadRoute(app, templateBuilds);
+    if (registry) await registerNodeAgentRoutes(app, registry, nodeCommands, config.home);
     await app.register(async (api) => {
       requireApiKey(api, teams);
       registerSandboxRoutes(api, sandboxes, snapshots);

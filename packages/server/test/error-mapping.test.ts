@@ -107,6 +107,7 @@ test('an end time ends a sandbox, or pauses it with autoPause; creating and paus
   const s = (state: LiveSandbox['state'], onTimeout: 'kill' | 'pause', endAt = 1000): LiveSandbox => ({
     id: 'x',
     teamId: 't',
+    nodeId: 'local',
     envdAccessToken: 'token',
     state,
     endAt,

@@ -10,19 +10,13 @@ import {
   NodeSnapshotter,
   openLocalNode,
 } from '@aiva/node';
-import {
-  InProcessNodeLink,
-  NodeClient,
-  parseListen,
-  startDomainDns,
-  startServer,
-  uploadedFile,
-} from '@aiva/server';
+import { InProcessNodeLink, parseListen, startDomainDns, startServer, uploadedFile } from '@aiva/server';
 import { type Command, InvalidArgumentError } from 'commander';
 import { BuildProgress } from '../build-progress.js';
 import { defaultDnsAnswer, domainBanner, tlsFor } from '../domain-setup.js';
 import { codeInterpreterDir, envdDir, recipesDir } from '../install-paths.js';
 import { createLogger } from '../logger.js';
+import { int, LOG_LEVELS, logLevel } from '../option-parsers.js';
 
 /** What `aiva up` writes for clients (and `aiva keys`) to find the server: root-readable only. */
 export interface Credentials {
@@ -38,15 +32,6 @@ export async function readCredentials(): Promise<Credentials | undefined> {
     () => undefined,
   );
 }
-
-const int = (name: string, min: number, max: number) => (v: string) => {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < min || n > max)
-    throw new InvalidArgumentError(`${name} must be a whole number from ${min} to ${max}`);
-  return n;
-};
-
-const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
 interface UpOptions {
   host: string;
@@ -150,11 +135,7 @@ export function registerUpCommand(program: Command): void {
     .option(
       '--log-level <level>',
       `${LOG_LEVELS.join(', ')} (JSON lines, readable ones on a terminal)`,
-      (v: string) => {
-        if (!(LOG_LEVELS as readonly string[]).includes(v))
-          throw new InvalidArgumentError(`one of ${LOG_LEVELS.join(', ')}`);
-        return v;
-      },
+      logLevel,
       'info',
     )
     .action(async (opts: UpOptions) => {
@@ -241,7 +222,7 @@ export function registerUpCommand(program: Command): void {
             },
             version,
           },
-          new NodeClient(new InProcessNodeLink('local', executor, snapshots)),
+          new InProcessNodeLink('local', executor, snapshots),
           logger,
         );
       } catch (e) {

@@ -3,11 +3,13 @@ import {
   CapacityError,
   ConflictError,
   ForbiddenError,
+  IncompatibleVersionError,
   InvalidRequestError,
   InvalidStateError,
   NotFoundError,
   OperationFailedError,
   TeamLimitError,
+  UnauthorizedError,
 } from '../services/errors.js';
 
 /** An error of the edge itself (authentication) with its HTTP status, sent as E2B's `{code, message}`. */
@@ -31,10 +33,12 @@ const STATUS: [
   headers?: Record<string, string>,
 ][] = [
   [InvalidRequestError, 400],
+  [UnauthorizedError, 401],
   [ForbiddenError, 403],
   [NotFoundError, 404],
   [ConflictError, 409],
   [InvalidStateError, 409],
+  [IncompatibleVersionError, 426],
   [TeamLimitError, 429, { 'retry-after': '1' }],
   [OperationFailedError, 500],
   [CapacityError, 503],

@@ -25,6 +25,9 @@ function wire<T>(value: T): T {
  * works here works with a node on another host.
  */
 export class InProcessNodeLink implements NodeLink {
+  /** The last snapshot, reused for a second: placement and template lookups ask often. */
+  private cached: { at: number; snapshot: Promise<NodeSnapshot> } | undefined;
+
   constructor(
     readonly id: string,
     private readonly executor: NodeExecutor,
@@ -32,6 +35,8 @@ export class InProcessNodeLink implements NodeLink {
   ) {}
 
   async send(command: NodeCommand, progress?: (line: BuildLogLine) => void): Promise<NodeCommandOutcome> {
+    // What a command changes (a checkpoint, a build's images) shows in the next snapshot.
+    this.cached = undefined;
     const sent = wire(command);
     const problem = commandProblem(sent);
     if (problem) throw new Error(`the server made a command the node contract does not allow: ${problem}`);
@@ -47,7 +52,18 @@ export class InProcessNodeLink implements NodeLink {
     return outcome;
   }
 
-  async snapshot(): Promise<NodeSnapshot> {
+  snapshot(): Promise<NodeSnapshot> {
+    if (!this.cached || Date.now() - this.cached.at > 1000) {
+      const snapshot = this.take();
+      this.cached = { at: Date.now(), snapshot };
+      snapshot.catch(() => {
+        if (this.cached?.snapshot === snapshot) this.cached = undefined;
+      });
+    }
+    return this.cached.snapshot;
+  }
+
+  private async take(): Promise<NodeSnapshot> {
     const s = wire(await this.snapshotter.take());
     if (!Value.Check(NodeSnapshotSchema, s))
       throw new Error('the node reported a snapshot outside its contract');

@@ -22,6 +22,12 @@ export class ConflictError extends ServiceError {}
 /** The sandbox's state forbids the operation (pausing a paused sandbox …). */
 export class InvalidStateError extends ServiceError {}
 
+/** The caller is not who it says (a node's wrong or revoked token or credential). */
+export class UnauthorizedError extends ServiceError {}
+
+/** The caller speaks a version of the contract this server does not (a node of another major version). */
+export class IncompatibleVersionError extends ServiceError {}
+
 /** The caller's team may not do this (only the operator team makes teams). */
 export class ForbiddenError extends ServiceError {}
 

@@ -16,6 +16,8 @@ export interface SandboxLimits {
 export interface LiveSandbox {
   id: string;
   teamId: string;
+  /** The node it runs on. */
+  nodeId: string;
   state: LiveState;
   /** When it expires (ms since the epoch). */
   endAt: number;
@@ -44,6 +46,7 @@ export function liveFromRow(
     typeof sandboxes.$inferSelect,
     | 'id'
     | 'teamId'
+    | 'nodeId'
     | 'endAt'
     | 'onTimeout'
     | 'autoPauseMemory'
@@ -63,6 +66,7 @@ export function liveFromRow(
   return {
     id: row.id,
     teamId: row.teamId,
+    nodeId: row.nodeId,
     state,
     endAt: row.endAt.getTime(),
     onTimeout: row.onTimeout,

@@ -14,7 +14,8 @@ export class SandboxMetrics {
   private timer: NodeJS.Timeout | undefined;
 
   constructor(
-    private readonly node: NodeClient,
+    /** The node a sandbox runs on. */
+    private readonly nodeOf: (id: string) => NodeClient,
     /** The ids of the sandboxes running now. */
     private readonly running: () => string[],
     private readonly intervalMs = 5000,
@@ -57,7 +58,9 @@ export class SandboxMetrics {
   }
 
   private async sampleOne(id: string): Promise<void> {
-    const u = await this.node.usage(id).catch(() => undefined);
+    const u = await this.nodeOf(id)
+      .usage(id)
+      .catch(() => undefined);
     if (!u) return;
     const list = this.samples.get(id) ?? [];
     list.push({

@@ -14,6 +14,8 @@ import {
 import type { Database } from '../db/database.js';
 import type { ServerMetrics } from '../metrics/server-metrics.js';
 import type { NodeClient } from '../nodes/node-client.js';
+import type { Nodes } from '../nodes/nodes.js';
+import type { PlacementRequest } from '../nodes/placement.js';
 import { consoleLogEntries, type LogQuery } from './console-log.js';
 import { InvalidRequestError, NotFoundError, OperationFailedError } from './errors.js';
 import {
@@ -31,19 +33,21 @@ import { checkCreateOptions } from './sandbox-options.js';
 import { newSandboxRow, type SandboxRow, SandboxRows } from './sandbox-rows.js';
 import { type EndReason, isApiState, type LiveState, transition } from './sandbox-states.js';
 import type { Caller } from './team-service.js';
-import { startsFrom, type TemplateCatalog } from './template-catalog.js';
+import { type ResolvedTemplate, startsFrom, type TemplateCatalog } from './template-catalog.js';
 import { WarmPool } from './warm-pool.js';
 
 /** A snapshot a sandbox is created from: the node's checkpoint and what the sandbox shows as its template. */
 export interface SnapshotSource {
   checkpoint: string;
+  /** The node that holds the checkpoint: the sandbox is made there. */
+  nodeId: string;
   templateId: string;
   alias: string;
 }
 
 export interface SandboxServiceOptions {
   db: Database;
-  node: NodeClient;
+  nodes: Nodes;
   logger: Logger;
   metrics: ServerMetrics;
   limits: SandboxLimits;
@@ -84,6 +88,39 @@ const BATCH_METRICS_MAX = 100;
  * sandbox's end time (`SandboxExpiry`), team isolation and capacity; samples resource use
  * (`SandboxMetrics`). State changes follow `sandbox-states.ts`.
  */
+/**
+ * What placement needs to know of a create: the template's size and recipe, the node
+ * of its snapshot, and the hints in its metadata (`aiva.placement.node`,
+ * `aiva.placement.labels` as `k=v,k2=v2`).
+ */
+function placementOf(
+  resolved: ResolvedTemplate | undefined,
+  snapshot: SnapshotSource | undefined,
+  body: NewSandbox,
+): PlacementRequest {
+  const definition = typeof resolved?.node === 'object' ? resolved.node : undefined;
+  const hints = body.metadata ?? {};
+  const labels = hints['aiva.placement.labels']
+    ? Object.fromEntries(
+        hints['aiva.placement.labels'].split(',').map((kv) => {
+          const [k = '', ...v] = kv.split('=');
+          return [k.trim(), v.join('=').trim()];
+        }),
+      )
+    : undefined;
+  return {
+    memoryMiB: definition?.defaults.memoryMiB ?? TYPICAL_MEMORY_MIB,
+    vcpus: definition?.defaults.vcpus ?? 1,
+    ...(typeof resolved?.node === 'string' ? { recipe: resolved.node } : {}),
+    ...(labels ? { labels } : {}),
+    ...(snapshot
+      ? { node: snapshot.nodeId }
+      : hints['aiva.placement.node']
+        ? { node: hints['aiva.placement.node'] }
+        : {}),
+  };
+}
+
 export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
   private readonly live: LiveSandboxes;
   private readonly expiry: SandboxExpiry;
@@ -91,13 +128,13 @@ export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
   private readonly resuming = new Map<string, Promise<void>>();
   private pool: WarmPool | undefined;
   private readonly rows: SandboxRows;
-  private readonly node: NodeClient;
+  private readonly nodes: Nodes;
   private readonly log: Logger;
 
   constructor(readonly options: SandboxServiceOptions) {
     super();
     this.rows = new SandboxRows(options.db);
-    this.node = options.node;
+    this.nodes = options.nodes;
     this.log = options.logger;
     this.live = new LiveSandboxes(options.limits, options.metrics.sandboxes);
     this.expiry = new SandboxExpiry(
@@ -106,7 +143,7 @@ export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
       this.log,
     );
     this.usage = new SandboxMetrics(
-      this.node,
+      (id) => this.nodeOf(id),
       () => [...this.live.values()].filter((s) => s.state === 'running').map((s) => s.id),
       options.metricsIntervalMs,
     );
@@ -117,36 +154,18 @@ export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
    * sandboxes the other lost), then starts enforcing end times and sampling metrics.
    */
   async start(): Promise<void> {
-    const onNode = new Map(this.node.list().map((s) => [s.id, s]));
-    for (const row of await this.rows.liveOn(this.node.id)) {
-      const n = onNode.get(row.id);
-      onNode.delete(row.id);
-      if (!isApiState(row.state) || !n || !isApiState(n.state)) {
-        this.log.warn(
-          { sandbox: row.id, rowState: row.state, nodeState: n?.state },
-          'sandbox did not survive the restart',
-        );
-        if (n) await this.node.kill(row.id).catch(() => {});
-        await this.rows.markEnded(row.id, row.state, 'lost', n?.error);
-        continue;
-      }
-      this.live.add(liveFromRow(row, n.state));
-      if (n.state !== row.state)
-        await this.rows.updateLive(row.id, { state: transition(row.id, row.state, n.state) });
-    }
-    for (const orphan of onNode.values()) {
-      this.log.warn({ sandbox: orphan.id }, 'killing a sandbox the database does not know');
-      await this.node.kill(orphan.id).catch(() => {});
-    }
-    this.node.onSandboxFailed((id, reason) => void this.onNodeFailure(id, reason));
+    for (const node of this.nodes.all()) await this.reconcile(node);
+    this.nodes.onSandboxFailed((id, reason) => void this.onNodeFailure(id, reason));
     this.expiry.start();
     this.usage.start();
     this.live.updateGauge();
-    if (this.options.warmPool && Object.values(this.options.warmPool).some((n) => n > 0)) {
+    // The warm pool is a one-box feature: it keeps sandboxes ready on the first node.
+    const poolNode = this.nodes.first;
+    if (poolNode && this.options.warmPool && Object.values(this.options.warmPool).some((n) => n > 0)) {
       // Started once the node's leftovers are dealt with: pooled sandboxes have no rows.
       const templates = this.options.templates;
       this.pool = new WarmPool(
-        this.node,
+        poolNode,
         this.options.warmPool,
         (ref) => templates.resolveForOperator(ref),
         () => this.live.hasRoom(TYPICAL_MEMORY_MIB, this.pool?.size ?? 0),
@@ -177,6 +196,41 @@ export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
     return this.options.limits.maxSandboxesPerTeam;
   }
 
+  /** Reconciles the rows of the sandboxes on `node` with what it runs. */
+  private async reconcile(node: NodeClient): Promise<void> {
+    const onNode = new Map(node.list().map((s) => [s.id, s]));
+    for (const row of await this.rows.liveOn(node.id)) {
+      const n = onNode.get(row.id);
+      onNode.delete(row.id);
+      if (!isApiState(row.state) || !n || !isApiState(n.state)) {
+        this.log.warn(
+          { sandbox: row.id, rowState: row.state, nodeState: n?.state },
+          'sandbox did not survive the restart',
+        );
+        if (n) await node.kill(row.id).catch(() => {});
+        await this.rows.markEnded(row.id, row.state, 'lost', n?.error);
+        continue;
+      }
+      this.live.add(liveFromRow(row, n.state));
+      if (n.state !== row.state)
+        await this.rows.updateLive(row.id, { state: transition(row.id, row.state, n.state) });
+    }
+    for (const orphan of onNode.values()) {
+      this.log.warn({ sandbox: orphan.id }, 'killing a sandbox the database does not know');
+      await node.kill(orphan.id).catch(() => {});
+    }
+  }
+
+  /** The node a live sandbox runs on (the first node for one this server does not know). */
+  nodeOfSandbox(id: string): NodeClient {
+    return this.nodeOf(id);
+  }
+
+  private nodeOf(id: string): NodeClient {
+    const live = this.live.get(id);
+    return live ? this.nodes.of(live.nodeId) : (this.nodes.first ?? this.nodes.of('none'));
+  }
+
   /** Every sandbox that has not ended (creating ones included). */
   liveSandboxes(): Iterable<LiveSandbox> {
     return this.live.values();
@@ -197,7 +251,9 @@ export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
     checkCreateOptions(body);
     const resolved = snapshot ? undefined : await this.options.templates.resolve(caller, body.templateID);
     if (!snapshot && !resolved) {
-      const own = await this.node.templates();
+      const own = [
+        ...new Set((await Promise.all(this.nodes.all().map((n) => n.templates().catch(() => [])))).flat()),
+      ];
       throw new InvalidRequestError(
         `template "${body.templateID}" does not exist (templates: ${own.join(', ')} and the team's builds)`,
       );
@@ -213,8 +269,10 @@ export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
     // The template's own memory is not known before it starts: count a typical sandbox.
     this.live.checkCapacity(caller.teamId, TYPICAL_MEMORY_MIB);
     const pooled = from.usePool !== false && resolved ? this.pool?.take(startsFrom(resolved)) : undefined;
+    const node =
+      pooled && this.pool ? this.pool.node : await this.nodes.place(placementOf(resolved, snapshot, body));
     const id = pooled ?? newSandboxId();
-    const owner = { id, teamId: caller.teamId, nodeId: this.node.id, template, alias };
+    const owner = { id, teamId: caller.teamId, nodeId: node.id, template, alias };
     const row = newSandboxRow(owner, body, timeoutS, new Date());
     // Counted before anything is awaited: concurrent creates (a fork's) see each other's.
     const live = liveFromRow({ ...row, memoryMb: TYPICAL_MEMORY_MIB }, 'creating');
@@ -224,8 +282,8 @@ export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
       await this.rows.insert(row);
       const request = { envVars: body.envVars, accessToken: row.envdAccessToken, network: policy };
       const n = pooled
-        ? await this.node.claim(id, request)
-        : await this.node.create({
+        ? await node.claim(id, request)
+        : await node.create({
             id,
             template: nodeTemplate,
             fromCheckpoint: snapshot?.checkpoint,
@@ -264,7 +322,7 @@ export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
       await this.rows.remove(id);
       this.live.updateGauge();
       // Whatever the node holds of it goes: a pooled sandbox, or one whose row failed.
-      await this.node.kill(id).catch(() => {});
+      await node.kill(id).catch(() => {});
       // A request the node refuses as given (400).
       if (e instanceof InvalidRequestError) throw e;
       if (pooled) {
@@ -318,7 +376,7 @@ export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
     await this.rows.markEnded(id, live.state, reason);
     this.emit('ended', id);
     this.log.info({ sandbox: id, reason }, 'sandbox ended');
-    await this.node.kill(id);
+    await this.nodeOf(id).kill(id);
   }
 
   /** Takes an ended sandbox out of the live index and the samples. */
@@ -338,7 +396,7 @@ export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
   /** Replaces the sandbox's egress policy, live; fields left out are cleared (as E2B does). */
   async updateNetwork(caller: Caller, id: string, body: NetworkUpdateBody): Promise<void> {
     const row = await this.row(caller, id);
-    await this.node.updateNetwork(id, egressPolicy(body.allow_internet_access, body));
+    await this.nodeOf(id).updateNetwork(id, egressPolicy(body.allow_internet_access, body));
     await this.rows.updateLive(id, {
       allowInternetAccess: body.allow_internet_access ?? null,
       network: updatedNetwork(row.network, body),
@@ -354,7 +412,7 @@ export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
     const live = this.live.get(id);
     if (live?.state !== 'paused' || !live.autoResume) return false;
     // Paused without memory: resumed only when asked to (E2B's auto-resume refuses it).
-    if (this.node.get(id)?.withoutMemory) return false;
+    if (this.nodeOf(id).get(id)?.withoutMemory) return false;
     try {
       await this.resume(live);
     } catch (e) {
@@ -375,7 +433,7 @@ export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
     let resuming = this.resuming.get(live.id);
     if (!resuming) {
       resuming = (async () => {
-        await this.node.resume(live.id, { memory });
+        await this.nodeOf(live.id).resume(live.id, { memory });
         await this.moveLive(live, 'running');
       })().finally(() => this.resuming.delete(live.id));
       this.resuming.set(live.id, resuming);
@@ -470,13 +528,13 @@ export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
   /** The sandbox's console output as E2B's log entries, filtered and paged as `q` asks. */
   async logs(caller: Caller, id: string, q: LogQuery): Promise<SandboxLogEntry[]> {
     const row = await this.row(caller, id);
-    return consoleLogEntries(await this.node.consoleLog(id), row.startedAt, q);
+    return consoleLogEntries(await this.nodeOf(id).consoleLog(id), row.startedAt, q);
   }
 
   /** Pauses a live sandbox (on request, or at its timeout with autoPause); its open streams are reset. */
   private async pauseLive(s: LiveSandbox, memory?: boolean): Promise<void> {
     transition(s.id, s.state, 'paused');
-    await this.node.pause(s.id, { memory });
+    await this.nodeOf(s.id).pause(s.id, { memory });
     await this.moveLive(s, 'paused');
     this.emit('ended', s.id);
   }
@@ -488,6 +546,8 @@ export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
     this.forget(id);
     this.emit('ended', id);
     await this.rows.markEnded(id, live.state, 'failed', reason);
-    await this.node.kill(id).catch(() => {});
+    await this.nodeOf(id)
+      .kill(id)
+      .catch(() => {});
   }
 }

@@ -4,7 +4,7 @@ import type { Logger } from 'pino';
 import type { ForkBody, Sandbox, SnapshotInfo, SnapshotListQuery } from '../api/e2b/schemas.js';
 import type { Database } from '../db/database.js';
 import { snapshots } from '../db/schema.js';
-import type { NodeClient } from '../nodes/node-client.js';
+import type { Nodes } from '../nodes/nodes.js';
 import { ConflictError, InvalidRequestError, InvalidStateError, OperationFailedError } from './errors.js';
 import { keysetPage, parseCursor } from './keyset-page.js';
 import type { SandboxService, SnapshotSource } from './sandbox-service.js';
@@ -32,15 +32,21 @@ export type ForkResult = { sandbox: Sandbox } | { error: unknown };
 export class SnapshotService {
   constructor(
     private readonly db: Database,
-    private readonly node: NodeClient,
+    private readonly nodes: Nodes,
     private readonly sandboxes: SandboxService,
     private readonly log: Logger,
   ) {}
 
   /** Reconciles rows and the node's checkpoints after a restart: what only one side has goes. */
   async start(): Promise<void> {
-    const rows = await this.db.select().from(snapshots).where(eq(snapshots.nodeId, this.node.id));
-    const onNode = new Set(await this.node.checkpoints());
+    for (const node of this.nodes.all()) await this.reconcile(node.id);
+  }
+
+  /** Reconciles the rows of `nodeId`'s snapshots with the checkpoints it holds. */
+  async reconcile(nodeId: string): Promise<void> {
+    const node = this.nodes.of(nodeId);
+    const rows = await this.db.select().from(snapshots).where(eq(snapshots.nodeId, node.id));
+    const onNode = new Set(await node.checkpoints());
     for (const row of rows) {
       if (onNode.delete(row.id)) continue;
       this.log.warn({ snapshot: row.id }, 'removing a snapshot whose checkpoint is gone');
@@ -51,8 +57,13 @@ export class SnapshotService {
         { checkpoint: name },
         'removing a checkpoint no snapshot owns (an interrupted fork or snapshot)',
       );
-      await this.node.removeCheckpoint(name);
+      await node.removeCheckpoint(name);
     }
+  }
+
+  /** The recipe templates of every node (a snapshot may not take one's name). */
+  private async templateNames(): Promise<string[]> {
+    return (await Promise.all(this.nodes.all().map((n) => n.templates().catch(() => [])))).flat();
   }
 
   private info(row: Row): SnapshotInfo {
@@ -67,10 +78,11 @@ export class SnapshotService {
         `snapshot name "${name}" is not 1–63 lower-case letters, digits, - and _`,
       );
     const source = await this.sandboxes.row(caller, sandboxId);
-    if (name !== undefined && (await this.node.templates()).includes(name))
+    if (name !== undefined && (await this.templateNames()).includes(name))
       throw new ConflictError(`${name} is the name of a template`);
     if (name !== undefined && (await this.byRef(caller, name))) throw nameTaken(name);
     const id = newSandboxId();
+    const node = this.sandboxes.nodeOfSandbox(sandboxId);
     const checkpoint = await this.save(sandboxId, id);
     try {
       const [row] = await this.db
@@ -81,7 +93,7 @@ export class SnapshotService {
           name: name ?? null,
           sandboxId,
           templateId: source.templateId,
-          nodeId: this.node.id,
+          nodeId: node.id,
           memory: checkpoint.memory,
           sizeBytes: checkpoint.bytes,
           // Set here, in milliseconds like list cursors (the database's now() has microseconds).
@@ -92,7 +104,7 @@ export class SnapshotService {
       this.log.info({ snapshot: id, sandbox: sandboxId, name, bytes: checkpoint.bytes }, 'snapshot saved');
       return this.info(row);
     } catch (e) {
-      await this.node.removeCheckpoint(id);
+      await node.removeCheckpoint(id);
       // Two requests for the same name at once: the unique index took the other one.
       if (name !== undefined && (await this.byRef(caller, name))) throw nameTaken(name);
       throw e;
@@ -123,9 +135,9 @@ export class SnapshotService {
 
   /** What a create of `templateID` starts from when it names one of the team's snapshots, not a template. */
   async source(caller: Caller, templateID: string): Promise<SnapshotSource | undefined> {
-    if ((await this.node.templates()).includes(templateID)) return undefined;
+    if ((await this.templateNames()).includes(templateID)) return undefined;
     const row = await this.byRef(caller, templateID);
-    return row && { checkpoint: row.id, templateId: row.templateId, alias: templateID };
+    return row && { checkpoint: row.id, nodeId: row.nodeId, templateId: row.templateId, alias: templateID };
   }
 
   /** The team's snapshots, newest first, one page at a time. */
@@ -159,7 +171,7 @@ export class SnapshotService {
   async remove(caller: Caller, ref: string): Promise<boolean> {
     const row = await this.byRef(caller, ref);
     if (!row) return false;
-    await this.node.removeCheckpoint(row.id);
+    await this.nodes.of(row.nodeId).removeCheckpoint(row.id);
     await this.db.delete(snapshots).where(eq(snapshots.id, row.id));
     this.log.info({ snapshot: row.id }, 'snapshot deleted');
     return true;
@@ -183,6 +195,7 @@ export class SnapshotService {
       );
     const source = await this.sandboxes.row(caller, sandboxId);
     const checkpoint = `fork-${newSandboxId()}`;
+    const node = this.sandboxes.nodeOfSandbox(sandboxId);
     await this.save(sandboxId, checkpoint);
     try {
       const results = await Promise.allSettled(
@@ -203,6 +216,7 @@ export class SnapshotService {
             {
               snapshot: {
                 checkpoint,
+                nodeId: node.id,
                 templateId: source.templateId,
                 alias: source.alias ?? source.templateId,
               },
@@ -213,7 +227,7 @@ export class SnapshotService {
       return results.map((r) => (r.status === 'fulfilled' ? { sandbox: r.value } : { error: r.reason }));
     } finally {
       // Each fork has its own copy of what it needs.
-      await this.node.removeCheckpoint(checkpoint);
+      await node.removeCheckpoint(checkpoint);
     }
   }
 
@@ -224,7 +238,7 @@ export class SnapshotService {
    */
   private async save(sandboxId: string, name: string): Promise<NodeCheckpoint> {
     try {
-      return await this.node.checkpoint(sandboxId, name);
+      return await this.sandboxes.nodeOfSandbox(sandboxId).checkpoint(sandboxId, name);
     } catch (e) {
       if (e instanceof InvalidStateError)
         throw new InvalidStateError(`sandbox ${sandboxId} cannot be saved now: ${e.message}`);

@@ -10,7 +10,7 @@ import { and, asc, eq, gt, inArray } from 'drizzle-orm';
 import type { Logger } from 'pino';
 import type { Database } from '../db/database.js';
 import { templateBuildLogs, templateBuilds, templates, templateTags } from '../db/schema.js';
-import type { NodeClient } from '../nodes/node-client.js';
+import type { Nodes } from '../nodes/nodes.js';
 import { BuildStepFailedError, ConflictError, InvalidRequestError, NotFoundError } from './errors.js';
 import type { Caller } from './team-service.js';
 import type { BuildRow, TemplateCatalog } from './template-catalog.js';
@@ -54,7 +54,7 @@ export class TemplateBuilds {
 
   constructor(
     private readonly db: Database,
-    private readonly node: NodeClient,
+    private readonly nodes: Nodes,
     private readonly catalog: TemplateCatalog,
     private readonly options: { home: string; log: Logger },
   ) {}
@@ -271,7 +271,8 @@ export class TemplateBuilds {
     this.running.set(build.id, controller);
     const log = new BuildLog(this.db, build.id);
     try {
-      const result = await this.node.buildTemplate(
+      const node = await this.nodes.place({ memoryMiB: build.memoryMb, vcpus: build.cpuCount });
+      const result = await node.buildTemplate(
         {
           name,
           base,

@@ -2,7 +2,7 @@ import type { TemplateDefinitionData as TemplateDefinition } from '@aiva/protoco
 import { and, desc, eq, inArray, ne, or, sql } from 'drizzle-orm';
 import type { Database } from '../db/database.js';
 import { sandboxes, templateBuilds, templates, templateTags } from '../db/schema.js';
-import type { NodeClient } from '../nodes/node-client.js';
+import type { Nodes } from '../nodes/nodes.js';
 import { ConflictError, ForbiddenError, InvalidRequestError, NotFoundError } from './errors.js';
 import type { Caller } from './team-service.js';
 import { checkTag, DEFAULT_TAG, parseTemplateRef } from './template-names.js';
@@ -37,11 +37,13 @@ export class TemplateCatalog {
 
   constructor(
     private readonly db: Database,
-    private readonly node: NodeClient,
+    private readonly nodes: Nodes,
   ) {}
 
-  recipes(): Promise<string[]> {
-    return this.node.templates();
+  /** The recipe templates of every node. */
+  async recipes(): Promise<string[]> {
+    const each = await Promise.all(this.nodes.all().map((n) => n.templates().catch(() => [])));
+    return [...new Set(each.flat())].sort();
   }
 
   /** The team's template by id or name, or a public one (404 otherwise). */
@@ -208,7 +210,8 @@ export class TemplateCatalog {
       .from(templateBuilds)
       .where(ne(templateBuilds.templateId, row.id));
     for (const o of others) for (const l of o.layers ?? []) mine.delete(l);
-    if (mine.size > 0) await this.node.removeLayers([...mine]);
+    // Every node may hold them (a template built on one runs on others).
+    if (mine.size > 0) await Promise.allSettled(this.nodes.all().map((n) => n.removeLayers([...mine])));
   }
 
   async setPublic(caller: Caller, idOrName: string, isPublic: boolean): Promise<TemplateRow> {

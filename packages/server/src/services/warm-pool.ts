@@ -39,7 +39,7 @@ export class WarmPool {
   private closed = false;
 
   constructor(
-    private readonly node: NodeClient,
+    readonly node: NodeClient,
     sizes: Record<string, number>,
     private readonly resolve: (ref: string) => Promise<ResolvedTemplate | undefined>,
     private readonly room: () => boolean,

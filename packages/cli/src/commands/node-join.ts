@@ -1,0 +1,104 @@
+import { hostname, totalmem } from 'node:os';
+import { dataDir, NodeAgent, NodeExecutor, NodeRefusedError, openLocalNode } from '@aiva/node';
+import { type Command, InvalidArgumentError } from 'commander';
+import { BuildProgress } from '../build-progress.js';
+import { codeInterpreterDir, envdDir, recipesDir } from '../install-paths.js';
+import { createLogger } from '../logger.js';
+import { aivaVersion, int, LOG_LEVELS, label, logLevel } from '../option-parsers.js';
+
+interface JoinOptions {
+  token?: string;
+  name: string;
+  label: Record<string, string>;
+  memoryBudget?: number;
+  maxSandboxes?: number;
+  logLevel: string;
+}
+
+/**
+ * `aiva node join <server-url>`: runs this host's node as an agent of a control plane
+ * (`aiva server`). The agent opens every connection, so a node behind NAT joins.
+ */
+export function registerNodeJoinCommand(node: Command): void {
+  node
+    .command('join <server-url>')
+    .description(
+      "run this host's node for a cluster's control plane (`aiva server`): it dials out, so NAT is fine",
+    )
+    .option(
+      '--token <token>',
+      'a join token (aiva node token create); needed once: the node keeps its credential',
+    )
+    .option('--name <name>', "the node's name in the cluster", hostname().toLowerCase())
+    .option('--label <k=v>', 'a label placement can select on (repeatable)', label, {})
+    .option(
+      '--memory-budget <MiB>',
+      'memory the sandboxes may be given in all (default: 90% of RAM)',
+      int('memory-budget', 256, 1 << 30),
+    )
+    .option(
+      '--max-sandboxes <n>',
+      'sandboxes this host runs at most (default: by memory)',
+      int('max-sandboxes', 1, 100_000),
+    )
+    .option('--log-level <level>', `${LOG_LEVELS.join(', ')}`, logLevel, 'info')
+    .action(async (serverUrl: string, opts: JoinOptions) => {
+      let url: URL;
+      try {
+        url = new URL(serverUrl);
+      } catch {
+        throw new InvalidArgumentError(`${serverUrl} is not a URL (http://host:port)`);
+      }
+      if (!/^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$/.test(opts.name))
+        throw new InvalidArgumentError(`node name ${opts.name}: lower-case letters, digits, . and -`);
+      const logger = createLogger({ level: opts.logLevel });
+      const home = dataDir();
+      const version = await aivaVersion();
+      const local = await openLocalNode({
+        home,
+        recipesDir,
+        envdDir,
+        codeInterpreterDir,
+        logger: logger.child({ component: 'node' }),
+      });
+      let agent: NodeAgent | undefined;
+      try {
+        const progress = new BuildProgress(process.stderr);
+        process.stderr.write(`Preparing the base template in ${local.images.paths.root}\n`);
+        await local.images.ensureTemplate('base', { reporter: progress });
+        if (local.sandboxes.defaultDriver !== 'container')
+          await local.images.ensureKernel({ reporter: progress });
+        progress.close();
+        const memoryBudgetMiB = opts.memoryBudget ?? Math.floor((totalmem() / 1024 / 1024) * 0.9);
+        const executor = new NodeExecutor(local, {
+          buildFiles: (team, hashes) => (agent as NodeAgent).buildFiles(team, hashes),
+        });
+        agent = new NodeAgent({
+          serverUrl: url.origin,
+          home,
+          name: opts.name,
+          labels: opts.label,
+          token: opts.token ?? process.env.AIVA_JOIN_TOKEN,
+          aivaVersion: version,
+          memoryBudgetMiB,
+          maxSandboxes: opts.maxSandboxes ?? Math.max(1, Math.floor(memoryBudgetMiB / 128)),
+          executor,
+          logger: logger.child({ component: 'agent' }),
+        });
+        const running = agent.run();
+        const stop = (signal: string) => {
+          logger.info({ signal }, 'stopping: sandboxes keep running and are adopted on the next start');
+          agent?.stop();
+        };
+        process.once('SIGTERM', () => stop('SIGTERM'));
+        process.once('SIGINT', () => stop('SIGINT'));
+        process.stderr.write(`aiva ${version} node ${opts.name} joining ${url.origin}\n`);
+        await running;
+      } catch (e) {
+        if (e instanceof NodeRefusedError) process.exitCode = 3;
+        throw e;
+      } finally {
+        await local.sandboxes.close();
+      }
+    });
+}

@@ -1,0 +1,104 @@
+import { dataDir } from '@aiva/node';
+import { startServer } from '@aiva/server';
+import type { Command } from 'commander';
+import { createLogger } from '../logger.js';
+import { aivaVersion, int, LOG_LEVELS, logLevel } from '../option-parsers.js';
+
+interface ServerOptions {
+  host: string;
+  port: number;
+  domain?: string;
+  databaseUrl?: string;
+  teamMaxSandboxes: number;
+  unreachableAfter: number;
+  logLevel: string;
+}
+
+/** `aiva server`: the control plane without a node of its own; nodes join it (`aiva node join`). */
+export function registerServerCommand(program: Command): void {
+  program
+    .command('server')
+    .description(
+      'run the control plane of a cluster: the E2B-compatible API and the sandbox proxy, with no node of its own; hosts join it with `aiva node join`',
+    )
+    .option('--host <address>', 'address to listen on (0.0.0.0 to serve other machines)', '127.0.0.1')
+    .option(
+      '-p, --port <n>',
+      'port for the API, sandbox traffic and node agents',
+      int('port', 0, 65535),
+      3000,
+    )
+    .option('--domain <domain>', 'route sandbox traffic by host name too: {port}-{sandboxId}.<domain>')
+    .option(
+      '--database-url <url>',
+      'the PostgreSQL server (postgres://…) the control plane keeps its state in; every replica uses the same one (env AIVA_DATABASE_URL)',
+    )
+    .option(
+      '--team-max-sandboxes <n>',
+      'sandboxes one team may run at once',
+      int('team-max-sandboxes', 1, 100_000),
+      100,
+    )
+    .option(
+      '--unreachable-after <s>',
+      'a node silent this many seconds is unreachable: creates avoid it',
+      int('unreachable-after', 2, 3600),
+      30,
+    )
+    .option('--log-level <level>', `${LOG_LEVELS.join(', ')}`, logLevel, 'info')
+    .action(async (opts: ServerOptions) => {
+      const databaseUrl = opts.databaseUrl ?? process.env.AIVA_DATABASE_URL;
+      if (!databaseUrl?.startsWith('postgres'))
+        throw new Error(
+          'a cluster keeps its state in PostgreSQL: give --database-url postgres://… (the embedded database is for `aiva up`, one box)',
+        );
+      const logger = createLogger({ level: opts.logLevel });
+      const version = await aivaVersion();
+      const server = await startServer(
+        {
+          home: dataDir(),
+          host: opts.host,
+          port: opts.port,
+          domain: opts.domain?.toLowerCase().replace(/\.$/, ''),
+          databaseUrl,
+          // Each node's capacity is its own (placement); the team limit holds across them.
+          limits: {
+            maxSandboxes: Number.MAX_SAFE_INTEGER,
+            memoryBudgetMiB: Number.MAX_SAFE_INTEGER,
+            maxSandboxesPerTeam: opts.teamMaxSandboxes,
+          },
+          version,
+          cluster: { unreachableAfterSeconds: opts.unreachableAfter },
+        },
+        undefined,
+        logger,
+      );
+      const lines = [
+        `aiva ${version} control plane is up at ${server.url}`,
+        ...(server.firstApiKey
+          ? [
+              'First start: created team "default" and its API key, shown this once:',
+              `  ${server.firstApiKey}`,
+            ]
+          : []),
+        'Add a host: make a join token (aiva node token create, with an operator key) and run there',
+        `  aiva node join ${server.url} --token <token>`,
+      ];
+      process.stderr.write(`${lines.join('\n')}\n`);
+      let stopping = false;
+      const stop = async (signal: string) => {
+        if (stopping) process.exit(130);
+        stopping = true;
+        logger.info({ signal }, 'stopping: the nodes keep their sandboxes');
+        try {
+          await server.close({ killSandboxes: false });
+          process.exit(0);
+        } catch (e) {
+          logger.error({ err: e }, 'shutdown failed');
+          process.exit(1);
+        }
+      };
+      process.once('SIGTERM', () => void stop('SIGTERM'));
+      process.once('SIGINT', () => void stop('SIGINT'));
+    });
+}

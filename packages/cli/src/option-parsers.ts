@@ -1,0 +1,34 @@
+import { InvalidArgumentError } from 'commander';
+
+// Parsers of option values shared by the commands that run a process (`up`, `server`, `node join`).
+
+/** A whole number from `min` to `max`, named `name` in the error. */
+export const int = (name: string, min: number, max: number) => (v: string) => {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < min || n > max)
+    throw new InvalidArgumentError(`${name} must be a whole number from ${min} to ${max}`);
+  return n;
+};
+
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+export function logLevel(v: string): string {
+  if (!(LOG_LEVELS as readonly string[]).includes(v))
+    throw new InvalidArgumentError(`one of ${LOG_LEVELS.join(', ')}`);
+  return v;
+}
+
+/** `k=v` into the labels gathered so far. */
+export function label(v: string, all: Record<string, string>): Record<string, string> {
+  const m = /^([a-z0-9]([a-z0-9._/-]{0,61}[a-z0-9])?)=([A-Za-z0-9._-]{0,63})$/.exec(v);
+  if (!m) throw new InvalidArgumentError('k=v: a lower-case key and a value of letters, digits, . _ -');
+  return { ...all, [m[1] as string]: m[3] as string };
+}
+
+/** The aiva version of this install. */
+export async function aivaVersion(): Promise<string> {
+  const { readFile } = await import('node:fs/promises');
+  return (
+    JSON.parse(await readFile(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }
+  ).version;
+}

@@ -1,0 +1,324 @@
+import { createWriteStream } from 'node:fs';
+import { mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { gzipSync } from 'node:zlib';
+import {
+  commandProblem,
+  formatProtocol,
+  NODE_PROTOCOL,
+  NODE_PROTOCOL_HEADER,
+  NODE_ROUTES,
+  type NodeCommand,
+  type NodeCommandOutcome,
+  type NodeJoinResponse,
+  type NodeResultsResponse,
+} from '@aiva/protocol/node';
+import type { Logger } from 'pino';
+import { CommandJournal } from './command-journal.js';
+import type { NodeExecutor } from './node-executor.js';
+import { NodeSnapshotter } from './node-snapshot.js';
+
+// The node agent (`aiva node join`): it opens every connection to the server — joins
+// once, then pushes snapshots of its node, long-polls for commands, runs them on the
+// executor and posts their outcomes — so a node behind NAT works.
+
+export interface NodeAgentOptions {
+  serverUrl: string;
+  /** The node's data directory; the agent keeps its credential and journal in `agent/` there. */
+  home: string;
+  name: string;
+  labels: Record<string, string>;
+  /** The join token; needed on the first start only (the credential is kept). */
+  token?: string;
+  directAddress?: string;
+  aivaVersion: string;
+  memoryBudgetMiB: number;
+  maxSandboxes?: number;
+  executor: NodeExecutor;
+  logger: Logger;
+}
+
+/** The server refused the node for good (a wrong or revoked token or credential, an incompatible version). */
+export class NodeRefusedError extends Error {
+  override name = 'NodeRefusedError';
+}
+
+class HttpError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+interface Credentials extends NodeJoinResponse {
+  serverUrl: string;
+}
+
+const MIN_BACKOFF_MS = 250;
+const MAX_BACKOFF_MS = 30_000;
+
+/** Exponential backoff with full jitter: attempt 0 waits up to 250 ms, then twice as long each time, up to 30 s. */
+export function backoffMs(attempt: number): number {
+  return Math.random() * Math.min(MAX_BACKOFF_MS, MIN_BACKOFF_MS * 2 ** attempt);
+}
+
+export class NodeAgent {
+  private credentials: Credentials | undefined;
+  private snapshotter: NodeSnapshotter | undefined;
+  private readonly journal: CommandJournal;
+  private readonly stopping = new AbortController();
+  /** Outcomes the server has not acknowledged yet. */
+  private readonly unsent = new Map<string, NodeCommandOutcome>();
+  private snapshotDue: (() => void) | undefined;
+  private fatal: Error | undefined;
+
+  constructor(private readonly options: NodeAgentOptions) {
+    this.journal = new CommandJournal(join(options.home, 'agent', 'journal'));
+  }
+
+  get nodeId(): string | undefined {
+    return this.credentials?.nodeId;
+  }
+
+  private get credentialsFile(): string {
+    return join(this.options.home, 'agent', 'credentials.json');
+  }
+
+  /** Joins (or reuses the kept credential) and runs until `stop()` or a refusal; rejects with NodeRefusedError. */
+  async run(): Promise<void> {
+    for (const o of await this.journal.open()) this.unsent.set(o.commandId, o);
+    this.credentials = await this.join();
+    const { nodeId } = this.credentials;
+    this.snapshotter = new NodeSnapshotter(this.options.executor, {
+      nodeId,
+      aivaVersion: this.options.aivaVersion,
+      memoryBudgetMiB: this.options.memoryBudgetMiB,
+      maxSandboxes: this.options.maxSandboxes,
+    });
+    this.options.executor.onSandbox(() => this.snapshotDue?.());
+    this.options.logger.info({ node: nodeId, server: this.options.serverUrl }, 'node joined');
+    await Promise.all([this.snapshotLoop(), this.commandLoop(), this.resultLoop()]);
+    if (this.fatal) throw this.fatal;
+  }
+
+  stop(): void {
+    this.stopping.abort();
+  }
+
+  private async join(): Promise<Credentials> {
+    const kept = await readFile(this.credentialsFile, 'utf8').then(
+      (t) => JSON.parse(t) as Credentials,
+      () => undefined,
+    );
+    if (kept && kept.serverUrl === this.options.serverUrl) return kept;
+    if (!this.options.token)
+      throw new NodeRefusedError(
+        `this node has not joined ${this.options.serverUrl}: give it a join token (--token)`,
+      );
+    const body = {
+      token: this.options.token,
+      name: this.options.name,
+      labels: this.options.labels,
+      protocol: formatProtocol(NODE_PROTOCOL),
+      aivaVersion: this.options.aivaVersion,
+      ...(this.options.directAddress ? { directAddress: this.options.directAddress } : {}),
+    };
+    const joined = await this.retrying('join', () =>
+      this.request<NodeJoinResponse>('POST', NODE_ROUTES.join, body),
+    );
+    const credentials = { ...joined, serverUrl: this.options.serverUrl };
+    await mkdir(join(this.options.home, 'agent'), { recursive: true, mode: 0o700 });
+    await writeFile(this.credentialsFile, `${JSON.stringify(credentials, null, 2)}\n`, { mode: 0o600 });
+    return credentials;
+  }
+
+  /** One request to the server; gzip-encoded JSON body, the credential once joined. */
+  private async request<T>(method: string, path: string, body?: unknown, signal?: AbortSignal): Promise<T> {
+    const headers: Record<string, string> = { [NODE_PROTOCOL_HEADER]: formatProtocol(NODE_PROTOCOL) };
+    if (this.credentials) headers.authorization = `Bearer ${this.credentials.credential}`;
+    let payload: Buffer | undefined;
+    if (body !== undefined) {
+      payload = gzipSync(JSON.stringify(body));
+      headers['content-type'] = 'application/json';
+      headers['content-encoding'] = 'gzip';
+    }
+    const r = await fetch(new URL(path, this.options.serverUrl), {
+      method,
+      headers,
+      body: payload,
+      signal: signal ? AbortSignal.any([signal, this.stopping.signal]) : this.stopping.signal,
+    });
+    const text = await r.text();
+    if (!r.ok) {
+      const message = (() => {
+        try {
+          return (JSON.parse(text) as { message?: string }).message ?? text;
+        } catch {
+          return text;
+        }
+      })();
+      throw new HttpError(r.status, `${method} ${path}: ${r.status} ${message}`);
+    }
+    return (text ? JSON.parse(text) : undefined) as T;
+  }
+
+  /**
+   * Runs `call` until it succeeds, backing off between failures. A 401 (a wrong or revoked
+   * token or credential) or 426 (an incompatible version) ends the agent.
+   */
+  private async retrying<T>(what: string, call: () => Promise<T>): Promise<T> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await call();
+      } catch (e) {
+        if (this.stopping.signal.aborted) throw e;
+        if (e instanceof HttpError && (e.status === 401 || e.status === 426 || e.status === 403)) {
+          const refused = new NodeRefusedError(e.message);
+          this.fatal ??= refused;
+          this.stop();
+          throw refused;
+        }
+        const wait = backoffMs(attempt);
+        this.options.logger.warn(
+          { err: (e as Error).message, retryInMs: Math.round(wait) },
+          `${what} failed`,
+        );
+        await sleep(wait, undefined, { signal: this.stopping.signal }).catch(() => {});
+      }
+    }
+  }
+
+  private async snapshotLoop(): Promise<void> {
+    const heartbeatMs = (this.credentials?.heartbeatSeconds ?? 5) * 1000;
+    while (!this.stopping.signal.aborted) {
+      try {
+        const snapshot = await (this.snapshotter as NodeSnapshotter).take();
+        await this.retrying('snapshot', () => this.request('POST', NODE_ROUTES.snapshot, snapshot));
+      } catch {
+        if (this.stopping.signal.aborted) return;
+      }
+      // The next one after a heartbeat, or soon after a sandbox changes state.
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, heartbeatMs);
+        const done = () => {
+          clearTimeout(timer);
+          this.snapshotDue = undefined;
+          resolve();
+        };
+        this.snapshotDue = () => setTimeout(done, 50);
+        this.stopping.signal.addEventListener('abort', done, { once: true });
+      });
+    }
+  }
+
+  private async commandLoop(): Promise<void> {
+    const wait = this.credentials?.commandWaitSeconds ?? 25;
+    while (!this.stopping.signal.aborted) {
+      const got = await this.retrying('command poll', () =>
+        this.request<{ commands: unknown[] }>('GET', `${NODE_ROUTES.commands}?wait=${wait}`, undefined),
+      ).catch(() => undefined);
+      for (const c of got?.commands ?? []) void this.handle(c);
+    }
+  }
+
+  /** Runs a command once: one seen before is answered from the journal. */
+  private async handle(value: unknown): Promise<void> {
+    const problem = commandProblem(value);
+    const id = (value as { id?: unknown })?.id;
+    if (problem) {
+      this.options.logger.warn({ problem }, 'the server sent a command this node does not understand');
+      if (typeof id === 'string' && /^[A-Za-z0-9_-]{8,64}$/.test(id))
+        this.answer({
+          commandId: id,
+          ok: false,
+          error: {
+            code: problem.startsWith('unknown command kind') ? 'UNSUPPORTED_COMMAND' : 'INVALID_SPEC',
+            message: problem,
+          },
+        });
+      return;
+    }
+    const command = value as NodeCommand;
+    const seen = await this.journal.get(command.id);
+    if (seen?.state === 'done') return this.answer(seen.outcome);
+    if (!seen) await this.journal.started(command.id, command.kind);
+    const outcome = await this.options.executor.execute(command, {
+      progress: (line) =>
+        void this.request('POST', NODE_ROUTES.progress, { commandId: command.id, lines: [line] }).catch(
+          () => {},
+        ),
+    });
+    await this.journal.done(command.id, command.kind, outcome);
+    this.answer(outcome);
+  }
+
+  /**
+   * The uploaded files a build reads, fetched from the server once into the agent's
+   * directory (the executor's `buildFiles`).
+   */
+  async buildFiles(team: string, hashes: string[]): Promise<(hash: string) => string> {
+    const dir = join(this.options.home, 'agent', 'files', team);
+    await mkdir(dir, { recursive: true });
+    const path = (hash: string) => join(dir, `${hash}.tar.gz`);
+    for (const hash of new Set(hashes)) {
+      if (
+        await stat(path(hash)).then(
+          () => true,
+          () => false,
+        )
+      )
+        continue;
+      const r = await fetch(new URL(`${NODE_ROUTES.files}/${team}/${hash}`, this.options.serverUrl), {
+        headers: {
+          [NODE_PROTOCOL_HEADER]: formatProtocol(NODE_PROTOCOL),
+          authorization: `Bearer ${this.credentials?.credential ?? ''}`,
+        },
+        signal: this.stopping.signal,
+      });
+      if (!r.ok || !r.body) throw new Error(`fetching build file ${hash}: ${r.status} ${await r.text()}`);
+      const tmp = `${path(hash)}.part`;
+      await pipeline(Readable.fromWeb(r.body as never), createWriteStream(tmp));
+      await rename(tmp, path(hash));
+    }
+    return path;
+  }
+
+  private resultsDue: (() => void) | undefined;
+
+  private answer(outcome: NodeCommandOutcome): void {
+    this.unsent.set(outcome.commandId, outcome);
+    this.resultsDue?.();
+  }
+
+  /** Posts outcomes until the server has acknowledged each. */
+  private async resultLoop(): Promise<void> {
+    while (!this.stopping.signal.aborted) {
+      const outcomes = [...this.unsent.values()];
+      if (outcomes.length > 0) {
+        const r = await this.retrying('results', () =>
+          this.request<NodeResultsResponse>('POST', NODE_ROUTES.results, { outcomes }),
+        ).catch(() => undefined);
+        for (const v of r?.verdicts ?? []) {
+          if (v.verdict === 'rejected')
+            this.options.logger.warn({ command: v.commandId }, 'the server rejected an outcome of this node');
+          if (this.unsent.get(v.commandId) === outcomes.find((o) => o.commandId === v.commandId))
+            this.unsent.delete(v.commandId);
+        }
+        continue;
+      }
+      await new Promise<void>((resolve) => {
+        const done = () => {
+          this.resultsDue = undefined;
+          resolve();
+        };
+        this.resultsDue = done;
+        this.stopping.signal.addEventListener('abort', done, { once: true });
+      });
+    }
+  }
+}

@@ -1,0 +1,241 @@
+import { createHash, randomBytes } from 'node:crypto';
+import {
+  formatProtocol,
+  NODE_PROTOCOL,
+  type NodeJoinRequest,
+  type NodeJoinResponse,
+  type NodeSnapshot,
+  parseProtocol,
+  protocolCompatible,
+} from '@aiva/protocol/node';
+import { and, eq, inArray, ne } from 'drizzle-orm';
+import type { Logger } from 'pino';
+import { type NodeState, nodes as nodeRows } from '../db/cluster-schema.js';
+import type { Database } from '../db/database.js';
+import { sandboxes } from '../db/schema.js';
+import {
+  ConflictError,
+  ForbiddenError,
+  IncompatibleVersionError,
+  InvalidRequestError,
+  UnauthorizedError,
+} from '../services/errors.js';
+import type { NodeTokenService } from '../services/node-token-service.js';
+import type { NodeCommandQueue } from './command-queue.js';
+import type { Nodes } from './nodes.js';
+import { RemoteNodeLink } from './remote-node-link.js';
+
+export type NodeRow = typeof nodeRows.$inferSelect;
+
+export interface NodeRegistryOptions {
+  aivaVersion: string;
+  /** How often a node reports when nothing changes. */
+  heartbeatSeconds: number;
+  /** How long a command poll waits for a command. */
+  commandWaitSeconds: number;
+  /** A node silent this long is unreachable: creates avoid it. */
+  unreachableAfterSeconds: number;
+}
+
+function hash(secret: string): string {
+  return createHash('sha256').update(secret).digest('hex');
+}
+
+/**
+ * The nodes that joined this control plane: joining with a token, each later call
+ * authenticated by the node's credential, the snapshots nodes push, and who is
+ * reachable. Each node is a RemoteNodeLink in `nodes`.
+ */
+export class NodeRegistry {
+  private readonly links = new Map<string, RemoteNodeLink>();
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly db: Database,
+    private readonly tokens: NodeTokenService,
+    private readonly queue: NodeCommandQueue,
+    private readonly nodes: Nodes,
+    private readonly log: Logger,
+    readonly options: NodeRegistryOptions,
+  ) {}
+
+  /** Loads the nodes that joined before (their last snapshots) and starts watching who is silent. */
+  async start(): Promise<void> {
+    for (const row of await this.db.select().from(nodeRows).where(ne(nodeRows.state, 'left'))) {
+      const link = this.attach(row);
+      if (row.lastSnapshot) link.update(row.lastSnapshot as unknown as NodeSnapshot);
+    }
+    this.timer = setInterval(() => void this.watch().catch(() => {}), 1000);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+  }
+
+  private attach(row: NodeRow): RemoteNodeLink {
+    const link = new RemoteNodeLink(row.id, this.queue);
+    this.links.set(row.id, link);
+    this.nodes.add(link, { state: row.state, labels: row.labels });
+    return link;
+  }
+
+  /** Marks nodes silent for too long unreachable (creates avoid them). */
+  private async watch(): Promise<void> {
+    const limit = Date.now() - this.options.unreachableAfterSeconds * 1000;
+    const rows = await this.db
+      .select()
+      .from(nodeRows)
+      .where(inArray(nodeRows.state, ['ready', 'cordoned', 'draining']));
+    for (const row of rows) {
+      const seen = row.lastSeenAt?.getTime() ?? row.joinedAt.getTime();
+      if (seen >= limit) continue;
+      const [moved] = await this.db
+        .update(nodeRows)
+        .set({ state: 'unreachable' })
+        .where(and(eq(nodeRows.id, row.id), eq(nodeRows.state, row.state)))
+        .returning();
+      if (moved) {
+        this.log.warn(
+          { node: row.id, name: row.name, silentS: Math.round((Date.now() - seen) / 1000) },
+          'node unreachable',
+        );
+        this.nodes.describe(row.id, { state: 'unreachable', labels: row.labels });
+      }
+    }
+  }
+
+  /**
+   * Lets a node join with a join token: the node gets its id, its credential and its
+   * tunnel key (shown this once; the credential is stored hashed). A wrong, revoked or
+   * expired token is a 401, logged; another major version of the contract a 426 naming both.
+   */
+  async join(body: NodeJoinRequest, address: string): Promise<NodeJoinResponse> {
+    const theirs = parseProtocol(body.protocol);
+    if (!theirs || !protocolCompatible(theirs, NODE_PROTOCOL)) {
+      this.log.warn(
+        { name: body.name, protocol: body.protocol, aiva: body.aivaVersion, address },
+        'node refused: version',
+      );
+      throw new IncompatibleVersionError(
+        `the node speaks aiva-node-protocol ${body.protocol} (aiva ${body.aivaVersion}); this server speaks ${formatProtocol(NODE_PROTOCOL)} (aiva ${this.options.aivaVersion})`,
+      );
+    }
+    const checked = await this.tokens.check(body.token);
+    if (!checked.ok) {
+      this.log.warn(
+        { name: body.name, reason: checked.reason, token: checked.tokenId, address },
+        'node refused: join token',
+      );
+      throw new UnauthorizedError(
+        checked.reason === 'revoked' || checked.reason === 'expired'
+          ? `the join token is ${checked.reason}`
+          : 'the join token is not valid',
+      );
+    }
+    if (body.directAddress && !/^[^\s/]+:\d{1,5}$/.test(body.directAddress))
+      throw new InvalidRequestError(`directAddress ${body.directAddress} is not host:port`);
+    const id = `n-${randomBytes(6).toString('hex')}`;
+    const credential = `aiva_node_${randomBytes(32).toString('hex')}`;
+    const tunnelKey = randomBytes(32).toString('base64');
+    try {
+      const [row] = await this.db
+        .insert(nodeRows)
+        .values({
+          id,
+          name: body.name,
+          labels: body.labels,
+          credentialHash: hash(credential),
+          tunnelKey,
+          protocolVersion: body.protocol,
+          aivaVersion: body.aivaVersion,
+          joinTokenId: checked.token.id,
+          directAddress: body.directAddress ?? null,
+          lastSeenAt: new Date(),
+        })
+        .returning();
+      if (!row) throw new Error('the node was not stored');
+      this.attach(row);
+    } catch (e) {
+      if (/nodes_name_idx|unique/i.test(String((e as { cause?: unknown }).cause ?? e)))
+        throw new ConflictError(
+          `a node named ${body.name} has joined already: remove it first (aiva node rm ${body.name})`,
+        );
+      throw e;
+    }
+    this.log.info(
+      { node: id, name: body.name, labels: body.labels, address, token: checked.token.id },
+      'node joined',
+    );
+    return {
+      nodeId: id,
+      credential,
+      tunnelKey,
+      protocol: formatProtocol(NODE_PROTOCOL),
+      heartbeatSeconds: this.options.heartbeatSeconds,
+      commandWaitSeconds: this.options.commandWaitSeconds,
+    };
+  }
+
+  /** The node a credential belongs to; a 401 (logged) for none, or for a node removed. */
+  async authenticate(authorization: string | undefined, address: string): Promise<NodeRow> {
+    const credential = /^Bearer (\S+)$/.exec(authorization ?? '')?.[1];
+    const [row] = credential
+      ? await this.db
+          .select()
+          .from(nodeRows)
+          .where(eq(nodeRows.credentialHash, hash(credential)))
+      : [];
+    if (!row || row.state === 'left') {
+      this.log.warn({ address, known: Boolean(row) }, 'node call refused: credential');
+      throw new UnauthorizedError(
+        row ? 'this node was removed from the cluster' : 'the node credential is not valid',
+      );
+    }
+    return row;
+  }
+
+  /** The protocol header of every call after join: another major is a 426 naming both. */
+  checkVersion(header: string | undefined, row: NodeRow): void {
+    const theirs = parseProtocol(header);
+    if (!theirs || !protocolCompatible(theirs, NODE_PROTOCOL))
+      throw new IncompatibleVersionError(
+        `the node speaks aiva-node-protocol ${header ?? '(none)'}; this server speaks ${formatProtocol(NODE_PROTOCOL)} (aiva ${this.options.aivaVersion})`,
+      );
+    void row;
+  }
+
+  /**
+   * Takes a node's snapshot. Sandboxes it reports that the control plane placed on
+   * another node are not its own: they are left out (and logged), never adopted.
+   */
+  async snapshot(row: NodeRow, snapshot: NodeSnapshot): Promise<void> {
+    if (snapshot.nodeId !== row.id)
+      throw new ForbiddenError(`the snapshot is of node ${snapshot.nodeId}, not of this node (${row.id})`);
+    const ids = snapshot.sandboxes.map((s) => s.id);
+    const foreign = ids.length
+      ? await this.db
+          .select({ id: sandboxes.id, nodeId: sandboxes.nodeId })
+          .from(sandboxes)
+          .where(and(inArray(sandboxes.id, ids), ne(sandboxes.nodeId, row.id)))
+      : [];
+    if (foreign.length > 0)
+      this.log.warn(
+        { node: row.id, claimed: foreign.map((f) => `${f.id}@${f.nodeId}`) },
+        'a node reported sandboxes of other nodes: ignored',
+      );
+    const notOwn = new Set(foreign.map((f) => f.id));
+    const own = { ...snapshot, sandboxes: snapshot.sandboxes.filter((s) => !notOwn.has(s.id)) };
+    const state: NodeState = row.state === 'unreachable' ? 'ready' : row.state;
+    await this.db
+      .update(nodeRows)
+      .set({ lastSnapshot: own as unknown as Record<string, unknown>, lastSeenAt: new Date(), state })
+      .where(eq(nodeRows.id, row.id));
+    if (state !== row.state) {
+      this.log.info({ node: row.id, name: row.name }, 'node reachable again');
+      this.nodes.describe(row.id, { state, labels: row.labels });
+    }
+    const link = this.links.get(row.id) ?? this.attach({ ...row, state });
+    link.update(own);
+  }
+}

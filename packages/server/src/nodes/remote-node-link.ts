@@ -1,0 +1,69 @@
+import type {
+  BuildLogLine,
+  NodeCommand,
+  NodeCommandOutcome,
+  NodeSandbox,
+  NodeSnapshot,
+} from '@aiva/protocol/node';
+import type { NodeCommandQueue } from './command-queue.js';
+import type { NodeLink } from './node-link.js';
+
+/**
+ * A node on another host (`aiva node join`): commands go through the command table, which
+ * the node polls; what it runs is what its last snapshot said.
+ */
+export class RemoteNodeLink implements NodeLink {
+  private last: NodeSnapshot | undefined;
+  private byId = new Map<string, NodeSandbox>();
+  private readonly listeners: ((s: NodeSandbox) => void)[] = [];
+
+  constructor(
+    readonly id: string,
+    private readonly queue: NodeCommandQueue,
+  ) {}
+
+  send(command: NodeCommand, progress?: (line: BuildLogLine) => void): Promise<NodeCommandOutcome> {
+    return this.queue.send(this.id, command, progress);
+  }
+
+  async snapshot(): Promise<NodeSnapshot> {
+    if (!this.last) throw new Error(`node ${this.id} has not reported yet`);
+    return this.last;
+  }
+
+  /** When the node reported last (ms since the epoch), if it did. */
+  get reportedAt(): number | undefined {
+    return this.last ? Date.parse(this.last.sentAt) : undefined;
+  }
+
+  /**
+   * Takes a snapshot the node sent (only sandboxes it owns: the caller filtered them) and
+   * tells the listeners of each sandbox whose state changed or that went.
+   */
+  update(snapshot: NodeSnapshot): void {
+    const before = this.byId;
+    this.last = snapshot;
+    this.byId = new Map(snapshot.sandboxes.map((s) => [s.id, s]));
+    for (const s of snapshot.sandboxes)
+      if (before.get(s.id)?.state !== s.state) for (const l of this.listeners) l(s);
+    for (const [id, s] of before)
+      if (!this.byId.has(id)) for (const l of this.listeners) l({ ...s, state: 'stopped' });
+  }
+
+  sandbox(id: string): NodeSandbox | undefined {
+    return this.byId.get(id);
+  }
+
+  sandboxes(): NodeSandbox[] {
+    return [...this.byId.values()];
+  }
+
+  endpoint(): undefined {
+    // Reached through the node's tunnel, not by address.
+    return undefined;
+  }
+
+  onSandbox(listener: (sandbox: NodeSandbox) => void): void {
+    this.listeners.push(listener);
+  }
+}
