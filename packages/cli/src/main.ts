@@ -3,6 +3,7 @@ import { Command, CommanderError } from 'commander';
 import { registerDoctorCommand } from './commands/doctor.js';
 import { registerImageCommands } from './commands/image.js';
 import { registerKeyCommands } from './commands/keys.js';
+import { registerNodeCommands } from './commands/node.js';
 import { registerSandboxCommands } from './commands/sandbox.js';
 import { registerServerCommand } from './commands/server.js';
 import { registerTemplateCommands } from './commands/template.js';
@@ -17,6 +18,7 @@ const program = new Command('aiva')
 registerUpCommand(program);
 registerServerCommand(program);
 registerKeyCommands(program);
+registerNodeCommands(program);
 registerImageCommands(program);
 registerSandboxCommands(program);
 registerTemplateCommands(program);
