@@ -28,7 +28,13 @@ export {
 export { envdMetrics } from './envd/envd-http.js';
 export { CommandError, runCommand } from './host/command.js';
 export { LockBusyError, lockFile } from './host/file-lock.js';
-export { hostResources } from './host/host-resources.js';
+export {
+  type HostResources,
+  hostResources,
+  leftoverHostResources,
+  type NodeResourceFilter,
+} from './host/host-resources.js';
+export { DEFAULT_HOST_SCOPE, HostScope, type HostScopeOptions } from './host/host-scope.js';
 export { type BuildReporter, ImageBuildError, silentReporter } from './image/build-reporter.js';
 export { GUEST_RUNTIME_DIR, hostGuestTools } from './image/guest-layer.js';
 export { ImageStore, MissingLayerError } from './image/image-store.js';
@@ -51,6 +57,7 @@ export { type OciErrorReason, OciImageError } from './image/oci-errors.js';
 export { type OciImage, OciImages, type OciImportOptions, type OciPullOptions } from './image/oci-images.js';
 export { RecipeError } from './image/recipe.js';
 export { type LocalNode, type LocalNodeOptions, openLocalNode } from './local-node.js';
+export { AddressPool } from './network/address-pool.js';
 export type { NetworkCheck } from './network/network-checks.js';
 export {
   ALWAYS_BLOCKED,

@@ -13,6 +13,7 @@ export interface LocalNodeOptions extends ImageStoreOptions, RuntimeConfig {
   defaultDriver?: DriverName;
   logger?: Logger;
   readyTimeoutMs?: SandboxManagerOptions['readyTimeoutMs'];
+  /** IPv4 block cut into one /30 per sandbox (default 10.11.0.0/16). */
   addressBlock?: string;
   networkPoolSize?: SandboxManagerOptions['networkPoolSize'];
   dnsUpstreams?: SandboxManagerOptions['dnsUpstreams'];
@@ -48,6 +49,7 @@ export async function openLocalNode(options: LocalNodeOptions): Promise<LocalNod
   }
   const sandboxes = await SandboxManager.open({
     home: options.home,
+    scope: options.scope,
     images,
     runtimes,
     defaultDriver,

@@ -3,6 +3,7 @@ import { isIP } from 'node:net';
 import { totalmem } from 'node:os';
 import { join } from 'node:path';
 import {
+  AddressPool,
   DRIVER_NAMES,
   type DriverName,
   dataDir,
@@ -50,6 +51,7 @@ interface UpOptions {
   teamMaxSandboxes: number;
   dns?: string[];
   networkPool: number;
+  addressBlock?: string;
   warmPool: Record<string, number>;
   logLevel: string;
 }
@@ -123,6 +125,18 @@ export function registerUpCommand(program: Command): void {
       0,
     )
     .option(
+      '--address-block <cidr>',
+      'the IPv4 block cut into one /30 per sandbox (/8 to /28; default 10.11.0.0/16; must not clash with the host’s routes)',
+      (v: string) => {
+        try {
+          new AddressPool(v);
+        } catch {
+          throw new InvalidArgumentError('an IPv4 block such as 10.11.0.0/16 (prefix /8 to /28)');
+        }
+        return v;
+      },
+    )
+    .option(
       '--warm-pool <template=n>',
       'keep n sandboxes of a template (base, or a built one by name[:tag] or id) ready ahead of creates (repeatable; containers: each idle one takes ~25 MiB)',
       (v: string, all: Record<string, number>) => {
@@ -170,6 +184,7 @@ export function registerUpCommand(program: Command): void {
         defaultDriver: opts.runtime,
         dnsUpstreams: opts.dns,
         networkPoolSize: opts.networkPool,
+        addressBlock: opts.addressBlock,
         logger: logger.child({ component: 'node' }),
       }).catch(async (e: unknown) => {
         await dns?.close();

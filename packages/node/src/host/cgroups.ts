@@ -205,6 +205,22 @@ export async function childCgroups(parent: string): Promise<string[]> {
   return entries.filter((e) => e.isDirectory()).map((e) => e.name);
 }
 
+/**
+ * Removes cgroup `path` (relative to the hierarchy roots) in every hierarchy where it is
+ * an empty directory (no processes, no children): a node's parent of its sandboxes'
+ * cgroups, once they are gone. Left where it still has children.
+ */
+export async function removeEmptyCgroup(path: string): Promise<void> {
+  const layout = await cgroupLayout();
+  const hierarchies =
+    layout === 'v2'
+      ? [ROOT]
+      : (await readdir(ROOT, { withFileTypes: true }).catch(() => []))
+          .filter((e) => e.isDirectory())
+          .map((e) => join(ROOT, e.name));
+  for (const h of hierarchies) await rmdir(join(h, path)).catch(() => {});
+}
+
 /** Removes an empty cgroup directory (whose processes are gone or going); absent is fine. */
 export async function removeCgroupDir(dir: string): Promise<void> {
   for (let attempt = 0; attempt < 50; attempt++) {

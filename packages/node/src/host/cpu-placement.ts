@@ -41,14 +41,15 @@ export async function hostCpus(): Promise<number[]> {
 }
 
 /**
- * The cpusets of the sandbox cgroups `aiva/<id>` among `ids` that exist: where the live
+ * The cpusets of the sandbox cgroups `<parent>/<id>` among `ids` that exist: where the live
  * containers run, as the kernel has them (the truth after a node restart).
  */
-export async function sandboxCpusets(ids: Iterable<string>): Promise<Map<string, number[]>> {
+export async function sandboxCpusets(ids: Iterable<string>, parent = 'aiva'): Promise<Map<string, number[]>> {
   const layout = await cgroupLayout();
   const found = new Map<string, number[]>();
   for (const id of ids) {
-    const dir = layout === 'v2' ? join('/sys/fs/cgroup/aiva', id) : join('/sys/fs/cgroup/cpuset/aiva', id);
+    const dir =
+      layout === 'v2' ? join('/sys/fs/cgroup', parent, id) : join('/sys/fs/cgroup/cpuset', parent, id);
     const text = await readFile(join(dir, 'cpuset.cpus'), 'utf8').catch(() => '');
     const cpus = parseCpuList(text);
     if (cpus.length > 0) found.set(id, cpus);
@@ -80,7 +81,11 @@ export function leastUsedCpus(available: number[], load: Map<number, number>, co
 export class CpuPlacement {
   private readonly placed = new Map<string, number[]>();
 
-  constructor(private readonly available: () => Promise<number[]> = hostCpus) {}
+  constructor(
+    private readonly available: () => Promise<number[]> = hostCpus,
+    /** Where the sandboxes' cgroups are (HostScope.cgroupParent). */
+    private readonly cgroupParent = 'aiva',
+  ) {}
 
   /** Picks `vcpus` CPUs for sandbox `id` (replacing any it had) and counts them as used. */
   async place(id: string, vcpus: number): Promise<number[]> {
@@ -98,7 +103,8 @@ export class CpuPlacement {
   /** Counts the CPUs of the live sandboxes among `keep` (their cgroups) and forgets the others. */
   async recover(keep: Set<string>): Promise<void> {
     for (const id of this.placed.keys()) if (!keep.has(id)) this.placed.delete(id);
-    for (const [id, cpus] of await sandboxCpusets(keep)) if (!this.placed.has(id)) this.placed.set(id, cpus);
+    for (const [id, cpus] of await sandboxCpusets(keep, this.cgroupParent))
+      if (!this.placed.has(id)) this.placed.set(id, cpus);
   }
 
   /** CPU → how many sandboxes are pinned to it. */

@@ -23,7 +23,7 @@ export interface IdRange {
  */
 export const SANDBOX_ID_BASE = 2 ** 30;
 export const SANDBOX_ID_COUNT = 65_536;
-const SANDBOX_ID_SLOTS = 2 ** 30 / SANDBOX_ID_COUNT;
+export const SANDBOX_ID_SLOTS = 2 ** 30 / SANDBOX_ID_COUNT;
 
 /**
  * The host ids of the sandbox in `slot` (its network address slot: unique among live

@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import { DEFAULT_HOST_SCOPE, type HostScope } from '../host/host-scope.js';
 import type { AddressPool, LinkAddresses } from './address-pool.js';
 import { createLink, removeLink, type SandboxNamespaces } from './sandbox-network.js';
 
@@ -27,6 +28,8 @@ export class NamespacePool {
     private readonly log: Logger,
     /** Make each network namespace inside a user namespace of its slot's (createLink). */
     private readonly userNamespaces = false,
+    /** Whose names the namespaces get. */
+    private readonly scope: HostScope = DEFAULT_HOST_SCOPE,
   ) {
     if (!Number.isInteger(size) || size < 0)
       throw new Error(`namespace pool size must be 0 or more, not ${size}`);
@@ -56,9 +59,9 @@ export class NamespacePool {
           return;
         }
         try {
-          const namespaces = await createLink(link, this.userNamespaces);
+          const namespaces = await createLink(link, this.userNamespaces, this.scope);
           if (this.closed) {
-            await removeLink(link.slot, namespaces.netns);
+            await removeLink(link.slot, namespaces.netns, this.scope);
             this.addresses.release(link.slot);
             return;
           }
@@ -85,7 +88,7 @@ export class NamespacePool {
     this.closed = true;
     while (this.filling) await this.filling;
     for (const p of this.ready.splice(0)) {
-      await removeLink(p.link.slot, p.namespaces.netns);
+      await removeLink(p.link.slot, p.namespaces.netns, this.scope);
       this.addresses.release(p.link.slot);
     }
   }

@@ -1,6 +1,7 @@
 import { mkdir, readFile } from 'node:fs/promises';
 import { runCommand } from '../host/command.js';
-import { pinUserNamespace, sandboxIdRange, unpinNamespace } from '../host/idmapped-overlay.js';
+import { DEFAULT_HOST_SCOPE, type HostScope } from '../host/host-scope.js';
+import { pinUserNamespace, unpinNamespace } from '../host/idmapped-overlay.js';
 import type { SandboxNetworkAttachment, SandboxUserNamespace } from '../runtime/types.js';
 import type { LinkAddresses } from './address-pool.js';
 
@@ -20,13 +21,17 @@ export const VM_GUEST = {
 /** How the sandbox joins its namespace: a container lives in it, a microVM behind a TAP in it. */
 export type AttachMode = 'namespace' | 'tap';
 
-/** Namespaces are named by address slot, so that one can be made before its sandbox exists (the pool). */
-export const netnsName = (slot: number) => `aiva-n${slot}`;
+/**
+ * Namespaces are named by address slot, so that one can be made before its sandbox exists
+ * (the pool); a node with a tag puts it in the name (HostScope.netnsName). These are the
+ * untagged node's names.
+ */
+export const netnsName = (slot: number) => DEFAULT_HOST_SCOPE.netnsName(slot);
 export const hostLinkName = (slot: number) => `aiva${slot}`;
 
-/** Where the user namespaces of sandboxes are pinned, one file per network namespace, of its name. */
-export const USERNS_DIR = '/run/aiva/userns';
-export const userNamespaceFile = (netns: string) => `${USERNS_DIR}/${netns}`;
+/** Where the untagged node pins the user namespaces of sandboxes, one file per network namespace, of its name. */
+export const USERNS_DIR = DEFAULT_HOST_SCOPE.userNamespaceDir;
+export const userNamespaceFile = (netns: string) => DEFAULT_HOST_SCOPE.userNamespaceFile(netns);
 
 let netnsDirReady: Promise<void> | undefined;
 /**
@@ -57,11 +62,15 @@ function prepareNetnsDir(): Promise<void> {
  * host's root keeps every capability over both (they are its descendants): `ip -n`,
  * nsenter and QEMU's TAP work as before.
  */
-async function createNamespaces(netns: string, slot: number): Promise<SandboxUserNamespace> {
-  const ids = sandboxIdRange(slot);
+async function createNamespaces(
+  netns: string,
+  slot: number,
+  scope: HostScope,
+): Promise<SandboxUserNamespace> {
+  const ids = scope.idRange(slot);
   await prepareNetnsDir();
-  await mkdir(USERNS_DIR, { recursive: true, mode: 0o700 });
-  const path = userNamespaceFile(netns);
+  await mkdir(scope.userNamespaceDir, { recursive: true, mode: 0o700 });
+  const path = scope.userNamespaceFile(netns);
   await pinUserNamespace(ids, path, `/run/netns/${netns}`);
   return { path, ...ids };
 }
@@ -83,12 +92,16 @@ export interface SandboxNamespaces {
  * network namespace is made inside a user namespace of the slot's own (createNamespaces).
  * On failure everything made so far is removed.
  */
-export async function createLink(link: LinkAddresses, userNamespace = false): Promise<SandboxNamespaces> {
-  const netns = netnsName(link.slot);
+export async function createLink(
+  link: LinkAddresses,
+  userNamespace = false,
+  scope: HostScope = DEFAULT_HOST_SCOPE,
+): Promise<SandboxNamespaces> {
+  const netns = scope.netnsName(link.slot);
   const hostIf = hostLinkName(link.slot);
   let userns: SandboxUserNamespace | undefined;
   try {
-    if (userNamespace) userns = await createNamespaces(netns, link.slot);
+    if (userNamespace) userns = await createNamespaces(netns, link.slot, scope);
     else await ip(['netns', 'add', netns]);
     await ip(
       ['-batch', '-'],
@@ -111,7 +124,7 @@ export async function createLink(link: LinkAddresses, userNamespace = false): Pr
     );
     return { netns, userns };
   } catch (e) {
-    await removeLink(link.slot);
+    await removeLink(link.slot, undefined, scope);
     throw e;
   }
 }
@@ -185,13 +198,14 @@ export async function createSandboxNetwork(
   link: LinkAddresses,
   mode: AttachMode,
   userNamespace = false,
+  scope: HostScope = DEFAULT_HOST_SCOPE,
 ): Promise<SandboxNetworkAttachment> {
-  const made = await createLink(link, userNamespace);
+  const made = await createLink(link, userNamespace, scope);
   if (mode === 'tap') {
     try {
       await addTap(made.netns, link);
     } catch (e) {
-      await removeLink(link.slot, made.netns);
+      await removeLink(link.slot, made.netns, scope);
       throw e;
     }
   }
@@ -203,10 +217,14 @@ export async function createSandboxNetwork(
  * user namespace pinned beside it, and the host end of the link. Idempotent. `netns` is the name recorded for the sandbox, if any
  * (older records named namespaces after the sandbox).
  */
-export async function removeLink(slot: number, netns?: string): Promise<void> {
+export async function removeLink(
+  slot: number,
+  netns?: string,
+  scope: HostScope = DEFAULT_HOST_SCOPE,
+): Promise<void> {
   await ip(['link', 'del', hostLinkName(slot)]).catch(() => {});
-  for (const name of new Set([netnsName(slot), ...(netns ? [netns] : [])])) {
+  for (const name of new Set([scope.netnsName(slot), ...(netns ? [netns] : [])])) {
     await ip(['netns', 'del', name]).catch(() => {});
-    await unpinNamespace(userNamespaceFile(name));
+    await unpinNamespace(scope.userNamespaceFile(name));
   }
 }

@@ -1,6 +1,7 @@
 import { mkdir, readdir } from 'node:fs/promises';
 import { type Logger, pino } from 'pino';
 import { runCommand } from '../host/command.js';
+import { DEFAULT_HOST_SCOPE, type HostScope } from '../host/host-scope.js';
 import { unpinNamespace } from '../host/idmapped-overlay.js';
 import type { SandboxNetworkAttachment } from '../runtime/types.js';
 import { AddressPool, type LinkAddresses } from './address-pool.js';
@@ -28,11 +29,8 @@ import {
   attachment,
   createLink,
   hostLinkName,
-  netnsName,
   removeLink,
   type SandboxNamespaces,
-  USERNS_DIR,
-  userNamespaceFile,
 } from './sandbox-network.js';
 
 export interface NetworkingOptions {
@@ -42,12 +40,16 @@ export interface NetworkingOptions {
   poolSize?: number;
   /** Where the forwarder sends the sandboxes' queries: `a.b.c.d[:port]` (default: /etc/resolv.conf's nameservers). */
   dnsUpstreams?: string[];
-  /** Host-wide runtime state (default /run/aiva). */
-  stateDir?: string;
+  /**
+   * What of the host is this node's (default: the host's only node's): namespace names,
+   * user namespace pins and the runtime state (ip_forward.saved) under its `stateDir`,
+   * and the host ids of its sandboxes.
+   */
+  scope?: HostScope;
   /**
    * Make every network namespace inside a user namespace of its own (for runtimes with
    * `capabilities.userNamespace`), whose host ids are its address slot's
-   * (`sandboxIdRange`): unique among live sandboxes and found again from the record.
+   * (`HostScope.idRange`): unique among live sandboxes and found again from the record.
    */
   userNamespaces?: boolean;
   log?: Logger;
@@ -92,7 +94,7 @@ export class SandboxNetworking {
   private readonly pool: NamespacePool;
   private readonly attached = new Map<string, Attached>();
   private readonly forwarding: IpForwarding;
-  private readonly stateDir: string;
+  private readonly scope: HostScope;
   private firewall: Firewall | undefined;
   private dns: DnsForwarder | undefined;
   private readonly log: Logger;
@@ -100,14 +102,16 @@ export class SandboxNetworking {
   constructor(private readonly options: NetworkingOptions) {
     this.addresses = new AddressPool(options.addressBlock ?? '10.11.0.0/16');
     this.log = options.log ?? pino({ level: 'silent' });
+    this.scope = options.scope ?? DEFAULT_HOST_SCOPE;
+    if (options.userNamespaces) this.scope.idRange(this.addresses.size - 1); // every slot has ids
     this.pool = new NamespacePool(
       options.poolSize ?? 0,
       this.addresses,
       this.log,
       options.userNamespaces ?? false,
+      this.scope,
     );
-    this.stateDir = options.stateDir ?? '/run/aiva';
-    this.forwarding = new IpForwarding(this.stateDir);
+    this.forwarding = new IpForwarding(this.scope.stateDir);
     for (const u of options.dnsUpstreams ?? []) parseUpstream(u);
   }
 
@@ -122,7 +126,7 @@ export class SandboxNetworking {
    * their domain rules had resolved), serves their DNS, sets forwarding, fills the pool.
    */
   async start(live: SandboxNetworkRef[]): Promise<void> {
-    await mkdir(this.stateDir, { recursive: true });
+    await mkdir(this.scope.stateDir, { recursive: true });
     await this.sweep(live);
     const upstreams = this.options.dnsUpstreams?.map(parseUpstream) ?? (await systemResolvers());
     this.dns = new DnsForwarder({ upstreams, log: this.log });
@@ -158,25 +162,30 @@ export class SandboxNetworking {
     this.pool.fill();
   }
 
-  /** Namespaces and links that carry our names but belong to no live sandbox. */
+  /**
+   * Namespaces and links that carry our names but belong to no live sandbox. Namespaces
+   * are files in /run/netns, seen by every node on the host: only the scope's names go
+   * (`HostScope.sweepsNetns`). Links and the pins under the scope's state are this node's.
+   */
   private async sweep(live: SandboxNetworkRef[]): Promise<void> {
+    const { scope } = this;
     const ownedNetns = new Set(
-      live.flatMap((r) => [netnsName(r.slot), ...(r.network ? [r.network.netns] : [])]),
+      live.flatMap((r) => [scope.netnsName(r.slot), ...(r.network ? [r.network.netns] : [])]),
     );
     const ownedLinks = new Set(live.map((r) => hostLinkName(r.slot)));
     const { stdout: ns } = await runCommand('ip', ['netns', 'list']).catch(() => ({ stdout: '' }));
     for (const line of ns.split('\n')) {
       const name = line.split(' ')[0] ?? '';
-      if (name.startsWith('aiva-') && !ownedNetns.has(name)) {
+      if (scope.sweepsNetns(name) && !ownedNetns.has(name)) {
         this.log.warn({ netns: name }, 'removing an orphaned network namespace');
         await runCommand('ip', ['netns', 'del', name]).catch(() => {});
       }
     }
     // User namespaces pinned beside network namespaces (of their names) no sandbox owns.
-    for (const name of await readdir(USERNS_DIR).catch(() => [] as string[])) {
+    for (const name of await readdir(scope.userNamespaceDir).catch(() => [] as string[])) {
       if (!ownedNetns.has(name)) {
         this.log.warn({ userns: name }, 'removing an orphaned user namespace');
-        await unpinNamespace(userNamespaceFile(name)).catch(() => {});
+        await unpinNamespace(scope.userNamespaceFile(name)).catch(() => {});
       }
     }
     const { stdout: links } = await runCommand('ip', ['-o', 'link', 'show']).catch(() => ({ stdout: '' }));
@@ -198,7 +207,7 @@ export class SandboxNetworking {
 
   /** Gives a reservation back unused (a create that failed before `attach`). */
   async unreserve(r: NetworkReservation): Promise<void> {
-    if (r.namespaces) await removeLink(r.link.slot, r.namespaces.netns);
+    if (r.namespaces) await removeLink(r.link.slot, r.namespaces.netns, this.scope);
     this.addresses.release(r.link.slot);
   }
 
@@ -225,7 +234,7 @@ export class SandboxNetworking {
     const { firewall } = this.mustBeStarted();
     const { link } = reservation;
     const namespaces =
-      reservation.namespaces ?? (await createLink(link, this.options.userNamespaces ?? false));
+      reservation.namespaces ?? (await createLink(link, this.options.userNamespaces ?? false, this.scope));
     const { netns } = namespaces;
     const a: Attached = {
       s: this.firewallEntry(id, link, compilePolicy(policy)),
@@ -275,7 +284,7 @@ export class SandboxNetworking {
     const had = this.attached.delete(ref.id);
     await this.dns?.unlisten(ref.id);
     await this.firewall?.removeSandbox(ref.id);
-    await removeLink(ref.slot, ref.network?.netns);
+    await removeLink(ref.slot, ref.network?.netns, this.scope);
     if (options.release !== false) this.addresses.release(ref.slot);
     if (had && this.attached.size === 0) await this.forwarding.restore();
   }

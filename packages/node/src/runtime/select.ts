@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { cgroupLayout, hybridV2Controllers } from '../host/cgroups.js';
 import { runCommand } from '../host/command.js';
 import { CpuPlacement } from '../host/cpu-placement.js';
+import { DEFAULT_HOST_SCOPE, type HostScope } from '../host/host-scope.js';
 import { type IdmappedOverlaySupport, idmappedOverlaySupported } from '../host/idmapped-overlay.js';
 import { kvmStatus } from '../host/kvm.js';
 import { Lxcfs, lxcfsStatus } from '../host/lxcfs.js';
@@ -192,8 +193,11 @@ function pickContainer(checks: DriverCheck[]): DriverCheck | undefined {
 }
 
 export interface RuntimeConfig {
-  /** Directory for OCI runtime and Firecracker state (defaults to /run/aiva). */
-  stateRoot?: string;
+  /**
+   * What of the host is this node's: OCI runtime state and LXCFS go under its `stateDir`,
+   * CPU placement reads the cpusets under its `cgroupParent`. Default: the host's only node (/run/aiva).
+   */
+  scope?: HostScope;
   /** Force a container OCI runtime instead of the first that works. */
   oci?: OciRuntime;
   /** Where qemu-microvm keeps VM snapshots (VM templating); without it every microVM cold-boots. */
@@ -207,7 +211,8 @@ export function createRuntimes(
   host: HostCapabilities,
   config: RuntimeConfig = {},
 ): Map<DriverName, SandboxRuntime> {
-  const stateRoot = config.stateRoot ?? '/run/aiva';
+  const scope = config.scope ?? DEFAULT_HOST_SCOPE;
+  const stateRoot = scope.stateDir;
   const runtimes = new Map<DriverName, SandboxRuntime>();
   const ok = (driver: DriverName, variant?: string) =>
     host.checks.find((c) => c.driver === driver && c.available && (!variant || c.variant === variant));
@@ -223,7 +228,7 @@ export function createRuntimes(
         oci: oci.variant as OciRuntime,
         stateRoot: `${stateRoot}/${oci.variant}`,
         lxcfs: Lxcfs.forNode(stateRoot),
-        cpuPlacement: new CpuPlacement(),
+        cpuPlacement: new CpuPlacement(undefined, scope.cgroupParent),
         userNamespaces:
           oci.userNamespaces && host.idmappedOverlay.supported && config.userNamespaces !== false
             ? { passing: host.idmappedOverlay.passing }

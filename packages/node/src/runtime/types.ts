@@ -41,6 +41,8 @@ export interface RuntimeSpec {
   id: string;
   /** The sandbox's own directory (created and removed by the manager). */
   dir: string;
+  /** The cgroup under which the sandbox's cgroup `<cgroupParent>/<id>` is made (default `aiva`). */
+  cgroupParent?: string;
   template: ResolvedTemplate;
   /** microVM drivers only. */
   kernel?: ResolvedKernel;
@@ -72,7 +74,11 @@ export interface CheckpointResult {
 }
 
 /** What identifies a sandbox to its driver once it runs: enough to control and remove it. */
-export type SandboxRef = Pick<RuntimeSpec, 'id' | 'dir'>;
+export type SandboxRef = Pick<RuntimeSpec, 'id' | 'dir' | 'cgroupParent'>;
+
+/** The cgroup (relative to the hierarchy root) of a sandbox: its process tree, limits and usage. */
+export const sandboxCgroupPath = (sandbox: Pick<SandboxRef, 'id' | 'cgroupParent'>) =>
+  `${sandbox.cgroupParent ?? 'aiva'}/${sandbox.id}`;
 
 /** What a driver records about a running sandbox so that it can find it again after a restart. */
 export interface RuntimeState {

@@ -2,13 +2,13 @@ import { spawn } from 'node:child_process';
 import { access, open, readFile, rm } from 'node:fs/promises';
 import { Cgroup, type CgroupLimits } from '../host/cgroups.js';
 import { isSameProcess, processStartTime, signalProcess, waitForExit } from '../host/proc.js';
-import { RuntimeError, type RuntimeSpec, type SandboxRef } from './types.js';
+import { RuntimeError, type RuntimeSpec, type SandboxRef, sandboxCgroupPath } from './types.js';
 
 /** The cgroup (relative to the hierarchy root) of a sandbox's VMM process. */
-export const vmmCgroupPath = (id: string) => `aiva/${id}`;
+export const vmmCgroupPath = (spec: SandboxRef) => sandboxCgroupPath(spec);
 
 export async function createVmmCgroup(spec: RuntimeSpec, limits: CgroupLimits): Promise<void> {
-  await (await Cgroup.at(vmmCgroupPath(spec.id))).create(limits);
+  await (await Cgroup.at(vmmCgroupPath(spec))).create(limits);
 }
 
 export interface VmmLaunch {
@@ -31,7 +31,7 @@ export async function launchVmm(
   spec: RuntimeSpec,
   launch: VmmLaunch,
 ): Promise<{ pid: number; pidStartTime: number }> {
-  const cgroup = await Cgroup.at(vmmCgroupPath(spec.id));
+  const cgroup = await Cgroup.at(vmmCgroupPath(spec));
   // A VMM that ran here before (a VM paused to disk) left its socket: it would pass for the new one's.
   await rm(launch.socket, { force: true });
   // Join the cgroup, then the network namespace, then become the VMM: one pid throughout.
@@ -81,7 +81,7 @@ export async function killVmmProcess(state: { pid: number; pidStartTime: number 
 
 /** Kills every process in the sandbox's VMM cgroup and waits for them to end; the cgroup stays. */
 export async function killVmmProcessesIn(spec: SandboxRef): Promise<void> {
-  const cgroup = await Cgroup.at(vmmCgroupPath(spec.id));
+  const cgroup = await Cgroup.at(vmmCgroupPath(spec));
   for (const pid of await cgroup.pids()) {
     const startTime = await processStartTime(pid);
     if (startTime !== undefined) await killVmmProcess({ pid, pidStartTime: startTime });
@@ -94,12 +94,12 @@ export async function killVmm(spec: SandboxRef, state: { pid: number; pidStartTi
     await signalProcess(state.pid, state.pidStartTime, 'SIGKILL');
     await waitForExit(state.pid, state.pidStartTime, 5000);
   }
-  const cgroup = await Cgroup.at(vmmCgroupPath(spec.id));
+  const cgroup = await Cgroup.at(vmmCgroupPath(spec));
   if (await cgroup.exists()) await cgroup.destroy();
 }
 
 export async function vmmStats(spec: SandboxRef) {
-  const usage = await (await Cgroup.at(vmmCgroupPath(spec.id))).usage();
+  const usage = await (await Cgroup.at(vmmCgroupPath(spec))).usage();
   return {
     cpuUsageUs: usage.cpuUsageUs,
     memoryBytes: usage.memoryBytes,

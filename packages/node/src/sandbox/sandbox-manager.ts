@@ -3,8 +3,10 @@ import { mkdir, readFile, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type Logger, pino } from 'pino';
 import { initEnvd } from '../envd/envd-http.js';
+import { removeEmptyCgroup } from '../host/cgroups.js';
 import { runCommand } from '../host/command.js';
 import { type FileLock, LockBusyError, lockFile } from '../host/file-lock.js';
+import { DEFAULT_CGROUP_PARENT, DEFAULT_HOST_SCOPE } from '../host/host-scope.js';
 import { letOtherIdsSearch } from '../host/search-permission.js';
 import { type NetworkPolicy, validateNetworkPolicy } from '../network/network-policy.js';
 import { SandboxNetworking } from '../network/sandbox-networking.js';
@@ -64,14 +66,14 @@ export class SandboxManager {
 
   private constructor(readonly options: SandboxManagerOptions) {
     this.log = options.logger ?? pino({ level: 'silent' });
-    this.records = new SandboxRecords(join(options.home, 'sandboxes'), this.log);
+    this.records = new SandboxRecords(join(options.home, 'sandboxes'), this.log, this.scope.cgroupParent);
     if (options.onState) this.records.on('state', options.onState);
     this.checkpoints = new CheckpointStore(join(options.home, 'checkpoints'), this.log);
     this.net = new SandboxNetworking({
       addressBlock: options.addressBlock,
       poolSize: options.networkPoolSize,
       dnsUpstreams: options.dnsUpstreams,
-      stateDir: NODE_LOCK_DIR,
+      scope: this.scope,
       userNamespaces: usesUserNamespaces(options),
       log: this.log,
     });
@@ -84,8 +86,13 @@ export class SandboxManager {
       net: this.net,
       cleanup: this.cleanup,
       shelf: this.shelf,
+      scope: this.scope,
       log: this.log,
     });
+  }
+
+  private get scope() {
+    return this.options.scope ?? DEFAULT_HOST_SCOPE;
   }
 
   /**
@@ -94,18 +101,23 @@ export class SandboxManager {
    * a second one fails with NodeBusyError.
    */
   static async open(options: SandboxManagerOptions): Promise<SandboxManager> {
-    await mkdir(NODE_LOCK_DIR, { recursive: true });
+    const { stateDir } = options.scope ?? DEFAULT_HOST_SCOPE;
+    await mkdir(stateDir, { recursive: true });
     let lock: FileLock;
     try {
       // Waiting is bounded: a node that never closes (a test that failed half-way) must
       // not hang whoever comes next.
-      lock = await lockFile(join(NODE_LOCK_DIR, 'node.lock'), {
+      lock = await lockFile(join(stateDir, 'node.lock'), {
         noWait: !options.waitForLock,
         signal: options.waitForLock ? AbortSignal.timeout(300_000) : undefined,
       });
     } catch (e) {
       if (e instanceof LockBusyError) {
-        throw new NodeBusyError('another aiva node runs on this host (aiva up, or an aiva sandbox command)');
+        throw new NodeBusyError(
+          stateDir === NODE_LOCK_DIR
+            ? 'another aiva node runs on this host (aiva up, or an aiva sandbox command)'
+            : `another aiva node runs with state directory ${stateDir}`,
+        );
       }
       throw e;
     }
@@ -149,11 +161,14 @@ export class SandboxManager {
     await this.records.idle();
     // With no sandbox left this removes aiva's host network setup; otherwise it stays for them.
     await this.net.close().catch((e: Error) => this.log.error({ err: e }, 'closing the network failed'));
-    if (this.records.all().length === 0)
+    if (this.records.all().length === 0) {
       for (const rt of this.options.runtimes.values())
         await rt
           .releaseHostServices?.()
           .catch((e: Error) => this.log.error({ err: e }, 'releasing host services failed'));
+      // A node of its own scope leaves no parent cgroup behind (`aiva` stays, as it always has).
+      if (this.scope.cgroupParent !== DEFAULT_CGROUP_PARENT) await removeEmptyCgroup(this.scope.cgroupParent);
+    }
     // The sandboxes are the next node's to adopt now.
     this.records.clear();
     await this.lock?.release();
@@ -204,6 +219,7 @@ export class SandboxManager {
     return {
       id: r.id,
       dir,
+      cgroupParent: this.scope.cgroupParent,
       template,
       kernel,
       resources: r.resources,

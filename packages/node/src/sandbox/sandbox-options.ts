@@ -1,5 +1,6 @@
 import type { EnvdInit } from '@aiva/protocol';
 import type { Logger } from 'pino';
+import type { HostScope } from '../host/host-scope.js';
 import type { BuildReporter } from '../image/build-reporter.js';
 import type { ImageStore } from '../image/image-store.js';
 import type { TemplateDefinition } from '../image/image-types.js';
@@ -38,6 +39,12 @@ export interface SandboxManagerOptions {
   defaultDriver: DriverName;
   /** IPv4 block cut into one /30 per sandbox. */
   addressBlock?: string;
+  /**
+   * What of the host is this node's: its runtime state directory (the node lock is
+   * there), namespace names, sandbox cgroups and host id ranges. Default: the host's only
+   * node (/run/aiva, `aiva-n<slot>`, `aiva/<id>`). Give the runtimes the same scope.
+   */
+  scope?: HostScope;
   /** Network namespaces kept ready ahead of creates (default 0). */
   networkPoolSize?: number;
   /** Where the sandboxes' DNS forwarder sends queries: `a.b.c.d[:port]` (default: /etc/resolv.conf's nameservers). */
@@ -55,7 +62,7 @@ export interface SandboxManagerOptions {
   logger?: Logger;
 }
 
-/** Host-wide: one node per host, whatever its data directory. */
+/** Where the untagged node's lock is: one such node per host, whatever its data directory (HostScope.stateDir). */
 export const NODE_LOCK_DIR = '/run/aiva';
 
 export class NodeBusyError extends Error {

@@ -33,6 +33,8 @@ export class SandboxRecords extends EventEmitter<SandboxEvents> {
   constructor(
     readonly dir: string,
     private readonly log: Logger,
+    /** The cgroup under which the node's sandboxes live (HostScope.cgroupParent). */
+    private readonly cgroupParent = 'aiva',
   ) {
     super();
   }
@@ -42,7 +44,7 @@ export class SandboxRecords extends EventEmitter<SandboxEvents> {
   }
 
   ref(r: SandboxRecord): SandboxRef {
-    return { id: r.id, dir: this.dirOf(r.id) };
+    return { id: r.id, dir: this.dirOf(r.id), cgroupParent: this.cgroupParent };
   }
 
   has(id: string): boolean {

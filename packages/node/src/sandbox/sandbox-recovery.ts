@@ -1,6 +1,7 @@
 import { rm } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import { Cgroup, childCgroups } from '../host/cgroups.js';
+import type { HostScope } from '../host/host-scope.js';
 import { unmountAll } from '../host/mounts.js';
 import type { SandboxNetworking } from '../network/sandbox-networking.js';
 import type { DriverName, SandboxRuntime } from '../runtime/types.js';
@@ -15,6 +16,7 @@ export interface RecoveryParts {
   net: SandboxNetworking;
   cleanup: SandboxCleanup;
   shelf: PauseWithoutMemory;
+  scope: HostScope;
   log: Logger;
 }
 
@@ -80,15 +82,18 @@ export class SandboxRecovery {
 
   /**
    * What no record owns (a node that crashed between two steps, or a data directory
-   * that was removed): cgroups, runtime state, network namespaces. There is one node per
-   * host (the node lock), so whatever carries our names and is not ours is debris.
+   * that was removed): cgroups, runtime state, network namespaces. One node runs per
+   * scope (the node lock is in its state directory), so whatever carries the scope's
+   * names and is not ours is debris; other nodes' names are left alone
+   * (`HostScope.sweepsCgroup`, `sweepsNetns`).
    */
   private async removeOrphans(): Promise<void> {
+    const { scope } = this.p;
     const keep = new Set(this.p.records.ids());
-    for (const name of await childCgroups('aiva')) {
-      if (keep.has(name)) continue;
+    for (const name of await childCgroups(scope.cgroupParent)) {
+      if (keep.has(name) || !scope.sweepsCgroup(name)) continue;
       this.p.log.warn({ cgroup: name }, 'removing an orphaned cgroup');
-      await (await Cgroup.at(`aiva/${name}`)).destroy().catch(() => {});
+      await (await Cgroup.at(scope.sandboxCgroup(name))).destroy().catch(() => {});
     }
     for (const runtime of this.p.runtimes.values()) await runtime.sweep(keep);
     // Namespaces, links and firewall entries: SandboxNetworking.start, next.

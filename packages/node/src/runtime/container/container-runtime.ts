@@ -24,8 +24,9 @@ import {
   type RuntimeStats,
   type SandboxRef,
   type SandboxRuntime,
+  sandboxCgroupPath,
 } from '../types.js';
-import { containerCgroupPath, MAX_PIDS, ociConfig } from './oci-config.js';
+import { MAX_PIDS, ociConfig } from './oci-config.js';
 import { SandboxDisk } from './sandbox-disk.js';
 import { UserCgroup, userPids } from './user-cgroup.js';
 import { withUserNamespace } from './userns-config.js';
@@ -187,9 +188,7 @@ export class ContainerRuntime implements SandboxRuntime {
           { signal, cwd },
         );
       }
-      const userCgroup = (await UserCgroup.supported())
-        ? new UserCgroup(containerCgroupPath(spec.id))
-        : undefined;
+      const userCgroup = (await UserCgroup.supported()) ? new UserCgroup(sandboxCgroupPath(spec)) : undefined;
       await userCgroup?.create(spec.resources, userPids(spec.resources.memoryMiB, MAX_PIDS));
       // aiva-exec joins it as the sandbox's root, which is then an ordinary host user.
       if (userns) await userCgroup?.giveTo(userns.hostId);
@@ -288,7 +287,7 @@ export class ContainerRuntime implements SandboxRuntime {
   private async free(spec: SandboxRef, state: RuntimeState | undefined, keepDisk: boolean): Promise<void> {
     const p = this.paths(spec);
     const id = containerId(spec);
-    const cgroupPath = containerCgroupPath(spec.id);
+    const cgroupPath = sandboxCgroupPath(spec);
     const processes = [
       ...(await (await Cgroup.at(cgroupPath)).pids()),
       ...(await (await Cgroup.at(`${cgroupPath}/user`)).pids()),
@@ -339,7 +338,7 @@ export class ContainerRuntime implements SandboxRuntime {
   }
 
   async stats(spec: SandboxRef): Promise<RuntimeStats> {
-    const usage = await (await Cgroup.at(containerCgroupPath(spec.id))).usage();
+    const usage = await (await Cgroup.at(sandboxCgroupPath(spec))).usage();
     return {
       cpuUsageUs: usage.cpuUsageUs,
       memoryBytes: usage.memoryBytes,

@@ -1,5 +1,5 @@
 import { GUEST_INIT } from '../../image/image-types.js';
-import type { RuntimeSpec } from '../types.js';
+import { type RuntimeSpec, sandboxCgroupPath } from '../types.js';
 import { seccompProfile } from './seccomp-profile.js';
 import type { UserCgroup } from './user-cgroup.js';
 
@@ -24,7 +24,8 @@ export const CONTAINER_CAPABILITIES = [
 export const MAX_PIDS = 4096;
 
 /** The cgroup (relative to the hierarchy root) a sandbox's container lives in. */
-export const containerCgroupPath = (id: string) => `aiva/${id}`;
+export const containerCgroupPath = (id: string, cgroupParent?: string) =>
+  sandboxCgroupPath({ id, cgroupParent });
 
 const tmpfs = (destination: string, options: string[]) => ({
   destination,
@@ -115,7 +116,7 @@ export function ociConfig(
         { type: 'cgroup' },
         { type: 'network', path: `/run/netns/${spec.network.netns}` },
       ],
-      cgroupsPath: `/${containerCgroupPath(spec.id)}`,
+      cgroupsPath: `/${sandboxCgroupPath(spec)}`,
       resources: {
         devices: [{ allow: false, access: 'rwm' }],
         memory: { limit: memoryMiB * 1024 * 1024, swap: memoryMiB * 1024 * 1024 },
