@@ -1,5 +1,13 @@
 import { hostname, totalmem } from 'node:os';
-import { dataDir, NodeAgent, NodeExecutor, NodeRefusedError, openLocalNode } from '@aiva/node';
+import {
+  AddressPool,
+  dataDir,
+  HostScope,
+  NodeAgent,
+  NodeExecutor,
+  NodeRefusedError,
+  openLocalNode,
+} from '@aiva/node';
 import { type Command, InvalidArgumentError } from 'commander';
 import { BuildProgress } from '../build-progress.js';
 import { codeInterpreterDir, envdDir, recipesDir } from '../install-paths.js';
@@ -12,6 +20,9 @@ interface JoinOptions {
   label: Record<string, string>;
   memoryBudget?: number;
   maxSandboxes?: number;
+  tag?: string;
+  addressBlock?: string;
+  idSlotOffset?: number;
   logLevel: string;
 }
 
@@ -41,6 +52,27 @@ export function registerNodeJoinCommand(node: Command): void {
       'sandboxes this host runs at most (default: by memory)',
       int('max-sandboxes', 1, 100_000),
     )
+    .option(
+      '--tag <tag>',
+      'with other nodes on this host: 1-4 letters or digits that set this node’s namespaces, cgroups and state apart',
+    )
+    .option(
+      '--address-block <cidr>',
+      'the IPv4 block cut into one /30 per sandbox (default 10.11.0.0/16)',
+      (v: string) => {
+        try {
+          new AddressPool(v);
+        } catch {
+          throw new InvalidArgumentError('an IPv4 block such as 10.11.0.0/16 (prefix /8 to /28)');
+        }
+        return v;
+      },
+    )
+    .option(
+      '--id-slot-offset <n>',
+      'with other nodes on this host: where this node’s sandboxes’ host uid ranges start (slots of 65536 ids)',
+      int('id-slot-offset', 0, 16383),
+    )
     .option('--log-level <level>', `${LOG_LEVELS.join(', ')}`, logLevel, 'info')
     .action(async (serverUrl: string, opts: JoinOptions) => {
       let url: URL;
@@ -59,6 +91,8 @@ export function registerNodeJoinCommand(node: Command): void {
         recipesDir,
         envdDir,
         codeInterpreterDir,
+        addressBlock: opts.addressBlock,
+        scope: new HostScope({ tag: opts.tag, idSlotOffset: opts.idSlotOffset }),
         logger: logger.child({ component: 'node' }),
       });
       let agent: NodeAgent | undefined;

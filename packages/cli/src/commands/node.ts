@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { callApi } from '../api-client.js';
 import { formatTable } from '../table.js';
+import { registerNodeJoinCommand } from './node-join.js';
 
 /** A join token as the server lists it (`GET /v1/node-tokens`): no secret. */
 interface NodeTokenInfo {
@@ -34,6 +35,7 @@ export function parseDuration(text: string): number {
 export function registerNodeCommands(program: Command): Command {
   const node = program.command('node').description('the nodes of a cluster and the tokens they join with');
   registerNodeTokenCommands(node);
+  registerNodeJoinCommand(node);
   return node;
 }
 
