@@ -9,6 +9,14 @@ export {
 export { failureOf } from './agent/node-failures.js';
 export { type NodeSnapshotOptions, NodeSnapshotter } from './agent/node-snapshot.js';
 export {
+  type DialOptions,
+  type TunnelConnection,
+  TunnelDialError,
+  TunnelServer,
+  type TunnelServerOptions,
+  type TunnelTarget,
+} from './agent/tunnel-server.js';
+export {
   type BuildBase,
   type BuildContext,
   type BuildLogEntry,
