@@ -3,15 +3,21 @@
 // HTTP servers standing in for a sandbox's ports. Checks the tickets, refusals, resets, a
 // big transfer both ways, a dropped session, and that nothing stays open.
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer as createHttpServer, get, type IncomingMessage, request, type Server } from 'node:http';
+import { connect as h2connect } from 'node:http2';
+import { createServer as createHttpsServer } from 'node:https';
 import {
   type AddressInfo,
   createServer as createNetServer,
   type Server as NetServer,
   connect as netConnect,
 } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { Duplex } from 'node:stream';
 import { after, before, test } from 'node:test';
 import { TunnelDialError, TunnelServer } from '@aiva/node';
@@ -315,4 +321,78 @@ test('a peer that stops answering PINGs is dropped', async () => {
   silent.destroy();
   await quick.close();
   await new Promise((r) => server.close(r));
+});
+
+/** A self-signed certificate for 127.0.0.1, made by openssl. */
+function selfSigned(): { key: Buffer; cert: Buffer } {
+  const dir = mkdtempSync(join(tmpdir(), 'aiva-tunnel-tls-'));
+  try {
+    execFileSync('openssl', [
+      'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1',
+      '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1',
+      '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem'),
+    ], { stdio: 'ignore' }); // biome-ignore format: one command
+    return { key: readFileSync(join(dir, 'key.pem')), cert: readFileSync(join(dir, 'cert.pem')) };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+test('an HTTPS port (httpsPorts) is reached with TLS inside the stream, its certificate unchecked', async () => {
+  const tls = selfSigned();
+  const sandboxHttps = createHttpsServer(tls, (req, res) => res.end(`secure ${req.url}`));
+  const port = await listen(sandboxHttps as unknown as Server);
+  const agent = new TunnelAgent((id, p) => sessions.connect('n1', id, p), { https: true });
+  try {
+    assert.deepEqual(await getVia(agent, 'sbx1', port, '/s'), { status: 200, body: 'secure /s' });
+    // Plain HTTP inside the stream to the same port fails, as it does without the tunnel.
+    const plain = new TunnelAgent((id, p) => sessions.connect('n1', id, p));
+    await assert.rejects(getVia(plain, 'sbx1', port, '/'));
+    plain.destroy();
+  } finally {
+    agent.destroy();
+    sandboxHttps.closeAllConnections();
+    await new Promise((r) => sandboxHttps.close(r));
+  }
+});
+
+test('direct mode: the node’s TLS listener serves the same CONNECT streams, tickets checked', async () => {
+  const tls = selfSigned();
+  const direct = nodeFor('n1', KEY);
+  const address = await direct.listenDirect(tls, 0, HOST);
+  const client = h2connect(`https://${HOST}:${address.port}`, { ca: tls.cert });
+  client.on('error', () => {});
+  const open = (port: number, ticket?: string) => {
+    const minted = mintTicket(KEY, { nodeId: 'n1', sandboxId: 'sbx1', port });
+    const stream = client.request(
+      {
+        ':method': 'CONNECT',
+        ':authority': `sbx1:${port}`,
+        'aiva-ticket': ticket ?? minted.ticket,
+        'aiva-ticket-exp': String(minted.exp),
+      },
+      { endStream: false },
+    );
+    stream.on('error', () => {});
+    return once(stream, 'response').then(([h]) => ({ stream, headers: h as Record<string, unknown> }));
+  };
+  try {
+    const ok = await open(echoPort());
+    assert.equal(ok.headers[':status'], 200);
+    ok.stream.end('direct');
+    let text = '';
+    for await (const d of ok.stream) text += String(d);
+    assert.equal(text, 'direct');
+    const forged = await open(
+      echoPort(),
+      mintTicket(OTHER_KEY, { nodeId: 'n1', sandboxId: 'sbx1', port: echoPort() }).ticket,
+    );
+    assert.equal(forged.headers[':status'], 403);
+    assert.equal(forged.headers['aiva-error'], 'bad-ticket');
+    const closed = await open(closedPort);
+    assert.deepEqual([closed.headers[':status'], closed.headers['aiva-error']], [502, 'port-closed']);
+  } finally {
+    client.close();
+    await direct.close();
+  }
 });
