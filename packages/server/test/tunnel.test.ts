@@ -21,7 +21,7 @@ import { join } from 'node:path';
 import type { Duplex } from 'node:stream';
 import { after, before, test } from 'node:test';
 import { TunnelDialError, TunnelServer } from '@aiva/node';
-import { mintTicket, TICKET_MAX_AHEAD_MS, verifyTicket } from '@aiva/protocol/node/tunnel';
+import { mintTicket, TICKET_MAX_AHEAD_MS, verifyTicket } from '@aiva/protocol/node';
 import { TunnelAgent } from '../src/nodes/tunnel-agent.js';
 import { TunnelConnectError, TunnelSessions } from '../src/nodes/tunnel-sessions.js';
 

@@ -30,7 +30,7 @@ import {
   TUNNEL_UPGRADE,
   type TunnelRefusal,
   verifyTicket,
-} from '@aiva/protocol/node/tunnel';
+} from '@aiva/protocol/node';
 import type { Logger } from 'pino';
 
 /** Where a sandbox's port is reached on this node. */

@@ -8,3 +8,4 @@ export * from './contract.js';
 export * from './ids.js';
 export * from './node-snapshot.js';
 export * from './sandbox-types.js';
+export * from './tunnel.js';

@@ -22,7 +22,7 @@ import {
   TUNNEL_SESSION_WINDOW,
   TUNNEL_STREAM_WINDOW,
   TUNNEL_UPGRADE,
-} from '@aiva/protocol/node/tunnel';
+} from '@aiva/protocol/node';
 import type { Logger } from 'pino';
 
 /** A node, as its tunnel credential names it. */
