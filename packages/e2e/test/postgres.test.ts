@@ -2,51 +2,23 @@
 // cluster of the test's own on a unix socket, no TCP): the migrations run, the SDK works,
 // the rows are in PostgreSQL, and a second start on the same database finds them.
 import assert from 'node:assert/strict';
-import { chmod, chown, mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { runCommand } from '@aiva/node';
 import { Sandbox } from 'e2b';
 import pg from 'pg';
 import { aivaUp, removeHome, useServer } from './helpers/aiva-up.js';
 import { checkHostLeaks } from './helpers/host-leaks.js';
+import { type PostgresServer, startPostgres } from './helpers/postgres-server.js';
 
-const BIN = '/usr/lib/postgresql/15/bin';
-const PORT = 54329;
-let dir = '';
+let server: PostgresServer | undefined;
 let url = '';
 
-/** Runs a PostgreSQL tool as the `postgres` user (the server refuses to run as root). */
-const asPostgres = (tool: string, args: string[]) =>
-  runCommand('runuser', ['-u', 'postgres', '--', join(BIN, tool), ...args]);
-
 before(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'aiva-pg-'));
-  const { uid, gid } = await runCommand('id', ['-u', 'postgres']).then(async (u) => ({
-    uid: Number(u.stdout.trim()),
-    gid: Number((await runCommand('id', ['-g', 'postgres'])).stdout.trim()),
-  }));
-  await chown(dir, uid, gid);
-  await chmod(dir, 0o700);
-  await asPostgres('initdb', ['-D', join(dir, 'data'), '-U', 'aiva', '-A', 'trust', '--no-sync']);
-  await asPostgres('pg_ctl', [
-    '-D',
-    join(dir, 'data'),
-    '-l',
-    join(dir, 'server.log'),
-    '-o',
-    `-k ${dir} -p ${PORT} -c listen_addresses=''`,
-    '-w',
-    'start',
-  ]);
-  await asPostgres('createdb', ['-h', dir, '-p', String(PORT), '-U', 'aiva', 'aiva']);
-  url = `postgresql://aiva@localhost/aiva?host=${encodeURIComponent(dir)}&port=${PORT}`;
+  server = await startPostgres(54329);
+  url = server.url;
 });
 
 after(async () => {
-  if (dir) await asPostgres('pg_ctl', ['-D', join(dir, 'data'), '-m', 'fast', '-w', 'stop']).catch(() => {});
-  await rm(dir, { recursive: true, force: true });
+  await server?.stop();
 });
 
 checkHostLeaks();

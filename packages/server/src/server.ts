@@ -18,6 +18,7 @@ import { registerTemplateRoutes, registerTemplateUploadRoute } from './api/e2b/t
 import { registerUnsupportedRoutes } from './api/e2b/unsupported-routes.js';
 import { registerErrorHandling } from './api/errors.js';
 import { registerKeyRoutes } from './api/native/key-routes.js';
+import { registerNodeRoutes } from './api/native/node-routes.js';
 import { registerNodeTokenRoutes } from './api/native/node-token-routes.js';
 import { registerNodeAgentRoutes } from './api/node/node-agent-routes.js';
 import { openDatabase } from './db/database.js';
@@ -26,6 +27,7 @@ import { NodeCommandQueue } from './nodes/command-queue.js';
 import type { NodeLink } from './nodes/node-link.js';
 import { NodeRegistry } from './nodes/node-registry.js';
 import { Nodes } from './nodes/nodes.js';
+import { type TunnelNode, TunnelSessions } from './nodes/tunnel-sessions.js';
 import { routeOf, SandboxProxy } from './proxy/sandbox-proxy.js';
 import { signedFileRoute } from './proxy/signed-file-url.js';
 import type { SandboxLimits } from './services/live-sandboxes.js';
@@ -103,12 +105,21 @@ export async function startServer(
     });
     if (localNode) nodes.add(localNode);
     const nodeCommands = new NodeCommandQueue(database.db, logger.child({ component: 'nodes' }));
-    const registry = config.cluster
+    // Sandbox traffic to remote nodes rides their own outbound connections.
+    const tunnels: TunnelSessions | undefined = config.cluster
+      ? new TunnelSessions({
+          authenticate: (credential: string): Promise<TunnelNode | undefined> | undefined =>
+            registry?.tunnelNode(credential),
+          log: logger.child({ component: 'tunnels' }),
+        })
+      : undefined;
+    const registry: NodeRegistry | undefined = config.cluster
       ? new NodeRegistry(
           database.db,
           new NodeTokenService(database.db),
           nodeCommands,
           nodes,
+          tunnels as TunnelSessions,
           logger.child({ component: 'nodes' }),
           {
             aivaVersion: config.version,
@@ -121,7 +132,10 @@ export async function startServer(
     if (registry) {
       // The nodes that joined before: their sandboxes are reconciled with the rows below.
       await registry.start();
-      cleanup.unshift(async () => registry.stop());
+      cleanup.unshift(async () => {
+        registry.stop();
+        await tunnels?.close();
+      });
     }
     const templateCatalog = new TemplateCatalog(database.db, nodes);
     const templateBuilds = new TemplateBuilds(database.db, nodes, templateCatalog, {
@@ -149,6 +163,11 @@ export async function startServer(
       logger.child({ component: 'snapshots' }),
     );
     await snapshots.start();
+    if (registry)
+      registry.onReported = async (nodeId) => {
+        await sandboxes.reconcileNode(nodeId);
+        await snapshots.reconcile(nodeId);
+      };
 
     const proxy = new SandboxProxy(
       (id, port) => {
@@ -201,6 +220,7 @@ export async function startServer(
         };
         server = config.tls ? createHttpsServer({ ...config.tls }, dispatch) : createHttpServer(dispatch);
         server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+          if (tunnels?.handleUpgrade(req, socket, head)) return;
           const route = routeOf(req, config.domain);
           if (route && route !== 'invalid') proxy.handleUpgrade(req, socket, head, route);
           else socket.end('HTTP/1.1 404 Not Found\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
@@ -250,6 +270,7 @@ export async function startServer(
       registerTemplateRoutes(api, templateCatalog, templateBuilds, snapshots);
       registerKeyRoutes(api, teams);
       registerNodeTokenRoutes(api, teams, new NodeTokenService(database.db));
+      if (registry) registerNodeRoutes(api, teams, registry);
       registerUnsupportedRoutes(api);
     });
 
@@ -271,6 +292,8 @@ export async function startServer(
           await templateBuilds.stop();
           await sandboxes.stop(options);
           proxy.close();
+          registry?.stop();
+          await tunnels?.close();
           server?.closeAllConnections();
           await app.close();
           await database.close();

@@ -49,6 +49,7 @@ test('nodes that cannot take it are left out, and when none can the reasons are 
     node('gone', { state: 'unreachable' }),
     node('silent', { snapshot: undefined }),
     node('gpu', { labels: { gpu: 'yes' } }),
+    node('cut', { connected: false }),
   ];
   assert.deepEqual(
     (rankNodes(req, nodes) as { id: string }[]).map((r) => r.id),
@@ -62,9 +63,11 @@ test('nodes that cannot take it are left out, and when none can the reasons are 
     'gone: unreachable',
     'silent: has not reported yet',
     'gpu: lacks the label zone=b',
+    'cut: has no tunnel to this server',
   ])
     assert.ok((why as string).includes(part), `${why} names ${part}`);
   assert.equal(rankNodes({ ...req, node: 'nope' }, nodes), 'there is no node nope');
+  assert.equal(rankNodes({ ...req, node: 'cut' }, nodes), 'cut: has no tunnel to this server');
   assert.deepEqual(
     (rankNodes({ ...req, node: 'gpu' }, nodes) as { id: string }[]).map((r) => r.id),
     ['gpu'],

@@ -180,6 +180,49 @@ test('GETs through the agent reach the sandbox port and reuse one kept-alive str
   }
 });
 
+test('a request with a body arrives byte for byte (its head and body are written as one vector)', async () => {
+  // What Node's HTTP client does for `end(body)`: head and body corked, written together.
+  const seen: Buffer[] = [];
+  const recorder = createHttpServer((req, res) => {
+    const raw = [`${req.method} ${req.url} HTTP/${req.httpVersion}`];
+    req.on('data', (d: Buffer) => seen.push(d));
+    req.on('end', () => res.end(`${raw[0]} ${Buffer.concat(seen).toString()}`));
+  });
+  const port = await listen(recorder);
+  const agent = new TunnelAgent((id, p) => sessions.connect('n1', id, p));
+  try {
+    for (const path of ['/filesystem.Filesystem/ListDir', '/process.Process/Start']) {
+      seen.length = 0;
+      const body = await new Promise<string>((resolve, reject) => {
+        const req = request(
+          {
+            host: 'sbx1',
+            port,
+            method: 'POST',
+            path,
+            agent,
+            headers: { 'content-type': 'application/json' },
+          },
+          (res) => {
+            let text = '';
+            res.setEncoding('utf8');
+            res.on('data', (d: string) => {
+              text += d;
+            });
+            res.on('end', () => resolve(text));
+          },
+        );
+        req.on('error', reject);
+        req.end('{"path":"/"}');
+      });
+      assert.equal(body, `POST ${path} HTTP/1.1 {"path":"/"}`);
+    }
+  } finally {
+    agent.destroy();
+    await new Promise((r) => recorder.close(r));
+  }
+});
+
 test('an upgrade is spliced through a tunnel stream', async () => {
   const agent = new TunnelAgent((id, port) => sessions.connect('n1', id, port));
   try {

@@ -120,12 +120,20 @@ export function registerNodeJoinCommand(node: Command): void {
           logger: logger.child({ component: 'agent' }),
         });
         const running = agent.run();
+        let stopping = false;
         const stop = (signal: string) => {
+          // A second signal, or a stop that takes too long, ends the process at once.
+          if (stopping) process.exit(130);
+          stopping = true;
           logger.info({ signal }, 'stopping: sandboxes keep running and are adopted on the next start');
           agent?.stop();
+          setTimeout(() => {
+            logger.error('stopping took over 30 s: exiting');
+            process.exit(1);
+          }, 30_000).unref();
         };
-        process.once('SIGTERM', () => stop('SIGTERM'));
-        process.once('SIGINT', () => stop('SIGINT'));
+        process.on('SIGTERM', () => stop('SIGTERM'));
+        process.on('SIGINT', () => stop('SIGINT'));
         process.stderr.write(`aiva ${version} node ${opts.name} joining ${url.origin}\n`);
         await running;
       } catch (e) {
@@ -134,5 +142,7 @@ export function registerNodeJoinCommand(node: Command): void {
       } finally {
         await local.sandboxes.close();
       }
+      // Stopped on a signal: done, whatever timers the node's parts still hold.
+      process.exit(0);
     });
 }

@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { callApi } from '../api-client.js';
 import { formatTable } from '../table.js';
+import { registerNodeAdminCommands } from './node-admin.js';
 import { registerNodeJoinCommand } from './node-join.js';
 
 /** A join token as the server lists it (`GET /v1/node-tokens`): no secret. */
@@ -28,14 +29,15 @@ export function parseDuration(text: string): number {
 }
 
 /**
- * `aiva node …`: the cluster's nodes. For now their join tokens (`aiva node token
- * create|ls|rm`), through the running server's API with an operator key; the node's own
- * commands (join, ls, cordon, drain, rm) join this group.
+ * `aiva node …`: the cluster's nodes. `join` runs this host's node agent; the rest —
+ * join tokens (`token create|ls|rm`) and the nodes (`ls`, `cordon`, `uncordon`, `drain`,
+ * `rm`) — go through the running server's API with an operator key.
  */
 export function registerNodeCommands(program: Command): Command {
   const node = program.command('node').description('the nodes of a cluster and the tokens they join with');
   registerNodeTokenCommands(node);
   registerNodeJoinCommand(node);
+  registerNodeAdminCommands(node);
   return node;
 }
 

@@ -1,8 +1,10 @@
+import { writeFile } from 'node:fs/promises';
 import { dataDir } from '@aiva/node';
 import { startServer } from '@aiva/server';
 import type { Command } from 'commander';
 import { createLogger } from '../logger.js';
 import { aivaVersion, int, LOG_LEVELS, logLevel } from '../option-parsers.js';
+import { credentialsFile } from './up.js';
 
 interface ServerOptions {
   host: string;
@@ -73,11 +75,17 @@ export function registerServerCommand(program: Command): void {
         undefined,
         logger,
       );
+      if (server.firstApiKey)
+        await writeFile(
+          credentialsFile(),
+          `${JSON.stringify({ apiUrl: server.url, apiKey: server.firstApiKey }, null, 2)}\n`,
+          { mode: 0o600 },
+        );
       const lines = [
         `aiva ${version} control plane is up at ${server.url}`,
         ...(server.firstApiKey
           ? [
-              'First start: created team "default" and its API key, shown this once:',
+              `First start: created team "default" and its API key, shown this once and kept in ${credentialsFile()}:`,
               `  ${server.firstApiKey}`,
             ]
           : []),

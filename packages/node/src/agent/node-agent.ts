@@ -20,6 +20,7 @@ import type { Logger } from 'pino';
 import { CommandJournal } from './command-journal.js';
 import type { NodeExecutor } from './node-executor.js';
 import { NodeSnapshotter } from './node-snapshot.js';
+import { TunnelDialError, TunnelServer } from './tunnel-server.js';
 
 // The node agent (`aiva node join`): it opens every connection to the server — joins
 // once, then pushes snapshots of its node, long-polls for commands, runs them on the
@@ -100,9 +101,32 @@ export class NodeAgent {
       memoryBudgetMiB: this.options.memoryBudgetMiB,
       maxSandboxes: this.options.maxSandboxes,
     });
-    this.options.executor.onSandbox(() => this.snapshotDue?.());
+    const tunnel = new TunnelServer({
+      nodeId,
+      tunnelKey: Buffer.from(this.credentials.tunnelKey, 'base64'),
+      // The address comes from the node's own records, only for a sandbox that runs.
+      resolve: (sandboxId, port) => {
+        const host = this.options.executor.address(sandboxId);
+        return host ? { host, port } : undefined;
+      },
+      log: this.options.logger.child({ part: 'tunnel' }),
+    });
+    this.options.executor.onSandbox((s) => {
+      // A sandbox that stops running takes its open streams with it.
+      if (s.state !== 'running') tunnel.resetSandbox(s.id);
+      this.snapshotDue?.();
+    });
     this.options.logger.info({ node: nodeId, server: this.options.serverUrl }, 'node joined');
-    await Promise.all([this.snapshotLoop(), this.commandLoop(), this.resultLoop()]);
+    try {
+      await Promise.all([
+        this.snapshotLoop(),
+        this.commandLoop(),
+        this.resultLoop(),
+        this.tunnelLoop(tunnel),
+      ]);
+    } finally {
+      await tunnel.close();
+    }
     if (this.fatal) throw this.fatal;
   }
 
@@ -128,8 +152,11 @@ export class NodeAgent {
       aivaVersion: this.options.aivaVersion,
       ...(this.options.directAddress ? { directAddress: this.options.directAddress } : {}),
     };
-    const joined = await this.retrying('join', () =>
-      this.request<NodeJoinResponse>('POST', NODE_ROUTES.join, body),
+    const joined = await this.retrying(
+      'join',
+      () => this.request<NodeJoinResponse>('POST', NODE_ROUTES.join, body),
+      // A join refused as asked (a bad name, a name taken) is not tried again.
+      [400, 409],
     );
     const credentials = { ...joined, serverUrl: this.options.serverUrl };
     await mkdir(join(this.options.home, 'agent'), { recursive: true, mode: 0o700 });
@@ -171,13 +198,13 @@ export class NodeAgent {
    * Runs `call` until it succeeds, backing off between failures. A 401 (a wrong or revoked
    * token or credential) or 426 (an incompatible version) ends the agent.
    */
-  private async retrying<T>(what: string, call: () => Promise<T>): Promise<T> {
+  private async retrying<T>(what: string, call: () => Promise<T>, alsoFatal: number[] = []): Promise<T> {
     for (let attempt = 0; ; attempt++) {
       try {
         return await call();
       } catch (e) {
         if (this.stopping.signal.aborted) throw e;
-        if (e instanceof HttpError && (e.status === 401 || e.status === 426 || e.status === 403)) {
+        if (e instanceof HttpError && [401, 403, 426, ...alsoFatal].includes(e.status)) {
           const refused = new NodeRefusedError(e.message);
           this.fatal ??= refused;
           this.stop();
@@ -213,6 +240,33 @@ export class NodeAgent {
         this.snapshotDue = () => setTimeout(done, 50);
         this.stopping.signal.addEventListener('abort', done, { once: true });
       });
+    }
+  }
+
+  /** Keeps the tunnel that carries sandbox traffic open: dials again, backing off, whenever it drops. */
+  private async tunnelLoop(tunnel: TunnelServer): Promise<void> {
+    const credential = (this.credentials as Credentials).credential;
+    let attempt = 0;
+    while (!this.stopping.signal.aborted) {
+      try {
+        const connection = await tunnel.dial(this.options.serverUrl, credential);
+        attempt = 0;
+        this.options.logger.info('tunnel open');
+        // Stopping ends the session at once (kept-alive streams would hold a graceful close open).
+        const stop = () => void tunnel.close();
+        this.stopping.signal.addEventListener('abort', stop, { once: true });
+        const why = await connection.closed;
+        this.stopping.signal.removeEventListener('abort', stop);
+        if (!this.stopping.signal.aborted) this.options.logger.warn({ err: why?.message }, 'tunnel closed');
+      } catch (e) {
+        if (e instanceof TunnelDialError && e.status === 401) {
+          this.fatal ??= new NodeRefusedError(`the server refused the tunnel: ${e.message}`);
+          this.stop();
+          return;
+        }
+        this.options.logger.warn({ err: (e as Error).message }, 'tunnel dial failed');
+      }
+      await sleep(backoffMs(attempt++), undefined, { signal: this.stopping.signal }).catch(() => {});
     }
   }
 

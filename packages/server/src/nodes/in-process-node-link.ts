@@ -25,6 +25,7 @@ function wire<T>(value: T): T {
  * works here works with a node on another host.
  */
 export class InProcessNodeLink implements NodeLink {
+  readonly fresh = true;
   /** The last snapshot, reused for a second: placement and template lookups ask often. */
   private cached: { at: number; snapshot: Promise<NodeSnapshot> } | undefined;
 

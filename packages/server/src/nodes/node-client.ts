@@ -21,7 +21,7 @@ import {
   InvalidStateError,
   NotFoundError,
 } from '../services/errors.js';
-import type { NodeLink } from './node-link.js';
+import type { NodeEndpoint, NodeLink } from './node-link.js';
 
 export interface NodeSandboxRequest {
   id: string;
@@ -164,7 +164,7 @@ export class NodeClient {
     return this.link.sandboxes();
   }
 
-  endpoint(id: string, port: number): { host: string; port: number } | undefined {
+  endpoint(id: string, port: number): NodeEndpoint | undefined {
     return this.link.endpoint(id, port);
   }
 

@@ -8,7 +8,7 @@ import {
   parseProtocol,
   protocolCompatible,
 } from '@aiva/protocol/node';
-import { and, eq, inArray, ne } from 'drizzle-orm';
+import { and, eq, inArray, ne, or, sql } from 'drizzle-orm';
 import type { Logger } from 'pino';
 import { type NodeState, nodes as nodeRows } from '../db/cluster-schema.js';
 import type { Database } from '../db/database.js';
@@ -18,14 +18,35 @@ import {
   ForbiddenError,
   IncompatibleVersionError,
   InvalidRequestError,
+  InvalidStateError,
+  NotFoundError,
   UnauthorizedError,
 } from '../services/errors.js';
 import type { NodeTokenService } from '../services/node-token-service.js';
 import type { NodeCommandQueue } from './command-queue.js';
 import type { Nodes } from './nodes.js';
 import { RemoteNodeLink } from './remote-node-link.js';
+import { TunnelAgent } from './tunnel-agent.js';
+import type { TunnelNode, TunnelSessions } from './tunnel-sessions.js';
 
 export type NodeRow = typeof nodeRows.$inferSelect;
+
+/** A node as `GET /v1/nodes` lists it. */
+export interface NodeInfo {
+  id: string;
+  name: string;
+  state: string;
+  labels: Record<string, string>;
+  aivaVersion: string;
+  joinedAt: string;
+  lastSeenAt: string | null;
+  /** Its sandboxes that have not ended. */
+  sandboxes: number;
+  /** Whether its tunnel (its sandboxes' traffic) is connected to this server. */
+  tunnel: boolean;
+  capacity: NodeSnapshot['capacity'] | null;
+  free: NodeSnapshot['free'] | null;
+}
 
 export interface NodeRegistryOptions {
   aivaVersion: string;
@@ -48,13 +69,17 @@ function hash(secret: string): string {
  */
 export class NodeRegistry {
   private readonly links = new Map<string, RemoteNodeLink>();
+  /** Called with a node's id when it first reports to this server process. */
+  onReported: ((nodeId: string) => Promise<void>) | undefined;
   private timer: NodeJS.Timeout | undefined;
+  private watchingTunnels = false;
 
   constructor(
     private readonly db: Database,
     private readonly tokens: NodeTokenService,
     private readonly queue: NodeCommandQueue,
     private readonly nodes: Nodes,
+    private readonly tunnels: TunnelSessions,
     private readonly log: Logger,
     readonly options: NodeRegistryOptions,
   ) {}
@@ -63,7 +88,7 @@ export class NodeRegistry {
   async start(): Promise<void> {
     for (const row of await this.db.select().from(nodeRows).where(ne(nodeRows.state, 'left'))) {
       const link = this.attach(row);
-      if (row.lastSnapshot) link.update(row.lastSnapshot as unknown as NodeSnapshot);
+      if (row.lastSnapshot) link.update(row.lastSnapshot as unknown as NodeSnapshot, false);
     }
     this.timer = setInterval(() => void this.watch().catch(() => {}), 1000);
     this.timer.unref();
@@ -74,9 +99,20 @@ export class NodeRegistry {
   }
 
   private attach(row: NodeRow): RemoteNodeLink {
-    const link = new RemoteNodeLink(row.id, this.queue);
+    // Placed on only while its tunnel is up (its sandboxes are reached through it).
+    if (!this.watchingTunnels) {
+      this.watchingTunnels = true;
+      this.tunnels.on('up', (id: string) => this.nodes.setConnected(id, true));
+      this.tunnels.on('down', (id: string) => this.nodes.setConnected(id, false));
+    }
+    const connect = (sandboxId: string, port: number) => this.tunnels.connect(row.id, sandboxId, port);
+    const link = new RemoteNodeLink(row.id, this.queue, {
+      plain: new TunnelAgent(connect),
+      https: new TunnelAgent(connect, { https: true }),
+    });
     this.links.set(row.id, link);
     this.nodes.add(link, { state: row.state, labels: row.labels });
+    this.nodes.setConnected(row.id, this.tunnels.has(row.id));
     return link;
   }
 
@@ -103,6 +139,76 @@ export class NodeRegistry {
         this.nodes.describe(row.id, { state: 'unreachable', labels: row.labels });
       }
     }
+  }
+
+  /** Every node that has not left, for `aiva node ls`: its state, labels, capacity and sandboxes. */
+  async list(): Promise<NodeInfo[]> {
+    const rows = await this.db.select().from(nodeRows).where(ne(nodeRows.state, 'left'));
+    const counts = await this.db
+      .select({ nodeId: sandboxes.nodeId, n: sql<number>`count(*)::int` })
+      .from(sandboxes)
+      .where(inArray(sandboxes.state, ['creating', 'running', 'paused']))
+      .groupBy(sandboxes.nodeId);
+    const count = new Map(counts.map((c) => [c.nodeId, c.n]));
+    return rows
+      .sort((a, b) => a.name.localeCompare(b.name))
+      .map((r) => {
+        const snap = r.lastSnapshot as unknown as NodeSnapshot | null;
+        return {
+          id: r.id,
+          name: r.name,
+          state: r.state,
+          labels: r.labels,
+          aivaVersion: r.aivaVersion,
+          joinedAt: r.joinedAt.toISOString(),
+          lastSeenAt: r.lastSeenAt?.toISOString() ?? null,
+          sandboxes: count.get(r.id) ?? 0,
+          tunnel: this.tunnels.has(r.id),
+          capacity: snap?.capacity ?? null,
+          free: snap?.free ?? null,
+        };
+      });
+  }
+
+  private async find(idOrName: string): Promise<NodeRow> {
+    const [row] = await this.db
+      .select()
+      .from(nodeRows)
+      .where(and(or(eq(nodeRows.id, idOrName), eq(nodeRows.name, idOrName)), ne(nodeRows.state, 'left')));
+    if (!row) throw new NotFoundError(`there is no node ${idOrName}`);
+    return row;
+  }
+
+  /**
+   * Cordons a node (it keeps its sandboxes, takes no new ones), drains it (no new ones,
+   * and it is being emptied: its sandboxes end as they end), or makes it ready again.
+   */
+  async setState(idOrName: string, to: 'ready' | 'cordoned' | 'draining'): Promise<NodeInfo> {
+    const row = await this.find(idOrName);
+    if (row.state === 'unreachable' && to === 'ready')
+      throw new InvalidStateError(`node ${row.name} is unreachable: it becomes ready when it reports again`);
+    await this.db.update(nodeRows).set({ state: to }).where(eq(nodeRows.id, row.id));
+    this.nodes.describe(row.id, { state: to, labels: row.labels });
+    this.log.info({ node: row.id, name: row.name, from: row.state, to }, 'node state set');
+    return (await this.list()).find((n) => n.id === row.id) as NodeInfo;
+  }
+
+  /** Removes a node with no live sandboxes: its credential stops working; its row stays (`left`). */
+  async remove(idOrName: string): Promise<void> {
+    const row = await this.find(idOrName);
+    const [live] = await this.db
+      .select({ n: sql<number>`count(*)::int` })
+      .from(sandboxes)
+      .where(and(eq(sandboxes.nodeId, row.id), inArray(sandboxes.state, ['creating', 'running', 'paused'])));
+    if ((live?.n ?? 0) > 0)
+      throw new ConflictError(
+        `node ${row.name} runs ${live?.n} sandboxes: drain it and wait for them to end first`,
+      );
+    await this.db.update(nodeRows).set({ state: 'left' }).where(eq(nodeRows.id, row.id));
+    this.links.delete(row.id);
+    this.nodes.remove(row.id);
+    this.tunnels.disconnect(row.id);
+    this.log.info({ node: row.id, name: row.name }, 'node removed');
   }
 
   /**
@@ -195,6 +301,16 @@ export class NodeRegistry {
     return row;
   }
 
+  /** The node a tunnel's credential belongs to, with the key its tickets are minted with. */
+  async tunnelNode(credential: string): Promise<TunnelNode | undefined> {
+    const [row] = await this.db
+      .select()
+      .from(nodeRows)
+      .where(eq(nodeRows.credentialHash, hash(credential)));
+    if (!row || row.state === 'left') return undefined;
+    return { nodeId: row.id, tunnelKey: Buffer.from(row.tunnelKey, 'base64') };
+  }
+
   /** The protocol header of every call after join: another major is a 426 naming both. */
   checkVersion(header: string | undefined, row: NodeRow): void {
     const theirs = parseProtocol(header);
@@ -236,6 +352,9 @@ export class NodeRegistry {
       this.nodes.describe(row.id, { state, labels: row.labels });
     }
     const link = this.links.get(row.id) ?? this.attach({ ...row, state });
-    link.update(own);
+    const first = !link.fresh;
+    link.update(own, true);
+    // Its first report since this server started: now what it runs can be reconciled with the rows.
+    if (first) await this.onReported?.(row.id);
   }
 }

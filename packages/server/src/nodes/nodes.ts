@@ -10,6 +10,8 @@ interface NodeEntry {
   /** ready | cordoned | draining | unreachable */
   state: string;
   labels: Record<string, string>;
+  /** False while a remote node's tunnel is down. */
+  connected?: boolean;
 }
 
 /**
@@ -34,6 +36,12 @@ export class Nodes {
   describe(id: string, meta: { state: string; labels: Record<string, string> }): void {
     const e = this.entries.get(id);
     if (e) Object.assign(e, meta);
+  }
+
+  /** Records whether a remote node's tunnel to this server is up. */
+  setConnected(id: string, connected: boolean): void {
+    const e = this.entries.get(id);
+    if (e) e.connected = connected;
   }
 
   remove(id: string): void {
@@ -89,6 +97,7 @@ export class Nodes {
         labels: e.labels,
         snapshot: await e.client.link.snapshot().catch(() => undefined),
         allocatedMiB: this.allocatedMiB(e.client.id),
+        ...(e.connected === undefined ? {} : { connected: e.connected }),
       })),
     );
     const ranked = rankNodes(request, candidates);
@@ -104,6 +113,7 @@ function absentNode(id: string): NodeLink {
     new NodeCommandError({ code: 'INTERNAL', message: `node ${id} is not connected to this server` });
   return {
     id,
+    fresh: false,
     send: async () => {
       throw unreachable();
     },

@@ -13,6 +13,8 @@ export interface PlacementCandidate {
   snapshot: NodeSnapshot | undefined;
   /** Memory (MiB) of the sandboxes the server has placed there and not ended. */
   allocatedMiB: number;
+  /** False for a remote node whose tunnel is down: its sandboxes could not be reached. */
+  connected?: boolean;
 }
 
 export interface PlacementRequest {
@@ -49,6 +51,10 @@ export function rankNodes(request: PlacementRequest, nodes: PlacementCandidate[]
       refuse('has not reported yet');
       continue;
     }
+    if (n.connected === false) {
+      refuse('has no tunnel to this server');
+      continue;
+    }
     const missing = Object.entries(request.labels ?? {}).filter(([k, v]) => n.labels[k] !== v);
     if (missing.length > 0) {
       refuse(
@@ -78,7 +84,9 @@ export function rankNodes(request: PlacementRequest, nodes: PlacementCandidate[]
     const cpu = Math.max(0, 1 - s.free.load1 / s.capacity.cores);
     const disk = s.free.diskFreeMiB / Math.max(1, s.capacity.diskMiB);
     const warm = request.imageHash && s.artefacts.images.includes(request.imageHash) ? 1 : 0;
-    ranked.push({ id: n.id, score: 2 * memory + cpu + 0.5 * disk + 1.5 * warm });
+    // Memory left counts most (what a sandbox is refused for); the image warm outweighs a
+    // few sandboxes' worth of it; CPU load and disk break near-ties.
+    ranked.push({ id: n.id, score: 4 * memory + 0.5 * cpu + 0.25 * disk + 1.5 * warm });
   }
   if (ranked.length === 0)
     return request.node && !nodes.some((n) => n.id === request.node)

@@ -6,7 +6,7 @@ import type {
   NodeSnapshot,
 } from '@aiva/protocol/node';
 import type { NodeCommandQueue } from './command-queue.js';
-import type { NodeLink } from './node-link.js';
+import type { NodeEndpoint, NodeLink, ProxyVia } from './node-link.js';
 
 /**
  * A node on another host (`aiva node join`): commands go through the command table, which
@@ -14,12 +14,16 @@ import type { NodeLink } from './node-link.js';
  */
 export class RemoteNodeLink implements NodeLink {
   private last: NodeSnapshot | undefined;
+  /** The node reported to this server process (not only a stored snapshot). */
+  fresh = false;
   private byId = new Map<string, NodeSandbox>();
   private readonly listeners: ((s: NodeSandbox) => void)[] = [];
 
   constructor(
     readonly id: string,
     private readonly queue: NodeCommandQueue,
+    /** The agents whose connections are streams of the node's tunnel (plain, and TLS inside for https ports). */
+    private readonly via: ProxyVia,
   ) {}
 
   send(command: NodeCommand, progress?: (line: BuildLogLine) => void): Promise<NodeCommandOutcome> {
@@ -40,14 +44,16 @@ export class RemoteNodeLink implements NodeLink {
    * Takes a snapshot the node sent (only sandboxes it owns: the caller filtered them) and
    * tells the listeners of each sandbox whose state changed or that went.
    */
-  update(snapshot: NodeSnapshot): void {
+  update(snapshot: NodeSnapshot, live: boolean): void {
+    this.fresh ||= live;
     const before = this.byId;
     this.last = snapshot;
     this.byId = new Map(snapshot.sandboxes.map((s) => [s.id, s]));
     for (const s of snapshot.sandboxes)
       if (before.get(s.id)?.state !== s.state) for (const l of this.listeners) l(s);
     for (const [id, s] of before)
-      if (!this.byId.has(id)) for (const l of this.listeners) l({ ...s, state: 'stopped' });
+      if (!this.byId.has(id))
+        for (const l of this.listeners) l({ ...s, state: 'error', error: 'the node no longer runs it' });
   }
 
   sandbox(id: string): NodeSandbox | undefined {
@@ -58,9 +64,9 @@ export class RemoteNodeLink implements NodeLink {
     return [...this.byId.values()];
   }
 
-  endpoint(): undefined {
-    // Reached through the node's tunnel, not by address.
-    return undefined;
+  /** Through the node's tunnel: the host is the sandbox id, which the node looks up itself. */
+  endpoint(id: string, port: number): NodeEndpoint {
+    return { host: id, port, via: this.via };
   }
 
   onSandbox(listener: (sandbox: NodeSandbox) => void): void {

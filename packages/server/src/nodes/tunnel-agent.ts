@@ -25,6 +25,17 @@ function socketLike(stream: Duplex): Socket {
   s.setKeepAlive ??= self as Socket['setKeepAlive'];
   s.ref ??= self as Socket['ref'];
   s.unref ??= self as Socket['unref'];
+  // Node's HTTP client corks the request's head and body and writes them as one vector,
+  // with an empty string among them; Http2Stream's vector write garbles the first bytes
+  // of such a vector (seen on Node 20). The vector goes as one Buffer instead.
+  const write = s._write?.bind(s);
+  if (write)
+    s._writev = (chunks, callback) => {
+      const bytes = chunks.map(({ chunk, encoding }) =>
+        Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk as string, encoding as BufferEncoding),
+      );
+      write(Buffer.concat(bytes), 'buffer' as BufferEncoding, callback);
+    };
   // A pooled stream reset by the node must not crash the process; the request that holds it
   // (if any) has its own listener.
   s.on('error', () => {});

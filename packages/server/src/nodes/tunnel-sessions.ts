@@ -256,6 +256,11 @@ export class TunnelSessions extends EventEmitter {
     });
   }
 
+  /** Ends a node's session (it was removed): its streams are reset. */
+  disconnect(nodeId: string): void {
+    this.nodes.get(nodeId)?.session.destroy();
+  }
+
   /** Ends every session (GOAWAY, then gone) and takes no new ones. */
   async close(): Promise<void> {
     this.closing = true;

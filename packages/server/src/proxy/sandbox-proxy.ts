@@ -13,6 +13,7 @@ import type { Duplex } from 'node:stream';
 import { ENVD_PORT } from '@aiva/protocol';
 import type { Logger } from 'pino';
 import type { ServerMetrics } from '../metrics/server-metrics.js';
+import type { ProxyVia } from '../nodes/node-link.js';
 
 /** Where a request for a sandbox goes. */
 export interface ProxyRoute {
@@ -30,6 +31,8 @@ export interface ProxyTarget {
   https?: boolean;
   /** The Host header to send instead of the client's (E2B's `network.maskRequestHost`). */
   hostHeader?: string;
+  /** Reached through these agents (a remote node's tunnel; `host` is then the sandbox id), not by address. */
+  via?: ProxyVia;
 }
 
 const SANDBOX_ID = /^[a-z0-9]{1,64}$/;
@@ -212,6 +215,13 @@ export class SandboxProxy {
   /** The 502 for an upstream error: port closed, wrong protocol, or the sandbox gone. */
   private upstreamFailure(route: ProxyRoute, target: ProxyTarget, e: NodeJS.ErrnoException) {
     if (e.code === 'ECONNREFUSED') return this.portClosed(route);
+    // A remote node whose tunnel is down (it reconnects by itself).
+    if (e.code === 'EAIVA_NO_TUNNEL')
+      return {
+        sandboxId: route.sandboxId,
+        message: "The sandbox's node is not connected to this server right now: try again shortly",
+        code: 502,
+      };
     // A reset from a sandbox that has just ended is no protocol's fault.
     if (protocolMismatch(e, target.https === true) && this.lookup(route.sandboxId, route.port))
       return {
@@ -226,6 +236,8 @@ export class SandboxProxy {
   /** A request to the sandbox's address: over TLS to an HTTPS port. */
   private upstreamRequest(target: ProxyTarget, options: RequestOptions): ClientRequest {
     const where = { ...options, host: target.host, port: target.port };
+    // Through a tunnel the agent makes each connection (TLS inside it for an HTTPS port).
+    if (target.via) return request({ ...where, agent: target.https ? target.via.https : target.via.plain });
     if (!target.https) return request(where);
     return tlsRequest({
       ...where,

@@ -126,6 +126,8 @@ export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
   private readonly expiry: SandboxExpiry;
   private readonly usage: SandboxMetrics;
   private readonly resuming = new Map<string, Promise<void>>();
+  /** Sandboxes served as their rows say, on nodes that have not reported since this server started. */
+  private readonly unconfirmed = new Set<string>();
   private pool: WarmPool | undefined;
   private readonly rows: SandboxRows;
   private readonly nodes: Nodes;
@@ -154,7 +156,17 @@ export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
    * sandboxes the other lost), then starts enforcing end times and sampling metrics.
    */
   async start(): Promise<void> {
-    for (const node of this.nodes.all()) await this.reconcile(node);
+    // A remote node's stored view may be behind: its sandboxes are served as their rows say
+    // until it reports, and reconciled then (`reconcileNode`).
+    for (const node of this.nodes.all()) {
+      if (node.link.fresh) await this.reconcile(node);
+      else
+        for (const row of await this.rows.liveOn(node.id))
+          if (isApiState(row.state)) {
+            this.live.add(liveFromRow(row, row.state));
+            this.unconfirmed.add(row.id);
+          }
+    }
     this.nodes.onSandboxFailed((id, reason) => void this.onNodeFailure(id, reason));
     this.expiry.start();
     this.usage.start();
@@ -196,10 +208,24 @@ export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
     return this.options.limits.maxSandboxesPerTeam;
   }
 
-  /** Reconciles the rows of the sandboxes on `node` with what it runs. */
+  /** Reconciles the rows of the sandboxes on node `nodeId` with what it now reports running. */
+  reconcileNode(nodeId: string): Promise<void> {
+    return this.reconcile(this.nodes.of(nodeId));
+  }
+
+  /**
+   * Reconciles the rows of the sandboxes on `node` with what it runs: rows of sandboxes
+   * it lost end, sandboxes no row knows are killed. Rows this process already serves
+   * (made since it started) are left alone.
+   */
   private async reconcile(node: NodeClient): Promise<void> {
     const onNode = new Map(node.list().map((s) => [s.id, s]));
     for (const row of await this.rows.liveOn(node.id)) {
+      const unconfirmed = this.unconfirmed.delete(row.id);
+      if (this.live.get(row.id) && !unconfirmed) {
+        onNode.delete(row.id);
+        continue;
+      }
       const n = onNode.get(row.id);
       onNode.delete(row.id);
       if (!isApiState(row.state) || !n || !isApiState(n.state)) {
@@ -207,6 +233,10 @@ export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
           { sandbox: row.id, rowState: row.state, nodeState: n?.state },
           'sandbox did not survive the restart',
         );
+        if (unconfirmed) {
+          this.forget(row.id);
+          this.emit('ended', row.id);
+        }
         if (n) await node.kill(row.id).catch(() => {});
         await this.rows.markEnded(row.id, row.state, 'lost', n?.error);
         continue;
@@ -221,14 +251,14 @@ export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
     }
   }
 
-  /** The node a live sandbox runs on (the first node for one this server does not know). */
+  /** The node a live sandbox runs on (none: every command fails, for one that is not live). */
   nodeOfSandbox(id: string): NodeClient {
     return this.nodeOf(id);
   }
 
   private nodeOf(id: string): NodeClient {
     const live = this.live.get(id);
-    return live ? this.nodes.of(live.nodeId) : (this.nodes.first ?? this.nodes.of('none'));
+    return this.nodes.of(live?.nodeId ?? '');
   }
 
   /** Every sandbox that has not ended (creating ones included). */
@@ -376,7 +406,7 @@ export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
     await this.rows.markEnded(id, live.state, reason);
     this.emit('ended', id);
     this.log.info({ sandbox: id, reason }, 'sandbox ended');
-    await this.nodeOf(id).kill(id);
+    await this.nodes.of(live.nodeId).kill(id);
   }
 
   /** Takes an ended sandbox out of the live index and the samples. */
@@ -396,7 +426,7 @@ export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
   /** Replaces the sandbox's egress policy, live; fields left out are cleared (as E2B does). */
   async updateNetwork(caller: Caller, id: string, body: NetworkUpdateBody): Promise<void> {
     const row = await this.row(caller, id);
-    await this.nodeOf(id).updateNetwork(id, egressPolicy(body.allow_internet_access, body));
+    await this.nodes.of(row.nodeId).updateNetwork(id, egressPolicy(body.allow_internet_access, body));
     await this.rows.updateLive(id, {
       allowInternetAccess: body.allow_internet_access ?? null,
       network: updatedNetwork(row.network, body),
@@ -528,7 +558,7 @@ export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
   /** The sandbox's console output as E2B's log entries, filtered and paged as `q` asks. */
   async logs(caller: Caller, id: string, q: LogQuery): Promise<SandboxLogEntry[]> {
     const row = await this.row(caller, id);
-    return consoleLogEntries(await this.nodeOf(id).consoleLog(id), row.startedAt, q);
+    return consoleLogEntries(await this.nodes.of(row.nodeId).consoleLog(id), row.startedAt, q);
   }
 
   /** Pauses a live sandbox (on request, or at its timeout with autoPause); its open streams are reset. */
@@ -546,7 +576,8 @@ export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
     this.forget(id);
     this.emit('ended', id);
     await this.rows.markEnded(id, live.state, 'failed', reason);
-    await this.nodeOf(id)
+    await this.nodes
+      .of(live.nodeId)
       .kill(id)
       .catch(() => {});
   }

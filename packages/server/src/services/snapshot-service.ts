@@ -39,7 +39,8 @@ export class SnapshotService {
 
   /** Reconciles rows and the node's checkpoints after a restart: what only one side has goes. */
   async start(): Promise<void> {
-    for (const node of this.nodes.all()) await this.reconcile(node.id);
+    // A remote node's are reconciled once it reports (its stored view may be behind).
+    for (const node of this.nodes.all()) if (node.link.fresh) await this.reconcile(node.id);
   }
 
   /** Reconciles the rows of `nodeId`'s snapshots with the checkpoints it holds. */

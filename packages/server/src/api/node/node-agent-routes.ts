@@ -53,7 +53,13 @@ export async function registerNodeAgentRoutes(
     app.addHook('preParsing', async (request, _reply, payload) => {
       if (request.headers['content-encoding'] !== 'gzip') return payload;
       delete request.headers['content-encoding'];
-      return payload.pipe(createGunzip());
+      // Fastify matches Content-Length against what came over the wire, not what it unzips to.
+      const unzipped = Object.assign(createGunzip(), { receivedEncodedLength: 0 });
+      payload.on('data', (chunk: Buffer) => {
+        unzipped.receivedEncodedLength += chunk.length;
+      });
+      payload.on('error', (e) => unzipped.destroy(e));
+      return payload.pipe(unzipped);
     });
     app.addHook('onRequest', async (request) => {
       if (request.routeOptions.url === NODE_ROUTES.join) return;

@@ -1,0 +1,388 @@
+// A cluster on one host (issue 17): `aiva server` on a real PostgreSQL, three node agents
+// (`aiva node join`), each in a network namespace of its own with its own data directory
+// and host scope, and the e2b SDK as the client. Sandboxes are placed across the nodes and
+// reached through each node's own outbound connection (the tunnel); a node that goes
+// silent is avoided and comes back with its sandboxes; what a node says is checked.
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { after, before, describe, test } from 'node:test';
+import { Sandbox } from 'e2b';
+import pg from 'pg';
+import {
+  addServerAddress,
+  type ClusterNode,
+  type ClusterServer,
+  killLeftSandboxes,
+  makeNode,
+  nodeCredentials,
+  nodeLeftovers,
+  removeNode,
+  removeServerAddress,
+  startAgent,
+  startClusterServer,
+} from './helpers/cluster.js';
+import { checkHostLeaks } from './helpers/host-leaks.js';
+import { type PostgresServer, startPostgres } from './helpers/postgres-server.js';
+
+let db: PostgresServer;
+let server: ClusterServer;
+let token = '';
+const nodes: ClusterNode[] = [];
+const ids = new Map<string, string>(); // node name → node id
+
+async function api<T>(method: string, path: string, body?: unknown, headers: Record<string, string> = {}) {
+  const r = await fetch(`${server.url}${path}`, {
+    method,
+    headers: {
+      'x-api-key': server.apiKey,
+      ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+      ...headers,
+    },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await r.text();
+  return { status: r.status, body: (text ? JSON.parse(text) : undefined) as T };
+}
+
+/** The node each of the team's live sandboxes runs on (E2B's clientID is the node id). */
+async function placement(): Promise<Map<string, string>> {
+  const { body } = await api<{ sandboxID: string; clientID: string }[]>('GET', '/sandboxes');
+  return new Map(body.map((s) => [s.sandboxID, s.clientID]));
+}
+
+/** Each node's state, with `+tunnel` when its tunnel is up. */
+async function nodeStates(): Promise<Record<string, string>> {
+  const { body } = await api<{ name: string; state: string; tunnel: boolean }[]>('GET', '/v1/nodes');
+  return Object.fromEntries(body.map((n) => [n.name, `${n.state}${n.tunnel ? '+tunnel' : ''}`]));
+}
+
+async function until<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 60_000): Promise<T> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await fn().catch(() => undefined);
+    if (v !== undefined && v !== false) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+before(async () => {
+  await addServerAddress();
+  db = await startPostgres(54331);
+  server = await startClusterServer(db.url, ['--unreachable-after', '12']);
+  process.env.E2B_API_URL = server.url;
+  process.env.E2B_SANDBOX_URL = server.url;
+  process.env.E2B_API_KEY = server.apiKey;
+  const made = await api<{ token: string }>('POST', '/v1/node-tokens', { name: 'cluster-test' });
+  assert.equal(made.status, 201);
+  token = made.body.token;
+  for (const i of [1, 2, 3]) {
+    const n = await makeNode(i);
+    nodes.push(n);
+    await startAgent(n, server.url, { token, labels: { zone: `z${i}` } });
+    ids.set(n.name, (await nodeCredentials(n)).nodeId);
+  }
+  await until('three ready nodes', async () => {
+    const s = await nodeStates();
+    return Object.values(s).filter((v) => v === 'ready+tunnel').length === 3 || undefined;
+  });
+});
+
+after(async () => {
+  // Sandboxes first (an agent that stops leaves its sandboxes running, to adopt them).
+  const { body } = await api<{ sandboxID: string }[]>('GET', '/sandboxes').catch(() => ({ body: [] }));
+  for (const s of body ?? []) await api('DELETE', `/sandboxes/${s.sandboxID}`).catch(() => {});
+  const codes = [];
+  for (const n of nodes) codes.push(await n.agent?.stop());
+  await server?.stop();
+  await db?.stop();
+  const left: Record<string, unknown> = {};
+  for (const n of nodes) {
+    const l = await nodeLeftovers(n);
+    if (Object.keys(l).length > 0) {
+      left[n.name] = l;
+      // Not left on the host for the next tests: the report above says what there was.
+      await killLeftSandboxes(n).catch(() => {});
+    }
+    await removeNode(n);
+  }
+  await removeServerAddress();
+  assert.deepEqual(codes, [0, 0, 0], 'each agent stopped on SIGTERM');
+  assert.deepEqual(
+    left,
+    {},
+    `a node left sandbox resources behind; the agents said:\n${nodes.map((n) => n.agent?.output().slice(-3000)).join('\n---\n')}`,
+  );
+});
+
+// After the cluster's own teardown: hooks run in the order they were added.
+checkHostLeaks();
+
+describe('a cluster of three nodes on one host', () => {
+  test('creates spread across the nodes by capacity, and each sandbox works through its node’s tunnel', async () => {
+    const made: Sandbox[] = [];
+    try {
+      for (let i = 0; i < 6; i++) made.push(await Sandbox.create({ timeoutMs: 300_000 }));
+      const where = await placement();
+      const perNode = new Map<string, number>();
+      for (const s of made)
+        perNode.set(where.get(s.sandboxId) ?? '?', (perNode.get(where.get(s.sandboxId) ?? '?') ?? 0) + 1);
+      assert.deepEqual(
+        [...perNode.entries()].sort(),
+        [...ids.values()].map((id) => [id, 2]).sort(),
+        'two sandboxes on each node',
+      );
+      // One sandbox on each node: commands, files, a terminal and a port of its own.
+      const oneEach = [...ids.values()].map(
+        (id) => made.find((s) => where.get(s.sandboxId) === id) as Sandbox,
+      );
+      for (const sbx of oneEach) {
+        const r = await sbx.commands.run('echo $((6*7)) && id -un');
+        assert.equal(r.stdout, '42\nuser\n');
+        await sbx.files.write('/home/user/note.txt', `on ${sbx.sandboxId}`);
+        assert.equal(await sbx.files.read('/home/user/note.txt'), `on ${sbx.sandboxId}`);
+        let out = '';
+        const pty = await sbx.pty.create({
+          cols: 80,
+          rows: 24,
+          onData: (d) => {
+            out += new TextDecoder().decode(d);
+          },
+        });
+        await sbx.pty.sendInput(pty.pid, new TextEncoder().encode('echo pty-$((40+2))\nexit\n'));
+        await pty.wait().catch(() => {});
+        assert.match(out, /pty-42/);
+        await sbx.commands.run('mkdir -p /tmp/www && echo served > /tmp/www/i.txt');
+        await sbx.commands.run('python3 -m http.server 8000 --directory /tmp/www', { background: true });
+        const body = await until('the sandbox’s port', async () => {
+          const res = await fetch(`${server.url}/i.txt`, {
+            headers: { 'e2b-sandbox-id': sbx.sandboxId, 'e2b-sandbox-port': '8000' },
+          });
+          return res.ok ? res.text() : undefined;
+        });
+        assert.equal(body, 'served\n');
+      }
+      // 8 MiB up and back down through the tunnel, unchanged.
+      const big = Buffer.alloc(8 * 1024 * 1024);
+      for (let i = 0; i < big.length; i += 4096) big.writeUInt32LE((i * 2654435761) >>> 0, i);
+      const first = oneEach[0] as Sandbox;
+      await first.files.write(
+        '/tmp/big.bin',
+        big.buffer.slice(big.byteOffset, big.byteOffset + big.length) as ArrayBuffer,
+      );
+      const back = Buffer.from(await first.files.read('/tmp/big.bin', { format: 'bytes' }));
+      assert.ok(back.equals(big), 'the file came back unchanged');
+    } finally {
+      for (const s of made) await s.kill().catch(() => {});
+    }
+  });
+
+  test('placement follows labels and placement hints, and says why no node can take a sandbox', async () => {
+    const hinted = await Sandbox.create({
+      timeoutMs: 60_000,
+      metadata: { 'aiva.placement.labels': 'zone=z2' },
+    });
+    const pinned = await Sandbox.create({
+      timeoutMs: 60_000,
+      metadata: { 'aiva.placement.node': ids.get('node-3') as string },
+    });
+    try {
+      const where = await placement();
+      assert.equal(where.get(hinted.sandboxId), ids.get('node-2'));
+      assert.equal(where.get(pinned.sandboxId), ids.get('node-3'));
+      await assert.rejects(
+        Sandbox.create({ timeoutMs: 60_000, metadata: { 'aiva.placement.labels': 'zone=z9' } }),
+        /no node can take the sandbox: .*lacks the label zone=z9/,
+      );
+      // A cordoned node takes no new sandboxes; uncordoned, it does again.
+      assert.equal((await api('POST', '/v1/nodes/node-1/cordon')).status, 200);
+      await assert.rejects(
+        Sandbox.create({ timeoutMs: 60_000, metadata: { 'aiva.placement.labels': 'zone=z1' } }),
+        /node-\w+|cordoned/,
+      );
+      assert.equal((await api('POST', '/v1/nodes/node-1/uncordon')).status, 200);
+      const back = await Sandbox.create({
+        timeoutMs: 60_000,
+        metadata: { 'aiva.placement.labels': 'zone=z1' },
+      });
+      assert.equal((await placement()).get(back.sandboxId), ids.get('node-1'));
+      await back.kill();
+    } finally {
+      await hinted.kill();
+      await pinned.kill();
+    }
+  });
+
+  test('bad input from nodes is refused, logged, and changes nothing', async () => {
+    const join = (body: Record<string, unknown>) =>
+      fetch(`${server.url}/v1/node/join`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({
+          name: 'intruder',
+          labels: {},
+          protocol: '1.0',
+          aivaVersion: '0.1.0',
+          ...body,
+        }),
+      });
+    // A wrong token, a revoked one.
+    let r = await join({ token: `aiva_join_${'0'.repeat(64)}` });
+    assert.equal(r.status, 401);
+    const spare = await api<{ token: string; info: { id: string } }>('POST', '/v1/node-tokens', {
+      name: 'spare',
+    });
+    assert.equal((await api('DELETE', `/v1/node-tokens/${spare.body.info.id}`)).status, 204);
+    r = await join({ token: spare.body.token });
+    assert.equal(r.status, 401);
+    assert.match(((await r.json()) as { message: string }).message, /revoked/);
+    // Another major version of the contract: both versions are named.
+    r = await join({ token, protocol: '2.0', aivaVersion: '9.9.9' });
+    assert.equal(r.status, 426);
+    const message = ((await r.json()) as { message: string }).message;
+    assert.match(message, /2\.0 \(aiva 9\.9\.9\).*1\.0 \(aiva 0\.1\.0\)/);
+    assert.match(server.output(), /node refused: join token/);
+    assert.deepEqual(
+      Object.keys(await nodeStates()).sort(),
+      ['node-1', 'node-2', 'node-3'],
+      'no node joined',
+    );
+
+    // A result for another node's command, replayed, or forged: rejected, the row unchanged.
+    const sbx = await Sandbox.create({ timeoutMs: 60_000, metadata: { 'aiva.placement.labels': 'zone=z2' } });
+    const client = new pg.Client({ connectionString: db.url });
+    await client.connect();
+    try {
+      const { rows } = await client.query(
+        "select id, state, result from node_commands where kind = 'sandbox.create' and sandbox_id = $1",
+        [sbx.sandboxId],
+      );
+      const cmd = rows[0] as { id: string; state: string; result: unknown };
+      assert.equal(cmd.state, 'done');
+      const n1 = await nodeCredentials(nodes[0] as ClusterNode);
+      const n2 = await nodeCredentials(nodes[1] as ClusterNode);
+      const post = (cred: string, path: string, body: unknown) =>
+        fetch(`${server.url}${path}`, {
+          method: 'POST',
+          headers: {
+            authorization: `Bearer ${cred}`,
+            'aiva-node-protocol': '1.0',
+            'content-type': 'application/json',
+          },
+          body: JSON.stringify(body),
+        });
+      const forged = { commandId: cmd.id, ok: false, error: { code: 'INTERNAL', message: 'forged' } };
+      let v = await (await post(n1.credential, '/v1/node/results', { outcomes: [forged] })).json();
+      assert.deepEqual(v, { verdicts: [{ commandId: cmd.id, verdict: 'rejected' }] });
+      v = await (await post(n2.credential, '/v1/node/results', { outcomes: [forged] })).json();
+      assert.deepEqual(v, { verdicts: [{ commandId: cmd.id, verdict: 'duplicate' }] });
+      const none = randomUUID();
+      v = await (
+        await post(n2.credential, '/v1/node/results', { outcomes: [{ ...forged, commandId: none }] })
+      ).json();
+      assert.deepEqual(v, { verdicts: [{ commandId: none, verdict: 'rejected' }] });
+      const after1 = await client.query('select state, result from node_commands where id = $1', [cmd.id]);
+      assert.deepEqual(after1.rows[0], { state: cmd.state, result: cmd.result });
+      // A wrong credential: 401.
+      assert.equal((await post('aiva_node_nope', '/v1/node/results', { outcomes: [] })).status, 401);
+      // Node 1 claims node 2's sandbox in its snapshot: ignored, logged; it stays node 2's.
+      const { rows: snaps } = await client.query('select last_snapshot from nodes where id = $1', [
+        n1.nodeId,
+      ]);
+      const snapshot = snaps[0].last_snapshot as { sandboxes: unknown[] };
+      const claim = {
+        ...snapshot,
+        sandboxes: [
+          ...snapshot.sandboxes,
+          {
+            id: sbx.sandboxId,
+            state: 'running',
+            vcpus: 1,
+            memoryMiB: 512,
+            diskMiB: 1024,
+            envdVersion: '0.2.0',
+          },
+        ],
+      };
+      assert.equal((await post(n1.credential, '/v1/node/snapshot', claim)).status, 200);
+      assert.match(server.output(), /a node reported sandboxes of other nodes: ignored/);
+      assert.equal((await placement()).get(sbx.sandboxId), n2.nodeId);
+      assert.equal((await sbx.commands.run('echo still')).stdout, 'still\n');
+      // A snapshot of another node: 403.
+      assert.equal(
+        (await post(n1.credential, '/v1/node/snapshot', { ...snapshot, nodeId: n2.nodeId })).status,
+        403,
+      );
+    } finally {
+      await client.end();
+      await sbx.kill();
+    }
+  });
+
+  test('kill -9 of a node agent: unreachable, avoided, then back with its sandboxes', async () => {
+    const n3 = nodes[2] as ClusterNode;
+    const sbx = await Sandbox.create({
+      timeoutMs: 300_000,
+      metadata: { 'aiva.placement.node': ids.get('node-3') as string },
+    });
+    await sbx.files.write('/home/user/kept.txt', 'kept');
+    await n3.agent?.stop('SIGKILL');
+    await until(
+      'node-3 unreachable',
+      async () => ((await nodeStates())['node-3'] === 'unreachable' ? true : undefined),
+      60_000,
+    );
+    const placed: Sandbox[] = [];
+    try {
+      for (let i = 0; i < 3; i++) placed.push(await Sandbox.create({ timeoutMs: 60_000 }));
+      const where = await placement();
+      for (const s of placed)
+        assert.notEqual(where.get(s.sandboxId), ids.get('node-3'), 'creates avoid the silent node');
+      await assert.rejects(
+        Sandbox.create({
+          timeoutMs: 60_000,
+          metadata: { 'aiva.placement.node': ids.get('node-3') as string },
+        }),
+        /unreachable/,
+      );
+      // The agent comes back with its kept credential (no token) and adopts its sandbox.
+      await startAgent(n3, server.url);
+      await until('node-3 ready', async () =>
+        (await nodeStates())['node-3'] === 'ready+tunnel' ? true : undefined,
+      );
+      assert.equal(await sbx.files.read('/home/user/kept.txt'), 'kept');
+      assert.equal((await sbx.commands.run('echo back')).stdout, 'back\n');
+    } finally {
+      for (const s of placed) await s.kill().catch(() => {});
+      await sbx.kill();
+    }
+  });
+
+  test('kill -9 of the server: it starts again on the same database and the nodes carry on', async () => {
+    const sbx = await Sandbox.create({ timeoutMs: 300_000 });
+    await server.stop('SIGKILL');
+    const port = new URL(server.url).port;
+    const apiKey = server.apiKey;
+    server = {
+      ...(await startClusterServer(db.url, ['--unreachable-after', '12', '--port', port], server.home)),
+      apiKey,
+    };
+    // The nodes find it again by themselves: their polls and tunnels retry, backing off.
+    try {
+      const again = await Sandbox.connect(sbx.sandboxId);
+      const out = await until(
+        'the sandbox through its node’s new tunnel',
+        async () => (await again.commands.run('echo after')).stdout,
+      );
+      assert.equal(out, 'after\n');
+      await until('three ready nodes again', async () =>
+        Object.values(await nodeStates()).every((v) => v === 'ready+tunnel') ? true : undefined,
+      );
+      const fresh = await Sandbox.create({ timeoutMs: 60_000 });
+      assert.equal((await fresh.commands.run('echo fresh')).stdout, 'fresh\n');
+      await fresh.kill();
+    } finally {
+      await sbx.kill();
+    }
+  });
+});
