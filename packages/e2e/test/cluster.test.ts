@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
+import { runCommand } from '@aiva/node';
 import { Sandbox } from 'e2b';
 import pg from 'pg';
 import {
@@ -18,6 +19,7 @@ import {
   nodeLeftovers,
   removeNode,
   removeServerAddress,
+  SERVER_ADDRESS,
   startAgent,
   startClusterServer,
 } from './helpers/cluster.js';
@@ -69,7 +71,7 @@ async function until<T>(what: string, fn: () => Promise<T | undefined>, timeoutM
 before(async () => {
   await addServerAddress();
   db = await startPostgres(54331);
-  server = await startClusterServer(db.url, ['--unreachable-after', '12']);
+  server = await startClusterServer(db.url, ['--unreachable-after', '12', '--lost-after', '40']);
   process.env.E2B_API_URL = server.url;
   process.env.E2B_SANDBOX_URL = server.url;
   process.env.E2B_API_KEY = server.apiKey;
@@ -358,13 +360,83 @@ describe('a cluster of three nodes on one host', () => {
     }
   });
 
+  test('a node cut off by nftables: unreachable, its sandboxes end after the grace period, and it rejoins clean', async () => {
+    const n2 = nodes[1] as ClusterNode;
+    const where = { metadata: { 'aiva.placement.node': ids.get('node-2') as string }, timeoutMs: 600_000 };
+    const kept = await Sandbox.create(where);
+    const killedMeanwhile = await Sandbox.create(where);
+    // The node's own namespace drops what it sends to the server: its polls, snapshots and tunnel.
+    const nft = (script: string) =>
+      runCommand('nsenter', [`--net=/run/netns/${n2.netns}`, 'nft', '-f', '-'], { input: script });
+    await nft(
+      `table inet clt_cut {\n chain out {\n type filter hook output priority 0; policy accept;\n ip daddr ${SERVER_ADDRESS} drop\n }\n}\n`,
+    );
+    let cut = true;
+    try {
+      await until(
+        'node-2 unreachable',
+        async () => ((await nodeStates())['node-2'] === 'unreachable' ? true : undefined),
+        60_000,
+      );
+      // A kill while the node is away answers at once; the node gets it when it is back.
+      const started = Date.now();
+      await killedMeanwhile.kill();
+      assert.ok(Date.now() - started < 10_000, 'the kill did not wait for the unreachable node');
+      // Past the grace period the node's sandboxes end, with the reason.
+      const client = new pg.Client({ connectionString: db.url });
+      await client.connect();
+      try {
+        const row = await until(
+          'the kept sandbox ended as lost',
+          async () => {
+            const { rows } = await client.query('select state, error from sandboxes where id = $1', [
+              kept.sandboxId,
+            ]);
+            return rows[0]?.state === 'killed' ? rows[0] : undefined;
+          },
+          90_000,
+        );
+        assert.match(row.error, /its node node-2 was unreachable for over 40 s/);
+        await assert.rejects(Sandbox.connect(kept.sandboxId), /not found/i);
+        // The node comes back: what it still runs (both sandboxes) is killed, nothing is ended twice.
+        await nft('delete table inet clt_cut\n');
+        cut = false;
+        await until('node-2 ready again', async () =>
+          (await nodeStates())['node-2'] === 'ready+tunnel' ? true : undefined,
+        );
+        await until('node-2 empty', async () => {
+          const { rows } = await client.query('select last_snapshot from nodes where id = $1', [
+            ids.get('node-2'),
+          ]);
+          return (rows[0]?.last_snapshot?.sandboxes ?? [1]).length === 0 ? true : undefined;
+        });
+        const { rows: ended } = await client.query(
+          'select id, state from sandboxes where id = any($1) order by id',
+          [[kept.sandboxId, killedMeanwhile.sandboxId].sort()],
+        );
+        assert.deepEqual(
+          ended.map((r) => r.state),
+          ['killed', 'killed'],
+        );
+      } finally {
+        await client.end();
+      }
+    } finally {
+      if (cut) await nft('delete table inet clt_cut\n').catch(() => {});
+    }
+  });
+
   test('kill -9 of the server: it starts again on the same database and the nodes carry on', async () => {
     const sbx = await Sandbox.create({ timeoutMs: 300_000 });
     await server.stop('SIGKILL');
     const port = new URL(server.url).port;
     const apiKey = server.apiKey;
     server = {
-      ...(await startClusterServer(db.url, ['--unreachable-after', '12', '--port', port], server.home)),
+      ...(await startClusterServer(
+        db.url,
+        ['--unreachable-after', '12', '--lost-after', '40', '--port', port],
+        server.home,
+      )),
       apiKey,
     };
     // The nodes find it again by themselves: their polls and tunnels retry, backing off.

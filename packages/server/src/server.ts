@@ -59,6 +59,8 @@ export interface ServerConfig {
   cluster?: {
     /** A node silent this long is unreachable: creates avoid it. */
     unreachableAfterSeconds: number;
+    /** A node silent this long is lost: its sandboxes end. */
+    lostAfterSeconds: number;
     heartbeatSeconds?: number;
     commandWaitSeconds?: number;
   };
@@ -126,6 +128,7 @@ export async function startServer(
             heartbeatSeconds: config.cluster.heartbeatSeconds ?? 5,
             commandWaitSeconds: config.cluster.commandWaitSeconds ?? 25,
             unreachableAfterSeconds: config.cluster.unreachableAfterSeconds,
+            lostAfterSeconds: config.cluster.lostAfterSeconds,
           },
         )
       : undefined;
@@ -163,11 +166,13 @@ export async function startServer(
       logger.child({ component: 'snapshots' }),
     );
     await snapshots.start();
-    if (registry)
+    if (registry) {
       registry.onReported = async (nodeId) => {
         await sandboxes.reconcileNode(nodeId);
         await snapshots.reconcile(nodeId);
       };
+      registry.onLost = async (nodeId, why) => void (await sandboxes.endAllOn(nodeId, why));
+    }
 
     const proxy = new SandboxProxy(
       (id, port) => {

@@ -13,6 +13,7 @@ interface ServerOptions {
   databaseUrl?: string;
   teamMaxSandboxes: number;
   unreachableAfter: number;
+  lostAfter: number;
   logLevel: string;
 }
 
@@ -47,8 +48,16 @@ export function registerServerCommand(program: Command): void {
       int('unreachable-after', 2, 3600),
       30,
     )
+    .option(
+      '--lost-after <s>',
+      'a node silent this many seconds is lost: its sandboxes end (if it comes back, what it still runs is killed)',
+      int('lost-after', 2, 7 * 86_400),
+      300,
+    )
     .option('--log-level <level>', `${LOG_LEVELS.join(', ')}`, logLevel, 'info')
     .action(async (opts: ServerOptions) => {
+      if (opts.lostAfter <= opts.unreachableAfter)
+        throw new Error('--lost-after must be longer than --unreachable-after');
       const databaseUrl = opts.databaseUrl ?? process.env.AIVA_DATABASE_URL;
       if (!databaseUrl?.startsWith('postgres'))
         throw new Error(
@@ -70,7 +79,7 @@ export function registerServerCommand(program: Command): void {
             maxSandboxesPerTeam: opts.teamMaxSandboxes,
           },
           version,
-          cluster: { unreachableAfterSeconds: opts.unreachableAfter },
+          cluster: { unreachableAfterSeconds: opts.unreachableAfter, lostAfterSeconds: opts.lostAfter },
         },
         undefined,
         logger,

@@ -56,6 +56,8 @@ export interface NodeRegistryOptions {
   commandWaitSeconds: number;
   /** A node silent this long is unreachable: creates avoid it. */
   unreachableAfterSeconds: number;
+  /** A node silent this long is lost: its sandboxes end (`onLost`). */
+  lostAfterSeconds: number;
 }
 
 function hash(secret: string): string {
@@ -69,8 +71,12 @@ function hash(secret: string): string {
  */
 export class NodeRegistry {
   private readonly links = new Map<string, RemoteNodeLink>();
-  /** Called with a node's id when it first reports to this server process. */
+  /** Called with a node's id when it first reports to this server process, and when it reports after being unreachable. */
   onReported: ((nodeId: string) => Promise<void>) | undefined;
+  /** Called (once per silence) with a node's id and why, when it has been silent past the grace period. */
+  onLost: ((nodeId: string, why: string) => Promise<void>) | undefined;
+  /** Nodes whose sandboxes were ended as lost during their current silence. */
+  private readonly lost = new Set<string>();
   private timer: NodeJS.Timeout | undefined;
   private watchingTunnels = false;
 
@@ -116,8 +122,17 @@ export class NodeRegistry {
     return link;
   }
 
-  /** Marks nodes silent for too long unreachable (creates avoid them). */
+  /** Marks nodes silent for too long unreachable (creates avoid them), and past the grace period lost. */
   private async watch(): Promise<void> {
+    const lostLimit = Date.now() - this.options.lostAfterSeconds * 1000;
+    for (const row of await this.db.select().from(nodeRows).where(eq(nodeRows.state, 'unreachable'))) {
+      const seen = row.lastSeenAt?.getTime() ?? row.joinedAt.getTime();
+      if (seen >= lostLimit || this.lost.has(row.id)) continue;
+      this.lost.add(row.id);
+      const why = `its node ${row.name} was unreachable for over ${this.options.lostAfterSeconds} s`;
+      this.log.warn({ node: row.id, name: row.name }, 'node lost: ending its sandboxes');
+      await this.onLost?.(row.id, why);
+    }
     const limit = Date.now() - this.options.unreachableAfterSeconds * 1000;
     const rows = await this.db
       .select()
@@ -354,7 +369,9 @@ export class NodeRegistry {
     const link = this.links.get(row.id) ?? this.attach({ ...row, state });
     const first = !link.fresh;
     link.update(own, true);
-    // Its first report since this server started: now what it runs can be reconciled with the rows.
-    if (first) await this.onReported?.(row.id);
+    this.lost.delete(row.id);
+    // Its first report since this server started, or since it was unreachable: now what it
+    // runs can be reconciled with the rows (sandboxes ended meanwhile are killed).
+    if (first || row.state === 'unreachable') await this.onReported?.(row.id);
   }
 }

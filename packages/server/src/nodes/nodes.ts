@@ -38,6 +38,11 @@ export class Nodes {
     if (e) Object.assign(e, meta);
   }
 
+  /** The operator's view of a node's state (`ready`, `cordoned`, `draining`, `unreachable`); undefined for none. */
+  stateOf(id: string): string | undefined {
+    return this.entries.get(id)?.state;
+  }
+
   /** Records whether a remote node's tunnel to this server is up. */
   setConnected(id: string, connected: boolean): void {
     const e = this.entries.get(id);

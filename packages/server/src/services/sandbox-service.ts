@@ -208,6 +208,25 @@ export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
     return this.options.limits.maxSandboxesPerTeam;
   }
 
+  /**
+   * Ends every live sandbox on node `nodeId` (unreachable past its grace period) with
+   * reason `node-lost`; when the node comes back, reconciling it kills what it still runs.
+   */
+  async endAllOn(nodeId: string, why: string): Promise<number> {
+    const ids = [...this.live.values()].filter((s) => s.nodeId === nodeId).map((s) => s.id);
+    for (const id of ids) {
+      const live = this.live.get(id);
+      if (!live) continue;
+      this.forget(id);
+      this.unconfirmed.delete(id);
+      await this.rows.markEnded(id, live.state, 'node-lost', why);
+      this.emit('ended', id);
+    }
+    if (ids.length > 0)
+      this.log.warn({ node: nodeId, sandboxes: ids }, 'sandboxes ended: their node is lost');
+    return ids.length;
+  }
+
   /** Reconciles the rows of the sandboxes on node `nodeId` with what it now reports running. */
   reconcileNode(nodeId: string): Promise<void> {
     return this.reconcile(this.nodes.of(nodeId));
@@ -406,7 +425,10 @@ export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
     await this.rows.markEnded(id, live.state, reason);
     this.emit('ended', id);
     this.log.info({ sandbox: id, reason }, 'sandbox ended');
-    await this.nodes.of(live.nodeId).kill(id);
+    const killed = this.nodes.of(live.nodeId).kill(id);
+    // An unreachable node gets the kill when it is back: the caller does not wait for that.
+    if (this.nodes.stateOf(live.nodeId) === 'unreachable') killed.catch(() => {});
+    else await killed;
   }
 
   /** Takes an ended sandbox out of the live index and the samples. */

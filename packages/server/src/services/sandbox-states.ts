@@ -33,7 +33,7 @@ export function transition<S extends SandboxState>(id: string, from: SandboxStat
 }
 
 /** Why a sandbox ended. */
-export type EndReason = 'killed' | 'timeout' | 'shutdown' | 'failed' | 'lost';
+export type EndReason = 'killed' | 'timeout' | 'shutdown' | 'failed' | 'lost' | 'node-lost';
 
 const ENDINGS: { readonly [R in EndReason]: { state: EndedState; error: string | null } } = {
   /** Killed on request: not an error. */
@@ -42,6 +42,8 @@ const ENDINGS: { readonly [R in EndReason]: { state: EndedState; error: string |
   shutdown: { state: 'killed', error: 'server shut down' },
   /** Not running on the node any more when the server restarted. */
   lost: { state: 'killed', error: 'lost when the server restarted' },
+  /** Its node was unreachable longer than the grace period (`aiva server --lost-after`). */
+  'node-lost': { state: 'killed', error: 'its node was unreachable for too long' },
   /** Its process died (the node says why). */
   failed: { state: 'error', error: 'the sandbox failed' },
 };
