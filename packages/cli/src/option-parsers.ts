@@ -1,4 +1,6 @@
+import { AddressPool } from '@aiva/node';
 import { InvalidArgumentError } from 'commander';
+import type { Logger } from 'pino';
 
 // Parsers of option values shared by the commands that run a process (`up`, `server`, `node join`).
 
@@ -31,4 +33,36 @@ export async function aivaVersion(): Promise<string> {
   return (
     JSON.parse(await readFile(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }
   ).version;
+}
+
+/** An IPv4 block the node cuts into one /30 per sandbox (`--address-block`). */
+export function addressBlock(v: string): string {
+  try {
+    new AddressPool(v);
+  } catch {
+    throw new InvalidArgumentError('an IPv4 block such as 10.11.0.0/16 (prefix /8 to /28)');
+  }
+  return v;
+}
+
+/**
+ * Runs `shutdown` on SIGTERM or SIGINT, then exits 0 (1 if it failed); a second signal
+ * exits at once.
+ */
+export function onStopSignal(logger: Logger, message: string, shutdown: () => Promise<void>): void {
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) process.exit(130);
+    stopping = true;
+    logger.info({ signal }, message);
+    try {
+      await shutdown();
+      process.exit(0);
+    } catch (e) {
+      logger.error({ err: e }, 'shutdown failed');
+      process.exit(1);
+    }
+  };
+  process.on('SIGTERM', () => void stop('SIGTERM'));
+  process.on('SIGINT', () => void stop('SIGINT'));
 }

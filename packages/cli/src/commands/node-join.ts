@@ -1,18 +1,10 @@
 import { hostname, totalmem } from 'node:os';
-import {
-  AddressPool,
-  dataDir,
-  HostScope,
-  NodeAgent,
-  NodeExecutor,
-  NodeRefusedError,
-  openLocalNode,
-} from '@aiva/node';
+import { dataDir, HostScope, NodeAgent, NodeExecutor, NodeRefusedError, openLocalNode } from '@aiva/node';
 import { type Command, InvalidArgumentError } from 'commander';
 import { BuildProgress } from '../build-progress.js';
 import { codeInterpreterDir, envdDir, recipesDir } from '../install-paths.js';
 import { createLogger } from '../logger.js';
-import { aivaVersion, int, LOG_LEVELS, label, logLevel } from '../option-parsers.js';
+import { addressBlock, aivaVersion, int, LOG_LEVELS, label, logLevel } from '../option-parsers.js';
 
 interface JoinOptions {
   token?: string;
@@ -59,14 +51,7 @@ export function registerNodeJoinCommand(node: Command): void {
     .option(
       '--address-block <cidr>',
       'the IPv4 block cut into one /30 per sandbox (default 10.11.0.0/16)',
-      (v: string) => {
-        try {
-          new AddressPool(v);
-        } catch {
-          throw new InvalidArgumentError('an IPv4 block such as 10.11.0.0/16 (prefix /8 to /28)');
-        }
-        return v;
-      },
+      addressBlock,
     )
     .option(
       '--id-slot-offset <n>',

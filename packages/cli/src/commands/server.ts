@@ -3,7 +3,7 @@ import { dataDir } from '@aiva/node';
 import { startServer } from '@aiva/server';
 import type { Command } from 'commander';
 import { createLogger } from '../logger.js';
-import { aivaVersion, int, LOG_LEVELS, logLevel } from '../option-parsers.js';
+import { aivaVersion, int, LOG_LEVELS, logLevel, onStopSignal } from '../option-parsers.js';
 import { credentialsFile } from './up.js';
 
 interface ServerOptions {
@@ -102,20 +102,8 @@ export function registerServerCommand(program: Command): void {
         `  aiva node join ${server.url} --token <token>`,
       ];
       process.stderr.write(`${lines.join('\n')}\n`);
-      let stopping = false;
-      const stop = async (signal: string) => {
-        if (stopping) process.exit(130);
-        stopping = true;
-        logger.info({ signal }, 'stopping: the nodes keep their sandboxes');
-        try {
-          await server.close({ killSandboxes: false });
-          process.exit(0);
-        } catch (e) {
-          logger.error({ err: e }, 'shutdown failed');
-          process.exit(1);
-        }
-      };
-      process.once('SIGTERM', () => void stop('SIGTERM'));
-      process.once('SIGINT', () => void stop('SIGINT'));
+      onStopSignal(logger, 'stopping: the nodes keep their sandboxes', () =>
+        server.close({ killSandboxes: false }),
+      );
     });
 }

@@ -3,7 +3,6 @@ import { isIP } from 'node:net';
 import { totalmem } from 'node:os';
 import { join } from 'node:path';
 import {
-  AddressPool,
   DRIVER_NAMES,
   type DriverName,
   dataDir,
@@ -17,7 +16,7 @@ import { BuildProgress } from '../build-progress.js';
 import { defaultDnsAnswer, domainBanner, tlsFor } from '../domain-setup.js';
 import { codeInterpreterDir, envdDir, recipesDir } from '../install-paths.js';
 import { createLogger } from '../logger.js';
-import { int, LOG_LEVELS, logLevel } from '../option-parsers.js';
+import { addressBlock, int, LOG_LEVELS, logLevel, onStopSignal } from '../option-parsers.js';
 
 /** What `aiva up` writes for clients (and `aiva keys`) to find the server: root-readable only. */
 export interface Credentials {
@@ -127,14 +126,7 @@ export function registerUpCommand(program: Command): void {
     .option(
       '--address-block <cidr>',
       'the IPv4 block cut into one /30 per sandbox (/8 to /28; default 10.11.0.0/16; must not clash with the host’s routes)',
-      (v: string) => {
-        try {
-          new AddressPool(v);
-        } catch {
-          throw new InvalidArgumentError('an IPv4 block such as 10.11.0.0/16 (prefix /8 to /28)');
-        }
-        return v;
-      },
+      addressBlock,
     )
     .option(
       '--warm-pool <template=n>',
@@ -284,21 +276,9 @@ export function registerUpCommand(program: Command): void {
       ];
       process.stderr.write(`${lines.join('\n')}\n`);
 
-      let stopping = false;
-      const stop = async (signal: string) => {
-        if (stopping) process.exit(130);
-        stopping = true;
-        logger.info({ signal }, 'stopping: ending sandboxes and closing');
-        try {
-          await server.close({ killSandboxes: true });
-          await shutdownNode();
-          process.exit(0);
-        } catch (e) {
-          logger.error({ err: e }, 'shutdown failed');
-          process.exit(1);
-        }
-      };
-      process.once('SIGTERM', () => void stop('SIGTERM'));
-      process.once('SIGINT', () => void stop('SIGINT'));
+      onStopSignal(logger, 'stopping: ending sandboxes and closing', async () => {
+        await server.close({ killSandboxes: true });
+        await shutdownNode();
+      });
     });
 }
