@@ -9,6 +9,7 @@ import { after, before, describe, test } from 'node:test';
 import { runCommand } from '@aiva/node';
 import { Sandbox } from 'e2b';
 import pg from 'pg';
+import { runAiva } from './helpers/aiva-up.js';
 import {
   addServerAddress,
   type ClusterNode,
@@ -196,8 +197,27 @@ describe('a cluster of three nodes on one host', () => {
         Sandbox.create({ timeoutMs: 60_000, metadata: { 'aiva.placement.labels': 'zone=z9' } }),
         /no node can take the sandbox: .*lacks the label zone=z9/,
       );
+      // The operator's view, through the CLI: three nodes, their labels, their sandboxes.
+      const listed = JSON.parse((await runAiva(server.home, ['node', 'ls', '--json'])).stdout) as {
+        name: string;
+        state: string;
+        labels: Record<string, string>;
+        sandboxes: number;
+        tunnel: boolean;
+      }[];
+      assert.deepEqual(
+        listed.map((n) => [n.name, n.state, n.labels.zone, n.sandboxes, n.tunnel]),
+        [
+          ['node-1', 'ready', 'z1', 0, true],
+          ['node-2', 'ready', 'z2', 1, true],
+          ['node-3', 'ready', 'z3', 1, true],
+        ],
+      );
       // A cordoned node takes no new sandboxes; uncordoned, it does again.
-      assert.equal((await api('POST', '/v1/nodes/node-1/cordon')).status, 200);
+      assert.match(
+        (await runAiva(server.home, ['node', 'cordon', 'node-1'])).stdout,
+        /node-1 \(n-\w+\) is cordoned/,
+      );
       await assert.rejects(
         Sandbox.create({ timeoutMs: 60_000, metadata: { 'aiva.placement.labels': 'zone=z1' } }),
         /node-\w+|cordoned/,
