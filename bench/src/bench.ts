@@ -17,6 +17,8 @@ export interface BenchResult {
   rows: BenchRow[];
   /** Facts about the environment the figures depend on. */
   environment?: Record<string, string | number>;
+  /** What the figures do not show, or could not measure, and why. */
+  notes?: string[];
 }
 
 /** The q-quantile (0..1) of sorted samples, by nearest rank. */

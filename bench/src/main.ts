@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Benchmark, BenchResult } from './bench.js';
 import { checkpointBenchmark } from './checkpoint.js';
+import { clusterBenchmark } from './cluster.js';
 import { codeInterpreterBenchmark } from './code-interpreter.js';
 import { envdBenchmark } from './envd.js';
 import { networkBenchmark } from './network.js';
@@ -25,6 +26,7 @@ const benchmarks: Benchmark[] = [
   pauseBenchmark,
   templateBenchmark,
   codeInterpreterBenchmark,
+  clusterBenchmark,
 ];
 
 const resultsDir = fileURLToPath(new URL('../../results', import.meta.url));
@@ -53,6 +55,7 @@ async function main(): Promise<void> {
     const started = new Date();
     const result = await b.run();
     console.log(table(result));
+    for (const note of result.notes ?? []) console.log(`note: ${note}`);
     const file = join(resultsDir, `${b.name}-${started.toISOString().replaceAll(':', '-')}.json`);
     await writeFile(
       file,

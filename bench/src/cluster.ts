@@ -1,0 +1,278 @@
+// Issue 17's figures: a cluster on one host (`aiva server` on PostgreSQL, three node agents
+// in network namespaces of their own, built by the e2e tests' harness, `@aiva/e2e/cluster`)
+// next to `aiva up` on the same machine, both driven by the same e2b SDK. Create→first exec,
+// the exec round trip and 100 MiB each way through the node's tunnel, and creates per second
+// with 4 at a time. The server dialling a node's TLS listener ("direct") is not wired in the
+// server yet, so it is not measured (the result's notes say so).
+
+import { rm } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
+import { join } from 'node:path';
+import {
+  addServerAddress,
+  type ClusterNode,
+  type ClusterServer,
+  killLeftSandboxes,
+  makeNode,
+  nodeLeftovers,
+  removeNode,
+  removeServerAddress,
+  startAgent,
+  startClusterServer,
+} from '@aiva/e2e/cluster';
+import { type PostgresServer, startPostgres } from '@aiva/e2e/postgres-server';
+import { checkHost } from '@aiva/node';
+import { Sandbox } from 'e2b';
+import { aivaUpForSdk, benchScratch } from './aiva-up.js';
+import { type Benchmark, type BenchRow, quantile, round } from './bench.js';
+
+const median = (xs: number[]) =>
+  round(
+    quantile(
+      [...xs].sort((a, b) => a - b),
+      0.5,
+    ),
+    1,
+  );
+
+const CREATES = 10; // sequential create→first exec
+const EXECS = 50; // commands.run('true') on one warm sandbox
+const TRANSFERS = 3; // 100 MiB up and down
+const BURSTS = 3; // rounds of BURST creates, CONCURRENCY at a time
+const BURST = 12;
+const CONCURRENCY = 4;
+const NODES = 3;
+
+/** Points the SDK (through its environment variables) at a server. */
+function useServer(url: string, apiKey: string): void {
+  process.env.E2B_API_URL = url;
+  process.env.E2B_SANDBOX_URL = url;
+  process.env.E2B_API_KEY = apiKey;
+}
+
+async function createToExec(): Promise<{ ms: number; sbx: Sandbox }> {
+  const t = performance.now();
+  const sbx = await Sandbox.create({ timeoutMs: 600_000 });
+  await sbx.commands.run('true');
+  return { ms: performance.now() - t, sbx };
+}
+
+interface Figures {
+  createExec: number[];
+  exec: number[];
+  upload: number[];
+  download: number[];
+  /** Creates per second of each burst. */
+  rate: number[];
+  /** Each create's own create→first exec within the bursts. */
+  burstCreate: number[];
+}
+
+/** The same load against whichever server the SDK points at. */
+async function measure(label: string): Promise<Figures> {
+  const f: Figures = { createExec: [], exec: [], upload: [], download: [], rate: [], burstCreate: [] };
+  process.stderr.write(`  ${label}: sequential create→first exec ×${CREATES} …\n`);
+  for (let i = 0; i < CREATES; i++) {
+    const r = await createToExec();
+    f.createExec.push(r.ms);
+    await r.sbx.kill();
+  }
+
+  process.stderr.write(`  ${label}: exec round trips ×${EXECS}, 100 MiB transfers ×${TRANSFERS} …\n`);
+  const sbx = await Sandbox.create({ timeoutMs: 600_000 });
+  try {
+    await sbx.commands.run('true');
+    for (let i = 0; i < EXECS; i++) {
+      const t = performance.now();
+      await sbx.commands.run('true');
+      f.exec.push(performance.now() - t);
+    }
+    const data = Buffer.alloc(100 * 1024 * 1024, 7);
+    for (let i = 0; i < TRANSFERS; i++) {
+      let t = performance.now();
+      await sbx.files.write('/tmp/blob', new Uint8Array(data).buffer);
+      f.upload.push(100 / ((performance.now() - t) / 1000));
+      t = performance.now();
+      const back = await sbx.files.read('/tmp/blob', { format: 'bytes' });
+      f.download.push(100 / ((performance.now() - t) / 1000));
+      if (back.length !== data.length) throw new Error(`downloaded ${back.length} bytes, not ${data.length}`);
+    }
+  } finally {
+    await sbx.kill();
+  }
+
+  for (let b = 0; b < BURSTS; b++) {
+    process.stderr.write(
+      `  ${label}: burst ${b + 1}/${BURSTS}: ${BURST} creates, ${CONCURRENCY} at a time …\n`,
+    );
+    const made: Sandbox[] = [];
+    let next = 0;
+    const t = performance.now();
+    const worker = async () => {
+      while (next < BURST) {
+        next++;
+        const r = await createToExec();
+        made.push(r.sbx);
+        f.burstCreate.push(r.ms);
+      }
+    };
+    try {
+      await Promise.all(Array.from({ length: CONCURRENCY }, worker));
+      f.rate.push(BURST / ((performance.now() - t) / 1000));
+    } finally {
+      await Promise.all(made.map((s) => s.kill()));
+    }
+  }
+  return f;
+}
+
+/** Rows for one figure: the cluster's, `aiva up`'s, and their ratio. */
+function sideBySide(
+  metric: string,
+  unit: string,
+  cluster: number[],
+  single: number[],
+  how: string,
+): BenchRow[] {
+  const c = median(cluster);
+  const s = median(single);
+  return [
+    { metric: `cluster ${metric} p50`, value: c, unit, detail: `n=${cluster.length}, ${how}` },
+    { metric: `aiva up ${metric} p50`, value: s, unit, detail: `n=${single.length}, ${how}` },
+    { metric: `${metric}: cluster / aiva up`, value: round(c / s, 2), unit: '×', detail: 'of the p50s' },
+  ];
+}
+
+interface Cluster {
+  db?: PostgresServer;
+  server?: ClusterServer;
+  nodes: ClusterNode[];
+}
+
+/** The cluster: PostgreSQL, `aiva server` on its veth address, NODES agents. */
+async function withCluster<T>(fn: () => Promise<T>): Promise<T> {
+  const c: Cluster = { nodes: [] };
+  let left: string[] = [];
+  let result: T;
+  try {
+    await addServerAddress();
+    c.db = await startPostgres(54341);
+    const server = await startClusterServer(c.db.url);
+    c.server = server;
+    useServer(server.url, server.apiKey);
+    const made = await fetch(`${server.url}/v1/node-tokens`, {
+      method: 'POST',
+      headers: { 'x-api-key': server.apiKey, 'content-type': 'application/json' },
+      body: JSON.stringify({ name: 'bench' }),
+    });
+    if (made.status !== 201) throw new Error(`node token: ${made.status} ${await made.text()}`);
+    const { token } = (await made.json()) as { token: string };
+    for (let i = 1; i <= NODES; i++) {
+      const n = await makeNode(i);
+      c.nodes.push(n);
+      await startAgent(n, server.url, { token });
+    }
+    await readyNodes(server, NODES);
+    result = await fn();
+  } finally {
+    left = await tearDown(c);
+  }
+  if (left.length > 0) throw new Error(`nodes left resources behind (removed since):\n${left.join('\n')}`);
+  return result;
+}
+
+/** The cluster test's teardown; returns what each node left on the host (then removed). */
+async function tearDown({ db, server, nodes }: Cluster): Promise<string[]> {
+  // Sandboxes first: an agent that stops leaves its sandboxes running, to adopt them.
+  if (server) {
+    const headers = { 'x-api-key': server.apiKey };
+    const list = await fetch(`${server.url}/sandboxes`, { headers })
+      .then((r) => r.json() as Promise<{ sandboxID: string }[]>)
+      .catch(() => []);
+    for (const s of list)
+      await fetch(`${server.url}/sandboxes/${s.sandboxID}`, { method: 'DELETE', headers }).catch(() => {});
+  }
+  for (const n of nodes) await n.agent?.stop();
+  await server?.stop();
+  await db?.stop();
+  const left: string[] = [];
+  for (const n of nodes) {
+    const l = await nodeLeftovers(n);
+    if (Object.keys(l).length > 0) {
+      left.push(`${n.name}: ${JSON.stringify(l)}`);
+      await killLeftSandboxes(n).catch(() => {});
+    }
+    await removeNode(n);
+  }
+  await removeServerAddress();
+  return left;
+}
+
+async function readyNodes(server: ClusterServer, count: number): Promise<void> {
+  const end = Date.now() + 60_000;
+  for (;;) {
+    const r = await fetch(`${server.url}/v1/nodes`, { headers: { 'x-api-key': server.apiKey } });
+    const nodes = (await r.json()) as { state: string; tunnel: boolean }[];
+    if (nodes.filter((n) => n.state === 'ready' && n.tunnel).length === count) return;
+    if (Date.now() > end) throw new Error(`not ${count} ready nodes: ${JSON.stringify(nodes)}`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+export const clusterBenchmark: Benchmark = {
+  name: 'cluster',
+  description:
+    'a cluster of 3 node agents on one host (tunnel) next to aiva up, same SDK: create→first exec, exec round trip, 100 MiB each way, creates/s with 4 at a time',
+  async run() {
+    const runtime = (await checkHost()).defaultDriver ?? 'none';
+    const scratch = await benchScratch('cluster');
+    let single: Figures;
+    try {
+      const up = await aivaUpForSdk(join(scratch, 'up'), []);
+      try {
+        single = await measure('aiva up');
+      } finally {
+        await up.stop();
+      }
+    } finally {
+      await rm(join(scratch, 'up', 'images'), { force: true });
+      await rm(scratch, { recursive: true, force: true });
+    }
+    const cluster = await withCluster(() => measure(`cluster of ${NODES}`));
+
+    const rows: BenchRow[] = [
+      ...sideBySide(
+        'create→first exec',
+        'ms',
+        cluster.createExec,
+        single.createExec,
+        'sequential Sandbox.create + commands.run("true")',
+      ),
+      ...sideBySide('commands.run("true")', 'ms', cluster.exec, single.exec, 'one warm sandbox'),
+      ...sideBySide('upload 100 MiB', 'MiB/s', cluster.upload, single.upload, 'files.write of bytes'),
+      ...sideBySide('download 100 MiB', 'MiB/s', cluster.download, single.download, 'files.read as bytes'),
+      ...sideBySide(
+        'creates per second',
+        'creates/s',
+        cluster.rate,
+        single.rate,
+        `bursts of ${BURST} creates→first exec, ${CONCURRENCY} at a time`,
+      ),
+      ...sideBySide(
+        'create→first exec under load',
+        'ms',
+        cluster.burstCreate,
+        single.burstCreate,
+        `each create of the bursts (${CONCURRENCY} at a time)`,
+      ),
+    ];
+    return {
+      rows,
+      environment: { cpus: availableParallelism(), runtime, nodes: NODES },
+      notes: [
+        `The cluster's ${NODES} nodes, its server and PostgreSQL share this one host (${availableParallelism()} CPUs) with the client; aiva up ran alone. The cluster's traffic crosses veth pairs into the nodes' namespaces and each node's tunnel (reversed HTTP/2 over the node's outbound connection).`,
+        'Direct (the server dialling the node’s TLS listener) is not measured: the node serves it, but the server does not dial it yet, so there is nothing of the product to time.',
+      ],
+    };
+  },
+};
