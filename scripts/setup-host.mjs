@@ -44,7 +44,8 @@ const packages = {
   test: {
     'docker-registry': 'the OCI image tests run a registry of their own on 127.0.0.1',
     'apache2-utils': 'the OCI image tests make the registry password file (htpasswd -B)',
-    'postgresql-15': 'the --database-url, node-token and cluster tests run a PostgreSQL server of their own (initdb, pg_ctl)',
+    'postgresql-15':
+      'the --database-url, node-token and cluster tests run a PostgreSQL server of their own (initdb, pg_ctl)',
     systemd: 'the deployment test checks the systemd unit files (systemd-analyze verify)',
     'dpkg-dev': 'the template package-step test indexes the apt repository it serves (dpkg-scanpackages)',
     git: 'the template package-step test makes a repository and serves it (git daemon)',

@@ -15,7 +15,6 @@ import type { Database } from '../db/database.js';
 import type { ServerMetrics } from '../metrics/server-metrics.js';
 import type { NodeClient } from '../nodes/node-client.js';
 import type { Nodes } from '../nodes/nodes.js';
-import type { PlacementRequest } from '../nodes/placement.js';
 import { consoleLogEntries, type LogQuery } from './console-log.js';
 import { InvalidRequestError, NotFoundError, OperationFailedError } from './errors.js';
 import {
@@ -26,14 +25,16 @@ import {
   TYPICAL_MEMORY_MIB,
 } from './live-sandboxes.js';
 import { egressPolicy, updatedNetwork } from './network-policy.js';
+import { NodeReconciliation } from './node-reconciliation.js';
+import { placementOf } from './placement-request.js';
 import { SandboxExpiry } from './sandbox-expiry.js';
 import { listSandboxes, sandboxDetail, sandboxOf } from './sandbox-list.js';
 import { SandboxMetrics } from './sandbox-metrics.js';
 import { checkCreateOptions } from './sandbox-options.js';
 import { newSandboxRow, type SandboxRow, SandboxRows } from './sandbox-rows.js';
-import { type EndReason, isApiState, type LiveState, transition } from './sandbox-states.js';
+import { type EndReason, type LiveState, transition } from './sandbox-states.js';
 import type { Caller } from './team-service.js';
-import { type ResolvedTemplate, startsFrom, type TemplateCatalog } from './template-catalog.js';
+import { startsFrom, type TemplateCatalog } from './template-catalog.js';
 import { WarmPool } from './warm-pool.js';
 
 /** A snapshot a sandbox is created from: the node's checkpoint and what the sandbox shows as its template. */
@@ -88,46 +89,12 @@ const BATCH_METRICS_MAX = 100;
  * sandbox's end time (`SandboxExpiry`), team isolation and capacity; samples resource use
  * (`SandboxMetrics`). State changes follow `sandbox-states.ts`.
  */
-/**
- * What placement needs to know of a create: the template's size and recipe, the node
- * of its snapshot, and the hints in its metadata (`aiva.placement.node`,
- * `aiva.placement.labels` as `k=v,k2=v2`).
- */
-function placementOf(
-  resolved: ResolvedTemplate | undefined,
-  snapshot: SnapshotSource | undefined,
-  body: NewSandbox,
-): PlacementRequest {
-  const definition = typeof resolved?.node === 'object' ? resolved.node : undefined;
-  const hints = body.metadata ?? {};
-  const labels = hints['aiva.placement.labels']
-    ? Object.fromEntries(
-        hints['aiva.placement.labels'].split(',').map((kv) => {
-          const [k = '', ...v] = kv.split('=');
-          return [k.trim(), v.join('=').trim()];
-        }),
-      )
-    : undefined;
-  return {
-    memoryMiB: definition?.defaults.memoryMiB ?? TYPICAL_MEMORY_MIB,
-    vcpus: definition?.defaults.vcpus ?? 1,
-    ...(typeof resolved?.node === 'string' ? { recipe: resolved.node } : {}),
-    ...(labels ? { labels } : {}),
-    ...(snapshot
-      ? { node: snapshot.nodeId }
-      : hints['aiva.placement.node']
-        ? { node: hints['aiva.placement.node'] }
-        : {}),
-  };
-}
-
 export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
   private readonly live: LiveSandboxes;
   private readonly expiry: SandboxExpiry;
   private readonly usage: SandboxMetrics;
   private readonly resuming = new Map<string, Promise<void>>();
-  /** Sandboxes served as their rows say, on nodes that have not reported since this server started. */
-  private readonly unconfirmed = new Set<string>();
+  private readonly reconciliation: NodeReconciliation;
   private pool: WarmPool | undefined;
   private readonly rows: SandboxRows;
   private readonly nodes: Nodes;
@@ -144,6 +111,10 @@ export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
       { pause: (s) => this.pauseLive(s, s.autoPauseMemory), end: (id) => this.end(id, 'timeout') },
       this.log,
     );
+    this.reconciliation = new NodeReconciliation(this.live, this.rows, this.log, (id) => {
+      this.forget(id);
+      this.emit('ended', id);
+    });
     this.usage = new SandboxMetrics(
       (id) => this.nodeOf(id),
       () => [...this.live.values()].filter((s) => s.state === 'running').map((s) => s.id),
@@ -159,13 +130,8 @@ export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
     // A remote node's stored view may be behind: its sandboxes are served as their rows say
     // until it reports, and reconciled then (`reconcileNode`).
     for (const node of this.nodes.all()) {
-      if (node.link.fresh) await this.reconcile(node);
-      else
-        for (const row of await this.rows.liveOn(node.id))
-          if (isApiState(row.state)) {
-            this.live.add(liveFromRow(row, row.state));
-            this.unconfirmed.add(row.id);
-          }
+      if (node.link.fresh) await this.reconciliation.reconcile(node);
+      else await this.reconciliation.serveFromRows(node.id);
     }
     this.nodes.onSandboxFailed((id, reason) => void this.onNodeFailure(id, reason));
     this.expiry.start();
@@ -208,66 +174,14 @@ export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
     return this.options.limits.maxSandboxesPerTeam;
   }
 
-  /**
-   * Ends every live sandbox on node `nodeId` (unreachable past its grace period) with
-   * reason `node-lost`; when the node comes back, reconciling it kills what it still runs.
-   */
-  async endAllOn(nodeId: string, why: string): Promise<number> {
-    const ids = [...this.live.values()].filter((s) => s.nodeId === nodeId).map((s) => s.id);
-    for (const id of ids) {
-      const live = this.live.get(id);
-      if (!live) continue;
-      this.forget(id);
-      this.unconfirmed.delete(id);
-      await this.rows.markEnded(id, live.state, 'node-lost', why);
-      this.emit('ended', id);
-    }
-    if (ids.length > 0)
-      this.log.warn({ node: nodeId, sandboxes: ids }, 'sandboxes ended: their node is lost');
-    return ids.length;
+  /** Ends every live sandbox on node `nodeId` (lost past its grace period); see NodeReconciliation. */
+  endAllOn(nodeId: string, why: string): Promise<number> {
+    return this.reconciliation.endAllOn(nodeId, why);
   }
 
   /** Reconciles the rows of the sandboxes on node `nodeId` with what it now reports running. */
   reconcileNode(nodeId: string): Promise<void> {
-    return this.reconcile(this.nodes.of(nodeId));
-  }
-
-  /**
-   * Reconciles the rows of the sandboxes on `node` with what it runs: rows of sandboxes
-   * it lost end, sandboxes no row knows are killed. Rows this process already serves
-   * (made since it started) are left alone.
-   */
-  private async reconcile(node: NodeClient): Promise<void> {
-    const onNode = new Map(node.list().map((s) => [s.id, s]));
-    for (const row of await this.rows.liveOn(node.id)) {
-      const unconfirmed = this.unconfirmed.delete(row.id);
-      if (this.live.get(row.id) && !unconfirmed) {
-        onNode.delete(row.id);
-        continue;
-      }
-      const n = onNode.get(row.id);
-      onNode.delete(row.id);
-      if (!isApiState(row.state) || !n || !isApiState(n.state)) {
-        this.log.warn(
-          { sandbox: row.id, rowState: row.state, nodeState: n?.state },
-          'sandbox did not survive the restart',
-        );
-        if (unconfirmed) {
-          this.forget(row.id);
-          this.emit('ended', row.id);
-        }
-        if (n) await node.kill(row.id).catch(() => {});
-        await this.rows.markEnded(row.id, row.state, 'lost', n?.error);
-        continue;
-      }
-      this.live.add(liveFromRow(row, n.state));
-      if (n.state !== row.state)
-        await this.rows.updateLive(row.id, { state: transition(row.id, row.state, n.state) });
-    }
-    for (const orphan of onNode.values()) {
-      this.log.warn({ sandbox: orphan.id }, 'killing a sandbox the database does not know');
-      await node.kill(orphan.id).catch(() => {});
-    }
+    return this.reconciliation.reconcile(this.nodes.of(nodeId));
   }
 
   /** The node a live sandbox runs on (none: every command fails, for one that is not live). */
