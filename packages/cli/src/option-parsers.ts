@@ -1,3 +1,4 @@
+import { readFile } from 'node:fs/promises';
 import { AddressPool } from '@aiva/node';
 import { InvalidArgumentError } from 'commander';
 import type { Logger } from 'pino';
@@ -29,7 +30,6 @@ export function label(v: string, all: Record<string, string>): Record<string, st
 
 /** The aiva version of this install. */
 export async function aivaVersion(): Promise<string> {
-  const { readFile } = await import('node:fs/promises');
   return (
     JSON.parse(await readFile(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }
   ).version;

@@ -16,7 +16,7 @@ import { BuildProgress } from '../build-progress.js';
 import { defaultDnsAnswer, domainBanner, tlsFor } from '../domain-setup.js';
 import { codeInterpreterDir, envdDir, recipesDir } from '../install-paths.js';
 import { createLogger } from '../logger.js';
-import { addressBlock, int, LOG_LEVELS, logLevel, onStopSignal } from '../option-parsers.js';
+import { addressBlock, aivaVersion, int, LOG_LEVELS, logLevel, onStopSignal } from '../option-parsers.js';
 
 /** What `aiva up` writes for clients (and `aiva keys`) to find the server: root-readable only. */
 export interface Credentials {
@@ -155,8 +155,7 @@ export function registerUpCommand(program: Command): void {
       const domain = opts.domain?.toLowerCase().replace(/\.$/, '');
       const { tls, caCert } = await tlsFor(opts, domain, home, logger);
       const dnsAnswer = opts.dnsListen && (opts.dnsAnswer ?? defaultDnsAnswer(opts.host));
-      const version = JSON.parse(await readFile(new URL('../../../package.json', import.meta.url), 'utf8'))
-        .version as string;
+      const version = await aivaVersion();
 
       // Before the node: a DNS port taken fails the start before anything else is done.
       const dns =

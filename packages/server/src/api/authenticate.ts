@@ -18,6 +18,11 @@ export function requireApiKey(app: FastifyInstance, teams: TeamService): void {
   });
 }
 
+/** A preHandler that lets only the operator team's keys through (403 for others), saying what they may not do. */
+export function operatorOnly(teams: TeamService, what: string) {
+  return async (request: FastifyRequest): Promise<void> => teams.requireOperator(callerOf(request), what);
+}
+
 /** The authenticated caller of a request (set by `requireApiKey`). */
 export function callerOf(request: FastifyRequest): Caller {
   if (!request.caller) throw new ApiError(401, 'not authenticated');

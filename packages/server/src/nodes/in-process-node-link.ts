@@ -13,6 +13,14 @@ import {
 import { Value } from 'typebox/value';
 import type { NodeLink } from './node-link.js';
 
+/** The commands after which a cached snapshot's checkpoints or images may be out of date. */
+const CHANGES_ARTEFACTS = new Set<string>([
+  'sandbox.checkpoint',
+  'checkpoint.remove',
+  'template.build',
+  'layers.remove',
+]);
+
 /** Through JSON, as a command and its outcome would go over a connection. */
 function wire<T>(value: T): T {
   return JSON.parse(JSON.stringify(value)) as T;
@@ -36,8 +44,9 @@ export class InProcessNodeLink implements NodeLink {
   ) {}
 
   async send(command: NodeCommand, progress?: (line: BuildLogLine) => void): Promise<NodeCommandOutcome> {
-    // What a command changes (a checkpoint, a build's images) shows in the next snapshot.
-    this.cached = undefined;
+    // What changes the node's artefacts (checkpoints, images) shows in the next snapshot;
+    // creates and kills do not (the sandbox view is the executor's own, never cached).
+    if (CHANGES_ARTEFACTS.has(command.kind)) this.cached = undefined;
     const sent = wire(command);
     const problem = commandProblem(sent);
     if (problem) throw new Error(`the server made a command the node contract does not allow: ${problem}`);

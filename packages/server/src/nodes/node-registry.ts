@@ -79,6 +79,7 @@ export class NodeRegistry {
   private readonly lost = new Set<string>();
   private timer: NodeJS.Timeout | undefined;
   private watchingTunnels = false;
+  private prunedAt = 0;
 
   constructor(
     private readonly db: Database,
@@ -124,6 +125,11 @@ export class NodeRegistry {
 
   /** Marks nodes silent for too long unreachable (creates avoid them), and past the grace period lost. */
   private async watch(): Promise<void> {
+    // Answered commands are kept a day (a node's journal keeps its own as long), then go.
+    if (Date.now() - this.prunedAt > 10 * 60_000) {
+      this.prunedAt = Date.now();
+      await this.queue.prune(24 * 3600_000);
+    }
     const lostLimit = Date.now() - this.options.lostAfterSeconds * 1000;
     for (const row of await this.db.select().from(nodeRows).where(eq(nodeRows.state, 'unreachable'))) {
       const seen = row.lastSeenAt?.getTime() ?? row.joinedAt.getTime();
@@ -327,13 +333,12 @@ export class NodeRegistry {
   }
 
   /** The protocol header of every call after join: another major is a 426 naming both. */
-  checkVersion(header: string | undefined, row: NodeRow): void {
+  checkVersion(header: string | undefined): void {
     const theirs = parseProtocol(header);
     if (!theirs || !protocolCompatible(theirs, NODE_PROTOCOL))
       throw new IncompatibleVersionError(
         `the node speaks aiva-node-protocol ${header ?? '(none)'}; this server speaks ${formatProtocol(NODE_PROTOCOL)} (aiva ${this.options.aivaVersion})`,
       );
-    void row;
   }
 
   /**

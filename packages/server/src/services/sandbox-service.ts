@@ -116,7 +116,7 @@ export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
       this.emit('ended', id);
     });
     this.usage = new SandboxMetrics(
-      (id) => this.nodeOf(id),
+      (id) => this.nodeOfSandbox(id),
       () => [...this.live.values()].filter((s) => s.state === 'running').map((s) => s.id),
       options.metricsIntervalMs,
     );
@@ -186,10 +186,6 @@ export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
 
   /** The node a live sandbox runs on (none: every command fails, for one that is not live). */
   nodeOfSandbox(id: string): NodeClient {
-    return this.nodeOf(id);
-  }
-
-  private nodeOf(id: string): NodeClient {
     const live = this.live.get(id);
     return this.nodes.of(live?.nodeId ?? '');
   }
@@ -378,7 +374,7 @@ export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
     const live = this.live.get(id);
     if (live?.state !== 'paused' || !live.autoResume) return false;
     // Paused without memory: resumed only when asked to (E2B's auto-resume refuses it).
-    if (this.nodeOf(id).get(id)?.withoutMemory) return false;
+    if (this.nodeOfSandbox(id).get(id)?.withoutMemory) return false;
     try {
       await this.resume(live);
     } catch (e) {
@@ -399,7 +395,7 @@ export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
     let resuming = this.resuming.get(live.id);
     if (!resuming) {
       resuming = (async () => {
-        await this.nodeOf(live.id).resume(live.id, { memory });
+        await this.nodeOfSandbox(live.id).resume(live.id, { memory });
         await this.moveLive(live, 'running');
       })().finally(() => this.resuming.delete(live.id));
       this.resuming.set(live.id, resuming);
@@ -500,7 +496,7 @@ export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
   /** Pauses a live sandbox (on request, or at its timeout with autoPause); its open streams are reset. */
   private async pauseLive(s: LiveSandbox, memory?: boolean): Promise<void> {
     transition(s.id, s.state, 'paused');
-    await this.nodeOf(s.id).pause(s.id, { memory });
+    await this.nodeOfSandbox(s.id).pause(s.id, { memory });
     await this.moveLive(s, 'paused');
     this.emit('ended', s.id);
   }

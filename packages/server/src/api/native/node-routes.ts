@@ -3,7 +3,7 @@ import type { FastifyInstance } from 'fastify';
 import { Type } from 'typebox';
 import type { NodeRegistry } from '../../nodes/node-registry.js';
 import type { TeamService } from '../../services/team-service.js';
-import { callerOf } from '../authenticate.js';
+import { operatorOnly } from '../authenticate.js';
 import { ErrorBody } from '../e2b/schemas.js';
 
 const Nullable = <T extends Parameters<typeof Type.Union>[0][number]>(t: T) => Type.Union([t, Type.Null()]);
@@ -26,12 +26,11 @@ const tags = ['nodes (aiva)'];
 /** The cluster's nodes (`aiva node ls | cordon | uncordon | drain | rm`): operator team only. */
 export function registerNodeRoutes(base: FastifyInstance, teams: TeamService, registry: NodeRegistry): void {
   const app = base.withTypeProvider<TypeBoxTypeProvider>();
-  const operatorOnly = async (request: Parameters<typeof callerOf>[0]) =>
-    teams.requireOperator(callerOf(request), 'manage the cluster’s nodes');
+  const operator = operatorOnly(teams, 'manage the cluster’s nodes');
   app.get(
     '/v1/nodes',
     {
-      preHandler: operatorOnly,
+      preHandler: operator,
       schema: {
         tags,
         summary: "The cluster's nodes: state, labels, capacity, sandboxes (operator team only)",
@@ -48,7 +47,7 @@ export function registerNodeRoutes(base: FastifyInstance, teams: TeamService, re
     app.post(
       `/v1/nodes/:node/${action}`,
       {
-        preHandler: operatorOnly,
+        preHandler: operator,
         schema: {
           tags,
           summary: `${action[0]?.toUpperCase()}${action.slice(1)} a node, by id or name (operator team only)`,
@@ -61,7 +60,7 @@ export function registerNodeRoutes(base: FastifyInstance, teams: TeamService, re
   app.delete(
     '/v1/nodes/:node',
     {
-      preHandler: operatorOnly,
+      preHandler: operator,
       schema: {
         tags,
         summary:

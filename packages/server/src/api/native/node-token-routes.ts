@@ -4,7 +4,7 @@ import { Type } from 'typebox';
 import { InvalidRequestError, NotFoundError } from '../../services/errors.js';
 import { MAX_TOKEN_SECONDS, type NodeTokenService } from '../../services/node-token-service.js';
 import type { TeamService } from '../../services/team-service.js';
-import { callerOf } from '../authenticate.js';
+import { callerOf, operatorOnly } from '../authenticate.js';
 import { ErrorBody, Text } from '../e2b/schemas.js';
 
 const Timestamp = Type.Union([Type.String(), Type.Null()]);
@@ -33,13 +33,12 @@ export function registerNodeTokenRoutes(
   tokens: NodeTokenService,
 ): void {
   const app = base.withTypeProvider<TypeBoxTypeProvider>();
-  const operatorOnly = async (request: Parameters<typeof callerOf>[0]) =>
-    teams.requireOperator(callerOf(request), 'manage node join tokens');
+  const operator = operatorOnly(teams, 'manage node join tokens');
 
   app.get(
     '/v1/node-tokens',
     {
-      preHandler: operatorOnly,
+      preHandler: operator,
       schema: {
         tags,
         summary: 'The node join tokens, without their secrets (operator team only)',
@@ -54,7 +53,7 @@ export function registerNodeTokenRoutes(
   app.post(
     '/v1/node-tokens',
     {
-      preHandler: operatorOnly,
+      preHandler: operator,
       schema: {
         tags,
         summary: 'Create a node join token (operator team only); the token is in this response only',
@@ -90,7 +89,7 @@ export function registerNodeTokenRoutes(
   app.delete(
     '/v1/node-tokens/:tokenID',
     {
-      preHandler: operatorOnly,
+      preHandler: operator,
       schema: {
         tags,
         summary: 'Revoke a node join token: no node joins with it after this (operator team only)',

@@ -64,7 +64,7 @@ export async function registerNodeAgentRoutes(
     app.addHook('onRequest', async (request) => {
       if (request.routeOptions.url === NODE_ROUTES.join) return;
       const node = await registry.authenticate(request.headers.authorization, request.ip);
-      registry.checkVersion(request.headers[NODE_PROTOCOL_HEADER] as string | undefined, node);
+      registry.checkVersion(request.headers[NODE_PROTOCOL_HEADER] as string | undefined);
       request.node = node;
     });
 
