@@ -72,7 +72,7 @@ async function until<T>(what: string, fn: () => Promise<T | undefined>, timeoutM
 before(async () => {
   await addServerAddress();
   db = await startPostgres(54331);
-  server = await startClusterServer(db.url, ['--unreachable-after', '12', '--lost-after', '40']);
+  server = await startClusterServer(db.url, ['--unreachable-after', '12', '--lost-after', '25']);
   process.env.E2B_API_URL = server.url;
   process.env.E2B_SANDBOX_URL = server.url;
   process.env.E2B_API_KEY = server.apiKey;
@@ -416,7 +416,7 @@ describe('a cluster of three nodes on one host', () => {
           },
           90_000,
         );
-        assert.match(row.error, /its node node-2 was unreachable for over 40 s/);
+        assert.match(row.error, /its node node-2 was unreachable for over 25 s/);
         await assert.rejects(Sandbox.connect(kept.sandboxId), /not found/i);
         // The node comes back: what it still runs (both sandboxes) is killed, nothing is ended twice.
         await nft('delete table inet clt_cut\n');
@@ -454,7 +454,7 @@ describe('a cluster of three nodes on one host', () => {
     server = {
       ...(await startClusterServer(
         db.url,
-        ['--unreachable-after', '12', '--lost-after', '40', '--port', port],
+        ['--unreachable-after', '12', '--lost-after', '25', '--port', port],
         server.home,
       )),
       apiKey,

@@ -91,7 +91,18 @@ export async function buildDebianRootfs(
     '--customize-hook=chroot "$1" /bin/sh /tmp/aiva-setup.sh',
     '--customize-hook=rm -f "$1/tmp/aiva-setup.sh"',
   ];
-  if (recipe.packages.length > 0) args.push(`--include=${recipe.packages.join(',')}`);
+  if (recipe.packages.length > 0) {
+    // The package list is checked against the index before anything is downloaded, so a
+    // wrong name fails in seconds rather than after Debian is installed (mmdebstrap then
+    // skips its own `apt-get update`).
+    const apt = 'APT_CONFIG="$MMDEBSTRAP_APT_CONFIG" apt-get -q';
+    args.splice(
+      args.indexOf('mmdebstrap') + 1,
+      0,
+      `--setup-hook=${apt} update && ${apt} --simulate install ${recipe.packages.join(' ')} >/dev/null`,
+    );
+    args.push(`--include=${recipe.packages.join(',')}`);
+  }
   args.push(recipe.debian.suite, target, ...recipe.debian.sources);
   const recent: string[] = [];
   try {
