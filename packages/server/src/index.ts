@@ -6,6 +6,7 @@ export { NodeClient } from './nodes/node-client.js';
 export type { NodeLink } from './nodes/node-link.js';
 export { Nodes } from './nodes/nodes.js';
 export { type RunningServer, type ServerConfig, startServer } from './server.js';
+export { uploadedFile } from './services/build-files.js';
 export type { SandboxLimits } from './services/live-sandboxes.js';
 export {
   hashNodeToken,
@@ -15,4 +16,3 @@ export {
   NodeTokenService,
 } from './services/node-token-service.js';
 export { TeamService } from './services/team-service.js';
-export { uploadedFile } from './services/template-builds.js';

@@ -5,6 +5,7 @@ import {
   type ServerResponse,
 } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import type { Duplex } from 'node:stream';
 import swagger from '@fastify/swagger';
@@ -30,6 +31,9 @@ import { Nodes } from './nodes/nodes.js';
 import { type TunnelNode, TunnelSessions } from './nodes/tunnel-sessions.js';
 import { routeOf, SandboxProxy } from './proxy/sandbox-proxy.js';
 import { signedFileRoute } from './proxy/signed-file-url.js';
+import { serveForward } from './replicas/replica-forward.js';
+import { applicationNameOf, newReplicaId, ServerReplica } from './replicas/server-replica.js';
+import { BuildFiles } from './services/build-files.js';
 import type { SandboxLimits } from './services/live-sandboxes.js';
 import { NodeTokenService } from './services/node-token-service.js';
 import { maskedHost } from './services/sandbox-options.js';
@@ -63,6 +67,13 @@ export interface ServerConfig {
     lostAfterSeconds: number;
     heartbeatSeconds?: number;
     commandWaitSeconds?: number;
+    /**
+     * Where the other replicas reach this one (on PostgreSQL, replicas share the database):
+     * default this server's own URL.
+     */
+    advertiseUrl?: string;
+    /** What the replicas sign what they ask of each other with (AIVA_CLUSTER_SECRET); default one kept in the database. */
+    secret?: string;
   };
 }
 
@@ -89,13 +100,32 @@ export async function startServer(
   localNode: NodeLink | undefined,
   logger: Logger,
 ): Promise<RunningServer> {
+  // A control plane on PostgreSQL is one replica of as many as share the database.
+  const replicaId = config.cluster && config.databaseUrl ? newReplicaId() : undefined;
   const database = await openDatabase({
     databaseUrl: config.databaseUrl,
     pgliteDir: join(config.home, 'db'),
+    applicationName: replicaId && applicationNameOf(replicaId),
   });
   logger.info(`database: ${database.description}`);
   const cleanup: (() => Promise<void>)[] = [() => database.close()];
   try {
+    const replica =
+      replicaId && database.dedicated
+        ? new ServerReplica({
+            id: replicaId,
+            db: database.db,
+            connect: database.dedicated,
+            url: config.cluster?.advertiseUrl,
+            secret: config.cluster?.secret,
+            log: logger.child({ component: 'replicas' }),
+          })
+        : undefined;
+    if (replica) {
+      await replica.start();
+      cleanup.unshift(() => replica.stop());
+      logger.info({ replica: replica.id, leader: replica.leader }, 'server replica started');
+    }
     const teams = new TeamService(database.db);
     const first = await teams.ensureFirstTeam();
     const metrics = createServerMetrics();
@@ -106,7 +136,7 @@ export async function startServer(
       return mib;
     });
     if (localNode) nodes.add(localNode);
-    const nodeCommands = new NodeCommandQueue(database.db, logger.child({ component: 'nodes' }));
+    const nodeCommands = new NodeCommandQueue(database.db, logger.child({ component: 'nodes' }), replica);
     // Sandbox traffic to remote nodes rides their own outbound connections.
     const tunnels: TunnelSessions | undefined = config.cluster
       ? new TunnelSessions({
@@ -130,6 +160,7 @@ export async function startServer(
             unreachableAfterSeconds: config.cluster.unreachableAfterSeconds,
             lostAfterSeconds: config.cluster.lostAfterSeconds,
           },
+          replica,
         )
       : undefined;
     if (registry) {
@@ -141,8 +172,13 @@ export async function startServer(
       });
     }
     const templateCatalog = new TemplateCatalog(database.db, nodes);
-    const templateBuilds = new TemplateBuilds(database.db, nodes, templateCatalog, {
+    const buildFiles = new BuildFiles({
       home: config.home,
+      log: logger.child({ component: 'templates' }),
+      secret: await replica?.sharedSecret(),
+      peers: replica && (() => replica.peers()),
+    });
+    const templateBuilds = new TemplateBuilds(database.db, nodes, templateCatalog, buildFiles, {
       log: logger.child({ component: 'templates' }),
     });
     await templateBuilds.start();
@@ -156,6 +192,7 @@ export async function startServer(
       limits: config.limits,
       warmPool: config.warmPool,
       domain: config.domain,
+      replica,
     });
     await sandboxes.start();
     cleanup.unshift(() => sandboxes.stop({ killSandboxes: false }));
@@ -230,6 +267,18 @@ export async function startServer(
           if (route && route !== 'invalid') proxy.handleUpgrade(req, socket, head, route);
           else socket.end('HTTP/1.1 404 Not Found\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
         });
+        // Another replica carrying a sandbox's traffic to a node whose tunnel this one holds.
+        server.on('connect', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+          if (!replica || !tunnels) {
+            socket.end('HTTP/1.1 405 Method Not Allowed\r\ncontent-length: 0\r\n\r\n');
+            return;
+          }
+          void serveForward(req, socket, head, {
+            secret: () => replica.sharedSecret(),
+            connect: (nodeId, sandboxId, port) => tunnels.connect(nodeId, sandboxId, port),
+            log: logger.child({ component: 'replicas' }),
+          });
+        });
         // Sandbox streams live as long as they live: no request or idle timeout.
         server.requestTimeout = 0;
         server.timeout = 0;
@@ -266,7 +315,7 @@ export async function startServer(
     );
     app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
     registerTemplateUploadRoute(app, templateBuilds);
-    if (registry) await registerNodeAgentRoutes(app, registry, nodeCommands, config.home);
+    if (registry) await registerNodeAgentRoutes(app, registry, nodeCommands, buildFiles);
     await app.register(async (api) => {
       requireApiKey(api, teams);
       registerSandboxRoutes(api, sandboxes, snapshots);
@@ -284,6 +333,11 @@ export async function startServer(
     const port = typeof address === 'object' && address ? address.port : config.port;
     const scheme = config.tls ? 'https' : 'http';
     const url = `${scheme}://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;
+    if (replica && !config.cluster?.advertiseUrl)
+      // Listening on every address: the others reach it by the host's name.
+      await replica.advertise(
+        /^(0\.0\.0\.0|::)$/.test(config.host) ? `${scheme}://${hostname()}:${port}` : url,
+      );
 
     let closing: Promise<void> | undefined;
     return {
@@ -301,6 +355,7 @@ export async function startServer(
           await tunnels?.close();
           server?.closeAllConnections();
           await app.close();
+          await replica?.stop();
           await database.close();
         })();
         return closing;

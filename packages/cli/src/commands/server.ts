@@ -14,6 +14,7 @@ interface ServerOptions {
   teamMaxSandboxes: number;
   unreachableAfter: number;
   lostAfter: number;
+  advertiseUrl?: string;
   logLevel: string;
 }
 
@@ -54,6 +55,10 @@ export function registerServerCommand(program: Command): void {
       int('lost-after', 2, 7 * 86_400),
       300,
     )
+    .option(
+      '--advertise-url <url>',
+      'where the other replicas on the same database reach this one, e.g. http://10.0.0.5:3000 (env AIVA_ADVERTISE_URL; default: this host’s name and port)',
+    )
     .option('--log-level <level>', `${LOG_LEVELS.join(', ')}`, logLevel, 'info')
     .action(async (opts: ServerOptions) => {
       if (opts.lostAfter <= opts.unreachableAfter)
@@ -63,6 +68,9 @@ export function registerServerCommand(program: Command): void {
         throw new Error(
           'a cluster keeps its state in PostgreSQL: give --database-url postgres://… (the embedded database is for `aiva up`, one box)',
         );
+      const advertiseUrl = opts.advertiseUrl ?? process.env.AIVA_ADVERTISE_URL;
+      if (advertiseUrl && !/^https?:\/\/[^/\s]+\/?$/.test(advertiseUrl))
+        throw new Error(`--advertise-url ${advertiseUrl} is not http(s)://host:port`);
       const logger = createLogger({ level: opts.logLevel });
       const version = await aivaVersion();
       const server = await startServer(
@@ -79,7 +87,12 @@ export function registerServerCommand(program: Command): void {
             maxSandboxesPerTeam: opts.teamMaxSandboxes,
           },
           version,
-          cluster: { unreachableAfterSeconds: opts.unreachableAfter, lostAfterSeconds: opts.lostAfter },
+          cluster: {
+            unreachableAfterSeconds: opts.unreachableAfter,
+            lostAfterSeconds: opts.lostAfter,
+            advertiseUrl: advertiseUrl?.replace(/\/$/, ''),
+            secret: process.env.AIVA_CLUSTER_SECRET || undefined,
+          },
         },
         undefined,
         logger,

@@ -38,6 +38,8 @@ export const nodes = pgTable(
     joinTokenId: text('join_token_id'),
     /** `host:port` where the server may reach the node directly, when the operator says it can. */
     directAddress: text('direct_address'),
+    /** The server replica (`server_replicas.id`) its tunnel is connected to now; null while it is down. */
+    tunnelReplica: text('tunnel_replica'),
   },
   (t) => [uniqueIndex('nodes_name_idx').on(t.name).where(sql`${t.state} <> 'left'`)],
 );
@@ -96,3 +98,26 @@ export const nodeCommands = pgTable(
     index('node_commands_sandbox_idx').on(t.sandboxId),
   ],
 );
+
+/**
+ * The `aiva server` processes sharing this database. Each one, while it runs, keeps its
+ * row fresh (`seenAt`); the others reach it at `url` (its `--advertise-url`) to carry a
+ * sandbox's traffic to a node whose tunnel it holds.
+ */
+export const serverReplicas = pgTable('server_replicas', {
+  /** Made at each start. */
+  id: text('id').primaryKey(),
+  url: text('url').notNull(),
+  startedAt: timestamp('started_at', { withTimezone: true }).notNull().defaultNow(),
+  seenAt: timestamp('seen_at', { withTimezone: true }).notNull().defaultNow(),
+});
+
+/**
+ * Secrets the replicas share, made by the first one to start: `replica-hmac` signs what
+ * one replica asks of another and the file URLs of template builds.
+ */
+export const clusterSecrets = pgTable('cluster_secrets', {
+  name: text('name').primaryKey(),
+  /** 32 random bytes, base64. */
+  value: text('value').notNull(),
+});

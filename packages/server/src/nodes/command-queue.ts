@@ -11,6 +11,7 @@ import { and, eq, inArray, lt, or, sql } from 'drizzle-orm';
 import type { Logger } from 'pino';
 import { nodeCommands } from '../db/cluster-schema.js';
 import type { Database } from '../db/database.js';
+import type { ServerReplica } from '../replicas/server-replica.js';
 
 // Commands for remote nodes go through the database (`node_commands`): whichever server
 // replica a node polls delivers them, whichever replica a node posts an outcome to
@@ -34,7 +35,15 @@ export class NodeCommandQueue {
   constructor(
     private readonly db: Database,
     private readonly log: Logger,
-  ) {}
+    /** With replicas, their commands and outcomes wake this one's waiters at once (else within POLL_MS). */
+    private readonly replica?: ServerReplica,
+  ) {
+    replica?.on('command-issued', (nodeId: string) => this.events.emit(`issued:${nodeId}`));
+    replica?.on('command-done', (id: string) => this.events.emit(`done:${id}`));
+    replica?.on('progress', (p: { commandId?: string; lines?: BuildLogLine[] }) => {
+      for (const line of p.lines ?? []) this.events.emit(`progress:${p.commandId}`, line);
+    });
+  }
 
   /** Queues `command` for `nodeId` and waits for its outcome (or its deadline). */
   async send(
@@ -205,15 +214,18 @@ export class NodeCommandQueue {
     return 'accepted';
   }
 
-  /** A running command's log lines, to whoever waits for it in this replica; false if it is not the node's running command. */
+  /** A running command's log lines, to whoever waits for it (in this replica or another); false if it is not the node's running command. */
   async progress(nodeId: string, commandId: string, lines: BuildLogLine[]): Promise<boolean> {
-    if (this.events.listenerCount(`progress:${commandId}`) === 0) return false;
+    const here = this.events.listenerCount(`progress:${commandId}`) > 0;
+    if (!here && !this.replica) return false;
     const [row] = await this.db
       .select({ nodeId: nodeCommands.nodeId, state: nodeCommands.state })
       .from(nodeCommands)
       .where(eq(nodeCommands.id, commandId));
     if (row?.nodeId !== nodeId || row.state !== 'delivered') return false;
-    for (const line of lines) this.events.emit(`progress:${commandId}`, line);
+    if (here) for (const line of lines) this.events.emit(`progress:${commandId}`, line);
+    // The replica that waits for it may be another one.
+    else await this.replica?.progress(commandId, lines);
     return true;
   }
 

@@ -13,6 +13,8 @@ import type { Logger } from 'pino';
 import { type NodeState, nodes as nodeRows } from '../db/cluster-schema.js';
 import type { Database } from '../db/database.js';
 import { sandboxes } from '../db/schema.js';
+import { forwardConnect } from '../replicas/replica-forward.js';
+import type { ServerReplica } from '../replicas/server-replica.js';
 import {
   ConflictError,
   ForbiddenError,
@@ -78,7 +80,6 @@ export class NodeRegistry {
   /** Nodes whose sandboxes were ended as lost during their current silence. */
   private readonly lost = new Set<string>();
   private timer: NodeJS.Timeout | undefined;
-  private watchingTunnels = false;
   private prunedAt = 0;
 
   constructor(
@@ -89,16 +90,67 @@ export class NodeRegistry {
     private readonly tunnels: TunnelSessions,
     private readonly log: Logger,
     readonly options: NodeRegistryOptions,
+    /** The replica this server is, when several share the database. */
+    private readonly replica?: ServerReplica,
   ) {}
 
   /** Loads the nodes that joined before (their last snapshots) and starts watching who is silent. */
   async start(): Promise<void> {
+    // A node is placed on only while its tunnel is up (its sandboxes are reached through it).
+    this.tunnels.on('up', (id: string) => void this.holdTunnel(id, true).catch(() => {}));
+    this.tunnels.on('down', (id: string) => void this.holdTunnel(id, false).catch(() => {}));
     for (const row of await this.db.select().from(nodeRows).where(ne(nodeRows.state, 'left'))) {
       const link = this.attach(row);
       if (row.lastSnapshot) link.update(row.lastSnapshot as unknown as NodeSnapshot, false);
     }
+    // Another replica's writes: a node joined, reported, was cordoned, lost or removed.
+    this.replica?.on('node', (id: string) => void this.reload(id).catch(() => {}));
+    this.replica?.on('resync', async () => {
+      for (const { id } of await this.db.select({ id: nodeRows.id }).from(nodeRows))
+        await this.reload(id).catch(() => {});
+    });
     this.timer = setInterval(() => void this.watch().catch(() => {}), 1000);
     this.timer.unref();
+  }
+
+  /** Takes a node's row as another replica left it: its state, labels, tunnel and last snapshot. */
+  private async reload(id: string): Promise<void> {
+    const [row] = await this.db.select().from(nodeRows).where(eq(nodeRows.id, id));
+    if (!row || row.state === 'left') {
+      this.links.delete(id);
+      this.nodes.remove(id);
+      return;
+    }
+    const link = this.links.get(id) ?? this.attach(row);
+    this.nodes.describe(id, { state: row.state, labels: row.labels });
+    this.nodes.setConnected(id, this.tunnels.has(id) || row.tunnelReplica !== null);
+    if (row.lastSnapshot) link.update(row.lastSnapshot as unknown as NodeSnapshot, false, { quiet: true });
+  }
+
+  /**
+   * A stream to a sandbox's port on `nodeId`: on its tunnel when this replica holds it, else
+   * through the replica that does.
+   */
+  private async reach(nodeId: string, sandboxId: string, port: number) {
+    if (this.tunnels.has(nodeId) || !this.replica) return this.tunnels.connect(nodeId, sandboxId, port);
+    const [row] = await this.db
+      .select({ holder: nodeRows.tunnelReplica })
+      .from(nodeRows)
+      .where(eq(nodeRows.id, nodeId));
+    const url = row?.holder && (await this.replica.urlOf(row.holder));
+    if (!url) return this.tunnels.connect(nodeId, sandboxId, port); // fails, saying the tunnel is down
+    return forwardConnect(url, await this.replica.sharedSecret(), nodeId, sandboxId, port);
+  }
+
+  /** Records (for the other replicas) that this replica now holds node `id`'s tunnel, or no longer does. */
+  private async holdTunnel(id: string, held: boolean): Promise<void> {
+    this.nodes.setConnected(id, held);
+    if (!this.replica) return;
+    const me = this.replica.id;
+    await this.db
+      .update(nodeRows)
+      .set({ tunnelReplica: held ? me : null })
+      .where(held ? eq(nodeRows.id, id) : and(eq(nodeRows.id, id), eq(nodeRows.tunnelReplica, me)));
   }
 
   stop(): void {
@@ -106,25 +158,21 @@ export class NodeRegistry {
   }
 
   private attach(row: NodeRow): RemoteNodeLink {
-    // Placed on only while its tunnel is up (its sandboxes are reached through it).
-    if (!this.watchingTunnels) {
-      this.watchingTunnels = true;
-      this.tunnels.on('up', (id: string) => this.nodes.setConnected(id, true));
-      this.tunnels.on('down', (id: string) => this.nodes.setConnected(id, false));
-    }
-    const connect = (sandboxId: string, port: number) => this.tunnels.connect(row.id, sandboxId, port);
+    const connect = (sandboxId: string, port: number) => this.reach(row.id, sandboxId, port);
     const link = new RemoteNodeLink(row.id, this.queue, {
       plain: new TunnelAgent(connect),
       https: new TunnelAgent(connect, { https: true }),
     });
     this.links.set(row.id, link);
     this.nodes.add(link, { state: row.state, labels: row.labels });
-    this.nodes.setConnected(row.id, this.tunnels.has(row.id));
+    this.nodes.setConnected(row.id, this.tunnels.has(row.id) || Boolean(this.replica && row.tunnelReplica));
     return link;
   }
 
   /** Marks nodes silent for too long unreachable (creates avoid them), and past the grace period lost. */
   private async watch(): Promise<void> {
+    // With replicas, the leader alone watches (the others hear of what it changes).
+    if (this.replica && !this.replica.leader) return;
     // Answered commands are kept a day (a node's journal keeps its own as long), then go.
     if (Date.now() - this.prunedAt > 10 * 60_000) {
       this.prunedAt = Date.now();
@@ -184,7 +232,7 @@ export class NodeRegistry {
           joinedAt: r.joinedAt.toISOString(),
           lastSeenAt: r.lastSeenAt?.toISOString() ?? null,
           sandboxes: count.get(r.id) ?? 0,
-          tunnel: this.tunnels.has(r.id),
+          tunnel: this.tunnels.has(r.id) || Boolean(this.replica && r.tunnelReplica),
           capacity: snap?.capacity ?? null,
           free: snap?.free ?? null,
         };

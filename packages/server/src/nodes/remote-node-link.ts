@@ -41,14 +41,16 @@ export class RemoteNodeLink implements NodeLink {
   }
 
   /**
-   * Takes a snapshot the node sent (only sandboxes it owns: the caller filtered them) and
-   * tells the listeners of each sandbox whose state changed or that went.
+   * Takes a snapshot the node sent (only sandboxes it owns: the caller filtered them) and,
+   * unless `quiet`, tells the listeners of each sandbox whose state changed or that went.
    */
-  update(snapshot: NodeSnapshot, live: boolean): void {
+  update(snapshot: NodeSnapshot, live: boolean, o: { quiet?: boolean } = {}): void {
     this.fresh ||= live;
     const before = this.byId;
     this.last = snapshot;
     this.byId = new Map(snapshot.sandboxes.map((s) => [s.id, s]));
+    // A snapshot another replica took: that replica tells its listeners.
+    if (o.quiet) return;
     for (const s of snapshot.sandboxes)
       if (before.get(s.id)?.state !== s.state) for (const l of this.listeners) l(s);
     for (const [id, s] of before)

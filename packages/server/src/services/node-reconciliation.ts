@@ -12,6 +12,11 @@ import { isApiState, transition } from './sandbox-states.js';
 export class NodeReconciliation {
   /** Sandboxes served as their rows say, on nodes that have not reported since this server started. */
   private readonly unconfirmed = new Set<string>();
+  /**
+   * Other server replicas may be making sandboxes: a row still `creating` is theirs to
+   * finish (or the leader's to end, if they stop: ReplicaSync), not a create cut short.
+   */
+  othersCreate = false;
 
   constructor(
     private readonly live: LiveSandboxes,
@@ -42,7 +47,7 @@ export class NodeReconciliation {
     const onNode = new Map(node.list().map((s) => [s.id, s]));
     for (const row of await this.rows.liveOn(node.id)) {
       const unconfirmed = this.unconfirmed.delete(row.id);
-      if (this.live.get(row.id) && !unconfirmed) {
+      if ((this.live.get(row.id) && !unconfirmed) || (this.othersCreate && row.state === 'creating')) {
         onNode.delete(row.id);
         continue;
       }

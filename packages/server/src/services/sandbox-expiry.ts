@@ -25,12 +25,14 @@ export class SandboxExpiry {
   ) {}
 
   start(): void {
+    if (this.timer) return;
     this.timer = setInterval(() => this.check(Date.now()), this.intervalMs);
     this.timer.unref();
   }
 
   stop(): void {
     clearInterval(this.timer);
+    this.timer = undefined;
   }
 
   /** Ends (or pauses) the sandboxes whose time is up at `now`. */

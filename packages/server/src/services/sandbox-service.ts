@@ -15,6 +15,7 @@ import type { Database } from '../db/database.js';
 import type { ServerMetrics } from '../metrics/server-metrics.js';
 import type { NodeClient } from '../nodes/node-client.js';
 import type { Nodes } from '../nodes/nodes.js';
+import type { ServerReplica } from '../replicas/server-replica.js';
 import { consoleLogEntries, type LogQuery } from './console-log.js';
 import { InvalidRequestError, NotFoundError, OperationFailedError } from './errors.js';
 import {
@@ -27,6 +28,7 @@ import {
 import { egressPolicy, updatedNetwork } from './network-policy.js';
 import { NodeReconciliation } from './node-reconciliation.js';
 import { placementOf } from './placement-request.js';
+import { ReplicaSync } from './replica-sync.js';
 import { SandboxExpiry } from './sandbox-expiry.js';
 import { listSandboxes, sandboxDetail, sandboxOf } from './sandbox-list.js';
 import { SandboxMetrics } from './sandbox-metrics.js';
@@ -60,6 +62,8 @@ export interface SandboxServiceOptions {
   warmPool?: Record<string, number>;
   /** What a create's template name means (aiva's own, the team's builds, public ones). */
   templates: TemplateCatalog;
+  /** This server among replicas sharing the database: their sandboxes are followed, and only the leader expires sandboxes. */
+  replica?: ServerReplica;
 }
 
 /**
@@ -96,6 +100,7 @@ export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
   private readonly resuming = new Map<string, Promise<void>>();
   private readonly reconciliation: NodeReconciliation;
   private pool: WarmPool | undefined;
+  private sync: ReplicaSync | undefined;
   private readonly rows: SandboxRows;
   private readonly nodes: Nodes;
   private readonly log: Logger;
@@ -111,10 +116,7 @@ export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
       { pause: (s) => this.pauseLive(s, s.autoPauseMemory), end: (id) => this.end(id, 'timeout') },
       this.log,
     );
-    this.reconciliation = new NodeReconciliation(this.live, this.rows, this.log, (id) => {
-      this.forget(id);
-      this.emit('ended', id);
-    });
+    this.reconciliation = new NodeReconciliation(this.live, this.rows, this.log, this.endedElsewhere);
     this.usage = new SandboxMetrics(
       (id) => this.nodeOfSandbox(id),
       () => [...this.live.values()].filter((s) => s.state === 'running').map((s) => s.id),
@@ -134,7 +136,15 @@ export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
       else await this.reconciliation.serveFromRows(node.id);
     }
     this.nodes.onSandboxFailed((id, reason) => void this.onNodeFailure(id, reason));
-    this.expiry.start();
+    const { replica } = this.options;
+    if (replica) {
+      this.reconciliation.othersCreate = true;
+      this.sync = new ReplicaSync(this.options.db, this.live, this.nodes, this.endedElsewhere, this.log);
+      this.sync.follow(replica);
+      await this.sync.resync();
+      replica.on('leader', (leads: boolean) => (leads ? this.expiry.start() : this.expiry.stop()));
+      if (replica.leader) this.expiry.start();
+    } else this.expiry.start();
     this.usage.start();
     this.live.updateGauge();
     // The warm pool is a one-box feature: it keeps sandboxes ready on the first node.
@@ -157,6 +167,7 @@ export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
   /** Stops the timers; with `killSandboxes`, also kills every live sandbox. */
   async stop(options: { killSandboxes: boolean }): Promise<void> {
     this.expiry.stop();
+    this.sync?.stop();
     this.usage.stop();
     await this.pool?.close();
     if (options.killSandboxes) {
@@ -342,6 +353,12 @@ export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
   }
 
   /** Takes an ended sandbox out of the live index and the samples. */
+  /** A sandbox that ended without this service ending it (its node, another replica). */
+  private readonly endedElsewhere = (id: string): void => {
+    this.forget(id);
+    this.emit('ended', id);
+  };
+
   private forget(id: string): void {
     this.live.remove(id);
     this.usage.forget(id);

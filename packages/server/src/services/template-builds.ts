@@ -1,16 +1,11 @@
-import { createHmac, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
-import { createWriteStream } from 'node:fs';
-import { mkdir, rename, rm, stat } from 'node:fs/promises';
-import { join } from 'node:path';
-import type { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
-import { runCommand } from '@aiva/node';
+import { randomUUID } from 'node:crypto';
 import { type BuildLogLine, type BuildRequest, newSandboxId } from '@aiva/protocol/node';
 import { and, asc, eq, gt, inArray } from 'drizzle-orm';
 import type { Logger } from 'pino';
 import type { Database } from '../db/database.js';
 import { templateBuildLogs, templateBuilds, templates, templateTags } from '../db/schema.js';
 import type { Nodes } from '../nodes/nodes.js';
+import type { BuildFiles } from './build-files.js';
 import { BuildStepFailedError, ConflictError, InvalidRequestError, NotFoundError } from './errors.js';
 import type { Caller } from './team-service.js';
 import type { BuildRow, TemplateCatalog } from './template-catalog.js';
@@ -33,15 +28,6 @@ export interface BuildStart {
 }
 
 const STEP_TYPES = new Set(['RUN', 'COPY', 'ADD', 'ENV', 'ARG', 'WORKDIR', 'USER']);
-/** The largest upload of a COPY step's files. */
-const MAX_UPLOAD_BYTES = 2 * 1024 ** 3;
-/** How long an upload link works. */
-const UPLOAD_LINK_MS = 3_600_000;
-
-/** Where a team's uploaded build files (a COPY step's, an image archive) are kept, by hash. */
-export function uploadedFile(home: string, teamId: string, hash: string): string {
-  return join(home, 'template-files', teamId, `${hash}.tar.gz`);
-}
 
 /**
  * Template builds (E2B's build API): a build is requested (a template row, a `waiting`
@@ -49,23 +35,15 @@ export function uploadedFile(home: string, teamId: string, hash: string): string
  * posted, and it runs on the node with its log written to the database as it goes.
  */
 export class TemplateBuilds {
-  private readonly secret = randomBytes(32);
   private readonly running = new Map<string, AbortController>();
 
   constructor(
     private readonly db: Database,
     private readonly nodes: Nodes,
     private readonly catalog: TemplateCatalog,
-    private readonly options: { home: string; log: Logger },
+    readonly files: BuildFiles,
+    private readonly options: { log: Logger },
   ) {}
-
-  private get filesDir(): string {
-    return join(this.options.home, 'template-files');
-  }
-
-  private archive(teamId: string, hash: string): string {
-    return uploadedFile(this.options.home, teamId, hash);
-  }
 
   /** Builds a restart interrupted end as errors; their logs say so. */
   async start(): Promise<void> {
@@ -132,63 +110,14 @@ export class TemplateBuilds {
     };
   }
 
-  private sign(teamId: string, hash: string, expires: number): string {
-    return createHmac('sha256', this.secret).update(`${teamId}/${hash}/${expires}`).digest('hex');
-  }
-
   /** `GET /templates/{id}/files/{hash}`: whether the team has the files, and a link to upload them to. */
   async uploadLink(caller: Caller, templateId: string, hash: string, baseUrl: string) {
     if (!/^[a-f0-9]{64}$/.test(hash))
       throw new InvalidRequestError(`files hash "${hash}" is not 64 hex digits`);
     await this.catalog.own(caller, templateId);
-    const present = await stat(this.archive(caller.teamId, hash)).then(
-      () => true,
-      () => false,
-    );
-    const expires = Date.now() + UPLOAD_LINK_MS;
-    const q = new URLSearchParams({
-      team: caller.teamId,
-      expires: String(expires),
-      signature: this.sign(caller.teamId, hash, expires),
-    });
-    return { present, url: `${baseUrl}/templates/${templateId}/files/${hash}?${q}` };
-  }
-
-  /** The PUT to an upload link: a gzip tar of a COPY step's files, checked before it is kept. */
-  async receive(
-    hash: string,
-    query: { team?: string; expires?: string; signature?: string },
-    body: Readable,
-    length?: number,
-  ) {
-    const { team, expires, signature } = query;
-    const exp = Number(expires);
-    const want = team && Number.isFinite(exp) ? Buffer.from(this.sign(team, hash, exp)) : undefined;
-    const got = Buffer.from(signature ?? '');
-    if (!team || !want || want.length !== got.length || !timingSafeEqual(want, got))
-      throw new InvalidRequestError('the upload link is not valid');
-    if (exp < Date.now()) throw new InvalidRequestError('the upload link has expired: ask for a new one');
-    if (length !== undefined && length > MAX_UPLOAD_BYTES)
-      throw new InvalidRequestError(`an upload may be at most ${MAX_UPLOAD_BYTES} bytes`);
-    const dest = this.archive(team, hash);
-    await mkdir(join(this.filesDir, team), { recursive: true });
-    const tmp = `${dest}.${randomBytes(4).toString('hex')}.part`;
-    try {
-      let bytes = 0;
-      body.on('data', (c: Buffer) => {
-        bytes += c.length;
-        if (bytes > MAX_UPLOAD_BYTES)
-          body.destroy(new InvalidRequestError(`an upload may be at most ${MAX_UPLOAD_BYTES} bytes`));
-      });
-      await pipeline(body, createWriteStream(tmp, { mode: 0o600 }));
-      // Only an archive tar can read goes where builds find it.
-      await runCommand('tar', ['-tf', tmp]).catch(() => {
-        throw new InvalidRequestError('the upload is not a tar archive (gzip-compressed or not)');
-      });
-      await rename(tmp, dest);
-    } finally {
-      await rm(tmp, { force: true });
-    }
+    const present = await this.files.has(caller.teamId, hash);
+    const query = this.files.uploadQuery(caller.teamId, hash);
+    return { present, url: `${baseUrl}/templates/${templateId}/files/${hash}?${query}` };
   }
 
   /** `POST /v2/templates/{id}/builds/{buildID}`: checks the steps and starts the build. */
@@ -215,22 +144,15 @@ export class TemplateBuilds {
           `step ${i + 1}: the step type ${s.type} is not supported (${[...STEP_TYPES].join(', ')} are)`,
         );
       if ((type === 'COPY' || type === 'ADD') && s.filesHash) {
-        const ok = await stat(this.archive(caller.teamId, s.filesHash)).then(
-          () => true,
-          () => false,
-        );
-        if (!ok) throw new InvalidRequestError(`step ${i + 1}: the files of ${s.args[0]} were not uploaded`);
+        if (!(await this.files.has(caller.teamId, s.filesHash)))
+          throw new InvalidRequestError(`step ${i + 1}: the files of ${s.args[0]} were not uploaded`);
       }
     }
     let base: BuildBase;
     if (body.fromArchive) {
-      const archive = this.archive(caller.teamId, body.fromArchive);
       if (
         !/^[a-f0-9]{64}$/.test(body.fromArchive) ||
-        !(await stat(archive).then(
-          () => true,
-          () => false,
-        ))
+        !(await this.files.has(caller.teamId, body.fromArchive))
       )
         throw new InvalidRequestError(`the image archive ${body.fromArchive} was not uploaded`);
       base = { archiveHash: body.fromArchive };

@@ -16,8 +16,8 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
 import type { NodeCommandQueue } from '../../nodes/command-queue.js';
 import type { NodeRegistry, NodeRow } from '../../nodes/node-registry.js';
+import type { BuildFiles } from '../../services/build-files.js';
 import { ForbiddenError, NotFoundError } from '../../services/errors.js';
-import { uploadedFile } from '../../services/template-builds.js';
 import { ErrorBody } from '../e2b/schemas.js';
 
 declare module 'fastify' {
@@ -44,8 +44,8 @@ export async function registerNodeAgentRoutes(
   base: FastifyInstance,
   registry: NodeRegistry,
   queue: NodeCommandQueue,
-  /** The data directory: where uploaded build files are (`uploadedFile`). */
-  home: string,
+  /** The uploaded build files (a node's build reads them). */
+  files: BuildFiles,
 ): Promise<void> {
   await base.register(async (scoped) => {
     const app = scoped.withTypeProvider<TypeBoxTypeProvider>();
@@ -154,12 +154,14 @@ export async function registerNodeAgentRoutes(
         const { team, hash } = request.params;
         if (!(await queue.buildNeeds(nodeOf(request).id, team, hash)))
           throw new ForbiddenError('no running build of this node reads that file');
-        const file = uploadedFile(home, team, hash);
-        const size = await stat(file).then(
-          (s) => s.size,
-          () => undefined,
-        );
-        if (size === undefined) throw new NotFoundError(`file ${hash} was not uploaded`);
+        const file = await files.local(team, hash);
+        const size = file
+          ? await stat(file).then(
+              (s) => s.size,
+              () => undefined,
+            )
+          : undefined;
+        if (!file || size === undefined) throw new NotFoundError(`file ${hash} was not uploaded`);
         return reply.type('application/gzip').header('content-length', size).send(createReadStream(file));
       },
     );
