@@ -25,6 +25,8 @@ import { registerNodeAgentRoutes } from './api/node/node-agent-routes.js';
 import { openDatabase } from './db/database.js';
 import { createServerMetrics } from './metrics/server-metrics.js';
 import { NodeCommandQueue } from './nodes/command-queue.js';
+import { LayerStore } from './nodes/layer-store.js';
+import { LayerSupply } from './nodes/layer-supply.js';
 import type { NodeLink } from './nodes/node-link.js';
 import { NodeRegistry } from './nodes/node-registry.js';
 import { Nodes } from './nodes/nodes.js';
@@ -163,6 +165,12 @@ export async function startServer(
           replica,
         )
       : undefined;
+    // Layers a node lacks come through the server's store, from a node that has them.
+    const layerStore = config.cluster ? new LayerStore(config.home) : undefined;
+    if (layerStore) {
+      await layerStore.sweepTmp();
+      nodes.layers = new LayerSupply(() => nodes.all(), layerStore, logger.child({ component: 'layers' }));
+    }
     if (registry) {
       // The nodes that joined before: their sandboxes are reconciled with the rows below.
       await registry.start();
@@ -315,7 +323,7 @@ export async function startServer(
     );
     app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
     registerTemplateUploadRoute(app, templateBuilds);
-    if (registry) await registerNodeAgentRoutes(app, registry, nodeCommands, buildFiles);
+    if (registry) await registerNodeAgentRoutes(app, registry, nodeCommands, buildFiles, layerStore);
     await app.register(async (api) => {
       requireApiKey(api, teams);
       registerSandboxRoutes(api, sandboxes, snapshots);

@@ -16,6 +16,8 @@ interface JoinOptions {
   addressBlock?: string;
   idSlotOffset?: number;
   logLevel: string;
+  /** false with --no-prepare */
+  prepare: boolean;
 }
 
 /**
@@ -58,6 +60,10 @@ export function registerNodeJoinCommand(node: Command): void {
       'with other nodes on this host: where this node’s sandboxes’ host uid ranges start (slots of 65536 ids)',
       int('id-slot-offset', 0, 16383),
     )
+    .option(
+      '--no-prepare',
+      'do not build the base template at start: its layers come from another node through the server when first needed',
+    )
     .option('--log-level <level>', `${LOG_LEVELS.join(', ')}`, logLevel, 'info')
     .action(async (serverUrl: string, opts: JoinOptions) => {
       let url: URL;
@@ -83,14 +89,20 @@ export function registerNodeJoinCommand(node: Command): void {
       let agent: NodeAgent | undefined;
       try {
         const progress = new BuildProgress(process.stderr);
-        process.stderr.write(`Preparing the base template in ${local.images.paths.root}\n`);
-        await local.images.ensureTemplate('base', { reporter: progress });
+        if (opts.prepare) {
+          process.stderr.write(`Preparing the base template in ${local.images.paths.root}\n`);
+          await local.images.ensureTemplate('base', { reporter: progress });
+        }
         if (local.sandboxes.defaultDriver !== 'container')
           await local.images.ensureKernel({ reporter: progress });
         progress.close();
         const memoryBudgetMiB = opts.memoryBudget ?? Math.floor((totalmem() / 1024 / 1024) * 0.9);
         const executor = new NodeExecutor(local, {
           buildFiles: (team, hashes) => (agent as NodeAgent).buildFiles(team, hashes),
+          artefacts: {
+            push: (layers, signal) => (agent as NodeAgent).layers.push(layers, signal),
+            fetch: (layers, signal) => (agent as NodeAgent).layers.fetch(layers, signal),
+          },
         });
         agent = new NodeAgent({
           serverUrl: url.origin,

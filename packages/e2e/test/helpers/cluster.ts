@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdir, mkdtemp, readFile, rm, symlink } from 'node:fs/promises';
+import { lstat, mkdir, mkdtemp, readFile, rm, symlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -17,7 +17,8 @@ import {
 // network namespace, listening on an address of its own (on a veth pair the test makes),
 // and node agents (`aiva node join`), each in a network namespace of its own with its own
 // data directory, host scope (tag, address block, id slots) and a /30 link to the host.
-// The image store is the shared one (templates are cached between runs).
+// The image store is the shared one (templates are cached between runs), or (`ownStore`)
+// an empty one of the node's own, filled from the others through the server.
 
 const cli = fileURLToPath(import.meta.resolve('@aiva/cli/aiva'));
 
@@ -142,7 +143,7 @@ export interface ClusterNode {
  * Node i's namespace (`clt-n<i>`, 10.200.<i>.2/30 to the host's 10.200.<i>.1) and data
  * directory; its agent is started by `startAgent`.
  */
-export async function makeNode(index: number): Promise<ClusterNode> {
+export async function makeNode(index: number, options: { ownStore?: boolean } = {}): Promise<ClusterNode> {
   const netns = `clt-n${index}`;
   const host = `clt-h${index}`;
   await runCommand('ip', ['netns', 'add', netns]);
@@ -154,8 +155,12 @@ export async function makeNode(index: number): Promise<ClusterNode> {
   await runCommand('ip', ['-n', netns, 'link', 'set', 'lo', 'up']);
   await runCommand('ip', ['-n', netns, 'route', 'add', 'default', 'via', `10.200.${index}.1`]);
   const home = await mkdtemp(join(tmpdir(), `aiva-node${index}-`));
-  await mkdir(join(dataDir(), 'images'), { recursive: true });
-  await symlink(join(dataDir(), 'images'), join(home, 'images'));
+  // The shared store (templates cached between runs), or an empty one of its own.
+  if (options.ownStore) await mkdir(join(home, 'images'));
+  else {
+    await mkdir(join(dataDir(), 'images'), { recursive: true });
+    await symlink(join(dataDir(), 'images'), join(home, 'images'));
+  }
   // Blocks and id slots of their own: 256 sandboxes each, far from `aiva up`'s defaults.
   const addressBlock = `10.${40 + index}.0.0/22`;
   const scope = new HostScope({ tag: `c${index}`, idSlotOffset: 10_000 + index * 256 });
@@ -176,7 +181,7 @@ export async function makeNode(index: number): Promise<ClusterNode> {
 export async function startAgent(
   n: ClusterNode,
   serverUrl: string,
-  options: { token?: string; labels?: Record<string, string>; wait?: boolean } = {},
+  options: { token?: string; labels?: Record<string, string>; wait?: boolean; args?: string[] } = {},
 ): Promise<Proc> {
   const args = [
     `--net=/run/netns/${n.netns}`,
@@ -198,6 +203,7 @@ export async function startAgent(
     'info',
     ...(options.token ? ['--token', options.token] : []),
     ...Object.entries(options.labels ?? {}).flatMap(([k, v]) => ['--label', `${k}=${v}`]),
+    ...(options.args ?? []),
   ];
   const agent = run('nsenter', args, { AIVA_HOME: n.home });
   n.agent = agent;
@@ -238,7 +244,14 @@ export async function killLeftSandboxes(n: ClusterNode): Promise<string[]> {
 export async function removeNode(n: ClusterNode): Promise<void> {
   await runCommand('ip', ['link', 'del', `clt-h${n.index}`]).catch(() => {});
   await runCommand('ip', ['netns', 'del', n.netns]).catch(() => {});
-  await rm(join(n.home, 'images'), { force: true });
+  // The link to the shared store goes first, so that nothing could follow it.
+  if (
+    await lstat(join(n.home, 'images')).then(
+      (s) => s.isSymbolicLink(),
+      () => false,
+    )
+  )
+    await rm(join(n.home, 'images'), { force: true });
   await rm(n.home, { recursive: true, force: true });
 }
 

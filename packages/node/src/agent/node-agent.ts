@@ -18,6 +18,7 @@ import {
 } from '@aiva/protocol/node';
 import type { Logger } from 'pino';
 import { CommandJournal } from './command-journal.js';
+import { LayerTransfer } from './layer-transfer.js';
 import type { NodeExecutor } from './node-executor.js';
 import { NodeSnapshotter } from './node-snapshot.js';
 import { TunnelDialError, TunnelServer } from './tunnel-server.js';
@@ -78,8 +79,17 @@ export class NodeAgent {
   private snapshotDue: (() => void) | undefined;
   private fatal: Error | undefined;
 
+  /** Moves layers between this node's store and the server's (the executor's `artefacts`). */
+  readonly layers: LayerTransfer;
+
   constructor(private readonly options: NodeAgentOptions) {
     this.journal = new CommandJournal(join(options.home, 'agent', 'journal'));
+    this.layers = new LayerTransfer({
+      serverUrl: options.serverUrl,
+      credential: () => this.credentials?.credential ?? '',
+      artefacts: options.executor.node.images.artefacts,
+      logger: options.logger.child({ part: 'layers' }),
+    });
   }
 
   get nodeId(): string | undefined {

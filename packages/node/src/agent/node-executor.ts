@@ -8,9 +8,11 @@ import {
   type NodeCommandKind,
   type NodeCommandOutcome,
   type NodeSandbox,
+  type TemplateDefinitionData,
 } from '@aiva/protocol/node';
 import type { BuildBase, BuildSpec } from '../build/build-types.js';
 import { envdMetrics } from '../envd/envd-http.js';
+import { MissingLayerError } from '../image/image-store.js';
 import type { LocalNode } from '../local-node.js';
 import { discardSnapshotsOf } from '../runtime/qemu/vm-snapshot.js';
 import { SandboxManager } from '../sandbox/sandbox-manager.js';
@@ -28,6 +30,15 @@ export interface NodeExecutorOptions {
    * host, by hash; `team` is whose they are. A remote node fetches them first.
    */
   buildFiles(team: string, hashes: string[]): Promise<(hash: string) => string>;
+  /**
+   * Moves layers between this node's store and the server's (a node agent's). Without
+   * it (`aiva up`'s node, which shares the server's host) `artefact.*` are unsupported,
+   * and a recipe layer this node lacks is built here.
+   */
+  artefacts?: {
+    push(layers: string[], signal: AbortSignal): Promise<CommandResult<'artefact.push'>>;
+    fetch(layers: string[], signal: AbortSignal): Promise<CommandResult<'artefact.fetch'>>;
+  };
 }
 
 /** What a command may hear as it runs: a build's log lines. */
@@ -141,6 +152,31 @@ export class NodeExecutor {
     this.sandboxes.on('state', (s) => listener(contractSandbox(s)));
   }
 
+  /**
+   * A node agent asked not to build (`buildLayers` not true) answers MISSING_ARTEFACT for
+   * the layers of `template` it lacks — a recipe's too — so that the server can send them.
+   */
+  private async layersHere(template: string | TemplateDefinitionData, buildLayers: boolean | undefined) {
+    if (!this.options.artefacts || buildLayers) return;
+    const { layers, buildable } = await this.node.images.missingLayers(template);
+    if (layers.length > 0)
+      throw new MissingLayerError(
+        `this node lacks layer${layers.length > 1 ? 's' : ''} ${layers.map((h) => h.slice(0, 12)).join(', ')} of ${typeof template === 'string' ? template : template.name}`,
+        layers,
+        buildable,
+      );
+  }
+
+  private artefactMover(): NonNullable<NodeExecutorOptions['artefacts']> {
+    const a = this.options.artefacts;
+    if (!a)
+      throw new NodeCommandError({
+        code: 'UNSUPPORTED_COMMAND',
+        message: "this node shares the server's store: it moves no layers",
+      });
+    return a;
+  }
+
   private get sandboxes(): SandboxManager {
     return this.node.sandboxes;
   }
@@ -152,8 +188,9 @@ export class NodeExecutor {
       signal: AbortSignal,
     ) => Promise<CommandResult<K>>;
   } = {
-    'sandbox.create': async (p) =>
-      contractSandbox(
+    'sandbox.create': async (p) => {
+      if (!p.fromCheckpoint) await this.layersHere(p.template, p.buildLayers);
+      return contractSandbox(
         await this.sandboxes.create({
           id: p.sandboxId,
           template: p.template,
@@ -161,7 +198,8 @@ export class NodeExecutor {
           network: p.network,
           fromCheckpoint: p.fromCheckpoint,
         }),
-      ),
+      );
+    },
     'sandbox.claim': async (p) => {
       const { network } = p;
       if (network && (network.allowInternetAccess === false || network.allowOut || network.denyOut))
@@ -213,6 +251,7 @@ export class NodeExecutor {
     },
     'checkpoint.remove': async (p) => ({ existed: await this.sandboxes.removeCheckpoint(p.name) }),
     'template.build': async (p, hooks, signal) => {
+      if ('template' in p.base) await this.layersHere(p.base.template, p.buildLayers);
       const hashes = [
         ...p.steps.flatMap((s) => (s.filesHash ? [s.filesHash] : [])),
         ...('archiveHash' in p.base ? [p.base.archiveHash] : []),
@@ -240,6 +279,8 @@ export class NodeExecutor {
         await discardSnapshotsOf(this.node.images.paths.snapshots, new Set(removed.templates));
       return {};
     },
+    'artefact.push': (p, _hooks, signal) => this.artefactMover().push(p.layers, signal),
+    'artefact.fetch': (p, _hooks, signal) => this.artefactMover().fetch(p.layers, signal),
     'command.cancel': async (p) => {
       const c = this.running.get(p.commandId);
       c?.abort(new NodeCommandError({ code: 'ABORTED', message: 'the command was cancelled' }));

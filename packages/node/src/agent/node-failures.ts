@@ -17,7 +17,13 @@ export function failureOf(e: unknown): NodeFailure {
   if (e instanceof SandboxNotFoundError) return { code: 'SANDBOX_NOT_FOUND', message };
   if (e instanceof SandboxStateError)
     return { code: 'INVALID_STATE', message, details: { state: e.state, operation: e.operation } };
-  if (e instanceof MissingLayerError) return { code: 'MISSING_ARTEFACT', message, retryable: true };
+  if (e instanceof MissingLayerError)
+    return {
+      code: 'MISSING_ARTEFACT',
+      message,
+      retryable: true,
+      details: { layers: e.layers, ...(e.buildable ? { buildable: true } : {}) },
+    };
   if (e instanceof BuildStepError)
     return { code: 'BUILD_STEP_FAILED', message, details: { step: e.step, layers: e.layers } };
   // A registry image that cannot be had is the build's base step failing.

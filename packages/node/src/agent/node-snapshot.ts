@@ -42,12 +42,13 @@ export class NodeSnapshotter {
   async take(): Promise<NodeSnapshot> {
     const { node } = this.executor;
     const home = node.images.options.home;
-    const [disk, available, recipes, images, checkpoints] = await Promise.all([
+    const [disk, available, recipes, images, checkpoints, layers] = await Promise.all([
       statfs(home),
       memAvailableMiB(),
       node.images.templateNames(),
       names(node.images.paths.images),
       node.sandboxes.listCheckpoints(),
+      node.images.artefacts.layerHashes(),
     ]);
     return {
       protocol: formatProtocol(NODE_PROTOCOL),
@@ -70,7 +71,7 @@ export class NodeSnapshotter {
         diskFreeMiB: Math.floor((disk.bavail * disk.bsize) / MiB),
         load1: loadavg()[0] ?? 0,
       },
-      artefacts: { recipes, images: images.filter((n) => /^[0-9a-f]{16,}$/.test(n)) },
+      artefacts: { recipes, images: images.filter((n) => /^[0-9a-f]{16,}$/.test(n)), layers },
       checkpoints: checkpoints.map((c) => ({ name: c.name, memory: c.memory, bytes: c.bytes })),
       sandboxes: this.executor.list(),
     };

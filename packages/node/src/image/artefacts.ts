@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { access, mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { LockBusyError, lockFile } from '../host/file-lock.js';
 import type { ImagePaths } from '../paths.js';
@@ -40,6 +40,31 @@ export class Artefacts {
 
   layer(hash: string): Promise<LayerRecord | undefined> {
     return readJson<LayerRecord>(join(this.layerDir(hash), 'layer.json'));
+  }
+
+  /** Those of `layers` the store lacks. */
+  async absentLayers(layers: string[]): Promise<string[]> {
+    const present = new Set(await this.present(layers));
+    return layers.filter((l) => !present.has(l));
+  }
+
+  /** The hashes of the complete layers in the store. */
+  async layerHashes(): Promise<string[]> {
+    const names = await readdir(this.paths.layers).catch(() => [] as string[]);
+    return this.present(names);
+  }
+
+  private async present(names: string[]): Promise<string[]> {
+    const out: string[] = [];
+    for (const n of names)
+      if (
+        await access(join(this.layerDir(n), 'layer.json')).then(
+          () => true,
+          () => false,
+        )
+      )
+        out.push(n);
+    return out;
   }
 
   /**

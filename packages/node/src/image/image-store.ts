@@ -33,6 +33,14 @@ const BUILDER_VERSION = 2;
 /** A layer a template needs is not in this node's store (removed, or built elsewhere). */
 export class MissingLayerError extends Error {
   override name = 'MissingLayerError';
+  /** `layers`: what it lacks, by hash; `buildable`: this node could build them (a recipe's). */
+  constructor(
+    message: string,
+    readonly layers: string[] = [],
+    readonly buildable = false,
+  ) {
+    super(message);
+  }
 }
 
 interface RecipePlan {
@@ -178,12 +186,12 @@ export class ImageStore {
       return this.resolveTemplate(cached);
     }
     if (plan) await this.ensureDebianLayer(plan, options);
-    for (const layer of definition.layers) {
-      if (!(await this.artefacts.layer(layer)))
-        throw new MissingLayerError(
-          `template ${definition.name} needs layer ${layer.slice(0, 12)}, which this node's image store does not hold`,
-        );
-    }
+    const missing = await this.artefacts.absentLayers(definition.layers);
+    if (missing.length > 0)
+      throw new MissingLayerError(
+        `template ${definition.name} needs layer${missing.length > 1 ? 's' : ''} ${missing.map((h) => h.slice(0, 12)).join(', ')}, which this node's image store does not hold`,
+        missing,
+      );
     await this.ensureGuestLayer(definition.name, options);
     return this.artefacts.building(
       `template-${hash}`,
@@ -203,6 +211,19 @@ export class ImageStore {
         return this.resolveTemplate(image);
       },
     );
+  }
+
+  /**
+   * The content layers of a recipe (by name) or a definition that this store lacks,
+   * without building anything; a recipe's are `buildable` here.
+   */
+  async missingLayers(
+    template: string | TemplateDefinition,
+  ): Promise<{ layers: string[]; buildable: boolean }> {
+    if (typeof template !== 'string')
+      return { layers: await this.artefacts.absentLayers(template.layers), buildable: false };
+    const plan = await this.plan(template);
+    return { layers: await this.artefacts.absentLayers([plan.debianHash]), buildable: true };
   }
 
   /**

@@ -15,9 +15,17 @@ export const NODE_ROUTES = {
   progress: '/v1/node/progress',
   /** `GET …/:team/:hash`: an uploaded build file a command names. */
   files: '/v1/node/files',
+  /**
+   * `PUT …/:hash`: a layer of the node's store as a tar stream (gzip optional), its sha256
+   * in LAYER_DIGEST_HEADER; `GET …/:hash`: a layer of the server's store, the same way.
+   */
+  layers: '/v1/node/layers',
   /** `GET` with `Upgrade`: the tunnel that carries sandbox traffic. */
   tunnel: '/v1/node/tunnel',
 } as const;
+
+/** The header with a layer tar's digest, `sha256:<hex>` of the tar (before any content-encoding). */
+export const LAYER_DIGEST_HEADER = 'aiva-digest';
 
 /** A node's name: what `aiva node ls` shows and labels select on. */
 export const NODE_NAME_PATTERN = '^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$';

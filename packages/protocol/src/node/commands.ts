@@ -19,6 +19,15 @@ import {
 const sandboxId = Type.String({ pattern: '^[a-z0-9]{1,40}$' });
 const checkpointName = Type.String({ pattern: '^[a-z0-9][a-z0-9_-]{0,99}$' });
 const empty = Type.Object({});
+/** A layer of the image store, by its content address. */
+export const LAYER_HASH_PATTERN = '^[a-f0-9]{16,128}$';
+const layerHashes = Type.Array(Type.String({ pattern: LAYER_HASH_PATTERN }), { minItems: 1, maxItems: 256 });
+/**
+ * A recipe layer the node lacks is built there (true), or answered as MISSING_ARTEFACT
+ * (`details.layers`, `details.buildable`) so that the server can send it from another
+ * node first (absent: the node's choice — a node agent asks, `aiva up`'s node builds).
+ */
+const buildLayers = Type.Optional(Type.Boolean());
 
 export const NODE_COMMANDS = {
   /** Makes a sandbox with the server's id; answers once its envd answers. */
@@ -33,6 +42,7 @@ export const NODE_COMMANDS = {
       network: Type.Optional(NetworkPolicySchema),
       /** Start from this checkpoint instead of from `template`. */
       fromCheckpoint: Type.Optional(checkpointName),
+      buildLayers,
     }),
     result: NodeSandboxSchema,
   },
@@ -85,9 +95,30 @@ export const NODE_COMMANDS = {
     result: Type.Object({ existed: Type.Boolean() }),
   },
   /** Builds a template in build sandboxes of the node; its log comes as progress. */
-  'template.build': { payload: BuildRequestSchema, result: BuildResultSchema },
+  'template.build': {
+    payload: Type.Object({ ...BuildRequestSchema.properties, buildLayers }),
+    result: BuildResultSchema,
+  },
   /** Frees the layers of `layers` that no template image still uses. */
   'layers.remove': { payload: Type.Object({ layers: Type.Array(Type.String()) }), result: empty },
+  /**
+   * Uploads these layers of the node's store to the server's (`PUT NODE_ROUTES.layers/:hash`,
+   * a tar stream with its sha256 in LAYER_DIGEST_HEADER). MISSING_ARTEFACT if it lacks one.
+   */
+  'artefact.push': {
+    payload: Type.Object({ layers: layerHashes }),
+    result: Type.Object({
+      layers: Type.Array(Type.Object({ hash: Type.String(), digest: Type.String(), bytes: Type.Integer() })),
+    }),
+  },
+  /**
+   * Downloads the layers it lacks of these from the server's store (`GET NODE_ROUTES.layers/:hash`),
+   * each checked against its digest before it is put in place; `fetched` are the ones it lacked.
+   */
+  'artefact.fetch': {
+    payload: Type.Object({ layers: layerHashes }),
+    result: Type.Object({ fetched: Type.Array(Type.String()) }),
+  },
   /** Stops a running command (a build); `cancelled` is false if it was not running. */
   'command.cancel': {
     payload: Type.Object({ commandId: Type.String() }),

@@ -8,7 +8,7 @@ import { type Static, Type } from 'typebox';
  * The contract's version. Majors must be equal; within a major, fields are only added
  * and each side ignores fields it does not know.
  */
-export const NODE_PROTOCOL = { major: 1, minor: 0 } as const;
+export const NODE_PROTOCOL = { major: 1, minor: 1 } as const;
 export type NodeProtocolVersion = { major: number; minor: number };
 
 /** The header every node request carries its protocol version in (`1.0`). */
@@ -39,7 +39,10 @@ export const NODE_ERROR_CODES = [
   /** The sandbox's state does not allow the operation (`details.state`, `details.operation`). */
   'INVALID_STATE',
   'CHECKPOINT_NOT_FOUND',
-  /** The node lacks a layer or kernel the template needs (`details.layers`): fetch it, then retry. */
+  /**
+   * The node lacks a layer the template needs (`details.layers`; `details.buildable` when it
+   * could build them itself, a recipe's): fetch them, then retry.
+   */
   'MISSING_ARTEFACT',
   /** The node has no room (memory, addresses, slots): place it elsewhere. */
   'NO_CAPACITY',

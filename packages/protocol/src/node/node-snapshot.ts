@@ -34,6 +34,8 @@ export const NodeSnapshotSchema = Type.Object({
     recipes: Type.Array(Type.String()),
     /** Template images in the node's store, by hash. */
     images: Type.Array(Type.String()),
+    /** Complete layers in the node's store, by hash (since 1.1): what it can send to others. */
+    layers: Type.Optional(Type.Array(Type.String())),
   }),
   checkpoints: Type.Array(NodeCheckpointSchema),
   sandboxes: Type.Array(

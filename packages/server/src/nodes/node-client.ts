@@ -62,12 +62,29 @@ export function domainError(f: NodeFailure): Error {
   }
 }
 
+/** Gets a node the layers it answered MISSING_ARTEFACT for ('build': none holds them, it may build them). */
+export interface LayerSupplier {
+  supply(target: NodeClient, failure: NodeFailure): Promise<'fetched' | 'build'>;
+}
+
+/** The commands tried once more after the layers they lacked were supplied. */
+const NEEDS_LAYERS = new Set<NodeCommandKind>([
+  'sandbox.create',
+  'sandbox.claim',
+  'sandbox.resume',
+  'template.build',
+]);
+
 /**
  * What the services ask of a node, as methods: each one a command of the contract sent
  * over the node's link, its failure turned into a domain error.
  */
 export class NodeClient {
-  constructor(readonly link: NodeLink) {}
+  constructor(
+    readonly link: NodeLink,
+    /** Where layers come from when this node lacks some (a cluster's server). */
+    private readonly layers: () => LayerSupplier | undefined = () => undefined,
+  ) {}
 
   get id(): string {
     return this.link.id;
@@ -76,7 +93,7 @@ export class NodeClient {
   private async call<K extends NodeCommandKind>(
     kind: K,
     payload: CommandPayload<K>,
-    options: { progress?: (line: BuildLogLine) => void; signal?: AbortSignal } = {},
+    options: { progress?: (line: BuildLogLine) => void; signal?: AbortSignal; supplied?: boolean } = {},
   ): Promise<CommandResult<K>> {
     const command = { id: randomUUID(), kind, issuedAt: new Date().toISOString(), payload } as NodeCommand<K>;
     const cancel = () =>
@@ -91,6 +108,13 @@ export class NodeClient {
     options.signal?.addEventListener('abort', cancel, { once: true });
     try {
       const outcome = await this.link.send(command as NodeCommand, options.progress);
+      const supplier = this.layers();
+      if (!outcome.ok && outcome.error.code === 'MISSING_ARTEFACT' && supplier && NEEDS_LAYERS.has(kind)) {
+        if (options.supplied) throw domainError(outcome.error);
+        const how = await supplier.supply(this, outcome.error);
+        const again = how === 'build' ? { ...payload, buildLayers: true } : payload;
+        return await this.call(kind, again, { ...options, supplied: true });
+      }
       if (!outcome.ok) throw domainError(outcome.error);
       return outcome.data as CommandResult<K>;
     } finally {
@@ -182,6 +206,16 @@ export class NodeClient {
     signal?: AbortSignal,
   ): Promise<BuildResultData> {
     return this.call('template.build', request, { progress: log, signal });
+  }
+
+  /** Has the node upload these layers of its store to the server's. */
+  pushLayers(layers: string[]): Promise<CommandResult<'artefact.push'>> {
+    return this.call('artefact.push', { layers });
+  }
+
+  /** Has the node download those of these layers it lacks from the server's store. */
+  fetchLayers(layers: string[]): Promise<CommandResult<'artefact.fetch'>> {
+    return this.call('artefact.fetch', { layers });
   }
 
   /** Frees the layers no template image still uses of `layers` (a deleted template's). */

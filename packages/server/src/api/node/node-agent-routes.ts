@@ -15,10 +15,12 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
 import type { NodeCommandQueue } from '../../nodes/command-queue.js';
+import type { LayerStore } from '../../nodes/layer-store.js';
 import type { NodeRegistry, NodeRow } from '../../nodes/node-registry.js';
 import type { BuildFiles } from '../../services/build-files.js';
 import { ForbiddenError, NotFoundError } from '../../services/errors.js';
 import { ErrorBody } from '../e2b/schemas.js';
+import { registerLayerRoutes } from './layer-routes.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -28,9 +30,9 @@ declare module 'fastify' {
 
 /** The largest body a node may send, once unzipped (a snapshot of many sandboxes). */
 const NODE_BODY_LIMIT = 16 * 1024 * 1024;
-const tags = ['node agents (aiva)'];
+export const tags = ['node agents (aiva)'];
 
-function nodeOf(request: FastifyRequest): NodeRow {
+export function nodeOf(request: FastifyRequest): NodeRow {
   if (!request.node) throw new Error('the node was not authenticated');
   return request.node;
 }
@@ -46,6 +48,8 @@ export async function registerNodeAgentRoutes(
   queue: NodeCommandQueue,
   /** The uploaded build files (a node's build reads them). */
   files: BuildFiles,
+  /** The server's store of layers, which nodes fill and fetch from. */
+  layers?: LayerStore,
 ): Promise<void> {
   await base.register(async (scoped) => {
     const app = scoped.withTypeProvider<TypeBoxTypeProvider>();
@@ -165,6 +169,7 @@ export async function registerNodeAgentRoutes(
         return reply.type('application/gzip').header('content-length', size).send(createReadStream(file));
       },
     );
+    if (layers) registerLayerRoutes(app, layers);
     app.post(
       NODE_ROUTES.progress,
       {
