@@ -52,6 +52,13 @@ test('every command kind checks its payload; unknown kinds and fields are told a
   };
   assert.equal(commandProblem(command('sandbox.create', create)), undefined);
   assert.match(commandProblem(command('sandbox.create', { ...create, envVars: { A: 1 } })) ?? '', /envVars/);
+  // Layers are named by their hashes, never by a path.
+  const layer = 'ab'.repeat(32);
+  assert.equal(commandProblem(command('artefact.push', { layers: [layer] })), undefined);
+  assert.equal(commandProblem(command('artefact.fetch', { layers: [layer] })), undefined);
+  assert.match(commandProblem(command('artefact.fetch', { layers: ['../../etc'] })) ?? '', /layers/);
+  assert.match(commandProblem(command('artefact.push', { layers: [] })) ?? '', /layers/);
+  assert.equal(commandProblem(command('sandbox.create', { ...create, buildLayers: true })), undefined);
   // Every kind has a payload and a result schema.
   for (const [kind, c] of Object.entries(NODE_COMMANDS)) assert.ok(c.payload && c.result, kind);
 });
