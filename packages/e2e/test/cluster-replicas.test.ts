@@ -1,7 +1,8 @@
 // Two `aiva server` replicas on one PostgreSQL behind a round-robin TCP load balancer
 // (issue 17, item 7): nodes join through the balancer, each node's tunnel lands on one
 // replica, and either replica serves any sandbox (API and traffic), passing traffic to the
-// replica that holds the node's tunnel. One replica leads (expiry, silent nodes); kill -9
+// replica that holds the node's tunnel; layers and build files uploaded to one replica are
+// found by the others. One replica leads (expiry, silent nodes); kill -9
 // of it hands the lead over, and the nodes and sandboxes carry on through the other.
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
@@ -127,10 +128,12 @@ before(async () => {
   });
   assert.equal(r.status, 201, await r.clone().text());
   const { token } = (await r.json()) as { token: string };
+  // node-2 has an image store of its own, empty: what it runs comes from node-1's, pushed
+  // to whichever replica the balancer picks and fetched through whichever it picks next.
   for (const i of [1, 2]) {
-    const n = await makeNode(i);
+    const n = await makeNode(i, { ownStore: i === 2 });
     nodes.push(n);
-    await startAgent(n, balancer.url, { token });
+    await startAgent(n, balancer.url, { token, args: i === 2 ? ['--no-prepare'] : [] });
     ids.set(n.name, (await nodeCredentials(n)).nodeId);
   }
 });
@@ -148,7 +151,11 @@ after(async () => {
   }
   const codes = [];
   for (const n of nodes) codes.push(await n.agent?.stop());
-  for (const r of replicas) await r.stop();
+  for (const r of replicas) {
+    await r.stop();
+    // Its layer store holds what node-2 fetched (hundreds of MB).
+    await rm(r.home, { recursive: true, force: true });
+  }
   for (const s of balancer?.sockets ?? []) s.destroy();
   balancer?.server.close();
   await db?.stop();

@@ -34,6 +34,7 @@ import { type TunnelNode, TunnelSessions } from './nodes/tunnel-sessions.js';
 import { routeOf, SandboxProxy } from './proxy/sandbox-proxy.js';
 import { signedFileRoute } from './proxy/signed-file-url.js';
 import { serveForward } from './replicas/replica-forward.js';
+import { registerReplicaRoutes } from './replicas/replica-routes.js';
 import { applicationNameOf, newReplicaId, ServerReplica } from './replicas/server-replica.js';
 import { BuildFiles } from './services/build-files.js';
 import type { SandboxLimits } from './services/live-sandboxes.js';
@@ -166,7 +167,7 @@ export async function startServer(
         )
       : undefined;
     // Layers a node lacks come through the server's store, from a node that has them.
-    const layerStore = config.cluster ? new LayerStore(config.home) : undefined;
+    const layerStore = config.cluster ? new LayerStore(config.home, replica) : undefined;
     if (layerStore) {
       await layerStore.sweepTmp();
       nodes.layers = new LayerSupply(() => nodes.all(), layerStore, logger.child({ component: 'layers' }));
@@ -323,6 +324,7 @@ export async function startServer(
     );
     app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
     registerTemplateUploadRoute(app, templateBuilds);
+    if (replica && layerStore) registerReplicaRoutes(app, replica, layerStore);
     if (registry) await registerNodeAgentRoutes(app, registry, nodeCommands, buildFiles, layerStore);
     await app.register(async (api) => {
       requireApiKey(api, teams);

@@ -2,9 +2,10 @@ import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { type Readable, Transform } from 'node:stream';
+import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { LAYER_HASH_PATTERN } from '@aiva/protocol/node';
+import { LAYER_DIGEST_HEADER, LAYER_HASH_PATTERN } from '@aiva/protocol/node';
+import { replicaLinkQuery } from '../replicas/replica-links.js';
 import { InvalidRequestError } from '../services/errors.js';
 
 // The server's store of layers, for nodes to fetch what they lack (issue 17):
@@ -35,11 +36,47 @@ export class LayerTooLargeError extends Error {
   readonly statusCode = 413;
 }
 
+/** The other server replicas, whose stores hold what nodes pushed to them. */
+export interface ReplicaPeers {
+  peers(): Promise<string[]>;
+  sharedSecret(): Promise<Buffer>;
+}
+
+/** Where a replica serves a layer of its own store to the others. */
+export const replicaLayerPath = (hash: string) => `/v1/replica/layers/${hash}`;
+
 export class LayerStore {
   readonly root: string;
 
-  constructor(home: string) {
+  constructor(
+    home: string,
+    private readonly replicas?: ReplicaPeers,
+  ) {
     this.root = join(home, 'artefacts');
+  }
+
+  /**
+   * The layer, if this store holds it, or once fetched from another server replica's
+   * store (a node pushed it there), its digest checked as an upload's.
+   */
+  async find(hash: string): Promise<StoredLayer | undefined> {
+    const here = await this.get(hash);
+    if (here || !this.replicas) return here;
+    const path = replicaLayerPath(hash);
+    for (const peer of await this.replicas.peers()) {
+      try {
+        const r = await fetch(`${peer}${path}?${replicaLinkQuery(await this.replicas.sharedSecret(), path)}`);
+        const digest = r.headers.get(LAYER_DIGEST_HEADER);
+        if (r.status !== 200 || !r.body || !digest) {
+          await r.body?.cancel();
+          continue;
+        }
+        return await this.put(hash, digest, Readable.fromWeb(r.body as never), `replica ${peer}`);
+      } catch {
+        // The next replica, if any.
+      }
+    }
+    return undefined;
   }
 
   private dir(hash: string): string {

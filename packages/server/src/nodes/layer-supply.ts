@@ -28,7 +28,7 @@ export class LayerSupply implements LayerSupplier {
       : [];
     if (layers.length === 0) throw new NodeCommandError(failure);
     const absent: string[] = [];
-    for (const hash of layers) if (!(await this.store.get(hash))) absent.push(hash);
+    for (const hash of layers) if (!(await this.store.find(hash))) absent.push(hash);
     const holders = await this.holders(target, absent);
     const unheld = absent.filter((h) => !holders.has(h));
     if (unheld.length > 0) {
@@ -106,7 +106,7 @@ export class LayerSupply implements LayerSupplier {
     }
     await Promise.all(waiting);
     for (const h of hashes)
-      if (!(await this.store.get(h)))
+      if (!(await this.store.find(h)))
         throw new NodeCommandError({
           code: 'MISSING_ARTEFACT',
           message: `node ${holder.id} did not upload layer ${h.slice(0, 12)} to the server's store`,

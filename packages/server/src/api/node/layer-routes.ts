@@ -59,7 +59,7 @@ export function registerLayerRoutes(base: FastifyInstance, store: LayerStore): v
     },
     async (request, reply) => {
       nodeOf(request);
-      const layer = await store.get(request.params.hash);
+      const layer = await store.find(request.params.hash);
       if (!layer) throw new NotFoundError(`the server's store has no layer ${request.params.hash}`);
       return reply
         .type(TAR)
