@@ -10,6 +10,7 @@ import {
   type NodeSandbox,
   type TemplateDefinitionData,
 } from '@aiva/protocol/node';
+import type { Logger } from 'pino';
 import type { BuildBase, BuildSpec } from '../build/build-types.js';
 import { envdMetrics } from '../envd/envd-http.js';
 import { MissingLayerError } from '../image/image-store.js';
@@ -19,6 +20,7 @@ import { SandboxManager } from '../sandbox/sandbox-manager.js';
 import type { SandboxInfo } from '../sandbox/sandbox-records.js';
 import { SandboxNotFoundError } from '../sandbox/sandbox-records.js';
 import { failureOf } from './node-failures.js';
+import { SandboxDeadlines } from './sandbox-deadlines.js';
 
 // A node's side of the server ↔ node contract: runs the commands a server gives it on
 // this host's LocalNode and answers each with its outcome, whether the server is in this
@@ -39,6 +41,7 @@ export interface NodeExecutorOptions {
     push(layers: string[], signal: AbortSignal): Promise<CommandResult<'artefact.push'>>;
     fetch(layers: string[], signal: AbortSignal): Promise<CommandResult<'artefact.fetch'>>;
   };
+  log?: Logger;
 }
 
 /** What a command may hear as it runs: a build's log lines. */
@@ -70,10 +73,32 @@ export class NodeExecutor {
   private readonly outcomes = new Map<string, Promise<NodeCommandOutcome>>();
   private readonly running = new Map<string, AbortController>();
 
+  /** Each sandbox's end time, kept by the node too (`sandbox.set-deadline`). */
+  readonly deadlines: SandboxDeadlines;
+
   constructor(
     readonly node: LocalNode,
     private readonly options: NodeExecutorOptions,
-  ) {}
+  ) {
+    this.deadlines = new SandboxDeadlines({
+      expire: async (id, action) => {
+        const s = this.sandboxes.get(id);
+        if (s.state !== 'running') return;
+        options.log?.warn(
+          { sandbox: id, action },
+          'sandbox past its deadline: the node ends it (reason timeout)',
+        );
+        if (action === 'pause') await this.sandboxes.pause(id);
+        else await this.sandboxes.kill(id);
+      },
+      onError: (id, e) =>
+        options.log?.error({ sandbox: id, err: e.message }, 'ending a sandbox at its deadline failed'),
+    });
+    // A sandbox that stops running has no deadline any more (a resume sets a new one).
+    this.sandboxes.on('state', (s) => {
+      if (s.state !== 'running' && s.state !== 'creating') this.deadlines.clear(s.id);
+    });
+  }
 
   /**
    * Runs `command` once, however often it is given: the same id gets the outcome of the
@@ -147,9 +172,16 @@ export class NodeExecutor {
     }
   }
 
-  /** Hears every change of a sandbox's state, as the contract tells it. */
+  /** Hears every change of a sandbox's state, as the contract tells it (with `endReason` when the node ended it). */
   onSandbox(listener: (sandbox: NodeSandbox) => void): void {
-    this.sandboxes.on('state', (s) => listener(contractSandbox(s)));
+    this.sandboxes.on('state', (s) => listener(this.told(s)));
+  }
+
+  private told(s: SandboxInfo): NodeSandbox {
+    const c = contractSandbox(s);
+    return (s.state === 'stopped' || s.state === 'stopping') && this.deadlines.endedByDeadline(s.id)
+      ? { ...c, endReason: 'timeout' }
+      : c;
   }
 
   /**
@@ -227,6 +259,14 @@ export class NodeExecutor {
     },
     'sandbox.update-network': async (p) => {
       await this.sandboxes.updateNetwork(p.sandboxId, p.policy);
+      return {};
+    },
+    'sandbox.set-deadline': async (p) => {
+      const at = p.deadline === null ? undefined : Date.parse(p.deadline);
+      if (Number.isNaN(at))
+        throw new NodeCommandError({ code: 'INVALID_SPEC', message: `deadline ${p.deadline} is not a time` });
+      this.sandboxes.get(p.sandboxId);
+      this.deadlines.set(p.sandboxId, at, (p.graceSeconds ?? 0) * 1000, p.onDeadline ?? 'kill');
       return {};
     },
     'sandbox.checkpoint': async (p) => {

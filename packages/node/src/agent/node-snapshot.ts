@@ -13,6 +13,8 @@ export interface NodeSnapshotOptions {
   /** The memory its sandboxes may be given in all. */
   memoryBudgetMiB: number;
   maxSandboxes?: number;
+  /** The direct listener, when there is one: its address and certificate fingerprint. */
+  direct?: NodeSnapshot['direct'];
 }
 
 const MiB = 1024 * 1024;
@@ -50,6 +52,7 @@ export class NodeSnapshotter {
       node.sandboxes.listCheckpoints(),
       node.images.artefacts.layerHashes(),
     ]);
+    const ended = this.executor.deadlines.recentlyEnded();
     return {
       protocol: formatProtocol(NODE_PROTOCOL),
       nodeId: this.options.nodeId,
@@ -73,6 +76,8 @@ export class NodeSnapshotter {
       },
       artefacts: { recipes, images: images.filter((n) => /^[0-9a-f]{16,}$/.test(n)), layers },
       checkpoints: checkpoints.map((c) => ({ name: c.name, memory: c.memory, bytes: c.bytes })),
+      ...(this.options.direct ? { direct: this.options.direct } : {}),
+      ...(ended.length > 0 ? { ended } : {}),
       sandboxes: this.executor.list(),
     };
   }

@@ -78,6 +78,22 @@ export const NODE_COMMANDS = {
     payload: Type.Object({ sandboxId, policy: NetworkPolicySchema }),
     result: empty,
   },
+  /**
+   * When the sandbox's time is up (the server's end time, E2B's timeout), so that a node
+   * cut off from the server still ends it: at `deadline` plus `graceSeconds` (the server
+   * normally acts first) the node kills it — or pauses it, `onDeadline: 'pause'` (autoPause)
+   * — and reports its end with reason `timeout`. `deadline: null` clears it (paused, say).
+   * Sent at create and whenever the end time changes; the last one sent wins.
+   */
+  'sandbox.set-deadline': {
+    payload: Type.Object({
+      sandboxId,
+      deadline: Type.Union([Type.String({ minLength: 1, maxLength: 40 }), Type.Null()]),
+      graceSeconds: Type.Optional(Type.Integer({ minimum: 0, maximum: 3600 })),
+      onDeadline: Type.Optional(Type.Enum(['kill', 'pause'])),
+    }),
+    result: empty,
+  },
   /** Saves a running or paused sandbox under `name`; its own state does not change. */
   'sandbox.checkpoint': {
     payload: Type.Object({ sandboxId, name: checkpointName }),

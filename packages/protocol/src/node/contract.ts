@@ -9,6 +9,8 @@ import { type Static, Type } from 'typebox';
  * and each side ignores fields it does not know.
  */
 export const NODE_PROTOCOL = { major: 1, minor: 1 } as const;
+// 1.1: `artefact.push` and `artefact.fetch` (layers between nodes); `sandbox.set-deadline`;
+// a snapshot's layers, `direct` listener and `ended` sandboxes.
 export type NodeProtocolVersion = { major: number; minor: number };
 
 /** The header every node request carries its protocol version in (`1.0`). */

@@ -38,6 +38,21 @@ export const NodeSnapshotSchema = Type.Object({
     layers: Type.Optional(Type.Array(Type.String())),
   }),
   checkpoints: Type.Array(NodeCheckpointSchema),
+  /**
+   * The node's direct listener (`aiva node join --direct-address`): where the server may
+   * dial it, and the SHA-256 fingerprint of its self-signed certificate (lower-case hex),
+   * which the server pins instead of trusting a CA.
+   */
+  direct: Type.Optional(
+    Type.Object({ address: Type.String(), fingerprint: Type.String({ pattern: '^[0-9a-f]{64}$' }) }),
+  ),
+  /**
+   * Sandboxes the node ended by itself lately (a deadline of `sandbox.set-deadline`), with
+   * why: the server ends their rows with that reason rather than as failed.
+   */
+  ended: Type.Optional(
+    Type.Array(Type.Object({ id: Type.String(), reason: Type.Enum(['timeout']), at: Type.String() })),
+  ),
   sandboxes: Type.Array(
     Type.Object({ ...NodeSandboxSchema.properties, usage: Type.Optional(SandboxUsageSchema) }),
   ),

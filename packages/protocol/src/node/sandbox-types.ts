@@ -23,6 +23,8 @@ export const NodeSandboxSchema = Type.Object({
   diskMiB: Type.Integer({ minimum: 0 }),
   envdVersion: Type.String(),
   error: Type.Optional(Type.String()),
+  /** Why the node ended it by itself (`stopped`): its deadline passed (`sandbox.set-deadline`). */
+  endReason: Type.Optional(Type.Enum(['timeout'])),
   /** Paused without its memory: its processes ended, its disk kept; a resume boots it afresh. */
   withoutMemory: Type.Optional(Type.Boolean()),
 });

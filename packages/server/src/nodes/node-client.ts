@@ -223,10 +223,32 @@ export class NodeClient {
     await this.call('layers.remove', { layers });
   }
 
-  /** Called when a sandbox ends or fails without being asked to (its process died). */
-  onSandboxFailed(listener: (id: string, reason: string) => void): void {
+  /**
+   * Called when a sandbox ends or fails without being asked to: its process died, or the
+   * node ended it at its deadline (`endReason` `timeout`).
+   */
+  onSandboxFailed(listener: (id: string, reason: string, endReason?: 'timeout') => void): void {
     this.link.onSandbox((s) => {
       if (s.state === 'error') listener(s.id, s.error ?? 'the sandbox failed');
+      else if (s.state === 'stopped' && s.endReason)
+        listener(s.id, s.error ?? 'the node ended it at its deadline', s.endReason);
+    });
+  }
+
+  /**
+   * Tells the node when the sandbox's time is up, so that it ends it (after `graceSeconds`)
+   * even while cut off from this server; `undefined` clears it.
+   */
+  async setDeadline(
+    id: string,
+    deadline: Date | undefined,
+    options: { graceSeconds: number; onDeadline: 'kill' | 'pause' },
+  ): Promise<void> {
+    await this.call('sandbox.set-deadline', {
+      sandboxId: id,
+      deadline: deadline?.toISOString() ?? null,
+      graceSeconds: options.graceSeconds,
+      onDeadline: options.onDeadline,
     });
   }
 }

@@ -75,10 +75,10 @@ export class Nodes {
     return this.entries.values().next().value?.client;
   }
 
-  private readonly listeners: ((id: string, reason: string) => void)[] = [];
+  private readonly listeners: ((id: string, reason: string, endReason?: 'timeout') => void)[] = [];
 
   /** Hears a sandbox of any node, present or future, end or fail without being asked to. */
-  onSandboxFailed(listener: (id: string, reason: string) => void): void {
+  onSandboxFailed(listener: (id: string, reason: string, endReason?: 'timeout') => void): void {
     this.listeners.push(listener);
     for (const e of this.entries.values()) e.client.onSandboxFailed(listener);
   }

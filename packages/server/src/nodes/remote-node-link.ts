@@ -35,6 +35,11 @@ export class RemoteNodeLink implements NodeLink {
     return this.last;
   }
 
+  /** The node's direct listener, as its last snapshot told it. */
+  get direct(): NodeSnapshot['direct'] {
+    return this.last?.direct;
+  }
+
   /** When the node reported last (ms since the epoch), if it did. */
   get reportedAt(): number | undefined {
     return this.last ? Date.parse(this.last.sentAt) : undefined;
@@ -53,9 +58,15 @@ export class RemoteNodeLink implements NodeLink {
     if (o.quiet) return;
     for (const s of snapshot.sandboxes)
       if (before.get(s.id)?.state !== s.state) for (const l of this.listeners) l(s);
+    const ended = new Set((snapshot.ended ?? []).map((e) => e.id));
     for (const [id, s] of before)
       if (!this.byId.has(id))
-        for (const l of this.listeners) l({ ...s, state: 'error', error: 'the node no longer runs it' });
+        for (const l of this.listeners)
+          l(
+            ended.has(id)
+              ? { ...s, state: 'stopped', endReason: 'timeout', error: 'the node ended it at its deadline' }
+              : { ...s, state: 'error', error: 'the node no longer runs it' },
+          );
   }
 
   sandbox(id: string): NodeSandbox | undefined {

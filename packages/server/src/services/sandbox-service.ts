@@ -26,6 +26,7 @@ import {
   TYPICAL_MEMORY_MIB,
 } from './live-sandboxes.js';
 import { egressPolicy, updatedNetwork } from './network-policy.js';
+import { NodeDeadlines } from './node-deadlines.js';
 import { NodeReconciliation } from './node-reconciliation.js';
 import { placementOf } from './placement-request.js';
 import { ReplicaSync } from './replica-sync.js';
@@ -96,6 +97,8 @@ const BATCH_METRICS_MAX = 100;
 export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
   private readonly live: LiveSandboxes;
   private readonly expiry: SandboxExpiry;
+  /** The nodes' own copies of the end times, for a node cut off from this server. */
+  private readonly deadlines: NodeDeadlines;
   private readonly usage: SandboxMetrics;
   private readonly resuming = new Map<string, Promise<void>>();
   private readonly reconciliation: NodeReconciliation;
@@ -114,6 +117,11 @@ export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
     this.expiry = new SandboxExpiry(
       () => this.live.values(),
       { pause: (s) => this.pauseLive(s, s.autoPauseMemory), end: (id) => this.end(id, 'timeout') },
+      this.log,
+    );
+    this.deadlines = new NodeDeadlines(
+      () => this.live.values(),
+      (id) => this.nodeOfSandbox(id),
       this.log,
     );
     this.reconciliation = new NodeReconciliation(this.live, this.rows, this.log, this.endedElsewhere);
@@ -135,16 +143,27 @@ export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
       if (node.link.fresh) await this.reconciliation.reconcile(node);
       else await this.reconciliation.serveFromRows(node.id);
     }
-    this.nodes.onSandboxFailed((id, reason) => void this.onNodeFailure(id, reason));
+    this.nodes.onSandboxFailed((id, reason, endReason) => void this.onNodeFailure(id, reason, endReason));
+    // The end times: enforced here, and copied to the nodes (which end a sandbox by
+    // themselves when cut off). With replicas, by the leader only.
+    const enforce = (on: boolean) => {
+      if (on) {
+        this.expiry.start();
+        this.deadlines.start();
+      } else {
+        this.expiry.stop();
+        this.deadlines.stop();
+      }
+    };
     const { replica } = this.options;
     if (replica) {
       this.reconciliation.othersCreate = true;
       this.sync = new ReplicaSync(this.options.db, this.live, this.nodes, this.endedElsewhere, this.log);
       this.sync.follow(replica);
       await this.sync.resync();
-      replica.on('leader', (leads: boolean) => (leads ? this.expiry.start() : this.expiry.stop()));
-      if (replica.leader) this.expiry.start();
-    } else this.expiry.start();
+      replica.on('leader', enforce);
+      enforce(replica.leader);
+    } else enforce(true);
     this.usage.start();
     this.live.updateGauge();
     // The warm pool is a one-box feature: it keeps sandboxes ready on the first node.
@@ -168,6 +187,7 @@ export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
   async stop(options: { killSandboxes: boolean }): Promise<void> {
     this.expiry.stop();
     this.sync?.stop();
+    this.deadlines.stop();
     this.usage.stop();
     await this.pool?.close();
     if (options.killSandboxes) {
@@ -518,13 +538,14 @@ export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
     this.emit('ended', s.id);
   }
 
-  private async onNodeFailure(id: string, reason: string): Promise<void> {
+  /** A sandbox its node ended without being asked: it failed, or (`endReason`) its node's deadline passed. */
+  private async onNodeFailure(id: string, reason: string, endReason?: 'timeout'): Promise<void> {
     const live = this.live.get(id);
     if (!live) return;
     this.log.warn({ sandbox: id, reason }, 'sandbox failed on its node');
     this.forget(id);
     this.emit('ended', id);
-    await this.rows.markEnded(id, live.state, 'failed', reason);
+    await this.rows.markEnded(id, live.state, endReason ?? 'failed', reason);
     await this.nodes
       .of(live.nodeId)
       .kill(id)
