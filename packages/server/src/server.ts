@@ -25,6 +25,7 @@ import { registerNodeAgentRoutes } from './api/node/node-agent-routes.js';
 import { openDatabase } from './db/database.js';
 import { createServerMetrics } from './metrics/server-metrics.js';
 import { NodeCommandQueue } from './nodes/command-queue.js';
+import { DirectSessions } from './nodes/direct-sessions.js';
 import { LayerStore } from './nodes/layer-store.js';
 import { LayerSupply } from './nodes/layer-supply.js';
 import type { NodeLink } from './nodes/node-link.js';
@@ -77,6 +78,8 @@ export interface ServerConfig {
     advertiseUrl?: string;
     /** What the replicas sign what they ask of each other with (AIVA_CLUSTER_SECRET); default one kept in the database. */
     secret?: string;
+    /** Dial nodes' direct listeners (`aiva node join --direct-address`); false: always their tunnels. */
+    direct?: boolean;
   };
 }
 
@@ -148,6 +151,10 @@ export async function startServer(
           log: logger.child({ component: 'tunnels' }),
         })
       : undefined;
+    const direct =
+      config.cluster && config.cluster.direct !== false
+        ? new DirectSessions({ log: logger.child({ component: 'direct' }) })
+        : undefined;
     const registry: NodeRegistry | undefined = config.cluster
       ? new NodeRegistry(
           database.db,
@@ -164,6 +171,7 @@ export async function startServer(
             lostAfterSeconds: config.cluster.lostAfterSeconds,
           },
           replica,
+          direct,
         )
       : undefined;
     // Layers a node lacks come through the server's store, from a node that has them.
@@ -178,6 +186,7 @@ export async function startServer(
       cleanup.unshift(async () => {
         registry.stop();
         await tunnels?.close();
+        await direct?.close();
       });
     }
     const templateCatalog = new TemplateCatalog(database.db, nodes);
@@ -363,6 +372,7 @@ export async function startServer(
           proxy.close();
           registry?.stop();
           await tunnels?.close();
+          await direct?.close();
           server?.closeAllConnections();
           await app.close();
           await replica?.stop();

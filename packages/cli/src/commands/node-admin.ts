@@ -12,6 +12,8 @@ interface NodeInfo {
   lastSeenAt: string | null;
   sandboxes: number;
   tunnel: boolean;
+  mode?: 'tunnel' | 'direct';
+  direct?: { address: string; error?: string } | null;
   capacity: { cores?: number; memoryBudgetMiB?: number; diskMiB?: number } | null;
   free: { memAvailableMiB?: number; diskFreeMiB?: number } | null;
 }
@@ -35,6 +37,7 @@ export function registerNodeAdminCommands(node: Command): void {
             'name',
             'state',
             'tunnel',
+            'mode',
             'sandboxes',
             'cores',
             'memory MiB',
@@ -47,6 +50,12 @@ export function registerNodeAdminCommands(node: Command): void {
             n.name,
             n.state,
             n.tunnel ? 'up' : 'down',
+            // Direct mode names the listener; a node that has one but is reached through its tunnel says so.
+            n.mode === 'direct'
+              ? `direct ${n.direct?.address ?? ''}`
+              : n.direct
+                ? `tunnel (direct ${n.direct.address} unused)`
+                : 'tunnel',
             String(n.sandboxes),
             String(n.capacity?.cores ?? '-'),
             String(n.capacity?.memoryBudgetMiB ?? '-'),

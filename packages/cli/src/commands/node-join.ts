@@ -18,6 +18,21 @@ interface JoinOptions {
   logLevel: string;
   /** false with --no-prepare */
   prepare: boolean;
+  directAddress?: HostPort;
+  directListen?: HostPort;
+}
+
+interface HostPort {
+  host: string;
+  port: number;
+}
+
+/** `host:port` (an IPv6 host in brackets), for the direct-mode options. */
+function hostPort(value: string): HostPort {
+  const m = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(value);
+  const port = Number(m?.[2]);
+  if (!m || port < 1 || port > 65535) throw new InvalidArgumentError(`${value} is not host:port`);
+  return { host: (m[1] as string).replace(/^\[|\]$/g, ''), port };
 }
 
 /**
@@ -64,6 +79,16 @@ export function registerNodeJoinCommand(node: Command): void {
       '--no-prepare',
       'do not build the base template at start: its layers come from another node through the server when first needed',
     )
+    .option(
+      '--direct-address <host:port>',
+      'where the server can reach this node directly: its sandbox traffic then goes there (TLS, pinned to a self-signed certificate) instead of through the node’s own connection',
+      hostPort,
+    )
+    .option(
+      '--direct-listen <addr:port>',
+      'where the direct listener listens (default 0.0.0.0 and the port of --direct-address)',
+      hostPort,
+    )
     .option('--log-level <level>', `${LOG_LEVELS.join(', ')}`, logLevel, 'info')
     .action(async (serverUrl: string, opts: JoinOptions) => {
       let url: URL;
@@ -74,6 +99,8 @@ export function registerNodeJoinCommand(node: Command): void {
       }
       if (!/^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$/.test(opts.name))
         throw new InvalidArgumentError(`node name ${opts.name}: lower-case letters, digits, . and -`);
+      if (opts.directListen && !opts.directAddress)
+        throw new InvalidArgumentError('--direct-listen needs --direct-address (where the server dials it)');
       const logger = createLogger({ level: opts.logLevel });
       const home = dataDir();
       const version = await aivaVersion();
@@ -114,6 +141,15 @@ export function registerNodeJoinCommand(node: Command): void {
           memoryBudgetMiB,
           maxSandboxes: opts.maxSandboxes ?? Math.max(1, Math.floor(memoryBudgetMiB / 128)),
           executor,
+          ...(opts.directAddress
+            ? {
+                direct: {
+                  address: `${opts.directAddress.host.includes(':') ? `[${opts.directAddress.host}]` : opts.directAddress.host}:${opts.directAddress.port}`,
+                  listenHost: opts.directListen?.host ?? '0.0.0.0',
+                  listenPort: opts.directListen?.port ?? opts.directAddress.port,
+                },
+              }
+            : {}),
           logger: logger.child({ component: 'agent' }),
         });
         const running = agent.run();

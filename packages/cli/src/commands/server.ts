@@ -15,6 +15,7 @@ interface ServerOptions {
   unreachableAfter: number;
   lostAfter: number;
   advertiseUrl?: string;
+  direct: boolean;
   logLevel: string;
 }
 
@@ -59,6 +60,10 @@ export function registerServerCommand(program: Command): void {
       '--advertise-url <url>',
       'where the other replicas on the same database reach this one, e.g. http://10.0.0.5:3000 (env AIVA_ADVERTISE_URL; default: this host’s name and port)',
     )
+    .option(
+      '--no-direct',
+      'never dial nodes’ direct listeners (aiva node join --direct-address): all sandbox traffic rides the nodes’ own connections',
+    )
     .option('--log-level <level>', `${LOG_LEVELS.join(', ')}`, logLevel, 'info')
     .action(async (opts: ServerOptions) => {
       if (opts.lostAfter <= opts.unreachableAfter)
@@ -92,6 +97,7 @@ export function registerServerCommand(program: Command): void {
             lostAfterSeconds: opts.lostAfter,
             advertiseUrl: advertiseUrl?.replace(/\/$/, ''),
             secret: process.env.AIVA_CLUSTER_SECRET || undefined,
+            direct: opts.direct,
           },
         },
         undefined,

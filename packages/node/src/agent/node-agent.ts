@@ -18,9 +18,10 @@ import {
 } from '@aiva/protocol/node';
 import type { Logger } from 'pino';
 import { CommandJournal } from './command-journal.js';
+import { ensureDirectCert } from './direct-cert.js';
 import { LayerTransfer } from './layer-transfer.js';
 import type { NodeExecutor } from './node-executor.js';
-import { NodeSnapshotter } from './node-snapshot.js';
+import { type NodeSnapshotOptions, NodeSnapshotter } from './node-snapshot.js';
 import { TunnelDialError, TunnelServer } from './tunnel-server.js';
 
 // The node agent (`aiva node join`): it opens every connection to the server — joins
@@ -35,7 +36,12 @@ export interface NodeAgentOptions {
   labels: Record<string, string>;
   /** The join token; needed on the first start only (the credential is kept). */
   token?: string;
-  directAddress?: string;
+  /**
+   * Direct mode: `address` (host:port) is where the server may dial this node's TLS
+   * listener, which listens on `listenHost`:`listenPort`; its self-signed certificate is
+   * kept in `agent/direct/`, its fingerprint reported in each snapshot.
+   */
+  direct?: { address: string; listenHost: string; listenPort: number };
   aivaVersion: string;
   memoryBudgetMiB: number;
   maxSandboxes?: number;
@@ -105,12 +111,12 @@ export class NodeAgent {
     for (const o of await this.journal.open()) this.unsent.set(o.commandId, o);
     this.credentials = await this.join();
     const { nodeId } = this.credentials;
-    this.snapshotter = new NodeSnapshotter(this.options.executor, {
+    const snapshotOptions: NodeSnapshotOptions = {
       nodeId,
       aivaVersion: this.options.aivaVersion,
       memoryBudgetMiB: this.options.memoryBudgetMiB,
       maxSandboxes: this.options.maxSandboxes,
-    });
+    };
     const tunnel = new TunnelServer({
       nodeId,
       tunnelKey: Buffer.from(this.credentials.tunnelKey, 'base64'),
@@ -121,6 +127,21 @@ export class NodeAgent {
       },
       log: this.options.logger.child({ part: 'tunnel' }),
     });
+    const { direct } = this.options;
+    if (direct) {
+      const cert = await ensureDirectCert(join(this.options.home, 'agent', 'direct'), this.options.name);
+      const at = await tunnel.listenDirect(
+        { key: cert.key, cert: cert.cert },
+        direct.listenPort,
+        direct.listenHost,
+      );
+      snapshotOptions.direct = { address: direct.address, fingerprint: cert.fingerprint };
+      this.options.logger.info(
+        { listen: `${at.address}:${at.port}`, address: direct.address, fingerprint: cert.fingerprint },
+        'direct listener up',
+      );
+    }
+    this.snapshotter = new NodeSnapshotter(this.options.executor, snapshotOptions);
     this.options.executor.onSandbox((s) => {
       // A sandbox that stops running takes its open streams with it.
       if (s.state !== 'running') tunnel.resetSandbox(s.id);
@@ -160,7 +181,7 @@ export class NodeAgent {
       labels: this.options.labels,
       protocol: formatProtocol(NODE_PROTOCOL),
       aivaVersion: this.options.aivaVersion,
-      ...(this.options.directAddress ? { directAddress: this.options.directAddress } : {}),
+      ...(this.options.direct ? { directAddress: this.options.direct.address } : {}),
     };
     const joined = await this.retrying(
       'join',

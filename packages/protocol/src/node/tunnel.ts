@@ -47,6 +47,18 @@ export const TUNNEL_MAX_SESSION_MEMORY = 128;
 /** Each end PINGs this often and drops the session when a PING goes unanswered this long. */
 export const TUNNEL_PING_INTERVAL_MS = 15_000;
 
+/** The ALPN protocol a node's direct listener speaks (TLS, HTTP/2 only). */
+export const DIRECT_ALPN = 'h2';
+
+/**
+ * A certificate's SHA-256 fingerprint as the contract carries it: lower-case hex, no
+ * colons (Node's `fingerprint256` is upper-case with colons). Undefined for anything else.
+ */
+export function normalizeFingerprint(text: string | undefined): string | undefined {
+  const hex = (text ?? '').replace(/:/g, '').toLowerCase();
+  return /^[0-9a-f]{64}$/.test(hex) ? hex : undefined;
+}
+
 /** What a ticket is for. */
 export interface TicketSubject {
   nodeId: string;

@@ -26,6 +26,7 @@ import {
 } from '../services/errors.js';
 import type { NodeTokenService } from '../services/node-token-service.js';
 import type { NodeCommandQueue } from './command-queue.js';
+import type { DirectSessions } from './direct-sessions.js';
 import type { Nodes } from './nodes.js';
 import { RemoteNodeLink } from './remote-node-link.js';
 import { TunnelAgent } from './tunnel-agent.js';
@@ -46,6 +47,10 @@ export interface NodeInfo {
   sandboxes: number;
   /** Whether its tunnel (its sandboxes' traffic) is connected to this server. */
   tunnel: boolean;
+  /** How its sandboxes' traffic goes now: through its tunnel, or to its direct listener. */
+  mode: 'tunnel' | 'direct';
+  /** Its direct listener, if it has one, and why the server cannot use it, if it cannot. */
+  direct: { address: string; error?: string } | null;
   capacity: NodeSnapshot['capacity'] | null;
   free: NodeSnapshot['free'] | null;
 }
@@ -92,6 +97,8 @@ export class NodeRegistry {
     readonly options: NodeRegistryOptions,
     /** The replica this server is, when several share the database. */
     private readonly replica?: ServerReplica,
+    /** Direct connections to nodes that have a direct listener; none: always the tunnel. */
+    private readonly direct?: DirectSessions,
   ) {}
 
   /** Loads the nodes that joined before (their last snapshots) and starts watching who is silent. */
@@ -158,8 +165,17 @@ export class NodeRegistry {
   }
 
   private attach(row: NodeRow): RemoteNodeLink {
-    const connect = (sandboxId: string, port: number) => this.reach(row.id, sandboxId, port);
-    const link = new RemoteNodeLink(row.id, this.queue, {
+    const node: TunnelNode = { nodeId: row.id, tunnelKey: Buffer.from(row.tunnelKey, 'base64') };
+    // On the tunnel (this replica's, or through the replica holding it).
+    const tunnel = (sandboxId: string, port: number) => this.reach(row.id, sandboxId, port);
+    // To the node's direct listener when it has one (falling back to the tunnel), else the tunnel.
+    const connect = (sandboxId: string, port: number) => {
+      const target = this.direct && link.direct;
+      return target && this.direct
+        ? this.direct.connect(node, target, sandboxId, port, () => tunnel(sandboxId, port))
+        : tunnel(sandboxId, port);
+    };
+    const link: RemoteNodeLink = new RemoteNodeLink(row.id, this.queue, {
       plain: new TunnelAgent(connect),
       https: new TunnelAgent(connect, { https: true }),
     });
@@ -233,6 +249,17 @@ export class NodeRegistry {
           lastSeenAt: r.lastSeenAt?.toISOString() ?? null,
           sandboxes: count.get(r.id) ?? 0,
           tunnel: this.tunnels.has(r.id) || Boolean(this.replica && r.tunnelReplica),
+          mode: this.direct && snap?.direct ? this.direct.mode(r.id) : 'tunnel',
+          direct: snap?.direct
+            ? {
+                address: snap.direct.address,
+                ...(this.direct
+                  ? this.direct.lastError(r.id) !== undefined
+                    ? { error: this.direct.lastError(r.id) }
+                    : {}
+                  : { error: 'the server does not dial nodes directly (--no-direct)' }),
+              }
+            : null,
           capacity: snap?.capacity ?? null,
           free: snap?.free ?? null,
         };
@@ -277,6 +304,7 @@ export class NodeRegistry {
     this.links.delete(row.id);
     this.nodes.remove(row.id);
     this.tunnels.disconnect(row.id);
+    this.direct?.forget(row.id);
     this.log.info({ node: row.id, name: row.name }, 'node removed');
   }
 
@@ -422,6 +450,8 @@ export class NodeRegistry {
     const link = this.links.get(row.id) ?? this.attach({ ...row, state });
     const first = !link.fresh;
     link.update(own, true);
+    if (own.direct && this.direct)
+      this.direct.prepare({ nodeId: row.id, tunnelKey: Buffer.from(row.tunnelKey, 'base64') }, own.direct);
     this.lost.delete(row.id);
     // Its first report since this server started, or since it was unreachable: now what it
     // runs can be reconciled with the rows (sandboxes ended meanwhile are killed).

@@ -201,59 +201,7 @@ export class TunnelSessions extends EventEmitter {
       return Promise.reject(
         new TunnelConnectError('no-session', `node ${nodeId} has no tunnel to this server`),
       );
-    const { ticket, exp } = mintTicket(
-      entry.node.tunnelKey,
-      { nodeId, sandboxId, port },
-      this.opts.ticketTtlMs ?? TICKET_TTL_MS,
-    );
-    return new Promise((resolve, reject) => {
-      let stream: ClientHttp2Stream;
-      try {
-        stream = entry.session.request(
-          {
-            ':method': 'CONNECT',
-            ':authority': `${sandboxId}:${port}`,
-            [TUNNEL_HEADERS.ticket]: ticket,
-            [TUNNEL_HEADERS.ticketExp]: String(exp),
-          },
-          { endStream: false },
-        );
-      } catch (e) {
-        reject(
-          new TunnelConnectError(
-            'session-closed',
-            `node ${nodeId}'s tunnel is closing: ${(e as Error).message}`,
-          ),
-        );
-        return;
-      }
-      let settled = false;
-      const failed = (e?: Error) => {
-        if (settled) return;
-        settled = true;
-        reject(
-          new TunnelConnectError(
-            'session-closed',
-            `node ${nodeId}'s tunnel closed before sandbox ${sandboxId}:${port} answered${e ? `: ${e.message}` : ''}`,
-          ),
-        );
-      };
-      stream.once('error', failed);
-      stream.once('close', () => failed());
-      stream.once('response', (headers: IncomingHttpHeaders) => {
-        if (settled) return;
-        settled = true;
-        stream.removeListener('error', failed);
-        const status = Number(headers[':status']);
-        if (status === 200) {
-          resolve(stream);
-          return;
-        }
-        stream.on('error', () => {});
-        stream.close(constants.NGHTTP2_CANCEL);
-        reject(refusal(nodeId, sandboxId, port, status, headers[TUNNEL_HEADERS.error]));
-      });
-    });
+    return openConnectStream(entry.session, entry.node, sandboxId, port, this.opts.ticketTtlMs, 'tunnel');
   }
 
   /** Ends a node's session (it was removed): its streams are reset. */
@@ -276,6 +224,70 @@ export class TunnelSessions extends EventEmitter {
       ),
     );
   }
+}
+
+/**
+ * Opens a CONNECT stream to a sandbox's port on `session` (the node's tunnel, or a direct
+ * connection to it) with a fresh ticket; resolves once the node answered 200.
+ */
+export function openConnectStream(
+  session: ClientHttp2Session,
+  node: TunnelNode,
+  sandboxId: string,
+  port: number,
+  ttlMs: number | undefined,
+  via: 'tunnel' | 'direct connection',
+): Promise<ClientHttp2Stream> {
+  const { nodeId } = node;
+  const { ticket, exp } = mintTicket(node.tunnelKey, { nodeId, sandboxId, port }, ttlMs ?? TICKET_TTL_MS);
+  return new Promise((resolve, reject) => {
+    let stream: ClientHttp2Stream;
+    try {
+      stream = session.request(
+        {
+          ':method': 'CONNECT',
+          ':authority': `${sandboxId}:${port}`,
+          [TUNNEL_HEADERS.ticket]: ticket,
+          [TUNNEL_HEADERS.ticketExp]: String(exp),
+        },
+        { endStream: false },
+      );
+    } catch (e) {
+      reject(
+        new TunnelConnectError(
+          'session-closed',
+          `node ${nodeId}'s ${via} is closing: ${(e as Error).message}`,
+        ),
+      );
+      return;
+    }
+    let settled = false;
+    const failed = (e?: Error) => {
+      if (settled) return;
+      settled = true;
+      reject(
+        new TunnelConnectError(
+          'session-closed',
+          `node ${nodeId}'s ${via} closed before sandbox ${sandboxId}:${port} answered${e ? `: ${e.message}` : ''}`,
+        ),
+      );
+    };
+    stream.once('error', failed);
+    stream.once('close', () => failed());
+    stream.once('response', (headers: IncomingHttpHeaders) => {
+      if (settled) return;
+      settled = true;
+      stream.removeListener('error', failed);
+      const status = Number(headers[':status']);
+      if (status === 200) {
+        resolve(stream);
+        return;
+      }
+      stream.on('error', () => {});
+      stream.close(constants.NGHTTP2_CANCEL);
+      reject(refusal(nodeId, sandboxId, port, status, headers[TUNNEL_HEADERS.error]));
+    });
+  });
 }
 
 function refusal(

@@ -17,6 +17,10 @@ const NodeInfo = Type.Object({
   lastSeenAt: Nullable(Type.String()),
   sandboxes: Type.Integer(),
   tunnel: Type.Boolean(),
+  /** How its sandboxes' traffic goes now. */
+  mode: Type.Enum(['tunnel', 'direct']),
+  /** Its direct listener and, while the server cannot use it, why. */
+  direct: Nullable(Type.Object({ address: Type.String(), error: Type.Optional(Type.String()) })),
   capacity: Nullable(Type.Record(Type.String(), Type.Number())),
   free: Nullable(Type.Record(Type.String(), Type.Number())),
 });
