@@ -1,9 +1,9 @@
 // Issue 17's figures: a cluster on one host (`aiva server` on PostgreSQL, three node agents
 // in network namespaces of their own, built by the e2e tests' harness, `@aiva/e2e/cluster`)
 // next to `aiva up` on the same machine, both driven by the same e2b SDK. Create→first exec,
-// the exec round trip and 100 MiB each way through the node's tunnel, and creates per second
-// with 4 at a time. The server dialling a node's TLS listener ("direct") is not wired in the
-// server yet, so it is not measured (the result's notes say so).
+// the exec round trip and 100 MiB each way through a node's tunnel and through a node in
+// direct mode (the server dials its TLS listener), and creates per second with 4 at a time
+// across the three.
 
 import { rm } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
@@ -14,6 +14,7 @@ import {
   type ClusterServer,
   killLeftSandboxes,
   makeNode,
+  nodeCredentials,
   nodeLeftovers,
   removeNode,
   removeServerAddress,
@@ -39,6 +40,9 @@ const BURSTS = 3; // rounds of BURST creates, CONCURRENCY at a time
 const BURST = 12;
 const CONCURRENCY = 4;
 const NODES = 3;
+/** The node in direct mode, and its listener's port (in its namespace). */
+const DIRECT_NODE = 1;
+const DIRECT_PORT = 7443;
 
 /** Points the SDK (through its environment variables) at a server. */
 function useServer(url: string, apiKey: string): void {
@@ -47,36 +51,43 @@ function useServer(url: string, apiKey: string): void {
   process.env.E2B_API_KEY = apiKey;
 }
 
-async function createToExec(): Promise<{ ms: number; sbx: Sandbox }> {
+/** Metadata that places a sandbox on one node (none: wherever placement puts it). */
+type Pin = Record<string, string> | undefined;
+
+async function createToExec(pin?: Pin): Promise<{ ms: number; sbx: Sandbox }> {
   const t = performance.now();
-  const sbx = await Sandbox.create({ timeoutMs: 600_000 });
+  const sbx = await Sandbox.create({ timeoutMs: 600_000, ...(pin ? { metadata: pin } : {}) });
   await sbx.commands.run('true');
   return { ms: performance.now() - t, sbx };
 }
 
-interface Figures {
+/** One path's figures: create→first exec, exec round trip, transfers. */
+interface PathFigures {
   createExec: number[];
   exec: number[];
   upload: number[];
   download: number[];
+}
+
+interface LoadFigures {
   /** Creates per second of each burst. */
   rate: number[];
   /** Each create's own create→first exec within the bursts. */
   burstCreate: number[];
 }
 
-/** The same load against whichever server the SDK points at. */
-async function measure(label: string): Promise<Figures> {
-  const f: Figures = { createExec: [], exec: [], upload: [], download: [], rate: [], burstCreate: [] };
+/** Sequential creates, exec round trips and transfers, on the node `pin` names (or any). */
+async function measurePath(label: string, pin?: Pin): Promise<PathFigures> {
+  const f: PathFigures = { createExec: [], exec: [], upload: [], download: [] };
   process.stderr.write(`  ${label}: sequential create→first exec ×${CREATES} …\n`);
   for (let i = 0; i < CREATES; i++) {
-    const r = await createToExec();
+    const r = await createToExec(pin);
     f.createExec.push(r.ms);
     await r.sbx.kill();
   }
 
   process.stderr.write(`  ${label}: exec round trips ×${EXECS}, 100 MiB transfers ×${TRANSFERS} …\n`);
-  const sbx = await Sandbox.create({ timeoutMs: 600_000 });
+  const sbx = await Sandbox.create({ timeoutMs: 600_000, ...(pin ? { metadata: pin } : {}) });
   try {
     await sbx.commands.run('true');
     for (let i = 0; i < EXECS; i++) {
@@ -97,7 +108,12 @@ async function measure(label: string): Promise<Figures> {
   } finally {
     await sbx.kill();
   }
+  return f;
+}
 
+/** Bursts of creates, CONCURRENCY at a time, wherever placement puts them. */
+async function measureLoad(label: string): Promise<LoadFigures> {
+  const f: LoadFigures = { rate: [], burstCreate: [] };
   for (let b = 0; b < BURSTS; b++) {
     process.stderr.write(
       `  ${label}: burst ${b + 1}/${BURSTS}: ${BURST} creates, ${CONCURRENCY} at a time …\n`,
@@ -123,22 +139,43 @@ async function measure(label: string): Promise<Figures> {
   return f;
 }
 
-/** Rows for one figure: the cluster's, `aiva up`'s, and their ratio. */
+/** Rows for one figure: the cluster's (through the tunnel, and direct when measured), `aiva up`'s, and the ratios. */
 function sideBySide(
   metric: string,
   unit: string,
   cluster: number[],
   single: number[],
   how: string,
+  direct?: number[],
 ): BenchRow[] {
   const c = median(cluster);
   const s = median(single);
   const digits = unit === 'ms' ? 1 : 2;
-  return [
-    { metric: `cluster ${metric} p50`, value: round(c, digits), unit, detail: `n=${cluster.length}, ${how}` },
-    { metric: `aiva up ${metric} p50`, value: round(s, digits), unit, detail: `n=${single.length}, ${how}` },
-    { metric: `${metric}: cluster / aiva up`, value: round(c / s, 2), unit: '×', detail: 'of the p50s' },
+  const name = direct ? 'cluster (tunnel)' : 'cluster';
+  const rows: BenchRow[] = [
+    { metric: `${name} ${metric} p50`, value: round(c, digits), unit, detail: `n=${cluster.length}, ${how}` },
   ];
+  if (direct) {
+    const d = median(direct);
+    rows.push({
+      metric: `cluster (direct) ${metric} p50`,
+      value: round(d, digits),
+      unit,
+      detail: `n=${direct.length}, ${how}`,
+    });
+  }
+  rows.push(
+    { metric: `aiva up ${metric} p50`, value: round(s, digits), unit, detail: `n=${single.length}, ${how}` },
+    { metric: `${metric}: ${name} / aiva up`, value: round(c / s, 2), unit: '×', detail: 'of the p50s' },
+  );
+  if (direct)
+    rows.push({
+      metric: `${metric}: cluster (direct) / aiva up`,
+      value: round(median(direct) / s, 2),
+      unit: '×',
+      detail: 'of the p50s',
+    });
+  return rows;
 }
 
 interface Cluster {
@@ -148,7 +185,7 @@ interface Cluster {
 }
 
 /** The cluster: PostgreSQL, `aiva server` on its veth address, NODES agents. */
-async function withCluster<T>(fn: () => Promise<T>): Promise<T> {
+async function withCluster<T>(fn: (nodeIds: string[]) => Promise<T>): Promise<T> {
   const c: Cluster = { nodes: [] };
   let left: string[] = [];
   let result: T;
@@ -165,13 +202,17 @@ async function withCluster<T>(fn: () => Promise<T>): Promise<T> {
     });
     if (made.status !== 201) throw new Error(`node token: ${made.status} ${await made.text()}`);
     const { token } = (await made.json()) as { token: string };
+    const ids: string[] = [];
     for (let i = 1; i <= NODES; i++) {
       const n = await makeNode(i);
       c.nodes.push(n);
-      await startAgent(n, server.url, { token });
+      // Node 1 says where the server can reach it: its traffic goes direct.
+      const args = i === DIRECT_NODE ? ['--direct-address', `10.200.${i}.2:${DIRECT_PORT}`] : [];
+      await startAgent(n, server.url, { token, args });
+      ids.push((await nodeCredentials(n)).nodeId);
     }
     await readyNodes(server, NODES);
-    result = await fn();
+    result = await fn(ids);
   } finally {
     left = await tearDown(c);
   }
@@ -210,8 +251,12 @@ async function readyNodes(server: ClusterServer, count: number): Promise<void> {
   const end = Date.now() + 60_000;
   for (;;) {
     const r = await fetch(`${server.url}/v1/nodes`, { headers: { 'x-api-key': server.apiKey } });
-    const nodes = (await r.json()) as { state: string; tunnel: boolean }[];
-    if (nodes.filter((n) => n.state === 'ready' && n.tunnel).length === count) return;
+    const nodes = (await r.json()) as { state: string; tunnel: boolean; mode: string }[];
+    if (
+      nodes.filter((n) => n.state === 'ready' && n.tunnel).length === count &&
+      nodes.filter((n) => n.mode === 'direct').length === 1
+    )
+      return;
     if (Date.now() > end) throw new Error(`not ${count} ready nodes: ${JSON.stringify(nodes)}`);
     await new Promise((r) => setTimeout(r, 250));
   }
@@ -220,15 +265,17 @@ async function readyNodes(server: ClusterServer, count: number): Promise<void> {
 export const clusterBenchmark: Benchmark = {
   name: 'cluster',
   description:
-    'a cluster of 3 node agents on one host (tunnel) next to aiva up, same SDK: create→first exec, exec round trip, 100 MiB each way, creates/s with 4 at a time',
+    'a cluster of 3 node agents on one host (one in direct mode) next to aiva up, same SDK: create→first exec, exec round trip, 100 MiB each way through a tunnel and direct, creates/s with 4 at a time',
   async run() {
     const runtime = (await checkHost()).defaultDriver ?? 'none';
     const scratch = await benchScratch('cluster');
-    let single: Figures;
+    let single: PathFigures;
+    let singleLoad: LoadFigures;
     try {
       const up = await aivaUpForSdk(join(scratch, 'up'), []);
       try {
-        single = await measure('aiva up');
+        single = await measurePath('aiva up');
+        singleLoad = await measureLoad('aiva up');
       } finally {
         await up.stop();
       }
@@ -236,31 +283,51 @@ export const clusterBenchmark: Benchmark = {
       await rm(join(scratch, 'up', 'images'), { force: true });
       await rm(scratch, { recursive: true, force: true });
     }
-    const cluster = await withCluster(() => measure(`cluster of ${NODES}`));
+    const pin = (id: string | undefined) => ({ 'aiva.placement.node': id ?? '' });
+    const { tunnel, direct, load } = await withCluster(async (ids) => ({
+      tunnel: await measurePath('cluster, a node through its tunnel', pin(ids[DIRECT_NODE])),
+      direct: await measurePath('cluster, the node in direct mode', pin(ids[DIRECT_NODE - 1])),
+      load: await measureLoad(`cluster of ${NODES}`),
+    }));
 
     const rows: BenchRow[] = [
       ...sideBySide(
         'create→first exec',
         'ms',
-        cluster.createExec,
+        tunnel.createExec,
         single.createExec,
         'sequential Sandbox.create + commands.run("true")',
+        direct.createExec,
       ),
-      ...sideBySide('commands.run("true")', 'ms', cluster.exec, single.exec, 'one warm sandbox'),
-      ...sideBySide('upload 100 MiB', 'MiB/s', cluster.upload, single.upload, 'files.write of bytes'),
-      ...sideBySide('download 100 MiB', 'MiB/s', cluster.download, single.download, 'files.read as bytes'),
+      ...sideBySide('commands.run("true")', 'ms', tunnel.exec, single.exec, 'one warm sandbox', direct.exec),
+      ...sideBySide(
+        'upload 100 MiB',
+        'MiB/s',
+        tunnel.upload,
+        single.upload,
+        'files.write of bytes',
+        direct.upload,
+      ),
+      ...sideBySide(
+        'download 100 MiB',
+        'MiB/s',
+        tunnel.download,
+        single.download,
+        'files.read as bytes',
+        direct.download,
+      ),
       ...sideBySide(
         'creates per second',
         'creates/s',
-        cluster.rate,
-        single.rate,
+        load.rate,
+        singleLoad.rate,
         `bursts of ${BURST} creates→first exec, ${CONCURRENCY} at a time`,
       ),
       ...sideBySide(
         'create→first exec under load',
         'ms',
-        cluster.burstCreate,
-        single.burstCreate,
+        load.burstCreate,
+        singleLoad.burstCreate,
         `each create of the bursts (${CONCURRENCY} at a time)`,
       ),
     ];
@@ -268,8 +335,8 @@ export const clusterBenchmark: Benchmark = {
       rows,
       environment: { cpus: availableParallelism(), runtime, nodes: NODES },
       notes: [
-        `The cluster's ${NODES} nodes, its server and PostgreSQL share this one host (${availableParallelism()} CPUs) with the client; aiva up ran alone. Creates per second are bound by those shared CPUs, so they show what the cluster's path costs, not how three hosts would scale. The cluster's traffic crosses veth pairs into the nodes' namespaces and each node's tunnel (reversed HTTP/2 over the node's outbound connection).`,
-        'Direct (the server dialling the node’s TLS listener) is not measured: the node serves it, but the server does not dial it yet, so there is nothing of the product to time.',
+        `The cluster's ${NODES} nodes, its server and PostgreSQL share this one host (${availableParallelism()} CPUs) with the client; aiva up ran alone. Creates per second are bound by those shared CPUs, so they show what the cluster's path costs, not how three hosts would scale. The cluster's traffic crosses veth pairs into the nodes' namespaces.`,
+        `"tunnel": sandboxes placed (aiva.placement.node) on node ${DIRECT_NODE + 1}, reached through its tunnel (reversed HTTP/2 over the node's outbound connection); "direct": on node ${DIRECT_NODE}, joined with --direct-address, reached by the server dialling its TLS listener (HTTP/2, certificate pinned). Same CONNECT streams and tickets on both; the creates per second spread over all ${NODES} nodes.`,
       ],
     };
   },
