@@ -1,5 +1,9 @@
 import type { SandboxMetric } from '../api/e2b/schemas.js';
 import type { NodeClient } from '../nodes/node-client.js';
+import { InvalidRequestError } from './errors.js';
+
+/** The most sandboxes one batch metrics request may name (E2B's limit). */
+const BATCH_METRICS_MAX = 100;
 
 /** Samples kept per sandbox: an hour at the default 5 s. */
 export const METRIC_SAMPLES_KEPT = 720;
@@ -28,6 +32,30 @@ export class SandboxMetrics {
 
   stop(): void {
     clearInterval(this.timer);
+  }
+
+  /**
+   * The newest sample of each of `ids` (E2B's batch metrics) that `visible` says is the
+   * caller's and running or paused; the others, and those without samples, are left out.
+   */
+  async latestOf(
+    ids: string[],
+    visible: (id: string) => 'running' | 'paused' | undefined,
+  ): Promise<Record<string, SandboxMetric>> {
+    const unique = [...new Set(ids)];
+    if (unique.length > BATCH_METRICS_MAX)
+      throw new InvalidRequestError(`Too many sandboxes requested, maximum is ${BATCH_METRICS_MAX}`);
+    if (unique.some((id) => !/^[a-z0-9]{1,64}$/.test(id)))
+      throw new InvalidRequestError('Invalid sandbox ID');
+    const out: Record<string, SandboxMetric> = {};
+    await Promise.all(
+      unique.map(async (id) => {
+        const state = visible(id);
+        const m = state && (await this.latest(id, state === 'running'));
+        if (m) out[id] = m;
+      }),
+    );
+    return out;
   }
 
   /** Drops the samples of a sandbox that ended. */

@@ -17,6 +17,7 @@ import type { NodeClient } from '../nodes/node-client.js';
 import type { Nodes } from '../nodes/nodes.js';
 import type { ServerReplica } from '../replicas/server-replica.js';
 import { consoleLogEntries, type LogQuery } from './console-log.js';
+import { EndTimes } from './end-times.js';
 import { InvalidRequestError, NotFoundError, OperationFailedError } from './errors.js';
 import {
   type LiveSandbox,
@@ -26,11 +27,9 @@ import {
   TYPICAL_MEMORY_MIB,
 } from './live-sandboxes.js';
 import { egressPolicy, updatedNetwork } from './network-policy.js';
-import { NodeDeadlines } from './node-deadlines.js';
 import { NodeReconciliation } from './node-reconciliation.js';
 import { placementOf } from './placement-request.js';
 import { ReplicaSync } from './replica-sync.js';
-import { SandboxExpiry } from './sandbox-expiry.js';
 import { listSandboxes, sandboxDetail, sandboxOf } from './sandbox-list.js';
 import { SandboxMetrics } from './sandbox-metrics.js';
 import { checkCreateOptions } from './sandbox-options.js';
@@ -86,7 +85,6 @@ const AUTO_RESUME_S = 300;
 /** What a refresh keeps a sandbox alive for, at least and by default (E2B's 15 s). */
 const REFRESH_MIN_S = 15;
 /** Sandboxes one `GET /sandboxes/metrics` may name (E2B's). */
-const BATCH_METRICS_MAX = 100;
 
 /**
  * Sandboxes as the API sees them: rows in the database (history included), a live index
@@ -96,9 +94,7 @@ const BATCH_METRICS_MAX = 100;
  */
 export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
   private readonly live: LiveSandboxes;
-  private readonly expiry: SandboxExpiry;
-  /** The nodes' own copies of the end times, for a node cut off from this server. */
-  private readonly deadlines: NodeDeadlines;
+  private readonly endTimes: EndTimes;
   private readonly usage: SandboxMetrics;
   private readonly resuming = new Map<string, Promise<void>>();
   private readonly reconciliation: NodeReconciliation;
@@ -114,13 +110,9 @@ export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
     this.nodes = options.nodes;
     this.log = options.logger;
     this.live = new LiveSandboxes(options.limits, options.metrics.sandboxes);
-    this.expiry = new SandboxExpiry(
+    this.endTimes = new EndTimes(
       () => this.live.values(),
       { pause: (s) => this.pauseLive(s, s.autoPauseMemory), end: (id) => this.end(id, 'timeout') },
-      this.log,
-    );
-    this.deadlines = new NodeDeadlines(
-      () => this.live.values(),
       (id) => this.nodeOfSandbox(id),
       this.log,
     );
@@ -144,26 +136,14 @@ export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
       else await this.reconciliation.serveFromRows(node.id);
     }
     this.nodes.onSandboxFailed((id, reason, endReason) => void this.onNodeFailure(id, reason, endReason));
-    // The end times: enforced here, and copied to the nodes (which end a sandbox by
-    // themselves when cut off). With replicas, by the leader only.
-    const enforce = (on: boolean) => {
-      if (on) {
-        this.expiry.start();
-        this.deadlines.start();
-      } else {
-        this.expiry.stop();
-        this.deadlines.stop();
-      }
-    };
     const { replica } = this.options;
     if (replica) {
       this.reconciliation.othersCreate = true;
       this.sync = new ReplicaSync(this.options.db, this.live, this.nodes, this.endedElsewhere, this.log);
       this.sync.follow(replica);
       await this.sync.resync();
-      replica.on('leader', enforce);
-      enforce(replica.leader);
-    } else enforce(true);
+    }
+    this.endTimes.start(replica);
     this.usage.start();
     this.live.updateGauge();
     // The warm pool is a one-box feature: it keeps sandboxes ready on the first node.
@@ -185,9 +165,8 @@ export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
 
   /** Stops the timers; with `killSandboxes`, also kills every live sandbox. */
   async stop(options: { killSandboxes: boolean }): Promise<void> {
-    this.expiry.stop();
+    this.endTimes.stop();
     this.sync?.stop();
-    this.deadlines.stop();
     this.usage.stop();
     await this.pool?.close();
     if (options.killSandboxes) {
@@ -507,21 +486,10 @@ export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
    * ids of no sandbox of the team, or without samples, are left out.
    */
   async latestMetrics(caller: Caller, ids: string[]): Promise<Record<string, SandboxMetric>> {
-    const unique = [...new Set(ids)];
-    if (unique.length > BATCH_METRICS_MAX)
-      throw new InvalidRequestError(`Too many sandboxes requested, maximum is ${BATCH_METRICS_MAX}`);
-    if (unique.some((id) => !/^[a-z0-9]{1,64}$/.test(id)))
-      throw new InvalidRequestError('Invalid sandbox ID');
-    const out: Record<string, SandboxMetric> = {};
-    await Promise.all(
-      unique.map(async (id) => {
-        const live = this.live.get(id);
-        if (live?.teamId !== caller.teamId || live.state === 'creating') return;
-        const m = await this.usage.latest(id, live.state === 'running');
-        if (m) out[id] = m;
-      }),
-    );
-    return out;
+    return this.usage.latestOf(ids, (id) => {
+      const live = this.live.get(id);
+      return live?.teamId === caller.teamId && live.state !== 'creating' ? live.state : undefined;
+    });
   }
 
   /** The sandbox's console output as E2B's log entries, filtered and paged as `q` asks. */
