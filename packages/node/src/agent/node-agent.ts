@@ -75,6 +75,15 @@ export function backoffMs(attempt: number): number {
   return Math.random() * Math.min(MAX_BACKOFF_MS, MIN_BACKOFF_MS * 2 ** attempt);
 }
 
+/** Commands after which the node's snapshot lists other layers or checkpoints. */
+const CHANGES_HOLDINGS = new Set<NodeCommand['kind']>([
+  'template.build',
+  'artefact.fetch',
+  'layers.remove',
+  'sandbox.checkpoint',
+  'checkpoint.remove',
+]);
+
 export class NodeAgent {
   private credentials: Credentials | undefined;
   private snapshotter: NodeSnapshotter | undefined;
@@ -83,6 +92,8 @@ export class NodeAgent {
   /** Outcomes the server has not acknowledged yet. */
   private readonly unsent = new Map<string, NodeCommandOutcome>();
   private snapshotDue: (() => void) | undefined;
+  /** Waiters for a snapshot taken after they asked to reach the server (`snapshotNow`). */
+  private snapshotWaiters: (() => void)[] = [];
   private fatal: Error | undefined;
 
   /** Moves layers between this node's store and the server's (the executor's `artefacts`). */
@@ -254,12 +265,16 @@ export class NodeAgent {
   private async snapshotLoop(): Promise<void> {
     const heartbeatMs = (this.credentials?.heartbeatSeconds ?? 5) * 1000;
     while (!this.stopping.signal.aborted) {
+      const waiting = this.snapshotWaiters.splice(0);
       try {
         const snapshot = await (this.snapshotter as NodeSnapshotter).take();
         await this.retrying('snapshot', () => this.request('POST', NODE_ROUTES.snapshot, snapshot));
       } catch {
         if (this.stopping.signal.aborted) return;
+      } finally {
+        for (const w of waiting) w();
       }
+      if (this.snapshotWaiters.length > 0) continue;
       // The next one after a heartbeat, or soon after a sandbox changes state.
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, heartbeatMs);
@@ -339,7 +354,19 @@ export class NodeAgent {
         ),
     });
     await this.journal.done(command.id, command.kind, outcome);
+    // What the node holds changed: the server sees it (a new build's layers, for placement
+    // and for the nodes that will fetch them) before it hears the command is done.
+    if (outcome.ok && CHANGES_HOLDINGS.has(command.kind))
+      await Promise.race([this.snapshotNow(), sleep(5000, undefined, { ref: false })]);
     this.answer(outcome);
+  }
+
+  /** Resolves once a snapshot taken after this call has reached the server (or failed to). */
+  private snapshotNow(): Promise<void> {
+    return new Promise((resolve) => {
+      this.snapshotWaiters.push(resolve);
+      this.snapshotDue?.();
+    });
   }
 
   /**

@@ -105,8 +105,11 @@ export async function unpackLayer(
       const dir = join(tmp, 'layer');
       await mkdir(dir);
       const h = hashing();
+      // --ignore-zeros: read to the end of the stream, past the end-of-archive blocks, so that
+      // tar never closes its stdin early (the sender's pipe would break: "Premature close")
+      // and the digest covers every byte sent.
       await tar(
-        ['-x', ...TAR_FLAGS, '-C', dir, '-f', '-'],
+        ['-x', ...TAR_FLAGS, '--ignore-zeros', '-C', dir, '-f', '-'],
         (child) => pipeline(source, h, child.stdin as NodeJS.WritableStream),
         signal,
       );
