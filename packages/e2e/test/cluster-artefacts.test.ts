@@ -13,14 +13,13 @@ import {
   addServerAddress,
   type ClusterNode,
   type ClusterServer,
-  killLeftSandboxes,
   makeNode,
   nodeCredentials,
-  nodeLeftovers,
-  removeNode,
+  removeNodesNotingLeftovers,
   removeServerAddress,
   startAgent,
   startClusterServer,
+  until,
 } from './helpers/cluster.js';
 import { checkHostLeaks } from './helpers/host-leaks.js';
 import { type PostgresServer, startPostgres } from './helpers/postgres-server.js';
@@ -42,16 +41,6 @@ async function api<T>(method: string, path: string, body?: unknown) {
   });
   const text = await r.text();
   return { status: r.status, body: (text ? JSON.parse(text) : undefined) as T };
-}
-
-async function until<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 60_000): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn().catch(() => undefined);
-    if (v !== undefined && v !== false) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
 }
 
 const list = (dir: string) => readdir(dir).catch(() => [] as string[]);
@@ -87,16 +76,7 @@ after(async () => {
   for (const n of nodes) codes.push(await n.agent?.stop());
   await server?.stop();
   await db?.stop();
-  const left: Record<string, unknown> = {};
-  for (const n of nodes) {
-    const l = await nodeLeftovers(n);
-    if (Object.keys(l).length > 0) {
-      left[n.name] = l;
-      await killLeftSandboxes(n).catch(() => {});
-    }
-    // node-2's own store goes with its data directory.
-    await removeNode(n);
-  }
+  const left = await removeNodesNotingLeftovers(nodes);
   if (server) await rm(server.home, { recursive: true, force: true });
   await removeServerAddress();
   assert.deepEqual(codes, [0, 0], 'each agent stopped on SIGTERM');

@@ -24,6 +24,7 @@ import {
   removeServerAddress,
   startAgent,
   startClusterServer,
+  until,
 } from './helpers/cluster.js';
 import { checkHostLeaks } from './helpers/host-leaks.js';
 import { type PostgresServer, startPostgres } from './helpers/postgres-server.js';
@@ -58,16 +59,6 @@ async function api<T>(method: string, path: string, body?: unknown) {
 
 async function view(): Promise<NodeView> {
   return ((await api<NodeView[]>('GET', '/v1/nodes')).body as NodeView[])[0] as NodeView;
-}
-
-async function until<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 60_000): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn().catch(() => undefined);
-    if (v !== undefined && v !== false) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
 }
 
 /** TCP connections established to the node's direct listener, as its namespace sees them. */

@@ -18,15 +18,14 @@ import {
   addServerAddress,
   type ClusterNode,
   type ClusterServer,
-  killLeftSandboxes,
   makeNode,
   nodeCredentials,
-  nodeLeftovers,
-  removeNode,
+  removeNodesNotingLeftovers,
   removeServerAddress,
   SERVER_ADDRESS,
   startAgent,
   startClusterServer,
+  until,
 } from './helpers/cluster.js';
 import { checkHostLeaks } from './helpers/host-leaks.js';
 import { type PostgresServer, startPostgres } from './helpers/postgres-server.js';
@@ -79,20 +78,6 @@ async function query<T>(text: string, values: unknown[] = []): Promise<T[]> {
     return (await client.query(text, values)).rows as T[];
   } finally {
     await client.end();
-  }
-}
-
-async function until<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 60_000): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    const v = await fn().catch((e) => {
-      last = e;
-      return undefined;
-    });
-    if (v !== undefined && v !== false) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}${last ? ` (${last})` : ''}`);
-    await new Promise((r) => setTimeout(r, 250));
   }
 }
 
@@ -159,15 +144,7 @@ after(async () => {
   for (const s of balancer?.sockets ?? []) s.destroy();
   balancer?.server.close();
   await db?.stop();
-  const left: Record<string, unknown> = {};
-  for (const n of nodes) {
-    const l = await nodeLeftovers(n);
-    if (Object.keys(l).length > 0) {
-      left[n.name] = l;
-      await killLeftSandboxes(n).catch(() => {});
-    }
-    await removeNode(n);
-  }
+  const left = await removeNodesNotingLeftovers(nodes);
   await removeServerAddress();
   assert.deepEqual(codes, [0, 0], 'each agent stopped on SIGTERM');
   assert.deepEqual(left, {}, 'a node left sandbox resources behind');

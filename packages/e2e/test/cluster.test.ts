@@ -14,15 +14,14 @@ import {
   addServerAddress,
   type ClusterNode,
   type ClusterServer,
-  killLeftSandboxes,
   makeNode,
   nodeCredentials,
-  nodeLeftovers,
-  removeNode,
+  removeNodesNotingLeftovers,
   removeServerAddress,
   SERVER_ADDRESS,
   startAgent,
   startClusterServer,
+  until,
 } from './helpers/cluster.js';
 import { checkHostLeaks } from './helpers/host-leaks.js';
 import { type PostgresServer, startPostgres } from './helpers/postgres-server.js';
@@ -59,16 +58,6 @@ async function nodeStates(): Promise<Record<string, string>> {
   return Object.fromEntries(body.map((n) => [n.name, `${n.state}${n.tunnel ? '+tunnel' : ''}`]));
 }
 
-async function until<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 60_000): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn().catch(() => undefined);
-    if (v !== undefined && v !== false) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
-}
-
 before(async () => {
   await addServerAddress();
   db = await startPostgres(54331);
@@ -99,16 +88,7 @@ after(async () => {
   for (const n of nodes) codes.push(await n.agent?.stop());
   await server?.stop();
   await db?.stop();
-  const left: Record<string, unknown> = {};
-  for (const n of nodes) {
-    const l = await nodeLeftovers(n);
-    if (Object.keys(l).length > 0) {
-      left[n.name] = l;
-      // Not left on the host for the next tests: the report above says what there was.
-      await killLeftSandboxes(n).catch(() => {});
-    }
-    await removeNode(n);
-  }
+  const left = await removeNodesNotingLeftovers(nodes);
   await removeServerAddress();
   assert.deepEqual(codes, [0, 0, 0], 'each agent stopped on SIGTERM');
   assert.deepEqual(

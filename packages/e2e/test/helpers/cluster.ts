@@ -259,3 +259,43 @@ export async function removeNode(n: ClusterNode): Promise<void> {
 export async function nodeCredentials(n: ClusterNode): Promise<{ nodeId: string; credential: string }> {
   return JSON.parse(await readFile(join(n.home, 'agent', 'credentials.json'), 'utf8'));
 }
+
+/**
+ * Polls `fn` every 250 ms until it gives a value (neither undefined nor false); after
+ * `timeoutMs` it throws, naming `what` and the last error `fn` threw.
+ */
+export async function until<T>(
+  what: string,
+  fn: () => Promise<T | undefined>,
+  timeoutMs = 60_000,
+): Promise<T> {
+  const end = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    const v = await fn().catch((e) => {
+      last = e;
+      return undefined;
+    });
+    if (v !== undefined && v !== false) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}${last ? ` (${last})` : ''}`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+/**
+ * Removes the nodes (their agents have stopped). What a node left on the host is noted
+ * and killed first, so that it is not left for the next tests; returns what each left,
+ * by node name (empty when nothing was).
+ */
+export async function removeNodesNotingLeftovers(nodes: ClusterNode[]): Promise<Record<string, unknown>> {
+  const left: Record<string, unknown> = {};
+  for (const n of nodes) {
+    const l = await nodeLeftovers(n);
+    if (Object.keys(l).length > 0) {
+      left[n.name] = l;
+      await killLeftSandboxes(n).catch(() => {});
+    }
+    await removeNode(n);
+  }
+  return left;
+}
