@@ -2,7 +2,8 @@
 // on the shared image store (it holds `base`) and node-2 on an empty store of its own
 // that does not build `base` (--no-prepare). What node-2 lacks comes from node-1 through
 // the server's store, as digest-checked tar streams; a bad upload or download leaves
-// nothing behind.
+// nothing behind. Snapshots (node checkpoints) move the same way when their node cannot
+// take a create.
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { readdir, readFile, rm, writeFile } from 'node:fs/promises';
@@ -106,8 +107,8 @@ describe('layers move between nodes through the server’s store', () => {
       ) as { from: string; digest: string };
       assert.equal(stored.from, ids.get('node-1'), 'node-1 uploaded it');
       assert.match(server.output(), /node-2|fetches layer/);
-      assert.match(node1.agent?.output() ?? '', /layer pushed to the server/);
-      assert.match(node2.agent?.output() ?? '', /layer fetched from the server/);
+      assert.match(node1.agent?.output() ?? '', /layer \w+ pushed to the server/);
+      assert.match(node2.agent?.output() ?? '', /layer \w+ fetched from the server/);
     } finally {
       await sbx.kill();
     }
@@ -194,5 +195,97 @@ describe('layers move between nodes through the server’s store', () => {
     } finally {
       await sbx.kill();
     }
+  });
+});
+
+describe('snapshots move between nodes through the server’s store', () => {
+  const onNode1 = () => ({ 'aiva.placement.node': ids.get('node-1') as string });
+  const checkpointsOf = (n: ClusterNode) => list(join(n.home, 'checkpoints'));
+  const serverCheckpoints = () => list(join(server.home, 'artefacts', 'checkpoints'));
+  /** A snapshot of a sandbox on node-1 whose file says so; the sandbox is gone after. */
+  async function snapshotOnNode1(name: string): Promise<{ snapshotId: string; checkpoint: string }> {
+    const src = await Sandbox.create({ timeoutMs: 120_000, metadata: onNode1() });
+    try {
+      await src.files.write('/home/user/state.txt', `${name} on node-1`);
+      const before = new Set(await checkpointsOf(node1));
+      const snap = await src.createSnapshot({ name });
+      const [checkpoint] = (await checkpointsOf(node1)).filter((c) => !before.has(c) && c !== 'tmp');
+      assert.ok(checkpoint, 'node-1 holds the snapshot’s checkpoint');
+      return { snapshotId: snap.snapshotId, checkpoint };
+    } finally {
+      await src.kill();
+    }
+  }
+
+  test('a snapshot whose node is cordoned starts on another, which fetched it; deleting it removes every copy', async () => {
+    const { snapshotId, checkpoint } = await snapshotOnNode1('moved-snap');
+    assert.equal((await api('POST', '/v1/nodes/node-1/cordon')).status, 200);
+    let copy: Sandbox;
+    try {
+      copy = await Sandbox.create(snapshotId, { timeoutMs: 120_000 });
+    } finally {
+      assert.equal((await api('POST', '/v1/nodes/node-1/uncordon')).status, 200);
+    }
+    try {
+      const { body } = await api<{ sandboxID: string; clientID: string }[]>('GET', '/sandboxes');
+      assert.equal(body.find((s) => s.sandboxID === copy.sandboxId)?.clientID, ids.get('node-2'));
+      assert.equal(await copy.files.read('/home/user/state.txt'), 'moved-snap on node-1');
+      assert.ok((await checkpointsOf(node2)).includes(checkpoint), 'node-2 holds a copy');
+      assert.ok((await serverCheckpoints()).includes(checkpoint), 'the server’s store holds a copy');
+      assert.match(node1.agent?.output() ?? '', /checkpoint \S+ pushed to the server/);
+      assert.match(node2.agent?.output() ?? '', /checkpoint \S+ fetched from the server/);
+    } finally {
+      await copy.kill();
+    }
+    // A second copy, with node-1 ready again, goes to a node that holds it and fetches nothing more.
+    const again = await Sandbox.create(snapshotId, { timeoutMs: 60_000 });
+    try {
+      assert.equal(await again.files.read('/home/user/state.txt'), 'moved-snap on node-1');
+    } finally {
+      await again.kill();
+    }
+    assert.equal(await Sandbox.deleteSnapshot(snapshotId), true);
+    for (const [where, names] of [
+      ['node-1', await checkpointsOf(node1)],
+      ['node-2', await checkpointsOf(node2)],
+      ['the server', await serverCheckpoints()],
+    ] as const)
+      assert.ok(!names.includes(checkpoint), `${where} still holds ${checkpoint}`);
+  });
+
+  test('a snapshot whose only node is unreachable is a 503 that leaves nothing, and starts once its node is back', async () => {
+    const { snapshotId, checkpoint } = await snapshotOnNode1('stranded-snap');
+    assert.equal(await node1.agent?.stop(), 0);
+    await until('node-1 unreachable', async () => {
+      const { body } = await api<{ name: string; state: string }[]>('GET', '/v1/nodes');
+      return body.find((n) => n.name === 'node-1')?.state === 'unreachable' || undefined;
+    });
+    const before = (await api<unknown[]>('GET', '/sandboxes')).body.length;
+    const refused = await api<{ message: string }>('POST', '/sandboxes', {
+      templateID: snapshotId,
+      timeout: 60,
+    });
+    assert.equal(refused.status, 503, JSON.stringify(refused.body));
+    assert.match(refused.body.message, new RegExp(`checkpoint ${checkpoint}`));
+    assert.equal((await api<unknown[]>('GET', '/sandboxes')).body.length, before, 'no sandbox row stays');
+    assert.ok(!(await checkpointsOf(node2)).includes(checkpoint));
+    assert.deepEqual(
+      (await list(join(node2.home, 'checkpoints', 'tmp'))).filter((t) => t.startsWith(checkpoint)),
+      [],
+    );
+    await startAgent(node1, server.url);
+    await until('node-1 ready', async () => {
+      const { body } = await api<{ name: string; state: string; tunnel: boolean }[]>('GET', '/v1/nodes');
+      const n = body.find((x) => x.name === 'node-1');
+      return (n?.state === 'ready' && n.tunnel) || undefined;
+    });
+    const copy = await Sandbox.create(snapshotId, { timeoutMs: 60_000 });
+    try {
+      assert.equal(await copy.files.read('/home/user/state.txt'), 'stranded-snap on node-1');
+    } finally {
+      await copy.kill();
+    }
+    assert.equal(await Sandbox.deleteSnapshot(snapshotId), true);
+    assert.ok(!(await checkpointsOf(node1)).includes(checkpoint));
   });
 });

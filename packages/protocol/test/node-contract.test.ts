@@ -57,7 +57,20 @@ test('every command kind checks its payload; unknown kinds and fields are told a
   assert.equal(commandProblem(command('artefact.push', { layers: [layer] })), undefined);
   assert.equal(commandProblem(command('artefact.fetch', { layers: [layer] })), undefined);
   assert.match(commandProblem(command('artefact.fetch', { layers: ['../../etc'] })) ?? '', /layers/);
-  assert.match(commandProblem(command('artefact.push', { layers: [] })) ?? '', /layers/);
+  // Checkpoints are named as a node's checkpoint store names them, never by a path.
+  assert.equal(commandProblem(command('artefact.push', { layers: [], checkpoints: ['isnap1'] })), undefined);
+  assert.equal(
+    commandProblem(command('artefact.fetch', { layers: [], checkpoints: ['fork-a1'] })),
+    undefined,
+  );
+  assert.match(
+    commandProblem(command('artefact.fetch', { layers: [], checkpoints: ['../snap'] })) ?? '',
+    /checkpoints/,
+  );
+  assert.match(
+    commandProblem(command('artefact.push', { layers: [layer], checkpoints: [] })) ?? '',
+    /checkpoints/,
+  );
   assert.equal(commandProblem(command('sandbox.create', { ...create, buildLayers: true })), undefined);
   // Every kind has a payload and a result schema.
   for (const [kind, c] of Object.entries(NODE_COMMANDS)) assert.ok(c.payload && c.result, kind);

@@ -24,10 +24,10 @@ import { registerNodeTokenRoutes } from './api/native/node-token-routes.js';
 import { registerNodeAgentRoutes } from './api/node/node-agent-routes.js';
 import { openDatabase } from './db/database.js';
 import { createServerMetrics } from './metrics/server-metrics.js';
+import { ArtefactStore } from './nodes/artefact-store.js';
+import { ArtefactSupply } from './nodes/artefact-supply.js';
 import { NodeCommandQueue } from './nodes/command-queue.js';
 import { DirectSessions } from './nodes/direct-sessions.js';
-import { LayerStore } from './nodes/layer-store.js';
-import { LayerSupply } from './nodes/layer-supply.js';
 import type { NodeLink } from './nodes/node-link.js';
 import { NodeRegistry } from './nodes/node-registry.js';
 import { Nodes } from './nodes/nodes.js';
@@ -94,6 +94,9 @@ export interface RunningServer {
   /** Stops serving; with `killSandboxes`, ends every sandbox first. */
   close(options: { killSandboxes: boolean }): Promise<void>;
 }
+
+/** How long the server's store keeps a checkpoint a node pushed (its node keeps the original). */
+const CHECKPOINT_COPY_MS = 60 * 60 * 1000;
 
 /**
  * Starts the control plane on one port: the E2B-compatible API, aiva's own routes, and
@@ -174,11 +177,30 @@ export async function startServer(
           direct,
         )
       : undefined;
-    // Layers a node lacks come through the server's store, from a node that has them.
-    const layerStore = config.cluster ? new LayerStore(config.home, replica) : undefined;
-    if (layerStore) {
-      await layerStore.sweepTmp();
-      nodes.layers = new LayerSupply(() => nodes.all(), layerStore, logger.child({ component: 'layers' }));
+    // Layers and checkpoints a node lacks come through the server's store, from a node that has them.
+    const artefactStores = config.cluster
+      ? {
+          layers: new ArtefactStore(config.home, 'layers', replica),
+          checkpoints: new ArtefactStore(config.home, 'checkpoints', replica),
+        }
+      : undefined;
+    if (artefactStores) {
+      await artefactStores.layers.sweepTmp();
+      nodes.artefacts = new ArtefactSupply(
+        // An unreachable node is not asked: its answer would not come.
+        () => nodes.all().filter((n) => nodes.stateOf(n.id) !== 'unreachable'),
+        artefactStores,
+        logger.child({ component: 'artefacts' }),
+      );
+      // A checkpoint's copy is kept an hour after it was stored: the creates that want it
+      // come soon after (a snapshot restored elsewhere, a fork); its node keeps the original.
+      const sweep = setInterval(() => {
+        artefactStores.checkpoints
+          .removeOlderThan(CHECKPOINT_COPY_MS)
+          .catch((e: Error) => logger.warn({ err: e }, 'sweeping checkpoint copies failed'));
+      }, 60_000);
+      sweep.unref();
+      cleanup.unshift(async () => clearInterval(sweep));
     }
     if (registry) {
       // The nodes that joined before: their sandboxes are reconciled with the rows below.
@@ -333,8 +355,8 @@ export async function startServer(
     );
     app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
     registerTemplateUploadRoute(app, templateBuilds);
-    if (replica && layerStore) registerReplicaRoutes(app, replica, layerStore);
-    if (registry) await registerNodeAgentRoutes(app, registry, nodeCommands, buildFiles, layerStore);
+    if (replica && artefactStores) registerReplicaRoutes(app, replica, artefactStores);
+    if (registry) await registerNodeAgentRoutes(app, registry, nodeCommands, buildFiles, artefactStores);
     await app.register(async (api) => {
       requireApiKey(api, teams);
       registerSandboxRoutes(api, sandboxes, snapshots);

@@ -6,7 +6,12 @@ import { type PlacementCandidate, rankNodes } from '../src/nodes/placement.js';
 
 function node(
   id: string,
-  o: Partial<PlacementCandidate> & { freeDisk?: number; images?: string[]; load?: number } = {},
+  o: Partial<PlacementCandidate> & {
+    freeDisk?: number;
+    images?: string[];
+    load?: number;
+    checkpoints?: string[];
+  } = {},
 ): PlacementCandidate {
   const snapshot: NodeSnapshot = {
     protocol: '1.0',
@@ -19,7 +24,7 @@ function node(
     capacity: { cores: 4, memoryMiB: 8192, memoryBudgetMiB: 8000, diskMiB: 100_000 },
     free: { memAvailableMiB: 7000, diskFreeMiB: o.freeDisk ?? 50_000, load1: o.load ?? 0 },
     artefacts: { recipes: ['base'], images: o.images ?? [] },
-    checkpoints: [],
+    checkpoints: (o.checkpoints ?? []).map((name) => ({ name, memory: false, bytes: 1 })),
     sandboxes: [],
   };
   return { id, state: 'ready', labels: {}, snapshot, allocatedMiB: 0, ...o };
@@ -79,4 +84,20 @@ test('nodes that cannot take it are left out, and when none can the reasons are 
   assert.match(rankNodes({ ...req, vcpus: 8 }, [node('a')]) as string, /a: has 4 cores/);
   assert.match(rankNodes({ ...req, recipe: 'desktop' }, [node('a')]) as string, /a: has no template desktop/);
   assert.equal(rankNodes(req, []), 'there are no nodes');
+});
+
+test('a create from a checkpoint goes to a node that holds it, else to any other that can take it', () => {
+  const ids = (r: ReturnType<typeof rankNodes>) => (r as { id: string }[]).map((x) => x.id);
+  const holder = node('holder', { allocatedMiB: 6000, load: 3, checkpoints: ['snap1'] });
+  const empty = node('empty');
+  assert.deepEqual(ids(rankNodes({ ...req, checkpoint: 'snap1' }, [empty, holder])), ['holder', 'empty']);
+  // Its holder cordoned or full: another node takes it (and fetches the checkpoint).
+  assert.deepEqual(
+    ids(rankNodes({ ...req, checkpoint: 'snap1' }, [empty, { ...holder, state: 'cordoned' }])),
+    ['empty'],
+  );
+  assert.deepEqual(
+    ids(rankNodes({ ...req, checkpoint: 'snap1' }, [empty, { ...holder, allocatedMiB: 7900 }])),
+    ['empty'],
+  );
 });

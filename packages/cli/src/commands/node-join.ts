@@ -127,8 +127,8 @@ export function registerNodeJoinCommand(node: Command): void {
         const executor = new NodeExecutor(local, {
           buildFiles: (team, hashes) => (agent as NodeAgent).buildFiles(team, hashes),
           artefacts: {
-            push: (layers, signal) => (agent as NodeAgent).layers.push(layers, signal),
-            fetch: (layers, signal) => (agent as NodeAgent).layers.fetch(layers, signal),
+            push: (p, signal) => (agent as NodeAgent).artefacts.push(p, signal),
+            fetch: (p, signal) => (agent as NodeAgent).artefacts.fetch(p, signal),
           },
         });
         agent = new NodeAgent({

@@ -17,9 +17,9 @@ import {
   type NodeResultsResponse,
 } from '@aiva/protocol/node';
 import type { Logger } from 'pino';
+import { ArtefactTransfer } from './artefact-transfer.js';
 import { CommandJournal } from './command-journal.js';
 import { ensureDirectCert } from './direct-cert.js';
-import { LayerTransfer } from './layer-transfer.js';
 import type { NodeExecutor } from './node-executor.js';
 import { type NodeSnapshotOptions, NodeSnapshotter } from './node-snapshot.js';
 import { TunnelDialError, TunnelServer } from './tunnel-server.js';
@@ -96,16 +96,17 @@ export class NodeAgent {
   private snapshotWaiters: (() => void)[] = [];
   private fatal: Error | undefined;
 
-  /** Moves layers between this node's store and the server's (the executor's `artefacts`). */
-  readonly layers: LayerTransfer;
+  /** Moves layers and checkpoints between this node's stores and the server's (the executor's `artefacts`). */
+  readonly artefacts: ArtefactTransfer;
 
   constructor(private readonly options: NodeAgentOptions) {
     this.journal = new CommandJournal(join(options.home, 'agent', 'journal'));
-    this.layers = new LayerTransfer({
+    this.artefacts = new ArtefactTransfer({
       serverUrl: options.serverUrl,
       credential: () => this.credentials?.credential ?? '',
       artefacts: options.executor.node.images.artefacts,
-      logger: options.logger.child({ part: 'layers' }),
+      checkpoints: options.executor.node.sandboxes.checkpoints,
+      logger: options.logger.child({ part: 'artefacts' }),
     });
   }
 

@@ -33,13 +33,13 @@ export interface NodeExecutorOptions {
    */
   buildFiles(team: string, hashes: string[]): Promise<(hash: string) => string>;
   /**
-   * Moves layers between this node's store and the server's (a node agent's). Without
-   * it (`aiva up`'s node, which shares the server's host) `artefact.*` are unsupported,
-   * and a recipe layer this node lacks is built here.
+   * Moves layers and checkpoints between this node's stores and the server's (a node
+   * agent's). Without it (`aiva up`'s node, which shares the server's host) `artefact.*`
+   * are unsupported, and a recipe layer this node lacks is built here.
    */
   artefacts?: {
-    push(layers: string[], signal: AbortSignal): Promise<CommandResult<'artefact.push'>>;
-    fetch(layers: string[], signal: AbortSignal): Promise<CommandResult<'artefact.fetch'>>;
+    push(p: CommandPayload<'artefact.push'>, signal: AbortSignal): Promise<CommandResult<'artefact.push'>>;
+    fetch(p: CommandPayload<'artefact.fetch'>, signal: AbortSignal): Promise<CommandResult<'artefact.fetch'>>;
   };
   log?: Logger;
 }
@@ -199,6 +199,25 @@ export class NodeExecutor {
       );
   }
 
+  /**
+   * A node agent answers MISSING_ARTEFACT for a checkpoint it lacks, then for the layers of
+   * its template's image if it lacks that (`template`, the definition the server sends,
+   * says which), and assembles the image from them.
+   */
+  private async checkpointHere(
+    name: string,
+    template: string | TemplateDefinitionData,
+    buildLayers: boolean | undefined,
+  ): Promise<void> {
+    if (!this.options.artefacts) return;
+    const checkpoint = await this.sandboxes.checkpoints.find(name);
+    if (!checkpoint) throw new MissingLayerError(`this node lacks checkpoint ${name}`, [], false, [name]);
+    const images = this.node.images;
+    if (await images.templateByHash(checkpoint.template.hash)) return;
+    await this.layersHere(template, buildLayers);
+    await images.ensureTemplate(template);
+  }
+
   private artefactMover(): NonNullable<NodeExecutorOptions['artefacts']> {
     const a = this.options.artefacts;
     if (!a)
@@ -221,7 +240,8 @@ export class NodeExecutor {
     ) => Promise<CommandResult<K>>;
   } = {
     'sandbox.create': async (p) => {
-      if (!p.fromCheckpoint) await this.layersHere(p.template, p.buildLayers);
+      if (p.fromCheckpoint) await this.checkpointHere(p.fromCheckpoint, p.template, p.buildLayers);
+      else await this.layersHere(p.template, p.buildLayers);
       return contractSandbox(
         await this.sandboxes.create({
           id: p.sandboxId,
@@ -319,8 +339,8 @@ export class NodeExecutor {
         await discardSnapshotsOf(this.node.images.paths.snapshots, new Set(removed.templates));
       return {};
     },
-    'artefact.push': (p, _hooks, signal) => this.artefactMover().push(p.layers, signal),
-    'artefact.fetch': (p, _hooks, signal) => this.artefactMover().fetch(p.layers, signal),
+    'artefact.push': (p, _hooks, signal) => this.artefactMover().push(p, signal),
+    'artefact.fetch': (p, _hooks, signal) => this.artefactMover().fetch(p, signal),
     'command.cancel': async (p) => {
       const c = this.running.get(p.commandId);
       c?.abort(new NodeCommandError({ code: 'ABORTED', message: 'the command was cancelled' }));

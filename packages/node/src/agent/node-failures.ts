@@ -22,7 +22,11 @@ export function failureOf(e: unknown): NodeFailure {
       code: 'MISSING_ARTEFACT',
       message,
       retryable: true,
-      details: { layers: e.layers, ...(e.buildable ? { buildable: true } : {}) },
+      details: {
+        layers: e.layers,
+        ...(e.buildable ? { buildable: true } : {}),
+        ...(e.checkpoints.length > 0 ? { checkpoints: e.checkpoints } : {}),
+      },
     };
   if (e instanceof BuildStepError)
     return { code: 'BUILD_STEP_FAILED', message, details: { step: e.step, layers: e.layers } };

@@ -33,11 +33,15 @@ const BUILDER_VERSION = 2;
 /** A layer a template needs is not in this node's store (removed, or built elsewhere). */
 export class MissingLayerError extends Error {
   override name = 'MissingLayerError';
-  /** `layers`: what it lacks, by hash; `buildable`: this node could build them (a recipe's). */
+  /**
+   * `layers`: what it lacks, by hash; `buildable`: this node could build them (a recipe's);
+   * `checkpoints`: checkpoints it lacks, by name.
+   */
   constructor(
     message: string,
     readonly layers: string[] = [],
     readonly buildable = false,
+    readonly checkpoints: string[] = [],
   ) {
     super(message);
   }

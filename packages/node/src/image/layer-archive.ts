@@ -17,7 +17,7 @@ import type { LayerRecord } from './image-types.js';
 // digest before the layer is renamed into place: a bad one leaves nothing.
 
 /** `--xattrs-include=*`: the overlay's `trusted.overlay.opaque` too, not only `user.*`. */
-const TAR_FLAGS = ['--numeric-owner', '--xattrs', '--xattrs-include=*', '--sparse'];
+export const TAR_FLAGS = ['--numeric-owner', '--xattrs', '--xattrs-include=*', '--sparse'];
 
 /** The digest of a layer tar did not match what its sender said, or the tar was not a layer. */
 export class LayerArchiveError extends Error {
@@ -43,7 +43,7 @@ export function hashing(): Transform & { sha256: Hash; bytes: number } {
 }
 
 /** Runs `tar args` with its stdin or stdout given to `io`; rejects with tar's stderr if it fails. */
-async function tar(
+export async function tar(
   args: string[],
   io: (child: ReturnType<typeof spawn>) => Promise<void>,
   signal?: AbortSignal,

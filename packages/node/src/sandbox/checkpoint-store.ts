@@ -106,6 +106,35 @@ export class CheckpointStore {
   }
 
   /**
+   * Puts in place a checkpoint another node made: `fill` writes its files (its record
+   * among them) into an empty work directory, and the record must name `name`. False,
+   * and nothing kept, if the store has it already; nothing is left of one that fails.
+   */
+  async adopt(name: string, fill: (workDir: string) => Promise<void>): Promise<boolean> {
+    CheckpointStore.checkName(name);
+    if (await this.find(name)) return false;
+    await mkdir(join(this.dir, 'tmp'), { recursive: true });
+    const work = await mkdtemp(join(this.dir, 'tmp', `${name}.`));
+    try {
+      await fill(work);
+      const record = await readCheckpointRecord(join(work, RECORD));
+      if (record?.name !== name)
+        throw new SandboxSpecError(`the archive of checkpoint ${name} is not that checkpoint`);
+      try {
+        await rename(work, this.path(name));
+      } catch (e) {
+        // The same checkpoint, put in place meanwhile.
+        const code = (e as NodeJS.ErrnoException).code;
+        if (code === 'ENOTEMPTY' || code === 'EEXIST') return false;
+        throw e;
+      }
+      return true;
+    } finally {
+      await rm(work, { recursive: true, force: true });
+    }
+  }
+
+  /**
    * Removes a checkpoint; false if there is none. Sandboxes made from it keep running:
    * each has its own copy of what it needed.
    */

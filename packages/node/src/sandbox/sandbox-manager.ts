@@ -55,7 +55,8 @@ const usesUserNamespaces = (o: SandboxManagerOptions) =>
  */
 export class SandboxManager {
   private readonly records: SandboxRecords;
-  private readonly checkpoints: CheckpointStore;
+  /** Saved sandboxes (`checkpoint`), which creates copy. */
+  readonly checkpoints: CheckpointStore;
   private readonly net: SandboxNetworking;
   private readonly cleanup: SandboxCleanup;
   private readonly recovery: SandboxRecovery;

@@ -95,8 +95,15 @@ async function fromCheckpoint(
       `checkpoint ${name} is a ${driver} sandbox of its own size: not ${differs.join(', ')}`,
     );
   const runtime = parts.runtime(driver);
-  const template = await parts.images.templateByHash(checkpoint.template.hash);
-  const kernel = checkpoint.kernel ? await parts.images.kernelByHash(checkpoint.kernel) : undefined;
+  let template = await parts.images.templateByHash(checkpoint.template.hash);
+  // A checkpoint made on another node: this node may not have made the disk or kernel yet.
+  if (template && runtime.capabilities.guestKernel)
+    template = await parts.images.ensureDisk(template, request);
+  let kernel = checkpoint.kernel ? await parts.images.kernelByHash(checkpoint.kernel) : undefined;
+  if (checkpoint.kernel && !kernel) {
+    const made = await parts.images.ensureKernel(request);
+    if (made.hash === checkpoint.kernel) kernel = made;
+  }
   if (!template || (checkpoint.kernel && !kernel))
     throw new SandboxSpecError(`checkpoint ${name} needs an image that is no longer in the store`);
   return {

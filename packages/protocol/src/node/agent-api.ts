@@ -20,6 +20,8 @@ export const NODE_ROUTES = {
    * in LAYER_DIGEST_HEADER; `GET …/:hash`: a layer of the server's store, the same way.
    */
   layers: '/v1/node/layers',
+  /** `PUT …/:name`, `GET …/:name` (since 1.2): a checkpoint, as a tar, the way of a layer. */
+  checkpoints: '/v1/node/checkpoints',
   /** `GET` with `Upgrade`: the tunnel that carries sandbox traffic. */
   tunnel: '/v1/node/tunnel',
 } as const;

@@ -17,11 +17,14 @@ import {
 // twice applies it once and answers both with the same result.
 
 const sandboxId = Type.String({ pattern: '^[a-z0-9]{1,40}$' });
-const checkpointName = Type.String({ pattern: '^[a-z0-9][a-z0-9_-]{0,99}$' });
+/** A checkpoint's name (a snapshot's id, a fork's `fork-<id>`). */
+export const CHECKPOINT_NAME_PATTERN = '^[a-z0-9][a-z0-9_-]{0,99}$';
+const checkpointName = Type.String({ pattern: CHECKPOINT_NAME_PATTERN });
+const checkpointNames = Type.Optional(Type.Array(checkpointName, { minItems: 1, maxItems: 16 }));
 const empty = Type.Object({});
 /** A layer of the image store, by its content address. */
 export const LAYER_HASH_PATTERN = '^[a-f0-9]{16,128}$';
-const layerHashes = Type.Array(Type.String({ pattern: LAYER_HASH_PATTERN }), { minItems: 1, maxItems: 256 });
+const layerHashes = Type.Array(Type.String({ pattern: LAYER_HASH_PATTERN }), { maxItems: 256 });
 /**
  * A recipe layer the node lacks is built there (true), or answered as MISSING_ARTEFACT
  * (`details.layers`, `details.buildable`) so that the server can send it from another
@@ -118,22 +121,31 @@ export const NODE_COMMANDS = {
   /** Frees the layers of `layers` that no template image still uses. */
   'layers.remove': { payload: Type.Object({ layers: Type.Array(Type.String()) }), result: empty },
   /**
-   * Uploads these layers of the node's store to the server's (`PUT NODE_ROUTES.layers/:hash`,
-   * a tar stream with its sha256 in LAYER_DIGEST_HEADER). MISSING_ARTEFACT if it lacks one.
+   * Uploads these layers and checkpoints (since 1.2) of the node's store to the server's
+   * (`PUT NODE_ROUTES.layers/:hash`, `PUT NODE_ROUTES.checkpoints/:name`, a tar stream with
+   * its sha256 in LAYER_DIGEST_HEADER). MISSING_ARTEFACT if it lacks one.
    */
   'artefact.push': {
-    payload: Type.Object({ layers: layerHashes }),
+    payload: Type.Object({ layers: layerHashes, checkpoints: checkpointNames }),
     result: Type.Object({
       layers: Type.Array(Type.Object({ hash: Type.String(), digest: Type.String(), bytes: Type.Integer() })),
+      checkpoints: Type.Optional(
+        Type.Array(Type.Object({ name: Type.String(), digest: Type.String(), bytes: Type.Integer() })),
+      ),
     }),
   },
   /**
-   * Downloads the layers it lacks of these from the server's store (`GET NODE_ROUTES.layers/:hash`),
-   * each checked against its digest before it is put in place; `fetched` are the ones it lacked.
+   * Downloads the layers and checkpoints it lacks of these from the server's store (`GET
+   * NODE_ROUTES.layers/:hash`, `GET NODE_ROUTES.checkpoints/:name`), each checked against its
+   * digest before it is put in place; `fetched` are the layers it lacked, `checkpoints` the
+   * checkpoints.
    */
   'artefact.fetch': {
-    payload: Type.Object({ layers: layerHashes }),
-    result: Type.Object({ fetched: Type.Array(Type.String()) }),
+    payload: Type.Object({ layers: layerHashes, checkpoints: checkpointNames }),
+    result: Type.Object({
+      fetched: Type.Array(Type.String()),
+      checkpoints: Type.Optional(Type.Array(Type.String())),
+    }),
   },
   /** Stops a running command (a build); `cancelled` is false if it was not running. */
   'command.cancel': {

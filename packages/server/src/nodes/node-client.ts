@@ -62,13 +62,22 @@ export function domainError(f: NodeFailure): Error {
   }
 }
 
-/** Gets a node the layers it answered MISSING_ARTEFACT for ('build': none holds them, it may build them). */
-export interface LayerSupplier {
+/**
+ * Gets a node the layers and checkpoints it answered MISSING_ARTEFACT for ('build': no node
+ * holds the layers, it may build them).
+ */
+export interface ArtefactSupplier {
   supply(target: NodeClient, failure: NodeFailure): Promise<'fetched' | 'build'>;
+  /** Drops the server's copy of a checkpoint (its snapshot is deleted). */
+  forgetCheckpoint(name: string): Promise<void>;
 }
 
-/** The commands tried once more after the layers they lacked were supplied. */
-const NEEDS_LAYERS = new Set<NodeCommandKind>([
+/**
+ * The commands tried again after what they lacked was supplied: twice at most (a create
+ * from a checkpoint learns the layers it lacks only once it has the checkpoint).
+ */
+const SUPPLY_ROUNDS = 2;
+const NEEDS_ARTEFACTS = new Set<NodeCommandKind>([
   'sandbox.create',
   'sandbox.claim',
   'sandbox.resume',
@@ -82,8 +91,8 @@ const NEEDS_LAYERS = new Set<NodeCommandKind>([
 export class NodeClient {
   constructor(
     readonly link: NodeLink,
-    /** Where layers come from when this node lacks some (a cluster's server). */
-    private readonly layers: () => LayerSupplier | undefined = () => undefined,
+    /** Where layers and checkpoints come from when this node lacks some (a cluster's server). */
+    private readonly artefacts: () => ArtefactSupplier | undefined = () => undefined,
   ) {}
 
   get id(): string {
@@ -93,7 +102,7 @@ export class NodeClient {
   private async call<K extends NodeCommandKind>(
     kind: K,
     payload: CommandPayload<K>,
-    options: { progress?: (line: BuildLogLine) => void; signal?: AbortSignal; supplied?: boolean } = {},
+    options: { progress?: (line: BuildLogLine) => void; signal?: AbortSignal; supplied?: number } = {},
   ): Promise<CommandResult<K>> {
     const command = { id: randomUUID(), kind, issuedAt: new Date().toISOString(), payload } as NodeCommand<K>;
     const cancel = () =>
@@ -108,12 +117,13 @@ export class NodeClient {
     options.signal?.addEventListener('abort', cancel, { once: true });
     try {
       const outcome = await this.link.send(command as NodeCommand, options.progress);
-      const supplier = this.layers();
-      if (!outcome.ok && outcome.error.code === 'MISSING_ARTEFACT' && supplier && NEEDS_LAYERS.has(kind)) {
-        if (options.supplied) throw domainError(outcome.error);
+      const supplier = this.artefacts();
+      if (!outcome.ok && outcome.error.code === 'MISSING_ARTEFACT' && supplier && NEEDS_ARTEFACTS.has(kind)) {
+        const rounds = options.supplied ?? 0;
+        if (rounds >= SUPPLY_ROUNDS) throw domainError(outcome.error);
         const how = await supplier.supply(this, outcome.error);
         const again = how === 'build' ? { ...payload, buildLayers: true } : payload;
-        return await this.call(kind, again, { ...options, supplied: true });
+        return await this.call(kind, again, { ...options, supplied: rounds + 1 });
       }
       if (!outcome.ok) throw domainError(outcome.error);
       return outcome.data as CommandResult<K>;
@@ -209,13 +219,19 @@ export class NodeClient {
   }
 
   /** Has the node upload these layers of its store to the server's. */
-  pushLayers(layers: string[]): Promise<CommandResult<'artefact.push'>> {
-    return this.call('artefact.push', { layers });
+  pushArtefacts(a: { layers: string[]; checkpoints?: string[] }): Promise<CommandResult<'artefact.push'>> {
+    return this.call('artefact.push', {
+      layers: a.layers,
+      ...(a.checkpoints?.length ? { checkpoints: a.checkpoints } : {}),
+    });
   }
 
-  /** Has the node download those of these layers it lacks from the server's store. */
-  fetchLayers(layers: string[]): Promise<CommandResult<'artefact.fetch'>> {
-    return this.call('artefact.fetch', { layers });
+  /** Has the node download those of these layers and checkpoints it lacks from the server's store. */
+  fetchArtefacts(a: { layers: string[]; checkpoints?: string[] }): Promise<CommandResult<'artefact.fetch'>> {
+    return this.call('artefact.fetch', {
+      layers: a.layers,
+      ...(a.checkpoints?.length ? { checkpoints: a.checkpoints } : {}),
+    });
   }
 
   /** Frees the layers no template image still uses of `layers` (a deleted template's). */

@@ -1,6 +1,6 @@
 import { NodeCommandError } from '@aiva/protocol/node';
 import { CapacityError } from '../services/errors.js';
-import { type LayerSupplier, NodeClient } from './node-client.js';
+import { type ArtefactSupplier, NodeClient } from './node-client.js';
 import type { NodeLink } from './node-link.js';
 import { type PlacementRequest, rankNodes } from './placement.js';
 
@@ -21,14 +21,14 @@ interface NodeEntry {
  */
 export class Nodes {
   private readonly entries = new Map<string, NodeEntry>();
-  /** Where a node's missing layers come from (a cluster's server store; none in `aiva up`). */
-  layers: LayerSupplier | undefined;
+  /** Where a node's missing layers and checkpoints come from (a cluster's server store; none in `aiva up`). */
+  artefacts: ArtefactSupplier | undefined;
 
   /** `allocatedMiB(nodeId)`: the memory of the live sandboxes the server has placed on the node. */
   constructor(private readonly allocatedMiB: (nodeId: string) => number = () => 0) {}
 
   add(link: NodeLink, meta: { state?: string; labels?: Record<string, string> } = {}): NodeClient {
-    const client = new NodeClient(link, () => this.layers);
+    const client = new NodeClient(link, () => this.artefacts);
     this.entries.set(link.id, { client, state: meta.state ?? 'ready', labels: meta.labels ?? {} });
     for (const l of this.listeners) client.onSandboxFailed(l);
     return client;

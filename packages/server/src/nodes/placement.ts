@@ -3,7 +3,9 @@ import type { NodeSnapshot } from '@aiva/protocol/node';
 // Where a new sandbox goes: a pure function of what each node last reported, what the
 // server has already placed there, and the request. Nodes that cannot take it are
 // filtered out; the rest are ranked by free memory, CPU and disk, and a node that has
-// the template's image warm wins over one that would have to fetch it.
+// the template's image warm wins over one that would have to fetch it. A create from a
+// checkpoint goes to a node that holds it when one can take it, else to any other, which
+// then fetches it.
 
 export interface PlacementCandidate {
   id: string;
@@ -26,8 +28,10 @@ export interface PlacementRequest {
   imageHash?: string;
   /** Labels the node must have (`aiva.placement.labels` in metadata: `k=v,k2=v2`). */
   labels?: Record<string, string>;
-  /** The node it must go to (`aiva.placement.node`, a create from a checkpoint). */
+  /** The node it must go to (`aiva.placement.node`). */
   node?: string;
+  /** The checkpoint it is made from: a node that holds it wins. */
+  checkpoint?: string;
 }
 
 export interface Ranked {
@@ -86,7 +90,9 @@ export function rankNodes(request: PlacementRequest, nodes: PlacementCandidate[]
     const warm = request.imageHash && s.artefacts.images.includes(request.imageHash) ? 1 : 0;
     // Memory left counts most (what a sandbox is refused for); the image warm outweighs a
     // few sandboxes' worth of it; CPU load and disk break near-ties.
-    ranked.push({ id: n.id, score: 4 * memory + 0.5 * cpu + 0.25 * disk + 1.5 * warm });
+    const holds = request.checkpoint && s.checkpoints.some((c) => c.name === request.checkpoint) ? 1 : 0;
+    // …and holding the checkpoint outweighs all of them: fetching one is a copy of a whole sandbox.
+    ranked.push({ id: n.id, score: 4 * memory + 0.5 * cpu + 0.25 * disk + 1.5 * warm + 10 * holds });
   }
   if (ranked.length === 0)
     return request.node && !nodes.some((n) => n.id === request.node)

@@ -1,41 +1,47 @@
-import { LAYER_DIGEST_HEADER, LAYER_HASH_PATTERN } from '@aiva/protocol/node';
+import { CHECKPOINT_NAME_PATTERN, LAYER_DIGEST_HEADER, LAYER_HASH_PATTERN } from '@aiva/protocol/node';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { FastifyInstance } from 'fastify';
 import { Type } from 'typebox';
-import { type LayerStore, replicaLayerPath } from '../nodes/layer-store.js';
+import { type ArtefactKind, type ArtefactStore, replicaArtefactPath } from '../nodes/artefact-store.js';
 import { NotFoundError } from '../services/errors.js';
 import { checkReplicaLink } from './replica-links.js';
 import type { ServerReplica } from './server-replica.js';
 
-/** What one server replica serves the others from its own disk: the layers nodes pushed to it. */
+const PATTERN: Record<ArtefactKind, string> = {
+  layers: LAYER_HASH_PATTERN,
+  checkpoints: CHECKPOINT_NAME_PATTERN,
+};
+
+/** What one server replica serves the others from its own disk: the layers and checkpoints nodes pushed to it. */
 export function registerReplicaRoutes(
   base: FastifyInstance,
   replica: ServerReplica,
-  layers: LayerStore,
+  stores: Record<ArtefactKind, ArtefactStore>,
 ): void {
   const app = base.withTypeProvider<TypeBoxTypeProvider>();
-  app.get(
-    replicaLayerPath(':hash'),
-    {
-      schema: {
-        hide: true,
-        params: Type.Object({ hash: Type.String({ pattern: LAYER_HASH_PATTERN }) }),
-        querystring: Type.Object({
-          expires: Type.Optional(Type.String()),
-          signature: Type.Optional(Type.String()),
-        }),
+  for (const kind of ['layers', 'checkpoints'] as const)
+    app.get(
+      replicaArtefactPath(kind, ':hash'),
+      {
+        schema: {
+          hide: true,
+          params: Type.Object({ hash: Type.String({ pattern: PATTERN[kind] }) }),
+          querystring: Type.Object({
+            expires: Type.Optional(Type.String()),
+            signature: Type.Optional(Type.String()),
+          }),
+        },
       },
-    },
-    async (request, reply) => {
-      const { hash } = request.params;
-      checkReplicaLink(await replica.sharedSecret(), replicaLayerPath(hash), request.query);
-      const layer = await layers.get(hash);
-      if (!layer) throw new NotFoundError(`this replica's store has no layer ${hash}`);
-      return reply
-        .type('application/x-tar')
-        .header('content-length', layer.bytes)
-        .header(LAYER_DIGEST_HEADER, layer.digest)
-        .send(layers.open(hash));
-    },
-  );
+      async (request, reply) => {
+        const { hash } = request.params;
+        checkReplicaLink(await replica.sharedSecret(), replicaArtefactPath(kind, hash), request.query);
+        const stored = await stores[kind].get(hash);
+        if (!stored) throw new NotFoundError(`this replica's store has no ${kind} ${hash}`);
+        return reply
+          .type('application/x-tar')
+          .header('content-length', stored.bytes)
+          .header(LAYER_DIGEST_HEADER, stored.digest)
+          .send(stores[kind].open(hash));
+      },
+    );
 }

@@ -29,10 +29,7 @@ export function placementOf(
     vcpus: definition?.defaults.vcpus ?? 1,
     ...(typeof resolved?.node === 'string' ? { recipe: resolved.node } : {}),
     ...(labels ? { labels } : {}),
-    ...(snapshot
-      ? { node: snapshot.nodeId }
-      : hints['aiva.placement.node']
-        ? { node: hints['aiva.placement.node'] }
-        : {}),
+    ...(snapshot ? { checkpoint: snapshot.checkpoint } : {}),
+    ...(hints['aiva.placement.node'] ? { node: hints['aiva.placement.node'] } : {}),
   };
 }

@@ -18,7 +18,7 @@ import type { Nodes } from '../nodes/nodes.js';
 import type { ServerReplica } from '../replicas/server-replica.js';
 import { consoleLogEntries, type LogQuery } from './console-log.js';
 import { EndTimes } from './end-times.js';
-import { InvalidRequestError, NotFoundError, OperationFailedError } from './errors.js';
+import { CapacityError, InvalidRequestError, NotFoundError, OperationFailedError } from './errors.js';
 import {
   type LiveSandbox,
   LiveSandboxes,
@@ -42,7 +42,7 @@ import { WarmPool } from './warm-pool.js';
 /** A snapshot a sandbox is created from: the node's checkpoint and what the sandbox shows as its template. */
 export interface SnapshotSource {
   checkpoint: string;
-  /** The node that holds the checkpoint: the sandbox is made there. */
+  /** The node that made the checkpoint (placement prefers any node that holds it). */
   nodeId: string;
   templateId: string;
   alias: string;
@@ -229,7 +229,12 @@ export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
     }
     const template = snapshot?.templateId ?? resolved?.templateId ?? body.templateID;
     const alias = snapshot?.alias ?? resolved?.alias ?? template;
-    const nodeTemplate = resolved?.node ?? template;
+    // A snapshot's node checkpoint names its image; a node that lacks the image assembles it
+    // from the template's definition (its current build, which the snapshot's was, unless rebuilt).
+    const source = snapshot
+      ? await this.options.templates.resolve(caller, snapshot.templateId).catch(() => undefined)
+      : undefined;
+    const nodeTemplate = resolved?.node ?? source?.node ?? template;
     if (JSON.stringify(body.metadata ?? {}).length > 16 * 1024)
       throw new InvalidRequestError('metadata is larger than 16 KiB');
     const timeoutS = body.timeout ?? defaultTimeoutS;
@@ -292,8 +297,8 @@ export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
       this.live.updateGauge();
       // Whatever the node holds of it goes: a pooled sandbox, or one whose row failed.
       await node.kill(id).catch(() => {});
-      // A request the node refuses as given (400).
-      if (e instanceof InvalidRequestError) throw e;
+      // A request the node refuses as given (400), or no node that can have what it needs (503).
+      if (e instanceof InvalidRequestError || e instanceof CapacityError) throw e;
       if (pooled) {
         // The pooled sandbox was no good: make one the ordinary way.
         this.log.warn({ sandbox: id, err: e }, 'a pooled sandbox could not be handed over; creating one');

@@ -1,5 +1,5 @@
 import { type NodeCheckpoint, newSandboxId } from '@aiva/protocol/node';
-import { and, desc, eq, lt, or, type SQL } from 'drizzle-orm';
+import { and, desc, eq, inArray, lt, or, type SQL } from 'drizzle-orm';
 import type { Logger } from 'pino';
 import type { ForkBody, Sandbox, SnapshotInfo, SnapshotListQuery } from '../api/e2b/schemas.js';
 import type { Database } from '../db/database.js';
@@ -43,7 +43,10 @@ export class SnapshotService {
     for (const node of this.nodes.all()) if (node.link.fresh) await this.reconcile(node.id);
   }
 
-  /** Reconciles the rows of `nodeId`'s snapshots with the checkpoints it holds. */
+  /**
+   * Reconciles the rows of `nodeId`'s snapshots with the checkpoints it holds. A checkpoint
+   * copied from another node (a snapshot restored here) is one a row of any node owns.
+   */
   async reconcile(nodeId: string): Promise<void> {
     const node = this.nodes.of(nodeId);
     const rows = await this.db.select().from(snapshots).where(eq(snapshots.nodeId, node.id));
@@ -52,6 +55,13 @@ export class SnapshotService {
       if (onNode.delete(row.id)) continue;
       this.log.warn({ snapshot: row.id }, 'removing a snapshot whose checkpoint is gone');
       await this.db.delete(snapshots).where(eq(snapshots.id, row.id));
+    }
+    if (onNode.size > 0) {
+      const owned = await this.db
+        .select({ id: snapshots.id })
+        .from(snapshots)
+        .where(inArray(snapshots.id, [...onNode]));
+      for (const { id } of owned) onNode.delete(id);
     }
     for (const name of onNode) {
       this.log.warn(
@@ -172,7 +182,7 @@ export class SnapshotService {
   async remove(caller: Caller, ref: string): Promise<boolean> {
     const row = await this.byRef(caller, ref);
     if (!row) return false;
-    await this.nodes.of(row.nodeId).removeCheckpoint(row.id);
+    await this.removeEverywhere(row.id, row.nodeId);
     await this.db.delete(snapshots).where(eq(snapshots.id, row.id));
     this.log.info({ snapshot: row.id }, 'snapshot deleted');
     return true;
@@ -228,8 +238,36 @@ export class SnapshotService {
       return results.map((r) => (r.status === 'fulfilled' ? { sandbox: r.value } : { error: r.reason }));
     } finally {
       // Each fork has its own copy of what it needs.
-      await node.removeCheckpoint(checkpoint);
+      await this.removeEverywhere(checkpoint, node.id);
     }
+  }
+
+  /**
+   * Removes checkpoint `name` from its node, from every other node that copied it (their
+   * snapshots list it) and from the server's store. A node that cannot be reached keeps
+   * its copy until it reports again (`reconcile`).
+   */
+  private async removeEverywhere(name: string, home: string): Promise<void> {
+    const copies = await Promise.all(
+      this.nodes.all().map(async (n) => {
+        if (n.id === home) return undefined;
+        const s = await n.link.snapshot().catch(() => undefined);
+        return s?.checkpoints.some((c) => c.name === name) ? n : undefined;
+      }),
+    );
+    await Promise.all(
+      [this.nodes.of(home), ...copies].map((n) =>
+        n
+          ?.removeCheckpoint(name)
+          .catch((e: Error) =>
+            this.log.warn(
+              { checkpoint: name, node: n.id, err: e.message },
+              'a copy of a checkpoint stays for now',
+            ),
+          ),
+      ),
+    );
+    await this.nodes.artefacts?.forgetCheckpoint(name);
   }
 
   /**

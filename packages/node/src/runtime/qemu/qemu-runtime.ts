@@ -1,4 +1,4 @@
-import { open, rename, rm } from 'node:fs/promises';
+import { open, realpath, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { waitForEnvd } from '../../envd/envd-http.js';
 import { runCommand } from '../../host/command.js';
@@ -212,6 +212,14 @@ export class QemuRuntime implements SandboxRuntime {
     const t0 = Date.now();
     try {
       await runCommand('cp', ['--sparse=always', join(dir, 'disk.qcow2'), f.disk], { signal });
+      // The saved layer names its template's disk as its node had it: this node's may lie elsewhere.
+      await runCommand(
+        'qemu-img',
+        ['rebase', '-u', '-F', 'raw', '-b', await realpath(spec.template.disk), f.disk],
+        {
+          signal,
+        },
+      );
       const state = await this.restore(
         spec,
         { state: join(dir, 'state') },

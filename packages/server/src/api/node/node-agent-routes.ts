@@ -14,13 +14,13 @@ import {
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
+import type { ArtefactKind, ArtefactStore } from '../../nodes/artefact-store.js';
 import type { NodeCommandQueue } from '../../nodes/command-queue.js';
-import type { LayerStore } from '../../nodes/layer-store.js';
 import type { NodeRegistry, NodeRow } from '../../nodes/node-registry.js';
 import type { BuildFiles } from '../../services/build-files.js';
 import { ForbiddenError, NotFoundError } from '../../services/errors.js';
 import { ErrorBody } from '../e2b/schemas.js';
-import { registerLayerRoutes } from './layer-routes.js';
+import { registerArtefactRoutes } from './artefact-routes.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -48,8 +48,8 @@ export async function registerNodeAgentRoutes(
   queue: NodeCommandQueue,
   /** The uploaded build files (a node's build reads them). */
   files: BuildFiles,
-  /** The server's store of layers, which nodes fill and fetch from. */
-  layers?: LayerStore,
+  /** The server's stores of layers and checkpoints, which nodes fill and fetch from. */
+  artefacts?: Record<ArtefactKind, ArtefactStore>,
 ): Promise<void> {
   await base.register(async (scoped) => {
     const app = scoped.withTypeProvider<TypeBoxTypeProvider>();
@@ -169,7 +169,7 @@ export async function registerNodeAgentRoutes(
         return reply.type('application/gzip').header('content-length', size).send(createReadStream(file));
       },
     );
-    if (layers) registerLayerRoutes(app, layers);
+    if (artefacts) registerArtefactRoutes(app, artefacts);
     app.post(
       NODE_ROUTES.progress,
       {
