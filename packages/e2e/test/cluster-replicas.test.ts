@@ -262,9 +262,9 @@ describe('server replicas on one PostgreSQL', () => {
     assert.ok((await readFile(onB)).length > 0, 'replica B keeps the file it fetched');
     // A replica link forged without the shared secret is refused.
     const forged = await fetch(
-      `${a.url}/v1/replica/template-files/${hash}?team=${team}&expires=${Date.now() + 30_000}&signature=${'0'.repeat(64)}`,
+      `${a.url}/v1/replica/template-files/${team}/${hash}?expires=${Date.now() + 30_000}&signature=${'0'.repeat(64)}`,
     );
-    assert.equal(forged.status, 400);
+    assert.equal(forged.status, 403);
     await call(b.url, 'POST', `/v2/templates/${templateId}/builds/${buildId}`, {
       fromTemplate: 'base',
       steps: [{ type: 'COPY', args: ['hello.txt', '/home/user/hello.txt'], filesHash: hash }],

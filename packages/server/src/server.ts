@@ -355,7 +355,7 @@ export async function startServer(
     );
     app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
     registerTemplateUploadRoute(app, templateBuilds);
-    if (replica && artefactStores) registerReplicaRoutes(app, replica, artefactStores);
+    if (replica && artefactStores) registerReplicaRoutes(app, replica, artefactStores, buildFiles);
     if (registry) await registerNodeAgentRoutes(app, registry, nodeCommands, buildFiles, artefactStores);
     await app.register(async (api) => {
       requireApiKey(api, teams);

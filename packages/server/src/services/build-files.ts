@@ -6,14 +6,17 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { runCommand } from '@aiva/node';
 import type { Logger } from 'pino';
+import { replicaLinkQuery } from '../replicas/replica-links.js';
 import { InvalidRequestError, NotFoundError } from './errors.js';
 
 /** The largest upload of a COPY step's files. */
 const MAX_UPLOAD_BYTES = 2 * 1024 ** 3;
 /** How long an upload link works. */
 const UPLOAD_LINK_MS = 3_600_000;
-/** How long a link one replica gives another for a file works. */
-const REPLICA_LINK_MS = 60_000;
+
+/** Where a replica serves a file uploaded to it to the others (a link signed by `replicaLinkQuery`). */
+export const replicaBuildFilePath = (teamId: string, hash: string) =>
+  `/v1/replica/template-files/${teamId}/${hash}`;
 
 /** Where a team's uploaded build files (a COPY step's, an image archive) are kept, by hash. */
 export function uploadedFile(home: string, teamId: string, hash: string): string {
@@ -33,7 +36,7 @@ export interface BuildFilesOptions {
  * The files template builds read (a COPY step's, an image archive), uploaded to links the
  * server signs and kept under `<home>/template-files/<team>/<hash>.tar.gz`. With server
  * replicas an upload lands on one of them; the others fetch it from there when a build,
- * a node or the SDK asks (`GET /v1/replica/template-files/{hash}`, signed for replicas).
+ * a node or the SDK asks (`replicaBuildFilePath`, a link of `replicas/replica-links.ts`).
  */
 export class BuildFiles {
   private readonly secret: Buffer;
@@ -46,28 +49,20 @@ export class BuildFiles {
     return uploadedFile(this.o.home, teamId, hash);
   }
 
-  private sign(purpose: 'upload' | 'replica', teamId: string, hash: string, expires: number): string {
-    return createHmac('sha256', this.secret).update(`${purpose}/${teamId}/${hash}/${expires}`).digest('hex');
+  private sign(teamId: string, hash: string, expires: number): string {
+    return createHmac('sha256', this.secret).update(`upload/${teamId}/${hash}/${expires}`).digest('hex');
   }
 
-  private check(purpose: 'upload' | 'replica', hash: string, q: SignedQuery): string {
+  /** The team an upload link is for; InvalidRequestError if it is not one this server signed, or expired. */
+  private check(hash: string, q: SignedQuery): string {
     const { team, expires, signature } = q;
     const exp = Number(expires);
-    const want = team && Number.isFinite(exp) ? Buffer.from(this.sign(purpose, team, hash, exp)) : undefined;
+    const want = team && Number.isFinite(exp) ? Buffer.from(this.sign(team, hash, exp)) : undefined;
     const got = Buffer.from(signature ?? '');
     if (!team || !want || want.length !== got.length || !timingSafeEqual(want, got))
-      throw new InvalidRequestError(`the ${purpose === 'upload' ? 'upload ' : ''}link is not valid`);
+      throw new InvalidRequestError('the upload link is not valid');
     if (exp < Date.now()) throw new InvalidRequestError('the upload link has expired: ask for a new one');
     return team;
-  }
-
-  private signed(purpose: 'upload' | 'replica', teamId: string, hash: string, ms: number): string {
-    const expires = Date.now() + ms;
-    return new URLSearchParams({
-      team: teamId,
-      expires: String(expires),
-      signature: this.sign(purpose, teamId, hash, expires),
-    }).toString();
   }
 
   /** Whether the team's file is here, or could be fetched here from the replica that took it. */
@@ -81,9 +76,8 @@ export class BuildFiles {
     if (await exists(file)) return file;
     for (const peer of (await this.o.peers?.()) ?? []) {
       try {
-        const r = await fetch(
-          `${peer}/v1/replica/template-files/${hash}?${this.signed('replica', teamId, hash, REPLICA_LINK_MS)}`,
-        );
+        const path = replicaBuildFilePath(teamId, hash);
+        const r = await fetch(`${peer}${path}?${replicaLinkQuery(this.secret, path)}`);
         if (r.status !== 200 || !r.body) {
           await r.body?.cancel();
           continue;
@@ -100,20 +94,24 @@ export class BuildFiles {
 
   /** The path of the upload link for a team's file (after the server's base URL). */
   uploadQuery(teamId: string, hash: string): string {
-    return this.signed('upload', teamId, hash, UPLOAD_LINK_MS);
+    const expires = Date.now() + UPLOAD_LINK_MS;
+    return new URLSearchParams({
+      team: teamId,
+      expires: String(expires),
+      signature: this.sign(teamId, hash, expires),
+    }).toString();
   }
 
   /** The PUT to an upload link: a gzip tar of a COPY step's files, checked before it is kept. */
   async receive(hash: string, query: SignedQuery, body: Readable, length?: number): Promise<void> {
-    const team = this.check('upload', hash, query);
+    const team = this.check(hash, query);
     if (length !== undefined && length > MAX_UPLOAD_BYTES)
       throw new InvalidRequestError(`an upload may be at most ${MAX_UPLOAD_BYTES} bytes`);
     await this.keep(team, hash, body);
   }
 
-  /** Another replica's GET of a file uploaded here: the file, if this replica has it. */
-  async forReplica(hash: string, query: SignedQuery): Promise<{ size: number; stream: Readable }> {
-    const team = this.check('replica', hash, query);
+  /** Another replica's GET of a file uploaded here (its link checked by the route): the file, if this replica has it. */
+  async forReplica(team: string, hash: string): Promise<{ size: number; stream: Readable }> {
     const file = this.path(team, hash);
     const size = await stat(file).then(
       (s) => s.size,

@@ -347,24 +347,5 @@ export function registerTemplateUploadRoute(base: FastifyInstance, builds: Templ
         return reply.code(201).send(null);
       },
     );
-    // Another server replica fetching a file uploaded to this one (a link it signed).
-    app.get(
-      '/v1/replica/template-files/:hash',
-      {
-        schema: {
-          hide: true,
-          params: Type.Object({ hash: Type.String({ pattern: '^[a-f0-9]{64}$' }) }),
-          querystring: Type.Object({
-            team: Type.Optional(Type.String()),
-            expires: Type.Optional(Type.String()),
-            signature: Type.Optional(Type.String()),
-          }),
-        },
-      },
-      async (request, reply) => {
-        const { size, stream } = await builds.files.forReplica(request.params.hash, request.query);
-        return reply.type('application/gzip').header('content-length', size).send(stream);
-      },
-    );
   });
 }
