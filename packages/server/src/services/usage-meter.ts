@@ -173,11 +173,12 @@ export class UsageMeter {
     const seconds = (end.getTime() - start.getTime()) / 1000;
     const running = state === 'running';
     const [from, to] = [Math.floor(start.getTime() / 1000), Math.ceil(end.getTime() / 1000)];
-    const samples = !running
-      ? []
-      : kept
-        ? kept.filter((m) => m.timestampUnix >= from && m.timestampUnix <= to)
-        : this.sandboxSource.samples(id, from, to);
+    const all = !running ? [] : (kept ?? this.sandboxSource.samples(id, 0, to));
+    // Each sample is the use since the one before: those in the span, or (a span shorter
+    // than the sampling) the latest before it.
+    const inSpan = all.filter((m) => m.timestampUnix >= from && m.timestampUnix <= to);
+    const before = all.filter((m) => m.timestampUnix < from).at(-1);
+    const samples = inSpan.length ? inSpan : before ? [before] : [];
     const cores = samples.map((m) => (m.cpuUsedPct / 100) * m.cpuCount);
     const record = {
       sandboxId: id,
