@@ -161,8 +161,8 @@ describe('metering, usage report and cost', () => {
     const p1 = new Date();
     const resumed = await Sandbox.connect(sbx.sandboxId);
     await sleep(4000);
-    await resumed.kill();
     const t1 = new Date();
+    await resumed.kill();
     await recordedUntil(up, sbx.sandboxId, t1);
     const paused = await sandboxUsage(up, sbx.sandboxId, p0, p1);
     const pausedS = (p1.getTime() - p0.getTime()) / 1000;
