@@ -9,6 +9,7 @@ import { registerServerCommand } from './commands/server.js';
 import { registerTemplateCommands } from './commands/template.js';
 import { registerTlsCommands } from './commands/tls.js';
 import { registerUpCommand } from './commands/up.js';
+import { registerUsageCommand } from './commands/usage.js';
 
 const program = new Command('aiva')
   .description('sandboxes for AI agents: microVMs and containers behind an E2B-compatible API')
@@ -23,6 +24,7 @@ registerImageCommands(program);
 registerSandboxCommands(program);
 registerTemplateCommands(program);
 registerTlsCommands(program);
+registerUsageCommand(program);
 registerDoctorCommand(program);
 // The program's options go before the command, so that `aiva sandbox run` can pass the
 // options after its command to it. Set after the commands are made: they would inherit it.

@@ -16,3 +16,4 @@ export {
   NodeTokenService,
 } from './services/node-token-service.js';
 export { TeamService } from './services/team-service.js';
+export { type PriceTable, parsePriceTable, readPriceTable } from './services/usage-prices.js';

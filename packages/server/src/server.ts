@@ -21,6 +21,7 @@ import { registerErrorHandling } from './api/errors.js';
 import { registerKeyRoutes } from './api/native/key-routes.js';
 import { registerNodeRoutes } from './api/native/node-routes.js';
 import { registerNodeTokenRoutes } from './api/native/node-token-routes.js';
+import { registerUsageRoutes } from './api/native/usage-routes.js';
 import { registerNodeAgentRoutes } from './api/node/node-agent-routes.js';
 import { openDatabase } from './db/database.js';
 import { createServerMetrics } from './metrics/server-metrics.js';
@@ -47,6 +48,8 @@ import { TeamMetrics } from './services/team-metrics.js';
 import { TeamService } from './services/team-service.js';
 import { TemplateBuilds } from './services/template-builds.js';
 import { TemplateCatalog } from './services/template-catalog.js';
+import type { PriceTable } from './services/usage-prices.js';
+import { UsageReports } from './services/usage-report.js';
 
 export interface ServerConfig {
   /** The data directory (the embedded database lives in `<home>/db`). */
@@ -63,6 +66,13 @@ export interface ServerConfig {
   /** Sandboxes kept ready ahead of creates, per template. */
   warmPool?: Record<string, number>;
   version: string;
+  /** Usage metering and its prices (`services/usage-meter.ts`, `usage-prices.ts`). */
+  metering?: {
+    /** Seconds between usage records: default 60. */
+    intervalSeconds?: number;
+    /** The price table the usage report's cost comes from; none: everything is free. */
+    prices?: PriceTable;
+  };
   /** Nodes join this server over the network (`aiva server`; `aiva node join`). */
   cluster?: {
     /** A node silent this long is unreachable: creates avoid it. */
@@ -233,6 +243,7 @@ export async function startServer(
       warmPool: config.warmPool,
       domain: config.domain,
       replica,
+      meteringIntervalS: config.metering?.intervalSeconds,
     });
     await sandboxes.start();
     cleanup.unshift(() => sandboxes.stop({ killSandboxes: false }));
@@ -364,6 +375,7 @@ export async function startServer(
       registerSnapshotRoutes(api, snapshots);
       registerTemplateRoutes(api, templateCatalog, templateBuilds, snapshots);
       registerKeyRoutes(api, teams);
+      registerUsageRoutes(api, teams, new UsageReports(database.db, config.metering?.prices));
       registerNodeTokenRoutes(api, teams, new NodeTokenService(database.db));
       if (registry) registerNodeRoutes(api, teams, registry);
       registerUnsupportedRoutes(api);

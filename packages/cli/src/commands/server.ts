@@ -3,10 +3,11 @@ import { dataDir } from '@aiva/node';
 import { startServer } from '@aiva/server';
 import type { Command } from 'commander';
 import { createLogger } from '../logger.js';
+import { type MeteringOptions, meteringConfig, meteringOptions } from '../metering-options.js';
 import { aivaVersion, int, LOG_LEVELS, logLevel, onStopSignal } from '../option-parsers.js';
 import { credentialsFile } from './up.js';
 
-interface ServerOptions {
+interface ServerOptions extends MeteringOptions {
   host: string;
   port: number;
   domain?: string;
@@ -21,8 +22,7 @@ interface ServerOptions {
 
 /** `aiva server`: the control plane without a node of its own; nodes join it (`aiva node join`). */
 export function registerServerCommand(program: Command): void {
-  program
-    .command('server')
+  meteringOptions(program.command('server'))
     .description(
       'run the control plane of a cluster: the E2B-compatible API and the sandbox proxy, with no node of its own; hosts join it with `aiva node join`',
     )
@@ -66,6 +66,7 @@ export function registerServerCommand(program: Command): void {
     )
     .option('--log-level <level>', `${LOG_LEVELS.join(', ')}`, logLevel, 'info')
     .action(async (opts: ServerOptions) => {
+      const metering = meteringConfig(opts);
       if (opts.lostAfter <= opts.unreachableAfter)
         throw new Error('--lost-after must be longer than --unreachable-after');
       const databaseUrl = opts.databaseUrl ?? process.env.AIVA_DATABASE_URL;
@@ -92,6 +93,7 @@ export function registerServerCommand(program: Command): void {
             maxSandboxesPerTeam: opts.teamMaxSandboxes,
           },
           version,
+          metering,
           cluster: {
             unreachableAfterSeconds: opts.unreachableAfter,
             lostAfterSeconds: opts.lostAfter,

@@ -16,6 +16,7 @@ import { BuildProgress } from '../build-progress.js';
 import { defaultDnsAnswer, domainBanner, tlsFor } from '../domain-setup.js';
 import { codeInterpreterDir, envdDir, recipesDir } from '../install-paths.js';
 import { createLogger } from '../logger.js';
+import { type MeteringOptions, meteringConfig, meteringOptions } from '../metering-options.js';
 import { addressBlock, aivaVersion, int, LOG_LEVELS, logLevel, onStopSignal } from '../option-parsers.js';
 
 /** What `aiva up` writes for clients (and `aiva keys`) to find the server: root-readable only. */
@@ -33,7 +34,7 @@ export async function readCredentials(): Promise<Credentials | undefined> {
   );
 }
 
-interface UpOptions {
+interface UpOptions extends MeteringOptions {
   host: string;
   port: number;
   domain?: string;
@@ -56,8 +57,7 @@ interface UpOptions {
 }
 
 export function registerUpCommand(program: Command): void {
-  program
-    .command('up')
+  meteringOptions(program.command('up'))
     .description('run aiva: the E2B-compatible API, the sandbox proxy and this host’s node, on one port')
     .option('--host <address>', 'address to listen on (0.0.0.0 to serve other machines)', '127.0.0.1')
     .option('-p, --port <n>', 'port for the API and sandbox traffic', int('port', 0, 65535), 3000)
@@ -145,6 +145,7 @@ export function registerUpCommand(program: Command): void {
       'info',
     )
     .action(async (opts: UpOptions) => {
+      const metering = meteringConfig(opts);
       if (Boolean(opts.tlsCert) !== Boolean(opts.tlsKey))
         throw new Error('--tls-cert and --tls-key go together');
       if ((opts.dnsListen || !opts.tls) && !opts.domain)
@@ -227,6 +228,7 @@ export function registerUpCommand(program: Command): void {
               maxSandboxesPerTeam: opts.teamMaxSandboxes,
             },
             version,
+            metering,
           },
           new InProcessNodeLink('local', executor, snapshots),
           logger,

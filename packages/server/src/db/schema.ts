@@ -1,6 +1,7 @@
 import {
   bigint,
   boolean,
+  doublePrecision,
   index,
   integer,
   jsonb,
@@ -197,6 +198,43 @@ export const templateBuildLogs = pgTable(
     message: text('message').notNull(),
   },
   (t) => [uniqueIndex('template_build_logs_idx').on(t.buildId, t.seq)],
+);
+
+/** A metered span's state: a paused sandbox is metered for its disk only. */
+export type MeteredState = 'running' | 'paused';
+
+/**
+ * Usage records (`services/usage-meter.ts`): one per sandbox per metering interval (and a
+ * partial one where its state changed or it ended), each starting where the sandbox's
+ * previous one ended, so no span is counted twice (the unique index holds that).
+ */
+export const usageRecords = pgTable(
+  'usage_records',
+  {
+    sandboxId: text('sandbox_id').notNull(),
+    teamId: text('team_id')
+      .notNull()
+      .references(() => teams.id, { onDelete: 'cascade' }),
+    templateId: text('template_id').notNull(),
+    state: text('state').$type<MeteredState>().notNull(),
+    intervalStart: timestamp('interval_start', { withTimezone: true }).notNull(),
+    intervalEnd: timestamp('interval_end', { withTimezone: true }).notNull(),
+    vcpus: integer('vcpus').notNull(),
+    vcpuSeconds: doublePrecision('vcpu_seconds').notNull(),
+    memoryGibSeconds: doublePrecision('memory_gib_seconds').notNull(),
+    diskGibSeconds: doublePrecision('disk_gib_seconds').notNull(),
+    /** Measured: the samples' mean CPU use × the span (none sampled: 0). */
+    cpuSeconds: doublePrecision('cpu_seconds').notNull(),
+    /** The most memory a sample in the span saw in use; null if none was taken. */
+    peakMemoryBytes: bigint('peak_memory_bytes', { mode: 'number' }),
+    /** Bytes the sandbox sent out; null: not measured (nodes keep no egress counter yet). */
+    egressBytes: bigint('egress_bytes', { mode: 'number' }),
+  },
+  (t) => [
+    uniqueIndex('usage_records_sandbox_start_idx').on(t.sandboxId, t.intervalStart),
+    index('usage_records_team_start_idx').on(t.teamId, t.intervalStart),
+    index('usage_records_start_idx').on(t.intervalStart),
+  ],
 );
 
 /** The cluster's tables: nodes, their join tokens, the commands for them. */

@@ -7,6 +7,9 @@ export interface ServerMetrics {
   createSeconds: Histogram;
   httpSeconds: Histogram<'method' | 'route' | 'status'>;
   proxiedRequests: Counter<'port_kind' | 'outcome'>;
+  /** Metered usage, as the usage records add it up (`services/usage-meter.ts`). */
+  usageVcpuSeconds: Counter<'team'>;
+  usageMemoryGibSeconds: Counter<'team'>;
 }
 
 export function createServerMetrics(): ServerMetrics {
@@ -37,6 +40,18 @@ export function createServerMetrics(): ServerMetrics {
       name: 'aiva_proxy_requests_total',
       help: 'Requests to sandboxes through the proxy, by port kind (envd, other) and outcome',
       labelNames: ['port_kind', 'outcome'],
+      registers: [registry],
+    }),
+    usageVcpuSeconds: new Counter({
+      name: 'aiva_usage_vcpu_seconds_total',
+      help: 'Allocated vCPU-seconds of running sandboxes, by team, as metered (by the leader replica)',
+      labelNames: ['team'],
+      registers: [registry],
+    }),
+    usageMemoryGibSeconds: new Counter({
+      name: 'aiva_usage_memory_gib_seconds_total',
+      help: 'Allocated memory GiB-seconds of running sandboxes, by team, as metered (by the leader replica)',
+      labelNames: ['team'],
       registers: [registry],
     }),
   };

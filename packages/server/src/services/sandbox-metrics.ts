@@ -75,6 +75,11 @@ export class SandboxMetrics {
     );
   }
 
+  /** The samples of `id` kept between `start` and `end` (unix seconds), none taken now. */
+  stored(id: string, start: number, end: number): SandboxMetric[] {
+    return (this.samples.get(id) ?? []).filter((m) => m.timestampUnix >= start && m.timestampUnix <= end);
+  }
+
   /** The newest sample of `id` (E2B's `GET /sandboxes/metrics`); a running sandbox not sampled yet is sampled now. */
   async latest(id: string, running: boolean): Promise<SandboxMetric | undefined> {
     if (!this.samples.get(id)?.length && running) await this.sampleOne(id);

@@ -37,6 +37,7 @@ import { newSandboxRow, type SandboxRow, SandboxRows } from './sandbox-rows.js';
 import { type EndReason, type LiveState, transition } from './sandbox-states.js';
 import type { Caller } from './team-service.js';
 import { startsFrom, type TemplateCatalog } from './template-catalog.js';
+import { METERING_INTERVAL_S, UsageMeter } from './usage-meter.js';
 import { WarmPool } from './warm-pool.js';
 
 /** A snapshot a sandbox is created from: the node's checkpoint and what the sandbox shows as its template. */
@@ -58,6 +59,8 @@ export interface SandboxServiceOptions {
   domain?: string;
   /** How often to sample running sandboxes' CPU, memory and disk. */
   metricsIntervalMs?: number;
+  /** Seconds between usage records (default a minute). */
+  meteringIntervalS?: number;
   /** Sandboxes kept ready ahead of creates, per template (`aiva up --warm-pool base=4`). */
   warmPool?: Record<string, number>;
   /** What a create's template name means (aiva's own, the team's builds, public ones). */
@@ -96,6 +99,7 @@ export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
   private readonly live: LiveSandboxes;
   private readonly endTimes: EndTimes;
   private readonly usage: SandboxMetrics;
+  private readonly meter: UsageMeter;
   private readonly resuming = new Map<string, Promise<void>>();
   private readonly reconciliation: NodeReconciliation;
   private pool: WarmPool | undefined;
@@ -122,6 +126,19 @@ export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
       () => [...this.live.values()].filter((s) => s.state === 'running').map((s) => s.id),
       options.metricsIntervalMs,
     );
+    this.meter = new UsageMeter(
+      options.db,
+      {
+        live: () => this.live.values(),
+        samples: (id, start, end) => this.usage.stored(id, start, end),
+      },
+      {
+        vcpuSeconds: options.metrics.usageVcpuSeconds,
+        memoryGibSeconds: options.metrics.usageMemoryGibSeconds,
+      },
+      this.log.child({ part: 'metering' }),
+      (options.meteringIntervalS ?? METERING_INTERVAL_S) * 1000,
+    );
   }
 
   /**
@@ -145,6 +162,7 @@ export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
     }
     this.endTimes.start(replica);
     this.usage.start();
+    this.meter.start(replica);
     this.live.updateGauge();
     // The warm pool is a one-box feature: it keeps sandboxes ready on the first node.
     const poolNode = this.nodes.first;
@@ -172,6 +190,7 @@ export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
     if (options.killSandboxes) {
       await Promise.allSettled(this.live.ids().map((id) => this.end(id, 'shutdown')));
     }
+    await this.meter.stop();
   }
 
   /** A live sandbox by id, whatever its team (for the proxy). */
@@ -364,6 +383,8 @@ export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
   };
 
   private forget(id: string): void {
+    const live = this.live.get(id);
+    if (live) this.meter.close(id, live.state, true);
     this.live.remove(id);
     this.usage.forget(id);
     this.live.updateGauge();
@@ -371,7 +392,9 @@ export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
 
   /** Moves a live sandbox to `to` (as the transition table allows), in memory, then in its row. */
   private async moveLive(live: LiveSandbox, to: LiveState): Promise<void> {
+    const from = live.state;
     live.state = transition(live.id, live.state, to);
+    this.meter.close(live.id, from);
     await this.rows.updateLive(live.id, { state: to });
     this.live.updateGauge();
   }

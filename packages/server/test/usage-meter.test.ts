@@ -1,0 +1,175 @@
+// The usage meter on the embedded database (PGlite) and the real live index: records that
+// follow one another with no gap or overlap, a paused span metered as paused, a final
+// partial record at the end, a second writer from the same start dropped (no double
+// counting), a new meter (a restart) going on from the last record, and a sandbox that
+// ended while none ran getting its final span.
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { asc, eq } from 'drizzle-orm';
+import pino from 'pino';
+import { Counter, Gauge, Registry } from 'prom-client';
+import { type OpenedDatabase, openDatabase } from '../src/db/database.js';
+import { sandboxes, teams, usageRecords } from '../src/db/schema.js';
+import { LiveSandboxes, liveFromRow } from '../src/services/live-sandboxes.js';
+import { UsageMeter } from '../src/services/usage-meter.js';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const log = pino({ level: 'silent' });
+
+describe('usage meter', () => {
+  let dir: string;
+  let database: OpenedDatabase;
+  let live: LiveSandboxes;
+  const registry = new Registry();
+  const counters = {
+    vcpuSeconds: new Counter({ name: 'v', help: 'v', labelNames: ['team'], registers: [registry] }),
+    memoryGibSeconds: new Counter({ name: 'm', help: 'm', labelNames: ['team'], registers: [registry] }),
+  };
+  const meterOf = () =>
+    new UsageMeter(database.db, { live: () => live.values(), samples: () => [] }, counters, log, 3_600_000);
+
+  const records = (id: string) =>
+    database.db
+      .select()
+      .from(usageRecords)
+      .where(eq(usageRecords.sandboxId, id))
+      .orderBy(asc(usageRecords.intervalStart));
+
+  async function addSandbox(id: string, startedAt: Date) {
+    const [row] = await database.db
+      .insert(sandboxes)
+      .values({
+        id,
+        teamId: 'team1',
+        templateId: 'base',
+        nodeId: 'local',
+        state: 'running',
+        cpuCount: 2,
+        memoryMb: 512,
+        diskSizeMb: 1024,
+        envdVersion: '0.0.1',
+        envdAccessToken: 't',
+        startedAt,
+        endAt: new Date(Date.now() + 3_600_000),
+      })
+      .returning();
+    if (!row) throw new Error('no row');
+    live.add(liveFromRow(row, 'running'));
+  }
+
+  /** Each record starts where the one before ended. */
+  function assertContiguous(rs: { intervalStart: Date; intervalEnd: Date }[]) {
+    for (let i = 1; i < rs.length; i++)
+      assert.equal(rs[i]?.intervalStart.getTime(), rs[i - 1]?.intervalEnd.getTime(), `record ${i}`);
+  }
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'aiva-meter-'));
+    database = await openDatabase({ pgliteDir: join(dir, 'db') });
+    await database.db.insert(teams).values({ id: 'team1', name: 'one' });
+    live = new LiveSandboxes(
+      { maxSandboxes: 10, memoryBudgetMiB: 10_000, maxSandboxesPerTeam: 10 },
+      new Gauge({ name: 'g', help: 'g', labelNames: ['state'], registers: [registry] }),
+    );
+  });
+
+  after(async () => {
+    await database.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  test('running, paused and ended spans, each from the last one’s end', async () => {
+    const startedAt = new Date(Date.now() - 1000);
+    await addSandbox('s1', startedAt);
+    const meter = meterOf();
+    meter.start();
+    await meter.tick();
+    await sleep(200);
+    // It pauses: the running span closes.
+    const s = live.get('s1');
+    assert.ok(s);
+    meter.close('s1', 'running');
+    s.state = 'paused';
+    await sleep(300);
+    await meter.tick();
+    s.state = 'running';
+    meter.close('s1', 'paused');
+    await sleep(100);
+    meter.close('s1', 'running', true);
+    live.remove('s1');
+    await meter.stop();
+    const rs = await records('s1');
+    assert.deepEqual(
+      rs.map((r) => r.state),
+      ['running', 'running', 'paused', 'paused', 'running'],
+    );
+    assert.equal(rs[0]?.intervalStart.getTime(), startedAt.getTime(), 'the first record starts at its start');
+    assertContiguous(rs);
+    for (const r of rs) {
+      const secs = (r.intervalEnd.getTime() - r.intervalStart.getTime()) / 1000;
+      const running = r.state === 'running';
+      assert.equal(r.vcpus, 2);
+      assert.ok(Math.abs(r.vcpuSeconds - (running ? 2 * secs : 0)) < 1e-9);
+      assert.ok(Math.abs(r.memoryGibSeconds - (running ? 0.5 * secs : 0)) < 1e-9);
+      assert.ok(Math.abs(r.diskGibSeconds - secs) < 1e-9, 'disk counts paused too');
+      assert.equal(r.egressBytes, null);
+    }
+    const counted = (await counters.vcpuSeconds.get()).values.find((v) => v.labels.team === 'team1')?.value;
+    const sum = rs.reduce((a, r) => a + r.vcpuSeconds, 0);
+    assert.ok(
+      counted !== undefined && Math.abs(counted - sum) < 1e-9,
+      'the Prometheus counter adds the same',
+    );
+  });
+
+  test('two meters from the same start write once; a new meter goes on from the last record', async () => {
+    await addSandbox('s2', new Date(Date.now() - 500));
+    const a = meterOf();
+    const b = meterOf();
+    a.start();
+    b.start();
+    await Promise.all([a.tick(), b.tick()]);
+    let rs = await records('s2');
+    assert.equal(rs.length, 1, 'the second writer’s record from the same start was dropped');
+    await a.stop();
+    await b.stop();
+    await sleep(200);
+    // A restart: a new meter, knowing nothing, reads where the records end.
+    const c = meterOf();
+    c.start();
+    await c.tick();
+    await c.stop();
+    rs = await records('s2');
+    assert.equal(rs.length, 2);
+    assertContiguous(rs);
+    live.remove('s2');
+  });
+
+  test('a sandbox that ended while no meter ran gets its final span at the next start', async () => {
+    await addSandbox('s3', new Date(Date.now() - 500));
+    const a = meterOf();
+    a.start();
+    await a.tick();
+    await a.stop();
+    live.remove('s3');
+    const endedAt = new Date(Date.now() + 50);
+    await database.db.update(sandboxes).set({ state: 'killed', endedAt }).where(eq(sandboxes.id, 's3'));
+    const b = meterOf();
+    b.start();
+    await sleep(300);
+    await b.stop();
+    const rs = await records('s3');
+    assert.equal(rs.length, 2);
+    assertContiguous(rs);
+    assert.equal(rs[1]?.intervalEnd.getTime(), endedAt.getTime());
+    // Nothing more once it is recorded to its end.
+    const c = meterOf();
+    c.start();
+    await sleep(200);
+    await c.stop();
+    assert.equal((await records('s3')).length, 2);
+  });
+});
