@@ -12,6 +12,7 @@ import swagger from '@fastify/swagger';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
 import type { Logger } from 'pino';
 import { requireApiKey } from './api/authenticate.js';
+import { registerEventRoutes } from './api/e2b/event-routes.js';
 import { registerMetricsRoutes } from './api/e2b/metrics-routes.js';
 import { registerSandboxRoutes } from './api/e2b/sandbox-routes.js';
 import { registerSnapshotRoutes } from './api/e2b/snapshot-routes.js';
@@ -40,6 +41,7 @@ import { applicationNameOf, newReplicaId, ServerReplica } from './replicas/serve
 import { BuildFiles } from './services/build-files.js';
 import type { SandboxLimits } from './services/live-sandboxes.js';
 import { NodeTokenService } from './services/node-token-service.js';
+import { SandboxEvents } from './services/sandbox-events.js';
 import { maskedHost } from './services/sandbox-options.js';
 import { SandboxService } from './services/sandbox-service.js';
 import { SnapshotService } from './services/snapshot-service.js';
@@ -47,6 +49,8 @@ import { TeamMetrics } from './services/team-metrics.js';
 import { TeamService } from './services/team-service.js';
 import { TemplateBuilds } from './services/template-builds.js';
 import { TemplateCatalog } from './services/template-catalog.js';
+import { WebhookDispatcher } from './services/webhook-dispatcher.js';
+import { WebhookService } from './services/webhook-service.js';
 
 export interface ServerConfig {
   /** The data directory (the embedded database lives in `<home>/db`). */
@@ -243,6 +247,21 @@ export async function startServer(
       logger.child({ component: 'snapshots' }),
     );
     await snapshots.start();
+    const sandboxEvents = new SandboxEvents(database.db);
+    const webhookService = new WebhookService(database.db);
+    // Every replica delivers: each claims what it sends in the database.
+    const dispatcher = new WebhookDispatcher({
+      db: database.db,
+      log: logger.child({ component: 'webhooks' }),
+      attempts: metrics.webhookAttempts,
+    });
+    dispatcher.start();
+    cleanup.unshift(() => dispatcher.stop());
+    const pruneEvents = setInterval(() => {
+      sandboxEvents.prune().catch((e: Error) => logger.warn({ err: e }, 'pruning sandbox events failed'));
+    }, 3600_000);
+    pruneEvents.unref();
+    cleanup.unshift(async () => clearInterval(pruneEvents));
     if (registry) {
       registry.onReported = async (nodeId) => {
         await sandboxes.reconcileNode(nodeId);
@@ -362,6 +381,7 @@ export async function startServer(
       registerSandboxRoutes(api, sandboxes, snapshots);
       registerMetricsRoutes(api, sandboxes, new TeamMetrics(database.db));
       registerSnapshotRoutes(api, snapshots);
+      registerEventRoutes(api, sandboxEvents, webhookService);
       registerTemplateRoutes(api, templateCatalog, templateBuilds, snapshots);
       registerKeyRoutes(api, teams);
       registerNodeTokenRoutes(api, teams, new NodeTokenService(database.db));

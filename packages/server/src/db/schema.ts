@@ -201,3 +201,4 @@ export const templateBuildLogs = pgTable(
 
 /** The cluster's tables: nodes, their join tokens, the commands for them. */
 export * from './cluster-schema.js';
+export * from './events-schema.js';

@@ -7,6 +7,7 @@ export interface ServerMetrics {
   createSeconds: Histogram;
   httpSeconds: Histogram<'method' | 'route' | 'status'>;
   proxiedRequests: Counter<'port_kind' | 'outcome'>;
+  webhookAttempts: Counter<'outcome'>;
 }
 
 export function createServerMetrics(): ServerMetrics {
@@ -37,6 +38,12 @@ export function createServerMetrics(): ServerMetrics {
       name: 'aiva_proxy_requests_total',
       help: 'Requests to sandboxes through the proxy, by port kind (envd, other) and outcome',
       labelNames: ['port_kind', 'outcome'],
+      registers: [registry],
+    }),
+    webhookAttempts: new Counter({
+      name: 'aiva_webhook_attempts_total',
+      help: 'Webhook delivery attempts by outcome: delivered, retry (failed, to be tried again), failed (given up)',
+      labelNames: ['outcome'],
       registers: [registry],
     }),
   };
