@@ -218,7 +218,11 @@ describe('sandbox lifecycle events and webhooks', () => {
     assert.equal(off.status, 200);
     assert.equal(off.body.enabled, false);
     const sbx = await Sandbox.create({ timeoutMs: 60_000 });
+    const live = await (await fetch(`${server.up.url}/metrics`)).text();
+    assert.match(live, /aiva_team_sandboxes\{team="team_\w+",state="running"\} 1/);
     await sbx.kill();
+    const ended = await (await fetch(`${server.up.url}/metrics`)).text();
+    assert.match(ended, /aiva_sandbox_lifetime_seconds_count\{reason="killed"\} [2-9]/);
     const listed = await api<unknown[]>('GET', `/events/sandboxes/${sbx.sandboxId}`);
     assert.equal(listed.body.length, 2, 'created and killed are recorded');
     await new Promise((r) => setTimeout(r, 1500));

@@ -11,6 +11,7 @@ import type { Duplex } from 'node:stream';
 import swagger from '@fastify/swagger';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
 import type { Logger } from 'pino';
+import { Gauge } from 'prom-client';
 import { requireApiKey } from './api/authenticate.js';
 import { registerEventRoutes } from './api/e2b/event-routes.js';
 import { registerMetricsRoutes } from './api/e2b/metrics-routes.js';
@@ -247,6 +248,17 @@ export async function startServer(
       logger.child({ component: 'snapshots' }),
     );
     await snapshots.start();
+    // Sandboxes by team, counted from the live index when scraped.
+    new Gauge({
+      name: 'aiva_team_sandboxes',
+      help: 'Live sandboxes by team and state',
+      labelNames: ['team', 'state'],
+      registers: [metrics.registry],
+      collect() {
+        this.reset();
+        for (const s of sandboxes.liveSandboxes()) this.inc({ team: s.teamId, state: s.state });
+      },
+    });
     const sandboxEvents = new SandboxEvents(database.db);
     const webhookService = new WebhookService(database.db);
     // Every replica delivers: each claims what it sends in the database.

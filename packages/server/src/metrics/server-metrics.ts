@@ -8,6 +8,7 @@ export interface ServerMetrics {
   httpSeconds: Histogram<'method' | 'route' | 'status'>;
   proxiedRequests: Counter<'port_kind' | 'outcome'>;
   webhookAttempts: Counter<'outcome'>;
+  lifetimes: Histogram<'reason'>;
 }
 
 export function createServerMetrics(): ServerMetrics {
@@ -38,6 +39,13 @@ export function createServerMetrics(): ServerMetrics {
       name: 'aiva_proxy_requests_total',
       help: 'Requests to sandboxes through the proxy, by port kind (envd, other) and outcome',
       labelNames: ['port_kind', 'outcome'],
+      registers: [registry],
+    }),
+    lifetimes: new Histogram({
+      name: 'aiva_sandbox_lifetime_seconds',
+      help: 'How long sandboxes lived, from ready to their end, by end reason (killed, timeout, failed, node-lost …)',
+      labelNames: ['reason'],
+      buckets: [1, 10, 60, 300, 900, 3600, 4 * 3600, 24 * 3600],
       registers: [registry],
     }),
     webhookAttempts: new Counter({
