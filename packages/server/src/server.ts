@@ -11,7 +11,9 @@ import type { Duplex } from 'node:stream';
 import swagger from '@fastify/swagger';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
 import type { Logger } from 'pino';
+import { Gauge } from 'prom-client';
 import { requireApiKey } from './api/authenticate.js';
+import { registerEventRoutes } from './api/e2b/event-routes.js';
 import { registerMetricsRoutes } from './api/e2b/metrics-routes.js';
 import { registerSandboxRoutes } from './api/e2b/sandbox-routes.js';
 import { registerSnapshotRoutes } from './api/e2b/snapshot-routes.js';
@@ -41,6 +43,7 @@ import { applicationNameOf, newReplicaId, ServerReplica } from './replicas/serve
 import { BuildFiles } from './services/build-files.js';
 import type { SandboxLimits } from './services/live-sandboxes.js';
 import { NodeTokenService } from './services/node-token-service.js';
+import { SandboxEvents } from './services/sandbox-events.js';
 import { maskedHost } from './services/sandbox-options.js';
 import { SandboxService } from './services/sandbox-service.js';
 import { SnapshotService } from './services/snapshot-service.js';
@@ -50,6 +53,8 @@ import { TemplateBuilds } from './services/template-builds.js';
 import { TemplateCatalog } from './services/template-catalog.js';
 import type { PriceTable } from './services/usage-prices.js';
 import { UsageReports } from './services/usage-report.js';
+import { WebhookDispatcher } from './services/webhook-dispatcher.js';
+import { WebhookService } from './services/webhook-service.js';
 
 export interface ServerConfig {
   /** The data directory (the embedded database lives in `<home>/db`). */
@@ -254,6 +259,32 @@ export async function startServer(
       logger.child({ component: 'snapshots' }),
     );
     await snapshots.start();
+    // Sandboxes by team, counted from the live index when scraped.
+    new Gauge({
+      name: 'aiva_team_sandboxes',
+      help: 'Live sandboxes by team and state',
+      labelNames: ['team', 'state'],
+      registers: [metrics.registry],
+      collect() {
+        this.reset();
+        for (const s of sandboxes.liveSandboxes()) this.inc({ team: s.teamId, state: s.state });
+      },
+    });
+    const sandboxEvents = new SandboxEvents(database.db);
+    const webhookService = new WebhookService(database.db);
+    // Every replica delivers: each claims what it sends in the database.
+    const dispatcher = new WebhookDispatcher({
+      db: database.db,
+      log: logger.child({ component: 'webhooks' }),
+      attempts: metrics.webhookAttempts,
+    });
+    dispatcher.start();
+    cleanup.unshift(() => dispatcher.stop());
+    const pruneEvents = setInterval(() => {
+      sandboxEvents.prune().catch((e: Error) => logger.warn({ err: e }, 'pruning sandbox events failed'));
+    }, 3600_000);
+    pruneEvents.unref();
+    cleanup.unshift(async () => clearInterval(pruneEvents));
     if (registry) {
       registry.onReported = async (nodeId) => {
         await sandboxes.reconcileNode(nodeId);
@@ -373,6 +404,7 @@ export async function startServer(
       registerSandboxRoutes(api, sandboxes, snapshots);
       registerMetricsRoutes(api, sandboxes, new TeamMetrics(database.db));
       registerSnapshotRoutes(api, snapshots);
+      registerEventRoutes(api, sandboxEvents, webhookService);
       registerTemplateRoutes(api, templateCatalog, templateBuilds, snapshots);
       registerKeyRoutes(api, teams);
       registerUsageRoutes(api, teams, new UsageReports(database.db, config.metering?.prices));

@@ -239,3 +239,4 @@ export const usageRecords = pgTable(
 
 /** The cluster's tables: nodes, their join tokens, the commands for them. */
 export * from './cluster-schema.js';
+export * from './events-schema.js';

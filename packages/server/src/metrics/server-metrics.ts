@@ -10,6 +10,8 @@ export interface ServerMetrics {
   /** Metered usage, as the usage records add it up (`services/usage-meter.ts`). */
   usageVcpuSeconds: Counter<'team'>;
   usageMemoryGibSeconds: Counter<'team'>;
+  webhookAttempts: Counter<'outcome'>;
+  lifetimes: Histogram<'reason'>;
 }
 
 export function createServerMetrics(): ServerMetrics {
@@ -52,6 +54,19 @@ export function createServerMetrics(): ServerMetrics {
       name: 'aiva_usage_memory_gib_seconds_total',
       help: 'Allocated memory GiB-seconds of running sandboxes, by team, as metered (by the leader replica)',
       labelNames: ['team'],
+      registers: [registry],
+    }),
+    lifetimes: new Histogram({
+      name: 'aiva_sandbox_lifetime_seconds',
+      help: 'How long sandboxes lived, from ready to their end, by end reason (killed, timeout, failed, node-lost …)',
+      labelNames: ['reason'],
+      buckets: [1, 10, 60, 300, 900, 3600, 4 * 3600, 24 * 3600],
+      registers: [registry],
+    }),
+    webhookAttempts: new Counter({
+      name: 'aiva_webhook_attempts_total',
+      help: 'Webhook delivery attempts by outcome: delivered, retry (failed, to be tried again), failed (given up)',
+      labelNames: ['outcome'],
       registers: [registry],
     }),
   };

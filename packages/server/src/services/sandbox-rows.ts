@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { and, eq, inArray } from 'drizzle-orm';
+import type { Histogram } from 'prom-client';
 import type { NewSandbox } from '../api/e2b/schemas.js';
 import type { Database } from '../db/database.js';
 import { sandboxes } from '../db/schema.js';
@@ -55,7 +56,11 @@ export function newSandboxRow(
  * history); a row's state changes only as `sandbox-states.ts` allows.
  */
 export class SandboxRows {
-  constructor(private readonly db: Database) {}
+  constructor(
+    private readonly db: Database,
+    /** Observes each ended sandbox's life in seconds, by end reason. */
+    private readonly lifetimes?: Histogram<'reason'>,
+  ) {}
 
   /** The rows of the sandboxes on `nodeId` that have not ended. */
   liveOn(nodeId: string): Promise<SandboxRow[]> {
@@ -104,6 +109,12 @@ export class SandboxRows {
   async markEnded(id: string, from: SandboxState, reason: EndReason, detail?: string): Promise<void> {
     const { state, error } = ending(reason, detail);
     transition(id, from, state);
-    await this.db.update(sandboxes).set({ state, endedAt: new Date(), error }).where(eq(sandboxes.id, id));
+    const [ended] = await this.db
+      .update(sandboxes)
+      .set({ state, endedAt: new Date(), error })
+      .where(eq(sandboxes.id, id))
+      .returning({ startedAt: sandboxes.startedAt, endedAt: sandboxes.endedAt });
+    if (ended?.endedAt)
+      this.lifetimes?.observe({ reason }, (ended.endedAt.getTime() - ended.startedAt.getTime()) / 1000);
   }
 }

@@ -110,7 +110,7 @@ export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
 
   constructor(readonly options: SandboxServiceOptions) {
     super();
-    this.rows = new SandboxRows(options.db);
+    this.rows = new SandboxRows(options.db, options.metrics.lifetimes);
     this.nodes = options.nodes;
     this.log = options.logger;
     this.live = new LiveSandboxes(options.limits, options.metrics.sandboxes);
