@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { dataDir } from '@aiva/node';
 import { isScope, type NewKey, openDatabase, SCOPES, TeamService } from '@aiva/server';
-import type { Command } from 'commander';
+import { type Command, InvalidArgumentError } from 'commander';
 import { formatTable } from '../table.js';
 import { parseDuration } from './node.js';
 import { readCredentials } from './up.js';
@@ -125,8 +125,7 @@ export function registerKeyCommands(program: Command): void {
       '--scope <scope>',
       `what it may do, repeatable: ${SCOPES.join(', ')} (default: everything the team may)`,
       (value: string, previous: string[] = []) => {
-        if (!isScope(value))
-          throw new Error(`--scope ${JSON.stringify(value)}: expected one of ${SCOPES.join(', ')}`);
+        if (!isScope(value)) throw new InvalidArgumentError(`expected one of ${SCOPES.join(', ')}`);
         return [...previous, value];
       },
     )
