@@ -259,13 +259,13 @@ describe('the audit log', () => {
     const team = await api('POST', '/v1/teams', { name: 'other' });
     assert.equal(team.status, 201);
     const other: string = team.body.key;
-    assert.equal((await api('POST', '/sandboxes', { templateID: 'no-such-template' }, other)).status, 404);
+    assert.equal((await api('POST', '/sandboxes', { templateID: 'no-such-template' }, other)).status, 400);
     const theirs = await until(async () => {
       const seen = await auditAll('', other);
       return seen.length > 0 ? seen : undefined;
     });
     assert.deepEqual(theirs.map(brief), [
-      { action: 'sandbox.create', targets: [], status: 404, result: 'error' },
+      { action: 'sandbox.create', targets: [], status: 400, result: 'error' },
     ]);
     assert.ok(theirs.every((e) => e.teamId === team.body.teamId));
     const operatorSees = await auditAll();
