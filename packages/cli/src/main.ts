@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import { Command, CommanderError } from 'commander';
+import { registerAuditCommand } from './commands/audit.js';
 import { registerDoctorCommand } from './commands/doctor.js';
 import { registerImageCommands } from './commands/image.js';
 import { registerKeyCommands } from './commands/keys.js';
@@ -19,6 +20,7 @@ const program = new Command('aiva')
 registerUpCommand(program);
 registerServerCommand(program);
 registerKeyCommands(program);
+registerAuditCommand(program);
 registerNodeCommands(program);
 registerImageCommands(program);
 registerSandboxCommands(program);

@@ -9,10 +9,10 @@ import { explain, removeHome, runCli, tempHome } from './helpers/run-cli.js';
 let home = '';
 const aiva = (...args: string[]) => runCli(args, { env: { AIVA_HOME: home } });
 
-/** The rows of `aiva keys ls`: id, name, key prefix. */
+/** The rows of `aiva keys ls`: id, name, key prefix (then scopes, created, expires, last used). */
 function rows(stdout: string): { id: string; name: string; prefix: string }[] {
   const [header, ...lines] = stdout.trim().split('\n');
-  assert.match(header ?? '', /^ID +NAME +KEY +CREATED +LAST USED$/);
+  assert.match(header ?? '', /^ID +NAME +KEY +SCOPES +CREATED +EXPIRES +LAST USED$/);
   return lines.map((l) => {
     const [id = '', name = '', prefix = ''] = l.split(/ {2,}/);
     return { id, name, prefix };

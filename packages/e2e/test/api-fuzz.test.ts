@@ -49,6 +49,7 @@ const ROUTES = [
   'POST /v1/keys',
   'DELETE /v1/keys/:id',
   'POST /v1/teams',
+  'GET /v1/audit',
   'GET /v1/node-tokens',
   'POST /v1/node-tokens',
   'DELETE /v1/node-tokens/:id',
@@ -125,6 +126,8 @@ const query = fc.oneof(
         metric: fc.oneof(fc.constant('concurrent_sandboxes'), fc.constant('sandbox_start_rate'), fc.string()),
         sandbox_ids: fc.oneof(fc.constant('__existing__'), fc.string({ maxLength: 100 })),
         cursor: fc.string({ maxLength: 10 }),
+        action: fc.oneof(fc.constant('sandbox.create'), fc.string({ maxLength: 120 })),
+        target: fc.oneof(fc.constant('__existing__'), fc.string({ maxLength: 250 })),
       },
       { requiredKeys: [] },
     )

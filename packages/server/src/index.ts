@@ -1,4 +1,5 @@
 export { hashApiKey } from './auth/api-keys.js';
+export { isScope, SCOPES, type Scope } from './auth/scopes.js';
 export { openDatabase } from './db/database.js';
 export { answerQuery, type DomainDns, parseListen, startDomainDns } from './domain-dns.js';
 export { InProcessNodeLink } from './nodes/in-process-node-link.js';
@@ -6,6 +7,7 @@ export { NodeClient } from './nodes/node-client.js';
 export type { NodeLink } from './nodes/node-link.js';
 export { Nodes } from './nodes/nodes.js';
 export { type RunningServer, type ServerConfig, startServer } from './server.js';
+export { AuditLog } from './services/audit-log.js';
 export { uploadedFile } from './services/build-files.js';
 export type { SandboxLimits } from './services/live-sandboxes.js';
 export {
@@ -15,5 +17,5 @@ export {
   type NodeTokenInfo,
   NodeTokenService,
 } from './services/node-token-service.js';
-export { TeamService } from './services/team-service.js';
+export { type NewKey, TeamService } from './services/team-service.js';
 export { type PriceTable, parsePriceTable, readPriceTable } from './services/usage-prices.js';

@@ -36,7 +36,7 @@ for (const backend of BACKENDS)
     test('a token is stored as its sha256 only, and the listing holds no secret', async () => {
       const { token, info } = await tokens.create({
         name: 'rack 1',
-        createdBy: { teamId: 'team_x', keyId: 'key_y' },
+        createdBy: { teamId: 'team_x', keyId: 'key_y', scopes: [] },
       });
       assert.match(token, NODE_TOKEN_PATTERN);
       assert.equal(info.state, 'active');

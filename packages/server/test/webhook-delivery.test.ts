@@ -18,7 +18,7 @@ import { WebhookService } from '../src/services/webhook-service.js';
 import { BACKENDS, openTestDatabase, type TestDatabase } from './helpers/test-databases.js';
 
 const log = pino({ level: 'silent' });
-const caller = { teamId: 'team_a', keyId: 'key_a' };
+const caller = { teamId: 'team_a', keyId: 'key_a', scopes: [] };
 
 for (const backend of BACKENDS)
   describe(`webhook deliveries on ${backend}`, () => {
@@ -91,7 +91,7 @@ for (const backend of BACKENDS)
         enabled: false,
       });
       const theirs = await hooks.create(
-        { teamId: 'team_b', keyId: 'key_b' },
+        { teamId: 'team_b', keyId: 'key_b', scopes: [] },
         { url: `${url}/b`, events: ['sandbox.lifecycle.created'], signatureSecret: 's' },
       );
       await newSandbox('sbx1');
@@ -124,7 +124,10 @@ for (const backend of BACKENDS)
       assert.equal((await deliveriesOf(all.id)).length, 3, 'created, updated, killed');
       assert.equal((await deliveriesOf(off.id)).length, 0, 'disabled');
       assert.equal((await deliveriesOf(theirs.id)).length, 0, 'another team’s');
-      assert.deepEqual(await new SandboxEvents(db.database.db).list({ teamId: 'team_b', keyId: '' }, {}), []);
+      assert.deepEqual(
+        await new SandboxEvents(db.database.db).list({ teamId: 'team_b', keyId: '', scopes: [] }, {}),
+        [],
+      );
 
       const dispatcher = new WebhookDispatcher({ db: db.database.db, log, retryBaseMs: 20 });
       await dispatcher.tick();

@@ -1,8 +1,9 @@
 import { join } from 'node:path';
 import { dataDir } from '@aiva/node';
-import { openDatabase, TeamService } from '@aiva/server';
-import type { Command } from 'commander';
+import { isScope, type NewKey, openDatabase, SCOPES, TeamService } from '@aiva/server';
+import { type Command, InvalidArgumentError } from 'commander';
 import { formatTable } from '../table.js';
+import { parseDuration } from './node.js';
 import { readCredentials } from './up.js';
 
 interface KeyInfo {
@@ -11,11 +12,13 @@ interface KeyInfo {
   prefix: string;
   createdAt: string;
   lastUsedAt: string | null;
+  expiresAt: string | null;
+  scopes: string[];
 }
 
 interface KeyStore {
   list(): Promise<KeyInfo[]>;
-  create(name: string): Promise<{ key: string; info: KeyInfo }>;
+  create(spec: NewKey): Promise<{ key: string; info: KeyInfo }>;
   remove(id: string): Promise<void>;
   close(): Promise<void>;
 }
@@ -42,7 +45,7 @@ async function viaServer(): Promise<KeyStore | undefined> {
   };
   return {
     list: () => call('GET', '/v1/keys'),
-    create: (name) => call('POST', '/v1/keys', { name }),
+    create: (spec) => call('POST', '/v1/keys', spec),
     remove: async (id) => void (await call('DELETE', `/v1/keys/${encodeURIComponent(id)}`)),
     close: async () => {},
   };
@@ -63,7 +66,7 @@ async function viaDatabase(databaseUrl?: string): Promise<KeyStore> {
   }
   return {
     list: () => teams.listKeys(teamId),
-    create: (name) => teams.createKey(teamId, name),
+    create: (spec) => teams.createKey(teamId, spec),
     remove: async (id) => {
       if (!(await teams.removeKey(teamId, id))) throw new Error(`key ${id} not found`);
     },
@@ -88,13 +91,27 @@ export function registerKeyCommands(program: Command): void {
 
   keys
     .command('ls')
-    .description('list API keys (their prefixes: keys are stored hashed)')
+    .description('list API keys (their prefixes: keys are stored hashed; last used is updated once a minute)')
+    .option('--json', 'print JSON')
     .action(async (_o, cmd: Command) => {
-      const list = await withKeys(cmd.optsWithGlobals(), (k) => k.list());
+      const opts = cmd.optsWithGlobals<{ json?: boolean; databaseUrl?: string }>();
+      const list = await withKeys(opts, (k) => k.list());
+      if (opts.json) {
+        console.log(JSON.stringify(list, null, 2));
+        return;
+      }
       console.log(
         formatTable(
-          ['id', 'name', 'key', 'created', 'last used'],
-          list.map((k) => [k.id, k.name, k.prefix, k.createdAt, k.lastUsedAt ?? '-']),
+          ['id', 'name', 'key', 'scopes', 'created', 'expires', 'last used'],
+          list.map((k) => [
+            k.id,
+            k.name,
+            k.prefix,
+            k.scopes.length ? k.scopes.join(',') : 'all',
+            k.createdAt,
+            k.expiresAt ?? 'never',
+            k.lastUsedAt ?? '-',
+          ]),
         ),
       );
     });
@@ -103,8 +120,27 @@ export function registerKeyCommands(program: Command): void {
     .command('create')
     .description('create an API key and print it (it is not shown again)')
     .argument('<name>')
+    .option('--expires-in <duration>', 'refuse it after this long: 90s, 15m, 24h, 30d, 2w (default: never)')
+    .option(
+      '--scope <scope>',
+      `what it may do, repeatable: ${SCOPES.join(', ')} (default: everything the team may)`,
+      (value: string, previous: string[] = []) => {
+        if (!isScope(value)) throw new InvalidArgumentError(`expected one of ${SCOPES.join(', ')}`);
+        return [...previous, value];
+      },
+    )
     .action(async (name: string, _o, cmd: Command) => {
-      const { key, info } = await withKeys(cmd.optsWithGlobals(), (k) => k.create(name));
+      const opts = cmd.optsWithGlobals<{
+        expiresIn?: string;
+        scope?: NewKey['scopes'];
+        databaseUrl?: string;
+      }>();
+      const spec: NewKey = {
+        name,
+        ...(opts.scope ? { scopes: opts.scope } : {}),
+        ...(opts.expiresIn === undefined ? {} : { expiresInSeconds: parseDuration(opts.expiresIn) }),
+      };
+      const { key, info } = await withKeys(opts, (k) => k.create(spec));
       process.stderr.write(`created key ${info.id} (${info.name}); it is not shown again:\n`);
       console.log(key);
     });

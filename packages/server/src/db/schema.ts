@@ -34,9 +34,43 @@ export const apiKeys = pgTable(
     /** The first characters of the key, to tell keys apart in listings. */
     keyPrefix: text('key_prefix').notNull(),
     createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
+    /** Written at most once a minute per key (see TeamService.authenticate). */
     lastUsedAt: timestamp('last_used_at', { withTimezone: true }),
+    /** After this the key is refused (401 "API key expired"); null: never. */
+    expiresAt: timestamp('expires_at', { withTimezone: true }),
+    /** What the key may do (`auth/scopes.ts`); empty: everything its team may (keys made before scopes). */
+    scopes: jsonb('scopes').$type<string[]>().notNull().default([]),
   },
   (t) => [index('api_keys_team_idx').on(t.teamId)],
+);
+
+/**
+ * Every mutating API call (`api/audit-hook.ts`), append-only: no code updates or deletes a
+ * row, and the migration's trigger refuses UPDATE, DELETE and TRUNCATE on the table. No
+ * foreign keys, so that removing a team or key leaves its history.
+ */
+export const auditLog = pgTable(
+  'audit_log',
+  {
+    id: text('id').primaryKey(),
+    time: timestamp('time', { withTimezone: true }).notNull(),
+    keyId: text('key_id').notNull(),
+    teamId: text('team_id').notNull(),
+    /** `sandbox.create`, `key.delete` … (`api/route-policy.ts`). */
+    action: text('action').notNull(),
+    method: text('method').notNull(),
+    /** The route's pattern, e.g. `/sandboxes/:sandboxID`. */
+    route: text('route').notNull(),
+    /** The ids the call named or made (sandbox, template, build, key …). */
+    targets: jsonb('targets').$type<string[]>().notNull().default([]),
+    status: integer('status').notNull(),
+    result: text('result').$type<'ok' | 'error'>().notNull(),
+    clientAddress: text('client_address'),
+  },
+  (t) => [
+    index('audit_log_team_time_idx').on(t.teamId, t.time, t.id),
+    index('audit_log_time_idx').on(t.time, t.id),
+  ],
 );
 
 /**

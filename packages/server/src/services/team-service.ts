@@ -1,13 +1,23 @@
 import { randomBytes } from 'node:crypto';
 import { and, asc, eq, sql } from 'drizzle-orm';
 import { API_KEY_PATTERN, apiKeyPrefix, hashApiKey, newApiKey } from '../auth/api-keys.js';
+import { isScope, mayGrant, type Scope } from '../auth/scopes.js';
 import type { Database } from '../db/database.js';
 import { apiKeys, teams } from '../db/schema.js';
-import { ConflictError, ForbiddenError } from './errors.js';
+import { ConflictError, ForbiddenError, UnauthorizedError } from './errors.js';
 
 export interface Caller {
   teamId: string;
   keyId: string;
+  /** What the key may do (`auth/scopes.ts`); empty: everything its team may. */
+  scopes: readonly Scope[];
+}
+
+/** A new key's name, scopes (none: full access) and lifetime (none: never expires). */
+export interface NewKey {
+  name: string;
+  scopes?: Scope[];
+  expiresInSeconds?: number;
 }
 
 export interface ApiKeyInfo {
@@ -17,16 +27,22 @@ export interface ApiKeyInfo {
   teamId: string;
   createdAt: string;
   lastUsedAt: string | null;
+  expiresAt: string | null;
+  scopes: Scope[];
 }
 
 const newId = (prefix: string) => `${prefix}_${randomBytes(8).toString('hex')}`;
 
 /** How long a verified key is trusted without asking the database again. */
 const CACHE_MS = 30_000;
+/** A key's `lastUsedAt` is written at most this often (per key, per server process). */
+const LAST_USED_MS = 60_000;
 
 /** Teams and their API keys. Keys are kept as SHA-256 digests and shown once, when created. */
 export class TeamService {
-  private cache = new Map<string, { caller: Caller; until: number }>();
+  private cache = new Map<string, { caller: Caller; until: number; expiresAt: number | null }>();
+  /** When each key's `lastUsedAt` was last written by this process. */
+  private lastUsedWritten = new Map<string, number>();
 
   constructor(private readonly db: Database) {}
 
@@ -42,7 +58,7 @@ export class TeamService {
     if (existing) return { teamId: existing };
     const teamId = newId('team');
     await this.db.insert(teams).values({ id: teamId, name: 'default', operator: true });
-    const { key } = await this.createKey(teamId, 'admin');
+    const { key } = await this.createKey(teamId, { name: 'admin' });
     return { teamId, apiKey: key };
   }
 
@@ -51,22 +67,47 @@ export class TeamService {
     await this.requireOperator(caller, 'create teams');
     const teamId = newId('team');
     await this.db.insert(teams).values({ id: teamId, name });
-    const { key } = await this.createKey(teamId, 'admin');
+    const { key } = await this.createKey(teamId, { name: 'admin' });
     return { teamId, key };
   }
 
   /** Refuses (ForbiddenError) a caller not of the operator team, saying it may not `what`. */
   async requireOperator(caller: Caller, what: string): Promise<void> {
-    const [team] = await this.db.select().from(teams).where(eq(teams.id, caller.teamId)).limit(1);
-    if (!team?.operator) throw new ForbiddenError(`only the operator team (made on first start) may ${what}`);
+    if (!(await this.isOperator(caller)))
+      throw new ForbiddenError(`only the operator team (made on first start) may ${what}`);
   }
 
-  async createKey(teamId: string, name: string): Promise<{ key: string; info: ApiKeyInfo }> {
+  /** Whether the caller's key is of the operator team. */
+  async isOperator(caller: Caller): Promise<boolean> {
+    const [team] = await this.db.select().from(teams).where(eq(teams.id, caller.teamId)).limit(1);
+    return team?.operator === true;
+  }
+
+  /**
+   * A new key of the team (the key is in the answer only). Made by `by`, a key with scopes
+   * may only make keys with some of its own (ForbiddenError otherwise): no key widens itself.
+   */
+  async createKey(teamId: string, spec: NewKey, by?: Caller): Promise<{ key: string; info: ApiKeyInfo }> {
+    const scopes = [...new Set(spec.scopes ?? [])];
+    if (by && !mayGrant(by.scopes, scopes))
+      throw new ForbiddenError(
+        `this key (scopes ${by.scopes.join(', ')}) may only create keys with some of its own scopes, not ${scopes.length ? scopes.join(', ') : 'full access (no scopes)'}`,
+      );
     const key = newApiKey();
     const id = newId('key');
+    const expiresAt =
+      spec.expiresInSeconds === undefined ? null : new Date(Date.now() + spec.expiresInSeconds * 1000);
     const [row] = await this.db
       .insert(apiKeys)
-      .values({ id, teamId, name, keyHash: hashApiKey(key), keyPrefix: apiKeyPrefix(key) })
+      .values({
+        id,
+        teamId,
+        name: spec.name,
+        keyHash: hashApiKey(key),
+        keyPrefix: apiKeyPrefix(key),
+        scopes,
+        expiresAt,
+      })
       .returning();
     if (!row) throw new Error('the key was not stored');
     return { key, info: toInfo(row) };
@@ -91,18 +132,41 @@ export class TeamService {
     return true;
   }
 
-  /** The team a key belongs to, or undefined. The key is looked up by its digest. */
+  /**
+   * The team and scopes of a key, or undefined if there is no such key. The key is looked
+   * up by its digest. An expired key is refused: UnauthorizedError "API key expired".
+   */
   async authenticate(key: string | undefined): Promise<Caller | undefined> {
     if (!key || !API_KEY_PATTERN.test(key)) return undefined;
     const digest = hashApiKey(key);
-    const cached = this.cache.get(digest);
-    if (cached && cached.until > Date.now()) return cached.caller;
-    const [row] = await this.db.select().from(apiKeys).where(eq(apiKeys.keyHash, digest)).limit(1);
-    if (!row) return undefined;
-    const caller = { teamId: row.teamId, keyId: row.id };
-    this.cache.set(digest, { caller, until: Date.now() + CACHE_MS });
-    await this.db.update(apiKeys).set({ lastUsedAt: sql`now()` }).where(eq(apiKeys.id, row.id));
-    return caller;
+    let entry = this.cache.get(digest);
+    if (!entry || entry.until <= Date.now()) {
+      const [row] = await this.db.select().from(apiKeys).where(eq(apiKeys.keyHash, digest)).limit(1);
+      if (!row) return undefined;
+      const scopes = row.scopes.filter(isScope);
+      entry = {
+        caller: { teamId: row.teamId, keyId: row.id, scopes },
+        until: Date.now() + CACHE_MS,
+        expiresAt: row.expiresAt?.getTime() ?? null,
+      };
+      this.cache.set(digest, entry);
+    }
+    if (entry.expiresAt !== null && entry.expiresAt <= Date.now())
+      throw new UnauthorizedError('API key expired');
+    this.noteUse(entry.caller.keyId);
+    return entry.caller;
+  }
+
+  /** Writes the key's `lastUsedAt` if this process has not in the last minute; never waited for. */
+  private noteUse(keyId: string): void {
+    const now = Date.now();
+    if ((this.lastUsedWritten.get(keyId) ?? 0) > now - LAST_USED_MS) return;
+    this.lastUsedWritten.set(keyId, now);
+    this.db
+      .update(apiKeys)
+      .set({ lastUsedAt: sql`now()` })
+      .where(eq(apiKeys.id, keyId))
+      .catch(() => this.lastUsedWritten.delete(keyId));
   }
 }
 
@@ -114,5 +178,7 @@ function toInfo(row: typeof apiKeys.$inferSelect): ApiKeyInfo {
     teamId: row.teamId,
     createdAt: row.createdAt.toISOString(),
     lastUsedAt: row.lastUsedAt?.toISOString() ?? null,
+    expiresAt: row.expiresAt?.toISOString() ?? null,
+    scopes: row.scopes.filter(isScope),
   };
 }

@@ -112,7 +112,8 @@ export class TemplateCatalog {
    */
   async resolveForOperator(ref: string): Promise<ResolvedTemplate | undefined> {
     const { name } = parseTemplateRef(ref);
-    if ((await this.recipes()).includes(name)) return this.resolve({ teamId: '', keyId: '' }, ref);
+    if ((await this.recipes()).includes(name))
+      return this.resolve({ teamId: '', keyId: '', scopes: [] }, ref);
     const rows = await this.db
       .select({ id: templates.id, teamId: templates.teamId })
       .from(templates)
@@ -121,7 +122,7 @@ export class TemplateCatalog {
     if (!row) return undefined;
     if (rows.length > 1 && row.id !== name)
       throw new InvalidRequestError(`${rows.length} teams have a template named "${name}": give its id`);
-    return this.resolve({ teamId: row.teamId, keyId: '' }, ref);
+    return this.resolve({ teamId: row.teamId, keyId: '', scopes: [] }, ref);
   }
 
   /**

@@ -1,7 +1,8 @@
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { FastifyInstance } from 'fastify';
 import { Type } from 'typebox';
-import { NotFoundError } from '../../services/errors.js';
+import { SCOPES } from '../../auth/scopes.js';
+import { InvalidRequestError, NotFoundError } from '../../services/errors.js';
 import type { TeamService } from '../../services/team-service.js';
 import { callerOf } from '../authenticate.js';
 import { ErrorBody, Text } from '../e2b/schemas.js';
@@ -12,8 +13,19 @@ const ApiKeyInfo = Type.Object({
   prefix: Type.String(),
   teamId: Type.String(),
   createdAt: Type.String(),
-  lastUsedAt: Type.Union([Type.String(), Type.Null()]),
+  lastUsedAt: Type.Union([Type.String(), Type.Null()], { description: 'updated at most once a minute' }),
+  expiresAt: Type.Union([Type.String(), Type.Null()]),
+  scopes: Type.Array(Type.String(), { description: 'empty: full access' }),
 });
+/** A year: longer-lived keys are keys without an expiry. */
+const MAX_KEY_SECONDS = 366 * 24 * 3600;
+const Scope = Type.Union([
+  Type.Literal('read-only'),
+  Type.Literal('sandboxes'),
+  Type.Literal('templates'),
+  Type.Literal('admin'),
+]);
+const CREATE_FIELDS = new Set(['name', 'scopes', 'expiresInSeconds']);
 const tags = ['keys (aiva)'];
 
 /** aiva's own API-key management (E2B has no equivalent in its public API). */
@@ -35,17 +47,31 @@ export function registerKeyRoutes(base: FastifyInstance, teams: TeamService): vo
     {
       schema: {
         tags,
-        summary: 'Create an API key for the caller’s team; the key is in this response only',
-        body: Type.Object({ name: Text({ minLength: 1, maxLength: 100 }) }),
+        summary:
+          'Create an API key for the caller’s team; the key is in this response only. No scopes: full access; a key with scopes may only create keys with some of its own',
+        body: Type.Object({
+          name: Text({ minLength: 1, maxLength: 100 }),
+          scopes: Type.Optional(Type.Array(Scope, { maxItems: SCOPES.length })),
+          expiresInSeconds: Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_KEY_SECONDS })),
+        }),
         response: {
           201: Type.Object({ key: Type.String(), info: ApiKeyInfo }),
           400: ErrorBody,
           401: ErrorBody,
+          403: ErrorBody,
         },
       },
     },
-    async (request, reply) =>
-      reply.code(201).send(await teams.createKey(callerOf(request).teamId, request.body.name)),
+    async (request, reply) => {
+      const caller = callerOf(request);
+      // A misspelt `expiresInSeconds` or `scopes` must not make a key that never expires or may do anything.
+      const unknown = Object.keys(request.body).filter((k) => !CREATE_FIELDS.has(k));
+      if (unknown.length > 0)
+        throw new InvalidRequestError(
+          `body has unknown field(s) ${unknown.join(', ')} (known: name, scopes, expiresInSeconds)`,
+        );
+      return reply.code(201).send(await teams.createKey(caller.teamId, request.body, caller));
+    },
   );
   app.post(
     '/v1/teams',
