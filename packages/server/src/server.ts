@@ -21,6 +21,7 @@ import { registerErrorHandling } from './api/errors.js';
 import { registerKeyRoutes } from './api/native/key-routes.js';
 import { registerNodeRoutes } from './api/native/node-routes.js';
 import { registerNodeTokenRoutes } from './api/native/node-token-routes.js';
+import { registerTeamRoutes } from './api/native/team-routes.js';
 import { registerNodeAgentRoutes } from './api/node/node-agent-routes.js';
 import { openDatabase } from './db/database.js';
 import { createServerMetrics } from './metrics/server-metrics.js';
@@ -44,6 +45,7 @@ import { maskedHost } from './services/sandbox-options.js';
 import { SandboxService } from './services/sandbox-service.js';
 import { SnapshotService } from './services/snapshot-service.js';
 import { TeamMetrics } from './services/team-metrics.js';
+import { TeamQuotas } from './services/team-quotas.js';
 import { TeamService } from './services/team-service.js';
 import { TemplateBuilds } from './services/template-builds.js';
 import { TemplateCatalog } from './services/template-catalog.js';
@@ -223,7 +225,9 @@ export async function startServer(
     });
     await templateBuilds.start();
     cleanup.unshift(() => templateBuilds.stop());
+    const quotas = new TeamQuotas(database.db, metrics.quotaRejections, config.limits.maxSandboxesPerTeam);
     const sandboxes = new SandboxService({
+      quotas,
       templates: templateCatalog,
       db: database.db,
       nodes,
@@ -358,12 +362,13 @@ export async function startServer(
     if (replica && artefactStores) registerReplicaRoutes(app, replica, artefactStores);
     if (registry) await registerNodeAgentRoutes(app, registry, nodeCommands, buildFiles, artefactStores);
     await app.register(async (api) => {
-      requireApiKey(api, teams);
+      requireApiKey(api, teams, quotas);
       registerSandboxRoutes(api, sandboxes, snapshots);
       registerMetricsRoutes(api, sandboxes, new TeamMetrics(database.db));
       registerSnapshotRoutes(api, snapshots);
       registerTemplateRoutes(api, templateCatalog, templateBuilds, snapshots);
       registerKeyRoutes(api, teams);
+      registerTeamRoutes(api, teams);
       registerNodeTokenRoutes(api, teams, new NodeTokenService(database.db));
       if (registry) registerNodeRoutes(api, teams, registry);
       registerUnsupportedRoutes(api);

@@ -4,35 +4,16 @@
 // no secret, and revoked, expired, unknown and malformed tokens are refused, each with its
 // reason.
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { chmod, chown, mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { promisify } from 'node:util';
 import { eq, sql } from 'drizzle-orm';
 import { type OpenedDatabase, openDatabase } from '../src/db/database.js';
 import { nodeTokens } from '../src/db/schema.js';
 import { InvalidRequestError } from '../src/services/errors.js';
 import { hashNodeToken, NODE_TOKEN_PATTERN, NodeTokenService } from '../src/services/node-token-service.js';
-
-const PG_BIN = '/usr/lib/postgresql/15/bin';
-
-/** A PostgreSQL server in `dir`, run as the `postgres` user; its URL. */
-async function startPostgres(dir: string): Promise<string> {
-  const run = (tool: string, args: string[]) =>
-    promisify(execFile)('runuser', ['-u', 'postgres', '--', join(PG_BIN, tool), ...args]);
-  const id = async (flag: string) => Number((await promisify(execFile)('id', [flag, 'postgres'])).stdout);
-  await chown(dir, await id('-u'), await id('-g'));
-  await chmod(dir, 0o700);
-  await run('initdb', ['-D', join(dir, 'data'), '-U', 'aiva', '-A', 'trust', '--no-sync']);
-  const o = `-k ${dir} -p 5432 -c listen_addresses=''`;
-  await run('pg_ctl', ['-D', join(dir, 'data'), '-l', join(dir, 'log'), '-o', o, '-w', 'start']);
-  return `postgresql://aiva@localhost/postgres?host=${encodeURIComponent(dir)}&port=5432`;
-}
-
-const backends = ['PGlite', ...(existsSync(join(PG_BIN, 'initdb')) ? ['PostgreSQL 15'] : [])];
+import { backends, startPostgres, stopPostgres } from './helpers/postgres.js';
 
 for (const backend of backends)
   describe(`node tokens on ${backend}`, () => {
@@ -50,19 +31,7 @@ for (const backend of backends)
     });
     after(async () => {
       await database?.close();
-      if (backend !== 'PGlite')
-        await promisify(execFile)('runuser', [
-          '-u',
-          'postgres',
-          '--',
-          join(PG_BIN, 'pg_ctl'),
-          '-D',
-          join(dir, 'data'),
-          '-m',
-          'fast',
-          '-w',
-          'stop',
-        ]).catch(() => {});
+      if (backend !== 'PGlite') await stopPostgres(dir);
       await rm(dir, { recursive: true, force: true });
     });
 

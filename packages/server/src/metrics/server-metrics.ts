@@ -7,6 +7,7 @@ export interface ServerMetrics {
   createSeconds: Histogram;
   httpSeconds: Histogram<'method' | 'route' | 'status'>;
   proxiedRequests: Counter<'port_kind' | 'outcome'>;
+  quotaRejections: Counter<'team' | 'kind'>;
 }
 
 export function createServerMetrics(): ServerMetrics {
@@ -37,6 +38,12 @@ export function createServerMetrics(): ServerMetrics {
       name: 'aiva_proxy_requests_total',
       help: 'Requests to sandboxes through the proxy, by port kind (envd, other) and outcome',
       labelNames: ['port_kind', 'outcome'],
+      registers: [registry],
+    }),
+    quotaRejections: new Counter({
+      name: 'aiva_quota_rejections_total',
+      help: 'Requests refused with 429 past a team quota, by team and kind (sandboxes, vcpus, memory, disk, creates, requests)',
+      labelNames: ['team', 'kind'],
       registers: [registry],
     }),
   };

@@ -3,7 +3,8 @@ import { and, asc, eq, sql } from 'drizzle-orm';
 import { API_KEY_PATTERN, apiKeyPrefix, hashApiKey, newApiKey } from '../auth/api-keys.js';
 import type { Database } from '../db/database.js';
 import { apiKeys, teams } from '../db/schema.js';
-import { ConflictError, ForbiddenError } from './errors.js';
+import { ConflictError, ForbiddenError, InvalidRequestError, NotFoundError } from './errors.js';
+import { quotaColumns, quotaOf, type TeamQuota } from './team-quotas.js';
 
 export interface Caller {
   teamId: string;
@@ -17,6 +18,15 @@ export interface ApiKeyInfo {
   teamId: string;
   createdAt: string;
   lastUsedAt: string | null;
+}
+
+/** A team as the API shows it. */
+export interface TeamInfo {
+  id: string;
+  name: string;
+  operator: boolean;
+  createdAt: string;
+  quota: TeamQuota;
 }
 
 const newId = (prefix: string) => `${prefix}_${randomBytes(8).toString('hex')}`;
@@ -46,13 +56,47 @@ export class TeamService {
     return { teamId, apiKey: key };
   }
 
-  /** A new team and its first key (shown once). Only the operator team may make teams. */
-  async createTeam(caller: Caller, name: string): Promise<{ teamId: string; key: string }> {
+  /** A new team with `quota` and its first key (shown once). Only the operator team may make teams. */
+  async createTeam(
+    caller: Caller,
+    name: string,
+    quota: Partial<TeamQuota> = {},
+  ): Promise<{ teamId: string; key: string; team: TeamInfo }> {
     await this.requireOperator(caller, 'create teams');
     const teamId = newId('team');
-    await this.db.insert(teams).values({ id: teamId, name });
+    const [row] = await this.db
+      .insert(teams)
+      .values({ id: teamId, name, ...quotaColumns(quota) })
+      .returning();
+    if (!row) throw new Error('the team was not stored');
     const { key } = await this.createKey(teamId, 'admin');
-    return { teamId, key };
+    return { teamId, key, team: teamInfo(row) };
+  }
+
+  /** Every team for the operator team's keys; the caller's own for others'. */
+  async listTeams(caller: Caller): Promise<TeamInfo[]> {
+    const [own] = await this.db.select().from(teams).where(eq(teams.id, caller.teamId)).limit(1);
+    if (!own) return [];
+    if (!own.operator) return [teamInfo(own)];
+    return (await this.db.select().from(teams).orderBy(asc(teams.createdAt))).map(teamInfo);
+  }
+
+  /** Renames a team and/or sets its quotas (null clears one). Only the operator team may. */
+  async updateTeam(
+    caller: Caller,
+    id: string,
+    change: { name?: string; quota?: Partial<TeamQuota> },
+  ): Promise<TeamInfo> {
+    await this.requireOperator(caller, 'change teams and their quotas');
+    const set = {
+      ...quotaColumns(change.quota ?? {}),
+      ...(change.name !== undefined ? { name: change.name } : {}),
+    };
+    if (Object.keys(set).length === 0)
+      throw new InvalidRequestError('nothing to change: give a name or quota fields');
+    const [row] = await this.db.update(teams).set(set).where(eq(teams.id, id)).returning();
+    if (!row) throw new NotFoundError(`team ${id} not found`);
+    return teamInfo(row);
   }
 
   /** Refuses (ForbiddenError) a caller not of the operator team, saying it may not `what`. */
@@ -104,6 +148,16 @@ export class TeamService {
     await this.db.update(apiKeys).set({ lastUsedAt: sql`now()` }).where(eq(apiKeys.id, row.id));
     return caller;
   }
+}
+
+function teamInfo(row: typeof teams.$inferSelect): TeamInfo {
+  return {
+    id: row.id,
+    name: row.name,
+    operator: row.operator,
+    createdAt: row.createdAt.toISOString(),
+    quota: quotaOf(row),
+  };
 }
 
 function toInfo(row: typeof apiKeys.$inferSelect): ApiKeyInfo {
