@@ -6,6 +6,7 @@ import { registerKeyCommands } from './commands/keys.js';
 import { registerNodeCommands } from './commands/node.js';
 import { registerSandboxCommands } from './commands/sandbox.js';
 import { registerServerCommand } from './commands/server.js';
+import { registerTeamCommands } from './commands/teams.js';
 import { registerTemplateCommands } from './commands/template.js';
 import { registerTlsCommands } from './commands/tls.js';
 import { registerUpCommand } from './commands/up.js';
@@ -18,6 +19,7 @@ const program = new Command('aiva')
 registerUpCommand(program);
 registerServerCommand(program);
 registerKeyCommands(program);
+registerTeamCommands(program);
 registerNodeCommands(program);
 registerImageCommands(program);
 registerSandboxCommands(program);

@@ -102,5 +102,7 @@ function validationMessage(error: FastifyError): string {
   const first = error.validation?.[0];
   if (!first) return ` is invalid: ${error.message}`;
   const where = first.instancePath ? first.instancePath.replaceAll('/', '.') : '';
+  // A field an object's `additionalProperties: Type.Never()` refuses.
+  if (first.keyword === 'not') return `${where} is not a known field`;
   return `${where} ${first.message ?? 'is invalid'}`;
 }

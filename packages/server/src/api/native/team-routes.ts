@@ -5,9 +5,12 @@ import type { TeamService } from '../../services/team-service.js';
 import { callerOf, operatorOnly } from '../authenticate.js';
 import { ErrorBody, MAX_TIMEOUT_S, Text } from '../e2b/schemas.js';
 
-/** A quota: a whole number from 1, or null for none beyond the server's default. */
+/**
+ * A quota: a whole number from 1, or null for none beyond the server's default. One type
+ * list, not a union with null: the validator would coerce 0 or false to null for that.
+ */
 const Limit = (description: string, maximum = 1_000_000_000) =>
-  Type.Union([Type.Integer({ minimum: 1, maximum }), Type.Null()], { description });
+  Type.Unsafe<number | null>({ type: ['integer', 'null'], minimum: 1, maximum, description });
 
 const QuotaFields = {
   maxSandboxes: Limit('sandboxes alive at once (creating, running or paused); replaces the server default'),
@@ -20,7 +23,10 @@ const QuotaFields = {
 };
 const Quota = Type.Object(QuotaFields);
 /** Quota fields to set; those left out keep their value, null clears one. */
-const QuotaChange = Type.Partial(Type.Object(QuotaFields), { additionalProperties: false });
+const QuotaChange = Type.Partial(Type.Object(QuotaFields), {
+  // Not `false`: the validator would drop an unknown field unsaid, where it is a 400 (api/errors.ts).
+  additionalProperties: Type.Never(),
+});
 
 const TeamInfo = Type.Object({
   id: Type.String(),
