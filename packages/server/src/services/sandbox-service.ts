@@ -41,7 +41,7 @@ import { SandboxMetrics } from './sandbox-metrics.js';
 import { checkCreateOptions } from './sandbox-options.js';
 import { newSandboxRow, type SandboxRow, SandboxRows } from './sandbox-rows.js';
 import { type EndReason, type LiveState, transition } from './sandbox-states.js';
-import type { TeamQuotas } from './team-quotas.js';
+import { type TeamQuotas, templateSize } from './team-quotas.js';
 import type { Caller } from './team-service.js';
 import { startsFrom, type TemplateCatalog } from './template-catalog.js';
 import { WarmPool } from './warm-pool.js';
@@ -190,9 +190,10 @@ export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
     return this.live.get(id);
   }
 
-  /** How many sandboxes a team may run at once. */
-  teamLimit(): number {
-    return this.options.limits.maxSandboxesPerTeam;
+  /** How many sandboxes a team may run at once: its quota, else the server's default. */
+  async teamLimit(teamId: string): Promise<number> {
+    const quota = await this.options.quotas.quota(teamId);
+    return quota?.maxSandboxes ?? this.options.limits.maxSandboxesPerTeam;
   }
 
   /** Ends every live sandbox on node `nodeId` (lost past its grace period); see NodeReconciliation. */
@@ -254,9 +255,12 @@ export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
     checkAutoPauseMemory(body);
     const policy = egressPolicy(body.allow_internet_access, body.network ?? {});
     // A built template's size is known now; a recipe's once it runs (checked again then).
-    const t = resolved?.row;
-    const size = { vcpus: t?.cpuCount ?? 0, memoryMiB: t?.memoryMb ?? 0, diskMiB: t?.diskSizeMb ?? 0 };
-    await quotas.checkCreate(caller, quota, this.live.countOfTeam(caller.teamId), size);
+    await quotas.checkCreate(
+      caller,
+      quota,
+      this.live.countOfTeam(caller.teamId),
+      templateSize(resolved?.row),
+    );
     // The template's own memory is not known before it starts: count a typical sandbox.
     this.live.checkCapacity(TYPICAL_MEMORY_MIB);
     const pooled = from.usePool !== false && resolved ? this.pool?.take(startsFrom(resolved)) : undefined;
@@ -281,11 +285,7 @@ export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
             ...request,
           });
       // Past a quota, it goes again (the catch below), and leaves nothing.
-      await quotas.checkStarted(caller.teamId, id, {
-        vcpus: n.vcpus,
-        memoryMiB: n.memoryMiB,
-        diskMiB: n.diskMiB,
-      });
+      await quotas.checkStarted(caller.teamId, id, n);
       if (resolved?.row) await this.options.templates.spawned(resolved.templateId);
       // The sandbox lives `timeout` seconds from when it is ready, not from when it was asked for.
       const readyAt = new Date();

@@ -73,6 +73,13 @@ export interface SandboxSize {
   diskMiB: number;
 }
 
+/** What a sandbox of a built template takes (its row's sizes); nothing known of a recipe's before it runs. */
+export function templateSize(
+  row: { cpuCount: number; memoryMb: number; diskSizeMb: number } | undefined,
+): SandboxSize {
+  return { vcpus: row?.cpuCount ?? 0, memoryMiB: row?.memoryMb ?? 0, diskMiB: row?.diskSizeMb ?? 0 };
+}
+
 const LIVE: ('creating' | 'running' | 'paused')[] = ['creating', 'running', 'paused'];
 /** Retry-After when room comes back at no known time. */
 const DEFAULT_RETRY_S = 30;
