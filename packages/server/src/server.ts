@@ -25,6 +25,7 @@ import { registerAuditRoutes } from './api/native/audit-routes.js';
 import { registerKeyRoutes } from './api/native/key-routes.js';
 import { registerNodeRoutes } from './api/native/node-routes.js';
 import { registerNodeTokenRoutes } from './api/native/node-token-routes.js';
+import { registerTeamRoutes } from './api/native/team-routes.js';
 import { registerUsageRoutes } from './api/native/usage-routes.js';
 import { registerNodeAgentRoutes } from './api/node/node-agent-routes.js';
 import { openDatabase } from './db/database.js';
@@ -51,6 +52,7 @@ import { maskedHost } from './services/sandbox-options.js';
 import { SandboxService } from './services/sandbox-service.js';
 import { SnapshotService } from './services/snapshot-service.js';
 import { TeamMetrics } from './services/team-metrics.js';
+import { TeamQuotas } from './services/team-quotas.js';
 import { TeamService } from './services/team-service.js';
 import { TemplateBuilds } from './services/template-builds.js';
 import { TemplateCatalog } from './services/template-catalog.js';
@@ -241,7 +243,9 @@ export async function startServer(
     });
     await templateBuilds.start();
     cleanup.unshift(() => templateBuilds.stop());
+    const quotas = new TeamQuotas(database.db, metrics.quotaRejections, config.limits.maxSandboxesPerTeam);
     const sandboxes = new SandboxService({
+      quotas,
       templates: templateCatalog,
       db: database.db,
       nodes,
@@ -403,7 +407,7 @@ export async function startServer(
     if (replica && artefactStores) registerReplicaRoutes(app, replica, artefactStores, buildFiles);
     if (registry) await registerNodeAgentRoutes(app, registry, nodeCommands, buildFiles, artefactStores);
     await app.register(async (api) => {
-      requireApiKey(api, teams);
+      requireApiKey(api, teams, quotas);
       const audit = new AuditLog(database.db);
       recordMutatingCalls(api, audit);
       registerSandboxRoutes(api, sandboxes, snapshots);
@@ -414,6 +418,7 @@ export async function startServer(
       registerKeyRoutes(api, teams);
       registerUsageRoutes(api, teams, new UsageReports(database.db, config.metering?.prices));
       registerAuditRoutes(api, teams, audit);
+      registerTeamRoutes(api, teams);
       registerNodeTokenRoutes(api, teams, new NodeTokenService(database.db));
       if (registry) registerNodeRoutes(api, teams, registry);
       registerUnsupportedRoutes(api);

@@ -27,6 +27,11 @@ test('each error maps to its status code, its own message and its headers', () =
     [new errors.ConflictError('taken'), 409],
     [new errors.InvalidStateError('sandbox x is already paused'), 409],
     [new errors.TeamLimitError('your team already runs 4 sandboxes'), 429, { 'retry-after': '1' }],
+    [
+      new errors.TeamLimitError('your team may create 5 a minute', 'creates', 42),
+      429,
+      { 'retry-after': '42' },
+    ],
     [new errors.OperationFailedError('the sandbox could not start', new Error('kaboom\nstack')), 500],
     [new errors.CapacityError('no capacity'), 503],
   ];

@@ -1,5 +1,6 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { missingScope } from '../auth/scopes.js';
+import type { TeamQuotas } from '../services/team-quotas.js';
 import type { Caller, TeamService } from '../services/team-service.js';
 import { ApiError } from './errors.js';
 import { routeArea } from './route-policy.js';
@@ -13,15 +14,17 @@ declare module 'fastify' {
 /**
  * Every route registered on `app` after this needs a valid `X-API-KEY` (401 otherwise: a
  * missing, unknown or expired key) whose scopes allow the call (403 naming the scope it
- * lacks; which route needs which scope is `route-policy.ts`'s table). The one place keys
- * and scopes are checked.
+ * lacks; which route needs which scope is `route-policy.ts`'s table), and takes a token of
+ * the key's request rate (429 past its team's `requestsPerSecond`). The one place keys and
+ * scopes are checked.
  */
-export function requireApiKey(app: FastifyInstance, teams: TeamService): void {
+export function requireApiKey(app: FastifyInstance, teams: TeamService, quotas: TeamQuotas): void {
   app.addHook('onRequest', async (request) => {
     const header = request.headers['x-api-key'];
     const caller = await teams.authenticate(typeof header === 'string' ? header : undefined);
     if (!caller) throw new ApiError(401, header ? 'invalid API key' : 'missing API key (X-API-KEY header)');
     request.caller = caller;
+    await quotas.takeRequestToken(caller);
     // No route (a 404 is coming): nothing to allow.
     const url = request.routeOptions.url;
     if (url === undefined) return;

@@ -39,7 +39,7 @@ const STATUS: [
   [ConflictError, 409],
   [InvalidStateError, 409],
   [IncompatibleVersionError, 426],
-  [TeamLimitError, 429, { 'retry-after': '1' }],
+  [TeamLimitError, 429],
   [OperationFailedError, 500],
   [CapacityError, 503],
 ];
@@ -54,6 +54,8 @@ export interface ErrorReply {
 /** How the API reports `error`, if it is of a kind it knows: its status and its own message. */
 export function knownErrorReply(error: unknown): ErrorReply | undefined {
   if (error instanceof ApiError) return { code: error.statusCode, message: error.message, headers: {} };
+  if (error instanceof TeamLimitError)
+    return { code: 429, message: error.message, headers: { 'retry-after': String(error.retryAfterS) } };
   for (const [type, code, headers = {}] of STATUS)
     if (error instanceof type) return { code, message: error.message, headers };
   return undefined;
@@ -100,5 +102,7 @@ function validationMessage(error: FastifyError): string {
   const first = error.validation?.[0];
   if (!first) return ` is invalid: ${error.message}`;
   const where = first.instancePath ? first.instancePath.replaceAll('/', '.') : '';
+  // A field an object's `additionalProperties: Type.Never()` refuses.
+  if (first.keyword === 'not') return `${where} is not a known field`;
   return `${where} ${first.message ?? 'is invalid'}`;
 }

@@ -51,6 +51,7 @@ const ACTIONS: Record<string, string> = {
   'POST /v1/keys': 'key.create',
   'DELETE /v1/keys/:keyID': 'key.delete',
   'POST /v1/teams': 'team.create',
+  'PATCH /v1/teams/:teamID': 'team.update',
   'POST /v1/nodes/:node/cordon': 'node.cordon',
   'POST /v1/nodes/:node/uncordon': 'node.uncordon',
   'POST /v1/nodes/:node/drain': 'node.drain',

@@ -18,6 +18,37 @@ export const teams = pgTable('teams', {
   /** The team made on first start: its keys may create other teams. */
   operator: boolean('operator').notNull().default(false),
   createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
+  // The team's quotas, set by the operator (`services/team-quotas.ts`); null: none beyond the server's default.
+  /** Sandboxes alive at once (creating, running or paused); replaces `limits.maxSandboxesPerTeam`. */
+  maxSandboxes: integer('max_sandboxes'),
+  /** vCPUs of its creating and running sandboxes together. */
+  maxVcpus: integer('max_vcpus'),
+  /** Memory (MiB) of its creating and running sandboxes together. */
+  maxMemoryMib: integer('max_memory_mib'),
+  /** Disk (MiB) of its live sandboxes (paused ones too) together. */
+  maxDiskMib: integer('max_disk_mib'),
+  /** Sandboxes created in any 60 s. */
+  createsPerMinute: integer('creates_per_minute'),
+  /** API requests per second, per key (a token bucket in `rate_buckets`). */
+  requestsPerSecond: integer('requests_per_second'),
+  /** The longest timeout a create, `setTimeout` or connect may ask for (400 beyond). */
+  maxLifetimeS: integer('max_lifetime_s'),
+});
+
+/**
+ * One API key's request-rate token bucket, shared by every server replica: each request
+ * takes a token in one statement (`services/team-quotas.ts`); `rate` tokens a second come back,
+ * `rate` at most are held.
+ */
+export const rateBuckets = pgTable('rate_buckets', {
+  keyId: text('key_id')
+    .primaryKey()
+    .references(() => apiKeys.id, { onDelete: 'cascade' }),
+  rate: integer('rate').notNull(),
+  tokens: doublePrecision('tokens').notNull(),
+  /** Whether the last request took a token. */
+  allowed: boolean('allowed').notNull(),
+  updatedAt: timestamp('updated_at', { withTimezone: true }).notNull(),
 });
 
 /** API keys, stored as SHA-256 digests: the key itself is shown once, when made. */

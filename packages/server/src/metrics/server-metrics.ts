@@ -12,6 +12,7 @@ export interface ServerMetrics {
   usageMemoryGibSeconds: Counter<'team'>;
   webhookAttempts: Counter<'outcome'>;
   lifetimes: Histogram<'reason'>;
+  quotaRejections: Counter<'team' | 'kind'>;
 }
 
 export function createServerMetrics(): ServerMetrics {
@@ -67,6 +68,12 @@ export function createServerMetrics(): ServerMetrics {
       name: 'aiva_webhook_attempts_total',
       help: 'Webhook delivery attempts by outcome: delivered, retry (failed, to be tried again), failed (given up)',
       labelNames: ['outcome'],
+      registers: [registry],
+    }),
+    quotaRejections: new Counter({
+      name: 'aiva_quota_rejections_total',
+      help: 'Requests refused with 429 past a team quota, by team and kind (sandboxes, vcpus, memory, disk, creates, requests)',
+      labelNames: ['team', 'kind'],
       registers: [registry],
     }),
   };

@@ -34,8 +34,19 @@ export class ForbiddenError extends ServiceError {}
 /** The node has no room for another sandbox right now. */
 export class CapacityError extends ServiceError {}
 
-/** The caller's team runs as many sandboxes as it may. */
-export class TeamLimitError extends ServiceError {}
+/** What a team's quota limits (`services/team-quotas.ts`); `sandboxes` is also the server's default cap. */
+export type QuotaKind = 'sandboxes' | 'vcpus' | 'memory' | 'disk' | 'creates' | 'requests';
+
+/** The caller's team is past one of its quotas (or the server's default cap): try again after `retryAfterS`. */
+export class TeamLimitError extends ServiceError {
+  constructor(
+    message: string,
+    readonly kind: QuotaKind = 'sandboxes',
+    readonly retryAfterS = 1,
+  ) {
+    super(message);
+  }
+}
 
 /**
  * The node failed to do what it was asked: the message says what failed and the first

@@ -1,6 +1,6 @@
 import type { Gauge } from 'prom-client';
 import type { sandboxes } from '../db/schema.js';
-import { CapacityError, TeamLimitError } from './errors.js';
+import { CapacityError } from './errors.js';
 import type { LiveState } from './sandbox-states.js';
 
 export interface SandboxLimits {
@@ -8,7 +8,7 @@ export interface SandboxLimits {
   maxSandboxes: number;
   /** Memory (MiB) all sandboxes may take together (503 beyond). */
   memoryBudgetMiB: number;
-  /** Sandboxes one team may run at once (429 beyond). */
+  /** Sandboxes one team may run at once (429 beyond), unless its quota says otherwise (`team-quotas.ts`). */
   maxSandboxesPerTeam: number;
 }
 
@@ -127,12 +127,13 @@ export class LiveSandboxes {
     );
   }
 
-  /** Throws TeamLimitError if `teamId` runs its most, CapacityError if the node has no room for `memoryMb` more. */
-  checkCapacity(teamId: string, memoryMb: number): void {
-    const { maxSandboxesPerTeam } = this.limits;
-    const ofTeam = [...this.byId.values()].filter((s) => s.teamId === teamId).length;
-    if (ofTeam >= maxSandboxesPerTeam)
-      throw new TeamLimitError(`your team already runs ${maxSandboxesPerTeam} sandboxes, the most it may`);
+  /** The team's sandboxes this server counts (creates under way included). */
+  countOfTeam(teamId: string): number {
+    return [...this.byId.values()].filter((s) => s.teamId === teamId).length;
+  }
+
+  /** Throws CapacityError if the node has no room for `memoryMb` more (a team's own cap is `TeamQuotas`'). */
+  checkCapacity(memoryMb: number): void {
     if (!this.hasRoom(memoryMb))
       throw new CapacityError('no capacity for another sandbox on this node right now');
   }

@@ -18,7 +18,13 @@ import type { Nodes } from '../nodes/nodes.js';
 import type { ServerReplica } from '../replicas/server-replica.js';
 import { consoleLogEntries, type LogQuery } from './console-log.js';
 import { EndTimes } from './end-times.js';
-import { CapacityError, InvalidRequestError, NotFoundError, OperationFailedError } from './errors.js';
+import {
+  CapacityError,
+  InvalidRequestError,
+  NotFoundError,
+  OperationFailedError,
+  TeamLimitError,
+} from './errors.js';
 import {
   type LiveSandbox,
   LiveSandboxes,
@@ -35,6 +41,7 @@ import { SandboxMetrics } from './sandbox-metrics.js';
 import { checkCreateOptions } from './sandbox-options.js';
 import { newSandboxRow, type SandboxRow, SandboxRows } from './sandbox-rows.js';
 import { type EndReason, type LiveState, transition } from './sandbox-states.js';
+import { type TeamQuotas, templateSize } from './team-quotas.js';
 import type { Caller } from './team-service.js';
 import { startsFrom, type TemplateCatalog } from './template-catalog.js';
 import { METERING_INTERVAL_S, UsageMeter } from './usage-meter.js';
@@ -55,6 +62,8 @@ export interface SandboxServiceOptions {
   logger: Logger;
   metrics: ServerMetrics;
   limits: SandboxLimits;
+  /** The teams' quotas, checked on creates and timeouts. */
+  quotas: TeamQuotas;
   /** Base domain of sandbox traffic (`{port}-{id}.{domain}`), if host routing is on. */
   domain?: string;
   /** How often to sample running sandboxes' CPU, memory and disk. */
@@ -83,6 +92,8 @@ function checkAutoPauseMemory(body: NewSandbox): void {
     );
 }
 
+/** How long a connect keeps a sandbox alive when it does not say (E2B's default). */
+const CONNECT_TIMEOUT_S = 300;
 /** How long a sandbox woken by traffic runs at least (E2B's default timeout). */
 const AUTO_RESUME_S = 300;
 /** What a refresh keeps a sandbox alive for, at least and by default (E2B's 15 s). */
@@ -198,9 +209,10 @@ export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
     return this.live.get(id);
   }
 
-  /** How many sandboxes a team may run at once. */
-  teamLimit(): number {
-    return this.options.limits.maxSandboxesPerTeam;
+  /** How many sandboxes a team may run at once: its quota, else the server's default. */
+  async teamLimit(teamId: string): Promise<number> {
+    const quota = await this.options.quotas.quota(teamId);
+    return quota?.maxSandboxes ?? this.options.limits.maxSandboxesPerTeam;
   }
 
   /** Ends every live sandbox on node `nodeId` (lost past its grace period); see NodeReconciliation. */
@@ -256,11 +268,20 @@ export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
     const nodeTemplate = resolved?.node ?? source?.node ?? template;
     if (JSON.stringify(body.metadata ?? {}).length > 16 * 1024)
       throw new InvalidRequestError('metadata is larger than 16 KiB');
-    const timeoutS = body.timeout ?? defaultTimeoutS;
+    const { quotas } = this.options;
+    const quota = await quotas.quota(caller.teamId);
+    const timeoutS = quotas.timeoutFor(quota, body.timeout, defaultTimeoutS);
     checkAutoPauseMemory(body);
     const policy = egressPolicy(body.allow_internet_access, body.network ?? {});
+    // A built template's size is known now; a recipe's once it runs (checked again then).
+    await quotas.checkCreate(
+      caller,
+      quota,
+      this.live.countOfTeam(caller.teamId),
+      templateSize(resolved?.row),
+    );
     // The template's own memory is not known before it starts: count a typical sandbox.
-    this.live.checkCapacity(caller.teamId, TYPICAL_MEMORY_MIB);
+    this.live.checkCapacity(TYPICAL_MEMORY_MIB);
     const pooled = from.usePool !== false && resolved ? this.pool?.take(startsFrom(resolved)) : undefined;
     const node =
       pooled && this.pool ? this.pool.node : await this.nodes.place(placementOf(resolved, snapshot, body));
@@ -282,6 +303,8 @@ export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
             fromCheckpoint: snapshot?.checkpoint,
             ...request,
           });
+      // Past a quota, it goes again (the catch below), and leaves nothing.
+      await quotas.checkStarted(caller.teamId, id, n);
       if (resolved?.row) await this.options.templates.spawned(resolved.templateId);
       // The sandbox lives `timeout` seconds from when it is ready, not from when it was asked for.
       const readyAt = new Date();
@@ -316,8 +339,9 @@ export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
       this.live.updateGauge();
       // Whatever the node holds of it goes: a pooled sandbox, or one whose row failed.
       await node.kill(id).catch(() => {});
-      // A request the node refuses as given (400), or no node that can have what it needs (503).
-      if (e instanceof InvalidRequestError || e instanceof CapacityError) throw e;
+      // A request the node refuses as given (400), no node that can have what it needs (503), past a quota (429).
+      if (e instanceof InvalidRequestError || e instanceof CapacityError || e instanceof TeamLimitError)
+        throw e;
       if (pooled) {
         // The pooled sandbox was no good: make one the ordinary way.
         this.log.warn({ sandbox: id, err: e }, 'a pooled sandbox could not be handed over; creating one');
@@ -447,9 +471,10 @@ export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
     return resuming;
   }
 
-  /** Sets the end time to now + `timeoutS`, earlier or later than before. */
+  /** Sets the end time to now + `timeoutS`, earlier or later than before (not past the team's max lifetime). */
   async setTimeout(caller: Caller, id: string, timeoutS: number): Promise<void> {
     await this.row(caller, id);
+    this.options.quotas.timeoutFor(await this.options.quotas.quota(caller.teamId), timeoutS, timeoutS);
     const endAt = new Date(Date.now() + timeoutS * 1000);
     await this.rows.updateLive(id, { endAt });
     const live = this.live.get(id);
@@ -480,10 +505,12 @@ export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
   async connect(
     caller: Caller,
     id: string,
-    timeoutS: number,
+    asked: number | undefined,
     memory?: boolean,
   ): Promise<{ resumed: boolean; sandbox: Sandbox }> {
     const { row, live } = await this.liveOf(caller, id);
+    const quota = await this.options.quotas.quota(caller.teamId);
+    const timeoutS = this.options.quotas.timeoutFor(quota, asked, CONNECT_TIMEOUT_S);
     const resumed = live.state === 'paused';
     if (resumed) await this.resume(live, memory);
     const wanted = Date.now() + timeoutS * 1000;

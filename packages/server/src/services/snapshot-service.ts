@@ -199,7 +199,7 @@ export class SnapshotService {
     if (count < 1) throw new InvalidRequestError('Count must be at least 1');
     if (count > MAX_FORKS) throw new InvalidRequestError(`Count cannot be greater than ${MAX_FORKS}`);
     // The source runs on and holds one of the team's places.
-    const most = this.sandboxes.teamLimit();
+    const most = await this.sandboxes.teamLimit(caller.teamId);
     if (count >= most)
       throw new InvalidRequestError(
         `Count must be lower than the maximum number of concurrent sandboxes (${most})`,

@@ -4,7 +4,14 @@ import { API_KEY_PATTERN, apiKeyPrefix, hashApiKey, newApiKey } from '../auth/ap
 import { isScope, mayGrant, type Scope } from '../auth/scopes.js';
 import type { Database } from '../db/database.js';
 import { apiKeys, teams } from '../db/schema.js';
-import { ConflictError, ForbiddenError, UnauthorizedError } from './errors.js';
+import {
+  ConflictError,
+  ForbiddenError,
+  InvalidRequestError,
+  NotFoundError,
+  UnauthorizedError,
+} from './errors.js';
+import { quotaColumns, quotaOf, type TeamQuota } from './team-quotas.js';
 
 export interface Caller {
   teamId: string;
@@ -29,6 +36,15 @@ export interface ApiKeyInfo {
   lastUsedAt: string | null;
   expiresAt: string | null;
   scopes: Scope[];
+}
+
+/** A team as the API shows it. */
+export interface TeamInfo {
+  id: string;
+  name: string;
+  operator: boolean;
+  createdAt: string;
+  quota: TeamQuota;
 }
 
 const newId = (prefix: string) => `${prefix}_${randomBytes(8).toString('hex')}`;
@@ -62,13 +78,47 @@ export class TeamService {
     return { teamId, apiKey: key };
   }
 
-  /** A new team and its first key (shown once). Only the operator team may make teams. */
-  async createTeam(caller: Caller, name: string): Promise<{ teamId: string; key: string }> {
+  /** A new team with `quota` and its first key (shown once). Only the operator team may make teams. */
+  async createTeam(
+    caller: Caller,
+    name: string,
+    quota: Partial<TeamQuota> = {},
+  ): Promise<{ teamId: string; key: string; team: TeamInfo }> {
     await this.requireOperator(caller, 'create teams');
     const teamId = newId('team');
-    await this.db.insert(teams).values({ id: teamId, name });
+    const [row] = await this.db
+      .insert(teams)
+      .values({ id: teamId, name, ...quotaColumns(quota) })
+      .returning();
+    if (!row) throw new Error('the team was not stored');
     const { key } = await this.createKey(teamId, { name: 'admin' });
-    return { teamId, key };
+    return { teamId, key, team: teamInfo(row) };
+  }
+
+  /** Every team for the operator team's keys; the caller's own for others'. */
+  async listTeams(caller: Caller): Promise<TeamInfo[]> {
+    const [own] = await this.db.select().from(teams).where(eq(teams.id, caller.teamId)).limit(1);
+    if (!own) return [];
+    if (!own.operator) return [teamInfo(own)];
+    return (await this.db.select().from(teams).orderBy(asc(teams.createdAt))).map(teamInfo);
+  }
+
+  /** Renames a team and/or sets its quotas (null clears one). Only the operator team may. */
+  async updateTeam(
+    caller: Caller,
+    id: string,
+    change: { name?: string; quota?: Partial<TeamQuota> },
+  ): Promise<TeamInfo> {
+    await this.requireOperator(caller, 'change teams and their quotas');
+    const set = {
+      ...quotaColumns(change.quota ?? {}),
+      ...(change.name !== undefined ? { name: change.name } : {}),
+    };
+    if (Object.keys(set).length === 0)
+      throw new InvalidRequestError('nothing to change: give a name or quota fields');
+    const [row] = await this.db.update(teams).set(set).where(eq(teams.id, id)).returning();
+    if (!row) throw new NotFoundError(`team ${id} not found`);
+    return teamInfo(row);
   }
 
   /** Refuses (ForbiddenError) a caller not of the operator team, saying it may not `what`. */
@@ -168,6 +218,16 @@ export class TeamService {
       .where(eq(apiKeys.id, keyId))
       .catch(() => this.lastUsedWritten.delete(keyId));
   }
+}
+
+function teamInfo(row: typeof teams.$inferSelect): TeamInfo {
+  return {
+    id: row.id,
+    name: row.name,
+    operator: row.operator,
+    createdAt: row.createdAt.toISOString(),
+    quota: quotaOf(row),
+  };
 }
 
 function toInfo(row: typeof apiKeys.$inferSelect): ApiKeyInfo {

@@ -185,7 +185,7 @@ export function registerSandboxRoutes(
         const r = await sandboxes.connect(
           callerOf(request),
           request.params.sandboxID,
-          request.body.timeout ?? 300,
+          request.body.timeout,
           request.body.memory,
         );
         return reply.code(r.resumed ? 201 : 200).send(r.sandbox);

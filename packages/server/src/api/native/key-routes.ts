@@ -73,24 +73,6 @@ export function registerKeyRoutes(base: FastifyInstance, teams: TeamService): vo
       return reply.code(201).send(await teams.createKey(caller.teamId, request.body, caller));
     },
   );
-  app.post(
-    '/v1/teams',
-    {
-      schema: {
-        tags: ['teams (aiva)'],
-        summary: 'Create a team and its first API key (operator team only); the key is in this response only',
-        body: Type.Object({ name: Text({ minLength: 1, maxLength: 100 }) }),
-        response: {
-          201: Type.Object({ teamId: Type.String(), key: Type.String() }),
-          400: ErrorBody,
-          401: ErrorBody,
-          403: ErrorBody,
-        },
-      },
-    },
-    async (request, reply) =>
-      reply.code(201).send(await teams.createTeam(callerOf(request), request.body.name)),
-  );
   app.delete(
     '/v1/keys/:keyID',
     {
