@@ -1,12 +1,14 @@
 // Sandbox lifecycle events and webhooks (issue 18): the e2b SDK drives a sandbox through
 // its life on a real `aiva up`; E2B's event API lists what happened, and a receiver on
 // loopback gets each event signed (E2B's e2b-signature and aiva's HMAC-SHA256), one of
-// them after a 500 and a retry.
+// them after a 500 and a retry. And the Grafana dashboard asks for metrics that exist.
 import assert from 'node:assert/strict';
 import { createHash, createHmac } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import { Sandbox } from 'e2b';
 import { aivaUpForFile } from './helpers/aiva-up.js';
 
@@ -238,5 +240,20 @@ describe('sandbox lifecycle events and webhooks', () => {
     assert.equal((await api('DELETE', `/events/webhooks/${hookId}`)).status, 200);
     assert.equal((await api('GET', `/events/webhooks/${hookId}`)).status, 404);
     assert.equal((await api('DELETE', `/events/webhooks/${hookId}`)).status, 404);
+  });
+
+  test('the Grafana dashboard (deploy/grafana) queries only metrics the server exports', async () => {
+    const file = fileURLToPath(new URL('../../../../deploy/grafana/aiva-dashboard.json', import.meta.url));
+    const dashboard = JSON.parse(await readFile(file, 'utf8')) as {
+      panels: { targets: { expr: string }[] }[];
+    };
+    const exprs = dashboard.panels.flatMap((p) => p.targets.map((t) => t.expr));
+    const names = new Set(
+      exprs.flatMap((e) => e.match(/aiva_[a-z_]+/g) ?? []).map((n) => n.replace(/_(bucket|count|sum)$/, '')),
+    );
+    assert.ok(names.size >= 10);
+    const exported = await (await fetch(`${server.up.url}/metrics`)).text();
+    for (const name of names)
+      assert.match(exported, new RegExp(`^# TYPE ${name} `, 'm'), `${name} is not exported`);
   });
 });
