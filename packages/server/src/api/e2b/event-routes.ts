@@ -10,6 +10,9 @@ import { ErrorResponses, SandboxParams, Text } from './schemas.js';
 // E2B's lifecycle events and webhooks (`/events/sandboxes`, `/events/webhooks`), and aiva's
 // delivery log of a webhook.
 
+/** An event type's shape (`sandbox.lifecycle.killed`): anything else is a 400, never a query. */
+const EVENT_TYPE = '^[a-z][a-z._]{0,63}$';
+
 const SandboxEvent = Type.Object({
   version: Type.String(),
   id: Type.String(),
@@ -26,7 +29,12 @@ const EventQuery = Type.Object({
   offset: Type.Optional(Type.Integer({ minimum: 0 })),
   limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 100 })),
   orderAsc: Type.Optional(Type.Boolean()),
-  types: Type.Optional(Type.Union([Type.Array(Type.String()), Type.String()])),
+  types: Type.Optional(
+    Type.Union([
+      Type.Array(Type.String({ pattern: EVENT_TYPE }), { maxItems: 10 }),
+      Type.String({ pattern: EVENT_TYPE }),
+    ]),
+  ),
 });
 const Webhook = Type.Object({
   id: Type.String(),
@@ -41,10 +49,11 @@ const WebhookFields = {
   name: Type.Optional(Text({ minLength: 1, maxLength: 200 })),
   url: Type.Optional(Text({ minLength: 1, maxLength: 2000 })),
   enabled: Type.Optional(Type.Boolean()),
-  events: Type.Optional(Type.Array(Type.String(), { maxItems: 20 })),
-  signatureSecret: Type.Optional(Type.String({ maxLength: 500 })),
+  events: Type.Optional(Type.Array(Text({ maxLength: 100 }), { maxItems: 20 })),
+  signatureSecret: Type.Optional(Text({ minLength: 1, maxLength: 500 })),
 };
-const WebhookParams = Type.Object({ webhookID: Type.String() });
+/** A webhook's id (`wh_` and hex; any other is a 400, never a query). */
+const WebhookParams = Type.Object({ webhookID: Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$' }) });
 const Delivery = Type.Object({
   id: Type.String(),
   eventID: Type.String(),

@@ -4,7 +4,7 @@ import { Type } from 'typebox';
 import type { AuditLog } from '../../services/audit-log.js';
 import type { TeamService } from '../../services/team-service.js';
 import { callerOf } from '../authenticate.js';
-import { ErrorBody } from '../e2b/schemas.js';
+import { ErrorBody, Text } from '../e2b/schemas.js';
 
 const AuditEntry = Type.Object({
   id: Type.String(),
@@ -32,9 +32,9 @@ export function registerAuditRoutes(base: FastifyInstance, teams: TeamService, a
           'Mutating API calls, newest first: the caller’s team’s (every team’s for the operator team); pass nextToken back as cursor for the next page',
         querystring: Type.Object({
           limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 100 })),
-          cursor: Type.Optional(Type.String({ maxLength: 500 })),
-          action: Type.Optional(Type.String({ maxLength: 100 })),
-          target: Type.Optional(Type.String({ maxLength: 200 })),
+          cursor: Type.Optional(Text({ maxLength: 500 })),
+          action: Type.Optional(Text({ maxLength: 100 })),
+          target: Type.Optional(Text({ maxLength: 200 })),
         }),
         response: {
           200: Type.Object({ entries: Type.Array(AuditEntry), nextToken: Type.Optional(Type.String()) }),

@@ -40,7 +40,9 @@ const UsageQuery = Type.Object({
       default: 'sandbox',
     }),
   ),
-  teamID: Type.Optional(Type.String({ maxLength: 100, description: 'the operator only: one team' })),
+  teamID: Type.Optional(
+    Type.String({ pattern: '^[A-Za-z0-9_-]{1,100}$', description: 'the operator only: one team' }),
+  ),
   format: Type.Optional(Type.Union([Type.Literal('json'), Type.Literal('csv')])),
 });
 
