@@ -45,7 +45,7 @@ export {
 export { DEFAULT_HOST_SCOPE, HostScope, type HostScopeOptions } from './host/host-scope.js';
 export { type BuildReporter, ImageBuildError, silentReporter } from './image/build-reporter.js';
 export { GUEST_RUNTIME_DIR, hostGuestTools } from './image/guest-layer.js';
-export { ImageStore, MissingLayerError } from './image/image-store.js';
+export { ImageStore, MissingArtefactError } from './image/image-store.js';
 export {
   GUEST_DIR,
   GUEST_INIT,

@@ -17,5 +17,7 @@ export {
   type NodeTokenInfo,
   NodeTokenService,
 } from './services/node-token-service.js';
-export { type NewKey, TeamService } from './services/team-service.js';
+export type { TeamQuota } from './services/team-quotas.js';
+export { type NewKey, type TeamInfo, TeamService } from './services/team-service.js';
 export { type PriceTable, parsePriceTable, readPriceTable } from './services/usage-prices.js';
+export type { UsageReport } from './services/usage-report.js';

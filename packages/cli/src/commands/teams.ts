@@ -1,24 +1,7 @@
+import type { TeamInfo, TeamQuota } from '@aiva/server';
 import { type Command, InvalidArgumentError } from 'commander';
 import { callApi } from '../api-client.js';
 import { formatTable } from '../table.js';
-
-interface TeamQuota {
-  maxSandboxes: number | null;
-  maxVcpus: number | null;
-  maxMemoryMiB: number | null;
-  maxDiskMiB: number | null;
-  createsPerMinute: number | null;
-  requestsPerSecond: number | null;
-  maxLifetimeS: number | null;
-}
-
-interface TeamInfo {
-  id: string;
-  name: string;
-  operator: boolean;
-  createdAt: string;
-  quota: TeamQuota;
-}
 
 /** The quota options, each with its field and what it limits. */
 const QUOTA_OPTIONS: [flag: string, field: keyof TeamQuota, what: string][] = [

@@ -1,3 +1,4 @@
+import type { UsageReport } from '@aiva/server';
 import { type Command, InvalidArgumentError } from 'commander';
 import { apiTarget, callApi } from '../api-client.js';
 import { formatTable } from '../table.js';
@@ -8,29 +9,6 @@ interface UsageOptions {
   groupBy: string;
   team?: string;
   csv?: boolean;
-}
-
-interface UsageNumbers {
-  vcpuSeconds: number;
-  memoryGiBSeconds: number;
-  diskGiBSeconds: number;
-  cpuSeconds: number;
-  egressBytes: number;
-  cost: number;
-}
-
-interface UsageReport {
-  from: string;
-  to: string;
-  currency: string;
-  items: (UsageNumbers & {
-    teamID: string;
-    sandboxID?: string;
-    templateID?: string;
-    day?: string;
-    vcpus: number;
-  })[];
-  total: UsageNumbers & { grossCost: number; freeTier: number };
 }
 
 const date = (name: string) => (v: string) => {

@@ -3,10 +3,10 @@ import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import {
+  ARTEFACT_DIGEST_HEADER,
   type CommandPayload,
   type CommandResult,
   formatProtocol,
-  LAYER_DIGEST_HEADER,
   NODE_PROTOCOL,
   NODE_PROTOCOL_HEADER,
   NODE_ROUTES,
@@ -99,7 +99,7 @@ export class ArtefactTransfer {
         ...this.headers(),
         'content-type': 'application/x-tar',
         'content-length': String(bytes),
-        [LAYER_DIGEST_HEADER]: digest,
+        [ARTEFACT_DIGEST_HEADER]: digest,
       },
       body: Readable.toWeb(createReadStream(file)) as ReadableStream,
       duplex: 'half',
@@ -150,7 +150,7 @@ export class ArtefactTransfer {
   ): Promise<boolean> {
     const r = await fetch(this.url(kind, name), { headers: this.headers(), signal });
     if (!r.ok || !r.body) throw await failed(r, `downloading ${noun(kind, name)}`);
-    const digest = r.headers.get(LAYER_DIGEST_HEADER) ?? '';
+    const digest = r.headers.get(ARTEFACT_DIGEST_HEADER) ?? '';
     const source = Readable.fromWeb(r.body as never);
     try {
       const got = await unpack(source, digest);

@@ -13,7 +13,7 @@ import {
 import type { Logger } from 'pino';
 import type { BuildBase, BuildSpec } from '../build/build-types.js';
 import { envdMetrics } from '../envd/envd-http.js';
-import { MissingLayerError } from '../image/image-store.js';
+import { MissingArtefactError } from '../image/image-store.js';
 import type { LocalNode } from '../local-node.js';
 import { discardSnapshotsOf } from '../runtime/qemu/vm-snapshot.js';
 import { SandboxManager } from '../sandbox/sandbox-manager.js';
@@ -192,7 +192,7 @@ export class NodeExecutor {
     if (!this.options.artefacts || buildLayers) return;
     const { layers, buildable } = await this.node.images.missingLayers(template);
     if (layers.length > 0)
-      throw new MissingLayerError(
+      throw new MissingArtefactError(
         `this node lacks layer${layers.length > 1 ? 's' : ''} ${layers.map((h) => h.slice(0, 12)).join(', ')} of ${typeof template === 'string' ? template : template.name}`,
         layers,
         buildable,
@@ -211,7 +211,7 @@ export class NodeExecutor {
   ): Promise<void> {
     if (!this.options.artefacts) return;
     const checkpoint = await this.sandboxes.checkpoints.find(name);
-    if (!checkpoint) throw new MissingLayerError(`this node lacks checkpoint ${name}`, [], false, [name]);
+    if (!checkpoint) throw new MissingArtefactError(`this node lacks checkpoint ${name}`, [], false, [name]);
     const images = this.node.images;
     if (await images.templateByHash(checkpoint.template.hash)) return;
     await this.layersHere(template, buildLayers);

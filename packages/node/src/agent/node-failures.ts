@@ -1,6 +1,6 @@
 import { NodeCommandError, type NodeFailure } from '@aiva/protocol/node';
 import { BuildStepError } from '../build/build-types.js';
-import { MissingLayerError } from '../image/image-store.js';
+import { MissingArtefactError } from '../image/image-store.js';
 import { OciImageError } from '../image/oci-errors.js';
 import { SandboxSpecError } from '../runtime/types.js';
 import { SandboxNotFoundError } from '../sandbox/sandbox-records.js';
@@ -17,7 +17,7 @@ export function failureOf(e: unknown): NodeFailure {
   if (e instanceof SandboxNotFoundError) return { code: 'SANDBOX_NOT_FOUND', message };
   if (e instanceof SandboxStateError)
     return { code: 'INVALID_STATE', message, details: { state: e.state, operation: e.operation } };
-  if (e instanceof MissingLayerError)
+  if (e instanceof MissingArtefactError)
     return {
       code: 'MISSING_ARTEFACT',
       message,

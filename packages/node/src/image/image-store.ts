@@ -30,9 +30,9 @@ import { contentHash, loadKernelRecipe, loadRecipe, type Recipe, recipeAliases }
  */
 const BUILDER_VERSION = 2;
 
-/** A layer a template needs is not in this node's store (removed, or built elsewhere). */
-export class MissingLayerError extends Error {
-  override name = 'MissingLayerError';
+/** What a command needs is not on this node: layers a template needs (removed, or built elsewhere), or a checkpoint. */
+export class MissingArtefactError extends Error {
+  override name = 'MissingArtefactError';
   /**
    * `layers`: what it lacks, by hash; `buildable`: this node could build them (a recipe's);
    * `checkpoints`: checkpoints it lacks, by name.
@@ -172,7 +172,7 @@ export class ImageStore {
   /**
    * The template image of a recipe (by name) or of a definition, composed with the
    * current guest layer; a recipe's Debian layer is built first if the store lacks it.
-   * A definition whose layers are not all here is a MissingLayerError.
+   * A definition whose layers are not all here is a MissingArtefactError.
    */
   async ensureTemplate(
     template: string | TemplateDefinition,
@@ -192,7 +192,7 @@ export class ImageStore {
     if (plan) await this.ensureDebianLayer(plan, options);
     const missing = await this.artefacts.absentLayers(definition.layers);
     if (missing.length > 0)
-      throw new MissingLayerError(
+      throw new MissingArtefactError(
         `template ${definition.name} needs layer${missing.length > 1 ? 's' : ''} ${missing.map((h) => h.slice(0, 12)).join(', ')}, which this node's image store does not hold`,
         missing,
       );

@@ -8,7 +8,7 @@ import { type Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Artefacts } from './artefacts.js';
 import { readJson } from './artefacts.js';
-import { MissingLayerError } from './image-store.js';
+import { MissingArtefactError } from './image-store.js';
 import type { LayerRecord } from './image-types.js';
 
 // A layer of the image store as it travels between stores (node → server → node): a tar
@@ -73,7 +73,9 @@ export async function packLayer(
   signal?: AbortSignal,
 ): Promise<{ digest: string; bytes: number }> {
   if (!(await artefacts.layer(hash)))
-    throw new MissingLayerError(`this node's image store does not hold layer ${hash.slice(0, 12)}`, [hash]);
+    throw new MissingArtefactError(`this node's image store does not hold layer ${hash.slice(0, 12)}`, [
+      hash,
+    ]);
   const h = hashing();
   await tar(
     ['-c', ...TAR_FLAGS, '-C', artefacts.layerDir(hash), '-f', '-', 'rootfs', 'layer.json'],

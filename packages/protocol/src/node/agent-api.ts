@@ -17,7 +17,7 @@ export const NODE_ROUTES = {
   files: '/v1/node/files',
   /**
    * `PUT …/:hash`: a layer of the node's store as a tar stream (gzip optional), its sha256
-   * in LAYER_DIGEST_HEADER; `GET …/:hash`: a layer of the server's store, the same way.
+   * in ARTEFACT_DIGEST_HEADER; `GET …/:hash`: a layer of the server's store, the same way.
    */
   layers: '/v1/node/layers',
   /** `PUT …/:name`, `GET …/:name` (since 1.2): a checkpoint, as a tar, the way of a layer. */
@@ -26,8 +26,8 @@ export const NODE_ROUTES = {
   tunnel: '/v1/node/tunnel',
 } as const;
 
-/** The header with a layer tar's digest, `sha256:<hex>` of the tar (before any content-encoding). */
-export const LAYER_DIGEST_HEADER = 'aiva-digest';
+/** The header with a layer's or checkpoint's tar digest, `sha256:<hex>` of the tar (before any content-encoding). */
+export const ARTEFACT_DIGEST_HEADER = 'aiva-digest';
 
 /** A node's name: what `aiva node ls` shows and labels select on. */
 export const NODE_NAME_PATTERN = '^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$';

@@ -123,7 +123,7 @@ export const NODE_COMMANDS = {
   /**
    * Uploads these layers and checkpoints (since 1.2) of the node's store to the server's
    * (`PUT NODE_ROUTES.layers/:hash`, `PUT NODE_ROUTES.checkpoints/:name`, a tar stream with
-   * its sha256 in LAYER_DIGEST_HEADER). MISSING_ARTEFACT if it lacks one.
+   * its sha256 in ARTEFACT_DIGEST_HEADER). MISSING_ARTEFACT if it lacks one.
    */
   'artefact.push': {
     payload: Type.Object({ layers: layerHashes, checkpoints: checkpointNames }),

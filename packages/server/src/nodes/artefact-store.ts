@@ -4,7 +4,7 @@ import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promise
 import { join } from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { CHECKPOINT_NAME_PATTERN, LAYER_DIGEST_HEADER, LAYER_HASH_PATTERN } from '@aiva/protocol/node';
+import { ARTEFACT_DIGEST_HEADER, CHECKPOINT_NAME_PATTERN, LAYER_HASH_PATTERN } from '@aiva/protocol/node';
 import { replicaLinkQuery } from '../replicas/replica-links.js';
 import { InvalidRequestError } from '../services/errors.js';
 
@@ -83,7 +83,7 @@ export class ArtefactStore {
     for (const peer of await this.replicas.peers()) {
       try {
         const r = await fetch(`${peer}${path}?${replicaLinkQuery(await this.replicas.sharedSecret(), path)}`);
-        const digest = r.headers.get(LAYER_DIGEST_HEADER);
+        const digest = r.headers.get(ARTEFACT_DIGEST_HEADER);
         if (r.status !== 200 || !r.body || !digest) {
           await r.body?.cancel();
           continue;

@@ -1,4 +1,4 @@
-import { CHECKPOINT_NAME_PATTERN, LAYER_DIGEST_HEADER, LAYER_HASH_PATTERN } from '@aiva/protocol/node';
+import { ARTEFACT_DIGEST_HEADER, CHECKPOINT_NAME_PATTERN, LAYER_HASH_PATTERN } from '@aiva/protocol/node';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { FastifyInstance } from 'fastify';
 import { Type } from 'typebox';
@@ -46,7 +46,7 @@ export function registerReplicaRoutes(
         return reply
           .type('application/x-tar')
           .header('content-length', stored.bytes)
-          .header(LAYER_DIGEST_HEADER, stored.digest)
+          .header(ARTEFACT_DIGEST_HEADER, stored.digest)
           .send(stores[kind].open(hash));
       },
     );

@@ -1,6 +1,6 @@
 import {
+  ARTEFACT_DIGEST_HEADER,
   CHECKPOINT_NAME_PATTERN,
-  LAYER_DIGEST_HEADER,
   LAYER_HASH_PATTERN,
   NODE_ROUTES,
 } from '@aiva/protocol/node';
@@ -14,7 +14,7 @@ import { nodeOf, tags } from './node-agent-routes.js';
 
 // The server's store of layers and checkpoints, for node agents (node credential, in the
 // scope of the node routes): a node PUTs one it holds (`artefact.push`) and GETs one it
-// lacks (`artefact.fetch`). Each travels as a tar, its sha256 in LAYER_DIGEST_HEADER.
+// lacks (`artefact.fetch`). Each travels as a tar, its sha256 in ARTEFACT_DIGEST_HEADER.
 
 const TAR = 'application/x-tar';
 const NOUN: Record<ArtefactKind, string> = { layers: 'layer', checkpoints: 'checkpoint' };
@@ -43,7 +43,9 @@ export function registerArtefactRoutes(
           tags,
           summary: `A ${noun} of the node's, into the server's store: a tar whose sha256 is in the aiva-digest header`,
           params,
-          headers: Type.Object({ [LAYER_DIGEST_HEADER]: Type.String({ pattern: '^sha256:[a-f0-9]{64}$' }) }),
+          headers: Type.Object({
+            [ARTEFACT_DIGEST_HEADER]: Type.String({ pattern: '^sha256:[a-f0-9]{64}$' }),
+          }),
           response: {
             200: Type.Object({ hash: Type.String(), digest: Type.String(), bytes: Type.Integer() }),
             400: ErrorBody,
@@ -57,7 +59,7 @@ export function registerArtefactRoutes(
         const body = request.body as NodeJS.ReadableStream | undefined;
         if (!body || typeof (body as { pipe?: unknown }).pipe !== 'function')
           throw Object.assign(new Error(`a ${noun} is sent as ${TAR}`), { statusCode: 415 });
-        const digest = request.headers[LAYER_DIGEST_HEADER] as string;
+        const digest = request.headers[ARTEFACT_DIGEST_HEADER] as string;
         const stored = await store.put(request.params.hash, digest, body as never, node.id);
         request.log.info({ node: node.id, [noun]: stored.hash, bytes: stored.bytes }, `${noun} stored`);
         return { hash: stored.hash, digest: stored.digest, bytes: stored.bytes };
@@ -79,7 +81,7 @@ export function registerArtefactRoutes(
         return reply
           .type(TAR)
           .header('content-length', stored.bytes)
-          .header(LAYER_DIGEST_HEADER, stored.digest)
+          .header(ARTEFACT_DIGEST_HEADER, stored.digest)
           .send(store.open(stored.hash));
       },
     );
