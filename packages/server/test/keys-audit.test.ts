@@ -148,6 +148,13 @@ for (const backend of BACKENDS)
       await assert.rejects(audit.list('team_a', { cursor: 'nonsense' }), InvalidRequestError);
     });
 
+    test('calls appended within one millisecond still list in the order they were made', async () => {
+      const made = Array.from({ length: 40 }, (_, i) => `burst_${i}`);
+      for (const t of made) await audit.append(record({ teamId: 'team_burst', targets: [t] }));
+      const listed = (await audit.list('team_burst', { limit: 100 })).entries.map((e) => e.targets[0]);
+      assert.deepEqual(listed, [...made].reverse());
+    });
+
     test('the database refuses UPDATE, DELETE and TRUNCATE on the audit log', async () => {
       await audit.append(record({ targets: ['sbx_keep'] }));
       const db = testDb.database.db;

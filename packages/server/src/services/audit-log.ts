@@ -37,11 +37,30 @@ export interface AuditQuery {
 export class AuditLog {
   constructor(private readonly db: Database) {}
 
+  private lastMs = 0;
+  private seq = 0;
+
+  /**
+   * An id that sorts after every id this process made before it, also within one
+   * millisecond: the list's tie-break on (time, id) is then the
+   * order of the calls. The random tail keeps replicas' ids apart.
+   */
+  private nextId(at: number): string {
+    if (at > this.lastMs) {
+      this.lastMs = at;
+      this.seq = 0;
+    } else this.seq++;
+    const ms = this.lastMs.toString(16).padStart(12, '0');
+    const seq = this.seq.toString(16).padStart(6, '0');
+    return `aud_${ms}${seq}${randomBytes(5).toString('hex')}`;
+  }
+
   /** Appends one call; the time is this server's, in milliseconds (what a cursor holds). */
   async append(r: AuditRecord): Promise<void> {
+    const time = new Date();
     await this.db.insert(auditLog).values({
-      id: `aud_${randomBytes(10).toString('hex')}`,
-      time: new Date(),
+      id: this.nextId(time.getTime()),
+      time,
       keyId: r.keyId,
       teamId: r.teamId,
       action: r.action,
