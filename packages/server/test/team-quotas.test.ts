@@ -3,7 +3,8 @@
 // vCPUs, memory, disk or creates of the minute is refused with the kind and a Retry-After;
 // a timeout past the max lifetime is a 400 naming it; the per-key request bucket lets
 // `rate` requests through at once, and on PostgreSQL holds when two connections (two
-// server replicas) draw on it at the same time.
+// server replicas) draw on it at the same time; creates racing on two replicas pass a
+// quota one at a time.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { eq } from 'drizzle-orm';
@@ -219,6 +220,33 @@ for (const backend of BACKENDS)
         (await database.db.select().from(rateBuckets).where(eq(rateBuckets.keyId, operator.keyId))).length,
         0,
       );
+    });
+
+    test('creates racing on two replicas are admitted one after another: no more than the quota', async () => {
+      const { caller } = await teamWith('racing', { maxSandboxes: 3 });
+      const q = await quotas.quota(caller.teamId);
+      // On PostgreSQL a second connection pool, as a second replica has; PGlite has one.
+      const other = url ? await openDatabase({ databaseUrl: url, pgliteDir: '/nonexistent' }) : undefined;
+      try {
+        const replicas = [quotas, new TeamQuotas(other?.db ?? database.db, rejections, DEFAULT_MAX)];
+        const none = { vcpus: 0, memoryMiB: 0, diskMiB: 0 };
+        const results = await Promise.allSettled(
+          replicas.flatMap((r) =>
+            Array.from({ length: 6 }, () =>
+              r.admitCreate(caller, q, 0, none, async (db) => {
+                await db.insert(sandboxes).values(sandboxRow(caller.teamId, 'running'));
+              }),
+            ),
+          ),
+        );
+        assert.equal(results.filter((r) => r.status === 'fulfilled').length, 3);
+        for (const r of results) if (r.status === 'rejected') refusal('sandboxes')(r.reason);
+        // A refused admission leaves no row.
+        const rows = await database.db.select().from(sandboxes).where(eq(sandboxes.teamId, caller.teamId));
+        assert.equal(rows.length, 3);
+      } finally {
+        await other?.close();
+      }
     });
 
     if (backend !== 'PGlite')

@@ -1,7 +1,7 @@
 import type { NewSandbox } from '../api/e2b/schemas.js';
 import type { PlacementRequest } from '../nodes/placement.js';
 import { TYPICAL_MEMORY_MIB } from './live-sandboxes.js';
-import type { SnapshotSource } from './sandbox-service.js';
+import type { SnapshotSource } from './sandbox-creation.js';
 import type { ResolvedTemplate } from './template-catalog.js';
 
 /**

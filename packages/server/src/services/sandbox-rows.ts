@@ -85,8 +85,9 @@ export class SandboxRows {
     return row;
   }
 
-  async insert(row: NewSandboxRow): Promise<void> {
-    await this.db.insert(sandboxes).values(row);
+  /** Inserts a new sandbox's row; `db` is a transaction when the insert is part of one. */
+  async insert(row: NewSandboxRow, db: Database = this.db): Promise<void> {
+    await db.insert(sandboxes).values(row);
   }
 
   /** Removes the row of a sandbox that never started. */

@@ -1,5 +1,4 @@
 import { EventEmitter } from 'node:events';
-import { newSandboxId } from '@aiva/protocol/node';
 import type { Logger } from 'pino';
 import {
   type ListQuery,
@@ -18,43 +17,21 @@ import type { Nodes } from '../nodes/nodes.js';
 import type { ServerReplica } from '../replicas/server-replica.js';
 import { consoleLogEntries, type LogQuery } from './console-log.js';
 import { EndTimes } from './end-times.js';
-import {
-  CapacityError,
-  InvalidRequestError,
-  NotFoundError,
-  OperationFailedError,
-  TeamLimitError,
-} from './errors.js';
-import {
-  type LiveSandbox,
-  LiveSandboxes,
-  liveFromRow,
-  type SandboxLimits,
-  TYPICAL_MEMORY_MIB,
-} from './live-sandboxes.js';
+import { NotFoundError } from './errors.js';
+import { type LiveSandbox, LiveSandboxes, type SandboxLimits, TYPICAL_MEMORY_MIB } from './live-sandboxes.js';
 import { egressPolicy, updatedNetwork } from './network-policy.js';
 import { NodeReconciliation } from './node-reconciliation.js';
-import { placementOf } from './placement-request.js';
 import { ReplicaSync } from './replica-sync.js';
+import { SandboxCreation, type SnapshotSource } from './sandbox-creation.js';
 import { listSandboxes, sandboxDetail, sandboxOf } from './sandbox-list.js';
 import { SandboxMetrics } from './sandbox-metrics.js';
-import { checkCreateOptions } from './sandbox-options.js';
-import { newSandboxRow, type SandboxRow, SandboxRows } from './sandbox-rows.js';
+import { type SandboxRow, SandboxRows } from './sandbox-rows.js';
 import { type EndReason, type LiveState, transition } from './sandbox-states.js';
-import { type TeamQuotas, templateSize } from './team-quotas.js';
+import type { TeamQuotas } from './team-quotas.js';
 import type { Caller } from './team-service.js';
-import { startsFrom, type TemplateCatalog } from './template-catalog.js';
+import type { TemplateCatalog } from './template-catalog.js';
 import { METERING_INTERVAL_S, UsageMeter } from './usage-meter.js';
 import { WarmPool } from './warm-pool.js';
-
-/** A snapshot a sandbox is created from: the node's checkpoint and what the sandbox shows as its template. */
-export interface SnapshotSource {
-  checkpoint: string;
-  /** The node that made the checkpoint (placement prefers any node that holds it). */
-  nodeId: string;
-  templateId: string;
-  alias: string;
-}
 
 export interface SandboxServiceOptions {
   db: Database;
@@ -78,27 +55,12 @@ export interface SandboxServiceOptions {
   replica?: ServerReplica;
 }
 
-/**
- * E2B's rules for `autoPauseMemory: false` (a pause at the timeout that keeps the disk
- * only): it needs autoPause, and such a sandbox cannot be woken by traffic.
- */
-function checkAutoPauseMemory(body: NewSandbox): void {
-  if (body.autoPauseMemory !== false) return;
-  if (!body.autoPause)
-    throw new InvalidRequestError('autoPauseMemory=false only applies when autoPause is true.');
-  if (body.autoResume?.enabled)
-    throw new InvalidRequestError(
-      'autoPauseMemory=false (filesystem-only auto-pause) cannot be combined with autoResume: a filesystem-only snapshot cannot be auto-resumed by traffic and must be resumed explicitly.',
-    );
-}
-
 /** How long a connect keeps a sandbox alive when it does not say (E2B's default). */
 const CONNECT_TIMEOUT_S = 300;
 /** How long a sandbox woken by traffic runs at least (E2B's default timeout). */
 const AUTO_RESUME_S = 300;
 /** What a refresh keeps a sandbox alive for, at least and by default (E2B's 15 s). */
 const REFRESH_MIN_S = 15;
-/** Sandboxes one `GET /sandboxes/metrics` may name (E2B's). */
 
 /**
  * Sandboxes as the API sees them: rows in the database (history included), a live index
@@ -118,6 +80,7 @@ export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
   private readonly rows: SandboxRows;
   private readonly nodes: Nodes;
   private readonly log: Logger;
+  private readonly creation: SandboxCreation;
 
   constructor(readonly options: SandboxServiceOptions) {
     super();
@@ -131,6 +94,12 @@ export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
       (id) => this.nodeOfSandbox(id),
       this.log,
     );
+    this.creation = new SandboxCreation({
+      ...options,
+      live: this.live,
+      rows: this.rows,
+      pool: () => this.pool,
+    });
     this.reconciliation = new NodeReconciliation(this.live, this.rows, this.log, this.endedElsewhere);
     this.usage = new SandboxMetrics(
       (id) => this.nodeOfSandbox(id),
@@ -237,119 +206,16 @@ export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
   }
 
   /**
-   * Creates a sandbox from `body.templateID`, or from a snapshot (`from.snapshot`, which
-   * the caller resolved): then the template is the snapshot's source's, and no pooled
-   * sandbox stands in.
+   * Creates a sandbox from `body.templateID`, or from a snapshot (`from.snapshot`);
+   * see `SandboxCreation`.
    */
-  async create(
+  create(
     caller: Caller,
     body: NewSandbox,
     defaultTimeoutS: number,
     from: { usePool?: boolean; snapshot?: SnapshotSource } = {},
   ): Promise<Sandbox> {
-    const { snapshot } = from;
-    checkCreateOptions(body);
-    const resolved = snapshot ? undefined : await this.options.templates.resolve(caller, body.templateID);
-    if (!snapshot && !resolved) {
-      const own = [
-        ...new Set((await Promise.all(this.nodes.all().map((n) => n.templates().catch(() => [])))).flat()),
-      ];
-      throw new InvalidRequestError(
-        `template "${body.templateID}" does not exist (templates: ${own.join(', ')} and the team's builds)`,
-      );
-    }
-    const template = snapshot?.templateId ?? resolved?.templateId ?? body.templateID;
-    const alias = snapshot?.alias ?? resolved?.alias ?? template;
-    // A snapshot's node checkpoint names its image; a node that lacks the image assembles it
-    // from the template's definition (its current build, which the snapshot's was, unless rebuilt).
-    const source = snapshot
-      ? await this.options.templates.resolve(caller, snapshot.templateId).catch(() => undefined)
-      : undefined;
-    const nodeTemplate = resolved?.node ?? source?.node ?? template;
-    if (JSON.stringify(body.metadata ?? {}).length > 16 * 1024)
-      throw new InvalidRequestError('metadata is larger than 16 KiB');
-    const { quotas } = this.options;
-    const quota = await quotas.quota(caller.teamId);
-    const timeoutS = quotas.timeoutFor(quota, body.timeout, defaultTimeoutS);
-    checkAutoPauseMemory(body);
-    const policy = egressPolicy(body.allow_internet_access, body.network ?? {});
-    // A built template's size is known now; a recipe's once it runs (checked again then).
-    await quotas.checkCreate(
-      caller,
-      quota,
-      this.live.countOfTeam(caller.teamId),
-      templateSize(resolved?.row),
-    );
-    // The template's own memory is not known before it starts: count a typical sandbox.
-    this.live.checkCapacity(TYPICAL_MEMORY_MIB);
-    const pooled = from.usePool !== false && resolved ? this.pool?.take(startsFrom(resolved)) : undefined;
-    const node =
-      pooled && this.pool ? this.pool.node : await this.nodes.place(placementOf(resolved, snapshot, body));
-    const id = pooled ?? newSandboxId();
-    const owner = { id, teamId: caller.teamId, nodeId: node.id, template, alias };
-    const row = newSandboxRow(owner, body, timeoutS, new Date());
-    // Counted before anything is awaited: concurrent creates (a fork's) see each other's.
-    const live = liveFromRow({ ...row, memoryMb: TYPICAL_MEMORY_MIB }, 'creating');
-    this.live.add(live);
-    const started = performance.now();
-    try {
-      await this.rows.insert(row);
-      const request = { envVars: body.envVars, accessToken: row.envdAccessToken, network: policy };
-      const n = pooled
-        ? await node.claim(id, request)
-        : await node.create({
-            id,
-            template: nodeTemplate,
-            fromCheckpoint: snapshot?.checkpoint,
-            ...request,
-          });
-      // Past a quota, it goes again (the catch below), and leaves nothing.
-      await quotas.checkStarted(caller.teamId, id, n);
-      if (resolved?.row) await this.options.templates.spawned(resolved.templateId);
-      // The sandbox lives `timeout` seconds from when it is ready, not from when it was asked for.
-      const readyAt = new Date();
-      const endAt = new Date(readyAt.getTime() + timeoutS * 1000);
-      const ready = {
-        state: transition(id, live.state, 'running'),
-        cpuCount: n.vcpus,
-        memoryMb: n.memoryMiB,
-        diskSizeMb: n.diskMiB,
-        envdVersion: n.envdVersion,
-        startedAt: readyAt,
-        endAt,
-      };
-      await this.rows.updateLive(id, ready);
-      Object.assign(live, { state: ready.state, endAt: endAt.getTime(), memoryMb: n.memoryMiB });
-      this.live.updateGauge();
-      this.options.metrics.createSeconds.observe((performance.now() - started) / 1000);
-      this.log.info(
-        {
-          sandbox: id,
-          team: caller.teamId,
-          template,
-          snapshot: snapshot?.checkpoint,
-          pooled: Boolean(pooled),
-        },
-        'sandbox created',
-      );
-      return sandboxOf({ ...row, ...ready }, this.options.domain);
-    } catch (e) {
-      this.live.remove(id);
-      await this.rows.remove(id);
-      this.live.updateGauge();
-      // Whatever the node holds of it goes: a pooled sandbox, or one whose row failed.
-      await node.kill(id).catch(() => {});
-      // A request the node refuses as given (400), no node that can have what it needs (503), past a quota (429).
-      if (e instanceof InvalidRequestError || e instanceof CapacityError || e instanceof TeamLimitError)
-        throw e;
-      if (pooled) {
-        // The pooled sandbox was no good: make one the ordinary way.
-        this.log.warn({ sandbox: id, err: e }, 'a pooled sandbox could not be handed over; creating one');
-        return this.create(caller, { ...body, templateID: template }, defaultTimeoutS, { usePool: false });
-      }
-      this.log.error({ sandbox: id, err: e }, 'sandbox create failed');
-      throw new OperationFailedError('the sandbox could not start', e);
-    }
+    return this.creation.create(caller, body, defaultTimeoutS, from);
   }
 
   /** The team's running or paused sandbox `id` as stored (NotFoundError otherwise). */

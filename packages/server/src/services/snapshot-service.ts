@@ -7,7 +7,8 @@ import { snapshots } from '../db/schema.js';
 import type { Nodes } from '../nodes/nodes.js';
 import { ConflictError, InvalidRequestError, InvalidStateError, OperationFailedError } from './errors.js';
 import { keysetPage, parseCursor } from './keyset-page.js';
-import type { SandboxService, SnapshotSource } from './sandbox-service.js';
+import type { SnapshotSource } from './sandbox-creation.js';
+import type { SandboxService } from './sandbox-service.js';
 import type { Caller } from './team-service.js';
 
 type Row = typeof snapshots.$inferSelect;

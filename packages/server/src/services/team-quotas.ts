@@ -92,6 +92,12 @@ const clampRetry = (s: number | undefined) => Math.min(3600, Math.max(1, Math.ce
  * in `rate_buckets` in one statement. Every refusal is a TeamLimitError (429 with
  * Retry-After) and counted in `aiva_quota_rejections_total`.
  */
+/**
+ * The first key of the teams' advisory locks (two-int form, a key space apart from the
+ * leader's one-bigint lock): "aivq" in ASCII.
+ */
+const TEAM_LOCK_SPACE = 0x61697671;
+
 export class TeamQuotas {
   constructor(
     private readonly db: Database,
@@ -127,11 +133,11 @@ export class TeamQuotas {
   }
 
   /** What the team's live sandboxes hold, and its creates in the last minute (one query). */
-  async usage(teamId: string, exceptId?: string): Promise<TeamUsage> {
+  async usage(teamId: string, exceptId?: string, db: Database = this.db): Promise<TeamUsage> {
     const live = inArray(sandboxes.state, LIVE);
     const active = inArray(sandboxes.state, ['creating', 'running']);
     const recent = gt(sandboxes.startedAt, sql`now() - interval '1 minute'`);
-    const [r] = await this.db
+    const [r] = await db
       .select({
         sandboxes: sql<number>`count(*) filter (where ${live})`.mapWith(Number),
         vcpus: sql<number>`coalesce(sum(${sandboxes.cpuCount}) filter (where ${active}), 0)`.mapWith(Number),
@@ -180,9 +186,10 @@ export class TeamQuotas {
     quota: TeamQuota | undefined,
     liveHere: number,
     size: SandboxSize,
+    db: Database = this.db,
   ): Promise<void> {
     const team = caller.teamId;
-    const u = await this.usage(team);
+    const u = await this.usage(team, undefined, db);
     const maxSandboxes = quota?.maxSandboxes ?? this.defaultMaxSandboxes;
     if (Math.max(u.sandboxes, liveHere) >= maxSandboxes)
       throw this.refuse(
@@ -199,6 +206,26 @@ export class TeamQuotas {
         u.createsFreeInS,
       );
     if (quota) this.checkSize(team, quota, u, size);
+  }
+
+  /**
+   * Admits a create for good: checks it as `checkCreate` does and runs `insert` (its row)
+   * in one transaction that holds the team's advisory lock, so creates racing on this
+   * replica or on others are counted one after another and cannot pass a quota together.
+   * The lock is the transaction's: it goes with the commit or the rollback.
+   */
+  async admitCreate(
+    caller: Caller,
+    quota: TeamQuota | undefined,
+    liveHere: number,
+    size: SandboxSize,
+    insert: (db: Database) => Promise<void>,
+  ): Promise<void> {
+    await this.db.transaction(async (tx) => {
+      await tx.execute(sql`select pg_advisory_xact_lock(${TEAM_LOCK_SPACE}, hashtext(${caller.teamId}))`);
+      await this.checkCreate(caller, quota, liveHere, size, tx);
+      await insert(tx);
+    });
   }
 
   /** Once the node says what sandbox `id` takes: refuses it if, with the team's others, it is past a quota. */
