@@ -3,6 +3,7 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { accountingBenchmark } from './accounting.js';
 import type { Benchmark, BenchResult } from './bench.js';
 import { checkpointBenchmark } from './checkpoint.js';
 import { clusterBenchmark } from './cluster.js';
@@ -27,6 +28,7 @@ const benchmarks: Benchmark[] = [
   templateBenchmark,
   codeInterpreterBenchmark,
   clusterBenchmark,
+  accountingBenchmark,
 ];
 
 const resultsDir = fileURLToPath(new URL('../../results', import.meta.url));
