@@ -4,6 +4,7 @@ import { registerAuditCommand } from './commands/audit.js';
 import { registerDoctorCommand } from './commands/doctor.js';
 import { registerImageCommands } from './commands/image.js';
 import { registerKeyCommands } from './commands/keys.js';
+import { registerMcpCommand } from './commands/mcp.js';
 import { registerNodeCommands } from './commands/node.js';
 import { registerSandboxCommands } from './commands/sandbox.js';
 import { registerServerCommand } from './commands/server.js';
@@ -29,6 +30,7 @@ registerSandboxCommands(program);
 registerTemplateCommands(program);
 registerTlsCommands(program);
 registerUsageCommand(program);
+registerMcpCommand(program);
 registerDoctorCommand(program);
 // The program's options go before the command, so that `aiva sandbox run` can pass the
 // options after its command to it. Set after the commands are made: they would inherit it.

@@ -2,6 +2,7 @@ export { hashApiKey } from './auth/api-keys.js';
 export { isScope, SCOPES, type Scope } from './auth/scopes.js';
 export { openDatabase } from './db/database.js';
 export { answerQuery, type DomainDns, parseListen, startDomainDns } from './domain-dns.js';
+export { createAivaMcpServer, type McpApiTarget } from './mcp/aiva-mcp-server.js';
 export { InProcessNodeLink } from './nodes/in-process-node-link.js';
 export { NodeClient } from './nodes/node-client.js';
 export type { NodeLink } from './nodes/node-link.js';

@@ -23,6 +23,7 @@ import { registerUnsupportedRoutes } from './api/e2b/unsupported-routes.js';
 import { registerErrorHandling } from './api/errors.js';
 import { registerAuditRoutes } from './api/native/audit-routes.js';
 import { registerKeyRoutes } from './api/native/key-routes.js';
+import { registerMcpRoutes } from './api/native/mcp-routes.js';
 import { registerNodeRoutes } from './api/native/node-routes.js';
 import { registerNodeTokenRoutes } from './api/native/node-token-routes.js';
 import { registerTeamRoutes } from './api/native/team-routes.js';
@@ -406,6 +407,7 @@ export async function startServer(
     registerTemplateUploadRoute(app, templateBuilds);
     if (replica && artefactStores) registerReplicaRoutes(app, replica, artefactStores, buildFiles);
     if (registry) await registerNodeAgentRoutes(app, registry, nodeCommands, buildFiles, artefactStores);
+    let selfUrl: string | undefined;
     await app.register(async (api) => {
       requireApiKey(api, teams, quotas);
       const audit = new AuditLog(database.db);
@@ -421,6 +423,7 @@ export async function startServer(
       registerTeamRoutes(api, teams);
       registerNodeTokenRoutes(api, teams, new NodeTokenService(database.db));
       if (registry) registerNodeRoutes(api, teams, registry);
+      registerMcpRoutes(api, { selfUrl: () => selfUrl, domain: config.domain, version: config.version });
       registerUnsupportedRoutes(api);
     });
 
@@ -429,6 +432,12 @@ export async function startServer(
     const port = typeof address === 'object' && address ? address.port : config.port;
     const scheme = config.tls ? 'https' : 'http';
     const url = `${scheme}://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;
+    // The API as this process reaches it itself (MCP's tools call it); not over TLS, whose
+    // certificate this process's own fetch need not trust.
+    if (!config.tls)
+      selfUrl = /^(0\.0\.0\.0|::)$/.test(config.host)
+        ? `http://${config.host === '::' ? '[::1]' : '127.0.0.1'}:${port}`
+        : url;
     if (replica && !config.cluster?.advertiseUrl)
       // Listening on every address: the others reach it by the host's name.
       await replica.advertise(

@@ -20,8 +20,8 @@ declare module 'fastify' {
  */
 export function requireApiKey(app: FastifyInstance, teams: TeamService, quotas: TeamQuotas): void {
   app.addHook('onRequest', async (request) => {
-    const header = request.headers['x-api-key'];
-    const caller = await teams.authenticate(typeof header === 'string' ? header : undefined);
+    const header = apiKeyOf(request);
+    const caller = await teams.authenticate(header);
     if (!caller) throw new ApiError(401, header ? 'invalid API key' : 'missing API key (X-API-KEY header)');
     request.caller = caller;
     await quotas.takeRequestToken(caller);
@@ -35,6 +35,21 @@ export function requireApiKey(app: FastifyInstance, teams: TeamService, quotas: 
         `this API key lacks the scope "${missing}" needed for ${request.method} ${url} (it has: ${caller.scopes.join(', ')})`,
       );
   });
+}
+
+/**
+ * On `/mcp` only, the key may come as `Authorization: Bearer <key>`, as MCP clients send
+ * their credentials (elsewhere a bearer token is E2B's access token, not a key).
+ */
+function mcpBearer(request: FastifyRequest): string | undefined {
+  if (request.routeOptions.url !== '/mcp') return undefined;
+  return /^Bearer (\S+)$/i.exec(request.headers.authorization ?? '')?.[1];
+}
+
+/** The API key a request carries: its X-API-KEY header (or, on `/mcp`, its bearer token). */
+export function apiKeyOf(request: FastifyRequest): string | undefined {
+  const header = request.headers['x-api-key'];
+  return typeof header === 'string' ? header : mcpBearer(request);
 }
 
 /** A preHandler that lets only the operator team's keys through (403 for others), saying what they may not do. */

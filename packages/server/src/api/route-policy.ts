@@ -21,6 +21,8 @@ const AREAS: [prefix: RegExp, area: RouteArea][] = [
   [/^\/events\/webhooks(\/|$)/, 'admin'],
   [/^\/v1\/usage(\/|$)/, 'admin'],
   [/^\/v1\/(keys|teams|audit|nodes|node-tokens)(\/|$)/, 'admin'],
+  // MCP's tools call the sandbox routes with the same key, where their own scopes are checked.
+  [/^\/mcp$/, 'sandboxes'],
 ];
 
 /** The area of a route pattern; a route not in the table is `admin` (a full or admin key only). */
@@ -30,6 +32,8 @@ export function routeArea(url: string): RouteArea {
 
 /** `METHOD pattern` → the audit log's action for that call. */
 const ACTIONS: Record<string, string> = {
+  'POST /mcp': 'mcp.request',
+  'DELETE /mcp': 'mcp.request',
   'POST /sandboxes': 'sandbox.create',
   'POST /v2/sandboxes': 'sandbox.create',
   'DELETE /sandboxes/:sandboxID': 'sandbox.kill',
