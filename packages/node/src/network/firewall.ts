@@ -57,8 +57,12 @@ interface NftJsonCounter {
 
 /** The egress counters in the table on the host, by sandbox id (none without a table). */
 export async function egressInTable(): Promise<Map<string, CounterValue>> {
+  return (await firewallTableExists()) ? listEgressCounters() : new Map();
+}
+
+/** The egress counters in the table, by sandbox id: one `nft` call (the table must exist). */
+async function listEgressCounters(): Promise<Map<string, CounterValue>> {
   const out = new Map<string, CounterValue>();
-  if (!(await firewallTableExists())) return out;
   const { stdout } = await runCommand('nft', ['-j', 'list', 'counters', 'table', 'inet', TABLE]);
   for (const { counter } of (JSON.parse(stdout) as { nftables: NftJsonCounter[] }).nftables) {
     const id = counter && egressCounterOwner(counter.name);
@@ -137,13 +141,14 @@ export class Firewall {
   }
 
   /**
-   * Bytes each sandbox has sent out of the host since its counter was made, by sandbox id:
-   * one `nft` call serves every sandbox for EGRESS_READING_MS (and callers meanwhile share it).
+   * Bytes each sandbox has sent out of the host since its counter was made, by sandbox id
+   * (the table must be installed): one `nft` call serves every sandbox for
+   * EGRESS_READING_MS, and callers meanwhile share it.
    */
   async egressBytes(): Promise<Map<string, number>> {
     const now = Date.now();
     if (!this.egressReading || now - this.egressReading.at >= EGRESS_READING_MS)
-      this.egressReading = { at: now, counters: egressInTable() };
+      this.egressReading = { at: now, counters: listEgressCounters() };
     const reading = this.egressReading;
     try {
       const counters = await reading.counters;
