@@ -157,6 +157,45 @@ describe('nftables scripts', () => {
     assert.doesNotMatch(removed, /abc123/);
   });
 
+  test('a sandbox’s egress counter is made with its chain, keyed by its link, and deleted with it', async () => {
+    const add = addSandboxScript(sandbox);
+    assert.match(add, /^add counter inet aiva sb-abc123-egress$/m);
+    assert.match(add, /^add element inet aiva egress \{ "aiva7" : "sb-abc123-egress" \}$/m);
+    const remove = removeSandboxScript(sandbox);
+    const lines = remove.trim().split('\n');
+    const entry = lines.indexOf('delete element inet aiva egress { "aiva7" }');
+    const counter = lines.indexOf('delete counter inet aiva sb-abc123-egress');
+    assert.ok(entry >= 0 && counter > entry, `the map entry goes before its counter:\n${remove}`);
+    const whole = wholeTableScript(table, []);
+    assert.match(whole, /chain egress \{\s+type filter hook postrouting priority srcnat - 1; policy accept;/);
+    assert.match(whole, /iifname "aiva\*" oifname != "aiva\*" counter name iifname map @egress/);
+
+    const out = await applyInScratchNamespace([
+      wholeTableScript(table, []),
+      addSandboxScript(sandbox),
+      // Added again (a repair): the counter is kept, not made anew.
+      addSandboxScript(sandbox),
+    ]);
+    assert.match(out, /counter sb-abc123-egress \{\s+packets 0 bytes 0/);
+    assert.match(out, /elements = \{ "aiva7" : "sb-abc123-egress" \}/);
+    const removed = await applyInScratchNamespace([
+      wholeTableScript(table, []),
+      addSandboxScript(sandbox),
+      remove,
+    ]);
+    assert.doesNotMatch(removed, /sb-abc123-egress/, 'no counter left behind');
+    assert.match(removed, /map egress/);
+  });
+
+  test('a whole-table install carries each sandbox’s egress count over', async () => {
+    const out = await applyInScratchNamespace([
+      wholeTableScript(table, [
+        { s: sandbox, resolved: { allow: [], deny: [] }, egress: { packets: 12, bytes: 34_567 } },
+      ]),
+    ]);
+    assert.match(out, /counter sb-abc123-egress \{\s+packets 12 bytes 34567/);
+  });
+
   test('a whole-table install replaces the previous table atomically and keeps resolved addresses', async () => {
     const out = await applyInScratchNamespace([
       wholeTableScript(table, [{ s: sandbox, resolved: { allow: [], deny: [] } }]),

@@ -1,8 +1,9 @@
 // The usage meter on the embedded database (PGlite) and the real live index: records that
 // follow one another with no gap or overlap, a paused span metered as paused, a final
 // partial record at the end, a second writer from the same start dropped (no double
-// counting), a new meter (a restart) going on from the last record, and a sandbox that
-// ended while none ran getting its final span.
+// counting), a new meter (a restart) going on from the last record, a sandbox that
+// ended while none ran getting its final span, and egress bytes from the node's cumulative
+// counter: the rise per record, never negative, none while paused.
 import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -14,7 +15,8 @@ import { Counter, Gauge, Registry } from 'prom-client';
 import { type OpenedDatabase, openDatabase } from '../src/db/database.js';
 import { sandboxes, teams, usageRecords } from '../src/db/schema.js';
 import { LiveSandboxes, liveFromRow } from '../src/services/live-sandboxes.js';
-import { UsageMeter } from '../src/services/usage-meter.js';
+import type { UsageSample } from '../src/services/sandbox-metrics.js';
+import { egressSince, UsageMeter } from '../src/services/usage-meter.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const log = pino({ level: 'silent' });
@@ -115,7 +117,8 @@ describe('usage meter', () => {
       assert.ok(Math.abs(r.vcpuSeconds - (running ? 2 * secs : 0)) < 1e-9);
       assert.ok(Math.abs(r.memoryGibSeconds - (running ? 0.5 * secs : 0)) < 1e-9);
       assert.ok(Math.abs(r.diskGibSeconds - secs) < 1e-9, 'disk counts paused too');
-      assert.equal(r.egressBytes, null);
+      // No samples: not measured while running; a paused sandbox sends nothing.
+      assert.equal(r.egressBytes, running ? null : 0);
     }
     const counted = (await counters.vcpuSeconds.get()).values.find((v) => v.labels.team === 'team1')?.value;
     const sum = rs.reduce((a, r) => a + r.vcpuSeconds, 0);
@@ -171,5 +174,160 @@ describe('usage meter', () => {
     await sleep(200);
     await c.stop();
     assert.equal((await records('s3')).length, 2);
+  });
+});
+
+/** A sample taken at `atMs` whose egress counter read `egressBytes` (undefined: no counter). */
+function sample(atMs: number, egressBytes?: number): UsageSample {
+  return {
+    timestamp: new Date(atMs).toISOString(),
+    timestampUnix: Math.floor(atMs / 1000),
+    cpuCount: 2,
+    cpuUsedPct: 0,
+    memUsed: 1,
+    memTotal: 2,
+    memCache: 0,
+    diskUsed: 1,
+    diskTotal: 2,
+    ...(egressBytes !== undefined ? { egressBytes } : {}),
+  };
+}
+
+describe('egress bytes from the cumulative counter', () => {
+  test('the counter’s rises after the last reading counted; a lower reading counts from 0', () => {
+    const samples = [sample(1000, 100), sample(2000, 250), sample(3000, 40), sample(4000, 90)];
+    assert.deepEqual(egressSince({ atMs: 0, bytes: 0 }, samples), {
+      bytes: 250 + 40 + 50,
+      last: { atMs: 4000, bytes: 90 },
+    });
+    assert.deepEqual(egressSince({ atMs: 2000, bytes: 250 }, samples), {
+      bytes: 40 + 50,
+      last: { atMs: 4000, bytes: 90 },
+    });
+    assert.deepEqual(egressSince({ atMs: 4000, bytes: 90 }, samples), {
+      bytes: 0,
+      last: { atMs: 4000, bytes: 90 },
+    });
+    // Nothing known before: counting starts at the first reading.
+    assert.deepEqual(egressSince(undefined, samples.slice(0, 2)), {
+      bytes: 150,
+      last: { atMs: 2000, bytes: 250 },
+    });
+    // A node that keeps no counter: not measured.
+    assert.deepEqual(egressSince({ atMs: 0, bytes: 0 }, [sample(1000)]), {
+      bytes: null,
+      last: { atMs: 0, bytes: 0 },
+    });
+  });
+
+  test('the meter records each span’s rise: from 0 for a new sandbox, 0 while paused, after a restart from where its records counted to', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'aiva-meter-egress-'));
+    const database = await openDatabase({ pgliteDir: join(dir, 'db') });
+    try {
+      await database.db.insert(teams).values({ id: 'team1', name: 'one' });
+      const registry = new Registry();
+      const live = new LiveSandboxes(
+        { maxSandboxes: 10, memoryBudgetMiB: 10_000, maxSandboxesPerTeam: 10 },
+        new Gauge({ name: 'g', help: 'g', labelNames: ['state'], registers: [registry] }),
+      );
+      const counters = {
+        vcpuSeconds: new Counter({ name: 'v', help: 'v', labelNames: ['team'], registers: [registry] }),
+        memoryGibSeconds: new Counter({ name: 'm', help: 'm', labelNames: ['team'], registers: [registry] }),
+      };
+      const kept: UsageSample[] = [];
+      const meterOf = () =>
+        new UsageMeter(
+          database.db,
+          { live: () => live.values(), samples: () => kept },
+          counters,
+          log,
+          3_600_000,
+        );
+      const startedAt = new Date(Date.now() - 1000);
+      const [row] = await database.db
+        .insert(sandboxes)
+        .values({
+          id: 'e1',
+          teamId: 'team1',
+          templateId: 'base',
+          nodeId: 'local',
+          state: 'running',
+          cpuCount: 1,
+          memoryMb: 512,
+          diskSizeMb: 1024,
+          envdVersion: '0.0.1',
+          envdAccessToken: 't',
+          startedAt,
+          endAt: new Date(Date.now() + 3_600_000),
+        })
+        .returning();
+      assert.ok(row);
+      live.add(liveFromRow(row, 'running'));
+      const s = live.get('e1');
+      assert.ok(s);
+      const egress = async () =>
+        (
+          await database.db
+            .select()
+            .from(usageRecords)
+            .where(eq(usageRecords.sandboxId, 'e1'))
+            .orderBy(asc(usageRecords.intervalStart))
+        ).map((r) => [r.state, r.egressBytes]);
+      const t = Date.now();
+
+      const meter = meterOf();
+      meter.start();
+      kept.push(sample(t - 900, 1000), sample(t - 500, 5000));
+      await meter.tick();
+      await sleep(20);
+      meter.close('e1', 'running');
+      s.state = 'paused';
+      await sleep(20);
+      await meter.tick();
+      s.state = 'running';
+      meter.close('e1', 'paused');
+      // Resumed where its counter started again (another node): 300 from 0.
+      kept.push(sample(t + 100, 300));
+      await sleep(20);
+      await meter.tick();
+      await meter.stop();
+      assert.deepEqual(await egress(), [
+        ['running', 5000],
+        ['running', 0],
+        ['paused', 0],
+        ['paused', 0],
+        ['running', 300],
+      ]);
+
+      // A restart: the new meter reads where the last record counted to (300), and its
+      // samples are the ones taken since.
+      const restarted = Date.now() + 1000;
+      kept.length = 0;
+      kept.push(sample(restarted, 800), sample(restarted + 1000, 1800));
+      const after = meterOf();
+      after.start();
+      await sleep(20);
+      await after.tick();
+      await after.stop();
+      assert.deepEqual((await egress()).at(-1), ['running', 800 - 300 + 1000]);
+
+      // Records that do not say where they counted to (written by an older server): the
+      // first reading seen is where counting starts.
+      await database.db
+        .update(usageRecords)
+        .set({ egressCounterBytes: null })
+        .where(eq(usageRecords.sandboxId, 'e1'));
+      kept.length = 0;
+      kept.push(sample(restarted + 5000, 2000), sample(restarted + 6000, 2600));
+      const older = meterOf();
+      older.start();
+      await sleep(20);
+      await older.tick();
+      await older.stop();
+      assert.deepEqual((await egress()).at(-1), ['running', 600]);
+    } finally {
+      await database.close();
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -297,7 +297,10 @@ export class NodeExecutor {
     'sandbox.usage': async (p) => {
       const s = this.sandboxes.get(p.sandboxId);
       if (!s.network) throw new SandboxNotFoundError(p.sandboxId);
-      const m = await envdMetrics(s.network.address, s.accessToken);
+      const [m, egressBytes] = await Promise.all([
+        envdMetrics(s.network.address, s.accessToken),
+        this.sandboxes.egressBytes(s.id),
+      ]);
       return {
         timestamp: new Date(m.ts * 1000).toISOString(),
         cpuCount: m.cpu_count,
@@ -307,6 +310,7 @@ export class NodeExecutor {
         memCache: m.mem_cache ?? 0,
         diskUsed: m.disk_used,
         diskTotal: m.disk_total,
+        ...(egressBytes !== undefined ? { egressBytes } : {}),
       };
     },
     'checkpoint.remove': async (p) => ({ existed: await this.sandboxes.removeCheckpoint(p.name) }),

@@ -3,7 +3,9 @@ import { CommandError, runCommand } from '../host/command.js';
 import {
   addResolvedScript,
   addSandboxScript,
+  type CounterValue,
   deleteTableScript,
+  egressCounterOwner,
   type FirewallSandbox,
   type ResolvedAddress,
   type ResolvedSets,
@@ -49,6 +51,29 @@ export async function resolvedInTable(): Promise<Map<string, ResolvedSets>> {
   return out;
 }
 
+interface NftJsonCounter {
+  counter?: { name: string; packets: number; bytes: number };
+}
+
+/** The egress counters in the table on the host, by sandbox id (none without a table). */
+export async function egressInTable(): Promise<Map<string, CounterValue>> {
+  return (await firewallTableExists()) ? listEgressCounters() : new Map();
+}
+
+/** The egress counters in the table, by sandbox id: one `nft` call (the table must exist). */
+async function listEgressCounters(): Promise<Map<string, CounterValue>> {
+  const out = new Map<string, CounterValue>();
+  const { stdout } = await runCommand('nft', ['-j', 'list', 'counters', 'table', 'inet', TABLE]);
+  for (const { counter } of (JSON.parse(stdout) as { nftables: NftJsonCounter[] }).nftables) {
+    const id = counter && egressCounterOwner(counter.name);
+    if (counter && id) out.set(id, { packets: counter.packets, bytes: counter.bytes });
+  }
+  return out;
+}
+
+/** How long one reading of the egress counters serves (a sampling round asks once per sandbox). */
+export const EGRESS_READING_MS = 1000;
+
 /**
  * aiva's nftables table (`inet aiva`, see nft-ruleset.ts): installs it whole, adds and
  * removes sandboxes and replaces their policies, each change one `nft -f -` transaction,
@@ -58,6 +83,8 @@ export async function resolvedInTable(): Promise<Map<string, ResolvedSets>> {
 export class Firewall {
   private readonly sandboxes = new Map<string, FirewallSandbox>();
   private queue: Promise<unknown> = Promise.resolve();
+  /** The latest reading of the egress counters (or the one under way) and when it began. */
+  private egressReading: { at: number; counters: Promise<Map<string, CounterValue>> } | undefined;
 
   constructor(
     private readonly options: TableOptions & {
@@ -77,18 +104,60 @@ export class Firewall {
     return runCommand('nft', ['-f', '-'], { input: script, displayName: 'nft -f -' });
   }
 
-  /** Replaces any table of ours with one holding `sandboxes`, atomically. */
+  /**
+   * Replaces any table of ours with one holding `sandboxes`, atomically; their egress
+   * counters go on from what the table replaced had counted.
+   */
   install(sandboxes: { s: FirewallSandbox; resolved: ResolvedSets }[]): Promise<void> {
     return this.run(async () => {
-      await this.nft(wholeTableScript(this.options, sandboxes));
+      const counted = await this.countedSoFar();
+      await this.nft(
+        wholeTableScript(
+          this.options,
+          sandboxes.map((e) => ({ ...e, egress: counted.get(e.s.id) })),
+        ),
+      );
       this.sandboxes.clear();
       for (const { s } of sandboxes) this.sandboxes.set(s.id, s);
     });
   }
 
-  private reinstall(): Promise<unknown> {
-    const all = [...this.sandboxes.values()].map((s) => ({ s, resolved: this.options.resolved(s.id) }));
+  private async reinstall(): Promise<unknown> {
+    const counted = await this.countedSoFar();
+    const all = [...this.sandboxes.values()].map((s) => ({
+      s,
+      resolved: this.options.resolved(s.id),
+      egress: counted.get(s.id),
+    }));
     return this.nft(wholeTableScript(this.options, all));
+  }
+
+  /** The egress counters in the table now; none if they cannot be read (they start again from 0). */
+  private countedSoFar(): Promise<Map<string, CounterValue>> {
+    return egressInTable().catch((e: Error) => {
+      this.options.log.warn({ err: e }, 'cannot read the egress counters: they start again from 0');
+      return new Map<string, CounterValue>();
+    });
+  }
+
+  /**
+   * Bytes each sandbox has sent out of the host since its counter was made, by sandbox id
+   * (the table must be installed): one `nft` call serves every sandbox for
+   * EGRESS_READING_MS, and callers meanwhile share it.
+   */
+  async egressBytes(): Promise<Map<string, number>> {
+    const now = Date.now();
+    if (!this.egressReading || now - this.egressReading.at >= EGRESS_READING_MS)
+      this.egressReading = { at: now, counters: listEgressCounters() };
+    const reading = this.egressReading;
+    try {
+      const counters = await reading.counters;
+      return new Map([...counters].map(([id, c]) => [id, c.bytes]));
+    } catch (e) {
+      // A failed reading is not kept: the next caller tries again.
+      if (this.egressReading === reading) this.egressReading = undefined;
+      throw e;
+    }
   }
 
   /** Runs a change; if it fails, reinstalls the whole table with the change made. */

@@ -37,6 +37,9 @@ const PROBE = `table inet aiva-probe {
   chain p { type filter hook prerouting priority mangle; iifname vmap @m; }
   chain d { type nat hook prerouting priority dstnat; meta l4proto { tcp, udp } th dport 53 redirect; }
   chain n { type nat hook postrouting priority srcnat; ip saddr 10.11.0.0/16 masquerade; }
+  counter k { }
+  map e { type ifname : counter; elements = { "aiva0" : "k" } }
+  chain o { type filter hook postrouting priority srcnat - 1; iifname "aiva*" counter name iifname map @e; }
 }
 `;
 
@@ -79,7 +82,7 @@ export async function checkNetwork(options: { addressBlock?: string } = {}): Pro
       ok: !probe,
       detail: probe
         ? `the kernel refused aiva's rule set: ${probe}`
-        : 'inet tables, interval and timeout sets, verdict maps, fib, conntrack, redirect, masquerade',
+        : 'inet tables, interval and timeout sets, verdict and counter maps, fib, conntrack, redirect, masquerade',
       fix: probe
         ? 'use a kernel with nf_tables, nft_fib, nft_ct, nft_nat, nft_masq and nft_redir'
         : undefined,

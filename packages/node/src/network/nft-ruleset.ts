@@ -21,6 +21,19 @@ import type { CompiledPolicy } from './network-policy.js';
  * - `forward`: nothing new is forwarded into a sandbox link (only replies); if aiva turned
  *   forwarding on, it forwards nothing that does not come from a sandbox either.
  * - `postrouting` masquerades sandbox traffic that leaves by a non-sandbox interface.
+ * - `egress` (filter postrouting, just before the masquerade) counts, per sandbox, the
+ *   bytes it sends out of the host: every packet that entered from a sandbox link and
+ *   leaves by another interface adds its length (IP header included) to the sandbox's
+ *   named counter `sb-<id>-egress`, found through the map `egress` by input interface.
+ *   Counting here rather than in `sb-<id>` means only what was accepted all the way is
+ *   counted: a packet dropped by the sandbox's chain (spoofed, blocked, denied, the DNS
+ *   limit), by `forward` or by any other table never reaches postrouting, and what goes
+ *   to the host itself (DNS to the forwarder, the host's own addresses: both are
+ *   delivered locally) does not pass postrouting at all. Replies to connections the host
+ *   opened into the sandbox (the proxy, envd) go to the link's host end: local too. The
+ *   counter is made with the sandbox's chain and deleted in the same transaction as it
+ *   (after its map entry, which holds a reference to it); a whole-table install carries
+ *   its value over (`egress` of `wholeTableScript`), so a node restart does not reset it.
  */
 
 export const TABLE = 'aiva';
@@ -58,6 +71,11 @@ export interface TableOptions {
 }
 
 export const sandboxChain = (id: string) => `sb-${id}`;
+/** The named counter of the bytes a sandbox sent out of the host. */
+export const egressCounter = (id: string) => `sb-${id}-egress`;
+/** A sandbox id from its egress counter's name; undefined for any other name. */
+export const egressCounterOwner = (name: string): string | undefined =>
+  /^sb-([a-z0-9]+)-egress$/.exec(name)?.[1];
 export const sandboxSet = (id: string, kind: 'allow' | 'deny' | 'allowname' | 'denyname') =>
   `sb-${id}-${kind}`;
 
@@ -98,6 +116,13 @@ ${o.confineForwarding ? '    iifname != "aiva*" drop\n' : ''}  }
     type nat hook postrouting priority srcnat; policy accept;
     ip saddr ${o.sandboxBlock} oifname != "aiva*" masquerade
   }
+  map egress {
+    type ifname : counter;
+  }
+  chain egress {
+    type filter hook postrouting priority srcnat - 1; policy accept;
+    iifname "aiva*" oifname != "aiva*" counter name iifname map @egress
+  }
 }
 `;
 }
@@ -117,10 +142,21 @@ function setLines(id: string, p: CompiledPolicy, resolved: ResolvedSets): string
   return lines;
 }
 
-/** Adds a sandbox: its sets, its chain, and its link's entry in the verdict map. */
+/** What a counter has counted (to carry it over a whole-table install). */
+export interface CounterValue {
+  packets: number;
+  bytes: number;
+}
+
+/**
+ * Adds a sandbox: its sets, its chain, its egress counter (starting from `egress`, or
+ * kept as it is if it exists), and its link's entries in the verdict map and the
+ * egress map.
+ */
 export function addSandboxScript(
   s: FirewallSandbox,
   resolved: ResolvedSets = { allow: [], deny: [] },
+  egress?: CounterValue,
 ): string {
   const c = `${T} ${sandboxChain(s.id)}`;
   const set = (k: Parameters<typeof sandboxSet>[1]) => `@${sandboxSet(s.id, k)}`;
@@ -147,6 +183,8 @@ export function addSandboxScript(
     `add rule ${c} ip daddr ${set('deny')} drop`,
     `add rule ${c} ip daddr ${set('denyname')} drop`,
     `add rule ${c} accept`,
+    `add counter ${T} ${egressCounter(s.id)}${egress ? ` { packets ${egress.packets} bytes ${egress.bytes} }` : ''}`,
+    `add element ${T} egress { "${s.hostIf}" : "${egressCounter(s.id)}" }`,
     `add element ${T} sandboxes { "${s.hostIf}" : jump ${sandboxChain(s.id)} }`,
   ];
   return `${lines.join('\n')}\n`;
@@ -157,16 +195,21 @@ export function updatePolicyScript(s: FirewallSandbox, resolved: ResolvedSets): 
   return `${setLines(s.id, s.policy, resolved).join('\n')}\n`;
 }
 
-/** Removes a sandbox's map entry, chain and sets. */
+/**
+ * Removes a sandbox's map entries, chain, sets and egress counter (after the egress map's
+ * entry: a counter a map refers to cannot be deleted).
+ */
 export function removeSandboxScript(s: Pick<FirewallSandbox, 'id' | 'hostIf'>): string {
   const c = `${T} ${sandboxChain(s.id)}`;
   return `${[
     `delete element ${T} sandboxes { "${s.hostIf}" }`,
+    `delete element ${T} egress { "${s.hostIf}" }`,
     `flush chain ${c}`,
     `delete chain ${c}`,
     ...(['allow', 'deny', 'allowname', 'denyname'] as const).map(
       (k) => `delete set ${T} ${sandboxSet(s.id, k)}`,
     ),
+    `delete counter ${T} ${egressCounter(s.id)}`,
   ].join('\n')}\n`;
 }
 
@@ -186,17 +229,18 @@ export function addResolvedScript(id: string, kind: 'allow' | 'deny', resolved: 
 
 /**
  * The whole table with every sandbox in it, replacing whatever table of that name
- * exists, atomically (`add table` first so that `delete table` cannot fail).
+ * exists, atomically (`add table` first so that `delete table` cannot fail); each
+ * sandbox's egress counter starts from its `egress` (what the table replaced had counted).
  */
 export function wholeTableScript(
   o: TableOptions,
-  sandboxes: { s: FirewallSandbox; resolved: ResolvedSets }[],
+  sandboxes: { s: FirewallSandbox; resolved: ResolvedSets; egress?: CounterValue }[],
 ): string {
   return [
     `add table ${T}`,
     `delete table ${T}`,
     baseTable(o),
-    ...sandboxes.map(({ s, resolved }) => addSandboxScript(s, resolved)),
+    ...sandboxes.map(({ s, resolved, egress }) => addSandboxScript(s, resolved, egress)),
   ].join('\n');
 }
 

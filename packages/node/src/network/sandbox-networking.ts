@@ -289,6 +289,20 @@ export class SandboxNetworking {
     if (had && this.attached.size === 0) await this.forwarding.restore();
   }
 
+  /**
+   * Bytes the sandbox has sent out of the host (its firewall's egress counter; see
+   * nft-ruleset.ts), or undefined if it has no network here or the counter cannot be read.
+   */
+  async egressBytes(id: string): Promise<number | undefined> {
+    if (!this.firewall?.has(id)) return undefined;
+    try {
+      return (await this.firewall.egressBytes()).get(id);
+    } catch (e) {
+      this.log.warn({ sandbox: id, err: e }, 'cannot read the egress counters');
+      return undefined;
+    }
+  }
+
   /** Remembers the answer and puts its addresses in the sandbox's allow/deny name sets if a rule names it. */
   private async onAnswer(a: Attached, answer: ResolvedAnswer): Promise<void> {
     if (answer.addresses.length === 0) return;

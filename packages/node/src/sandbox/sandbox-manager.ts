@@ -502,6 +502,11 @@ export class SandboxManager {
     }
   }
 
+  /** Bytes the sandbox has sent out of the host so far (undefined: not known). */
+  egressBytes(id: string): Promise<number | undefined> {
+    return this.net.egressBytes(id);
+  }
+
   /** Kills every sandbox (node shutdown with cleanup). */
   async killAll(): Promise<void> {
     await Promise.allSettled(this.records.ids().map((id) => this.kill(id)));

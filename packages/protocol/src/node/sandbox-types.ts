@@ -49,6 +49,13 @@ export const SandboxUsageSchema = Type.Object({
   memCache: Type.Number(),
   diskUsed: Type.Number(),
   diskTotal: Type.Number(),
+  /**
+   * Bytes the sandbox has sent out of the host (to anywhere but the host itself) since
+   * the node's counter for it began: cumulative, so a reading lower than the one before
+   * means the counter started again (the sandbox moved to another node). Since 1.3;
+   * absent where the node keeps no counter.
+   */
+  egressBytes: Type.Optional(Type.Integer({ minimum: 0 })),
 });
 export type SandboxUsage = Static<typeof SandboxUsageSchema>;
 

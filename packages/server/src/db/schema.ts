@@ -292,8 +292,16 @@ export const usageRecords = pgTable(
     cpuSeconds: doublePrecision('cpu_seconds').notNull(),
     /** The most memory a sample in the span saw in use; null if none was taken. */
     peakMemoryBytes: bigint('peak_memory_bytes', { mode: 'number' }),
-    /** Bytes the sandbox sent out; null: not measured (nodes keep no egress counter yet). */
+    /**
+     * Bytes the sandbox sent out of its node's host in the span (what its node's egress
+     * counter rose by); null: not measured (a node that keeps no counter).
+     */
     egressBytes: bigint('egress_bytes', { mode: 'number' }),
+    /**
+     * The node's egress counter of the sandbox as last read when the record was written:
+     * where the next record counts from, also after the server restarts. Null: not known.
+     */
+    egressCounterBytes: bigint('egress_counter_bytes', { mode: 'number' }),
   },
   (t) => [
     uniqueIndex('usage_records_sandbox_start_idx').on(t.sandboxId, t.intervalStart),

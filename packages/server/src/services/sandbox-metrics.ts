@@ -5,16 +5,26 @@ import { InvalidRequestError } from './errors.js';
 /** The most sandboxes one batch metrics request may name (E2B's limit). */
 const BATCH_METRICS_MAX = 100;
 
+/**
+ * A sample as kept: E2B's metric and, from a node that counts it (protocol 1.3), the bytes
+ * the sandbox has sent out so far (for metering only: E2B's metrics have no egress).
+ */
+export type UsageSample = SandboxMetric & { egressBytes?: number };
+
+/** A kept sample as E2B's API shows it. */
+const e2bMetric = ({ egressBytes: _, ...m }: UsageSample): SandboxMetric => m;
+
 /** Samples kept per sandbox: an hour at the default 5 s. */
 export const METRIC_SAMPLES_KEPT = 720;
 
 /**
  * Samples of running sandboxes' CPU, memory and disk use (E2B's `GET /sandboxes/{id}/metrics`),
  * taken every `intervalMs` from the node and kept in memory, the newest METRIC_SAMPLES_KEPT
- * of each sandbox, until it ends.
+ * of each sandbox, until it ends; with them the node's egress counter, which the usage
+ * meter reads (`stored`) and E2B's metrics leave out.
  */
 export class SandboxMetrics {
-  private readonly samples = new Map<string, SandboxMetric[]>();
+  private readonly samples = new Map<string, UsageSample[]>();
   private timer: NodeJS.Timeout | undefined;
 
   constructor(
@@ -69,21 +79,24 @@ export class SandboxMetrics {
    */
   async between(id: string, running: boolean, start?: number, end?: number): Promise<SandboxMetric[]> {
     if (!this.samples.get(id)?.length && running) await this.sampleOne(id);
-    return (this.samples.get(id) ?? []).filter(
-      (m) =>
-        (start === undefined || m.timestampUnix >= start) && (end === undefined || m.timestampUnix <= end),
-    );
+    return (this.samples.get(id) ?? [])
+      .filter(
+        (m) =>
+          (start === undefined || m.timestampUnix >= start) && (end === undefined || m.timestampUnix <= end),
+      )
+      .map(e2bMetric);
   }
 
   /** The samples of `id` kept between `start` and `end` (unix seconds), none taken now. */
-  stored(id: string, start: number, end: number): SandboxMetric[] {
+  stored(id: string, start: number, end: number): UsageSample[] {
     return (this.samples.get(id) ?? []).filter((m) => m.timestampUnix >= start && m.timestampUnix <= end);
   }
 
   /** The newest sample of `id` (E2B's `GET /sandboxes/metrics`); a running sandbox not sampled yet is sampled now. */
   async latest(id: string, running: boolean): Promise<SandboxMetric | undefined> {
     if (!this.samples.get(id)?.length && running) await this.sampleOne(id);
-    return this.samples.get(id)?.at(-1);
+    const m = this.samples.get(id)?.at(-1);
+    return m && e2bMetric(m);
   }
 
   private async sampleAll(): Promise<void> {
@@ -106,6 +119,7 @@ export class SandboxMetrics {
       memCache: u.memCache,
       diskUsed: u.diskUsed,
       diskTotal: u.diskTotal,
+      ...(u.egressBytes !== undefined ? { egressBytes: u.egressBytes } : {}),
     });
     if (list.length > METRIC_SAMPLES_KEPT) list.splice(0, list.length - METRIC_SAMPLES_KEPT);
     this.samples.set(id, list);

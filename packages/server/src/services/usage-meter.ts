@@ -1,10 +1,10 @@
 import { and, eq, gt, inArray, isNotNull, sql } from 'drizzle-orm';
 import type { Logger } from 'pino';
 import type { Counter } from 'prom-client';
-import type { SandboxMetric } from '../api/e2b/schemas.js';
 import type { Database } from '../db/database.js';
 import { type MeteredState, sandboxes, usageRecords } from '../db/schema.js';
 import type { ServerReplica } from '../replicas/server-replica.js';
+import type { UsageSample } from './sandbox-metrics.js';
 
 /** The default metering interval: a record per sandbox per minute. */
 export const METERING_INTERVAL_S = 60;
@@ -17,7 +17,42 @@ export interface MeteredSandboxes {
   /** The live sandboxes and their states now. */
   live(): Iterable<{ id: string; state: string }>;
   /** The usage samples of a sandbox between two times (unix seconds). */
-  samples(id: string, start: number, end: number): SandboxMetric[];
+  samples(id: string, start: number, end: number): UsageSample[];
+}
+
+/** A reading of a sandbox's egress counter: when (ms since the epoch) and its bytes. */
+export interface EgressReading {
+  atMs: number;
+  bytes: number;
+}
+
+/**
+ * The bytes a sandbox sent after reading `from`, as far as `samples` tell (a sample is
+ * counted in the first record written after it was taken), from the cumulative egress
+ * counter its samples carry: the sum of the counter's rises, a reading lower than the one
+ * before counting from 0 (the counter started again: a node restart without the old
+ * value, the sandbox resumed on another node), so never negative. Without `from` (its
+ * records do not say where they counted to) the first reading is where counting starts.
+ * `bytes` is null if no sample carries the counter (a node that keeps none); `last` is the
+ * reading counted up to, where the next span starts.
+ */
+export function egressSince(
+  from: EgressReading | undefined,
+  samples: UsageSample[],
+): { bytes: number | null; last: EgressReading | undefined } {
+  const readings = samples.flatMap((m) =>
+    m.egressBytes === undefined ? [] : [{ atMs: Date.parse(m.timestamp), bytes: m.egressBytes }],
+  );
+  if (!readings.length) return { bytes: null, last: from };
+  const after = from ? readings.filter((r) => r.atMs > from.atMs) : readings;
+  let last = from ?? after.shift();
+  let bytes = 0;
+  for (const r of after) {
+    if (!last) break;
+    bytes += r.bytes >= last.bytes ? r.bytes - last.bytes : r.bytes;
+    last = r;
+  }
+  return { bytes, last };
 }
 
 export interface UsageCounters {
@@ -39,7 +74,8 @@ interface Allocation {
  * Meters every running or paused sandbox: at each interval's end, and where a sandbox's
  * state changes or it ends, one record per sandbox of the span since its previous record
  * (`usage_records`). A crash loses at most the span since the last interval's end; after a
- * restart the next record starts where the last one ended. Among server replicas only the
+ * restart the next record starts where the last one ended (and its egress from the counter
+ * reading the last one counted up to). Among server replicas only the
  * leader writes; a state change elsewhere is seen at the leader's next interval.
  */
 export class UsageMeter {
@@ -48,6 +84,8 @@ export class UsageMeter {
   /** Per sandbox: where its next record starts, once known. */
   private readonly lastEnd = new Map<string, Date>();
   private readonly allocations = new Map<string, Allocation>();
+  /** Per sandbox: the egress reading its records have counted up to, once known. */
+  private readonly egressCounted = new Map<string, EgressReading>();
   /** Per sandbox: the write under way (a sandbox's records are written one after another). */
   private readonly writing = new Map<string, Promise<void>>();
 
@@ -118,6 +156,7 @@ export class UsageMeter {
   private drop(id: string): void {
     this.lastEnd.delete(id);
     this.allocations.delete(id);
+    this.egressCounted.delete(id);
   }
 
   private enqueue(id: string, fn: () => Promise<void>): Promise<void> {
@@ -147,6 +186,9 @@ export class UsageMeter {
         lastMs: sql<
           string | null
         >`(select extract(epoch from max(${usageRecords.intervalEnd})) * 1000 from ${usageRecords} where ${usageRecords.sandboxId} = ${sandboxes.id})`,
+        lastCounter: sql<
+          string | number | null
+        >`(select ${usageRecords.egressCounterBytes} from ${usageRecords} where ${usageRecords.sandboxId} = ${sandboxes.id} order by ${usageRecords.intervalEnd} desc limit 1)`,
       })
       .from(sandboxes)
       .where(inArray(sandboxes.id, unknown));
@@ -161,11 +203,18 @@ export class UsageMeter {
       });
       if (!this.lastEnd.has(r.id))
         this.lastEnd.set(r.id, r.lastMs ? new Date(Math.round(Number(r.lastMs))) : r.startedAt);
+      // Not recorded yet: its egress counter began with it, at 0. Recorded: its last record
+      // counted up to the reading it kept, taken before the record's end.
+      if (!this.egressCounted.has(r.id)) {
+        if (!r.lastMs) this.egressCounted.set(r.id, { atMs: 0, bytes: 0 });
+        else if (r.lastCounter !== null)
+          this.egressCounted.set(r.id, { atMs: Math.round(Number(r.lastMs)), bytes: Number(r.lastCounter) });
+      }
     }
   }
 
   /** One record of `id` from its last record's end to `end`, in `state`. */
-  private async write(id: string, state: MeteredState, end: Date, kept?: SandboxMetric[]): Promise<void> {
+  private async write(id: string, state: MeteredState, end: Date, kept?: UsageSample[]): Promise<void> {
     if (!this.allocations.has(id) || !this.lastEnd.has(id)) await this.load([id]);
     const a = this.allocations.get(id);
     const start = this.lastEnd.get(id);
@@ -180,6 +229,10 @@ export class UsageMeter {
     const before = all.filter((m) => m.timestampUnix < from).at(-1);
     const samples = inSpan.length ? inSpan : before ? [before] : [];
     const cores = samples.map((m) => (m.cpuUsedPct / 100) * m.cpuCount);
+    // A paused sandbox sends nothing; a running one what its counter rose by since the last record.
+    const egress = running
+      ? egressSince(this.egressCounted.get(id), all)
+      : { bytes: 0, last: this.egressCounted.get(id) };
     const record = {
       sandboxId: id,
       teamId: a.teamId,
@@ -193,7 +246,8 @@ export class UsageMeter {
       diskGibSeconds: a.diskGib * seconds,
       cpuSeconds: cores.length ? (cores.reduce((x, y) => x + y, 0) / cores.length) * seconds : 0,
       peakMemoryBytes: samples.length ? Math.max(...samples.map((m) => m.memUsed)) : null,
-      egressBytes: null,
+      egressBytes: egress.bytes,
+      egressCounterBytes: egress.last?.bytes ?? null,
     };
     const written = await this.db
       .insert(usageRecords)
@@ -203,10 +257,12 @@ export class UsageMeter {
     if (!written.length) {
       // Another writer (a former leader) recorded from there: continue after its record.
       this.lastEnd.delete(id);
+      this.egressCounted.delete(id);
       await this.load([id]);
       return;
     }
     this.lastEnd.set(id, end);
+    if (egress.last) this.egressCounted.set(id, egress.last);
     this.counters.vcpuSeconds.inc({ team: a.teamId }, record.vcpuSeconds);
     this.counters.memoryGibSeconds.inc({ team: a.teamId }, record.memoryGibSeconds);
   }
