@@ -29,6 +29,7 @@ describe('usage meter', () => {
   const counters = {
     vcpuSeconds: new Counter({ name: 'v', help: 'v', labelNames: ['team'], registers: [registry] }),
     memoryGibSeconds: new Counter({ name: 'm', help: 'm', labelNames: ['team'], registers: [registry] }),
+    egressBytes: new Counter({ name: 'e', help: 'e', labelNames: ['team'], registers: [registry] }),
   };
   const meterOf = () =>
     new UsageMeter(database.db, { live: () => live.values(), samples: () => [] }, counters, log, 3_600_000);
@@ -233,6 +234,7 @@ describe('egress bytes from the cumulative counter', () => {
       const counters = {
         vcpuSeconds: new Counter({ name: 'v', help: 'v', labelNames: ['team'], registers: [registry] }),
         memoryGibSeconds: new Counter({ name: 'm', help: 'm', labelNames: ['team'], registers: [registry] }),
+        egressBytes: new Counter({ name: 'e', help: 'e', labelNames: ['team'], registers: [registry] }),
       };
       const kept: UsageSample[] = [];
       const meterOf = () =>
@@ -298,6 +300,11 @@ describe('egress bytes from the cumulative counter', () => {
         ['paused', 0],
         ['running', 300],
       ]);
+      // Prometheus counts what the records counted.
+      assert.equal(
+        (await counters.egressBytes.get()).values.find((v) => v.labels.team === 'team1')?.value,
+        5300,
+      );
 
       // A restart: the new meter reads where the last record counted to (300), and its
       // samples are the ones taken since.

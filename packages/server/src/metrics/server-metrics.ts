@@ -10,6 +10,7 @@ export interface ServerMetrics {
   /** Metered usage, as the usage records add it up (`services/usage-meter.ts`). */
   usageVcpuSeconds: Counter<'team'>;
   usageMemoryGibSeconds: Counter<'team'>;
+  usageEgressBytes: Counter<'team'>;
   webhookAttempts: Counter<'outcome'>;
   lifetimes: Histogram<'reason'>;
   quotaRejections: Counter<'team' | 'kind'>;
@@ -54,6 +55,12 @@ export function createServerMetrics(): ServerMetrics {
     usageMemoryGibSeconds: new Counter({
       name: 'aiva_usage_memory_gib_seconds_total',
       help: 'Allocated memory GiB-seconds of running sandboxes, by team, as metered (by the leader replica)',
+      labelNames: ['team'],
+      registers: [registry],
+    }),
+    usageEgressBytes: new Counter({
+      name: 'aiva_usage_egress_bytes_total',
+      help: 'Bytes sandboxes sent out of their hosts, by team, as metered (by the leader replica)',
       labelNames: ['team'],
       registers: [registry],
     }),

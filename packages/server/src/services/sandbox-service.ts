@@ -115,6 +115,7 @@ export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
       {
         vcpuSeconds: options.metrics.usageVcpuSeconds,
         memoryGibSeconds: options.metrics.usageMemoryGibSeconds,
+        egressBytes: options.metrics.usageEgressBytes,
       },
       this.log.child({ part: 'metering' }),
       (options.meteringIntervalS ?? METERING_INTERVAL_S) * 1000,

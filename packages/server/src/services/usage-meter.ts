@@ -58,6 +58,7 @@ export function egressSince(
 export interface UsageCounters {
   vcpuSeconds: Counter<'team'>;
   memoryGibSeconds: Counter<'team'>;
+  egressBytes: Counter<'team'>;
 }
 
 /** A sandbox's fixed facts, as its row has them. */
@@ -265,6 +266,7 @@ export class UsageMeter {
     if (egress.last) this.egressCounted.set(id, egress.last);
     this.counters.vcpuSeconds.inc({ team: a.teamId }, record.vcpuSeconds);
     this.counters.memoryGibSeconds.inc({ team: a.teamId }, record.memoryGibSeconds);
+    if (record.egressBytes) this.counters.egressBytes.inc({ team: a.teamId }, record.egressBytes);
   }
 
   /**
