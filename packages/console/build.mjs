@@ -24,7 +24,7 @@ await build({
   outdir: out,
   logLevel: 'warning',
 });
-copyFileSync(join(here, 'src/index.html'), join(out, 'index.html'));
+for (const f of ['index.html', 'favicon.svg']) copyFileSync(join(here, 'src', f), join(out, f));
 for (const f of ['index.html', 'app.js', 'app.css']) {
   const bytes = readFileSync(join(out, f));
   if (process.env.AIVA_CONSOLE_SIZES)

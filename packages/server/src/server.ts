@@ -15,7 +15,7 @@ import type { Logger } from 'pino';
 import { Gauge } from 'prom-client';
 import { recordMutatingCalls } from './api/audit-hook.js';
 import { requireApiKey } from './api/authenticate.js';
-import { registerConsole } from './api/console-static.js';
+import { consoleDist, registerConsole } from './api/console-static.js';
 import { registerEventRoutes } from './api/e2b/event-routes.js';
 import { registerMetricsRoutes } from './api/e2b/metrics-routes.js';
 import { registerSandboxRoutes } from './api/e2b/sandbox-routes.js';
@@ -409,7 +409,7 @@ export async function startServer(
       reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()),
     );
     app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
-    await registerConsole(app);
+    await registerConsole(app, consoleDist());
     registerTemplateUploadRoute(app, templateBuilds);
     if (replica && artefactStores) registerReplicaRoutes(app, replica, artefactStores, buildFiles);
     if (registry) await registerNodeAgentRoutes(app, registry, nodeCommands, buildFiles, artefactStores);

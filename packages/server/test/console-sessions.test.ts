@@ -12,6 +12,7 @@ import {
   isSessionToken,
   SESSION_LIFETIME_MS,
   sessionCookieOptions,
+  withoutSessionCookie,
 } from '../src/auth/console-session-rules.js';
 import { consoleSessions } from '../src/db/schema.js';
 import { ConsoleSessions } from '../src/services/console-sessions.js';
@@ -54,6 +55,14 @@ describe('CSRF rule of cookie-authenticated calls', () => {
       expires: at,
     });
     assert.equal(sessionCookieOptions(at, true).secure, true);
+  });
+  test('sandbox traffic carries every cookie but the session', () => {
+    assert.equal(withoutSessionCookie('aiva_console=abc'), undefined);
+    assert.equal(withoutSessionCookie('a=1; aiva_console=abc;b=2'), 'a=1; b=2');
+    assert.equal(
+      withoutSessionCookie('aiva_console_x=1; x=aiva_console=2'),
+      'aiva_console_x=1; x=aiva_console=2',
+    );
   });
 });
 

@@ -30,7 +30,7 @@ export function consoleDist(): string | undefined {
  * (`/ui/…`), its script and style at `/console/…`. None of these is an E2B route. When the
  * console is not built, `/` says so (503) instead.
  */
-export async function registerConsole(app: FastifyInstance, dist = consoleDist()): Promise<void> {
+export async function registerConsole(app: FastifyInstance, dist: string | undefined): Promise<void> {
   if (!dist) {
     const notBuilt = async (_: unknown, reply: FastifyReply) =>
       reply

@@ -66,3 +66,16 @@ export function csrfRefusal(
     return `cross-origin console call refused: Origin ${headers.origin} is not this server (${headers.host ?? 'no Host'})`;
   return undefined;
 }
+
+/**
+ * A Cookie header without the console's session (undefined if nothing else is left): what
+ * sandbox traffic on the server's own host carries to the sandbox, so that code in a
+ * sandbox never sees a console session.
+ */
+export function withoutSessionCookie(header: string): string | undefined {
+  const kept = header
+    .split(';')
+    .map((c) => c.trim())
+    .filter((c) => c !== '' && !c.startsWith(`${SESSION_COOKIE}=`));
+  return kept.length > 0 ? kept.join('; ') : undefined;
+}
