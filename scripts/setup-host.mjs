@@ -49,7 +49,8 @@ const packages = {
     systemd: 'the deployment test checks the systemd unit files (systemd-analyze verify)',
     'dpkg-dev': 'the template package-step test indexes the apt repository it serves (dpkg-scanpackages)',
     git: 'the template package-step test makes a repository and serves it (git daemon)',
-    chromium: "the web console's end-to-end test drives Debian's Chromium headless (playwright-core, which downloads no browser)",
+    chromium:
+      "the web console's end-to-end test drives Debian's Chromium headless (playwright-core, which downloads no browser)",
   },
 };
 const wanted = { ...packages.run, ...(purpose === 'test' ? packages.test : {}) };

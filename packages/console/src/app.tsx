@@ -70,7 +70,7 @@ function SignedIn(props: { session: Session; onSignOut: () => void; onSessionEnd
   const detail = /^\/ui\/sandboxes\/([a-z0-9]+)$/.exec(path);
   let page = <SandboxList onSessionEnded={props.onSessionEnded} />;
   if (path === '/ui/sandboxes/new') page = <SandboxCreate />;
-  else if (detail?.[1]) page = <SandboxDetail id={detail[1]} />;
+  else if (detail?.[1]) page = <SandboxDetail id={detail[1]} onSessionEnded={props.onSessionEnded} />;
   return (
     <>
       <header class="top">
@@ -78,7 +78,7 @@ function SignedIn(props: { session: Session; onSignOut: () => void; onSessionEnd
           aiva
         </a>
         <nav aria-label="Main">
-          <a href={HOME} onClick={onLinkClick} aria-current={path === HOME ? 'page' : undefined}>
+          <a href={HOME} onClick={onLinkClick} aria-current={path.startsWith(HOME) ? 'page' : undefined}>
             Sandboxes
           </a>
         </nav>

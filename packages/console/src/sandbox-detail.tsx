@@ -1,30 +1,36 @@
-import { useEffect, useState } from 'preact/hooks';
+import { useEffect, useRef, useState } from 'preact/hooks';
 import { ApiError, api, errorMessage, type ListedSandbox } from './api.js';
 import { HOME, onLinkClick } from './router.js';
 import { SandboxActions } from './sandbox-actions.js';
 import { MetadataList, templateOf } from './sandbox-list.js';
+import { useSandboxStream } from './sandbox-stream.js';
 
-type Detail = ListedSandbox & { domain?: string | null };
-
-/** One sandbox (`GET /sandboxes/{id}`), with pause, resume and kill; read again after each. */
-export function SandboxDetail(props: { id: string }) {
-  const [sandbox, setSandbox] = useState<Detail>();
-  const [ended, setEnded] = useState(false);
+/**
+ * One sandbox, live from the sandbox stream, with pause, resume and kill. Once listed, its
+ * leaving the list is its end; one the stream never listed (an old one past the stream's
+ * 1000) is read with `GET /sandboxes/{id}`, where a 404 means it has ended.
+ */
+export function SandboxDetail(props: { id: string; onSessionEnded: () => void }) {
+  const { items } = useSandboxStream(props.onSessionEnded);
+  const streamed = items?.find((s) => s.sandboxID === props.id);
+  // undefined: not read; null: not found (ended).
+  const [read, setRead] = useState<ListedSandbox | null>();
   const [error, setError] = useState<string>();
+  const listed = items !== undefined && streamed !== undefined;
+  const seen = useRef(false);
+  if (listed) seen.current = true;
 
-  const load = async () => {
-    try {
-      setSandbox(await api<Detail>('GET', `/sandboxes/${props.id}`));
-      setError(undefined);
-    } catch (e) {
-      if (e instanceof ApiError && e.status === 404) setEnded(true);
-      else setError(errorMessage(e));
-    }
-  };
   useEffect(() => {
-    void load();
-  }, [props.id]);
+    if (items === undefined || listed) return;
+    if (seen.current) return setRead(null);
+    api<ListedSandbox>('GET', `/sandboxes/${props.id}`).then(
+      (s) => setRead(s),
+      (e) => (e instanceof ApiError && e.status === 404 ? setRead(null) : setError(errorMessage(e))),
+    );
+  }, [props.id, items === undefined, listed]);
 
+  const sandbox = streamed ?? read ?? undefined;
+  const ended = !streamed && read === null;
   return (
     <section aria-labelledby="detail-title">
       <p>
@@ -72,10 +78,7 @@ export function SandboxDetail(props: { id: string }) {
               <MetadataList metadata={sandbox.metadata} />
             </dd>
           </dl>
-          <SandboxActions
-            sandbox={sandbox}
-            onDone={(what) => (what === 'killed' ? setEnded(true) : void load())}
-          />
+          <SandboxActions sandbox={sandbox} />
         </div>
       )}
     </section>

@@ -1,41 +1,18 @@
-import { useEffect, useMemo, useState } from 'preact/hooks';
-import { ApiError, api, type ListedSandbox } from './api.js';
+import { useMemo, useState } from 'preact/hooks';
+import type { ListedSandbox } from './api.js';
 import { onLinkClick } from './router.js';
 import { SandboxActions } from './sandbox-actions.js';
-
-type Feed = { kind: 'connecting' } | { kind: 'live' } | { kind: 'reconnecting' };
+import { useSandboxStream } from './sandbox-stream.js';
 
 /**
- * The team's sandboxes (running and paused), kept live by `GET /v1/sandboxes/stream`
- * (server-sent events: the whole list on connect and again on every change), filtered in
+ * The team's sandboxes (running and paused), kept live by the sandbox stream, filtered in
  * the page by state, template and metadata.
  */
 export function SandboxList(props: { onSessionEnded: () => void }) {
-  const [items, setItems] = useState<ListedSandbox[]>();
-  const [feed, setFeed] = useState<Feed>({ kind: 'connecting' });
+  const { items, feed } = useSandboxStream(props.onSessionEnded);
   const [state, setState] = useState('');
   const [template, setTemplate] = useState('');
   const [metadata, setMetadata] = useState('');
-
-  useEffect(() => {
-    const source = new EventSource('/v1/sandboxes/stream');
-    source.addEventListener('sandboxes', (e) => {
-      setItems(JSON.parse((e as MessageEvent<string>).data) as ListedSandbox[]);
-      setFeed({ kind: 'live' });
-    });
-    source.onerror = () => {
-      setFeed({ kind: 'reconnecting' });
-      // A refused stream (the session ended) is not retried by the browser: ask why.
-      if (source.readyState === EventSource.CLOSED)
-        api('GET', '/v1/console/session').then(
-          () => setFeed({ kind: 'reconnecting' }),
-          (e) => {
-            if (e instanceof ApiError && e.status === 401) props.onSessionEnded();
-          },
-        );
-    };
-    return () => source.close();
-  }, []);
 
   const templates = useMemo(() => [...new Set((items ?? []).map(templateOf))].sort(), [items]);
   const shown = useMemo(() => {
@@ -54,8 +31,8 @@ export function SandboxList(props: { onSessionEnded: () => void }) {
     <section aria-labelledby="sandboxes-title">
       <div class="title-row">
         <h1 id="sandboxes-title">Sandboxes</h1>
-        <span class={`feed feed-${feed.kind}`} role="status">
-          {feed.kind === 'live' ? 'Live' : feed.kind === 'connecting' ? 'Connecting…' : 'Reconnecting…'}
+        <span class={`feed feed-${feed}`} role="status">
+          {feed === 'live' ? 'Live' : feed === 'connecting' ? 'Connecting…' : 'Reconnecting…'}
         </span>
         <a class="button primary" href="/ui/sandboxes/new" onClick={onLinkClick}>
           New sandbox

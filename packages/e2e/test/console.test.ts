@@ -193,7 +193,7 @@ describe('web console', () => {
     }
   });
 
-  test('a sandbox created from the page is the SDK’s too, and its page kills it', async () => {
+  test('a sandbox created from the page is the SDK’s too; its page is live, resumes and kills it', async () => {
     await page.getByRole('link', { name: 'New sandbox' }).click();
     await page.getByRole('heading', { name: 'New sandbox' }).waitFor();
     await page.getByLabel('Template').selectOption('base');
@@ -215,6 +215,16 @@ describe('web console', () => {
     await page.getByText('running', { exact: true }).waitFor({ timeout: WAIT_MS });
     await screenshot(page, '7-detail');
     await assertAccessible(page, 'the sandbox page');
+
+    // The page is live too: a pause through the SDK shows, and the page resumes it.
+    const sbx = await Sandbox.connect(id);
+    assert.equal(await sbx.pause(), true);
+    const state = page.locator('.facts .state');
+    await page.locator('.facts .state', { hasText: 'paused' }).waitFor({ timeout: WAIT_MS });
+    await page.getByRole('button', { name: `Resume ${id}` }).click();
+    await until('the SDK sees it running', async () => (await sdkState(id)) === 'running');
+    await page.locator('.facts .state', { hasText: 'running' }).waitFor({ timeout: WAIT_MS });
+    assert.equal(await state.textContent(), 'running');
 
     await page.getByRole('button', { name: `Kill ${id}` }).click();
     await page.getByRole('button', { name: `Confirm kill ${id}` }).click();

@@ -84,7 +84,7 @@ for (const backend of BACKENDS)
     test('a wrong or malformed key makes no session', async () => {
       for (const key of [`e2b_${'0'.repeat(40)}`, 'nonsense', ''])
         await assert.rejects(
-          sessions.open(key),
+          sessions.authenticate(key),
           (e: Error) => e instanceof UnauthorizedError && e.message === 'Invalid API key',
         );
       assert.equal((await testDb.database.db.select().from(consoleSessions)).length, 0);
@@ -92,7 +92,7 @@ for (const backend of BACKENDS)
 
     test('a session stands for its key: team and scopes; only the token’s hash is stored', async () => {
       const { key, info } = await teams.createKey(teamId, { name: 'ro', scopes: ['read-only'] });
-      const opened = await sessions.open(key);
+      const opened = await sessions.open(await sessions.authenticate(key));
       assert.ok(isSessionToken(opened.token));
       assert.deepEqual(opened.info.scopes, ['read-only']);
       assert.equal(opened.info.keyId, info.id);
@@ -119,7 +119,7 @@ for (const backend of BACKENDS)
 
     test('sign-out ends the session', async () => {
       const { key } = await teams.createKey(teamId, { name: 'out' });
-      const opened = await sessions.open(key);
+      const opened = await sessions.open(await sessions.authenticate(key));
       assert.equal(await sessions.close(opened.caller.sessionId), true);
       assert.equal(await sessions.resolve(opened.token), undefined);
       assert.equal(await sessions.close(opened.caller.sessionId), false);
@@ -127,14 +127,14 @@ for (const backend of BACKENDS)
 
     test('removing the key ends its sessions', async () => {
       const { key, info } = await teams.createKey(teamId, { name: 'removed' });
-      const opened = await sessions.open(key);
+      const opened = await sessions.open(await sessions.authenticate(key));
       assert.equal(await teams.removeKey(teamId, info.id), true);
       assert.equal(await sessions.resolve(opened.token), undefined);
     });
 
     test('a session ends when its key expires, and an expired key opens none', async () => {
       const { key } = await teams.createKey(teamId, { name: 'short', expiresInSeconds: 1 });
-      const opened = await sessions.open(key);
+      const opened = await sessions.open(await sessions.authenticate(key));
       assert.ok(new Date(opened.info.expiresAt).getTime() <= Date.now() + 1000, 'never outlives its key');
       assert.ok(await sessions.resolve(opened.token));
       await sleep(1100);
@@ -145,6 +145,6 @@ for (const backend of BACKENDS)
         after = e;
       }
       assert.ok(after === undefined || after instanceof UnauthorizedError, 'no caller once the key expired');
-      await assert.rejects(sessions.open(key), /API key expired/);
+      await assert.rejects(sessions.authenticate(key), /API key expired/);
     });
   });

@@ -40,10 +40,15 @@ export class ConsoleSessions {
     private readonly teams: TeamService,
   ) {}
 
-  /** A new session for `apiKey`: 401 "Invalid API key" (or "API key expired") when the API would refuse it. */
-  async open(apiKey: string): Promise<{ token: string; caller: SessionCaller; info: ConsoleSessionInfo }> {
+  /** The caller `apiKey` is, checked as the API checks keys: 401 "Invalid API key" (or "API key expired") otherwise. */
+  async authenticate(apiKey: string): Promise<Caller> {
     const caller = await this.teams.authenticate(apiKey);
     if (!caller) throw new UnauthorizedError('Invalid API key');
+    return caller;
+  }
+
+  /** A new session for a caller `authenticate` answered: its token (to be put in the cookie) and what it stands for. */
+  async open(caller: Caller): Promise<{ token: string; caller: SessionCaller; info: ConsoleSessionInfo }> {
     const [key] = await this.db
       .select({ expiresAt: apiKeys.expiresAt })
       .from(apiKeys)

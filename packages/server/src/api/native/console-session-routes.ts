@@ -44,10 +44,11 @@ export function registerConsoleSessionRoutes(
       },
     },
     async (request, reply) => {
-      const { token, caller, info } = await sessions.open(request.body.apiKey);
+      const key = await sessions.authenticate(request.body.apiKey);
       // Recorded in the audit log as the key's sign-in.
-      request.caller = caller;
-      await quotas.takeRequestToken(caller);
+      request.caller = key;
+      await quotas.takeRequestToken(key);
+      const { token, caller, info } = await sessions.open(key);
       void reply.setCookie(
         SESSION_COOKIE,
         token,
