@@ -167,11 +167,42 @@ describe('web console', () => {
       await screenshot(page, '4-sandboxes-live');
       await assertAccessible(page, 'the sandbox list');
 
-      // Filters: by state, then back.
+      // Filters: by state, by metadata, then back.
       await page.getByLabel('State').selectOption('paused');
       await row.waitFor({ state: 'detached', timeout: WAIT_MS });
       await page.getByLabel('State').selectOption('');
       await row.waitFor({ timeout: WAIT_MS });
+      await page.getByLabel('Metadata').fill('made=other');
+      await row.waitFor({ state: 'detached', timeout: WAIT_MS });
+      await page.getByLabel('Metadata').fill('made=sdk');
+      await row.waitFor({ timeout: WAIT_MS });
+      await page.getByLabel('Metadata').fill('');
+
+      // Sandbox traffic on the server's own origin never carries the console's session to the sandbox.
+      await sbx.files.write(
+        '/tmp/echo-cookie.py',
+        [
+          'import http.server as h',
+          'class E(h.BaseHTTPRequestHandler):',
+          '    def do_GET(self):',
+          "        body = (self.headers.get('cookie') or 'none').encode()",
+          '        self.send_response(200)',
+          '        self.end_headers()',
+          '        self.wfile.write(body)',
+          "h.HTTPServer(('0.0.0.0', 8000), E).serve_forever()",
+        ].join('\n'),
+      );
+      await sbx.commands.run('python3 /tmp/echo-cookie.py', { background: true });
+      const [cookie] = await context.cookies(server.up.url);
+      const echo = async (c: string) => {
+        const res = await fetch(`${server.up.url}/`, {
+          headers: { 'e2b-sandbox-id': sbx.sandboxId, 'e2b-sandbox-port': '8000', cookie: c },
+        });
+        return res.status === 200 ? res.text() : `status ${res.status}`;
+      };
+      await until('the echo server in the sandbox', async () => !(await echo('a=1')).startsWith('status'));
+      assert.equal(await echo(`a=1; ${COOKIE}=${cookie?.value}; b=2`), 'a=1; b=2');
+      assert.equal(await echo(`${COOKIE}=${cookie?.value}`), 'none');
 
       await page.getByRole('button', { name: `Pause ${sbx.sandboxId}` }).click();
       await until('the SDK sees it paused', async () => (await sdkState(sbx.sandboxId)) === 'paused');
@@ -270,12 +301,17 @@ describe('web console', () => {
     assertNoConsoleErrors(errors, [403]);
   });
 
-  test('dark theme: the list passes axe too', async () => {
+  test('dark theme, signed in by keyboard: the pages pass axe too', async () => {
     const dark = await browser.newContext({ viewport: { width: 1366, height: 768 }, colorScheme: 'dark' });
     try {
       const { page: darkPage, errors: darkErrors } = await openPage(dark);
       await darkPage.goto(server.up.url);
-      await signIn(darkPage, server.up.apiKey);
+      // By keyboard alone: the key field is the first stop, Enter submits.
+      await darkPage.getByLabel('API key').waitFor();
+      await darkPage.keyboard.press('Tab');
+      assert.equal(await darkPage.evaluate('document.activeElement.id'), 'api-key');
+      await darkPage.keyboard.type(server.up.apiKey);
+      await darkPage.keyboard.press('Enter');
       await darkPage.getByText('No sandboxes yet.').waitFor({ timeout: WAIT_MS });
       await screenshot(darkPage, '8-dark-sandboxes');
       await assertAccessible(darkPage, 'the sandbox list, dark');
