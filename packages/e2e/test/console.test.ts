@@ -1,11 +1,14 @@
 // The web console against a real `aiva up`, in Debian's Chromium (headless, driven by
 // playwright-core): a wrong key shows its message; signing in sets an HttpOnly,
 // SameSite=Strict cookie with an expiry and keeps the key out of browser storage; a
-// sandbox the e2b SDK creates appears in the list without a reload; pause, resume and kill
-// from the page are seen by the SDK; a sandbox created from the page is the SDK's too; a
-// cookie-authenticated change without the console's header is a 403; sign-out ends the
-// session (the old cookie is a 401). Every page: no console errors, and axe finds no
-// violation of WCAG 2.1 A/AA (light and dark). Screenshots go to a temporary directory.
+// sandbox the e2b SDK creates appears in the list without a reload, and the filters
+// (state, metadata) apply; pause, resume and kill from the page are seen by the SDK; the
+// sandbox proxy does not pass the session cookie to a sandbox; a sandbox created from the
+// page is the SDK's too, and its page follows it live; a cookie-authenticated change
+// without the console's header is a 403; sign-in works by keyboard alone; sign-out ends
+// the session (the old cookie is a 401). Every page: no console errors (but the network's
+// line for an expected 401/403), and axe finds no violation of the WCAG 2.0/2.1 A and AA
+// rules, light and dark. Screenshots go to a temporary directory (printed).
 import assert from 'node:assert/strict';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
