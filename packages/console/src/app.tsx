@@ -49,7 +49,7 @@ export function App() {
       <SignIn
         onSignedIn={(session) => {
           setState({ kind: 'signed-in', session });
-          if (!location.pathname.startsWith('/ui/')) navigate(HOME);
+          if (!location.pathname.startsWith('/ui/')) navigate(HOME, true);
         }}
       />
     );
@@ -63,13 +63,16 @@ export function App() {
 }
 
 function SignedIn(props: { session: Session; onSignOut: () => void; onSessionEnded: () => void }) {
-  const path = usePath();
+  const at = usePath();
+  // `/` (and anything outside the console's pages) is the sandbox list.
+  const path = at.startsWith('/ui/') ? at : HOME;
   useEffect(() => {
-    if (!path.startsWith('/ui/')) navigate(HOME);
-  }, [path]);
+    if (path !== at) navigate(HOME, true);
+  }, [at]);
   const detail = /^\/ui\/sandboxes\/([a-z0-9]+)$/.exec(path);
-  let page = <SandboxList onSessionEnded={props.onSessionEnded} />;
-  if (path === '/ui/sandboxes/new') page = <SandboxCreate />;
+  let page = <NotFound />;
+  if (path === HOME) page = <SandboxList onSessionEnded={props.onSessionEnded} />;
+  else if (path === '/ui/sandboxes/new') page = <SandboxCreate />;
   else if (detail?.[1]) page = <SandboxDetail id={detail[1]} onSessionEnded={props.onSessionEnded} />;
   return (
     <>
@@ -91,5 +94,20 @@ function SignedIn(props: { session: Session; onSignOut: () => void; onSessionEnd
       </header>
       <main class="page">{page}</main>
     </>
+  );
+}
+
+function NotFound() {
+  return (
+    <section aria-labelledby="not-found-title">
+      <h1 id="not-found-title">Page not found</h1>
+      <p>
+        The console has no page at <code>{location.pathname}</code>.{' '}
+        <a href={HOME} onClick={onLinkClick}>
+          Go to the sandboxes
+        </a>
+        .
+      </p>
+    </section>
   );
 }

@@ -5,10 +5,11 @@ export const HOME = '/ui/sandboxes';
 
 const listeners = new Set<() => void>();
 
-/** Goes to `path` without a reload (history API). */
-export function navigate(path: string): void {
+/** Goes to `path` without a reload (history API); `replace`: in place of the current entry (a redirect). */
+export function navigate(path: string, replace = false): void {
   if (path === location.pathname + location.search) return;
-  history.pushState(null, '', path);
+  if (replace) history.replaceState(null, '', path);
+  else history.pushState(null, '', path);
   for (const l of listeners) l();
 }
 

@@ -16,14 +16,14 @@ export function SandboxList(props: { onSessionEnded: () => void }) {
 
   const templates = useMemo(() => [...new Set((items ?? []).map(templateOf))].sort(), [items]);
   const shown = useMemo(() => {
-    const [mk, mv] = metadata.includes('=') ? metadata.split('=', 2) : [metadata, undefined];
+    const want = metadataFilter(metadata);
     return (items ?? []).filter(
       (s) =>
         (!state || s.state === state) &&
         (!template || templateOf(s) === template) &&
-        (!mk?.trim() ||
-          (s.metadata?.[mk.trim()] !== undefined &&
-            (mv === undefined || s.metadata?.[mk.trim()] === mv.trim()))),
+        (!want ||
+          (s.metadata?.[want.key] !== undefined &&
+            (want.value === undefined || s.metadata[want.key] === want.value))),
     );
   }, [items, state, template, metadata]);
 
@@ -122,6 +122,14 @@ export function SandboxList(props: { onSessionEnded: () => void }) {
       )}
     </section>
   );
+}
+
+/** `key` (has the key) or `key=value` (the value may hold `=`); empty: no filter. */
+function metadataFilter(text: string): { key: string; value?: string } | undefined {
+  const eq = text.indexOf('=');
+  const key = (eq < 0 ? text : text.slice(0, eq)).trim();
+  if (!key) return undefined;
+  return { key, value: eq < 0 ? undefined : text.slice(eq + 1).trim() };
 }
 
 export function templateOf(s: ListedSandbox): string {

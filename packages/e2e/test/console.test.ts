@@ -321,6 +321,13 @@ describe('web console', () => {
       await darkPage.getByRole('link', { name: 'New sandbox' }).click();
       await darkPage.getByRole('heading', { name: 'New sandbox' }).waitFor();
       await assertAccessible(darkPage, 'the create form, dark');
+      // A console address that is no page says so (and `/` is the list).
+      await darkPage.goto(`${server.up.url}/ui/no-such-page`);
+      await darkPage.getByRole('heading', { name: 'Page not found' }).waitFor({ timeout: WAIT_MS });
+      await assertAccessible(darkPage, 'the not-found page, dark');
+      await darkPage.goto(server.up.url);
+      await darkPage.getByRole('heading', { name: 'Sandboxes' }).waitFor({ timeout: WAIT_MS });
+      assert.equal(new URL(darkPage.url()).pathname, '/ui/sandboxes');
       assertNoConsoleErrors(darkErrors, [401]);
     } finally {
       await dark.close();
