@@ -4,9 +4,10 @@ import { HOME, onLinkClick } from './router.js';
 import { SandboxActions } from './sandbox-actions.js';
 import { MetadataList, templateOf } from './sandbox-list.js';
 import { useSandboxStream } from './sandbox-stream.js';
+import { SandboxTimeout } from './sandbox-timeout.js';
 
 /**
- * One sandbox, live from the sandbox stream, with pause, resume and kill. Once listed, its
+ * One sandbox, live from the sandbox stream, with pause, resume, kill and its timeout. Once listed, its
  * leaving the list is its end; one the stream never listed (an old one past the stream's
  * 1000) is read with `GET /sandboxes/{id}`, where a 404 means it has ended.
  */
@@ -79,6 +80,7 @@ export function SandboxDetail(props: { id: string; onSessionEnded: () => void })
             </dd>
           </dl>
           <SandboxActions sandbox={sandbox} />
+          {sandbox.state === 'running' && <SandboxTimeout id={sandbox.sandboxID} />}
         </div>
       )}
     </section>

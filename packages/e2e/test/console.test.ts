@@ -4,7 +4,7 @@
 // sandbox the e2b SDK creates appears in the list without a reload, and the filters
 // (state, metadata) apply; pause, resume and kill from the page are seen by the SDK; the
 // sandbox proxy does not pass the session cookie to a sandbox; a sandbox created from the
-// page is the SDK's too, and its page follows it live; a cookie-authenticated change
+// page is the SDK's too, and its page follows it live and sets its timeout; a cookie-authenticated change
 // without the console's header is a 403; sign-in works by keyboard alone; sign-out ends
 // the session (the old cookie is a 401). Every page: no console errors (but the network's
 // line for an expected 401/403), and axe finds no violation of the WCAG 2.0/2.1 A and AA
@@ -227,7 +227,7 @@ describe('web console', () => {
     }
   });
 
-  test('a sandbox created from the page is the SDK’s too; its page is live, resumes and kills it', async () => {
+  test('a sandbox created from the page is the SDK’s too; its page is live, resumes it, sets its timeout and kills it', async () => {
     await page.getByRole('link', { name: 'New sandbox' }).click();
     await page.getByRole('heading', { name: 'New sandbox' }).waitFor();
     await page.getByLabel('Template').selectOption('base');
@@ -259,6 +259,19 @@ describe('web console', () => {
     await until('the SDK sees it running', async () => (await sdkState(id)) === 'running');
     await page.locator('.facts .state', { hasText: 'running' }).waitFor({ timeout: WAIT_MS });
     assert.equal(await state.textContent(), 'running');
+
+    // Its timeout, from the page: the SDK sees the new end, and the page shows it.
+    await page.getByLabel('Timeout from now (seconds)').fill('900');
+    const asked = Date.now();
+    await page.getByRole('button', { name: 'Set timeout' }).click();
+    await page.getByText('It now ends 900 s from now.').waitFor({ timeout: WAIT_MS });
+    const endAt = (await Sandbox.getInfo(id)).endAt.getTime();
+    assert.ok(Math.abs(endAt - asked - 900_000) < 10_000, `ends ${(endAt - asked) / 1000} s after the call`);
+    await until('the page shows the new end', async () => {
+      const shown = await page.locator('.facts time').nth(1).getAttribute('datetime');
+      return shown !== null && new Date(shown).getTime() === endAt;
+    });
+    await assertAccessible(page, 'the sandbox page after setting its timeout');
 
     await page.getByRole('button', { name: `Kill ${id}` }).click();
     await page.getByRole('button', { name: `Confirm kill ${id}` }).click();
