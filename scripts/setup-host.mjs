@@ -49,6 +49,8 @@ const packages = {
     systemd: 'the deployment test checks the systemd unit files (systemd-analyze verify)',
     'dpkg-dev': 'the template package-step test indexes the apt repository it serves (dpkg-scanpackages)',
     git: 'the template package-step test makes a repository and serves it (git daemon)',
+    chromium:
+      "the web console's end-to-end test drives Debian's Chromium headless (playwright-core, which downloads no browser)",
   },
 };
 const wanted = { ...packages.run, ...(purpose === 'test' ? packages.test : {}) };
@@ -106,7 +108,7 @@ if (!existsSync(stamp) || statSync(stamp).mtimeMs < statSync(lock).mtimeMs) {
   run('npm', ['ci', '--no-audit', '--no-fund']);
 }
 
-// Build: TypeScript (incremental) and the envd bundle.
+// Build: TypeScript (incremental), the envd bundle and the web console's.
 const version = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')).version;
 console.log(`aiva setup: building aiva ${version}`);
 run('npm', ['run', '-s', 'build']);

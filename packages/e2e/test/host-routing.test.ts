@@ -8,6 +8,9 @@ import { execFile } from 'node:child_process';
 import { createSocket } from 'node:dgram';
 import { Resolver } from 'node:dns/promises';
 import { once } from 'node:events';
+import { readFile } from 'node:fs/promises';
+import type { IncomingMessage } from 'node:http';
+import { request as httpsRequest } from 'node:https';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -127,4 +130,30 @@ test('aiva’s DNS listener answers for the domain only, and forwards nothing', 
     upstreamAsked.filter((n) => outside.includes(n)),
     [],
   );
+});
+
+test('the web console over TLS: its session cookie is Secure', async () => {
+  const ca = await readFile(join(home, 'tls', 'ca.pem'));
+  const res = await new Promise<IncomingMessage>((resolve, reject) => {
+    const req = httpsRequest(
+      {
+        host: '127.0.0.1',
+        port: 443,
+        servername: `api.${DOMAIN}`,
+        path: '/v1/console/session',
+        method: 'POST',
+        headers: { host: `api.${DOMAIN}`, 'content-type': 'application/json' },
+        ca,
+      },
+      resolve,
+    );
+    req.on('error', reject);
+    req.end(JSON.stringify({ apiKey: up.apiKey }));
+  });
+  res.resume();
+  assert.equal(res.statusCode, 201);
+  const cookie = res.headers['set-cookie']?.[0] ?? '';
+  assert.match(cookie, /^aiva_console=[A-Za-z0-9_-]{43};/);
+  for (const attribute of [/; HttpOnly(;|$)/, /; Secure(;|$)/, /; SameSite=Strict(;|$)/, /; Path=\/(;|$)/])
+    assert.match(cookie, attribute);
 });

@@ -8,12 +8,14 @@ import { createServer as createHttpsServer } from 'node:https';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import type { Duplex } from 'node:stream';
+import cookie from '@fastify/cookie';
 import swagger from '@fastify/swagger';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
 import type { Logger } from 'pino';
 import { Gauge } from 'prom-client';
 import { recordMutatingCalls } from './api/audit-hook.js';
 import { requireApiKey } from './api/authenticate.js';
+import { consoleDist, registerConsole } from './api/console-static.js';
 import { registerEventRoutes } from './api/e2b/event-routes.js';
 import { registerMetricsRoutes } from './api/e2b/metrics-routes.js';
 import { registerSandboxRoutes } from './api/e2b/sandbox-routes.js';
@@ -22,10 +24,12 @@ import { registerTemplateRoutes, registerTemplateUploadRoute } from './api/e2b/t
 import { registerUnsupportedRoutes } from './api/e2b/unsupported-routes.js';
 import { registerErrorHandling } from './api/errors.js';
 import { registerAuditRoutes } from './api/native/audit-routes.js';
+import { registerConsoleSessionRoutes } from './api/native/console-session-routes.js';
 import { registerKeyRoutes } from './api/native/key-routes.js';
 import { registerMcpRoutes } from './api/native/mcp-routes.js';
 import { registerNodeRoutes } from './api/native/node-routes.js';
 import { registerNodeTokenRoutes } from './api/native/node-token-routes.js';
+import { registerSandboxStreamRoutes } from './api/native/sandbox-stream-routes.js';
 import { registerTeamRoutes } from './api/native/team-routes.js';
 import { registerUsageRoutes } from './api/native/usage-routes.js';
 import { registerNodeAgentRoutes } from './api/node/node-agent-routes.js';
@@ -46,6 +50,7 @@ import { registerReplicaRoutes } from './replicas/replica-routes.js';
 import { applicationNameOf, newReplicaId, ServerReplica } from './replicas/server-replica.js';
 import { AuditLog } from './services/audit-log.js';
 import { BuildFiles } from './services/build-files.js';
+import { ConsoleSessions } from './services/console-sessions.js';
 import type { SandboxLimits } from './services/live-sandboxes.js';
 import { NodeTokenService } from './services/node-token-service.js';
 import { SandboxEvents } from './services/sandbox-events.js';
@@ -377,6 +382,7 @@ export async function startServer(
       },
     });
     registerErrorHandling(app);
+    await app.register(cookie);
     await app.register(swagger, {
       openapi: {
         info: {
@@ -404,15 +410,19 @@ export async function startServer(
       reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()),
     );
     app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+    await registerConsole(app, consoleDist());
     registerTemplateUploadRoute(app, templateBuilds);
     if (replica && artefactStores) registerReplicaRoutes(app, replica, artefactStores, buildFiles);
     if (registry) await registerNodeAgentRoutes(app, registry, nodeCommands, buildFiles, artefactStores);
     let selfUrl: string | undefined;
     await app.register(async (api) => {
-      requireApiKey(api, teams, quotas);
+      const consoleSessions = new ConsoleSessions(database.db, teams);
+      requireApiKey(api, teams, quotas, consoleSessions);
       const audit = new AuditLog(database.db);
       recordMutatingCalls(api, audit);
+      registerConsoleSessionRoutes(api, consoleSessions, quotas);
       registerSandboxRoutes(api, sandboxes, snapshots);
+      registerSandboxStreamRoutes(api, sandboxes);
       registerMetricsRoutes(api, sandboxes, new TeamMetrics(database.db));
       registerSnapshotRoutes(api, snapshots);
       registerEventRoutes(api, sandboxEvents, webhookService);

@@ -9,7 +9,7 @@ import type { RouteArea } from '../auth/scopes.js';
 
 /** Route pattern prefixes (Fastify's `routeOptions.url`) and their area; the first match wins. */
 const AREAS: [prefix: RegExp, area: RouteArea][] = [
-  [/^\/(v2\/)?sandboxes(\/|$)/, 'sandboxes'],
+  [/^\/(v[12]\/)?sandboxes(\/|$)/, 'sandboxes'],
   [/^\/snapshots(\/|$)/, 'sandboxes'],
   // The team's sandbox metrics.
   [/^\/teams\/:teamID\/metrics(\/|$)/, 'sandboxes'],
@@ -24,6 +24,16 @@ const AREAS: [prefix: RegExp, area: RouteArea][] = [
   // MCP's tools call the sandbox routes with the same key, where their own scopes are checked.
   [/^\/mcp$/, 'sandboxes'],
 ];
+
+/**
+ * Routes any valid key may call whatever its scopes: the console's session (a read-only
+ * key signs in to a read-only console, and signs out).
+ */
+const EVERY_KEY = [/^\/v1\/console\/session$/];
+
+export function everyKeyMay(url: string): boolean {
+  return EVERY_KEY.some((r) => r.test(url));
+}
 
 /** The area of a route pattern; a route not in the table is `admin` (a full or admin key only). */
 export function routeArea(url: string): RouteArea {
@@ -65,6 +75,8 @@ const ACTIONS: Record<string, string> = {
   'DELETE /events/webhooks/:webhookID': 'webhook.delete',
   'POST /v1/node-tokens': 'node_token.create',
   'DELETE /v1/node-tokens/:tokenID': 'node_token.revoke',
+  'POST /v1/console/session': 'console.sign_in',
+  'DELETE /v1/console/session': 'console.sign_out',
 };
 
 /** Every action the log may hold (for the audit API's filter). */

@@ -12,6 +12,7 @@ import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { ENVD_PORT } from '@aiva/protocol';
 import type { Logger } from 'pino';
+import { withoutSessionCookie } from '../auth/console-session-rules.js';
 import type { ServerMetrics } from '../metrics/server-metrics.js';
 import type { ProxyVia } from '../nodes/node-link.js';
 
@@ -84,13 +85,22 @@ function forwardable(headers: IncomingHttpHeaders, keepUpgrade = false): Incomin
   return out;
 }
 
-/** The request's headers as the sandbox gets them: a masked Host, the client's kept in X-Forwarded-Host. */
+/**
+ * The request's headers as the sandbox gets them: a masked Host, the client's kept in
+ * X-Forwarded-Host; the console's session cookie taken out.
+ */
 function upstreamHeaders(
   req: IncomingMessage,
   target: ProxyTarget,
   keepUpgrade = false,
 ): IncomingHttpHeaders {
   const headers = forwardable(req.headers, keepUpgrade);
+  // The web console's session is the server's, never the sandbox's.
+  if (headers.cookie !== undefined) {
+    const cookie = withoutSessionCookie(headers.cookie);
+    if (cookie === undefined) delete headers.cookie;
+    else headers.cookie = cookie;
+  }
   if (target.hostHeader !== undefined) {
     if (req.headers.host !== undefined) headers['x-forwarded-host'] = req.headers.host;
     headers.host = target.hostHeader;

@@ -25,10 +25,10 @@ export function registerMcpRoutes(app: FastifyInstance, o: McpRouteOptions): voi
         501,
         'this server serves HTTPS only, which its own MCP tools cannot call back; run `aiva mcp` (stdio) with E2B_API_URL instead',
       );
-    const server = createAivaMcpServer(
-      { apiUrl, apiKey: apiKeyOf(request) ?? '', domain: o.domain },
-      o.version,
-    );
+    // The tools call the API with the caller's key: a console session has none to lend.
+    const apiKey = apiKeyOf(request);
+    if (!apiKey) throw new ApiError(401, 'MCP needs an API key (X-API-KEY or Authorization: Bearer)');
+    const server = createAivaMcpServer({ apiUrl, apiKey, domain: o.domain }, o.version);
     const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined });
     reply.hijack();
     reply.raw.on('close', () => {
