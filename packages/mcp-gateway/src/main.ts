@@ -115,8 +115,12 @@ async function serve(): Promise<void> {
   const token = process.env.GATEWAY_ACCESS_TOKEN || readFileSync(TOKEN_FILE, 'utf8');
   const upstreams = parseGatewayConfig(readFileSync(CONFIG_FILE, 'utf8')).map((s) => new Upstream(s));
   const http = await serveGateway(upstreams, token);
-  await Promise.all(upstreams.map((u) => u.start()));
-  for (const u of upstreams) console.log(JSON.stringify({ time: new Date().toISOString(), ...u.status() }));
+  // Each server's outcome, as soon as it has one.
+  await Promise.all(
+    upstreams.map((u) =>
+      u.start().then(() => console.log(JSON.stringify({ time: new Date().toISOString(), ...u.status() }))),
+    ),
+  );
   const stop = () => {
     http.close();
     void Promise.all(upstreams.map((u) => u.close())).then(() => process.exit(0));

@@ -104,7 +104,8 @@ export class Upstream {
       this.state = 'failed';
       const said = this.stderrTail.trim().split('\n').at(-1);
       this.error = `${(e as Error).message}${said ? ` (it said: ${said})` : ''}`;
-      await this.close();
+      // Its process goes in the background (a server ignoring its stdin's end takes seconds).
+      void this.close();
     }
   }
 
