@@ -7,6 +7,11 @@ export const recipesDir =
 /** envd's guest files (bundle and helpers), as the image builder installs them into templates. */
 export const envdDir = fileURLToPath(new URL('./', import.meta.resolve('@aiva/envd/guest/envd.js')));
 
+/** The MCP gateway's guest files, installed into every template's guest layer. */
+export const mcpGatewayDir = fileURLToPath(
+  new URL('./', import.meta.resolve('@aiva/mcp-gateway/guest/gateway.js')),
+);
+
 /** The code-interpreter server's guest files, installed into every template's guest layer. */
 export const codeInterpreterDir = fileURLToPath(
   new URL('./', import.meta.resolve('@aiva/code-interpreter/guest/server.js')),

@@ -1,12 +1,12 @@
 import { dataDir, discardSnapshotsOf, ImageStore, imagePaths, SandboxManager } from '@aiva/node';
 import type { Command } from 'commander';
 import { BuildProgress } from '../build-progress.js';
-import { codeInterpreterDir, envdDir, recipesDir } from '../install-paths.js';
+import { codeInterpreterDir, envdDir, mcpGatewayDir, recipesDir } from '../install-paths.js';
 import { interruptSignal } from '../interrupt.js';
 import { formatBytes, formatTable } from '../table.js';
 
 export function openImageStore(): ImageStore {
-  return new ImageStore({ home: dataDir(), recipesDir, envdDir, codeInterpreterDir });
+  return new ImageStore({ home: dataDir(), recipesDir, envdDir, codeInterpreterDir, mcpGatewayDir });
 }
 
 export function registerImageCommands(program: Command): void {

@@ -2,7 +2,7 @@ import { hostname, totalmem } from 'node:os';
 import { dataDir, HostScope, NodeAgent, NodeExecutor, NodeRefusedError, openLocalNode } from '@aiva/node';
 import { type Command, InvalidArgumentError } from 'commander';
 import { BuildProgress } from '../build-progress.js';
-import { codeInterpreterDir, envdDir, recipesDir } from '../install-paths.js';
+import { codeInterpreterDir, envdDir, mcpGatewayDir, recipesDir } from '../install-paths.js';
 import { createLogger } from '../logger.js';
 import { addressBlock, aivaVersion, int, LOG_LEVELS, label, logLevel } from '../option-parsers.js';
 
@@ -109,6 +109,7 @@ export function registerNodeJoinCommand(node: Command): void {
         recipesDir,
         envdDir,
         codeInterpreterDir,
+        mcpGatewayDir,
         addressBlock: opts.addressBlock,
         scope: new HostScope({ tag: opts.tag, idSlotOffset: opts.idSlotOffset }),
         logger: logger.child({ component: 'node' }),

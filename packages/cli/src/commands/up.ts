@@ -14,7 +14,7 @@ import { InProcessNodeLink, parseListen, startDomainDns, startServer, uploadedFi
 import { type Command, InvalidArgumentError } from 'commander';
 import { BuildProgress } from '../build-progress.js';
 import { defaultDnsAnswer, domainBanner, tlsFor } from '../domain-setup.js';
-import { codeInterpreterDir, envdDir, recipesDir } from '../install-paths.js';
+import { codeInterpreterDir, envdDir, mcpGatewayDir, recipesDir } from '../install-paths.js';
 import { createLogger } from '../logger.js';
 import { type MeteringOptions, meteringConfig, meteringOptions } from '../metering-options.js';
 import { addressBlock, aivaVersion, int, LOG_LEVELS, logLevel, onStopSignal } from '../option-parsers.js';
@@ -173,6 +173,7 @@ export function registerUpCommand(program: Command): void {
         recipesDir,
         envdDir,
         codeInterpreterDir,
+        mcpGatewayDir,
         defaultDriver: opts.runtime,
         dnsUpstreams: opts.dns,
         networkPoolSize: opts.networkPool,

@@ -52,6 +52,11 @@ export interface GuestLayerOptions {
    * it (code-interpreter-v1).
    */
   codeInterpreterDir?: string;
+  /**
+   * The MCP gateway's guest files (its bundle and launcher), installed under `mcp-gateway/`;
+   * the mcp-gateway template links its launcher as /usr/local/bin/mcp-gateway.
+   */
+  mcpGatewayDir?: string;
   tools: GuestTools;
 }
 
@@ -102,6 +107,8 @@ export class GuestLayer {
       await addBuilt(envdDir, '', 'envd.js', 'envd');
       const ciDir = this.options.codeInterpreterDir;
       if (ciDir) await addBuilt(ciDir, 'code-interpreter/', 'server.js', 'the code interpreter');
+      const gatewayDir = this.options.mcpGatewayDir;
+      if (gatewayDir) await addBuilt(gatewayDir, 'mcp-gateway/', 'gateway.js', 'the MCP gateway');
       entries.set('init', { kind: 'file', src: initScript, exec: true });
       for (const [name, path] of [
         ['busybox', tools.busybox],

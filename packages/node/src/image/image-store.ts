@@ -95,6 +95,7 @@ export class ImageStore {
     this.guest = new GuestLayer(this.artefacts, {
       envdDir: options.envdDir,
       codeInterpreterDir: options.codeInterpreterDir,
+      mcpGatewayDir: options.mcpGatewayDir,
       initScript: join(options.recipesDir, 'guest', 'init'),
       tools: { ...hostGuestTools(), ...options.guestTools },
     });

@@ -21,6 +21,8 @@ export interface ImageStoreOptions {
   envdDir: string;
   /** The code-interpreter server's guest files, installed under GUEST_DIR/code-interpreter. */
   codeInterpreterDir?: string;
+  /** The MCP gateway's guest files, installed under GUEST_DIR/mcp-gateway. */
+  mcpGatewayDir?: string;
   /** The host programs the guest layer carries (default: `hostGuestTools()` of guest-layer.ts). */
   guestTools?: Partial<GuestTools>;
 }

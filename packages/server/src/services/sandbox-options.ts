@@ -14,7 +14,10 @@ export function checkCreateOptions(body: NewSandbox): void {
   };
   const iamTokens = (body.iam as { tokens?: object } | null | undefined)?.tokens;
   if (iamTokens && Object.keys(iamTokens).length > 0) refuse('iam', ' (workload identity tokens)');
-  if (body.mcp != null) refuse('mcp', ' yet (the MCP gateway)');
+  // The SDK starts the MCP gateway itself (`mcp-gateway --config` in the new sandbox, whose
+  // template, mcp-gateway, has it); the server only checks the shape.
+  if (body.mcp != null && (typeof body.mcp !== 'object' || Array.isArray(body.mcp)))
+    throw new InvalidRequestError('mcp must be an object of MCP servers (see the mcp-gateway template)');
   if (body.volumeMounts != null && (!Array.isArray(body.volumeMounts) || body.volumeMounts.length > 0))
     refuse('volumeMounts', ' yet (volumes)');
   const network = body.network;

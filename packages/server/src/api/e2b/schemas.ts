@@ -51,7 +51,12 @@ export const NewSandbox = Type.Object(
     autoPauseMemory: Type.Optional(Type.Boolean()),
     secure: Type.Optional(Type.Boolean()),
     iam: Type.Optional(Type.Unknown({ description: 'not supported by aiva: only an empty one is accepted' })),
-    mcp: Type.Optional(Type.Unknown({ description: 'not supported by aiva: only null is accepted' })),
+    mcp: Type.Optional(
+      Type.Unknown({
+        description:
+          'MCP servers for the gateway the SDK starts in the sandbox (mcp-gateway template): npm/<package>, pypi/<package>, or { runCmd }',
+      }),
+    ),
     volumeMounts: Type.Optional(
       Type.Unknown({ description: 'not supported by aiva: only an empty list is accepted' }),
     ),
