@@ -157,3 +157,47 @@ test('the web console over TLS: its session cookie is Secure', async () => {
   for (const attribute of [/; HttpOnly(;|$)/, /; Secure(;|$)/, /; SameSite=Strict(;|$)/, /; Path=\/(;|$)/])
     assert.match(cookie, attribute);
 });
+
+test('/mcp over TLS: its tools call the API back (on a loopback listener of the server’s own)', async () => {
+  const ca = await readFile(join(home, 'tls', 'ca.pem'));
+  const call = {
+    jsonrpc: '2.0',
+    id: 1,
+    method: 'tools/call',
+    params: { name: 'list_sandboxes', arguments: {} },
+  };
+  const { status, body } = await new Promise<{ status?: number; body: string }>((resolve, reject) => {
+    const req = httpsRequest(
+      {
+        host: '127.0.0.1',
+        port: 443,
+        servername: `api.${DOMAIN}`,
+        path: '/mcp',
+        method: 'POST',
+        headers: {
+          host: `api.${DOMAIN}`,
+          authorization: `Bearer ${up.apiKey}`,
+          'content-type': 'application/json',
+          accept: 'application/json, text/event-stream',
+        },
+        ca,
+      },
+      (res) => {
+        let text = '';
+        res.setEncoding('utf8').on('data', (d: string) => {
+          text += d;
+        });
+        res.on('end', () => resolve({ status: res.statusCode, body: text }));
+      },
+    );
+    req.on('error', reject);
+    req.end(JSON.stringify(call));
+  });
+  assert.equal(status, 200, body);
+  // One server-sent event carrying the call's result: the team's sandboxes, as JSON text.
+  const message = JSON.parse(/^data: (.*)$/m.exec(body)?.[1] ?? '{}') as {
+    result?: { isError?: boolean; content?: { type: string; text: string }[] };
+  };
+  assert.equal(message.result?.isError, undefined, body);
+  assert.ok(Array.isArray(JSON.parse(message.result?.content?.[0]?.text ?? 'null')), body);
+});

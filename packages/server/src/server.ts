@@ -5,6 +5,7 @@ import {
   type ServerResponse,
 } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
+import type { AddressInfo } from 'node:net';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import type { Duplex } from 'node:stream';
@@ -327,6 +328,7 @@ export async function startServer(
     sandboxes.on('ended', (id) => proxy.reset(id));
 
     let server: Server | undefined;
+    let dispatchRequest: ((req: IncomingMessage, res: ServerResponse) => void) | undefined;
     const app = Fastify({
       loggerInstance: logger.child({ component: 'api' }) as FastifyBaseLogger,
       logController: new LogController({ disableRequestLogging: true }),
@@ -355,6 +357,7 @@ export async function startServer(
           } else if (route) proxy.handle(req, res, route);
           else handler(req, res);
         };
+        dispatchRequest = dispatch;
         server = config.tls ? createHttpsServer({ ...config.tls }, dispatch) : createHttpServer(dispatch);
         server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
           if (tunnels?.handleUpgrade(req, socket, head)) return;
@@ -442,9 +445,19 @@ export async function startServer(
     const port = typeof address === 'object' && address ? address.port : config.port;
     const scheme = config.tls ? 'https' : 'http';
     const url = `${scheme}://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;
-    // The API as this process reaches it itself (MCP's tools call it); not over TLS, whose
-    // certificate this process's own fetch need not trust.
-    if (!config.tls)
+    // The API as this process reaches it itself (MCP's tools call it). Under TLS, whose
+    // certificate this process's own fetch need not trust, a plain listener of its own on
+    // loopback, serving the same requests the same way.
+    let loopback: Server | undefined;
+    if (config.tls && dispatchRequest) {
+      const inside = createHttpServer(dispatchRequest);
+      loopback = inside;
+      await new Promise<void>((resolve, reject) => {
+        inside.once('error', reject);
+        inside.listen(0, '127.0.0.1', () => resolve());
+      });
+      selfUrl = `http://127.0.0.1:${(inside.address() as AddressInfo).port}`;
+    } else
       selfUrl = /^(0\.0\.0\.0|::)$/.test(config.host)
         ? `http://${config.host === '::' ? '[::1]' : '127.0.0.1'}:${port}`
         : url;
@@ -470,6 +483,8 @@ export async function startServer(
           await tunnels?.close();
           await direct?.close();
           server?.closeAllConnections();
+          loopback?.closeAllConnections();
+          loopback?.close();
           await app.close();
           await replica?.stop();
           await database.close();

@@ -5,7 +5,7 @@ import { apiKeyOf } from '../authenticate.js';
 import { ApiError } from '../errors.js';
 
 export interface McpRouteOptions {
-  /** Where this server's own API is reached from inside it (set once it listens); undefined: not here. */
+  /** Where this server's own API is reached from inside it (set once it listens). */
   selfUrl: () => string | undefined;
   domain?: string;
   version: string;
@@ -20,11 +20,7 @@ export interface McpRouteOptions {
 export function registerMcpRoutes(app: FastifyInstance, o: McpRouteOptions): void {
   app.post('/mcp', async (request, reply) => {
     const apiUrl = o.selfUrl();
-    if (!apiUrl)
-      throw new ApiError(
-        501,
-        'this server serves HTTPS only, which its own MCP tools cannot call back; run `aiva mcp` (stdio) with E2B_API_URL instead',
-      );
+    if (!apiUrl) throw new ApiError(503, 'the server is still starting');
     // The tools call the API with the caller's key: a console session has none to lend.
     const apiKey = apiKeyOf(request);
     if (!apiKey) throw new ApiError(401, 'MCP needs an API key (X-API-KEY or Authorization: Bearer)');
