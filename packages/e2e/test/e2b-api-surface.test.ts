@@ -304,7 +304,7 @@ describe('options aiva does not implement', () => {
     assert.deepEqual(bodies[1]?.volumeMounts, []);
   });
 
-  test('egressProxy, rules, iam, mcp and volumeMounts are refused with 400 on both create routes and the network update; empty ones pass', async (t) => {
+  test('egressProxy, rules, iam and mcp are refused with 400 on both create routes and the network update; empty ones pass', async (t) => {
     await assert.rejects(
       Sandbox.create({ network: { egressProxy: { address: '198.18.0.1:1080' } } }),
       /egressProxy is not supported by aiva/,
@@ -312,7 +312,6 @@ describe('options aiva does not implement', () => {
     const refused: [string, Record<string, unknown>][] = [
       ['iam', { iam: { tokens: { gcp: { audience: 'x', tokenType: 'jwt-svid' } } } }],
       ['mcp', { mcp: { github: { token: 'x' } } }],
-      ['volumeMounts', { volumeMounts: [{ name: 'data', path: '/data' }] }],
       [
         'network.rules',
         { network: { rules: { 'api.example.com': [{ transform: { headers: { a: 'b' } } }] } } },

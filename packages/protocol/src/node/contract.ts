@@ -8,11 +8,12 @@ import { type Static, Type } from 'typebox';
  * The contract's version. Majors must be equal; within a major, fields are only added
  * and each side ignores fields it does not know.
  */
-export const NODE_PROTOCOL = { major: 1, minor: 2 } as const;
+export const NODE_PROTOCOL = { major: 1, minor: 3 } as const;
 // 1.1: `artefact.push` and `artefact.fetch` (layers between nodes); `sandbox.set-deadline`;
 // a snapshot's layers, `direct` listener and `ended` sandboxes.
 // 1.2: checkpoints between nodes (`artefact.push`/`fetch` `checkpoints`; MISSING_ARTEFACT
 // `details.checkpoints`).
+// 1.3: `sandbox.create` `volumes` (volumes of the node bound into the sandbox).
 export type NodeProtocolVersion = { major: number; minor: number };
 
 /** The header every node request carries its protocol version in (`1.0`). */

@@ -305,3 +305,4 @@ export const usageRecords = pgTable(
 /** The cluster's tables: nodes, their join tokens, the commands for them. */
 export * from './cluster-schema.js';
 export * from './events-schema.js';
+export * from './volumes-schema.js';

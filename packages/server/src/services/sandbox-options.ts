@@ -3,7 +3,8 @@ import type { NewSandbox } from '../api/e2b/schemas.js';
 import { InvalidRequestError } from './errors.js';
 
 /**
- * What aiva does with E2B's create options it does not implement: a request that asks
+ * What aiva does with E2B's create options it does not implement (`volumeMounts` are
+ * `VolumeService.resolveMounts`'s): a request that asks
  * for one is refused (400), never run without it. An empty or null value asks for
  * nothing and passes (the SDK leaves all of these out unless the caller set them).
  * Fields E2B does not have either are ignored, as before.
@@ -15,8 +16,6 @@ export function checkCreateOptions(body: NewSandbox): void {
   const iamTokens = (body.iam as { tokens?: object } | null | undefined)?.tokens;
   if (iamTokens && Object.keys(iamTokens).length > 0) refuse('iam', ' (workload identity tokens)');
   if (body.mcp != null) refuse('mcp', ' yet (the MCP gateway)');
-  if (body.volumeMounts != null && (!Array.isArray(body.volumeMounts) || body.volumeMounts.length > 0))
-    refuse('volumeMounts', ' yet (volumes)');
   const network = body.network;
   if (!network) return;
   refuseUnsupportedEgress(network);

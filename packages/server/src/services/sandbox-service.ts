@@ -31,6 +31,7 @@ import type { TeamQuotas } from './team-quotas.js';
 import type { Caller } from './team-service.js';
 import type { TemplateCatalog } from './template-catalog.js';
 import { METERING_INTERVAL_S, UsageMeter } from './usage-meter.js';
+import type { VolumeService } from './volume-service.js';
 import { WarmPool } from './warm-pool.js';
 
 export interface SandboxServiceOptions {
@@ -43,6 +44,8 @@ export interface SandboxServiceOptions {
   quotas: TeamQuotas;
   /** Base domain of sandbox traffic (`{port}-{id}.{domain}`), if host routing is on. */
   domain?: string;
+  /** Volumes that creates' `volumeMounts` name (none: a create that names one is refused). */
+  volumes?: VolumeService;
   /** How often to sample running sandboxes' CPU, memory and disk. */
   metricsIntervalMs?: number;
   /** Seconds between usage records (default a minute). */

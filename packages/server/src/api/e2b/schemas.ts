@@ -53,7 +53,16 @@ export const NewSandbox = Type.Object(
     iam: Type.Optional(Type.Unknown({ description: 'not supported by aiva: only an empty one is accepted' })),
     mcp: Type.Optional(Type.Unknown({ description: 'not supported by aiva: only null is accepted' })),
     volumeMounts: Type.Optional(
-      Type.Unknown({ description: 'not supported by aiva: only an empty list is accepted' }),
+      Type.Union([
+        Type.Array(
+          Type.Object({
+            name: Type.String({ minLength: 1, maxLength: 63 }),
+            path: Type.String({ minLength: 1, maxLength: 4096 }),
+          }),
+          { maxItems: 16 },
+        ),
+        Type.Null(),
+      ]),
     ),
   },
   { additionalProperties: true },
