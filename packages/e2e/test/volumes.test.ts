@@ -66,7 +66,9 @@ describe('volumes through the e2b SDK', () => {
     const appended = await second.commands.run('echo again >> /data/from-first.txt && ls -ln /data');
     assert.match(appended.stdout, /^d\S+ +\d+ 1000 1000 .* dir$/m, appended.stdout);
     const info = await second.getInfo();
-    assert.equal(info.sandboxId, second.sandboxId);
+    assert.deepEqual(info.volumeMounts, [{ name: 'shared-data', path: '/data' }]);
+    const listed = (await Sandbox.list().nextItems()).find((s) => s.sandboxId === second.sandboxId);
+    assert.deepEqual(listed?.volumeMounts, [{ name: 'shared-data', path: '/data' }]);
 
     // The content API reads what the sandboxes wrote, with the ids they have on disk.
     assert.equal(await vol.readFile('from-first.txt'), 'hello\nagain\n');

@@ -235,12 +235,17 @@ export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
   }
 
   async get(caller: Caller, id: string): Promise<SandboxDetail> {
-    return sandboxDetail(await this.row(caller, id), this.options.domain);
+    const detail = sandboxDetail(await this.row(caller, id), this.options.domain);
+    const mounts = (await this.options.volumes?.mountsOf([id]))?.get(id);
+    return mounts ? { ...detail, volumeMounts: mounts } : detail;
   }
 
-  /** The team's sandboxes, filtered, ordered by start time, one page at a time. */
-  list(caller: Caller, q: ListQuery): ReturnType<typeof listSandboxes> {
-    return listSandboxes(this.options.db, caller.teamId, q);
+  /** The team's sandboxes, filtered, ordered by start time, one page at a time, with their volumes. */
+  async list(caller: Caller, q: ListQuery): ReturnType<typeof listSandboxes> {
+    const page = await listSandboxes(this.options.db, caller.teamId, q);
+    const mounts = await this.options.volumes?.mountsOf(page.items.map((s) => s.sandboxID));
+    if (!mounts?.size) return page;
+    return { ...page, items: page.items.map((s) => ({ ...s, volumeMounts: mounts.get(s.sandboxID) ?? [] })) };
   }
 
   /** Kills a sandbox of the caller's team; false if there is none with that id. */

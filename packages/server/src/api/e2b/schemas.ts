@@ -211,6 +211,8 @@ export const ListedSandbox = Type.Object({
   envdVersion: Type.String(),
   state: Type.Union([Type.Literal('running'), Type.Literal('paused')]),
   metadata: Type.Optional(Type.Record(Type.String(), Type.String())),
+  /** The volumes it mounts (E2B's `{name, path}`). */
+  volumeMounts: Type.Optional(Type.Array(Type.Object({ name: Type.String(), path: Type.String() }))),
 });
 export type ListedSandbox = Static<typeof ListedSandbox>;
 
