@@ -176,6 +176,24 @@ describe('volumes through the e2b SDK', () => {
     await again.writeFile('f', 'via connect');
     assert.equal(await vol.readFile('f'), 'via connect');
 
+    // A read-only key sees volumes but gets no token: the token writes their files.
+    const made = await fetch(`${server.up.url}/v1/keys`, {
+      method: 'POST',
+      headers: { 'x-api-key': server.up.apiKey, 'content-type': 'application/json' },
+      body: JSON.stringify({ name: 'viewer', scopes: ['read-only'] }),
+    });
+    assert.equal(made.status, 201);
+    const viewer = ((await made.json()) as { key: string }).key;
+    assert.ok((await Volume.list({ apiKey: viewer })).some((v) => v.volumeId === vol.volumeId));
+    const seen = await Volume.connect(vol.volumeId, { apiKey: viewer });
+    assert.equal(seen.token, '');
+    await assert.rejects(seen.readFile('f'), failsWith(AuthenticationError, /missing volume token/));
+    await assert.rejects(
+      Volume.create('nope', { apiKey: viewer }),
+      failsWith(VolumeError, /^403: .*"sandboxes"/),
+    );
+    await assert.rejects(Volume.destroy(vol.volumeId, { apiKey: viewer }), failsWith(VolumeError, /^403/));
+
     const sbx = await Sandbox.create({ volumeMounts: { '/kept': vol } });
     await assert.rejects(
       Volume.destroy(vol.volumeId),

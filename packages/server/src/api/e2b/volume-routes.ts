@@ -1,6 +1,8 @@
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { FastifyInstance } from 'fastify';
 import { type Static, Type } from 'typebox';
+import { missingScope } from '../../auth/scopes.js';
+import type { Caller } from '../../services/team-service.js';
 import type { VolumeRow, VolumeService } from '../../services/volume-service.js';
 import { callerOf } from '../authenticate.js';
 import { ErrorResponses } from './schemas.js';
@@ -15,13 +17,20 @@ const VolumeAndToken = Type.Object({ volumeID: Type.String(), name: Type.String(
 
 /**
  * E2B's volume routes (e2b SDK 2.51: `Volume.create`, `connect`, `getInfo`, `list`,
- * `destroy`). Create and get answer the content API's token, and no `domain` (E2B's
+ * `destroy`). Create and get answer the content API's token (empty for a `read-only`
+ * key: the token writes), and no `domain` (E2B's
  * BYOC override): the SDK sends content calls to its `E2B_VOLUME_API_URL`, else to
  * `https://api.<E2B_DOMAIN>` — both this server, as the client reaches it.
  */
 export function registerVolumeRoutes(base: FastifyInstance, volumes: VolumeService): void {
   const app = base.withTypeProvider<TypeBoxTypeProvider>();
-  const withToken = (v: VolumeRow) => ({ volumeID: v.id, name: v.name, token: v.token });
+  // The token writes the volume's files: a key that may only read (`read-only`) gets an
+  // empty one, with which the content API answers 401.
+  const withToken = (v: VolumeRow, caller: Caller) => ({
+    volumeID: v.id,
+    name: v.name,
+    token: missingScope(caller.scopes, 'PUT', 'sandboxes') ? '' : v.token,
+  });
 
   app.get(
     '/volumes',
@@ -46,7 +55,9 @@ export function registerVolumeRoutes(base: FastifyInstance, volumes: VolumeServi
       },
     },
     async (request, reply) =>
-      reply.code(201).send(withToken(await volumes.create(callerOf(request), request.body.name))),
+      reply
+        .code(201)
+        .send(withToken(await volumes.create(callerOf(request), request.body.name), callerOf(request))),
   );
 
   app.get(
@@ -59,7 +70,8 @@ export function registerVolumeRoutes(base: FastifyInstance, volumes: VolumeServi
         response: { 200: VolumeAndToken, ...ErrorResponses },
       },
     },
-    async (request) => withToken(await volumes.get(callerOf(request), request.params.volumeID)),
+    async (request) =>
+      withToken(await volumes.get(callerOf(request), request.params.volumeID), callerOf(request)),
   );
 
   app.delete(
