@@ -81,7 +81,10 @@ export class VolumeTree {
 
   /** Opens the directory `parts` names, walking from the root; with `create`, makes what is missing. */
   private async openDir(parts: string[], create?: Ownership): Promise<FileHandle> {
-    let dir = await open(this.root, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
+    let dir = await open(this.root, O_RDONLY | O_DIRECTORY | O_NOFOLLOW).catch((e) => {
+      // Destroyed meanwhile.
+      throw code(e) === 'ENOENT' ? new NotFoundError('the volume no longer exists') : e;
+    });
     const walked: string[] = [];
     try {
       for (const name of parts) {
