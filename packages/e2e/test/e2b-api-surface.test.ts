@@ -304,14 +304,13 @@ describe('options aiva does not implement', () => {
     assert.deepEqual(bodies[1]?.volumeMounts, []);
   });
 
-  test('egressProxy, rules, iam and volumeMounts are refused with 400 on both create routes and the network update; empty ones pass', async (t) => {
+  test('egressProxy, rules and iam are refused with 400 on both create routes and the network update; empty ones pass', async (t) => {
     await assert.rejects(
       Sandbox.create({ network: { egressProxy: { address: '198.18.0.1:1080' } } }),
       /egressProxy is not supported by aiva/,
     );
     const refused: [string, Record<string, unknown>][] = [
       ['iam', { iam: { tokens: { gcp: { audience: 'x', tokenType: 'jwt-svid' } } } }],
-      ['volumeMounts', { volumeMounts: [{ name: 'data', path: '/data' }] }],
       [
         'network.rules',
         { network: { rules: { 'api.example.com': [{ transform: { headers: { a: 'b' } } }] } } },

@@ -11,8 +11,6 @@ import {
   Secret,
   SecretError,
   TimeoutError,
-  Volume,
-  VolumeError,
 } from 'e2b';
 import { aivaUpForFile } from './helpers/aiva-up.js';
 
@@ -361,16 +359,10 @@ describe('sandboxes through the e2b SDK', () => {
     assert.equal(notOperator.status, 403);
   });
 
-  test('volumes and secrets are refused as not supported (501), not as not found', async () => {
-    await assert.rejects(Volume.create('data'), (e: unknown) => {
-      assert.ok(e instanceof VolumeError, String(e));
-      assert.match((e as Error).message, /501: volumes are not supported/);
-      return true;
-    });
-    await assert.rejects(Volume.connect('vol-1'), /501: volumes are not supported/);
+  test('secrets are refused as not supported (501), not as not found', async () => {
     await assert.rejects(Secret.exists('token'), /501: secrets are not supported/);
     await assert.rejects(Secret.create('token', 'value'), (e: unknown) => e instanceof SecretError);
-    const raw = await fetch(`${server.up.url}/volumes/vol-1`, { method: 'DELETE' });
+    const raw = await fetch(`${server.up.url}/secrets/token`, { method: 'DELETE' });
     assert.equal(raw.status, 401, 'the API key is checked first');
     await raw.body?.cancel();
   });

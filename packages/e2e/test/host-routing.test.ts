@@ -3,6 +3,7 @@
 // real e2b SDK runs in a process of its own configured by E2B_DOMAIN, E2B_API_KEY and
 // NODE_EXTRA_CA_CERTS (aiva's CA) only, and asks aiva's DNS listener for names under the
 // domain (a lookup preloaded into that process; the host's DNS is not touched).
+// A volume is made, written and read through https://api.<domain> as well.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { createSocket } from 'node:dgram';
@@ -85,7 +86,7 @@ test('the e2b SDK with E2B_DOMAIN reaches the API and sandboxes by host name ove
     AIVA_TEST_DOMAIN: DOMAIN,
     AIVA_TEST_DNS: dnsServer,
   };
-  for (const k of ['E2B_API_URL', 'E2B_SANDBOX_URL', 'E2B_DEBUG']) delete env[k];
+  for (const k of ['E2B_API_URL', 'E2B_SANDBOX_URL', 'E2B_VOLUME_API_URL', 'E2B_DEBUG']) delete env[k];
   const { stdout } = await run(
     process.execPath,
     ['--import', helper('test-domain-resolver.js'), helper('host-routing-client.js')],
@@ -103,6 +104,7 @@ test('the e2b SDK with E2B_DOMAIN reaches the API and sandboxes by host name ove
     downloadUrl: string;
     downloaded: { status: number; body: string };
     listed: string[];
+    volume: string;
   };
   assert.equal(seen.run, 'host user\n');
   assert.equal(seen.read, 'by host name');
@@ -114,6 +116,7 @@ test('the e2b SDK with E2B_DOMAIN reaches the API and sandboxes by host name ove
   assert.match(seen.downloadUrl, new RegExp(`^https://49983-${seen.id}\\.${DOMAIN}/files\\?.*signature=`));
   assert.deepEqual(seen.downloaded, { status: 200, body: 'through a signed URL' });
   assert.deepEqual(seen.listed, [seen.id]);
+  assert.equal(seen.volume, 'through api.<domain>');
 });
 
 test('aiva’s DNS listener answers for the domain only, and forwards nothing', async () => {

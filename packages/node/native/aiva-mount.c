@@ -5,6 +5,7 @@
 //                      [--attach DIR] [-o KEY[=VALUE]]... --lower DIR...
 //                      [--upper DIR --work DIR] TARGET
 //   aiva-mount userns ...   (see userns.c)
+//   aiva-mount bind ...     (see bind.c)
 //
 //   --lower DIR     a read-only layer; give them top first (like lowerdir=top:...:bottom)
 //   --map           uid and gid mapping of the idmapped layers: a file owned by ID on
@@ -80,7 +81,8 @@ void usage(const char *why) {
   fprintf(stderr,
           "aiva-mount: %s\nusage: aiva-mount overlay [--map ID:HOSTID:COUNT [--userns FILE]] "
           "[--idmap-upper] [--attach DIR] [-o OPT]... --lower DIR... [--upper DIR --work DIR] TARGET\n"
-          "       aiva-mount userns --map ID:HOSTID:COUNT USERNS_FILE [NETNS_FILE]\n",
+          "       aiva-mount userns --map ID:HOSTID:COUNT USERNS_FILE [NETNS_FILE]\n"
+          "       aiva-mount bind --userns USERNS_FILE SOURCE TARGET\n",
           why);
   if (on_fail) on_fail();
   exit(2);
@@ -192,6 +194,7 @@ static void parse(int argc, char **argv) {
 
 int main(int argc, char **argv) {
   if (argc >= 2 && !strcmp(argv[1], "userns")) return cmd_userns(argc, argv);
+  if (argc >= 2 && !strcmp(argv[1], "bind")) return cmd_bind(argc, argv);
   if (argc < 2 || strcmp(argv[1], "overlay") != 0) usage("unknown command");
   on_fail = cleanup_attached;
   parse(argc, argv);

@@ -27,3 +27,4 @@ void spawn_userns(struct idmap map, int net, int *pid, int *gate);
 int make_userns(struct idmap map);
 
 int cmd_userns(int argc, char **argv);
+int cmd_bind(int argc, char **argv);

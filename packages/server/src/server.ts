@@ -23,6 +23,8 @@ import { registerSandboxRoutes } from './api/e2b/sandbox-routes.js';
 import { registerSnapshotRoutes } from './api/e2b/snapshot-routes.js';
 import { registerTemplateRoutes, registerTemplateUploadRoute } from './api/e2b/template-routes.js';
 import { registerUnsupportedRoutes } from './api/e2b/unsupported-routes.js';
+import { registerVolumeContentRoutes } from './api/e2b/volume-content-routes.js';
+import { registerVolumeRoutes } from './api/e2b/volume-routes.js';
 import { registerErrorHandling } from './api/errors.js';
 import { registerAuditRoutes } from './api/native/audit-routes.js';
 import { registerConsoleSessionRoutes } from './api/native/console-session-routes.js';
@@ -65,6 +67,7 @@ import { TemplateBuilds } from './services/template-builds.js';
 import { TemplateCatalog } from './services/template-catalog.js';
 import type { PriceTable } from './services/usage-prices.js';
 import { UsageReports } from './services/usage-report.js';
+import { type VolumeLimits, VolumeService } from './services/volume-service.js';
 import { WebhookDispatcher } from './services/webhook-dispatcher.js';
 import { WebhookService } from './services/webhook-service.js';
 
@@ -90,6 +93,8 @@ export interface ServerConfig {
     /** The price table the usage report's cost comes from; none: everything is free. */
     prices?: PriceTable;
   };
+  /** Volumes' per-team quota and count (`services/volume-service.ts`; defaults 10 GiB and 100). */
+  volumes?: VolumeLimits;
   /** Nodes join this server over the network (`aiva server`; `aiva node join`). */
   cluster?: {
     /** A node silent this long is unreachable: creates avoid it. */
@@ -251,7 +256,14 @@ export async function startServer(
     await templateBuilds.start();
     cleanup.unshift(() => templateBuilds.stop());
     const quotas = new TeamQuotas(database.db, metrics.quotaRejections, config.limits.maxSandboxesPerTeam);
+    const volumes = new VolumeService(database.db, {
+      home: config.home,
+      localNodeId: localNode?.id,
+      limits: config.volumes,
+      logger: logger.child({ component: 'volumes' }),
+    });
     const sandboxes = new SandboxService({
+      volumes,
       quotas,
       templates: templateCatalog,
       db: database.db,
@@ -415,6 +427,8 @@ export async function startServer(
     app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
     await registerConsole(app, consoleDist());
     registerTemplateUploadRoute(app, templateBuilds);
+    // Authorized by each volume's own token, not by an API key.
+    registerVolumeContentRoutes(app, volumes);
     if (replica && artefactStores) registerReplicaRoutes(app, replica, artefactStores, buildFiles);
     if (registry) await registerNodeAgentRoutes(app, registry, nodeCommands, buildFiles, artefactStores);
     let selfUrl: string | undefined;
@@ -428,6 +442,7 @@ export async function startServer(
       registerSandboxStreamRoutes(api, sandboxes);
       registerMetricsRoutes(api, sandboxes, new TeamMetrics(database.db));
       registerSnapshotRoutes(api, snapshots);
+      registerVolumeRoutes(api, volumes);
       registerEventRoutes(api, sandboxEvents, webhookService);
       registerTemplateRoutes(api, templateCatalog, templateBuilds, snapshots);
       registerKeyRoutes(api, teams);

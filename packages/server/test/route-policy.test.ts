@@ -14,7 +14,9 @@ test('each route is in the area of its resource; an unknown one needs admin', ()
     ['/v2/sandboxes/:sandboxID/connect', 'sandboxes'],
     ['/snapshots', 'sandboxes'],
     ['/teams/:teamID/metrics/max', 'sandboxes'],
-    ['/volumes/*', 'sandboxes'],
+    ['/volumes/:volumeID', 'sandboxes'],
+    ['/volumecontent/:volumeID/file', 'sandboxes'],
+    ['/secrets/*', 'sandboxes'],
     ['/templates', 'templates'],
     ['/v3/templates', 'templates'],
     ['/v2/templates/:templateID/builds/:buildID', 'templates'],
@@ -65,7 +67,9 @@ test('mutating routes have actions; reads need none; a route the table misses is
   assert.equal(auditAction('DELETE', '/sandboxes/:sandboxID'), 'sandbox.kill');
   assert.equal(auditAction('POST', '/sandboxes/:sandboxID/timeout'), 'sandbox.set_timeout');
   assert.equal(auditAction('POST', '/v1/keys'), 'key.create');
-  assert.equal(auditAction('PUT', '/volumes/*'), 'unsupported');
+  assert.equal(auditAction('PUT', '/secrets/*'), 'unsupported');
+  assert.equal(auditAction('POST', '/volumes'), 'volume.create');
+  assert.equal(auditAction('DELETE', '/volumes/:volumeID'), 'volume.destroy');
   assert.equal(unnamedMutatingRoute(['GET', 'HEAD'], '/sandboxes'), undefined);
   assert.equal(unnamedMutatingRoute('POST', '/v2/templates/:templateID/builds/:buildID'), undefined);
   assert.equal(unnamedMutatingRoute(['GET', 'POST'], '/v1/widgets'), 'POST /v1/widgets');

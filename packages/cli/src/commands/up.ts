@@ -49,6 +49,7 @@ interface UpOptions extends MeteringOptions {
   maxSandboxes?: number;
   memoryBudget?: number;
   teamMaxSandboxes: number;
+  volumeQuota?: number;
   dns?: string[];
   networkPool: number;
   addressBlock?: string;
@@ -112,6 +113,11 @@ export function registerUpCommand(program: Command): void {
       'sandboxes one team may run at once',
       int('team-max-sandboxes', 1, 100_000),
       100,
+    )
+    .option(
+      '--volume-quota <MiB>',
+      'bytes one team’s volumes may hold in all, in MiB (env AIVA_VOLUME_QUOTA_MIB; default 10240): past it, creating, mounting and writing through the content API are refused (429)',
+      int('volume-quota', 1, 1 << 30),
     )
     .option(
       '--dns <address...>',
@@ -230,6 +236,7 @@ export function registerUpCommand(program: Command): void {
             },
             version,
             metering,
+            volumes: { quotaBytes: volumeQuotaMiB(opts.volumeQuota) * 1024 * 1024 },
           },
           new InProcessNodeLink('local', executor, snapshots),
           logger,
@@ -283,4 +290,15 @@ export function registerUpCommand(program: Command): void {
         await shutdownNode();
       });
     });
+}
+
+/** `--volume-quota`, else `AIVA_VOLUME_QUOTA_MIB`, else 10 GiB (in MiB). */
+function volumeQuotaMiB(flag: number | undefined): number {
+  if (flag !== undefined) return flag;
+  const env = process.env.AIVA_VOLUME_QUOTA_MIB;
+  if (!env) return 10 * 1024;
+  const n = Number(env);
+  if (!Number.isInteger(n) || n < 1)
+    throw new Error(`AIVA_VOLUME_QUOTA_MIB must be a whole number of MiB, got ${env}`);
+  return n;
 }

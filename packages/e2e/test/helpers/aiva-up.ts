@@ -122,6 +122,8 @@ export function useServer(up: AivaUp): void {
   process.env.E2B_API_URL = up.url;
   process.env.E2B_SANDBOX_URL = up.url;
   process.env.E2B_API_KEY = up.apiKey;
+  // The volume content API: without it the SDK would call https://api.<E2B_DOMAIN>.
+  process.env.E2B_VOLUME_API_URL = up.url;
   delete process.env.E2B_DOMAIN;
   delete process.env.E2B_DEBUG;
 }

@@ -2,7 +2,7 @@
 // every request goes to https://api.<domain> or https://<port>-<id>.<domain>. Run by the
 // host-routing test in a process of its own (trusting aiva's CA, resolving names through
 // aiva's DNS listener); prints what it saw as one line of JSON.
-import { Sandbox } from 'e2b';
+import { Sandbox, Volume } from 'e2b';
 
 const sbx = await Sandbox.create({ envs: { ROUTE: 'host' } });
 try {
@@ -30,6 +30,15 @@ try {
   const download = await fetch(downloadUrl);
   const downloaded = { status: download.status, body: await download.text() };
   const listed = (await Sandbox.list().nextItems()).map((s) => s.sandboxId);
+  // A volume's content API is https://api.<domain> too (no E2B_VOLUME_API_URL).
+  const vol = await Volume.create('by-host-name');
+  let volume: string;
+  try {
+    await vol.writeFile('v.txt', 'through api.<domain>');
+    volume = await vol.readFile('v.txt');
+  } finally {
+    await Volume.destroy(vol.volumeId);
+  }
   process.stdout.write(
     `${JSON.stringify({
       id: sbx.sandboxId,
@@ -43,6 +52,7 @@ try {
       downloadUrl,
       downloaded,
       listed,
+      volume,
     })}\n`,
   );
 } finally {

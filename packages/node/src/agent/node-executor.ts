@@ -249,6 +249,7 @@ export class NodeExecutor {
           envd: { envVars: p.envVars, accessToken: p.accessToken },
           network: p.network,
           fromCheckpoint: p.fromCheckpoint,
+          volumes: p.volumes,
         }),
       );
     },

@@ -61,6 +61,8 @@ export interface RuntimeSpec {
    * `create` and `start` boot the sandbox afresh over it instead of making a new one.
    */
   keptDisk?: boolean;
+  /** Host directories bound into the sandbox at `path`, read-write (drivers with `capabilities.volumes`). */
+  volumes?: { hostDir: string; path: string }[];
 }
 
 /** What `SandboxRuntime.checkpoint` saved. */
@@ -137,6 +139,8 @@ export interface RuntimeCapabilities {
    * the network namespaces the node makes are then made inside user namespaces.
    */
   userNamespace: boolean;
+  /** It binds host directories (volumes, `RuntimeSpec.volumes`) into the sandbox. */
+  volumes: boolean;
 }
 
 /**

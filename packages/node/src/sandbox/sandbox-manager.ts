@@ -42,6 +42,7 @@ import {
 import { SandboxRecovery } from './sandbox-recovery.js';
 import { resolveSource } from './sandbox-source.js';
 import { mustAllow } from './sandbox-state.js';
+import { checkVolumes, volumeSpecs } from './sandbox-volumes.js';
 
 const usesUserNamespaces = (o: SandboxManagerOptions) =>
   [...o.runtimes.values()].some((r) => r.capabilities.userNamespace);
@@ -227,6 +228,7 @@ export class SandboxManager {
       network: r.network,
       hostname: r.hostname,
       consoleLog: join(dir, 'console.log'),
+      volumes: volumeSpecs(this.options.home, r.volumes),
     };
   }
 
@@ -247,6 +249,7 @@ export class SandboxManager {
       defaultDriver: this.options.defaultDriver,
     });
     const { driver, runtime, template, checkpoint } = source;
+    const volumes = await checkVolumes(this.options.home, options.volumes, runtime);
     if (this.records.has(id)) throw new SandboxSpecError(`sandbox ${id} already exists`);
     const reservation = this.net.reserve();
     const r: SandboxRecord = {
@@ -262,6 +265,7 @@ export class SandboxManager {
       hostname: 'sandbox',
       accessToken: options.envd?.accessToken ?? randomBytes(24).toString('hex'),
       envdInit: envdInitOf(options.envd),
+      ...(volumes ? { volumes } : {}),
       createdAt: new Date().toISOString(),
     };
     this.records.add(r);

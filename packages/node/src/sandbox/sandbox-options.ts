@@ -1,4 +1,5 @@
 import type { EnvdInit } from '@aiva/protocol';
+import type { VolumeMount } from '@aiva/protocol/node';
 import type { Logger } from 'pino';
 import type { HostScope } from '../host/host-scope.js';
 import type { BuildReporter } from '../image/build-reporter.js';
@@ -30,6 +31,8 @@ export interface CreateSandboxOptions {
    * say otherwise.
    */
   fromCheckpoint?: string;
+  /** Volumes of this node (`<home>/volumes/<volumeId>`) bound into the sandbox at `path`. */
+  volumes?: VolumeMount[];
 }
 
 export interface SandboxManagerOptions {

@@ -86,6 +86,8 @@ export const SandboxRecordSchema = Type.Object({
   ),
   /** The version the sandbox's envd reports. */
   envdVersion: Type.Optional(Type.String()),
+  /** Volumes of the node bound into it (`<home>/volumes/<volumeId>` at `path`), again at every boot. */
+  volumes: Type.Optional(Type.Array(Type.Object({ volumeId: Type.String(), path: Type.String() }))),
   createdAt: Type.String(),
   startedAt: Type.Optional(Type.String()),
 });

@@ -10,6 +10,7 @@ import {
   SandboxUsageSchema,
   StringMap,
   TemplateDefinitionSchema,
+  VolumeMountSchema,
 } from './sandbox-types.js';
 
 // The commands a server gives a node, each with the schema of its payload and of the
@@ -46,6 +47,8 @@ export const NODE_COMMANDS = {
       /** Start from this checkpoint instead of from `template`. */
       fromCheckpoint: Type.Optional(checkpointName),
       buildLayers,
+      /** Volumes of this node (`<home>/volumes/<id>`) bound into the sandbox at `path` (1.3). */
+      volumes: Type.Optional(Type.Array(VolumeMountSchema, { maxItems: 16 })),
     }),
     result: NodeSandboxSchema,
   },

@@ -13,7 +13,8 @@ export const NODE_PROTOCOL = { major: 1, minor: 3 } as const;
 // a snapshot's layers, `direct` listener and `ended` sandboxes.
 // 1.2: checkpoints between nodes (`artefact.push`/`fetch` `checkpoints`; MISSING_ARTEFACT
 // `details.checkpoints`).
-// 1.3: `sandbox.usage`'s `egressBytes` (the node's egress counter of the sandbox).
+// 1.3: `sandbox.usage`'s `egressBytes` (the node's egress counter of the sandbox), and
+//      `sandbox.create`'s `volumes` (volumes of the node bound into the sandbox).
 export type NodeProtocolVersion = { major: number; minor: number };
 
 /** The header every node request carries its protocol version in (`1.0`). */

@@ -6,6 +6,35 @@ import { type Static, Type } from 'typebox';
 
 export const StringMap = Type.Record(Type.String(), Type.String());
 
+/** A volume's id (`vol` + hex, also its directory's name on the node). */
+export const VOLUME_ID_PATTERN = '^vol[a-f0-9]{20}$';
+
+/**
+ * A volume bound into a sandbox: the node's directory `<home>/volumes/<volumeId>` at the
+ * absolute `path` in the sandbox (no `..`, not `/`, `/proc`, `/sys` or `/dev`).
+ */
+export const VolumeMountSchema = Type.Object({
+  volumeId: Type.String({ pattern: VOLUME_ID_PATTERN }),
+  path: Type.String({ pattern: '^/[^\\0]*$', maxLength: 4096 }),
+});
+export type VolumeMount = Static<typeof VolumeMountSchema>;
+
+/** Where a volume may not be mounted: the root, and what the sandbox's kernel interfaces are. */
+const RESERVED_MOUNT_PATHS = ['/proc', '/sys', '/dev'];
+
+/** Why `path` cannot be a volume's mount path in a sandbox, or undefined if it can. */
+export function volumeMountPathProblem(path: string): string | undefined {
+  if (typeof path !== 'string' || !path.startsWith('/')) return 'is not an absolute path';
+  if (path.length > 4096 || path.includes('\0')) return 'is not a usable path';
+  const parts = path.split('/').filter(Boolean);
+  if (parts.length === 0) return 'is the root directory';
+  if (parts.some((p) => p === '..' || p === '.')) return 'must not contain "." or ".."';
+  const normal = `/${parts.join('/')}`;
+  if (RESERVED_MOUNT_PATHS.some((r) => normal === r || normal.startsWith(`${r}/`)))
+    return `is under ${RESERVED_MOUNT_PATHS.join(', ')}`;
+  return undefined;
+}
+
 /** A sandbox's egress policy: CIDRs, addresses and domain names (E2B's `allowOut`/`denyOut`). */
 export const NetworkPolicySchema = Type.Object({
   allowInternetAccess: Type.Optional(Type.Boolean()),

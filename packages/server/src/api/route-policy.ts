@@ -13,8 +13,10 @@ const AREAS: [prefix: RegExp, area: RouteArea][] = [
   [/^\/snapshots(\/|$)/, 'sandboxes'],
   // The team's sandbox metrics.
   [/^\/teams\/:teamID\/metrics(\/|$)/, 'sandboxes'],
+  // Volumes are what sandboxes mount (the content routes take the volume's token, not a key).
+  [/^\/(volumes|volumecontent)(\/|$)/, 'sandboxes'],
   // E2B routes aiva answers 501 to: whatever the scope, the SDK must hear "not supported".
-  [/^\/(volumes|volumecontent|secrets)(\/|$)/, 'sandboxes'],
+  [/^\/secrets(\/|$)/, 'sandboxes'],
   [/^\/(v[23]\/)?templates(\/|$)/, 'templates'],
   // Lifecycle events are the sandboxes'; webhooks and usage are the team's administration.
   [/^\/events\/sandboxes(\/|$)/, 'sandboxes'],
@@ -74,6 +76,8 @@ const ACTIONS: Record<string, string> = {
   'PATCH /events/webhooks/:webhookID': 'webhook.update',
   'DELETE /events/webhooks/:webhookID': 'webhook.delete',
   'POST /v1/node-tokens': 'node_token.create',
+  'POST /volumes': 'volume.create',
+  'DELETE /volumes/:volumeID': 'volume.destroy',
   'DELETE /v1/node-tokens/:tokenID': 'node_token.revoke',
   'POST /v1/console/session': 'console.sign_in',
   'DELETE /v1/console/session': 'console.sign_out',
@@ -86,7 +90,7 @@ export const MUTATING = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
 
 /** The audit action of a mutating call on a route pattern. */
 export function auditAction(method: string, url: string): string | undefined {
-  if (/^\/(volumes|volumecontent|secrets)(\/|$)/.test(url)) return 'unsupported';
+  if (/^\/secrets(\/|$)/.test(url)) return 'unsupported';
   return ACTIONS[`${method} ${url}`];
 }
 
@@ -98,7 +102,7 @@ export function unnamedMutatingRoute(methods: string | string[], url: string): s
 }
 
 /** Response fields that hold the id of what a call made. */
-const MADE_ID_FIELDS = ['sandboxID', 'templateID', 'buildID', 'snapshotID', 'teamId', 'id'];
+const MADE_ID_FIELDS = ['sandboxID', 'templateID', 'buildID', 'snapshotID', 'volumeID', 'teamId', 'id'];
 
 /**
  * The ids a call named (its path parameters) or made (ids in its JSON response: a create's

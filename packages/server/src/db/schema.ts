@@ -314,3 +314,4 @@ export const usageRecords = pgTable(
 export * from './cluster-schema.js';
 export * from './console-schema.js';
 export * from './events-schema.js';
+export * from './volumes-schema.js';

@@ -13,6 +13,7 @@ import type {
   NodeSandbox,
   SandboxUsage,
   TemplateDefinitionData,
+  VolumeMount,
 } from '@aiva/protocol/node';
 import { NodeCommandError } from '@aiva/protocol/node';
 import {
@@ -33,6 +34,8 @@ export interface NodeSandboxRequest {
   network?: NodeNetworkPolicy;
   /** Start from this checkpoint instead of from `template`. */
   fromCheckpoint?: string;
+  /** Volumes of the node bound into the sandbox (protocol 1.3). */
+  volumes?: VolumeMount[];
 }
 
 /**
@@ -145,6 +148,7 @@ export class NodeClient {
       ...(r.envVars ? { envVars: r.envVars } : {}),
       ...(r.network ? { network: r.network } : {}),
       ...(r.fromCheckpoint ? { fromCheckpoint: r.fromCheckpoint } : {}),
+      ...(r.volumes?.length ? { volumes: r.volumes } : {}),
     });
   }
 

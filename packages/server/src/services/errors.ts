@@ -35,7 +35,7 @@ export class ForbiddenError extends ServiceError {}
 export class CapacityError extends ServiceError {}
 
 /** What a team's quota limits (`services/team-quotas.ts`); `sandboxes` is also the server's default cap. */
-export type QuotaKind = 'sandboxes' | 'vcpus' | 'memory' | 'disk' | 'creates' | 'requests';
+export type QuotaKind = 'sandboxes' | 'vcpus' | 'memory' | 'disk' | 'creates' | 'requests' | 'volumes';
 
 /** The caller's team is past one of its quotas (or the server's default cap): try again after `retryAfterS`. */
 export class TeamLimitError extends ServiceError {

@@ -14,6 +14,7 @@ import { transition } from './sandbox-states.js';
 import { type TeamQuotas, templateSize } from './team-quotas.js';
 import type { Caller } from './team-service.js';
 import { startsFrom, type TemplateCatalog } from './template-catalog.js';
+import type { ResolvedMounts, VolumeService } from './volume-service.js';
 import type { WarmPool } from './warm-pool.js';
 
 /** A snapshot a sandbox is created from: the node's checkpoint and what the sandbox shows as its template. */
@@ -34,6 +35,8 @@ export interface SandboxCreationParts {
   metrics: ServerMetrics;
   logger: Logger;
   domain?: string;
+  /** Volumes that `volumeMounts` name. */
+  volumes?: VolumeService;
   /** The warm pool, once the service has started one. */
   pool: () => WarmPool | undefined;
 }
@@ -58,7 +61,10 @@ function checkAutoPauseMemory(body: NewSandbox): void {
  * admitted, the node's create, and everything undone when any of it fails.
  */
 export class SandboxCreation {
-  private readonly options: Pick<SandboxCreationParts, 'quotas' | 'templates' | 'metrics' | 'domain'>;
+  private readonly options: Pick<
+    SandboxCreationParts,
+    'quotas' | 'templates' | 'metrics' | 'domain' | 'volumes'
+  >;
   private readonly nodes: Nodes;
   private readonly live: LiveSandboxes;
   private readonly rows: SandboxRows;
@@ -117,9 +123,20 @@ export class SandboxCreation {
     await quotas.checkCreate(caller, quota, this.live.countOfTeam(caller.teamId), size);
     // The template's own memory is not known before it starts: count a typical sandbox.
     this.live.checkCapacity(TYPICAL_MEMORY_MIB);
+    const volumes = await this.volumeMounts(caller, body);
     const pool = this.pool();
-    const pooled = from.usePool !== false && resolved ? pool?.take(startsFrom(resolved)) : undefined;
-    const node = pooled && pool ? pool.node : await this.nodes.place(placementOf(resolved, snapshot, body));
+    // A pooled sandbox was made without volumes.
+    const pooled =
+      from.usePool !== false && resolved && !volumes ? pool?.take(startsFrom(resolved)) : undefined;
+    const placement = placementOf(resolved, snapshot, body);
+    if (volumes) {
+      if (placement.node && placement.node !== volumes.nodeId)
+        throw new InvalidRequestError(
+          `the volumes are on node ${volumes.nodeId}, not on ${placement.node} (aiva.placement.node)`,
+        );
+      placement.node = volumes.nodeId;
+    }
+    const node = pooled && pool ? pool.node : await this.nodes.place(placement);
     const id = pooled ?? newSandboxId();
     const owner = { id, teamId: caller.teamId, nodeId: node.id, template, alias };
     const row = newSandboxRow(owner, body, timeoutS, new Date());
@@ -130,7 +147,10 @@ export class SandboxCreation {
     try {
       // This create is among the team's live ones now; the others are what it is checked against.
       const others = this.live.countOfTeam(caller.teamId) - 1;
-      await quotas.admitCreate(caller, quota, others, size, (db) => this.rows.insert(row, db));
+      await quotas.admitCreate(caller, quota, others, size, async (db) => {
+        await this.rows.insert(row, db);
+        if (volumes) await this.options.volumes?.recordMounts(db, id, volumes.mounts);
+      });
       const request = { envVars: body.envVars, accessToken: row.envdAccessToken, network: policy };
       const n = pooled
         ? await node.claim(id, request)
@@ -138,6 +158,7 @@ export class SandboxCreation {
             id,
             template: nodeTemplate,
             fromCheckpoint: snapshot?.checkpoint,
+            ...(volumes ? { volumes: volumes.mounts } : {}),
             ...request,
           });
       // Past a quota, it goes again (the catch below), and leaves nothing.
@@ -171,6 +192,7 @@ export class SandboxCreation {
       );
       return sandboxOf({ ...row, ...ready }, this.options.domain);
     } catch (e) {
+      // Its mount rows go with its row (a foreign key that cascades).
       this.live.remove(id);
       await this.rows.remove(id);
       this.live.updateGauge();
@@ -187,5 +209,14 @@ export class SandboxCreation {
       this.log.error({ sandbox: id, err: e }, 'sandbox create failed');
       throw new OperationFailedError('the sandbox could not start', e);
     }
+  }
+
+  /** The create's `volumeMounts`, resolved (undefined when it names none). */
+  private async volumeMounts(caller: Caller, body: NewSandbox): Promise<ResolvedMounts | undefined> {
+    const requested = body.volumeMounts ?? [];
+    if (requested.length === 0) return undefined;
+    const { volumes } = this.options;
+    if (!volumes) throw new InvalidRequestError('volumeMounts: this server has no volumes');
+    return volumes.resolveMounts(caller, requested);
   }
 }

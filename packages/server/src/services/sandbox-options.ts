@@ -3,7 +3,8 @@ import type { NewSandbox } from '../api/e2b/schemas.js';
 import { InvalidRequestError } from './errors.js';
 
 /**
- * What aiva does with E2B's create options it does not implement: a request that asks
+ * What aiva does with E2B's create options it does not implement (`volumeMounts` are
+ * `VolumeService.resolveMounts`'s): a request that asks
  * for one is refused (400), never run without it. An empty or null value asks for
  * nothing and passes (the SDK leaves all of these out unless the caller set them).
  * Fields E2B does not have either are ignored, as before.
@@ -18,8 +19,6 @@ export function checkCreateOptions(body: NewSandbox): void {
   // template, mcp-gateway, has it); the server only checks the shape.
   if (body.mcp != null && (typeof body.mcp !== 'object' || Array.isArray(body.mcp)))
     throw new InvalidRequestError('mcp must be an object of MCP servers (see the mcp-gateway template)');
-  if (body.volumeMounts != null && (!Array.isArray(body.volumeMounts) || body.volumeMounts.length > 0))
-    refuse('volumeMounts', ' yet (volumes)');
   const network = body.network;
   if (!network) return;
   refuseUnsupportedEgress(network);

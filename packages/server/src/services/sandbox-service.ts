@@ -31,6 +31,7 @@ import type { TeamQuotas } from './team-quotas.js';
 import type { Caller } from './team-service.js';
 import type { TemplateCatalog } from './template-catalog.js';
 import { METERING_INTERVAL_S, UsageMeter } from './usage-meter.js';
+import type { VolumeService } from './volume-service.js';
 import { WarmPool } from './warm-pool.js';
 
 export interface SandboxServiceOptions {
@@ -43,6 +44,8 @@ export interface SandboxServiceOptions {
   quotas: TeamQuotas;
   /** Base domain of sandbox traffic (`{port}-{id}.{domain}`), if host routing is on. */
   domain?: string;
+  /** Volumes that creates' `volumeMounts` name (none: a create that names one is refused). */
+  volumes?: VolumeService;
   /** How often to sample running sandboxes' CPU, memory and disk. */
   metricsIntervalMs?: number;
   /** Seconds between usage records (default a minute). */
@@ -233,12 +236,17 @@ export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
   }
 
   async get(caller: Caller, id: string): Promise<SandboxDetail> {
-    return sandboxDetail(await this.row(caller, id), this.options.domain);
+    const detail = sandboxDetail(await this.row(caller, id), this.options.domain);
+    const mounts = (await this.options.volumes?.mountsOf([id]))?.get(id);
+    return mounts ? { ...detail, volumeMounts: mounts } : detail;
   }
 
-  /** The team's sandboxes, filtered, ordered by start time, one page at a time. */
-  list(caller: Caller, q: ListQuery): ReturnType<typeof listSandboxes> {
-    return listSandboxes(this.options.db, caller.teamId, q);
+  /** The team's sandboxes, filtered, ordered by start time, one page at a time, with their volumes. */
+  async list(caller: Caller, q: ListQuery): ReturnType<typeof listSandboxes> {
+    const page = await listSandboxes(this.options.db, caller.teamId, q);
+    const mounts = await this.options.volumes?.mountsOf(page.items.map((s) => s.sandboxID));
+    if (!mounts?.size) return page;
+    return { ...page, items: page.items.map((s) => ({ ...s, volumeMounts: mounts.get(s.sandboxID) ?? [] })) };
   }
 
   /** Kills a sandbox of the caller's team; false if there is none with that id. */

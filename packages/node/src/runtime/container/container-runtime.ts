@@ -30,6 +30,7 @@ import { MAX_PIDS, ociConfig } from './oci-config.js';
 import { SandboxDisk } from './sandbox-disk.js';
 import { UserCgroup, userPids } from './user-cgroup.js';
 import { withUserNamespace } from './userns-config.js';
+import { volumeAttachDir, volumeBinds } from './volume-binds.js';
 
 export type OciRuntime = 'runc' | 'crun';
 
@@ -102,6 +103,7 @@ export class ContainerRuntime implements SandboxRuntime {
     coldResume: true,
     entropyReseed: false,
     changesAsLayer: true,
+    volumes: true,
     userNamespace: false,
   };
 
@@ -199,6 +201,7 @@ export class ContainerRuntime implements SandboxRuntime {
         userCgroup,
         cpus: formatCpuList((await this.options.cpuPlacement?.place(spec.id, spec.resources.vcpus)) ?? []),
         lxcfsMounts: await this.options.lxcfs?.containerMounts(),
+        volumeMounts: await volumeBinds(spec, userns, signal),
       });
       const config = userns ? withUserNamespace(base, userns) : base;
       await writeFile(join(p.bundle, 'config.json'), JSON.stringify(config, null, 2));
@@ -308,6 +311,8 @@ export class ContainerRuntime implements SandboxRuntime {
     }
     await rm(p.rootfs, { recursive: true, force: true });
     await rm(p.attach, { recursive: true, force: true });
+    // Only empty mount points: the volumes were unmounted above (or nothing is removed).
+    await rm(volumeAttachDir(spec.dir), { recursive: true, force: true });
     if (!keepDisk) await p.disk.remove();
     await rm(p.bundle, { recursive: true, force: true });
     this.options.cpuPlacement?.release(spec.id);

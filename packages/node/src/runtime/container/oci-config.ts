@@ -57,6 +57,8 @@ export function ociConfig(
     cpus?: string;
     /** Bind mounts of LXCFS's files over /proc and /sys ones, so that free and os.cpus() inside see the limits. */
     lxcfsMounts?: object[];
+    /** Bind mounts of the sandbox's volumes (`volume-binds.ts`), last: over anything above. */
+    volumeMounts?: object[];
   },
 ): object {
   const caps = CONTAINER_CAPABILITIES;
@@ -106,6 +108,7 @@ export function ociConfig(
       tmpfs('/run', ['nosuid', 'nodev', 'mode=755', 'size=65536k']),
       ...(user?.mounts() ?? []),
       ...(options.lxcfsMounts ?? []),
+      ...(options.volumeMounts ?? []),
     ],
     linux: {
       namespaces: [

@@ -212,6 +212,7 @@ export class FirecrackerRuntime implements SandboxRuntime {
     coldResume: false,
     entropyReseed: true,
     changesAsLayer: false,
+    volumes: false,
     userNamespace: false,
   };
 

@@ -70,6 +70,7 @@ export class QemuRuntime implements SandboxRuntime {
     coldResume: true,
     entropyReseed: true,
     changesAsLayer: false,
+    volumes: false,
     userNamespace: false,
   };
 

@@ -58,7 +58,16 @@ export const NewSandbox = Type.Object(
       }),
     ),
     volumeMounts: Type.Optional(
-      Type.Unknown({ description: 'not supported by aiva: only an empty list is accepted' }),
+      Type.Union([
+        Type.Array(
+          Type.Object({
+            name: Type.String({ minLength: 1, maxLength: 63 }),
+            path: Type.String({ minLength: 1, maxLength: 4096 }),
+          }),
+          { maxItems: 16 },
+        ),
+        Type.Null(),
+      ]),
     ),
   },
   { additionalProperties: true },
@@ -207,6 +216,8 @@ export const ListedSandbox = Type.Object({
   envdVersion: Type.String(),
   state: Type.Union([Type.Literal('running'), Type.Literal('paused')]),
   metadata: Type.Optional(Type.Record(Type.String(), Type.String())),
+  /** The volumes it mounts (E2B's `{name, path}`). */
+  volumeMounts: Type.Optional(Type.Array(Type.Object({ name: Type.String(), path: Type.String() }))),
 });
 export type ListedSandbox = Static<typeof ListedSandbox>;
 

@@ -3,11 +3,9 @@ import type { FastifyInstance } from 'fastify';
 /**
  * E2B routes the SDK calls that aiva does not offer yet: they answer 501 with what is
  * missing, so that the SDK raises its error for that resource with a message that says
- * so (a 404 would read as "this volume does not exist").
+ * so (a 404 would read as "this secret does not exist").
  */
 const UNSUPPORTED: [prefix: string, what: string][] = [
-  ['/volumes', 'volumes are not supported by this aiva server yet'],
-  ['/volumecontent', 'volumes are not supported by this aiva server yet'],
   ['/secrets', 'secrets are not supported by this aiva server'],
 ];
 
