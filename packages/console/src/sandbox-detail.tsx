@@ -7,7 +7,8 @@ import { useSandboxStream } from './sandbox-stream.js';
 import { SandboxTimeout } from './sandbox-timeout.js';
 
 /**
- * One sandbox, live from the sandbox stream, with pause, resume, kill and its timeout. Once listed, its
+ * One sandbox, live from the sandbox stream, with pause, resume, kill and its timeout, and
+ * while it runs a terminal and its files. Once listed, its
  * leaving the list is its end; one the stream never listed (an old one past the stream's
  * 1000) is read with `GET /sandboxes/{id}`, where a 404 means it has ended.
  */
@@ -83,6 +84,31 @@ export function SandboxDetail(props: { id: string; onSessionEnded: () => void })
           {sandbox.state === 'running' && <SandboxTimeout id={sandbox.sandboxID} />}
         </div>
       )}
+      {sandbox?.state === 'running' && !ended && <LazySandboxTools id={sandbox.sandboxID} />}
     </section>
   );
+}
+
+type Tools = typeof import('./sandbox-tools.js').SandboxTools;
+
+/**
+ * The terminal and file browser, loaded when first shown: xterm.js and the Connect
+ * runtime are most of the console's script, and only this page needs them.
+ */
+function LazySandboxTools(props: { id: string }) {
+  const [tools, setTools] = useState<{ Tools: Tools }>();
+  const [error, setError] = useState<string>();
+  useEffect(() => {
+    import('./sandbox-tools.js').then(
+      (m) => setTools({ Tools: m.SandboxTools }),
+      (e) => setError(errorMessage(e)),
+    );
+  }, []);
+  if (error)
+    return (
+      <p role="alert" class="error">
+        {error}
+      </p>
+    );
+  return tools ? <tools.Tools id={props.id} /> : <p>Loading the terminal…</p>;
 }
