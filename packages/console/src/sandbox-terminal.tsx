@@ -63,10 +63,11 @@ function pidSelector(pid: number) {
 /**
  * A live shell in the sandbox: xterm.js over envd's PTY (`process.Process/Start` with a
  * `pty`, streamed; keys by `SendInput`; the terminal's size by `Update`, following the
- * element's size). The shell is killed when the terminal goes (page left, sandbox paused).
+ * element's size). The shell is killed when the terminal goes while the sandbox still runs
+ * (the page left); a sandbox that paused or ended is left alone.
  * Escape then Tab moves the focus on; the rest of the keys go to the shell.
  */
-export function SandboxTerminal(props: { envd: Envd }) {
+export function SandboxTerminal(props: { envd: Envd; stillRunning: () => boolean }) {
   const host = useRef<HTMLDivElement>(null);
   const [status, setStatus] = useState('Connecting…');
   const [error, setError] = useState<string>();
@@ -77,7 +78,7 @@ export function SandboxTerminal(props: { envd: Envd }) {
     const { process } = props.envd;
     const dark = window.matchMedia('(prefers-color-scheme: dark)');
     const term = new Terminal({
-      cursorBlink: true,
+      cursorBlink: false,
       fontFamily: 'ui-monospace, SFMono-Regular, Menlo, Consolas, monospace',
       fontSize: 14,
       minimumContrastRatio: 4.5,
@@ -156,7 +157,7 @@ export function SandboxTerminal(props: { envd: Envd }) {
 
     return () => {
       aborted.abort();
-      if (pid !== undefined)
+      if (pid !== undefined && props.stillRunning())
         process.sendSignal({ process: pidSelector(pid), signal: Signal.SIGKILL }).catch(() => {});
       observer.disconnect();
       typed.dispose();

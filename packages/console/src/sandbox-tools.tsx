@@ -3,7 +3,7 @@ import { SandboxFiles } from './sandbox-files.js';
 import { SandboxTerminal } from './sandbox-terminal.js';
 
 /** A running sandbox's terminal and file browser, over its envd (gone when it pauses or ends). */
-export function SandboxTools(props: { id: string }) {
+export function SandboxTools(props: { id: string; stillRunning: () => boolean }) {
   const { envd, error } = useEnvd(props.id);
   if (error)
     return (
@@ -14,7 +14,7 @@ export function SandboxTools(props: { id: string }) {
   if (!envd) return <p>Connecting to the sandbox…</p>;
   return (
     <div class="detail-tools">
-      <SandboxTerminal envd={envd} />
+      <SandboxTerminal envd={envd} stillRunning={props.stillRunning} />
       <SandboxFiles envd={envd} />
     </div>
   );
