@@ -180,7 +180,7 @@ export function SandboxTerminal(props: { envd: Envd; stillRunning: () => boolean
           {error}
         </p>
       )}
-      <div ref={host} class="terminal" data-terminal="" />
+      <div ref={host} class="terminal-frame" data-terminal="" />
     </section>
   );
 }
