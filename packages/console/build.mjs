@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 // Bundles the console (src/main.tsx and src/app.css) into dist/: index.html, app.js,
 // app.css — static files the server serves, nothing fetched from elsewhere at run time.
-// Prints each file's size and gzip size.
-import { copyFileSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+// The sandbox page's tools are a chunk of their own (chunk-<hash>.js). Prints each file's
+// size and gzip size when AIVA_CONSOLE_SIZES is set.
+import { copyFileSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
@@ -18,6 +19,9 @@ await build({
   minify: true,
   sourcemap: false,
   format: 'esm',
+  // The sandbox page's terminal and file browser come in a chunk of their own, loaded there.
+  splitting: true,
+  chunkNames: 'chunk-[hash]',
   target: ['chrome110', 'firefox110', 'safari16'],
   jsx: 'automatic',
   jsxImportSource: 'preact',
@@ -25,7 +29,8 @@ await build({
   logLevel: 'warning',
 });
 for (const f of ['index.html', 'favicon.svg']) copyFileSync(join(here, 'src', f), join(out, f));
-for (const f of ['index.html', 'app.js', 'app.css']) {
+const chunks = readdirSync(out).filter((f) => f.startsWith('chunk-'));
+for (const f of ['index.html', 'app.js', 'app.css', ...chunks]) {
   const bytes = readFileSync(join(out, f));
   if (process.env.AIVA_CONSOLE_SIZES)
     console.log(`console ${f}: ${bytes.length} bytes, ${gzipSync(bytes).length} gzip`);

@@ -8,11 +8,14 @@ const RESUME_TIMEOUT_S = 300;
  * Pause, resume and kill for one sandbox, through E2B's routes (`POST
  * /sandboxes/{id}/pause`, `POST /sandboxes/{id}/connect`, `DELETE /sandboxes/{id}`). Kill
  * asks once more ("Confirm kill") before it acts. The list updates from the stream, so
- * nothing here changes it; `onDone` is told after a call succeeded.
+ * nothing here changes it; `onStart` is told (and a turn of the event loop given) before a
+ * call, `onDone` after it succeeded, `onFailed` after it failed.
  */
 export function SandboxActions(props: {
   sandbox: ListedSandbox;
+  onStart?: (what: 'paused' | 'resumed' | 'killed') => void;
   onDone?: (what: 'paused' | 'resumed' | 'killed') => void;
+  onFailed?: (what: 'paused' | 'resumed' | 'killed') => void;
 }) {
   const { sandboxID: id, state } = props.sandbox;
   const [busy, setBusy] = useState(false);
@@ -28,6 +31,10 @@ export function SandboxActions(props: {
     setBusy(true);
     setError(undefined);
     try {
+      if (props.onStart) {
+        props.onStart(what);
+        await new Promise((r) => setTimeout(r, 0));
+      }
       if (what === 'paused') await api('POST', `/sandboxes/${id}/pause`, {});
       else if (what === 'resumed')
         await api('POST', `/sandboxes/${id}/connect`, { timeout: RESUME_TIMEOUT_S });
@@ -35,6 +42,7 @@ export function SandboxActions(props: {
       props.onDone?.(what);
     } catch (e) {
       setError(errorMessage(e));
+      props.onFailed?.(what);
     } finally {
       setBusy(false);
       setConfirmKill(false);

@@ -7,7 +7,8 @@ import { useSandboxStream } from './sandbox-stream.js';
 import { SandboxTimeout } from './sandbox-timeout.js';
 
 /**
- * One sandbox, live from the sandbox stream, with pause, resume, kill and its timeout. Once listed, its
+ * One sandbox, live from the sandbox stream, with pause, resume, kill and its timeout, and
+ * while it runs a terminal and its files. Once listed, its
  * leaving the list is its end; one the stream never listed (an old one past the stream's
  * 1000) is read with `GET /sandboxes/{id}`, where a 404 means it has ended.
  */
@@ -32,6 +33,12 @@ export function SandboxDetail(props: { id: string; onSessionEnded: () => void })
 
   const sandbox = streamed ?? read ?? undefined;
   const ended = !streamed && read === null;
+  // Pause or kill asked from this page: the terminal closes its stream first.
+  const [leaving, setLeaving] = useState(false);
+  const state = ended ? 'ended' : sandbox?.state;
+  useEffect(() => {
+    if (state !== 'running') setLeaving(false);
+  }, [state]);
   return (
     <section aria-labelledby="detail-title">
       <p>
@@ -79,10 +86,49 @@ export function SandboxDetail(props: { id: string; onSessionEnded: () => void })
               <MetadataList metadata={sandbox.metadata} />
             </dd>
           </dl>
-          <SandboxActions sandbox={sandbox} />
+          <SandboxActions
+            sandbox={sandbox}
+            onStart={(what) => what !== 'resumed' && setLeaving(true)}
+            onFailed={() => setLeaving(false)}
+          />
           {sandbox.state === 'running' && <SandboxTimeout id={sandbox.sandboxID} />}
         </div>
       )}
+      <LazySandboxTools id={props.id} running={sandbox?.state === 'running' && !ended && !leaving} />
     </section>
+  );
+}
+
+type Tools = typeof import('./sandbox-tools.js').SandboxTools;
+
+/**
+ * The terminal and file browser while the sandbox runs, loaded when first shown: xterm.js
+ * and the Connect runtime are most of the console's script, and only this page needs them.
+ * Mounted for the page's life: when the sandbox stops running the tools go (and leave its
+ * shell alone); when the page goes while it runs, the terminal kills its shell.
+ */
+function LazySandboxTools(props: { id: string; running: boolean }) {
+  const [tools, setTools] = useState<{ Tools: Tools }>();
+  const [error, setError] = useState<string>();
+  const running = useRef(props.running);
+  running.current = props.running;
+  useEffect(() => {
+    if (!props.running || tools) return;
+    import('./sandbox-tools.js').then(
+      (m) => setTools({ Tools: m.SandboxTools }),
+      (e) => setError(errorMessage(e)),
+    );
+  }, [props.running]);
+  if (!props.running) return null;
+  if (error)
+    return (
+      <p role="alert" class="error">
+        {error}
+      </p>
+    );
+  return tools ? (
+    <tools.Tools id={props.id} stillRunning={() => running.current} />
+  ) : (
+    <p>Loading the terminal…</p>
   );
 }

@@ -7,10 +7,14 @@ import type { FastifyInstance, FastifyReply } from 'fastify';
 /** The console's client-side pages: the server answers index.html there, the page does the rest. */
 export const CONSOLE_PAGES = '/ui/*';
 
-/** Only the console's own files, from this origin; no framing. */
+/**
+ * Only the console's own files, from this origin; no framing. Styles may also be inline:
+ * the terminal (xterm.js's DOM renderer) sizes and colours its cells with <style>
+ * elements and style attributes it writes at run time; scripts stay the console's own.
+ */
 const SECURITY_HEADERS = {
   'content-security-policy':
-    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
+    "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
   'x-content-type-options': 'nosniff',
   'referrer-policy': 'no-referrer',
 };
