@@ -117,10 +117,15 @@ for (const driver of ['container', 'qemu-microvm'] as DriverName[]) {
     test('a restarted node adopts live sandboxes and cleans up dead ones', async (t) => {
       const home = await tempDir('aiva-node-');
       const first = await testManager({ defaultDriver: driver, home });
-      const [live, dead] = await Promise.all([
+      // Closed whatever happens: an open manager holds the node lock every later test needs.
+      const creates = Promise.all([
         first.create({ memoryMiB: 256, vcpus: 1 }),
         first.create({ memoryMiB: 256, vcpus: 1 }),
       ]);
+      const [live, dead] = await creates.catch(async (e: unknown) => {
+        await closeManager(first);
+        throw e;
+      });
       await first.close();
       process.kill(dead.runtime?.pid ?? 0, 'SIGKILL');
       await until('the process to exit', async () =>

@@ -33,6 +33,20 @@ export class QmpClient {
 
   /** Connects, reads the greeting and negotiates capabilities. */
   static async connect(path: string, timeoutMs = 5000): Promise<QmpClient> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      try {
+        return await QmpClient.connectOnce(path, Math.max(1, deadline - Date.now()));
+      } catch (e) {
+        // QEMU makes its socket's file (bind) a moment before it listens: a refusal then
+        // means not yet. One that lasts to the deadline is the error.
+        if ((e as NodeJS.ErrnoException).code !== 'ECONNREFUSED' || Date.now() >= deadline) throw e;
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    }
+  }
+
+  private static async connectOnce(path: string, timeoutMs: number): Promise<QmpClient> {
     const socket = connect(path);
     const client = new QmpClient(socket);
     const greeting = new Promise<void>((resolve, reject) => {
