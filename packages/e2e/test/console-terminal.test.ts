@@ -12,10 +12,10 @@ import { mkdtemp, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { AxeBuilder } from '@axe-core/playwright';
 import { Sandbox } from 'e2b';
 import { type Browser, type BrowserContext, chromium, type Page, type Request } from 'playwright-core';
 import { aivaUpForFile } from './helpers/aiva-up.js';
+import { assertAccessible } from './helpers/console-accessibility.js';
 
 const server = aivaUpForFile();
 const WAIT_MS = 30_000;
@@ -55,17 +55,6 @@ async function signedInPage(
   assert.ok(check >= 0, `the session check's 401: ${JSON.stringify(errors)}`);
   errors.splice(check, 1);
   return { page, errors, toEnvd };
-}
-
-/** axe with the WCAG 2.0/2.1 A and AA rules: no violation of any impact. */
-async function assertAccessible(page: Page, what: string): Promise<void> {
-  const result = await new AxeBuilder({ page })
-    .withTags(['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'])
-    .analyze();
-  const found = result.violations.map(
-    (v) => `${v.id} (${v.impact}): ${v.help} — ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`,
-  );
-  assert.deepEqual(found, [], `axe on ${what}`);
 }
 
 /** Opens the sandbox's page and waits for its shell; prints how long that took (not asserted). */

@@ -14,10 +14,10 @@ import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { AxeBuilder } from '@axe-core/playwright';
 import { NotFoundError, Sandbox } from 'e2b';
 import { type Browser, type BrowserContext, chromium, type Page } from 'playwright-core';
 import { aivaUpForFile } from './helpers/aiva-up.js';
+import { assertAccessible } from './helpers/console-accessibility.js';
 
 const server = aivaUpForFile();
 const COOKIE = 'aiva_console';
@@ -54,17 +54,6 @@ function assertNoConsoleErrors(errors: string[], expected: number[] = []): void 
     left.splice(i, 1);
   }
   assert.deepEqual(left, [], 'console errors on the page');
-}
-
-/** axe with the WCAG 2.0/2.1 A and AA rules: no violation of any impact. */
-async function assertAccessible(page: Page, what: string): Promise<void> {
-  const result = await new AxeBuilder({ page })
-    .withTags(['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'])
-    .analyze();
-  const found = result.violations.map(
-    (v) => `${v.id} (${v.impact}): ${v.help} — ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`,
-  );
-  assert.deepEqual(found, [], `axe on ${what}`);
 }
 
 async function screenshot(page: Page, name: string): Promise<void> {
