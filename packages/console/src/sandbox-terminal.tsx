@@ -108,10 +108,16 @@ export function SandboxTerminal(props: { envd: Envd; stillRunning: () => boolean
     const failed = (e: unknown) => {
       if (!aborted.signal.aborted) setError(errorMessage(e));
     };
+    // One input call at a time, in order: calls in flight together may reach envd in any
+    // order, and keystrokes must not ("echo" arriving as "ehco").
+    let sending: Promise<unknown> = Promise.resolve();
     const send = (data: Uint8Array) => {
       if (pid === undefined) return void pending.push(data);
-      process
-        .sendInput({ process: pidSelector(pid), input: { input: { case: 'pty', value: data } } })
+      const to = pid;
+      sending = sending
+        .then(() =>
+          process.sendInput({ process: pidSelector(to), input: { input: { case: 'pty', value: data } } }),
+        )
         .catch(failed);
     };
     const encoder = new TextEncoder();
