@@ -1,4 +1,4 @@
-import { useEffect, useState } from 'preact/hooks';
+import { useEffect, useLayoutEffect, useState } from 'preact/hooks';
 import { ApiError, api, errorMessage, type Session } from './api.js';
 import { HOME, navigate, onLinkClick, usePath } from './router.js';
 import { SandboxCreate } from './sandbox-create.js';
@@ -66,7 +66,8 @@ function SignedIn(props: { session: Session; onSignOut: () => void; onSessionEnd
   const at = usePath();
   // `/` (and anything outside the console's pages) is the sandbox list.
   const path = at.startsWith('/ui/') ? at : HOME;
-  useEffect(() => {
+  // Before the page is painted, so that no one sees the list at an address that is not its own.
+  useLayoutEffect(() => {
     if (path !== at) navigate(HOME, true);
   }, [at]);
   const detail = /^\/ui\/sandboxes\/([a-z0-9]+)$/.exec(path);
