@@ -2,9 +2,13 @@
 // its own, then the command on the node's executor — the one both `aiva up`'s in-process
 // node and a remote node agent run — with real container sandboxes: at its deadline plus
 // the grace a sandbox is killed (reported `endReason: timeout`) or paused, a later deadline
-// replaces an earlier one, `null` clears it, and an unknown sandbox is refused.
+// replaces an earlier one, `null` clears it, and an unknown sandbox is refused; deadlines kept
+// in a file are armed again by the next process.
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { NodeCommand, NodeSandbox } from '@aiva/protocol/node';
@@ -97,5 +101,44 @@ test('sandbox.set-deadline on the node’s executor ends real sandboxes at their
     // Before the test's directory goes: its sandboxes are mounted there.
     executor.deadlines.close();
     await closeManager(m);
+  }
+});
+
+test('deadlines kept in a file outlive the process that set them: restored for known sandboxes only', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'aiva-deadlines-'));
+  const file = join(dir, 'agent', 'deadlines.json');
+  try {
+    const now = Date.now();
+    const first = new SandboxDeadlines({ expire: async () => {}, file });
+    first.set('a', now + 150, 50);
+    first.set('b', now + 60_000, 0, 'pause');
+    first.set('gone', now + 60_000, 0);
+    first.set('c', now + 60_000);
+    first.set('c', undefined);
+    first.close(); // the agent stops; its file stays
+    assert.deepEqual(Object.keys(JSON.parse(await readFile(file, 'utf8'))).sort(), ['a', 'b', 'gone']);
+
+    const expired: string[] = [];
+    const second = new SandboxDeadlines({
+      expire: async (id, action) => void expired.push(`${id}:${action}`),
+      file,
+    });
+    try {
+      assert.equal(
+        second.restore((id) => id !== 'gone'),
+        2,
+      );
+      assert.equal(second.dueAt('a'), now + 200);
+      assert.equal(second.dueAt('b'), now + 60_000);
+      assert.equal(second.dueAt('gone'), undefined, 'a sandbox the node no longer has');
+      await until('a ended at its kept time', async () => (expired.length > 0 ? true : undefined));
+      assert.deepEqual(expired, ['a:kill']);
+      assert.ok(second.endedByDeadline('a'));
+      assert.deepEqual(Object.keys(JSON.parse(await readFile(file, 'utf8'))), ['b'], 'the file follows');
+    } finally {
+      second.close();
+    }
+  } finally {
+    await rm(dir, { recursive: true, force: true });
   }
 });

@@ -1,4 +1,5 @@
 import { hostname, totalmem } from 'node:os';
+import { join } from 'node:path';
 import { dataDir, HostScope, NodeAgent, NodeExecutor, NodeRefusedError, openLocalNode } from '@aiva/node';
 import { type Command, InvalidArgumentError } from 'commander';
 import { BuildProgress } from '../build-progress.js';
@@ -131,6 +132,8 @@ export function registerNodeJoinCommand(node: Command): void {
             push: (p, signal) => (agent as NodeAgent).artefacts.push(p, signal),
             fetch: (p, signal) => (agent as NodeAgent).artefacts.fetch(p, signal),
           },
+          deadlinesFile: join(home, 'agent', 'deadlines.json'),
+          log: logger.child({ component: 'node-executor' }),
         });
         agent = new NodeAgent({
           serverUrl: url.origin,

@@ -42,6 +42,11 @@ export interface NodeExecutorOptions {
     fetch(p: CommandPayload<'artefact.fetch'>, signal: AbortSignal): Promise<CommandResult<'artefact.fetch'>>;
   };
   log?: Logger;
+  /**
+   * Where the node keeps its sandboxes' deadlines across its own restarts (a node agent's;
+   * `aiva up`'s server expires its node's sandboxes itself).
+   */
+  deadlinesFile?: string;
 }
 
 /** What a command may hear as it runs: a build's log lines. */
@@ -93,7 +98,16 @@ export class NodeExecutor {
       },
       onError: (id, e) =>
         options.log?.error({ sandbox: id, err: e.message }, 'ending a sandbox at its deadline failed'),
+      ...(options.deadlinesFile ? { file: options.deadlinesFile } : {}),
     });
+    const kept = this.deadlines.restore((id) => {
+      try {
+        return this.sandboxes.get(id).state === 'running';
+      } catch {
+        return false;
+      }
+    });
+    if (kept > 0) options.log?.info({ deadlines: kept }, 'sandbox deadlines kept from before the restart');
     // A sandbox that stops running has no deadline any more (a resume sets a new one).
     this.sandboxes.on('state', (s) => {
       if (s.state !== 'running' && s.state !== 'creating') this.deadlines.clear(s.id);
