@@ -6,7 +6,7 @@
 // and owners; removed with no mount, loop device or file left.
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { chown, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { chown, mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -84,6 +84,19 @@ test('a node’s close unmounts volumes no sandbox mounts; the next node mounts 
   assert.equal(await readFile(join(disks.mountPointOf(B), 'kept'), 'utf8'), 'b');
   assert.equal(await readFile(join(disks.mountPointOf(A), 'small'), 'utf8'), 'still works');
   assert.deepEqual(await next.adopt(), { mounted: [], converted: [] }, 'adopting twice changes nothing');
+  // Nor through a data directory reached by a symlink: the mount table names real paths.
+  const linked = `${home}-link`;
+  await symlink(home, linked);
+  try {
+    const viaLink = new VolumeDisks(linked);
+    assert.equal(await viaLink.isMounted(B), true);
+    assert.deepEqual(await viaLink.adopt(), { mounted: [], converted: [] });
+    await viaLink.release(new Set([A]));
+    assert.equal(await disks.isMounted(B), false, 'released through the link too');
+    assert.deepEqual(await viaLink.adopt(), { mounted: [B], converted: [] });
+  } finally {
+    await rm(linked);
+  }
 });
 
 test('a volume of before (a plain directory) becomes an image holding its files and owners', async () => {

@@ -1,4 +1,4 @@
-import { mkdir, open, readdir, rename, rm, rmdir, stat } from 'node:fs/promises';
+import { mkdir, open, readdir, realpath, rename, rm, rmdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { VOLUME_ID_PATTERN } from '@aiva/protocol/node';
 import { type Logger, pino } from 'pino';
@@ -117,8 +117,13 @@ export class VolumeDisks implements VolumeDiskStore {
     }
   }
 
+  /** The mount point as the mount table names it: a data directory reached through a symlink is resolved. */
+  private realMountPoint(id: string): Promise<string> {
+    return realpath(this.mountPointOf(id)).catch(() => this.mountPointOf(id));
+  }
+
   async isMounted(id: string): Promise<boolean> {
-    const at = this.mountPointOf(id);
+    const at = await this.realMountPoint(id);
     return (await mountedUnder(at)).includes(at);
   }
 
@@ -131,7 +136,7 @@ export class VolumeDisks implements VolumeDiskStore {
   }
 
   async remove(id: string): Promise<void> {
-    await unmountAll(this.mountPointOf(id));
+    await unmountAll(await this.realMountPoint(id));
     await rm(this.imageOf(id), { force: true });
     await rm(this.mountPointOf(id), { recursive: true, force: true });
   }
@@ -221,7 +226,7 @@ export class VolumeDisks implements VolumeDiskStore {
     for (const n of await readdir(this.dir).catch(() => [] as string[])) {
       const id = IMAGE.exec(n)?.[1];
       if (!id || inUse.has(id)) continue;
-      await unmountAll(this.mountPointOf(id)).catch((e: Error) =>
+      await unmountAll(await this.realMountPoint(id)).catch((e: Error) =>
         this.log.error({ volume: id, err: e }, 'unmounting a volume failed'),
       );
     }
