@@ -184,7 +184,6 @@ export const ErrorResponses = {
   409: ErrorBody,
   429: ErrorBody,
   503: ErrorBody,
-  507: ErrorBody,
 };
 
 export const Sandbox = Type.Object({

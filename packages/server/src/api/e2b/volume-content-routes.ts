@@ -3,10 +3,12 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
 import { UnauthorizedError } from '../../services/errors.js';
 import type { VolumeRow, VolumeService } from '../../services/volume-service.js';
-import { ErrorResponses } from './schemas.js';
+import { ErrorResponses as E2bErrors, ErrorBody } from './schemas.js';
 import { VolumeParams } from './volume-routes.js';
 
 const tags = ['volume content'];
+/** E2B's errors, and 507: the volume is full (its size bounds what is written into it). */
+const ErrorResponses = { ...E2bErrors, 507: ErrorBody };
 
 const Entry = Type.Object({
   name: Type.String(),
