@@ -1,11 +1,16 @@
 // Volumes through the e2b SDK (2.51): `Volume.create/connect/getInfo/list/destroy`, the
 // instance's content methods, and `volumeMounts` in `Sandbox.create`, against `aiva up`
-// (containers) with a small volume quota, reached by environment variables only
-// (E2B_API_URL, E2B_SANDBOX_URL, E2B_API_KEY, and E2B_VOLUME_API_URL for the content API).
+// (containers) with small volumes (32 MiB) and a small quota (96 MiB), reached by
+// environment variables only (E2B_API_URL, E2B_SANDBOX_URL, E2B_API_KEY, and
+// E2B_VOLUME_API_URL for the content API). A volume is an ext4 image mounted on the host:
+// a sandbox that writes past it gets ENOSPC and the host's disk gives it no more.
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, type TestContext, test } from 'node:test';
+import { promisify } from 'node:util';
 import {
   AuthenticationError,
   RateLimitError,
@@ -19,10 +24,14 @@ import {
 } from 'e2b';
 import { aivaUpForFile } from './helpers/aiva-up.js';
 
-/** 2 MiB for a team's volumes in all. */
-const server = aivaUpForFile(['--volume-quota', '2']);
+/** Volumes of 32 MiB unless asked otherwise, and 96 MiB of them for a team. */
+const server = aivaUpForFile(['--volume-quota', '96', '--volume-size', '32']);
 
 const volumeDir = (id: string) => join(server.up.home, 'volumes', id);
+const volumeImage = (id: string) => `${volumeDir(id)}.ext4`;
+/** Whether something is mounted at `dir` on the host. */
+const mountedAt = async (dir: string) =>
+  (await readFile('/proc/self/mounts', 'utf8')).split('\n').some((l) => l.split(' ')[1] === dir);
 
 /** Once the test ends: its sandboxes killed, then its volume destroyed (one in use cannot go). */
 function cleanUp(t: TestContext, vol: Volume, sandboxes: Sandbox[] = []): Sandbox[] {
@@ -49,7 +58,7 @@ describe('volumes through the e2b SDK', () => {
     assert.match(vol.volumeId, /^vol[a-f0-9]{20}$/);
     assert.equal(vol.name, 'shared-data');
     assert.ok(vol.token.length >= 40);
-    assert.ok(existsSync(volumeDir(vol.volumeId)), 'the volume is a directory on the node');
+    assert.ok(await mountedAt(volumeDir(vol.volumeId)), 'the volume’s image is mounted on the node');
 
     const first = await Sandbox.create({ volumeMounts: { '/mnt/data': vol } });
     made.push(first);
@@ -208,6 +217,8 @@ describe('volumes through the e2b SDK', () => {
     assert.equal(await Volume.destroy(vol.volumeId), true);
     destroyed = true;
     assert.equal(existsSync(volumeDir(vol.volumeId)), false, 'its directory is gone');
+    assert.equal(existsSync(volumeImage(vol.volumeId)), false, 'and its image');
+    assert.equal(await mountedAt(volumeDir(vol.volumeId)), false, 'and its mount');
     assert.equal(await Volume.destroy(vol.volumeId), false);
     await assert.rejects(Volume.getInfo(vol.volumeId), failsWith(VolumeNotFoundError, /not found/));
     await assert.rejects(vol.readFile('f'), failsWith(AuthenticationError, /invalid token/));
@@ -252,27 +263,56 @@ describe('volumes through the e2b SDK', () => {
     await raw.body?.cancel();
   });
 
-  test('past the team’s volume quota, writes, creates and mounts are 429; a sandbox’s own writes are not stopped', async (t) => {
-    const vol = await Volume.create('big');
+  test('a sandbox cannot write past its volume: ENOSPC inside, the host gives no more; the volume works after', async (t) => {
+    const vol = await Volume.create('small');
     const made = cleanUp(t, vol);
-    const mib = new Uint8Array(1024 * 1024);
-    await vol.writeFile('one', mib.buffer);
-    await assert.rejects(
-      vol.writeFile('two', new Uint8Array(1536 * 1024).buffer),
-      failsWith(RateLimitError, /quota/),
-    );
-    assert.equal(await vol.exists('two'), false, 'a refused write leaves nothing');
-    const sbx = await Sandbox.create({ volumeMounts: { '/big': vol } });
+    const sbx = await Sandbox.create({ volumeMounts: { '/mnt/v': vol } });
     made.push(sbx);
-    await sbx.commands.run('head -c 2M /dev/zero > /big/from-sandbox');
-    await assert.rejects(Volume.create('more'), failsWith(RateLimitError, /volume quota/));
+    const dd = await sbx.commands.run('dd if=/dev/zero of=/mnt/v/big bs=1M count=100 2>&1; echo "exit $?"');
+    assert.match(dd.stdout, /No space left on device/, dd.stdout);
+    assert.match(dd.stdout, /exit [1-9]/, dd.stdout);
+    const { stdout: du } = await promisify(execFile)('du', ['-s', '-B1', volumeImage(vol.volumeId)]);
+    assert.ok(Number(du.split('\t')[0]) <= 32 * 1024 * 1024, `the image takes ${du} on the host`);
+    // The sandbox sees its volume's size.
+    const df = await sbx.commands.run('df -B1M --output=size /mnt/v | tail -1');
+    assert.ok(Number(df.stdout.trim()) <= 32, df.stdout);
+    // Emptied, it takes writes again, from the sandbox and from the content API.
+    const again = await sbx.commands.run('rm /mnt/v/big && head -c 1M /dev/zero > /mnt/v/again && ls /mnt/v');
+    assert.equal(again.stdout, 'again\n');
+    await vol.writeFile('from-api', 'fits');
+    // The content API's write into a full volume: 507, and nothing left of it.
     await assert.rejects(
-      Sandbox.create({ volumeMounts: { '/big': vol } }),
-      failsWith(RateLimitError, /volume quota/),
+      vol.writeFile('too-big', new Uint8Array(40 * 1024 * 1024).buffer),
+      failsWith(VolumeError, /^507: the volume is full/),
     );
-    await assert.rejects(vol.writeFile('small', 'x'), failsWith(RateLimitError, /quota/));
-    // Freed, it takes writes again.
-    await vol.remove('from-sandbox');
-    await vol.writeFile('small', 'x');
+    assert.equal(await vol.exists('too-big'), false, 'a refused write leaves nothing');
+    assert.equal(await vol.readFile('from-api'), 'fits');
+  });
+
+  test('the team’s volume quota counts their sizes: a create past it is 429 and makes nothing', async (t) => {
+    const one = await Volume.create('one');
+    cleanUp(t, one);
+    // aiva's own field: a size of its own.
+    const raw = (body: object) =>
+      fetch(`${server.up.url}/volumes`, {
+        method: 'POST',
+        headers: { 'x-api-key': server.up.apiKey, 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+      });
+    const sized = await raw({ name: 'sixty-four', sizeMiB: 64 });
+    assert.equal(sized.status, 201);
+    const two = (await sized.json()) as { volumeID: string; name: string };
+    cleanUp(t, new Volume(two.volumeID, two.name, ''));
+    const listed = await Volume.list();
+    await assert.rejects(
+      Volume.create('more'),
+      failsWith(RateLimitError, /would pass its volume quota of 96 MiB/),
+    );
+    const tooSmall = await raw({ name: 'tiny', sizeMiB: 4 });
+    assert.equal(tooSmall.status, 400);
+    assert.match(((await tooSmall.json()) as { message: string }).message, /volume size 4 MiB is not valid/);
+    assert.deepEqual(await Volume.list(), listed, 'nothing was made');
+    const images = (await promisify(execFile)('ls', [join(server.up.home, 'volumes')])).stdout;
+    assert.equal(images.split('\n').filter((n) => n.endsWith('.ext4')).length, 2, images);
   });
 });

@@ -96,3 +96,10 @@ export {
 export { type CheckpointRecord, RecordError, type SandboxRecord } from './sandbox/sandbox-record.js';
 export { type SandboxInfo, SandboxNotFoundError } from './sandbox/sandbox-records.js';
 export { type SandboxOperation, type SandboxState, SandboxStateError } from './sandbox/sandbox-state.js';
+export {
+  DEFAULT_VOLUME_SIZE_MIB,
+  MAX_VOLUME_SIZE_MIB,
+  MIN_VOLUME_SIZE_MIB,
+  type VolumeDiskStore,
+  VolumeDisks,
+} from './sandbox/volume-disks.js';

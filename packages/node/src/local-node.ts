@@ -17,6 +17,7 @@ export interface LocalNodeOptions extends ImageStoreOptions, RuntimeConfig {
   addressBlock?: string;
   networkPoolSize?: SandboxManagerOptions['networkPoolSize'];
   dnsUpstreams?: SandboxManagerOptions['dnsUpstreams'];
+  volumeSizeMiB?: SandboxManagerOptions['volumeSizeMiB'];
 }
 
 /** The node's parts for this host: its image store, what the host can run, and the sandbox manager. */
@@ -58,6 +59,7 @@ export async function openLocalNode(options: LocalNodeOptions): Promise<LocalNod
     addressBlock: options.addressBlock,
     networkPoolSize: options.networkPoolSize,
     dnsUpstreams: options.dnsUpstreams,
+    volumeSizeMiB: options.volumeSizeMiB,
   });
   return { images, host, sandboxes, builder: new TemplateBuilder(images, sandboxes) };
 }

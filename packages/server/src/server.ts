@@ -9,6 +9,7 @@ import type { AddressInfo } from 'node:net';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import type { Duplex } from 'node:stream';
+import type { VolumeDiskStore } from '@aiva/node';
 import cookie from '@fastify/cookie';
 import swagger from '@fastify/swagger';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
@@ -93,8 +94,10 @@ export interface ServerConfig {
     /** The price table the usage report's cost comes from; none: everything is free. */
     prices?: PriceTable;
   };
-  /** Volumes' per-team quota and count (`services/volume-service.ts`; defaults 10 GiB and 100). */
+  /** Volumes' per-team quota, count and default size (`services/volume-service.ts`; defaults 10 GiB, 100, 1 GiB). */
   volumes?: VolumeLimits;
+  /** The local node's volume images (`aiva up`: `node.sandboxes.volumes`); none: volumes are refused. */
+  volumeDisks?: VolumeDiskStore;
   /** Nodes join this server over the network (`aiva server`; `aiva node join`). */
   cluster?: {
     /** A node silent this long is unreachable: creates avoid it. */
@@ -259,6 +262,7 @@ export async function startServer(
     const volumes = new VolumeService(database.db, {
       home: config.home,
       localNodeId: localNode?.id,
+      disks: config.volumeDisks,
       limits: config.volumes,
       logger: logger.child({ component: 'volumes' }),
     });

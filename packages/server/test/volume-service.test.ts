@@ -1,31 +1,42 @@
 // Volumes on both databases the server runs on (PGlite, and a PostgreSQL 15 of the test's
-// own), with their directories on this host's disk: names unique in a team, another
-// team's volume not found, `volumeMounts` resolved (unknown names, bad paths, two at one
-// path refused), destroy refused while a sandbox that has not ended mounts it (409 naming
-// it) and allowed once it ended, the per-team quota (429) measured from the files.
+// own), with their images made and mounted on this host by the node's `VolumeDisks`:
+// names unique in a team, another team's volume not found, `volumeMounts` resolved
+// (unknown names, bad paths, two at one path refused), destroy refused while a sandbox
+// that has not ended mounts it (409 naming it) and allowed once it ended, the per-team
+// quota (429) counting the volumes' sizes, a write into a full volume a StorageFullError.
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Readable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
+import { VolumeDisks } from '@aiva/node';
 import { eq } from 'drizzle-orm';
 import { pino } from 'pino';
 import type { Database } from '../src/db/database.js';
 import { sandboxes } from '../src/db/schema.js';
-import { ConflictError, InvalidRequestError, NotFoundError, TeamLimitError } from '../src/services/errors.js';
+import {
+  ConflictError,
+  InvalidRequestError,
+  NotFoundError,
+  StorageFullError,
+  TeamLimitError,
+} from '../src/services/errors.js';
 import { newSandboxRow } from '../src/services/sandbox-rows.js';
 import { type Caller, TeamService } from '../src/services/team-service.js';
 import { VolumeService } from '../src/services/volume-service.js';
 import { BACKENDS, openTestDatabase, type TestDatabase } from './helpers/test-databases.js';
 
 const logger = pino({ level: 'silent' });
+const MIB = 1024 * 1024;
 
 for (const backend of BACKENDS)
   describe(`volumes on ${backend}`, () => {
     let db: TestDatabase;
     let home: string;
     let volumes: VolumeService;
+    let disks: VolumeDisks;
     let caller: Caller;
     let other: Caller;
 
@@ -39,14 +50,18 @@ for (const backend of BACKENDS)
       caller = { teamId: first.teamId, keyId: key.id, scopes: [] };
       const second = await teams.createTeam(caller, 'second');
       other = { teamId: second.teamId, keyId: 'k2', scopes: [] };
+      disks = new VolumeDisks(home);
       volumes = new VolumeService(db.database.db, {
         home,
         localNodeId: 'local',
-        limits: { quotaBytes: 1000, maxVolumesPerTeam: 5 },
+        disks,
+        limits: { quotaBytes: 64 * MIB, maxVolumesPerTeam: 5, defaultSizeMiB: 8 },
         logger,
       });
     });
     after(async () => {
+      // Every test destroys what it made: no image is left.
+      assert.deepEqual(await readdir(disks.dir).catch(() => []), []);
       await db?.close();
       await rm(home, { recursive: true, force: true });
     });
@@ -69,9 +84,13 @@ for (const backend of BACKENDS)
       const dir = await stat(volumes.dirOf(v.id));
       assert.ok(dir.isDirectory());
       assert.equal(dir.uid, 1000, 'the sandbox’s user owns the volume’s root');
+      assert.equal(await disks.isMounted(v.id), true, 'its image is mounted there');
+      assert.equal(await volumes.sizeOf(v), 8 * MIB, 'the server’s default size');
       await assert.rejects(volumes.create(caller, 'data'), ConflictError);
       await assert.rejects(volumes.create(caller, 'no spaces'), InvalidRequestError);
       await assert.rejects(volumes.create(caller, '-dash-first'), InvalidRequestError);
+      await assert.rejects(volumes.create(caller, 'tiny', 4), /volume size 4 MiB is not valid/);
+      await assert.rejects(volumes.create(caller, 'half', 8.5), InvalidRequestError);
       const theirs = await volumes.create(other, 'data');
       assert.deepEqual(
         (await volumes.list(caller)).map((r) => r.name),
@@ -85,6 +104,7 @@ for (const backend of BACKENDS)
       await volumes.destroy(other, theirs.id);
       await volumes.destroy(caller, v.id);
       assert.equal(existsSync(volumes.dirOf(v.id)), false);
+      assert.equal(existsSync(disks.imageOf(v.id)), false);
       await assert.rejects(volumes.destroy(caller, v.id), NotFoundError);
     });
 
@@ -113,12 +133,13 @@ for (const backend of BACKENDS)
           return true;
         });
       // Another team's volume of that name is not this team's.
-      await volumes.create(other, 'theirs');
+      const theirs = await volumes.create(other, 'theirs');
       await assert.rejects(
         volumes.resolveMounts(caller, [{ name: 'theirs', path: '/t' }]),
         InvalidRequestError,
       );
       await volumes.destroy(caller, v.id);
+      await volumes.destroy(other, theirs.id);
     });
 
     test('a volume in use by a sandbox that has not ended cannot be destroyed (409 naming it)', async () => {
@@ -146,24 +167,47 @@ for (const backend of BACKENDS)
       assert.deepEqual(await volumes.mountsOf(['sbxkilled1']), new Map(), 'its mount rows went with it');
     });
 
-    test('past the team’s quota, creates, mounts and writes are refused (429); removing files frees it', async () => {
-      const v = await volumes.create(caller, 'quota');
-      await volumes.checkQuota(caller.teamId, 900);
-      await assert.rejects(volumes.checkQuota(caller.teamId, 1001), TeamLimitError);
-      await writeFile(join(volumes.dirOf(v.id), 'big'), Buffer.alloc(1000));
-      await assert.rejects(volumes.create(caller, 'another'), (e: unknown) => {
+    test('the quota counts volumes’ sizes: a create past it is 429 and makes nothing; a full volume refuses writes', async () => {
+      const big = await volumes.create(caller, 'quota', 48);
+      const small = await volumes.create(caller, 'small');
+      await assert.rejects(volumes.create(caller, 'another', 16), (e: unknown) => {
         assert.ok(e instanceof TeamLimitError);
         assert.equal(e.kind, 'volumes');
-        assert.match(e.message, /hold 1000 bytes: past its volume quota of 1000 bytes/);
+        assert.match(e.message, /take 56 MiB and a volume of 16 MiB would pass its volume quota of 64 MiB/);
         return true;
       });
-      await assert.rejects(volumes.resolveMounts(caller, [{ name: 'quota', path: '/q' }]), TeamLimitError);
-      assert.equal((await volumes.get(caller, v.id)).bytes, 1000, 'the row keeps the measure');
+      assert.deepEqual(
+        (await volumes.list(caller)).map((r) => r.name),
+        ['quota', 'small'],
+        'a refused create makes no row',
+      );
+      assert.deepEqual(
+        (await readdir(disks.dir)).filter((n) => n.endsWith('.ext4')).length,
+        2,
+        'nor an image',
+      );
       // The other team's volumes are its own quota.
-      await volumes.checkQuota(other.teamId, 10);
-      await rm(join(volumes.dirOf(v.id), 'big'));
-      await volumes.resolveMounts(caller, [{ name: 'quota', path: '/q' }]);
-      await volumes.destroy(caller, v.id);
+      const theirs = await volumes.create(other, 'theirs', 48);
+      // A write past the volume's size: 507's error, and no file left.
+      const tree = await volumes.mountedTree(small);
+      await assert.rejects(
+        tree.writeFile('/fill', Readable.from([Buffer.alloc(4 * MIB), Buffer.alloc(8 * MIB)]), {}),
+        (e: unknown) => {
+          assert.ok(e instanceof StorageFullError, String(e));
+          assert.match(e.message, /the volume is full/);
+          return true;
+        },
+      );
+      assert.deepEqual(await tree.list('/', 1), [], 'the refused write left nothing');
+      await tree.writeFile('/after', Readable.from([Buffer.from('fits')]), {});
+      for (const [c, v] of [
+        [caller, big],
+        [caller, small],
+        [other, theirs],
+      ] as const)
+        await volumes.destroy(c, v.id);
+      await volumes.create(caller, 'fits-now', 56);
+      await volumes.destroy(caller, (await volumes.list(caller))[0]?.id ?? '');
     });
 
     test('a team has at most maxVolumesPerTeam volumes; a server without a node of its own has none', async () => {

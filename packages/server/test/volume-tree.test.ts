@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { lstat, mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, mkdtemp, readdir, readFile, readlink, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -14,6 +14,16 @@ import { ConflictError, InvalidRequestError, NotFoundError } from '../src/servic
 import { VolumeTree } from '../src/services/volume-tree.js';
 
 const body = (text: string) => Readable.from([Buffer.from(text)]);
+
+/** This process's open descriptors of files under `dir` (one left open keeps a volume's mount busy). */
+async function openUnder(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  for (const fd of await readdir('/proc/self/fd')) {
+    const target = await readlink(`/proc/self/fd/${fd}`).catch(() => '');
+    if (target === dir || target.startsWith(`${dir}/`)) out.push(target);
+  }
+  return out;
+}
 
 describe('a volume’s files through VolumeTree', () => {
   let root: string;
@@ -88,6 +98,7 @@ describe('a volume’s files through VolumeTree', () => {
     assert.equal(existsSync(join(outside, 'sub')), false);
     assert.equal(await readFile(join(outside, 'secret'), 'utf8'), 'host secret');
     assert.equal((await lstat(join(outside, 'secret'))).mode & 0o777, 0o644);
+    assert.deepEqual(await openUnder(root), [], 'the refusals left no descriptor open');
 
     // A directory holding a symlink out of the volume: removing it removes the link only.
     await mkdir(join(root, 'tree'));

@@ -3,9 +3,12 @@ import { isIP } from 'node:net';
 import { totalmem } from 'node:os';
 import { join } from 'node:path';
 import {
+  DEFAULT_VOLUME_SIZE_MIB,
   DRIVER_NAMES,
   type DriverName,
   dataDir,
+  MAX_VOLUME_SIZE_MIB,
+  MIN_VOLUME_SIZE_MIB,
   NodeExecutor,
   NodeSnapshotter,
   openLocalNode,
@@ -50,6 +53,7 @@ interface UpOptions extends MeteringOptions {
   memoryBudget?: number;
   teamMaxSandboxes: number;
   volumeQuota?: number;
+  volumeSize?: number;
   dns?: string[];
   networkPool: number;
   addressBlock?: string;
@@ -116,8 +120,13 @@ export function registerUpCommand(program: Command): void {
     )
     .option(
       '--volume-quota <MiB>',
-      'bytes one team’s volumes may hold in all, in MiB (env AIVA_VOLUME_QUOTA_MIB; default 10240): past it, creating, mounting and writing through the content API are refused (429)',
+      'what one team’s volumes’ sizes may add up to, in MiB (env AIVA_VOLUME_QUOTA_MIB; default 10240): a create past it is refused (429)',
       int('volume-quota', 1, 1 << 30),
+    )
+    .option(
+      '--volume-size <MiB>',
+      'size of a new volume unless its create says otherwise, in MiB (env AIVA_VOLUME_SIZE_MIB; default 1024): an ext4 image that bounds what is written into it; the quota counts these sizes',
+      int('volume-size', MIN_VOLUME_SIZE_MIB, MAX_VOLUME_SIZE_MIB),
     )
     .option(
       '--dns <address...>',
@@ -163,6 +172,11 @@ export function registerUpCommand(program: Command): void {
       const { tls, caCert } = await tlsFor(opts, domain, home, logger);
       const dnsAnswer = opts.dnsListen && (opts.dnsAnswer ?? defaultDnsAnswer(opts.host));
       const version = await aivaVersion();
+      const volumeSizeMiB = mibOption(opts.volumeSize, 'AIVA_VOLUME_SIZE_MIB', DEFAULT_VOLUME_SIZE_MIB);
+      if (volumeSizeMiB < MIN_VOLUME_SIZE_MIB || volumeSizeMiB > MAX_VOLUME_SIZE_MIB)
+        throw new Error(
+          `a volume's size is from ${MIN_VOLUME_SIZE_MIB} to ${MAX_VOLUME_SIZE_MIB} MiB, not ${volumeSizeMiB}`,
+        );
 
       // Before the node: a DNS port taken fails the start before anything else is done.
       const dns =
@@ -184,6 +198,7 @@ export function registerUpCommand(program: Command): void {
         dnsUpstreams: opts.dns,
         networkPoolSize: opts.networkPool,
         addressBlock: opts.addressBlock,
+        volumeSizeMiB,
         logger: logger.child({ component: 'node' }),
       }).catch(async (e: unknown) => {
         await dns?.close();
@@ -236,7 +251,11 @@ export function registerUpCommand(program: Command): void {
             },
             version,
             metering,
-            volumes: { quotaBytes: volumeQuotaMiB(opts.volumeQuota) * 1024 * 1024 },
+            volumes: {
+              quotaBytes: mibOption(opts.volumeQuota, 'AIVA_VOLUME_QUOTA_MIB', 10 * 1024) * 1024 * 1024,
+              defaultSizeMiB: volumeSizeMiB,
+            },
+            volumeDisks: node.sandboxes.volumes,
           },
           new InProcessNodeLink('local', executor, snapshots),
           logger,
@@ -292,13 +311,12 @@ export function registerUpCommand(program: Command): void {
     });
 }
 
-/** `--volume-quota`, else `AIVA_VOLUME_QUOTA_MIB`, else 10 GiB (in MiB). */
-function volumeQuotaMiB(flag: number | undefined): number {
+/** A MiB option: its flag, else the environment variable `env`, else `fallback`. */
+function mibOption(flag: number | undefined, env: string, fallback: number): number {
   if (flag !== undefined) return flag;
-  const env = process.env.AIVA_VOLUME_QUOTA_MIB;
-  if (!env) return 10 * 1024;
-  const n = Number(env);
-  if (!Number.isInteger(n) || n < 1)
-    throw new Error(`AIVA_VOLUME_QUOTA_MIB must be a whole number of MiB, got ${env}`);
+  const value = process.env[env];
+  if (!value) return fallback;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) throw new Error(`${env} must be a whole number of MiB, got ${value}`);
   return n;
 }

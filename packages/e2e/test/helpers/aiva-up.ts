@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { after, before } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { dataDir } from '@aiva/node';
+import { dataDir, VolumeDisks } from '@aiva/node';
 import { checkHostLeaks } from './host-leaks.js';
 
 /** The built `aiva` (packages/cli): these tests run it as a user would. */
@@ -111,8 +111,12 @@ export async function aivaUp(
   }
 }
 
-/** Removes a data directory made by `aivaUp` (the shared image store is only linked). */
+/**
+ * Removes a data directory made by `aivaUp` (the shared image store is only linked), and
+ * first unmounts the volumes a crashed `aiva up` left mounted there (a clean stop did).
+ */
 export async function removeHome(home: string): Promise<void> {
+  await new VolumeDisks(home).release(new Set());
   await rm(join(home, 'images'), { force: true });
   await rm(home, { recursive: true, force: true });
 }

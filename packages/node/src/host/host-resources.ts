@@ -35,7 +35,7 @@ export interface HostResources {
   ipForward: string[];
   /** Test internets (namespaces and links named tnet…). */
   testNets: string[];
-  /** Loop devices backed by sandbox disks (`disk.ext4`). */
+  /** Loop devices backed by sandbox disks (`disk.ext4`) and volume images (`volumes/vol….ext4`). */
   loops: string[];
   /**
    * Sandboxes' user namespaces: pinned files under /run/aiva/userns, idmapped mounts
@@ -70,12 +70,19 @@ async function inCgroupUnder(pid: string, parent: string): Promise<boolean> {
   return text.split('\n').some((l) => l.split(':')[2]?.startsWith(`/${parent}/`));
 }
 
+/** A volume's mount point, by the name `VolumeDisks` gives it. */
+const VOLUME_MOUNT = /\/volumes\/vol[a-f0-9]{20}$/;
+
 async function sandboxDiskLoops(home?: string): Promise<string[]> {
   const { stdout } = await runCommand('losetup', ['--list', '--noheadings', '--output', 'NAME,BACK-FILE']);
   return stdout
     .split('\n')
     .map((l) => l.trim().replace(/\s+/, ' '))
-    .filter((l) => /\/disk\.ext4( \(deleted\))?$/.test(l) && (!home || l.includes(` ${home}/`)));
+    .filter(
+      (l) =>
+        /(\/disk|\/volumes\/vol[a-f0-9]{20})\.ext4( \(deleted\))?$/.test(l) &&
+        (!home || l.includes(` ${home}/`)),
+    );
 }
 
 async function vmmAndRuntimeProcesses(node?: NodeResourceFilter): Promise<string[]> {
@@ -109,7 +116,7 @@ export async function hostResources(node?: NodeResourceFilter): Promise<HostReso
   const stateDir = node?.scope.stateDir ?? '/run/aiva';
   const mounts = (await readFile('/proc/self/mounts', 'utf8'))
     .split('\n')
-    .filter((l) => /\boverlay\b|aiva/.test(l))
+    .filter((l) => /\boverlay\b|aiva/.test(l) || VOLUME_MOUNT.test(l.split(' ')[1] ?? ''))
     .map((l) => l.split(' ')[1] ?? '')
     .filter((m) => !node || m.startsWith(`${node.home}/`) || m.startsWith(`${stateDir}/`));
   const allNetns = (await runCommand('ip', ['netns', 'list'])).stdout

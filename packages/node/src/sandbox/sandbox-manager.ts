@@ -43,6 +43,7 @@ import { SandboxRecovery } from './sandbox-recovery.js';
 import { resolveSource } from './sandbox-source.js';
 import { mustAllow } from './sandbox-state.js';
 import { checkVolumes, volumeSpecs } from './sandbox-volumes.js';
+import { VolumeDisks } from './volume-disks.js';
 
 const usesUserNamespaces = (o: SandboxManagerOptions) =>
   [...o.runtimes.values()].some((r) => r.capabilities.userNamespace);
@@ -64,10 +65,13 @@ export class SandboxManager {
   private readonly disk: PauseToDisk;
   private readonly shelf: PauseWithoutMemory;
   private readonly log: Logger;
+  /** The node's volumes: ext4 images mounted while it runs. */
+  readonly volumes: VolumeDisks;
   private lock: FileLock | undefined;
 
   private constructor(readonly options: SandboxManagerOptions) {
     this.log = options.logger ?? pino({ level: 'silent' });
+    this.volumes = new VolumeDisks(options.home, { defaultSizeMiB: options.volumeSizeMiB, logger: this.log });
     this.records = new SandboxRecords(join(options.home, 'sandboxes'), this.log, this.scope.cgroupParent);
     if (options.onState) this.records.on('state', options.onState);
     this.checkpoints = new CheckpointStore(join(options.home, 'checkpoints'), this.log);
@@ -129,6 +133,9 @@ export class SandboxManager {
       m.lock = lock;
       await mkdir(m.records.dir, { recursive: true });
       if (usesUserNamespaces(options)) await letOtherIdsSearch([options.home, m.records.dir]);
+      // Before recovery: a sandbox it boots again binds its volumes' mounts.
+      const volumes = await m.volumes.adopt();
+      if (volumes.mounted.length + volumes.converted.length > 0) m.log.info(volumes, 'volumes mounted');
       await m.recovery.recover();
       await m.checkpoints.open();
       await m.net.start(
@@ -171,6 +178,10 @@ export class SandboxManager {
       // A node of its own scope leaves no parent cgroup behind (`aiva` stays, as it always has).
       if (this.scope.cgroupParent !== DEFAULT_CGROUP_PARENT) await removeEmptyCgroup(this.scope.cgroupParent);
     }
+    // What a remaining sandbox mounts stays mounted for it (the next node adopts both).
+    await this.volumes.release(
+      new Set(this.records.all().flatMap((r) => r.volumes?.map((v) => v.volumeId) ?? [])),
+    );
     // The sandboxes are the next node's to adopt now.
     this.records.clear();
     await this.lock?.release();
@@ -249,7 +260,7 @@ export class SandboxManager {
       defaultDriver: this.options.defaultDriver,
     });
     const { driver, runtime, template, checkpoint } = source;
-    const volumes = await checkVolumes(this.options.home, options.volumes, runtime);
+    const volumes = await checkVolumes(this.volumes, options.volumes, runtime);
     if (this.records.has(id)) throw new SandboxSpecError(`sandbox ${id} already exists`);
     const reservation = this.net.reserve();
     const r: SandboxRecord = {

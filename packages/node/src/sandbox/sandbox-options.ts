@@ -48,6 +48,8 @@ export interface SandboxManagerOptions {
    * node (/run/aiva, `aiva-n<slot>`, `aiva/<id>`). Give the runtimes the same scope.
    */
   scope?: HostScope;
+  /** A volume's size when its create gives none, and when a volume directory of before is converted (default 1024 MiB). */
+  volumeSizeMiB?: number;
   /** Network namespaces kept ready ahead of creates (default 0). */
   networkPoolSize?: number;
   /** Where the sandboxes' DNS forwarder sends queries: `a.b.c.d[:port]` (default: /etc/resolv.conf's nameservers). */

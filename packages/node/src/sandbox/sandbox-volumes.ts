@@ -1,19 +1,19 @@
-import { lstat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { VOLUME_ID_PATTERN, type VolumeMount, volumeMountPathProblem } from '@aiva/protocol/node';
 import { type RuntimeSpec, type SandboxRuntime, SandboxSpecError } from '../runtime/types.js';
+import type { VolumeDiskStore } from './volume-disks.js';
 
-/** Where the node keeps a volume: a directory of its own under `<home>/volumes` (the server makes it). */
+/** Where a volume is mounted on the node: its image's mount point under `<home>/volumes` (`VolumeDisks`). */
 export const volumeDir = (home: string, volumeId: string) => join(home, 'volumes', volumeId);
 
 /**
- * A create's volumes, checked before anything is made: each a directory this node holds
- * (not a symlink), each path one a volume may be mounted at and used once, and a driver
+ * A create's volumes, checked before anything is made: each a volume this node has
+ * mounted (its image at its directory: writes there are bounded by it), each path one a volume may be mounted at and used once, and a driver
  * that binds volumes — microVMs do not yet: a create that asks is refused, never run
  * without them. Answers the mounts with normalized paths.
  */
 export async function checkVolumes(
-  home: string,
+  disks: Pick<VolumeDiskStore, 'isMounted'>,
   volumes: VolumeMount[] | undefined,
   runtime: SandboxRuntime,
 ): Promise<VolumeMount[] | undefined> {
@@ -32,8 +32,8 @@ export async function checkVolumes(
     const path = `/${v.path.split('/').filter(Boolean).join('/')}`;
     if (paths.has(path)) throw new SandboxSpecError(`two volumes are mounted at ${path}`);
     paths.add(path);
-    const s = await lstat(volumeDir(home, v.volumeId)).catch(() => undefined);
-    if (!s?.isDirectory()) throw new SandboxSpecError(`volume ${v.volumeId} is not on this node`);
+    if (!(await disks.isMounted(v.volumeId)))
+      throw new SandboxSpecError(`volume ${v.volumeId} is not on this node (or its image is not mounted)`);
     checked.push({ volumeId: v.volumeId, path });
   }
   return checked;

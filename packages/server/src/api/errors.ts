@@ -8,6 +8,7 @@ import {
   InvalidStateError,
   NotFoundError,
   OperationFailedError,
+  StorageFullError,
   TeamLimitError,
   UnauthorizedError,
 } from '../services/errors.js';
@@ -42,6 +43,7 @@ const STATUS: [
   [TeamLimitError, 429],
   [OperationFailedError, 500],
   [CapacityError, 503],
+  [StorageFullError, 507],
 ];
 
 /** An error as the API reports it: E2B's `{code, message}` body, and headers to send with it. */

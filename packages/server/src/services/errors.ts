@@ -34,6 +34,9 @@ export class ForbiddenError extends ServiceError {}
 /** The node has no room for another sandbox right now. */
 export class CapacityError extends ServiceError {}
 
+/** Where the request would write is full (a volume at its size): freeing room, not waiting, helps. */
+export class StorageFullError extends ServiceError {}
+
 /** What a team's quota limits (`services/team-quotas.ts`); `sandboxes` is also the server's default cap. */
 export type QuotaKind = 'sandboxes' | 'vcpus' | 'memory' | 'disk' | 'creates' | 'requests' | 'volumes';
 

@@ -1,28 +1,43 @@
 import { randomBytes } from 'node:crypto';
-import { chown, mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import {
+  DEFAULT_VOLUME_SIZE_MIB,
+  MAX_VOLUME_SIZE_MIB,
+  MIN_VOLUME_SIZE_MIB,
+  type VolumeDiskStore,
+} from '@aiva/node';
 import { type VolumeMount, volumeMountPathProblem } from '@aiva/protocol/node';
 import { and, asc, eq, inArray } from 'drizzle-orm';
 import type { Logger } from 'pino';
 import type { Database } from '../db/database.js';
 import { sandboxes, sandboxVolumes, volumes } from '../db/schema.js';
-import { ConflictError, InvalidRequestError, NotFoundError, TeamLimitError } from './errors.js';
+import {
+  ConflictError,
+  InvalidRequestError,
+  NotFoundError,
+  OperationFailedError,
+  TeamLimitError,
+} from './errors.js';
 import { LIVE_STATES } from './sandbox-states.js';
 import type { Caller } from './team-service.js';
-import { DEFAULT_OWNER, VolumeTree } from './volume-tree.js';
+import { VolumeTree } from './volume-tree.js';
 
 export type VolumeRow = typeof volumes.$inferSelect;
 
-/** A team's volumes may hold this much in all, unless the server says otherwise (10 GiB). */
+/** A team's volumes' sizes may add up to this much, unless the server says otherwise (10 GiB). */
 export const DEFAULT_VOLUME_QUOTA_BYTES = 10 * 1024 ** 3;
 /** A team may have this many volumes, unless the server says otherwise. */
 export const DEFAULT_MAX_VOLUMES = 100;
 
 export interface VolumeLimits {
-  /** Bytes of files a team's volumes may hold in all. */
+  /** Bytes a team's volumes' sizes may add up to. */
   quotaBytes?: number;
   maxVolumesPerTeam?: number;
+  /** A volume's size when its create gives none (default 1024 MiB). */
+  defaultSizeMiB?: number;
 }
+
+const MIB = 1024 * 1024;
 
 /** What a volume quota's 429 says to wait (the SDK retries a 429 only when that fits its request timeout). */
 const QUOTA_RETRY_AFTER_S = 3600;
@@ -38,13 +53,14 @@ export interface ResolvedMounts {
 }
 
 /**
- * Volumes (E2B's `/volumes`): directories on the disk of the server's own node
- * (`<home>/volumes/<id>`, `aiva up`), which sandboxes of the team mount by name and which
- * outlive them. A volume in use by a sandbox that has not ended cannot be destroyed (409
- * naming it). A team's volumes together hold at most `quotaBytes`: past it, creating a
- * volume, mounting one and writing through the content API are refused (429) — a sandbox's
- * own writes into a mounted volume are not stopped at the quota (it is measured at the
- * next mount or API write).
+ * Volumes (E2B's `/volumes`): ext4 images of a fixed size on the disk of the server's own
+ * node (`aiva up`), which its node keeps mounted at `<home>/volumes/<id>` (`VolumeDisks`,
+ * the `disks` given), which sandboxes of the team mount by name and which outlive them.
+ * What is written into a volume, by a sandbox or the content API, is bounded by its size
+ * (ENOSPC when full). A volume in use by a sandbox that has not ended cannot be destroyed
+ * (409 naming it). A team's volumes' sizes add up to at most `quotaBytes`: a create that
+ * would pass it is refused (429) and makes nothing, so the host's disk gives a team at
+ * most its quota.
  */
 export class VolumeService {
   private readonly quotaBytes: number;
@@ -53,6 +69,9 @@ export class VolumeService {
     return this.quotaBytes;
   }
   private readonly maxVolumes: number;
+  private readonly defaultSizeMiB: number;
+  /** Each team's creates, one after another: the quota is checked and taken as one step. */
+  private readonly creating = new Map<string, Promise<unknown>>();
 
   constructor(
     private readonly db: Database,
@@ -60,12 +79,15 @@ export class VolumeService {
       home: string;
       /** The server's own node (`aiva up`), whose disk holds volumes; none: volumes are refused. */
       localNodeId?: string;
+      /** That node's volume images (in this process). */
+      disks?: VolumeDiskStore;
       limits?: VolumeLimits;
       logger: Logger;
     },
   ) {
     this.quotaBytes = options.limits?.quotaBytes ?? DEFAULT_VOLUME_QUOTA_BYTES;
     this.maxVolumes = options.limits?.maxVolumesPerTeam ?? DEFAULT_MAX_VOLUMES;
+    this.defaultSizeMiB = options.limits?.defaultSizeMiB ?? DEFAULT_VOLUME_SIZE_MIB;
   }
 
   /** The directory of a volume on the node's (and this server's) disk. */
@@ -78,16 +100,43 @@ export class VolumeService {
     return new VolumeTree(this.dirOf(v.id));
   }
 
-  async create(caller: Caller, name: string): Promise<VolumeRow> {
+  /** Makes a volume of `sizeMiB` (default: the server's) named `name`, mounted on the node. */
+  async create(caller: Caller, name: string, sizeMiB?: number): Promise<VolumeRow> {
     if (typeof name !== 'string' || !NAME_PATTERN.test(name))
       throw new InvalidRequestError(
         `volume name "${name}" is not valid: 1 to 63 letters, digits, ".", "_" or "-", starting with a letter or digit`,
       );
+    const size = sizeMiB ?? this.defaultSizeMiB;
+    if (!Number.isInteger(size) || size < MIN_VOLUME_SIZE_MIB || size > MAX_VOLUME_SIZE_MIB)
+      throw new InvalidRequestError(
+        `volume size ${size} MiB is not valid: a whole number of MiB from ${MIN_VOLUME_SIZE_MIB} to ${MAX_VOLUME_SIZE_MIB}`,
+      );
     const nodeId = this.options.localNodeId;
-    if (!nodeId)
+    const disks = this.options.disks;
+    if (!nodeId || !disks)
       throw new InvalidRequestError(
         'volumes live on the disk of the server’s own node (aiva up); this server has no node of its own',
       );
+    const before = this.creating.get(caller.teamId);
+    const made = (async () => {
+      await before?.catch(() => {});
+      return this.createNow(caller, name, size, nodeId, disks);
+    })();
+    this.creating.set(caller.teamId, made);
+    try {
+      return await made;
+    } finally {
+      if (this.creating.get(caller.teamId) === made) this.creating.delete(caller.teamId);
+    }
+  }
+
+  private async createNow(
+    caller: Caller,
+    name: string,
+    sizeMiB: number,
+    nodeId: string,
+    disks: VolumeDiskStore,
+  ): Promise<VolumeRow> {
     const own = await this.db.select().from(volumes).where(eq(volumes.teamId, caller.teamId));
     if (own.some((v) => v.name === name)) throw new ConflictError(`a volume named "${name}" already exists`);
     if (own.length >= this.maxVolumes)
@@ -95,7 +144,14 @@ export class VolumeService {
         `the team has ${own.length} volumes, its most (${this.maxVolumes})`,
         'volumes',
       );
-    await this.checkQuota(caller.teamId, 0, own);
+    const used = await this.sizesOf(own);
+    if (used + sizeMiB * MIB > this.quotaBytes)
+      throw new TeamLimitError(
+        `the team's volumes take ${used / MIB} MiB and a volume of ${sizeMiB} MiB would pass its volume quota of ${this.quotaBytes / MIB} MiB (destroy a volume, or ask for a smaller one)`,
+        'volumes',
+        // Freed by destroying volumes, not by waiting: a client should not retry soon.
+        QUOTA_RETRY_AFTER_S,
+      );
     const row = {
       id: `vol${randomBytes(10).toString('hex')}`,
       teamId: caller.teamId,
@@ -110,17 +166,39 @@ export class VolumeService {
       .returning();
     if (!made) throw new ConflictError(`a volume named "${name}" already exists`);
     try {
-      await mkdir(join(this.options.home, 'volumes'), { recursive: true, mode: 0o711 });
-      await mkdir(this.dirOf(made.id), { mode: 0o755 });
-      // The sandbox's `user` owns the volume's root (its ids on disk are the sandbox's own).
-      await chown(this.dirOf(made.id), DEFAULT_OWNER, DEFAULT_OWNER);
+      await disks.create(made.id, sizeMiB);
     } catch (e) {
       await this.db.delete(volumes).where(eq(volumes.id, made.id));
-      await rm(this.dirOf(made.id), { recursive: true, force: true });
-      throw e;
+      throw new OperationFailedError(`volume ${name} could not be made`, e);
     }
-    this.options.logger.info({ volume: made.id, team: caller.teamId, name }, 'volume created');
+    this.options.logger.info({ volume: made.id, team: caller.teamId, name, sizeMiB }, 'volume created');
     return made;
+  }
+
+  /** Bytes the volumes take on the node's disk at most: their images' sizes. */
+  private async sizesOf(rows: VolumeRow[]): Promise<number> {
+    let bytes = 0;
+    // A volume whose image is missing (its node failed to make or convert it) counts as the default.
+    for (const v of rows) bytes += (await this.options.disks?.sizeOf(v.id)) ?? this.defaultSizeMiB * MIB;
+    return bytes;
+  }
+
+  /** The size of a volume, in bytes (undefined: its image is missing). */
+  sizeOf(v: VolumeRow): Promise<number | undefined> {
+    return this.options.disks?.sizeOf(v.id) ?? Promise.resolve(undefined);
+  }
+
+  /**
+   * The volume's files, as the content API touches them: only through its mounted image
+   * (a 500 saying so if its node did not mount it), so that its size bounds what is written.
+   */
+  async mountedTree(v: VolumeRow): Promise<VolumeTree> {
+    if (!(await this.options.disks?.isMounted(v.id)))
+      throw new OperationFailedError(
+        `volume ${v.name} (${v.id}) cannot be reached`,
+        new Error('its image is not mounted on its node (see the node’s log)'),
+      );
+    return this.tree(v);
   }
 
   list(caller: Caller): Promise<VolumeRow[]> {
@@ -164,7 +242,7 @@ export class VolumeService {
   }
 
   /**
-   * Removes the volume and its files; a 409 naming the sandboxes that mount it while any
+   * Removes the volume and its image; a 409 naming the sandboxes that mount it while any
    * has not ended. The check and the delete hold the volume's row, which a create that
    * mounts it needs too (its mount row's foreign key).
    */
@@ -177,16 +255,19 @@ export class VolumeService {
         throw new ConflictError(
           `volume ${v.name} (${v.id}) is in use by sandbox${users.length > 1 ? 'es' : ''} ${users.join(', ')}: kill ${users.length > 1 ? 'them' : 'it'} first`,
         );
+      // Its image goes first: one that cannot be unmounted (busy) keeps the volume as it was.
+      await this.options.disks?.remove(v.id).catch((e: unknown) => {
+        throw new OperationFailedError(`volume ${v.name} (${v.id}) could not be removed from its node`, e);
+      });
       await tx.delete(volumes).where(eq(volumes.id, v.id));
     });
-    await rm(this.dirOf(v.id), { recursive: true, force: true });
     this.options.logger.info({ volume: v.id, team: caller.teamId }, 'volume destroyed');
   }
 
   /**
    * A create's `volumeMounts` (E2B's `{name, path}`) as the node is told them: each name a
    * volume of the team (400 naming one that is not), each path absolute and distinct, all on
-   * one node, and the team within its volume quota (429).
+   * one node. (No quota here: a volume's size bounds what a sandbox writes into it.)
    */
   async resolveMounts(caller: Caller, requested: { name: string; path: string }[]): Promise<ResolvedMounts> {
     const nodeId = this.options.localNodeId;
@@ -209,7 +290,6 @@ export class VolumeService {
       mounts.push({ volumeId: v.id, path });
     }
     if (!nodeId) throw new InvalidRequestError('this server has no node of its own to hold volumes');
-    await this.checkQuota(caller.teamId, 0, own);
     return { nodeId, mounts };
   }
 
@@ -233,36 +313,5 @@ export class VolumeService {
     for (const r of rows)
       out.set(r.sandboxId, [...(out.get(r.sandboxId) ?? []), { name: r.name, path: r.path }]);
     return out;
-  }
-
-  /** Measures the volume's files now and keeps the figure in its row. */
-  async measure(v: VolumeRow): Promise<number> {
-    const bytes = await this.tree(v)
-      .bytes()
-      .catch(() => v.bytes);
-    await this.db.update(volumes).set({ bytes, measuredAt: new Date() }).where(eq(volumes.id, v.id));
-    return bytes;
-  }
-
-  /**
-   * 429 if the team's volumes, measured now, hold `quotaBytes` or more, or would with
-   * `adding` bytes more; else the bytes they may still take.
-   */
-  async checkQuota(teamId: string, adding: number, own?: VolumeRow[]): Promise<number> {
-    const rows = own ?? (await this.db.select().from(volumes).where(eq(volumes.teamId, teamId)));
-    let used = 0;
-    for (const v of rows) used += await this.measure(v);
-    if (used >= this.quotaBytes || used + adding > this.quotaBytes) throw this.pastQuota(used, adding);
-    return this.quotaBytes - used;
-  }
-
-  /** The 429 of a team whose volumes hold `used` bytes when `adding` more were sent. */
-  pastQuota(used: number, adding = 0): TeamLimitError {
-    return new TeamLimitError(
-      `the team's volumes hold ${used} bytes${adding ? ` and ${adding} more were sent` : ''}: past its volume quota of ${this.quotaBytes} bytes (remove files to free it)`,
-      'volumes',
-      // Freed by removing files, not by waiting: a client should not retry soon.
-      QUOTA_RETRY_AFTER_S,
-    );
   }
 }

@@ -13,7 +13,7 @@ import {
   unlink,
 } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
-import { ConflictError, InvalidRequestError, NotFoundError } from './errors.js';
+import { ConflictError, InvalidRequestError, NotFoundError, StorageFullError } from './errors.js';
 
 const { O_RDONLY, O_WRONLY, O_CREAT, O_EXCL, O_DIRECTORY, O_NOFOLLOW, O_NONBLOCK } = constants;
 
@@ -55,6 +55,16 @@ interface Place {
 const at = (dir: FileHandle, name: string) => `/proc/self/fd/${dir.fd}/${name}`;
 
 const code = (e: unknown) => (e as NodeJS.ErrnoException).code;
+/** Writes all of `b` at the file's position: a write that finds the volume nearly full writes only part of it, the next is ENOSPC. */
+async function writeAll(file: FileHandle, b: Buffer): Promise<void> {
+  for (let at = 0; at < b.length; ) {
+    const { bytesWritten } = await file.write(b, at);
+    if (bytesWritten === 0) throw new Error('a write wrote nothing');
+    at += bytesWritten;
+  }
+}
+/** The volume (its filesystem) has no room left. */
+const isFull = (e: unknown) => code(e) === 'ENOSPC' || code(e) === 'EDQUOT';
 const symlinkError = () => Object.assign(new Error('a symlink'), { code: 'ELOOP' });
 
 /**
@@ -141,6 +151,11 @@ export class VolumeTree {
         return new ConflictError(`path ${path} already exists`);
       case 'ENAMETOOLONG':
         return new InvalidRequestError(`path ${path} is too long`);
+      case 'ENOSPC':
+      case 'EDQUOT':
+        return new StorageFullError(
+          `the volume is full: no room for ${path} (its size bounds it; remove files to free room)`,
+        );
       default:
         return e as Error;
     }
@@ -264,13 +279,14 @@ export class VolumeTree {
    * Writes `body` to the regular file `path`: a new file (its parent must exist), or an
    * existing one with `overwrite` (a 409 without). The bytes go to a temporary file in
    * the same directory that then takes the name at once (a reader sees the old file or
-   * the new one, never half of it); past `maxBytes` the write stops, the temporary file
-   * goes, and `tooLarge(bytes)` is thrown.
+   * the new one, never half of it). When the volume is full the rest of the body is read
+   * and dropped (so that the client hears why), the temporary file goes, and a
+   * `StorageFullError` is thrown.
    */
   async writeFile(
     path: string,
     body: Readable,
-    o: Ownership & { overwrite?: boolean; maxBytes?: number; tooLarge?: (bytes: number) => Error },
+    o: Ownership & { overwrite?: boolean },
   ): Promise<VolumeEntry> {
     const p = await this.place(path);
     const temp = `.aiva-upload-${randomBytes(8).toString('hex')}`;
@@ -286,15 +302,16 @@ export class VolumeTree {
         // A new file is the sandbox user's; an overwritten one keeps its owner and mode.
         await file.chown(o.uid ?? existing?.uid ?? DEFAULT_OWNER, o.gid ?? existing?.gid ?? DEFAULT_OWNER);
         await file.chmod(o.mode ?? (existing ? existing.mode & 0o7777 : 0o644));
-        let bytes = 0;
+        let full: unknown;
         for await (const chunk of body) {
           const b = typeof chunk === 'string' ? Buffer.from(chunk) : (chunk as Buffer);
-          bytes += b.length;
-          // Past the limit the rest is read and dropped (not cut off), so the client hears why.
-          if (o.maxBytes === undefined || bytes <= o.maxBytes) await file.write(b);
+          if (full) continue;
+          await writeAll(file, b).catch((e: unknown) => {
+            if (!isFull(e)) throw e;
+            full = e;
+          });
         }
-        if (o.maxBytes !== undefined && bytes > o.maxBytes)
-          throw o.tooLarge?.(bytes) ?? new InvalidRequestError(`more than ${o.maxBytes} bytes were sent`);
+        if (full) throw full;
       } finally {
         await file.close();
       }
@@ -317,7 +334,9 @@ export class VolumeTree {
     const parts = VolumeTree.parts(path);
     const p = parts.length ? await this.place(path) : undefined;
     const target = p
-      ? await open(at(p.dir, p.name), O_RDONLY | O_NOFOLLOW | O_NONBLOCK).catch((e) => {
+      ? await open(at(p.dir, p.name), O_RDONLY | O_NOFOLLOW | O_NONBLOCK).catch(async (e) => {
+          // Its directory is closed here too: an open descriptor would keep the volume busy.
+          await p.dir.close();
           throw this.explain(e, p.path, 'a directory');
         })
       : await this.openDir([]);

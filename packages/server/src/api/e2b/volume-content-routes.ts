@@ -3,10 +3,12 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
 import { UnauthorizedError } from '../../services/errors.js';
 import type { VolumeRow, VolumeService } from '../../services/volume-service.js';
-import { ErrorResponses } from './schemas.js';
+import { ErrorResponses as E2bErrors, ErrorBody } from './schemas.js';
 import { VolumeParams } from './volume-routes.js';
 
 const tags = ['volume content'];
+/** E2B's errors, and 507: the volume is full (its size bounds what is written into it). */
+const ErrorResponses = { ...E2bErrors, 507: ErrorBody };
 
 const Entry = Type.Object({
   name: Type.String(),
@@ -82,7 +84,10 @@ export function registerVolumeContentRoutes(base: FastifyInstance, volumes: Volu
         },
       },
       async (request) =>
-        volumes.tree(await volumeOf(request)).list(request.query.path, request.query.depth ?? 1),
+        (await volumes.mountedTree(await volumeOf(request))).list(
+          request.query.path,
+          request.query.depth ?? 1,
+        ),
     );
 
     app.post(
@@ -98,7 +103,10 @@ export function registerVolumeContentRoutes(base: FastifyInstance, volumes: Volu
       },
       async (request, reply) => {
         const { path, force, ...owner } = request.query;
-        const entry = await volumes.tree(await volumeOf(request)).makeDir(path, { ...owner, parents: force });
+        const entry = await (await volumes.mountedTree(await volumeOf(request))).makeDir(path, {
+          ...owner,
+          parents: force,
+        });
         return reply.code(201).send(entry);
       },
     );
@@ -114,7 +122,7 @@ export function registerVolumeContentRoutes(base: FastifyInstance, volumes: Volu
           response: { 200: Entry, ...ErrorResponses },
         },
       },
-      async (request) => volumes.tree(await volumeOf(request)).info(request.query.path),
+      async (request) => (await volumes.mountedTree(await volumeOf(request))).info(request.query.path),
     );
 
     app.patch(
@@ -130,7 +138,7 @@ export function registerVolumeContentRoutes(base: FastifyInstance, volumes: Volu
         },
       },
       async (request) =>
-        volumes.tree(await volumeOf(request)).updateMetadata(request.query.path, request.body),
+        (await volumes.mountedTree(await volumeOf(request))).updateMetadata(request.query.path, request.body),
     );
 
     app.delete(
@@ -145,7 +153,7 @@ export function registerVolumeContentRoutes(base: FastifyInstance, volumes: Volu
         },
       },
       async (request, reply) => {
-        await volumes.tree(await volumeOf(request)).remove(request.query.path);
+        await (await volumes.mountedTree(await volumeOf(request))).remove(request.query.path);
         return reply.code(204).send(null);
       },
     );
@@ -161,7 +169,9 @@ export function registerVolumeContentRoutes(base: FastifyInstance, volumes: Volu
         },
       },
       async (request, reply) => {
-        const { stream, size } = await volumes.tree(await volumeOf(request)).openFile(request.query.path);
+        const { stream, size } = await (await volumes.mountedTree(await volumeOf(request))).openFile(
+          request.query.path,
+        );
         return reply.type('application/octet-stream').header('content-length', size).send(stream);
       },
     );
@@ -179,17 +189,12 @@ export function registerVolumeContentRoutes(base: FastifyInstance, volumes: Volu
       },
       async (request, reply) => {
         const v = await volumeOf(request);
-        const length = Number(request.headers['content-length']);
-        // Refused at once when the length says it will not fit; stopped when it does not.
-        const room = await volumes.checkQuota(v.teamId, Number.isFinite(length) ? length : 0);
         const { path, force, ...owner } = request.query;
-        const entry = await volumes.tree(v).writeFile(path, request.raw, {
+        // The volume's size bounds it: a write that fills it is a 507 and leaves nothing.
+        const entry = await (await volumes.mountedTree(v)).writeFile(path, request.raw, {
           ...owner,
           overwrite: force,
-          maxBytes: room,
-          tooLarge: (sent) => volumes.pastQuota(volumes.quota - room, sent),
         });
-        await volumes.measure(v);
         return reply.code(201).send(entry);
       },
     );

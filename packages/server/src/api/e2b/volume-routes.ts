@@ -49,15 +49,30 @@ export function registerVolumeRoutes(base: FastifyInstance, volumes: VolumeServi
     {
       schema: {
         tags,
-        summary: 'Create a volume: a directory on the node’s disk that sandboxes mount by name',
-        body: Type.Object({ name: Type.String({ maxLength: 200 }) }),
+        summary:
+          'Create a volume: an ext4 image of a fixed size on the node’s disk that sandboxes mount by name',
+        body: Type.Object({
+          name: Type.String({ maxLength: 200 }),
+          // aiva's own: E2B's body has only the name (the server's default size then).
+          sizeMiB: Type.Optional(
+            Type.Integer({
+              minimum: 1,
+              description: 'aiva: the volume’s size in MiB (default: the server’s)',
+            }),
+          ),
+        }),
         response: { 201: VolumeAndToken, ...ErrorResponses },
       },
     },
     async (request, reply) =>
       reply
         .code(201)
-        .send(withToken(await volumes.create(callerOf(request), request.body.name), callerOf(request))),
+        .send(
+          withToken(
+            await volumes.create(callerOf(request), request.body.name, request.body.sizeMiB),
+            callerOf(request),
+          ),
+        ),
   );
 
   app.get(
