@@ -1,10 +1,9 @@
 import { randomBytes } from 'node:crypto';
-import { mkdir, readFile, rename, rm } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type Logger, pino } from 'pino';
 import { initEnvd } from '../envd/envd-http.js';
 import { removeEmptyCgroup } from '../host/cgroups.js';
-import { runCommand } from '../host/command.js';
 import { type FileLock, LockBusyError, lockFile } from '../host/file-lock.js';
 import { DEFAULT_CGROUP_PARENT, DEFAULT_HOST_SCOPE } from '../host/host-scope.js';
 import { letOtherIdsSearch } from '../host/search-permission.js';
@@ -19,7 +18,6 @@ import {
   SandboxSpecError,
 } from '../runtime/types.js';
 import { CheckpointStore } from './checkpoint-store.js';
-import { frozenCheckpoint } from './frozen-checkpoint.js';
 import { PauseToDisk } from './pause-to-disk.js';
 import { PauseWithoutMemory } from './pause-without-memory.js';
 import { bringUp, envdInitOf } from './sandbox-bring-up.js';
@@ -40,6 +38,7 @@ import {
   SandboxRecords,
 } from './sandbox-records.js';
 import { SandboxRecovery } from './sandbox-recovery.js';
+import { SandboxSaves } from './sandbox-saves.js';
 import { resolveSource } from './sandbox-source.js';
 import { mustAllow } from './sandbox-state.js';
 import { checkVolumes, volumeSpecs } from './sandbox-volumes.js';
@@ -64,6 +63,7 @@ export class SandboxManager {
   private readonly recovery: SandboxRecovery;
   private readonly disk: PauseToDisk;
   private readonly shelf: PauseWithoutMemory;
+  private readonly saves: SandboxSaves;
   private readonly log: Logger;
   /** The node's volumes: ext4 images mounted while it runs. */
   readonly volumes: VolumeDisks;
@@ -86,6 +86,13 @@ export class SandboxManager {
     this.cleanup = new SandboxCleanup(this.records, options.runtimes, this.net);
     this.disk = new PauseToDisk(this.records, this.log);
     this.shelf = new PauseWithoutMemory(this.records, this.log);
+    this.saves = new SandboxSaves({
+      records: this.records,
+      checkpoints: this.checkpoints,
+      runtime: (driver) => this.runtime(driver),
+      suspendedDir: (r) => this.disk.dirOf(r),
+      log: this.log,
+    });
     this.recovery = new SandboxRecovery({
       records: this.records,
       runtimes: options.runtimes,
@@ -313,67 +320,16 @@ export class SandboxManager {
   }
 
   /**
-   * Saves the sandbox under `name` such that creates from it (`fromCheckpoint`) make
-   * independent copies: its memory and processes where the driver can (microVMs), its
-   * files always. A running sandbox is paused for the while and resumed after; the
-   * sandbox's own state does not change. Nothing is left of a checkpoint that failed.
+   * Saves the sandbox under `name`, which creates copy (see SandboxSaves): a running
+   * sandbox is paused for the while; its own state does not change.
    */
   async checkpoint(id: string, name: string, signal?: AbortSignal): Promise<CheckpointRecord> {
-    CheckpointStore.checkName(name);
-    return this.records.serialize(id, async () => {
-      const r = this.records.mustGet(id);
-      mustAllow(id, r.state, 'checkpoint');
-      const runtime = this.runtime(r.driver);
-      const record = await this.checkpoints.write(name, async (work) => {
-        let memory: boolean;
-        if (r.state === 'suspended') {
-          // Saved to disk already: what a checkpoint would hold is there.
-          await runCommand('cp', ['-a', '--sparse=always', `${this.disk.dirOf(r)}/.`, work]);
-          memory = true;
-        } else {
-          const ref = this.records.ref(r);
-          const running = r.state === 'running';
-          ({ memory } = await frozenCheckpoint(runtime, ref, this.mustRun(r), running, work, signal));
-        }
-        return {
-          source: id,
-          driver: r.driver,
-          template: r.template,
-          kernel: r.kernel,
-          resources: r.resources,
-          networkPolicy: r.networkPolicy,
-          memory,
-          accessToken: memory ? r.accessToken : undefined,
-        };
-      });
-      this.log.info({ sandbox: id, checkpoint: name, bytes: record.bytes }, 'checkpoint saved');
-      return record;
-    });
+    return this.saves.checkpoint(id, name, signal);
   }
 
-  /**
-   * Saves what the sandbox changed in its files over its template as an overlay layer
-   * directory `dest` (which must not exist): a template build step's result. Only
-   * drivers whose checkpoint is such a layer (`changesAsLayer`: containers) can.
-   */
-  async saveChanges(id: string, dest: string, signal?: AbortSignal): Promise<void> {
-    await this.records.serialize(id, async () => {
-      const r = this.records.mustGet(id);
-      mustAllow(id, r.state, 'checkpoint');
-      const runtime = this.runtime(r.driver);
-      if (!runtime.capabilities.changesAsLayer)
-        throw new SandboxSpecError(`the ${r.driver} runtime cannot save a sandbox's changes as a layer`);
-      const state = this.mustRun(r);
-      const work = `${dest}.saving`;
-      await mkdir(work, { recursive: true });
-      try {
-        const running = r.state === 'running';
-        await frozenCheckpoint(runtime, this.records.ref(r), state, running, work, signal);
-        await rename(join(work, 'upper'), dest);
-      } finally {
-        await rm(work, { recursive: true, force: true });
-      }
-    });
+  /** Saves what the sandbox changed in its files as an overlay layer directory `dest`. */
+  saveChanges(id: string, dest: string, signal?: AbortSignal): Promise<void> {
+    return this.saves.saveChanges(id, dest, signal);
   }
 
   /** The checkpoint `name`; SandboxSpecError if there is none. */
