@@ -77,7 +77,7 @@ export function KeysPage(props: { session: Session }) {
     setError(undefined);
     try {
       await api('DELETE', `/v1/keys/${k.id}`);
-      setNote(`Revoked key ${k.name} (${k.prefix}…).`);
+      setNote(`Revoked key ${k.name} (${k.prefix}).`);
       await load();
     } catch (err) {
       setError(errorMessage(err));
@@ -160,7 +160,7 @@ export function KeysPage(props: { session: Session }) {
                     {k.id === props.session.keyId && <span class="muted"> (this session’s)</span>}
                   </td>
                   <td>
-                    <code>{k.prefix}…</code>
+                    <code>{k.prefix}</code>
                   </td>
                   <td>{k.scopes.length ? k.scopes.join(', ') : 'full access'}</td>
                   <td>{when(k.createdAt)}</td>

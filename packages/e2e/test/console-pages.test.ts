@@ -162,7 +162,12 @@ describe('console resource pages', () => {
     await openFromNav(page, 'Templates', 'Templates');
     await page.getByRole('link', { name: 'Build from a Dockerfile' }).click();
     await page.getByLabel('Name').fill('console-hi');
-    await page.getByRole('textbox', { name: 'Dockerfile' }).fill('FROM base\nRUN echo hi > /hi\n');
+    // `RUN echo hi > /hi` is cached after the first run; a step of this run's own is not, so
+    // the build takes a few seconds and its log is seen while it runs.
+    const nonce = `${process.pid}-${Date.now()}`;
+    await page
+      .getByRole('textbox', { name: 'Dockerfile' })
+      .fill(`FROM base\nRUN echo hi > /hi\nRUN echo ${nonce} > /nonce\n`);
     await page.getByLabel('vCPUs').fill('1');
     await page.getByLabel('Memory (MiB)').fill('512');
     await assertAccessible(page, 'the build form');
@@ -200,10 +205,13 @@ describe('console resource pages', () => {
     try {
       assert.equal(await sbx.files.read('/hi'), 'hi\n');
       // As the e2b SDK's Dockerfile parser leaves it: user, in /home/user.
+      assert.equal(await sbx.files.read('/nonce'), `${nonce}\n`);
       assert.equal((await sbx.commands.run('echo "$(whoami) $(pwd)"')).stdout.trim(), 'user /home/user');
     } finally {
       await sbx.kill();
     }
+    // Its own layer is not left in the shared image store.
+    assert.equal((await api('DELETE', '/templates/console-hi', server.up.apiKey)).status, 204);
     assert.deepEqual(errors.splice(0), [], 'console errors');
   });
 
