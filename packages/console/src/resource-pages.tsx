@@ -83,7 +83,7 @@ export function resourcePage(path: string, session: Session): JSX.Element | unde
   if (path === '/ui/snapshots') return <SnapshotsPage session={session} />;
   if (path === '/ui/keys') return <KeysPage session={session} />;
   if (path === '/ui/nodes') return <NodesPage session={session} />;
-  if (path === '/ui/usage') return <UsagePage />;
+  if (path === '/ui/usage') return <UsagePage operator={session.operator === true} />;
   if (path === '/ui/events') return <EventsPage session={session} />;
   if (path === '/ui/audit') return <AuditPage />;
   return undefined;

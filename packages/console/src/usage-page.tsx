@@ -54,8 +54,9 @@ function usageQuery(from: string, to: string, groupBy: GroupBy): string {
 /**
  * The team's metered usage and its cost (aiva's `GET /v1/usage`) over the chosen days,
  * grouped by sandbox, template or day, as a table with its total; the same report as CSV.
+ * The operator's key sees every team's usage: each row says whose.
  */
-export function UsagePage() {
+export function UsagePage(props: { operator: boolean }) {
   const [from, setFrom] = useState(firstOfMonth());
   const [to, setTo] = useState(day(new Date()));
   const [groupBy, setGroupBy] = useState<GroupBy>('sandbox');
@@ -150,6 +151,7 @@ export function UsagePage() {
             </caption>
             <thead>
               <tr>
+                {props.operator && <th scope="col">Team</th>}
                 <th scope="col">
                   {report.groupBy === 'day' ? 'Day' : report.groupBy === 'template' ? 'Template' : 'Sandbox'}
                 </th>
@@ -176,13 +178,18 @@ export function UsagePage() {
             <tbody>
               {report.items.length === 0 && (
                 <tr>
-                  <td colSpan={7} class="empty">
+                  <td colSpan={props.operator ? 8 : 7} class="empty">
                     No usage in this range.
                   </td>
                 </tr>
               )}
               {report.items.map((i) => (
                 <tr key={`${i.teamID}/${key(i)}`}>
+                  {props.operator && (
+                    <td>
+                      <code>{i.teamID}</code>
+                    </td>
+                  )}
                   <th scope="row">
                     <code>{key(i)}</code>
                   </th>
@@ -197,6 +204,7 @@ export function UsagePage() {
             </tbody>
             <tfoot>
               <tr>
+                {props.operator && <td />}
                 <th scope="row">Total</th>
                 <td class="num">{num(report.total.vcpuSeconds, 1)}</td>
                 <td class="num">{num(report.total.cpuSeconds, 1)}</td>

@@ -98,6 +98,12 @@ describe('console resource pages', () => {
   test('the nav has every resource page this server has; each passes axe, light and dark', async () => {
     // `aiva up` is one node, not a cluster: no Nodes entry even for the operator's key.
     assert.deepEqual(await navLabels(page), NAV_ALL);
+    // By keyboard: from the brand, Tab twice is Templates, and Enter opens it.
+    await page.locator('a.brand').focus();
+    await page.keyboard.press('Tab');
+    await page.keyboard.press('Tab');
+    await page.keyboard.press('Enter');
+    await page.getByRole('heading', { level: 1, name: 'Templates' }).waitFor({ timeout: WAIT_MS });
     const pages: [string, string | RegExp][] = [
       ['Templates', 'Templates'],
       ['Snapshots', 'Snapshots'],
@@ -287,6 +293,8 @@ describe('console resource pages', () => {
     await page.getByRole('button', { name: 'Show' }).click();
     await page.getByRole('table').getByText('by template').waitFor({ timeout: WAIT_MS });
     assert.match((await page.locator('tfoot').textContent()) ?? '', /^Total/);
+    // The operator's report says whose each row is.
+    await page.getByRole('columnheader', { name: 'Team' }).waitFor();
     await page.screenshot({ path: join(shots, 'usage-by-template.png'), fullPage: true });
     assert.deepEqual(errors.splice(0), [], 'console errors');
   });
