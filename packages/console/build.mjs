@@ -25,6 +25,8 @@ await build({
   target: ['chrome110', 'firefox110', 'safari16'],
   jsx: 'automatic',
   jsxImportSource: 'preact',
+  // dockerfile-ast (the Dockerfile form's parser) calls Node's Buffer once: a browser stand-in.
+  inject: [join(here, 'src/buffer-shim.ts')],
   outdir: out,
   logLevel: 'warning',
 });

@@ -43,6 +43,10 @@ export interface Session {
   keyId: string;
   scopes: string[];
   expiresAt: string;
+  /** The key is of the operator team (it sees every team, and the nodes). */
+  operator?: boolean;
+  /** This server has nodes to manage (cluster mode). */
+  nodes?: boolean;
 }
 
 /** A sandbox as `GET /v2/sandboxes` and the stream list it. */

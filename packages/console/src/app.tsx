@@ -1,5 +1,6 @@
 import { useEffect, useLayoutEffect, useState } from 'preact/hooks';
 import { ApiError, api, errorMessage, type Session } from './api.js';
+import { ResourceNav, resourcePage } from './resource-pages.js';
 import { HOME, navigate, onLinkClick, usePath } from './router.js';
 import { SandboxCreate } from './sandbox-create.js';
 import { SandboxDetail } from './sandbox-detail.js';
@@ -75,6 +76,7 @@ function SignedIn(props: { session: Session; onSignOut: () => void; onSessionEnd
   if (path === HOME) page = <SandboxList onSessionEnded={props.onSessionEnded} />;
   else if (path === '/ui/sandboxes/new') page = <SandboxCreate />;
   else if (detail?.[1]) page = <SandboxDetail id={detail[1]} onSessionEnded={props.onSessionEnded} />;
+  else page = resourcePage(path, props.session) ?? page;
   return (
     <>
       <header class="top">
@@ -85,6 +87,7 @@ function SignedIn(props: { session: Session; onSignOut: () => void; onSessionEnd
           <a href={HOME} onClick={onLinkClick} aria-current={path.startsWith(HOME) ? 'page' : undefined}>
             Sandboxes
           </a>
+          <ResourceNav session={props.session} path={path} />
         </nav>
         <span class="who" title={`key ${props.session.keyId}`}>
           team {props.session.teamId}

@@ -441,7 +441,7 @@ export async function startServer(
       requireApiKey(api, teams, quotas, consoleSessions);
       const audit = new AuditLog(database.db);
       recordMutatingCalls(api, audit);
-      registerConsoleSessionRoutes(api, consoleSessions, quotas);
+      registerConsoleSessionRoutes(api, consoleSessions, quotas, teams, { nodes: Boolean(registry) });
       registerSandboxRoutes(api, sandboxes, snapshots);
       registerSandboxStreamRoutes(api, sandboxes);
       registerMetricsRoutes(api, sandboxes, new TeamMetrics(database.db));

@@ -2,9 +2,10 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
 import { SESSION_COOKIE, sessionCookieOptions } from '../../auth/console-session-rules.js';
-import { type ConsoleSessions, infoOf } from '../../services/console-sessions.js';
+import { type ConsoleSessions, infoOf, type SessionCaller } from '../../services/console-sessions.js';
 import { NotFoundError } from '../../services/errors.js';
 import type { TeamQuotas } from '../../services/team-quotas.js';
+import type { TeamService } from '../../services/team-service.js';
 import { ErrorBody } from '../e2b/schemas.js';
 
 const SessionInfo = Type.Object({
@@ -12,6 +13,12 @@ const SessionInfo = Type.Object({
   keyId: Type.String(),
   scopes: Type.Array(Type.String(), { description: 'the key’s scopes; empty: full access' }),
   expiresAt: Type.String({ description: 'when the session ends at the latest' }),
+  operator: Type.Boolean({
+    description: 'the key is of the operator team (it may see every team and the nodes)',
+  }),
+  nodes: Type.Boolean({
+    description: 'this server has a node registry (cluster mode): `/v1/nodes` is served',
+  }),
 });
 const tags = ['console (aiva)'];
 const errors = { 400: ErrorBody, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody, 429: ErrorBody };
@@ -26,8 +33,16 @@ export function registerConsoleSessionRoutes(
   base: FastifyInstance,
   sessions: ConsoleSessions,
   quotas: TeamQuotas,
+  teams: TeamService,
+  cluster: { nodes: boolean },
 ): void {
   const app = base.withTypeProvider<TypeBoxTypeProvider>();
+  // What the console shows besides the session: the operator's pages, and the pages this server has.
+  const describe = async (caller: SessionCaller) => ({
+    ...infoOf(caller),
+    operator: await teams.isOperator(caller),
+    nodes: cluster.nodes,
+  });
   app.post(
     '/v1/console/session',
     {
@@ -48,13 +63,13 @@ export function registerConsoleSessionRoutes(
       // Recorded in the audit log as the key's sign-in.
       request.caller = key;
       await quotas.takeRequestToken(key);
-      const { token, caller, info } = await sessions.open(key);
+      const { token, caller } = await sessions.open(key);
       void reply.setCookie(
         SESSION_COOKIE,
         token,
         sessionCookieOptions(caller.expiresAt, request.protocol === 'https'),
       );
-      return reply.code(201).send(info);
+      return reply.code(201).send(await describe(caller));
     },
   );
   app.get(
@@ -66,7 +81,7 @@ export function registerConsoleSessionRoutes(
         response: { 200: SessionInfo, ...errors },
       },
     },
-    async (request) => infoOf(sessionOf(request)),
+    async (request) => describe(sessionOf(request)),
   );
   app.delete(
     '/v1/console/session',
