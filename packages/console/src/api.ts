@@ -43,6 +43,8 @@ export interface Session {
   keyId: string;
   scopes: string[];
   expiresAt: string;
+  /** The key is of the operator team, which may see every team's sandboxes. */
+  operator?: boolean;
 }
 
 /** A sandbox as `GET /v2/sandboxes` and the stream list it. */
@@ -59,6 +61,8 @@ export interface ListedSandbox {
   envdVersion: string;
   state: 'running' | 'paused';
   metadata?: Record<string, string>;
+  /** Its team: in the operator's list of every team's (`?teams=all`) only. */
+  teamID?: string;
 }
 
 /** A template as `GET /templates` lists it (the fields the console shows). */

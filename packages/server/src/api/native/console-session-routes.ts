@@ -5,6 +5,7 @@ import { SESSION_COOKIE, sessionCookieOptions } from '../../auth/console-session
 import { type ConsoleSessions, infoOf } from '../../services/console-sessions.js';
 import { NotFoundError } from '../../services/errors.js';
 import type { TeamQuotas } from '../../services/team-quotas.js';
+import type { TeamService } from '../../services/team-service.js';
 import { ErrorBody } from '../e2b/schemas.js';
 
 const SessionInfo = Type.Object({
@@ -12,6 +13,9 @@ const SessionInfo = Type.Object({
   keyId: Type.String(),
   scopes: Type.Array(Type.String(), { description: 'the key’s scopes; empty: full access' }),
   expiresAt: Type.String({ description: 'when the session ends at the latest' }),
+  operator: Type.Optional(
+    Type.Boolean({ description: 'whether the key is of the operator team (which may see every team)' }),
+  ),
 });
 const tags = ['console (aiva)'];
 const errors = { 400: ErrorBody, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody, 429: ErrorBody };
@@ -26,6 +30,7 @@ export function registerConsoleSessionRoutes(
   base: FastifyInstance,
   sessions: ConsoleSessions,
   quotas: TeamQuotas,
+  teams: TeamService,
 ): void {
   const app = base.withTypeProvider<TypeBoxTypeProvider>();
   app.post(
@@ -54,7 +59,7 @@ export function registerConsoleSessionRoutes(
         token,
         sessionCookieOptions(caller.expiresAt, request.protocol === 'https'),
       );
-      return reply.code(201).send(info);
+      return reply.code(201).send({ ...info, operator: await teams.isOperator(caller) });
     },
   );
   app.get(
@@ -66,7 +71,10 @@ export function registerConsoleSessionRoutes(
         response: { 200: SessionInfo, ...errors },
       },
     },
-    async (request) => infoOf(sessionOf(request)),
+    async (request) => {
+      const session = sessionOf(request);
+      return { ...infoOf(session), operator: await teams.isOperator(session) };
+    },
   );
   app.delete(
     '/v1/console/session',
