@@ -6,6 +6,8 @@ export interface ChartLine {
   label: string;
   values: (number | null)[];
   color: `--${string}`;
+  /** Draw each value as a point too (sparse series, whose values stand between gaps). */
+  points?: boolean;
 }
 
 export interface ChartProps {
@@ -74,6 +76,7 @@ export function Chart(props: ChartProps) {
               stroke: cssVar(l.color),
               width: 2,
               spanGaps: false,
+              points: { show: l.points ?? false, size: 6 },
               value: (_u: uPlot, v: number | null) => (v === null ? '–' : props.format(v)),
             })),
           ],
@@ -118,10 +121,23 @@ export function Chart(props: ChartProps) {
           {props.summary}
         </span>
       </figcaption>
+      <ul class="chart-legend" aria-hidden="true">
+        {props.lines.map((l) => (
+          <li key={l.label}>
+            <span class="swatch" style={{ background: `var(${l.color})` }} />
+            {l.label}
+          </li>
+        ))}
+      </ul>
       <div ref={box} class="chart-canvas" aria-hidden="true" />
       <details class="chart-table">
         <summary>{props.title}: the values as a table</summary>
-        <div class="table-wrap">
+        <section
+          class="table-wrap"
+          aria-label={`${props.title}: values`}
+          // biome-ignore lint/a11y/noNoninteractiveTabindex: the table scrolls, and a keyboard must reach it to scroll it
+          tabIndex={0}
+        >
           <table>
             <caption class="visually-hidden">{props.title}</caption>
             <thead>
@@ -155,7 +171,7 @@ export function Chart(props: ChartProps) {
               )}
             </tbody>
           </table>
-        </div>
+        </section>
       </details>
     </figure>
   );

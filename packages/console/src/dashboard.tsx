@@ -138,8 +138,8 @@ export function Dashboard() {
             title="Create latency"
             times={times}
             lines={[
-              { label: 'p50', values: steps.map((s) => s.createP50Ms), color: '--accent' },
-              { label: 'p95', values: steps.map((s) => s.createP95Ms), color: '--warn' },
+              { label: 'p50', values: steps.map((s) => s.createP50Ms), color: '--accent', points: true },
+              { label: 'p95', values: steps.map((s) => s.createP95Ms), color: '--warn', points: true },
             ]}
             format={millis}
             summary={

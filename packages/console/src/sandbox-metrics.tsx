@@ -17,7 +17,7 @@ interface SandboxMetric {
 const POLL_MS = 5000;
 
 const pct = (v: number) => `${v.toFixed(1)} %`;
-const mib = (v: number) => `${Math.round(v)} MiB`;
+const mib = (v: number) => (v >= 1024 ? `${(v / 1024).toFixed(1)} GiB` : `${Math.round(v)} MiB`);
 const MiB = 1024 * 1024;
 
 /**
