@@ -76,15 +76,31 @@ export function Chart(props: ChartProps) {
               stroke: cssVar(l.color),
               width: 2,
               spanGaps: false,
-              points: { show: l.points ?? false, size: 6 },
+              // Points as well when asked, or while there are too few values for a line.
+              points: { show: (self: uPlot) => (l.points ?? false) || self.data[0].length < 3, size: 6 },
               value: (_u: uPlot, v: number | null) => (v === null ? '–' : props.format(v)),
             })),
           ],
           axes: [
             axis,
-            { ...axis, size: 64, values: (_u: uPlot, ticks: number[]) => ticks.map(props.format) },
+            { ...axis, size: 76, values: (_u: uPlot, ticks: number[]) => ticks.map(props.format) },
           ],
-          scales: { y: { range: (_u, _min, max) => [0, max > 0 ? max * 1.1 : 1] } },
+          scales: {
+            // The data's own span, at least a minute (uPlot widens a single time value by
+            // 86400 / ms: years, with seconds).
+            x: {
+              time: true,
+              range: (): uPlot.Range.MinMax => {
+                const t = dataRef.current()[0] as number[];
+                const min = t[0] ?? Date.now() / 1000 - 60;
+                const max = t.at(-1) ?? Date.now() / 1000;
+                return max - min < 60 ? [min - 30, max + 30] : [min, max];
+              },
+            },
+            y: { range: (_u, _min, max) => [0, max > 0 ? max * 1.1 : 1] },
+          },
+          // The legend is the page's own (above the canvas), with the summary and the table.
+          legend: { show: false },
           cursor: { drag: { x: false, y: false } },
         },
         dataRef.current(),

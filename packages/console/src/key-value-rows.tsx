@@ -12,6 +12,8 @@ export interface KeyValueRow {
 export function KeyValueRows(props: {
   /** The list's name, e.g. "Environment variable" (labels: "Environment variable 1 name"). */
   name: string;
+  /** Its legend, e.g. "Environment variables". */
+  legend: string;
   rows: KeyValueRow[];
   onChange: (rows: KeyValueRow[]) => void;
   keyPlaceholder?: string;
@@ -26,7 +28,7 @@ export function KeyValueRows(props: {
   };
   return (
     <fieldset class="kv">
-      <legend>{props.name}s</legend>
+      <legend>{props.legend}</legend>
       <div ref={list}>
         {props.rows.map((r, i) => (
           <div class="kv-row" key={i}>

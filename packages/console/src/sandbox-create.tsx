@@ -110,11 +110,18 @@ export function SandboxCreate() {
         />
         <KeyValueRows
           name="Environment variable"
+          legend="Environment variables"
           rows={envVars}
           onChange={setEnvVars}
           keyPlaceholder="NAME"
         />
-        <KeyValueRows name="Metadata entry" rows={metadata} onChange={setMetadata} keyPlaceholder="key" />
+        <KeyValueRows
+          name="Metadata entry"
+          legend="Metadata"
+          rows={metadata}
+          onChange={setMetadata}
+          keyPlaceholder="key"
+        />
         <fieldset class="kv">
           <legend>Network</legend>
           <label class="check">
