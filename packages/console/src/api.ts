@@ -63,6 +63,8 @@ export interface ListedSandbox {
   envdVersion: string;
   state: 'running' | 'paused';
   metadata?: Record<string, string>;
+  /** Its team: in the operator's list of every team's (`?teams=all`) only. */
+  teamID?: string;
 }
 
 /** A template as `GET /templates` lists it (the fields the console shows). */

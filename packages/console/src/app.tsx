@@ -1,6 +1,7 @@
 import { useEffect, useLayoutEffect, useState } from 'preact/hooks';
 import { ApiError, api, errorMessage, type Session } from './api.js';
 import { ResourceNav, resourcePage } from './resource-pages.js';
+import { DASHBOARD, Dashboard } from './dashboard.js';
 import { HOME, navigate, onLinkClick, usePath } from './router.js';
 import { SandboxCreate } from './sandbox-create.js';
 import { SandboxDetail } from './sandbox-detail.js';
@@ -73,7 +74,8 @@ function SignedIn(props: { session: Session; onSignOut: () => void; onSessionEnd
   }, [at]);
   const detail = /^\/ui\/sandboxes\/([a-z0-9]+)$/.exec(path);
   let page = <NotFound />;
-  if (path === HOME) page = <SandboxList onSessionEnded={props.onSessionEnded} />;
+  if (path === HOME) page = <SandboxList session={props.session} onSessionEnded={props.onSessionEnded} />;
+  else if (path === DASHBOARD) page = <Dashboard />;
   else if (path === '/ui/sandboxes/new') page = <SandboxCreate />;
   else if (detail?.[1]) page = <SandboxDetail id={detail[1]} onSessionEnded={props.onSessionEnded} />;
   else page = resourcePage(path, props.session) ?? page;
@@ -86,6 +88,9 @@ function SignedIn(props: { session: Session; onSignOut: () => void; onSessionEnd
         <nav aria-label="Main">
           <a href={HOME} onClick={onLinkClick} aria-current={path.startsWith(HOME) ? 'page' : undefined}>
             Sandboxes
+          </a>
+          <a href={DASHBOARD} onClick={onLinkClick} aria-current={path === DASHBOARD ? 'page' : undefined}>
+            Dashboard
           </a>
           <ResourceNav session={props.session} path={path} />
         </nav>

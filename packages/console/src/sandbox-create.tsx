@@ -1,18 +1,14 @@
 import { useEffect, useState } from 'preact/hooks';
 import { api, errorMessage, type Template } from './api.js';
+import { type KeyValueRow, KeyValueRows, recordOf } from './key-value-rows.js';
 import { HOME, navigate, onLinkClick } from './router.js';
 
-/** `key=value` lines → metadata; the first line that is not one is named in the error. */
-export function parseMetadata(text: string): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const [i, raw] of text.split('\n').entries()) {
-    const line = raw.trim();
-    if (!line) continue;
-    const eq = line.indexOf('=');
-    if (eq <= 0) throw new Error(`metadata line ${i + 1} is not key=value: ${line}`);
-    out[line.slice(0, eq).trim()] = line.slice(eq + 1).trim();
-  }
-  return out;
+/** One destination a line (CIDRs, addresses, domain names); blank lines are skipped. */
+export function linesOf(text: string): string[] {
+  return text
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l !== '');
 }
 
 function templateName(t: Template): string {
@@ -20,14 +16,20 @@ function templateName(t: Template): string {
 }
 
 /**
- * A new sandbox through `POST /sandboxes`: template, timeout and metadata. Its vCPUs and
- * memory are the template's (E2B's API takes them from the template), shown beside it.
+ * A new sandbox through `POST /sandboxes`: template, timeout, env vars and metadata (rows
+ * of key and value), and its network policy (E2B's `allow_internet_access` and
+ * `network.allowOut` / `denyOut`). Its vCPUs and memory are the template's (E2B's API takes
+ * them from the template), shown beside it. The API's message is shown when it refuses.
  */
 export function SandboxCreate() {
   const [templates, setTemplates] = useState<Template[]>();
   const [template, setTemplate] = useState('base');
   const [timeout, setTimeoutS] = useState('300');
-  const [metadata, setMetadata] = useState('');
+  const [envVars, setEnvVars] = useState<KeyValueRow[]>([]);
+  const [metadata, setMetadata] = useState<KeyValueRow[]>([]);
+  const [internet, setInternet] = useState(true);
+  const [allowOut, setAllowOut] = useState('');
+  const [denyOut, setDenyOut] = useState('');
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<string>();
 
@@ -39,9 +41,24 @@ export function SandboxCreate() {
   const submit = async (e: Event) => {
     e.preventDefault();
     setError(undefined);
-    let body: { templateID: string; timeout: number; metadata: Record<string, string> };
+    let body: Record<string, unknown>;
     try {
-      body = { templateID: template, timeout: Number(timeout), metadata: parseMetadata(metadata) };
+      const allow = linesOf(allowOut);
+      const deny = linesOf(denyOut);
+      body = {
+        templateID: template,
+        timeout: Number(timeout),
+        metadata: recordOf('Metadata entry', metadata),
+        envVars: recordOf('Environment variable', envVars),
+        allow_internet_access: internet,
+        network:
+          allow.length > 0 || deny.length > 0
+            ? {
+                ...(allow.length > 0 ? { allowOut: allow } : {}),
+                ...(deny.length > 0 ? { denyOut: deny } : {}),
+              }
+            : undefined,
+      };
     } catch (err) {
       return setError(errorMessage(err));
     }
@@ -91,13 +108,45 @@ export function SandboxCreate() {
           value={timeout}
           onInput={(e) => setTimeoutS((e.currentTarget as HTMLInputElement).value)}
         />
-        <label for="metadata">Metadata (one key=value a line)</label>
-        <textarea
-          id="metadata"
-          rows={3}
-          value={metadata}
-          onInput={(e) => setMetadata((e.currentTarget as HTMLTextAreaElement).value)}
+        <KeyValueRows
+          name="Environment variable"
+          legend="Environment variables"
+          rows={envVars}
+          onChange={setEnvVars}
+          keyPlaceholder="NAME"
         />
+        <KeyValueRows
+          name="Metadata entry"
+          legend="Metadata"
+          rows={metadata}
+          onChange={setMetadata}
+          keyPlaceholder="key"
+        />
+        <fieldset class="kv">
+          <legend>Network</legend>
+          <label class="check">
+            <input
+              type="checkbox"
+              checked={internet}
+              onChange={(e) => setInternet((e.currentTarget as HTMLInputElement).checked)}
+            />{' '}
+            Allow internet access
+          </label>
+          <label for="allow-out">Always allowed destinations (one CIDR, address or domain a line)</label>
+          <textarea
+            id="allow-out"
+            rows={2}
+            value={allowOut}
+            onInput={(e) => setAllowOut((e.currentTarget as HTMLTextAreaElement).value)}
+          />
+          <label for="deny-out">Denied destinations (one a line)</label>
+          <textarea
+            id="deny-out"
+            rows={2}
+            value={denyOut}
+            onInput={(e) => setDenyOut((e.currentTarget as HTMLTextAreaElement).value)}
+          />
+        </fieldset>
         {error && (
           <p role="alert" class="error">
             {error}

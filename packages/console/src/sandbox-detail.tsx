@@ -3,12 +3,16 @@ import { ApiError, api, errorMessage, type ListedSandbox } from './api.js';
 import { HOME, onLinkClick } from './router.js';
 import { SandboxActions } from './sandbox-actions.js';
 import { MetadataList, templateOf } from './sandbox-list.js';
+import { SandboxLogs } from './sandbox-logs.js';
+import { SandboxMetrics } from './sandbox-metrics.js';
+import { SandboxSnapshot } from './sandbox-snapshot.js';
 import { useSandboxStream } from './sandbox-stream.js';
 import { SandboxTimeout } from './sandbox-timeout.js';
 
 /**
- * One sandbox, live from the sandbox stream, with pause, resume, kill and its timeout, and
- * while it runs a terminal and its files. Once listed, its
+ * One sandbox, live from the sandbox stream, with pause, resume, kill and its timeout,
+ * snapshot and fork, its CPU, memory and disk charts and console log tail, and while it
+ * runs a terminal and its files. Once listed, its
  * leaving the list is its end; one the stream never listed (an old one past the stream's
  * 1000) is read with `GET /sandboxes/{id}`, where a 404 means it has ended.
  */
@@ -92,8 +96,11 @@ export function SandboxDetail(props: { id: string; onSessionEnded: () => void })
             onFailed={() => setLeaving(false)}
           />
           {sandbox.state === 'running' && <SandboxTimeout id={sandbox.sandboxID} />}
+          {sandbox.state === 'running' && <SandboxSnapshot id={sandbox.sandboxID} />}
         </div>
       )}
+      {sandbox && !ended && <SandboxMetrics id={props.id} live={sandbox.state === 'running' && !leaving} />}
+      {sandbox && !ended && <SandboxLogs id={props.id} live={sandbox.state === 'running' && !leaving} />}
       <LazySandboxTools id={props.id} running={sandbox?.state === 'running' && !ended && !leaving} />
     </section>
   );

@@ -1,31 +1,41 @@
 import { useMemo, useState } from 'preact/hooks';
-import type { ListedSandbox } from './api.js';
+import type { ListedSandbox, Session } from './api.js';
 import { onLinkClick } from './router.js';
 import { SandboxActions } from './sandbox-actions.js';
 import { useSandboxStream } from './sandbox-stream.js';
 
 /**
  * The team's sandboxes (running and paused), kept live by the sandbox stream, filtered in
- * the page by state, template and metadata.
+ * the page by state, template and metadata. The operator may show every team's, with a
+ * team column and filter; another team's sandbox is shown, not acted on (the API's sandbox
+ * routes are each team's own).
  */
-export function SandboxList(props: { onSessionEnded: () => void }) {
-  const { items, feed } = useSandboxStream(props.onSessionEnded);
+export function SandboxList(props: { session: Session; onSessionEnded: () => void }) {
+  const [everyTeam, setEveryTeam] = useState(false);
+  const { items, feed } = useSandboxStream(props.onSessionEnded, everyTeam);
+  const [team, setTeam] = useState('');
   const [state, setState] = useState('');
   const [template, setTemplate] = useState('');
   const [metadata, setMetadata] = useState('');
 
   const templates = useMemo(() => [...new Set((items ?? []).map(templateOf))].sort(), [items]);
+  const teams = useMemo(
+    () => [...new Set((items ?? []).map((s) => s.teamID ?? ''))].filter(Boolean).sort(),
+    [items],
+  );
+  const own = (s: ListedSandbox) => s.teamID === undefined || s.teamID === props.session.teamId;
   const shown = useMemo(() => {
     const want = metadataFilter(metadata);
     return (items ?? []).filter(
       (s) =>
         (!state || s.state === state) &&
+        (!everyTeam || !team || s.teamID === team) &&
         (!template || templateOf(s) === template) &&
         (!want ||
           (s.metadata?.[want.key] !== undefined &&
             (want.value === undefined || s.metadata[want.key] === want.value))),
     );
-  }, [items, state, template, metadata]);
+  }, [items, state, template, metadata, everyTeam, team]);
 
   return (
     <section aria-labelledby="sandboxes-title">
@@ -39,6 +49,31 @@ export function SandboxList(props: { onSessionEnded: () => void }) {
         </a>
       </div>
       <form class="filters" aria-label="Filters" onSubmit={(e) => e.preventDefault()}>
+        {props.session.operator && (
+          <label>
+            Teams
+            <select
+              value={everyTeam ? 'all' : 'own'}
+              onChange={(e) => setEveryTeam((e.currentTarget as HTMLSelectElement).value === 'all')}
+            >
+              <option value="own">This team</option>
+              <option value="all">Every team</option>
+            </select>
+          </label>
+        )}
+        {everyTeam && (
+          <label>
+            Team
+            <select value={team} onChange={(e) => setTeam((e.currentTarget as HTMLSelectElement).value)}>
+              <option value="">All</option>
+              {teams.map((t) => (
+                <option key={t} value={t}>
+                  {t}
+                </option>
+              ))}
+            </select>
+          </label>
+        )}
         <label>
           State
           <select value={state} onChange={(e) => setState((e.currentTarget as HTMLSelectElement).value)}>
@@ -78,10 +113,13 @@ export function SandboxList(props: { onSessionEnded: () => void }) {
       ) : (
         <div class="table-wrap">
           <table>
-            <caption class="visually-hidden">Sandboxes of this team</caption>
+            <caption class="visually-hidden">
+              {everyTeam ? 'Sandboxes of every team' : 'Sandboxes of this team'}
+            </caption>
             <thead>
               <tr>
                 <th scope="col">ID</th>
+                {everyTeam && <th scope="col">Team</th>}
                 <th scope="col">Template</th>
                 <th scope="col">State</th>
                 <th scope="col">CPU / memory</th>
@@ -94,10 +132,15 @@ export function SandboxList(props: { onSessionEnded: () => void }) {
               {shown.map((s) => (
                 <tr key={s.sandboxID} data-sandbox={s.sandboxID}>
                   <td>
-                    <a href={`/ui/sandboxes/${s.sandboxID}`} onClick={onLinkClick}>
+                    {own(s) ? (
+                      <a href={`/ui/sandboxes/${s.sandboxID}`} onClick={onLinkClick}>
+                        <code>{s.sandboxID}</code>
+                      </a>
+                    ) : (
                       <code>{s.sandboxID}</code>
-                    </a>
+                    )}
                   </td>
+                  {everyTeam && <td>{s.teamID}</td>}
                   <td>{templateOf(s)}</td>
                   <td>
                     <span class={`state state-${s.state}`}>{s.state}</span>
@@ -112,7 +155,7 @@ export function SandboxList(props: { onSessionEnded: () => void }) {
                     <MetadataList metadata={s.metadata} />
                   </td>
                   <td>
-                    <SandboxActions sandbox={s} />
+                    {own(s) ? <SandboxActions sandbox={s} /> : <span class="muted">another team’s</span>}
                   </td>
                 </tr>
               ))}

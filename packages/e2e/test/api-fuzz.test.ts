@@ -77,6 +77,7 @@ const ROUTES = [
   'DELETE /v1/node-tokens/:id',
   'POST /v1/console/session',
   'GET /v1/console/session',
+  'GET /v1/sandboxes/stats',
   'DELETE /v1/console/session',
   'GET /',
   'GET /ui/sandboxes/:id',

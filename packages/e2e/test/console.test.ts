@@ -221,7 +221,14 @@ describe('web console', () => {
     await page.getByRole('heading', { name: 'New sandbox' }).waitFor();
     await page.getByLabel('Template').selectOption('base');
     await page.getByLabel('Timeout (seconds)').fill('600');
-    await page.getByLabel('Metadata (one key=value a line)').fill('made=console\nowner=e2e');
+    for (const [i, [k, v]] of [
+      ['made', 'console'],
+      ['owner', 'e2e'],
+    ].entries()) {
+      await page.getByRole('button', { name: 'Add metadata entry' }).click();
+      await page.getByLabel(`Metadata entry ${i + 1} name`).fill(k ?? '');
+      await page.getByLabel(`Metadata entry ${i + 1} value`).fill(v ?? '');
+    }
     await screenshot(page, '6-create');
     await assertAccessible(page, 'the create form');
     await page.getByRole('button', { name: 'Create sandbox' }).click();

@@ -33,6 +33,7 @@ import { registerKeyRoutes } from './api/native/key-routes.js';
 import { registerMcpRoutes } from './api/native/mcp-routes.js';
 import { registerNodeRoutes } from './api/native/node-routes.js';
 import { registerNodeTokenRoutes } from './api/native/node-token-routes.js';
+import { registerSandboxStatsRoutes } from './api/native/sandbox-stats-routes.js';
 import { registerSandboxStreamRoutes } from './api/native/sandbox-stream-routes.js';
 import { registerTeamRoutes } from './api/native/team-routes.js';
 import { registerUsageRoutes } from './api/native/usage-routes.js';
@@ -60,6 +61,7 @@ import { NodeTokenService } from './services/node-token-service.js';
 import { SandboxEvents } from './services/sandbox-events.js';
 import { maskedHost } from './services/sandbox-options.js';
 import { SandboxService } from './services/sandbox-service.js';
+import { SandboxStatsService } from './services/sandbox-stats.js';
 import { SnapshotService } from './services/snapshot-service.js';
 import { TeamMetrics } from './services/team-metrics.js';
 import { TeamQuotas } from './services/team-quotas.js';
@@ -443,7 +445,17 @@ export async function startServer(
       recordMutatingCalls(api, audit);
       registerConsoleSessionRoutes(api, consoleSessions, quotas, teams, { nodes: Boolean(registry) });
       registerSandboxRoutes(api, sandboxes, snapshots);
-      registerSandboxStreamRoutes(api, sandboxes);
+      registerSandboxStreamRoutes(api, sandboxes, teams);
+      registerSandboxStatsRoutes(
+        api,
+        teams,
+        new SandboxStatsService(
+          database.db,
+          () => sandboxes.liveSandboxes(),
+          metrics.createLog,
+          registry ? () => registry.list() : undefined,
+        ),
+      );
       registerMetricsRoutes(api, sandboxes, new TeamMetrics(database.db));
       registerSnapshotRoutes(api, snapshots);
       registerVolumeRoutes(api, volumes);

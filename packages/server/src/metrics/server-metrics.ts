@@ -1,10 +1,13 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import { CreateLog } from './create-log.js';
 
 /** The Prometheus metrics the server exports on GET /metrics. */
 export interface ServerMetrics {
   registry: Registry;
   sandboxes: Gauge<'state'>;
   createSeconds: Histogram;
+  /** The recent creates with their times (the histogram has none), for `GET /v1/sandboxes/stats`. */
+  createLog: CreateLog;
   httpSeconds: Histogram<'method' | 'route' | 'status'>;
   proxiedRequests: Counter<'port_kind' | 'outcome'>;
   /** Metered usage, as the usage records add it up (`services/usage-meter.ts`). */
@@ -33,6 +36,7 @@ export function createServerMetrics(): ServerMetrics {
       buckets: [0.05, 0.1, 0.2, 0.3, 0.5, 1, 2, 5, 10, 30, 60],
       registers: [registry],
     }),
+    createLog: new CreateLog(),
     httpSeconds: new Histogram({
       name: 'aiva_http_request_seconds',
       help: 'API request latency (not proxied sandbox traffic)',

@@ -179,7 +179,9 @@ export class SandboxCreation {
       await this.rows.updateLive(id, ready);
       Object.assign(live, { state: ready.state, endAt: endAt.getTime(), memoryMb: n.memoryMiB });
       this.live.updateGauge();
-      this.options.metrics.createSeconds.observe((performance.now() - started) / 1000);
+      const tookMs = performance.now() - started;
+      this.options.metrics.createSeconds.observe(tookMs / 1000);
+      this.options.metrics.createLog.record(caller.teamId, tookMs, true);
       this.log.info(
         {
           sandbox: id,
@@ -207,6 +209,7 @@ export class SandboxCreation {
         return this.create(caller, { ...body, templateID: template }, defaultTimeoutS, { usePool: false });
       }
       this.log.error({ sandbox: id, err: e }, 'sandbox create failed');
+      this.options.metrics.createLog.record(caller.teamId, performance.now() - started, false);
       throw new OperationFailedError('the sandbox could not start', e);
     }
   }

@@ -57,13 +57,14 @@ export function sandboxDetail(row: Row, domain: string | undefined): SandboxDeta
 }
 
 /**
- * A team's sandboxes with E2B's filters (states, template or alias, started at or after,
+ * A team's sandboxes (or every team's) with E2B's filters (states, template or alias, started at or after,
  * metadata), ordered by start time, one keyset page at a time; with running ones asked
  * for, how many running sandboxes match in all (E2B's `X-Total-Running`).
  */
 export async function listSandboxes(
   db: Database,
-  teamId: string,
+  /** undefined: every team's (the operator's view), each item with its `teamID`. */
+  teamId: string | undefined,
   q: ListQuery,
 ): Promise<{ items: ListedSandbox[]; nextToken?: string; totalRunning?: number }> {
   const states: ApiState[] = [];
@@ -71,7 +72,7 @@ export async function listSandboxes(
     if (!isApiState(s)) throw new InvalidRequestError(`state "${s}" is not running or paused`);
     states.push(s);
   }
-  const filters: SQL[] = [eq(sandboxes.teamId, teamId)];
+  const filters: SQL[] = teamId === undefined ? [] : [eq(sandboxes.teamId, teamId)];
   if (q.template) {
     // As E2B: a sandbox records its template, not the tag it was made from.
     if (q.template.includes(':'))
@@ -115,7 +116,10 @@ export async function listSandboxes(
       .where(and(...filters, eq(sandboxes.state, 'running')));
     totalRunning = row?.n ?? 0;
   }
-  return { items: page.map(listedSandbox), nextToken, totalRunning };
+  const items = page.map((r) =>
+    teamId === undefined ? { ...listedSandbox(r), teamID: r.teamId } : listedSandbox(r),
+  );
+  return { items, nextToken, totalRunning };
 }
 
 /**

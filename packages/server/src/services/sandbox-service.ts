@@ -242,8 +242,9 @@ export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
   }
 
   /** The team's sandboxes, filtered, ordered by start time, one page at a time, with their volumes. */
-  async list(caller: Caller, q: ListQuery): ReturnType<typeof listSandboxes> {
-    const page = await listSandboxes(this.options.db, caller.teamId, q);
+  /** `everyTeam`: every team's sandboxes (the operator's view; the caller is checked by the route). */
+  async list(caller: Caller, q: ListQuery, everyTeam = false): ReturnType<typeof listSandboxes> {
+    const page = await listSandboxes(this.options.db, everyTeam ? undefined : caller.teamId, q);
     const mounts = await this.options.volumes?.mountsOf(page.items.map((s) => s.sandboxID));
     if (!mounts?.size) return page;
     return { ...page, items: page.items.map((s) => ({ ...s, volumeMounts: mounts.get(s.sandboxID) ?? [] })) };

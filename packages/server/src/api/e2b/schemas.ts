@@ -218,6 +218,8 @@ export const ListedSandbox = Type.Object({
   metadata: Type.Optional(Type.Record(Type.String(), Type.String())),
   /** The volumes it mounts (E2B's `{name, path}`). */
   volumeMounts: Type.Optional(Type.Array(Type.Object({ name: Type.String(), path: Type.String() }))),
+  /** aiva's: the sandbox's team, in the operator's list of every team's (the console's stream). */
+  teamID: Type.Optional(Type.String()),
 });
 export type ListedSandbox = Static<typeof ListedSandbox>;
 

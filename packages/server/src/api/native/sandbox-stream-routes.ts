@@ -1,6 +1,8 @@
 import type { FastifyInstance } from 'fastify';
+import { Type } from 'typebox';
 import type { LiveSandbox } from '../../services/live-sandboxes.js';
 import type { SandboxService } from '../../services/sandbox-service.js';
+import type { TeamService } from '../../services/team-service.js';
 import { callerOf } from '../authenticate.js';
 import type { ListedSandbox } from '../e2b/schemas.js';
 
@@ -12,9 +14,10 @@ const HEARTBEAT_MS = 15_000;
 const MAX_LISTED = 1000;
 
 /** What the list shows of the team's sandboxes changes only if this does: ids, states, ends. */
-function fingerprint(live: Iterable<LiveSandbox>, teamId: string): string {
+function fingerprint(live: Iterable<LiveSandbox>, teamId: string | undefined): string {
   const parts: string[] = [];
-  for (const s of live) if (s.teamId === teamId) parts.push(`${s.id}:${s.state}:${s.endAt}`);
+  for (const s of live)
+    if (teamId === undefined || s.teamId === teamId) parts.push(`${s.id}:${s.state}:${s.endAt}`);
   return parts.sort().join(',');
 }
 
@@ -27,7 +30,11 @@ function fingerprint(live: Iterable<LiveSandbox>, teamId: string): string {
  * the database only when it changed. Every 15 s a comment keeps the connection open and
  * the caller's key or console session is checked again: once it is gone, the stream ends.
  */
-export function registerSandboxStreamRoutes(app: FastifyInstance, sandboxes: SandboxService): void {
+export function registerSandboxStreamRoutes(
+  app: FastifyInstance,
+  sandboxes: SandboxService,
+  teams: TeamService,
+): void {
   app.get(
     '/v1/sandboxes/stream',
     {
@@ -36,10 +43,20 @@ export function registerSandboxStreamRoutes(app: FastifyInstance, sandboxes: San
         summary:
           'Server-sent events: the team’s running and paused sandboxes (event `sandboxes`, data: the list), sent on connect and on every change',
         produces: ['text/event-stream'],
+        querystring: Type.Object({
+          teams: Type.Optional(
+            Type.Literal('all', {
+              description: 'the operator only: every team’s sandboxes, each with its teamID (403 for others)',
+            }),
+          ),
+        }),
       },
     },
     async (request, reply) => {
       const caller = callerOf(request);
+      const everyTeam = (request.query as { teams?: 'all' }).teams === 'all';
+      if (everyTeam) await teams.requireOperator(caller, 'see every team’s sandboxes');
+      const teamId = everyTeam ? undefined : caller.teamId;
       const res = reply.raw;
       reply.hijack();
       res.writeHead(200, {
@@ -53,14 +70,14 @@ export function registerSandboxStreamRoutes(app: FastifyInstance, sandboxes: San
       let closed = false;
       const sample = async () => {
         if (reading || closed) return;
-        const now = fingerprint(sandboxes.liveSandboxes(), caller.teamId);
+        const now = fingerprint(sandboxes.liveSandboxes(), teamId);
         if (now === last) return;
         reading = true;
         try {
           const items: ListedSandbox[] = [];
           let nextToken: string | undefined;
           do {
-            const page = await sandboxes.list(caller, { nextToken, limit: 100 });
+            const page = await sandboxes.list(caller, { nextToken, limit: 100 }, everyTeam);
             items.push(...page.items);
             nextToken = page.nextToken;
           } while (nextToken && items.length < MAX_LISTED);
