@@ -4,6 +4,8 @@ import { apiTarget } from './api-client.js';
 /** The metadata key that names an environment: `aiva init N` makes a sandbox with it. */
 export const ENVIRONMENT_KEY = 'aiva.environment';
 
+const SANDBOX_ID = /^[a-z0-9]{1,64}$/;
+
 /** The e2b SDK's options for the running `aiva up` (the sandbox traffic goes through its proxy). */
 export async function sdkOptions(): Promise<{ apiUrl: string; apiKey: string; sandboxUrl: string }> {
   const { apiUrl, apiKey } = await apiTarget();
@@ -33,7 +35,8 @@ export async function findEnvironment(nameOrId: string): Promise<{ info: Sandbox
       );
     info = running[0];
   } else info = named[0];
-  if (!info) {
+  // Only what can be a sandbox id (the server's pattern for one) is asked for as one.
+  if (!info && SANDBOX_ID.test(nameOrId)) {
     info = await Sandbox.getInfo(nameOrId, opts).catch((e: unknown) => {
       if (e instanceof NotFoundError || e instanceof InvalidArgumentError) return undefined;
       throw e;

@@ -79,7 +79,7 @@ describe('aiva mcp connect', () => {
   it("serves the sandbox's MCP server on stdio to a host that spawns it, by sandbox id", async () => {
     const { client, stderr } = await connectedClient(sbx.sandboxId);
     try {
-      assert.equal(client.getServerVersion()?.name, 'mcp-gateway', stderr());
+      assert.equal(client.getServerVersion()?.name, 'aiva-mcp-gateway', stderr());
       const tools = (await client.listTools()).tools.map((t) => t.name).sort();
       assert.deepEqual(tools, ['add', 'echo']);
       const echoed = (await client.callTool({
@@ -111,6 +111,13 @@ describe('aiva mcp connect', () => {
 
   it('refuses what it cannot serve, with a clear error', async () => {
     const unknown = await aiva('mcp', 'connect', 'no-such-env');
+    // (a name that could be a sandbox id is asked for as one, too)
+    const unknownId = await aiva('mcp', 'connect', 'nosuchsandbox');
+    assert.equal(unknownId.code, 1, explain(unknownId));
+    assert.equal(
+      unknownId.stderr,
+      'aiva: no environment or sandbox nosuchsandbox (aiva status lists environments)\n',
+    );
     assert.equal(unknown.code, 1, explain(unknown));
     assert.equal(
       unknown.stderr,

@@ -25,13 +25,18 @@ function size(bytes: number): string {
   return i === 0 ? `${n} B` : `${n.toFixed(1)} ${units[i]}`;
 }
 
-/** Bytes moved so far, on one line of a terminal's stderr (nothing when it is not one). */
-function progress(total: number, what: string): { onBytes: (n: number) => void; done(): void } {
-  if (!process.stderr.isTTY || total === 0) return { onBytes: () => undefined, done: () => undefined };
+/**
+ * Bytes of the archive moved so far, on one line of a terminal's stderr (nothing when it
+ * is not one), after the files and bytes the plan moves.
+ */
+function progress(plan: TreePlan, what: string): { onBytes: (n: number) => void; done(): void } {
+  if (!process.stderr.isTTY || plan.send.length === 0)
+    return { onBytes: () => undefined, done: () => undefined };
   let moved = 0;
   let shown = 0;
+  const files = `${plan.sent} file${plan.sent === 1 ? '' : 's'}, ${size(plan.bytes)}`;
   const show = () => {
-    process.stderr.write(`\r${what}: ${size(moved)} of ${size(total)}\u001b[K`);
+    process.stderr.write(`\r${what} (${files}): ${size(moved)} sent\u001b[K`);
     shown = Date.now();
   };
   show();
@@ -41,7 +46,6 @@ function progress(total: number, what: string): { onBytes: (n: number) => void; 
       if (Date.now() - shown > 200) show();
     },
     done() {
-      moved = Math.max(moved, total);
       show();
       process.stderr.write('\n');
     },
@@ -83,7 +87,7 @@ async function transfer(direction: Direction, target: string, from: string, to: 
     }
   } else {
     const where = direction === 'pull' ? `${label}:${remote} → ${local}` : `${local} → ${label}:${remote}`;
-    const shown = progress(plan.bytes, `${direction} ${where}`);
+    const shown = progress(plan, `${direction} ${where}`);
     if (direction === 'pull') await pullTree(sandbox, opts.user, remote, local, plan, shown.onBytes);
     else await pushTree(sandbox, opts.user, local, remote, plan, shown.onBytes);
     shown.done();
