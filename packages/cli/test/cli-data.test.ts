@@ -37,12 +37,12 @@ async function json(args: string[]): Promise<Summary> {
   return JSON.parse(r.stdout) as Summary;
 }
 
-/** Every file, link and directory under `dir` in the sandbox: `type mode path -> target` lines, sorted. */
-async function remoteListing(dir: string): Promise<string> {
+/** Every file, link and directory under `dir` in the sandbox: `type mode path -> target`, sorted. */
+async function remoteListing(dir: string): Promise<string[]> {
   const r = await sbx.commands.run(
-    `cd ${dir} && find . -mindepth 1 -printf '%y %m %P -> %l\\n' | LC_ALL=C sort`,
+    `cd ${dir} && find . -mindepth 1 -printf '%y %m %P -> %l\\0' | LC_ALL=C sort -z`,
   );
-  return r.stdout;
+  return r.stdout.split('\0').slice(0, -1);
 }
 
 const binary = Buffer.from(Array.from({ length: 70_000 }, (_, i) => (i * 7 + (i >> 8)) & 0xff));
@@ -53,6 +53,7 @@ async function makeTree(root: string): Promise<void> {
   await writeFile(join(root, 'readme.txt'), 'hello\n');
   await writeFile(join(root, 'nested/deeper/blob.bin'), binary);
   await writeFile(join(root, 'nested/with spaces é.txt'), 'spaces and unicode\n');
+  await writeFile(join(root, 'nested/new\nline'), 'nl\n');
   await writeFile(join(root, 'run.sh'), '#!/bin/sh\necho ran\n');
   await chmod(join(root, 'run.sh'), 0o755);
   await symlink('nested/deeper/blob.bin', join(root, 'link-to-blob'));
@@ -89,32 +90,31 @@ describe('aiva data', () => {
     await makeTree(local);
     const first = await json(['data', name, 'push', local, 'app']);
     assert.deepEqual(first, {
-      uploaded: 6,
-      added: 6,
+      uploaded: 7,
+      added: 7,
       deleted: 0,
       unchanged: 0,
-      bytes: 70_000 + 6 + 19 + 19 + 14,
+      bytes: 70_000 + 6 + 19 + 3 + 19 + 14,
     });
     assert.equal(await sbx.files.read('/data/app/readme.txt'), 'hello\n');
     const blob = await sbx.files.read('/data/app/nested/deeper/blob.bin', { format: 'bytes' });
     assert.ok(Buffer.from(blob).equals(binary), 'the binary file arrives byte for byte');
     assert.equal(await sbx.files.read('/data/app/nested/with spaces é.txt'), 'spaces and unicode\n');
     assert.equal((await sbx.commands.run('/data/app/run.sh')).stdout, 'ran\n');
-    assert.equal(
+    assert.equal(await sbx.files.read('/data/app/nested/new\nline'), 'nl\n');
+    assert.deepEqual(
       await remoteListing('/data/app'),
       [
         'd 755 nested -> ',
         'd 755 nested/deeper -> ',
         'f 644 gone-later.txt -> ',
         'f 644 nested/deeper/blob.bin -> ',
+        'f 644 nested/new\nline -> ',
         'f 644 nested/with spaces é.txt -> ',
         'f 644 readme.txt -> ',
         'f 755 run.sh -> ',
         'l 777 link-to-blob -> nested/deeper/blob.bin',
-      ]
-        .sort()
-        .map((l) => `${l}\n`)
-        .join(''),
+      ].sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b))),
     );
 
     // Nothing changed: nothing moves.
@@ -122,7 +122,7 @@ describe('aiva data', () => {
       uploaded: 0,
       added: 0,
       deleted: 0,
-      unchanged: 6,
+      unchanged: 7,
       bytes: 0,
     });
 
@@ -131,12 +131,12 @@ describe('aiva data', () => {
     await writeFile(join(local, 'nested/new file.txt'), 'new\n');
     await rm(join(local, 'gone-later.txt'));
     const dry = await json(['data', name, 'sync', local, 'app', '--dry-run']);
-    assert.deepEqual(dry, { uploaded: 2, added: 1, deleted: 1, unchanged: 4, bytes: 10, dryRun: true });
+    assert.deepEqual(dry, { uploaded: 2, added: 1, deleted: 1, unchanged: 5, bytes: 10, dryRun: true });
     assert.equal(await sbx.files.read('/data/app/readme.txt'), 'hello\n', 'a dry run changes nothing');
     // Only the changed file is written again: the others keep the old time given them here.
     await sbx.commands.run("find /data/app -type f -exec touch -h -d '2000-01-01 00:00:00' {} +");
     const synced = await json(['data', name, 'sync', local, 'app']);
-    assert.deepEqual(synced, { uploaded: 2, added: 1, deleted: 1, unchanged: 4, bytes: 10 });
+    assert.deepEqual(synced, { uploaded: 2, added: 1, deleted: 1, unchanged: 5, bytes: 10 });
     const years = await sbx.commands.run(
       "cd /data/app && find . -type f -printf '%TY %P\\n' | LC_ALL=C sort",
     );
@@ -151,17 +151,18 @@ describe('aiva data', () => {
     const back = join(work, 'pulled');
     const pulled = await json(['data', name, 'pull', 'app', back]);
     assert.deepEqual(pulled, {
-      downloaded: 6,
-      added: 6,
+      downloaded: 7,
+      added: 7,
       deleted: 0,
       unchanged: 0,
-      bytes: 70_000 + 6 + 19 + 19 + 4,
+      bytes: 70_000 + 6 + 19 + 3 + 19 + 4,
     });
     for (const file of [
       'readme.txt',
       'nested/deeper/blob.bin',
       'nested/with spaces é.txt',
       'nested/new file.txt',
+      'nested/new\nline',
       'run.sh',
     ])
       assert.ok((await readFile(join(back, file))).equals(await readFile(join(local, file))), file);
@@ -169,7 +170,7 @@ describe('aiva data', () => {
     assert.equal(await readlink(join(back, 'link-to-blob')), 'nested/deeper/blob.bin');
     const again = await json(['data', name, 'pull', 'app', back]);
     assert.equal(again.downloaded, 0);
-    assert.equal(again.unchanged, 6);
+    assert.equal(again.unchanged, 7);
   });
 
   it('takes a sandbox id where a name goes, and says so plainly when it is for people', async () => {
@@ -210,7 +211,10 @@ describe('aiva data', () => {
 
     const badAction = await aiva('data', name, 'copy', local, 'x');
     assert.equal(badAction.code, 1, explain(badAction));
-    assert.match(badAction.stderr, /value 'copy' is invalid for argument 'action'. Allowed choices are push, pull, sync/);
+    assert.match(
+      badAction.stderr,
+      /value 'copy' is invalid for argument 'action'. Allowed choices are push, pull, sync/,
+    );
     assert.equal(await sbx.files.exists('/data/x'), false);
   });
 
