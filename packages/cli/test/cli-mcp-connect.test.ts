@@ -138,6 +138,24 @@ describe('aiva mcp connect', () => {
       await plain.kill();
     }
   });
+
+  // Last: it stops the sandbox's gateway.
+  it('a gateway gone mid-session: the host gets an error for its request, not silence', async () => {
+    const { client } = await connectedClient(sbx.sandboxId);
+    try {
+      assert.equal(
+        textOf((await client.callTool({ name: 'echo', arguments: { text: 'up' } })) as CallToolResult),
+        'up',
+      );
+      await sbx.commands.run('kill -TERM -- -"$(cat /run/mcp-gateway.pid)"', { user: 'root' });
+      await assert.rejects(
+        client.callTool({ name: 'echo', arguments: { text: 'down' } }, undefined, { timeout: 30_000 }),
+        /the sandbox's MCP gateway: /,
+      );
+    } finally {
+      await client.close();
+    }
+  });
 });
 
 checkHostLeaks({ betweenNodes: true });
