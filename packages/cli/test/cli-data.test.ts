@@ -171,6 +171,22 @@ describe('aiva data', () => {
     const again = await json(['data', name, 'pull', 'app', back]);
     assert.equal(again.downloaded, 0);
     assert.equal(again.unchanged, 7);
+
+    // A directory that became a file here: the remote one goes, with what was in it.
+    await rm(join(local, 'nested/deeper'), { recursive: true });
+    await writeFile(join(local, 'nested/deeper'), 'a file now');
+    assert.deepEqual(await json(['data', name, 'sync', local, 'app']), {
+      uploaded: 1,
+      added: 1,
+      deleted: 1,
+      unchanged: 6,
+      bytes: 10,
+    });
+    assert.equal(await sbx.files.read('/data/app/nested/deeper'), 'a file now');
+    assert.equal(
+      (await sbx.commands.run('readlink /data/app/link-to-blob')).stdout,
+      'nested/deeper/blob.bin\n',
+    );
   });
 
   it('takes a sandbox id where a name goes, and says so plainly when it is for people', async () => {
