@@ -187,6 +187,8 @@ describe('aiva data', () => {
       (await sbx.commands.run('readlink /data/app/link-to-blob')).stdout,
       'nested/deeper/blob.bin\n',
     );
+    // No scratch file of these runs is left in the sandbox's /tmp.
+    assert.equal((await sbx.commands.run('find /tmp -maxdepth 1 -name ".aiva-data-*"')).stdout, '');
   });
 
   it('takes a sandbox id where a name goes, and says so plainly when it is for people', async () => {
@@ -197,6 +199,10 @@ describe('aiva data', () => {
     assert.equal(r.code, 0, explain(r));
     assert.equal(r.stdout, 'uploaded 1 (1 new, 1 B), deleted 0, unchanged 0\n');
     assert.equal(await sbx.files.read('/home/user/by-id/one.txt'), '1');
+    // An empty tree pushed makes its directory there.
+    await mkdir(join(work, 'empty'));
+    assert.equal((await json(['data', sbx.sandboxId, 'push', join(work, 'empty'), 'empty'])).uploaded, 0);
+    assert.equal((await sbx.commands.run('test -d /data/empty && echo dir')).stdout, 'dir\n');
   });
 
   it('refuses bad input with a clear error, changing nothing', async () => {

@@ -86,7 +86,15 @@ export async function pushTree(
 ): Promise<void> {
   const tarFile = scratch('tar');
   const removeFile = scratch('remove');
-  const lines = [`set -e`, `mkdir -p -- ${shellQuote(root)}`, `cd -- ${shellQuote(root)}`];
+  const scratchFiles = `${shellQuote(tarFile)} ${shellQuote(removeFile)}`;
+  // The script removes its scratch files however it ends; until it runs, we do.
+  const lines = [
+    `trap 'rm -f -- ${scratchFiles.replaceAll("'", `'\\''`)}' EXIT`,
+    'set -e',
+    `mkdir -p -- ${shellQuote(root)}`,
+    `cd -- ${shellQuote(root)}`,
+  ];
+  let ran = false;
   try {
     const gone = [...plan.clear, ...plan.remove];
     if (gone.length > 0) {
@@ -102,11 +110,11 @@ export async function pushTree(
       await Promise.all([sbx.files.write(tarFile, body, { user, requestTimeoutMs: 0 }), tar.ended]);
       lines.push(`tar -x -p --no-same-owner -f ${shellQuote(tarFile)}`);
     }
-    if (lines.length > 3) await runScript(sbx, user, lines.join('\n'));
+    // Run even with nothing to move: an empty tree pushed makes its directory there.
+    ran = true;
+    await runScript(sbx, user, lines.join('\n'));
   } finally {
-    await runScript(sbx, user, `rm -f -- ${shellQuote(tarFile)} ${shellQuote(removeFile)}`).catch(
-      () => undefined,
-    );
+    if (!ran) await runScript(sbx, user, `rm -f -- ${scratchFiles}`).catch(() => undefined);
   }
 }
 
