@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { Command, CommanderError } from 'commander';
 import { registerAuditCommand } from './commands/audit.js';
+import { registerDataCommands } from './commands/data.js';
 import { registerDoctorCommand } from './commands/doctor.js';
 import { registerImageCommands } from './commands/image.js';
 import { registerKeyCommands } from './commands/keys.js';
@@ -31,6 +32,7 @@ registerTemplateCommands(program);
 registerTlsCommands(program);
 registerUsageCommand(program);
 registerMcpCommand(program);
+registerDataCommands(program);
 registerDoctorCommand(program);
 // The program's options go before the command, so that `aiva sandbox run` can pass the
 // options after its command to it. Set after the commands are made: they would inherit it.

@@ -2,6 +2,8 @@ import { createAivaMcpServer } from '@aiva/server';
 import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js';
 import type { Command } from 'commander';
 import { apiTarget } from '../api-client.js';
+import { connectEnvironment, sdkOptions } from '../environment-target.js';
+import { bridgeStdioToGateway, gatewayToken } from '../mcp-bridge.js';
 import { aivaVersion } from '../option-parsers.js';
 
 /**
@@ -10,7 +12,7 @@ import { aivaVersion } from '../option-parsers.js';
  * up` saved); stdout carries only MCP's messages.
  */
 export function registerMcpCommand(program: Command): void {
-  program
+  const mcp = program
     .command('mcp')
     .description(
       'serve aiva as an MCP server on stdio (sandboxes, commands, files, ports as tools; logs as resources)',
@@ -25,5 +27,17 @@ export function registerMcpCommand(program: Command): void {
       // The host ends us by closing stdin: close the server so the process can exit.
       process.stdin.once('end', () => void server.close());
       await server.connect(transport);
+    });
+  mcp
+    .command('connect')
+    .description(
+      'serve on stdio the MCP server an environment or sandbox runs behind its gateway (made with the mcp option), for hosts that spawn stdio servers',
+    )
+    .argument('<name|sandbox-id>', 'an environment name (aiva init --mcp) or a running sandbox id')
+    .action(async (target: string) => {
+      const { sandbox, label } = await connectEnvironment(target);
+      const token = await gatewayToken(sandbox, label);
+      const { sandboxUrl } = await sdkOptions();
+      await bridgeStdioToGateway({ sandboxUrl, sandboxId: sandbox.sandboxId, token });
     });
 }
