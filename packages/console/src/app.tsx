@@ -1,7 +1,7 @@
 import { useEffect, useLayoutEffect, useState } from 'preact/hooks';
 import { ApiError, api, errorMessage, type Session } from './api.js';
-import { ResourceNav, resourcePage } from './resource-pages.js';
 import { DASHBOARD, Dashboard } from './dashboard.js';
+import { ResourceNav, resourcePage } from './resource-pages.js';
 import { HOME, navigate, onLinkClick, usePath } from './router.js';
 import { SandboxCreate } from './sandbox-create.js';
 import { SandboxDetail } from './sandbox-detail.js';
