@@ -21,7 +21,7 @@ const server = aivaUpForFile();
 const WAIT_MS = 20_000;
 /** A build from the cached base takes seconds; the first on a fresh store, longer. */
 const BUILD_MS = 5 * 60_000;
-const NAV_ALL = ['Sandboxes', 'Templates', 'Snapshots', 'API keys', 'Usage', 'Events', 'Audit'];
+const NAV_ALL = ['Sandboxes', 'Dashboard', 'Templates', 'Snapshots', 'API keys', 'Usage', 'Events', 'Audit'];
 
 let browser: Browser;
 let shots: string;
@@ -98,10 +98,9 @@ describe('console resource pages', () => {
   test('the nav has every resource page this server has; each passes axe, light and dark', async () => {
     // `aiva up` is one node, not a cluster: no Nodes entry even for the operator's key.
     assert.deepEqual(await navLabels(page), NAV_ALL);
-    // By keyboard: from the brand, Tab twice is Templates, and Enter opens it.
+    // By keyboard: from the brand, Tab three times (Sandboxes, Dashboard) is Templates, and Enter opens it.
     await page.locator('a.brand').focus();
-    await page.keyboard.press('Tab');
-    await page.keyboard.press('Tab');
+    for (let i = 0; i < 3; i++) await page.keyboard.press('Tab');
     await page.keyboard.press('Enter');
     await page.getByRole('heading', { level: 1, name: 'Templates' }).waitFor({ timeout: WAIT_MS });
     const pages: [string, string | RegExp][] = [
@@ -331,7 +330,7 @@ describe('console resource pages for other keys', () => {
       await page.getByLabel('API key').fill(scoped.body.key);
       await page.getByRole('button', { name: 'Sign in' }).click();
       await page.getByRole('heading', { name: 'Sandboxes' }).waitFor({ timeout: WAIT_MS });
-      assert.deepEqual(await navLabels(page), ['Sandboxes', 'Snapshots', 'Events']);
+      assert.deepEqual(await navLabels(page), ['Sandboxes', 'Dashboard', 'Snapshots', 'Events']);
       // A page its scopes do not open says so, and asks the server nothing (no 403 in the console).
       await page.goto(`${server.up.url}/ui/keys`);
       await page.getByText(/scopes do not open this page/).waitFor({ timeout: WAIT_MS });
