@@ -132,6 +132,55 @@ describe('the desktop template through @e2b/desktop', () => {
     await desktop.press(['ctrl', 'q']);
   });
 
+  test('open() shows a file in its default application (xdg-open: Mousepad for text)', async () => {
+    await desktop.files.write('/home/user/opened.txt', 'opened by xdg-open\n');
+    await desktop.open('/home/user/opened.txt');
+    const id = await until('a window showing opened.txt', async () => {
+      const r = await desktop.commands.run('xdotool search --onlyvisible --name opened.txt');
+      return r.stdout.trim().split('\n')[0] || undefined;
+    });
+    assert.match(await desktop.getWindowTitle(id), /opened\.txt/);
+    await desktop.commands.run(`xdotool windowactivate --sync ${id} key ctrl+q`);
+  });
+
+  test('drag() selects text in Mousepad (typing then replaces it); scroll() scrolls the text', async () => {
+    const file = '/home/user/long.txt';
+    const original = Array.from({ length: 300 }, (_, i) => `line ${i + 1}`).join('\n');
+    await desktop.files.write(file, original);
+    await desktop.launch('org.xfce.mousepad', file);
+    const id = await until('a window showing long.txt', async () => {
+      const r = await desktop.commands.run('xdotool search --onlyvisible --name long.txt');
+      return r.stdout.trim().split('\n')[0] || undefined;
+    });
+    await desktop.commands.run(`xdotool windowactivate --sync ${id}`);
+    // The window's client area on the screen (below its menu bar the text begins).
+    const info = (await desktop.commands.run(`xwininfo -id ${id}`)).stdout;
+    const field = (k: string) => Number(new RegExp(`${k}:\\s+(\\d+)`).exec(info)?.[1]);
+    const [x, y] = [field('Absolute upper-left X'), field('Absolute upper-left Y')];
+    const [width, height] = [field('Width'), field('Height')];
+    assert.ok(width > 300 && height > 300, info);
+
+    await desktop.drag([x + 20, y + 120], [x + 250, y + 220]);
+    await desktop.write('X');
+    await desktop.press(['ctrl', 's']);
+    const saved = await until('the file saved with the selection replaced', async () => {
+      const t = await desktop.files.read(file);
+      return t !== original ? t : undefined;
+    });
+    assert.ok(saved.includes('X'), saved.slice(0, 200));
+    assert.ok(saved.split('\n').length < 300, 'lines selected by the drag were replaced');
+
+    await desktop.moveMouse(x + Math.floor(width / 2), y + Math.floor(height / 2));
+    const before = decode(await desktop.screenshot());
+    await desktop.scroll('down', 5);
+    const changed = await until('the text to scroll', async () => {
+      const n = changedPixels(before, decode(await desktop.screenshot()));
+      return n > 500 ? n : undefined;
+    });
+    assert.ok(changed > 500);
+    await desktop.commands.run(`xdotool windowactivate --sync ${id} key ctrl+q`);
+  });
+
   test('stream.start(): the noVNC page loads through aiva’s proxy and its VNC WebSocket connects', async () => {
     await desktop.stream.start({ requireAuth: true });
     const authKey = desktop.stream.getAuthKey();
