@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Runs the compiled test files (packages/*/dist/test/**/*.test.js) with Node's test
 // runner. Arguments filter by path substring: `npm test -- image envd`.
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { openSync, readdirSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -39,32 +39,49 @@ if (files.length === 0) {
   console.error(`no test files match ${filters.join(' ')}`);
   process.exit(1);
 }
-// The code-interpreter template is the one slow build (Debian's scientific Python stack,
-// minutes on a fresh machine): it starts now, in the background, while the tests before
-// its own run. Their `aiva image build code-interpreter-v1` waits for it (one build of a
+// The heavy templates (code-interpreter-v1: Debian's scientific Python stack; desktop:
+// Xfce and Chromium; browser: Chromium) take minutes on a fresh machine: those the chosen
+// e2e tests need are built now, one after another in the background, while the tests
+// before their own run. Their `aiva image build <name>` waits for it (one build of a
 // recipe at a time, across processes) and finds it made; if it failed, they build it
 // again in the foreground and show why.
+const HEAVY_TEMPLATES = [
+  { test: 'code-interpreter', template: 'code-interpreter-v1' },
+  { test: 'desktop', template: 'desktop' },
+  { test: 'browser', template: 'browser' },
+];
+const prebuilds = HEAVY_TEMPLATES.filter(({ test }) =>
+  files.some((f) => f.includes('e2e') && f.includes(test)),
+).map(({ template }) => template);
 let prebuild;
-if (files.some((f) => f.includes('e2e') && f.includes('code-interpreter'))) {
-  const log = join(tmpdir(), 'aiva-prebuild-code-interpreter.log');
-  const out = openSync(log, 'w');
-  prebuild = spawn(
-    process.execPath,
-    [join(root, 'packages/cli/dist/src/main.js'), 'image', 'build', 'code-interpreter-v1', '--no-kernel'],
-    { cwd: root, stdio: ['ignore', out, out] },
-  );
-  console.error(`building code-interpreter-v1 in the background (pid ${prebuild.pid}, log ${log})`);
-}
+let stopPrebuilds = false;
+const prebuilt = (async () => {
+  for (const template of prebuilds) {
+    if (stopPrebuilds) return;
+    const log = join(tmpdir(), `aiva-prebuild-${template}.log`);
+    const out = openSync(log, 'w');
+    prebuild = spawn(
+      process.execPath,
+      [join(root, 'packages/cli/dist/src/main.js'), 'image', 'build', template, '--no-kernel'],
+      { cwd: root, stdio: ['ignore', out, out] },
+    );
+    console.error(`building ${template} in the background (pid ${prebuild.pid}, log ${log})`);
+    await once(prebuild, 'exit');
+  }
+})();
 
 // Test files run one at a time: many of them start VMs and containers, and the
 // machines we run on have two cores.
-const r = spawnSync(process.execPath, ['--enable-source-maps', '--test', '--test-concurrency=1', ...files], {
+// (Not spawnSync: the background builds go on one after another meanwhile.)
+const tests = spawn(process.execPath, ['--enable-source-maps', '--test', '--test-concurrency=1', ...files], {
   stdio: 'inherit',
   cwd: root,
 });
+const [status] = await once(tests, 'exit');
+stopPrebuilds = true;
 if (prebuild && prebuild.exitCode === null && prebuild.signalCode === null) {
   // The tests ended first (a filter, a failure): Ctrl-C stops a build and leaves nothing.
   prebuild.kill('SIGINT');
-  await once(prebuild, 'exit');
 }
-process.exit(r.status ?? 1);
+await prebuilt;
+process.exit(status ?? 1);

@@ -8,6 +8,7 @@ import type { Benchmark, BenchResult } from './bench.js';
 import { checkpointBenchmark } from './checkpoint.js';
 import { clusterBenchmark } from './cluster.js';
 import { codeInterpreterBenchmark } from './code-interpreter.js';
+import { desktopBenchmark } from './desktop.js';
 import { envdBenchmark } from './envd.js';
 import { networkBenchmark } from './network.js';
 import { pauseBenchmark } from './pause.js';
@@ -27,6 +28,7 @@ const benchmarks: Benchmark[] = [
   pauseBenchmark,
   templateBenchmark,
   codeInterpreterBenchmark,
+  desktopBenchmark,
   clusterBenchmark,
   accountingBenchmark,
 ];

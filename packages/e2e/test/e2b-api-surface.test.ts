@@ -51,7 +51,7 @@ class H(http.server.BaseHTTPRequestHandler):
                     return
                 self.connection.sendall(b)
         body = json.dumps({'host': self.headers.get('Host'), 'xfh': self.headers.get('X-Forwarded-Host'),
-                           'tls': len(sys.argv) > 2}).encode()
+                           'xfp': self.headers.get('X-Forwarded-Proto'), 'tls': len(sys.argv) > 2}).encode()
         self.send_response(200)
         self.send_header('content-type', 'application/json')
         self.send_header('content-length', str(len(body)))
@@ -256,7 +256,7 @@ describe('the proxy and network options', () => {
     }
   });
 
-  test('maskRequestHost: ports other than envd get that Host (its port placeholder filled in), the client’s in X-Forwarded-Host', async (t) => {
+  test('maskRequestHost: ports other than envd get that Host (its port placeholder filled in), the client’s in X-Forwarded-Host; X-Forwarded-Proto says http', async (t) => {
     const mask = ['masked.example:', '$', '{PORT}'].join('');
     const sbx = await Sandbox.create({ timeoutMs: 120_000, network: { maskRequestHost: mask } });
     t.after(() => sbx.kill());
@@ -264,9 +264,11 @@ describe('the proxy and network options', () => {
     await sbx.files.write('/tmp/echo.py', ECHO_SERVER);
     await serve(sbx, 8080, false);
     const r = await viaProxy(sbx.sandboxId, 8080);
-    const seen = JSON.parse(r.text) as { host: string; xfh: string };
+    const seen = JSON.parse(r.text) as { host: string; xfh: string; xfp: string };
     assert.equal(seen.host, 'masked.example:8080');
     assert.equal(seen.xfh, new URL(aiva.up.url).host);
+    // How the client reached aiva (plain HTTP here), for servers that hand out addresses.
+    assert.equal(seen.xfp, 'http');
     // envd still works (its Host is not masked).
     assert.equal((await sbx.commands.run('echo ok')).stdout, 'ok\n');
     const bad = await api('POST', '/v2/sandboxes', {

@@ -1,5 +1,5 @@
-// Preloaded (`node --import`) into the e2b SDK's process by the host-routing test: names
-// under the test domain (AIVA_TEST_DOMAIN) are asked of aiva's own DNS listener
+// Preloaded (`node --import`) into the e2b SDK's process by the host-routing test, and
+// imported by browser.test.ts once aiva's DNS listener is known: names under the test domain (AIVA_TEST_DOMAIN) are asked of aiva's own DNS listener
 // (AIVA_TEST_DNS, `host:port`, what `aiva up --dns-listen` serves), every other name
 // resolves as usual. The system resolver would do the same given a route for the domain
 // (dnsmasq's server=/domain/…); the host's DNS is not touched.
@@ -40,3 +40,25 @@ function lookup(hostname: string, options: LookupOptions | number | Callback, ca
   (original as (h: string, o: LookupOptions, c: Callback) => void).call(dns, hostname, opts, cb);
 }
 (dns as { lookup: unknown }).lookup = lookup;
+
+// The promise form too (Playwright's connections look names up with it).
+const originalPromise = dns.promises.lookup;
+async function lookupPromise(
+  hostname: string,
+  options?: LookupOptions | number,
+): Promise<LookupAddress | LookupAddress[]> {
+  const opts: LookupOptions = typeof options === 'object' ? options : { family: options };
+  if (hostname === domain || hostname.endsWith(`.${domain}`)) {
+    const found = await ask(hostname, typeof opts.family === 'number' ? opts.family : undefined);
+    if (opts.all) return found;
+    const first = found[0];
+    if (!first) throw Object.assign(new Error(`no address for ${hostname}`), { code: 'ENOTFOUND' });
+    return first;
+  }
+  return (originalPromise as (h: string, o: LookupOptions) => Promise<LookupAddress | LookupAddress[]>).call(
+    dns.promises,
+    hostname,
+    opts,
+  );
+}
+(dns.promises as { lookup: unknown }).lookup = lookupPromise;

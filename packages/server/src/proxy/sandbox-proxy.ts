@@ -10,6 +10,7 @@ import {
 import { Agent as TlsAgent, request as tlsRequest } from 'node:https';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
+import type { TLSSocket } from 'node:tls';
 import { ENVD_PORT } from '@aiva/protocol';
 import type { Logger } from 'pino';
 import { withoutSessionCookie } from '../auth/console-session-rules.js';
@@ -87,7 +88,8 @@ function forwardable(headers: IncomingHttpHeaders, keepUpgrade = false): Incomin
 
 /**
  * The request's headers as the sandbox gets them: a masked Host, the client's kept in
- * X-Forwarded-Host; the console's session cookie taken out.
+ * X-Forwarded-Host; X-Forwarded-Proto set (http or https); the console's session cookie
+ * taken out.
  */
 function upstreamHeaders(
   req: IncomingMessage,
@@ -105,6 +107,9 @@ function upstreamHeaders(
     if (req.headers.host !== undefined) headers['x-forwarded-host'] = req.headers.host;
     headers.host = target.hostHeader;
   }
+  // How the client reached the proxy, so that a server in the sandbox can give it
+  // addresses it can use (the browser template's DevTools answer ws:// or wss:// URLs).
+  headers['x-forwarded-proto'] = (req.socket as TLSSocket).encrypted ? 'https' : 'http';
   return headers;
 }
 
