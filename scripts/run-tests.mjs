@@ -50,9 +50,11 @@ const HEAVY_TEMPLATES = [
   { test: 'desktop', template: 'desktop' },
   { test: 'browser', template: 'browser' },
 ];
-const prebuilds = HEAVY_TEMPLATES.filter(({ test }) =>
-  files.some((f) => f.includes('e2e') && f.includes(test)),
-).map(({ template }) => template);
+// In the order the tests come that need them (files run sorted: browser's before the others').
+const firstNeed = (test) => files.findIndex((f) => f.includes('e2e') && f.includes(test));
+const prebuilds = HEAVY_TEMPLATES.filter(({ test }) => firstNeed(test) >= 0)
+  .sort((a, b) => firstNeed(a.test) - firstNeed(b.test))
+  .map(({ template }) => template);
 let prebuild;
 let stopPrebuilds = false;
 const prebuilt = (async () => {
