@@ -2,6 +2,7 @@
 import { Command, CommanderError } from 'commander';
 import { registerAuditCommand } from './commands/audit.js';
 import { registerDoctorCommand } from './commands/doctor.js';
+import { registerEnvironmentCommands } from './commands/environment.js';
 import { registerImageCommands } from './commands/image.js';
 import { registerKeyCommands } from './commands/keys.js';
 import { registerMcpCommand } from './commands/mcp.js';
@@ -32,6 +33,7 @@ registerTlsCommands(program);
 registerUsageCommand(program);
 registerMcpCommand(program);
 registerDoctorCommand(program);
+registerEnvironmentCommands(program);
 // The program's options go before the command, so that `aiva sandbox run` can pass the
 // options after its command to it. Set after the commands are made: they would inherit it.
 program.enablePositionalOptions();
