@@ -65,7 +65,7 @@ const STOP_SUPERVISOR = (force: boolean) => `
 p=$(cat /run/aiva/supervisor.pid 2>/dev/null) || exit 0
 s=$(cat /run/aiva/service.pid 2>/dev/null || true)
 # A pid file left from before a reboot may name another process now: only the supervisor has AIVA_RESTART.
-if ! tr '\0' '\n' < /proc/$p/environ 2>/dev/null | grep -q '^AIVA_RESTART='; then
+if ! tr '\\0' '\\n' < /proc/$p/environ 2>/dev/null | grep -q '^AIVA_RESTART='; then
   rm -f /run/aiva/supervisor.pid /run/aiva/service.pid; exit 0
 fi
 if ${force ? 'true' : 'false'}; then
