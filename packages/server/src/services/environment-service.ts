@@ -410,7 +410,11 @@ export class EnvironmentService {
         diskMb: s.diskMb,
         ports: s.ports,
         env: s.env,
-        service: s.cmd || row.service ? { cmd: s.cmd ?? '', restart: s.restart } : null,
+        // A restart policy is kept before there is a command (an empty cmd: no service yet).
+        service:
+          s.cmd || row.service || s.restart !== 'on-failure'
+            ? { cmd: s.cmd ?? '', restart: s.restart }
+            : null,
       })
       .where(eq(environments.id, row.id))
       .returning();
