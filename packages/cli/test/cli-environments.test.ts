@@ -204,6 +204,28 @@ describe('aiva environments (init, start, stop, deploy, logs, config, rm)', { ti
     });
   });
 
+  it('forwards a host port to the environment while it runs, and not after stop', async () => {
+    const port = await freePort();
+    let r = await aiva(['config', 'app', 'set', 'cmd=exec python3 -m http.server 8000', 'restart=always']);
+    assert.equal(r.code, 0, explain(r));
+    r = await aiva(['stop', 'app']);
+    assert.equal(r.code, 0, explain(r));
+    r = await aiva(['start', 'app', '--port', `${port}:8000`]);
+    assert.equal(r.code, 0, explain(r));
+    assert.equal((await aiva(['config', 'app', 'get', 'ports'])).stdout, `127.0.0.1:${port}:8000\n`);
+    const page = await until('the service behind the host port', async () => {
+      const res = await fetch(`http://127.0.0.1:${port}/`);
+      return res.ok ? res.text() : undefined;
+    });
+    assert.match(page, /Directory listing for \//);
+    r = await aiva(['stop', 'app']);
+    assert.equal(r.code, 0, explain(r));
+    assert.equal(await listening(port), false, 'stop closes the host port');
+    r = await aiva(['start', 'app']);
+    assert.equal(r.code, 0, explain(r));
+    assert.equal(await listening(port), true, 'start opens it again');
+  });
+
   it('refuses bad input with a clear error and leaves nothing behind', async () => {
     let r = await aiva(['init', 'app']);
     assert.equal(r.code, 1);
