@@ -226,6 +226,21 @@ describe('aiva environments (init, start, stop, deploy, logs, config, rm)', { ti
     assert.equal(await listening(port), true, 'start opens it again');
   });
 
+  it('deploys a template: a fresh sandbox from it, with the same volume and service', async () => {
+    const before = await status('app');
+    const r = await aiva(['deploy', 'app', 'base']);
+    assert.equal(r.code, 0, explain(r));
+    const env = await status('app');
+    assert.notEqual(env.sandboxID, before.sandboxID);
+    assert.equal(env.volumeID, before.volumeID);
+    const sbx = await sandboxOf(env);
+    assert.equal((await sbx.commands.run('cat /data/kept-data.txt')).stdout, 'in-data\n');
+    await until('the service in the fresh sandbox', async () => {
+      const l = await aiva(['logs', 'app', '--tail', '5']);
+      return /starting: exec python3 -m http\.server 8000/.test(l.stdout) ? true : undefined;
+    });
+  });
+
   it('refuses bad input with a clear error and leaves nothing behind', async () => {
     let r = await aiva(['init', 'app']);
     assert.equal(r.code, 1);
