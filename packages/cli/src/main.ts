@@ -3,6 +3,7 @@ import { Command, CommanderError } from 'commander';
 import { registerAuditCommand } from './commands/audit.js';
 import { registerDataCommands } from './commands/data.js';
 import { registerDoctorCommand } from './commands/doctor.js';
+import { registerEnvironmentCommands } from './commands/environment.js';
 import { registerImageCommands } from './commands/image.js';
 import { registerKeyCommands } from './commands/keys.js';
 import { registerMcpCommand } from './commands/mcp.js';
@@ -34,6 +35,7 @@ registerUsageCommand(program);
 registerMcpCommand(program);
 registerDataCommands(program);
 registerDoctorCommand(program);
+registerEnvironmentCommands(program);
 // The program's options go before the command, so that `aiva sandbox run` can pass the
 // options after its command to it. Set after the commands are made: they would inherit it.
 program.enablePositionalOptions();

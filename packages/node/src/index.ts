@@ -31,7 +31,9 @@ export {
   type ExecResult,
   envdHeaders,
   execInSandbox,
+  type StartedCommand,
   signalOfStatus,
+  startInSandbox,
 } from './envd/envd-client.js';
 export { envdMetrics } from './envd/envd-http.js';
 export { CommandError, runCommand } from './host/command.js';

@@ -10,6 +10,7 @@ export { Nodes } from './nodes/nodes.js';
 export { type RunningServer, type ServerConfig, startServer } from './server.js';
 export { AuditLog } from './services/audit-log.js';
 export { uploadedFile } from './services/build-files.js';
+export type { EnvironmentView } from './services/environment-service.js';
 export type { SandboxLimits } from './services/live-sandboxes.js';
 export {
   hashNodeToken,

@@ -29,6 +29,7 @@ import { registerVolumeRoutes } from './api/e2b/volume-routes.js';
 import { registerErrorHandling } from './api/errors.js';
 import { registerAuditRoutes } from './api/native/audit-routes.js';
 import { registerConsoleSessionRoutes } from './api/native/console-session-routes.js';
+import { registerEnvironmentRoutes } from './api/native/environment-routes.js';
 import { registerKeyRoutes } from './api/native/key-routes.js';
 import { registerMcpRoutes } from './api/native/mcp-routes.js';
 import { registerNodeRoutes } from './api/native/node-routes.js';
@@ -56,6 +57,8 @@ import { applicationNameOf, newReplicaId, ServerReplica } from './replicas/serve
 import { AuditLog } from './services/audit-log.js';
 import { BuildFiles } from './services/build-files.js';
 import { ConsoleSessions } from './services/console-sessions.js';
+import { EnvironmentPorts } from './services/environment-ports.js';
+import { EnvironmentService } from './services/environment-service.js';
 import type { SandboxLimits } from './services/live-sandboxes.js';
 import { NodeTokenService } from './services/node-token-service.js';
 import { SandboxEvents } from './services/sandbox-events.js';
@@ -291,6 +294,13 @@ export async function startServer(
       logger.child({ component: 'snapshots' }),
     );
     await snapshots.start();
+    const environments = new EnvironmentService(
+      database.db,
+      sandboxes,
+      volumes,
+      new EnvironmentPorts(logger.child({ component: 'environment-ports' })),
+      logger.child({ component: 'environments' }),
+    );
     // Sandboxes by team, counted from the live index when scraped.
     new Gauge({
       name: 'aiva_team_sandboxes',
@@ -459,6 +469,7 @@ export async function startServer(
       registerMetricsRoutes(api, sandboxes, new TeamMetrics(database.db));
       registerSnapshotRoutes(api, snapshots);
       registerVolumeRoutes(api, volumes);
+      registerEnvironmentRoutes(api, environments);
       registerEventRoutes(api, sandboxEvents, webhookService);
       registerTemplateRoutes(api, templateCatalog, templateBuilds, snapshots);
       registerKeyRoutes(api, teams);
@@ -498,6 +509,13 @@ export async function startServer(
         /^(0\.0\.0\.0|::)$/.test(config.host) ? `${scheme}://${hostname()}:${port}` : url,
       );
 
+    // Environments whose desired state is running come back (in the background: a slow
+    // one does not hold the server up). Among replicas, the leader's job.
+    if (!replica || replica.leader)
+      void environments
+        .restore()
+        .catch((e: Error) => logger.error({ err: e }, 'bringing environments back failed'));
+
     let closing: Promise<void> | undefined;
     return {
       url,
@@ -508,6 +526,7 @@ export async function startServer(
       close(options) {
         closing ??= (async () => {
           await templateBuilds.stop();
+          await environments.close();
           await sandboxes.stop(options);
           proxy.close();
           registry?.stop();

@@ -206,7 +206,8 @@ export function registerUpCommand(program: Command): void {
       });
       const shutdownNode = async () => {
         await dns?.close();
-        await node.sandboxes.killAll();
+        // What the server shelved on its way out (named environments) is kept for the next start.
+        await node.sandboxes.killAll({ keepShelved: true });
         await node.sandboxes.close();
       };
       let server: Awaited<ReturnType<typeof startServer>>;

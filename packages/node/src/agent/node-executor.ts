@@ -264,6 +264,9 @@ export class NodeExecutor {
           network: p.network,
           fromCheckpoint: p.fromCheckpoint,
           volumes: p.volumes,
+          vcpus: p.vcpus,
+          memoryMiB: p.memoryMiB,
+          diskMiB: p.diskMiB,
         }),
       );
     },

@@ -479,8 +479,17 @@ export class SandboxManager {
   }
 
   /** Kills every sandbox (node shutdown with cleanup). */
-  async killAll(): Promise<void> {
-    await Promise.allSettled(this.records.ids().map((id) => this.kill(id)));
+  /**
+   * Kills every sandbox; with `keepShelved`, those paused without memory stay (their disk
+   * and record), for the next node on this host to adopt (aiva up's shutdown keeps the
+   * environments the server shelved).
+   */
+  async killAll(options: { keepShelved?: boolean } = {}): Promise<void> {
+    const ids = this.records
+      .all()
+      .filter((r) => !(options.keepShelved && r.state === 'shelved'))
+      .map((r) => r.id);
+    await Promise.allSettled(ids.map((id) => this.kill(id)));
   }
 
   private address(r: SandboxRecord): string {

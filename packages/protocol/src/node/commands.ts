@@ -49,6 +49,10 @@ export const NODE_COMMANDS = {
       buildLayers,
       /** Volumes of this node (`<home>/volumes/<id>`) bound into the sandbox at `path` (1.3). */
       volumes: Type.Optional(Type.Array(VolumeMountSchema, { maxItems: 16 })),
+      /** Sizes other than the template's (a named environment's); sent only when asked for. */
+      vcpus: Type.Optional(Type.Integer({ minimum: 1, maximum: 64 })),
+      memoryMiB: Type.Optional(Type.Integer({ minimum: 128, maximum: 1024 * 1024 })),
+      diskMiB: Type.Optional(Type.Integer({ minimum: 256, maximum: 16 * 1024 * 1024 })),
     }),
     result: NodeSandboxSchema,
   },

@@ -15,6 +15,8 @@ const AREAS: [prefix: RegExp, area: RouteArea][] = [
   [/^\/teams\/:teamID\/metrics(\/|$)/, 'sandboxes'],
   // Volumes are what sandboxes mount (the content routes take the volume's token, not a key).
   [/^\/(volumes|volumecontent)(\/|$)/, 'sandboxes'],
+  // Named environments are sandboxes with names (aiva's own routes).
+  [/^\/v1\/environments(\/|$)/, 'sandboxes'],
   // E2B routes aiva answers 501 to: whatever the scope, the SDK must hear "not supported".
   [/^\/secrets(\/|$)/, 'sandboxes'],
   [/^\/(v[23]\/)?templates(\/|$)/, 'templates'],
@@ -78,6 +80,12 @@ const ACTIONS: Record<string, string> = {
   'POST /v1/node-tokens': 'node_token.create',
   'POST /volumes': 'volume.create',
   'DELETE /volumes/:volumeID': 'volume.destroy',
+  'POST /v1/environments': 'environment.create',
+  'POST /v1/environments/:name/start': 'environment.start',
+  'POST /v1/environments/:name/stop': 'environment.stop',
+  'DELETE /v1/environments/:name': 'environment.remove',
+  'PATCH /v1/environments/:name/config': 'environment.configure',
+  'POST /v1/environments/:name/deploy': 'environment.deploy',
   'DELETE /v1/node-tokens/:tokenID': 'node_token.revoke',
   'POST /v1/console/session': 'console.sign_in',
   'DELETE /v1/console/session': 'console.sign_out',

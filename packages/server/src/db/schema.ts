@@ -313,5 +313,6 @@ export const usageRecords = pgTable(
 /** The cluster's tables: nodes, their join tokens, the commands for them. */
 export * from './cluster-schema.js';
 export * from './console-schema.js';
+export * from './environments-schema.js';
 export * from './events-schema.js';
 export * from './volumes-schema.js';

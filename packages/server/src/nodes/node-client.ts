@@ -36,6 +36,8 @@ export interface NodeSandboxRequest {
   fromCheckpoint?: string;
   /** Volumes of the node bound into the sandbox (protocol 1.3). */
   volumes?: VolumeMount[];
+  /** Sizes other than the template's (a named environment's). */
+  size?: { vcpus?: number; memoryMiB?: number; diskMiB?: number };
 }
 
 /**
@@ -149,6 +151,9 @@ export class NodeClient {
       ...(r.network ? { network: r.network } : {}),
       ...(r.fromCheckpoint ? { fromCheckpoint: r.fromCheckpoint } : {}),
       ...(r.volumes?.length ? { volumes: r.volumes } : {}),
+      ...(r.size?.vcpus ? { vcpus: r.size.vcpus } : {}),
+      ...(r.size?.memoryMiB ? { memoryMiB: r.size.memoryMiB } : {}),
+      ...(r.size?.diskMiB ? { diskMiB: r.size.diskMiB } : {}),
     });
   }
 

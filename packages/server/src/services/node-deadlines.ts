@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import type { NodeClient } from '../nodes/node-client.js';
+import { endsNever } from './end-times.js';
 import type { LiveSandbox } from './live-sandboxes.js';
 
 /** How long after a sandbox's end time its node ends it by itself: the server acts first. */
@@ -45,7 +46,8 @@ export class NodeDeadlines {
     const seen = new Set<string>();
     for (const s of this.live()) {
       seen.add(s.id);
-      if (s.state !== 'running') {
+      // A sandbox without an end (an environment's) has no deadline on its node either.
+      if (s.state !== 'running' || endsNever(s.endAt)) {
         // Paused: the node dropped its deadline; a resume is sent afresh.
         this.sent.delete(s.id);
         continue;

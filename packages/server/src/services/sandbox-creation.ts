@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import type { NewSandbox, Sandbox } from '../api/e2b/schemas.js';
 import type { ServerMetrics } from '../metrics/server-metrics.js';
 import type { Nodes } from '../nodes/nodes.js';
+import { NEVER } from './end-times.js';
 import { CapacityError, InvalidRequestError, OperationFailedError, TeamLimitError } from './errors.js';
 import { type LiveSandboxes, liveFromRow, TYPICAL_MEMORY_MIB } from './live-sandboxes.js';
 import { egressPolicy } from './network-policy.js';
@@ -39,6 +40,16 @@ export interface SandboxCreationParts {
   volumes?: VolumeService;
   /** The warm pool, once the service has started one. */
   pool: () => WarmPool | undefined;
+}
+
+/** Where a create comes from besides its body: a snapshot, the pool, and whether it has no end. */
+export interface CreateFrom {
+  usePool?: boolean;
+  snapshot?: SnapshotSource;
+  /** No end time (a named environment's sandbox): its `endAt` is NEVER; `timeout` is not used. */
+  noEnd?: boolean;
+  /** Sizes other than the template's (a named environment's); no pooled sandbox stands in. */
+  size?: { vcpus?: number; memoryMiB?: number; diskMiB?: number };
 }
 
 /**
@@ -89,7 +100,7 @@ export class SandboxCreation {
     caller: Caller,
     body: NewSandbox,
     defaultTimeoutS: number,
-    from: { usePool?: boolean; snapshot?: SnapshotSource } = {},
+    from: CreateFrom = {},
   ): Promise<Sandbox> {
     const { snapshot } = from;
     checkCreateOptions(body);
@@ -127,7 +138,9 @@ export class SandboxCreation {
     const pool = this.pool();
     // A pooled sandbox was made without volumes.
     const pooled =
-      from.usePool !== false && resolved && !volumes ? pool?.take(startsFrom(resolved)) : undefined;
+      from.usePool !== false && resolved && !volumes && !from.size
+        ? pool?.take(startsFrom(resolved))
+        : undefined;
     const placement = placementOf(resolved, snapshot, body);
     if (volumes) {
       if (placement.node && placement.node !== volumes.nodeId)
@@ -140,6 +153,7 @@ export class SandboxCreation {
     const id = pooled ?? newSandboxId();
     const owner = { id, teamId: caller.teamId, nodeId: node.id, template, alias };
     const row = newSandboxRow(owner, body, timeoutS, new Date());
+    if (from.noEnd) row.endAt = NEVER;
     // Counted before anything is awaited: concurrent creates (a fork's) see each other's.
     const live = liveFromRow({ ...row, memoryMb: TYPICAL_MEMORY_MIB }, 'creating');
     this.live.add(live);
@@ -159,6 +173,7 @@ export class SandboxCreation {
             template: nodeTemplate,
             fromCheckpoint: snapshot?.checkpoint,
             ...(volumes ? { volumes: volumes.mounts } : {}),
+            ...(from.size ? { size: from.size } : {}),
             ...request,
           });
       // Past a quota, it goes again (the catch below), and leaves nothing.
@@ -166,7 +181,7 @@ export class SandboxCreation {
       if (resolved?.row) await this.options.templates.spawned(resolved.templateId);
       // The sandbox lives `timeout` seconds from when it is ready, not from when it was asked for.
       const readyAt = new Date();
-      const endAt = new Date(readyAt.getTime() + timeoutS * 1000);
+      const endAt = from.noEnd ? NEVER : new Date(readyAt.getTime() + timeoutS * 1000);
       const ready = {
         state: transition(id, live.state, 'running'),
         cpuCount: n.vcpus,
@@ -206,7 +221,10 @@ export class SandboxCreation {
       if (pooled) {
         // The pooled sandbox was no good: make one the ordinary way.
         this.log.warn({ sandbox: id, err: e }, 'a pooled sandbox could not be handed over; creating one');
-        return this.create(caller, { ...body, templateID: template }, defaultTimeoutS, { usePool: false });
+        return this.create(caller, { ...body, templateID: template }, defaultTimeoutS, {
+          ...from,
+          usePool: false,
+        });
       }
       this.log.error({ sandbox: id, err: e }, 'sandbox create failed');
       this.options.metrics.createLog.record(caller.teamId, performance.now() - started, false);

@@ -16,13 +16,13 @@ import type { NodeClient } from '../nodes/node-client.js';
 import type { Nodes } from '../nodes/nodes.js';
 import type { ServerReplica } from '../replicas/server-replica.js';
 import { consoleLogEntries, type LogQuery } from './console-log.js';
-import { EndTimes } from './end-times.js';
+import { EndTimes, endsNever } from './end-times.js';
 import { NotFoundError } from './errors.js';
 import { type LiveSandbox, LiveSandboxes, type SandboxLimits, TYPICAL_MEMORY_MIB } from './live-sandboxes.js';
 import { egressPolicy, updatedNetwork } from './network-policy.js';
 import { NodeReconciliation } from './node-reconciliation.js';
 import { ReplicaSync } from './replica-sync.js';
-import { SandboxCreation, type SnapshotSource } from './sandbox-creation.js';
+import { type CreateFrom, SandboxCreation } from './sandbox-creation.js';
 import { listSandboxes, sandboxDetail, sandboxOf } from './sandbox-list.js';
 import { SandboxMetrics } from './sandbox-metrics.js';
 import { type SandboxRow, SandboxRows } from './sandbox-rows.js';
@@ -172,7 +172,17 @@ export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
     this.usage.stop();
     await this.pool?.close();
     if (options.killSandboxes) {
-      await Promise.allSettled(this.live.ids().map((id) => this.end(id, 'shutdown')));
+      // A sandbox without an end (an environment's) is shelved instead: its disk is kept
+      // and it comes back when the environment is started again.
+      await Promise.allSettled(
+        [...this.live.values()].map((s) =>
+          endsNever(s.endAt) && s.state !== 'creating'
+            ? s.state === 'running'
+              ? this.pauseLive(s, false)
+              : Promise.resolve()
+            : this.end(s.id, 'shutdown'),
+        ),
+      );
     }
     await this.meter.stop();
   }
@@ -213,12 +223,7 @@ export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
    * Creates a sandbox from `body.templateID`, or from a snapshot (`from.snapshot`);
    * see `SandboxCreation`.
    */
-  create(
-    caller: Caller,
-    body: NewSandbox,
-    defaultTimeoutS: number,
-    from: { usePool?: boolean; snapshot?: SnapshotSource } = {},
-  ): Promise<Sandbox> {
+  create(caller: Caller, body: NewSandbox, defaultTimeoutS: number, from: CreateFrom = {}): Promise<Sandbox> {
     return this.creation.create(caller, body, defaultTimeoutS, from);
   }
 
@@ -390,7 +395,8 @@ export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
     const resumed = live.state === 'paused';
     if (resumed) await this.resume(live, memory);
     const wanted = Date.now() + timeoutS * 1000;
-    if (resumed || wanted > live.endAt) {
+    // A sandbox without an end keeps having none.
+    if (!endsNever(live.endAt) && (resumed || wanted > live.endAt)) {
       live.endAt = resumed ? wanted : Math.max(wanted, live.endAt);
       await this.rows.updateLive(id, { endAt: new Date(live.endAt) });
     }
@@ -404,6 +410,21 @@ export class SandboxService extends EventEmitter<{ ended: [id: string] }> {
   async pause(caller: Caller, id: string, memory?: boolean): Promise<void> {
     const { live } = await this.liveOf(caller, id);
     await this.pauseLive(live, memory);
+  }
+
+  /**
+   * Brings the team's kept sandbox back if it is paused (`memory: false`: booted afresh
+   * from its disk), its end time untouched; its state after.
+   */
+  async resumeKept(caller: Caller, id: string, memory?: boolean): Promise<LiveState> {
+    const { live } = await this.liveOf(caller, id);
+    if (live.state === 'paused') await this.resume(live, memory);
+    return live.state;
+  }
+
+  /** The live state of a sandbox (undefined: it has ended, or never was). */
+  liveState(id: string): LiveState | undefined {
+    return this.live.get(id)?.state;
   }
 
   /** Samples of the sandbox's resource use between `start` and `end` (unix seconds). */
