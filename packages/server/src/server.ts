@@ -11,33 +11,14 @@ import { join } from 'node:path';
 import type { Duplex } from 'node:stream';
 import type { VolumeDiskStore } from '@aiva/node';
 import cookie from '@fastify/cookie';
-import swagger from '@fastify/swagger';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
 import type { Logger } from 'pino';
 import { Gauge } from 'prom-client';
-import { recordMutatingCalls } from './api/audit-hook.js';
-import { requireApiKey } from './api/authenticate.js';
+import { registerApiRoutes, registerServerRoutes } from './api/api-routes.js';
 import { consoleDist, registerConsole } from './api/console-static.js';
-import { registerEventRoutes } from './api/e2b/event-routes.js';
-import { registerMetricsRoutes } from './api/e2b/metrics-routes.js';
-import { registerSandboxRoutes } from './api/e2b/sandbox-routes.js';
-import { registerSnapshotRoutes } from './api/e2b/snapshot-routes.js';
-import { registerTemplateRoutes, registerTemplateUploadRoute } from './api/e2b/template-routes.js';
-import { registerUnsupportedRoutes } from './api/e2b/unsupported-routes.js';
+import { registerTemplateUploadRoute } from './api/e2b/template-routes.js';
 import { registerVolumeContentRoutes } from './api/e2b/volume-content-routes.js';
-import { registerVolumeRoutes } from './api/e2b/volume-routes.js';
 import { registerErrorHandling } from './api/errors.js';
-import { registerAuditRoutes } from './api/native/audit-routes.js';
-import { registerConsoleSessionRoutes } from './api/native/console-session-routes.js';
-import { registerEnvironmentRoutes } from './api/native/environment-routes.js';
-import { registerKeyRoutes } from './api/native/key-routes.js';
-import { registerMcpRoutes } from './api/native/mcp-routes.js';
-import { registerNodeRoutes } from './api/native/node-routes.js';
-import { registerNodeTokenRoutes } from './api/native/node-token-routes.js';
-import { registerSandboxStatsRoutes } from './api/native/sandbox-stats-routes.js';
-import { registerSandboxStreamRoutes } from './api/native/sandbox-stream-routes.js';
-import { registerTeamRoutes } from './api/native/team-routes.js';
-import { registerUsageRoutes } from './api/native/usage-routes.js';
 import { registerNodeAgentRoutes } from './api/node/node-agent-routes.js';
 import { openDatabase } from './db/database.js';
 import { createServerMetrics } from './metrics/server-metrics.js';
@@ -54,9 +35,7 @@ import { signedFileRoute } from './proxy/signed-file-url.js';
 import { serveForward } from './replicas/replica-forward.js';
 import { registerReplicaRoutes } from './replicas/replica-routes.js';
 import { applicationNameOf, newReplicaId, ServerReplica } from './replicas/server-replica.js';
-import { AuditLog } from './services/audit-log.js';
 import { BuildFiles } from './services/build-files.js';
-import { ConsoleSessions } from './services/console-sessions.js';
 import { EnvironmentPorts } from './services/environment-ports.js';
 import { EnvironmentService } from './services/environment-service.js';
 import type { SandboxLimits } from './services/live-sandboxes.js';
@@ -64,15 +43,12 @@ import { NodeTokenService } from './services/node-token-service.js';
 import { SandboxEvents } from './services/sandbox-events.js';
 import { maskedHost } from './services/sandbox-options.js';
 import { SandboxService } from './services/sandbox-service.js';
-import { SandboxStatsService } from './services/sandbox-stats.js';
 import { SnapshotService } from './services/snapshot-service.js';
-import { TeamMetrics } from './services/team-metrics.js';
 import { TeamQuotas } from './services/team-quotas.js';
 import { TeamService } from './services/team-service.js';
 import { TemplateBuilds } from './services/template-builds.js';
 import { TemplateCatalog } from './services/template-catalog.js';
 import type { PriceTable } from './services/usage-prices.js';
-import { UsageReports } from './services/usage-report.js';
 import { type VolumeLimits, VolumeService } from './services/volume-service.js';
 import { WebhookDispatcher } from './services/webhook-dispatcher.js';
 import { WebhookService } from './services/webhook-service.js';
@@ -414,33 +390,7 @@ export async function startServer(
     });
     registerErrorHandling(app);
     await app.register(cookie);
-    await app.register(swagger, {
-      openapi: {
-        info: {
-          title: 'aiva',
-          version: config.version,
-          description: 'E2B-compatible sandbox API, plus aiva routes',
-        },
-        components: { securitySchemes: { apiKey: { type: 'apiKey', in: 'header', name: 'X-API-KEY' } } },
-        security: [{ apiKey: [] }],
-      },
-    });
-    app.addHook('onResponse', async (request, reply) => {
-      metrics.httpSeconds.observe(
-        {
-          method: request.method,
-          route: request.routeOptions.url ?? 'unmatched',
-          status: String(reply.statusCode),
-        },
-        reply.elapsedTime / 1000,
-      );
-    });
-
-    app.get('/health', { schema: { hide: true } }, async () => ({ status: 'ok' }));
-    app.get('/metrics', { schema: { hide: true } }, async (_request, reply) =>
-      reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()),
-    );
-    app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+    await registerServerRoutes(app, { version: config.version, metrics });
     await registerConsole(app, consoleDist());
     registerTemplateUploadRoute(app, templateBuilds);
     // Authorized by each volume's own token, not by an API key.
@@ -448,39 +398,25 @@ export async function startServer(
     if (replica && artefactStores) registerReplicaRoutes(app, replica, artefactStores, buildFiles);
     if (registry) await registerNodeAgentRoutes(app, registry, nodeCommands, buildFiles, artefactStores);
     let selfUrl: string | undefined;
-    await app.register(async (api) => {
-      const consoleSessions = new ConsoleSessions(database.db, teams);
-      requireApiKey(api, teams, quotas, consoleSessions);
-      const audit = new AuditLog(database.db);
-      recordMutatingCalls(api, audit);
-      registerConsoleSessionRoutes(api, consoleSessions, quotas, teams, { nodes: Boolean(registry) });
-      registerSandboxRoutes(api, sandboxes, snapshots);
-      registerSandboxStreamRoutes(api, sandboxes, teams);
-      registerSandboxStatsRoutes(
-        api,
+    await app.register(async (api) =>
+      registerApiRoutes(api, {
+        db: database.db,
+        metrics,
         teams,
-        new SandboxStatsService(
-          database.db,
-          () => sandboxes.liveSandboxes(),
-          metrics.createLog,
-          registry ? () => registry.list() : undefined,
-        ),
-      );
-      registerMetricsRoutes(api, sandboxes, new TeamMetrics(database.db));
-      registerSnapshotRoutes(api, snapshots);
-      registerVolumeRoutes(api, volumes);
-      registerEnvironmentRoutes(api, environments);
-      registerEventRoutes(api, sandboxEvents, webhookService);
-      registerTemplateRoutes(api, templateCatalog, templateBuilds, snapshots);
-      registerKeyRoutes(api, teams);
-      registerUsageRoutes(api, teams, new UsageReports(database.db, config.metering?.prices));
-      registerAuditRoutes(api, teams, audit);
-      registerTeamRoutes(api, teams);
-      registerNodeTokenRoutes(api, teams, new NodeTokenService(database.db));
-      if (registry) registerNodeRoutes(api, teams, registry);
-      registerMcpRoutes(api, { selfUrl: () => selfUrl, domain: config.domain, version: config.version });
-      registerUnsupportedRoutes(api);
-    });
+        quotas,
+        sandboxes,
+        snapshots,
+        volumes,
+        environments,
+        sandboxEvents,
+        webhooks: webhookService,
+        templateCatalog,
+        templateBuilds,
+        registry,
+        prices: config.metering?.prices,
+        mcp: { selfUrl: () => selfUrl, domain: config.domain, version: config.version },
+      }),
+    );
 
     await app.listen({ host: config.host, port: config.port });
     const address = server?.address();
