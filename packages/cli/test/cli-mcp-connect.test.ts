@@ -2,7 +2,8 @@
 // client as a stdio server (StdioClientTransport), serves the MCP server a sandbox runs
 // behind its gateway (E2B's `mcp` option, the mcp-gateway template, against a real `aiva
 // up` with containers). The sandbox runs one custom stdio server, configured as
-// `mcpGatewayConfigFor` gives it (what `aiva init --mcp` is to use).
+// `mcpGatewayConfigFor` gives it (what `aiva init --mcp` uses); and an environment made
+// with `aiva init --mcp`, whose service is that server.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
@@ -14,6 +15,7 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { Sandbox } from 'e2b';
+import { shellQuote } from '../src/command-line.js';
 import { MCP_GATEWAY_TEMPLATE, mcpGatewayConfigFor } from '../src/mcp-gateway-config.js';
 import { type RunningUp, startUp } from './helpers/aiva-up.js';
 import { cliPath, explain, removeHome, runCli, tempHome } from './helpers/run-cli.js';
@@ -136,6 +138,55 @@ describe('aiva mcp connect', () => {
       assert.match(r.stderr, new RegExp(`^aiva: sandbox ${plain.sandboxId} runs no MCP gateway`));
     } finally {
       await plain.kill();
+    }
+  });
+
+  it('aiva init --mcp: an environment whose service is the MCP server, served by name after start and after a stop and start', async () => {
+    const env = `mcpenv-${randomBytes(3).toString('hex')}`;
+    const script = await readFile(ECHO_SERVER, 'utf8');
+    const empty = await aiva('init', `${env}-x`, '--mcp', ' ');
+    assert.equal(empty.code, 1, explain(empty));
+    assert.match(empty.stderr, /the MCP server command is empty/);
+    assert.match((await aiva('status', `${env}-x`)).stderr, /does not exist/, 'nothing made');
+
+    const init = await aiva('init', env, '--mcp', `python3 -c ${shellQuote(script)}`);
+    assert.equal(init.code, 0, explain(init));
+    assert.match(init.stdout, /template mcp-gateway, an MCP server as its service/);
+    try {
+      /** Calls `add` through `aiva mcp connect <env>`, once the service's gateway answers. */
+      const added = async (a: number, b: number): Promise<string> => {
+        const deadline = Date.now() + 60_000;
+        for (;;) {
+          const { client, stderr } = await connectedClient(env).catch((e: Error) => ({
+            client: undefined,
+            stderr: () => e.message,
+          }));
+          try {
+            if (client)
+              return textOf((await client.callTool({ name: 'add', arguments: { a, b } })) as CallToolResult);
+          } catch (e) {
+            if (Date.now() > deadline) throw e;
+          } finally {
+            await client?.close();
+          }
+          if (Date.now() > deadline) assert.fail(`the environment's gateway never answered: ${stderr()}`);
+          await new Promise((r) => setTimeout(r, 500));
+        }
+      };
+      const started = await aiva('start', env);
+      assert.equal(started.code, 0, explain(started));
+      assert.equal(await added(20, 22), '42');
+      for (const step of [
+        ['stop', env],
+        ['start', env],
+      ]) {
+        const r = await aiva(...step);
+        assert.equal(r.code, 0, explain(r));
+      }
+      assert.equal(await added(1, 1), '2', 'the service is back after a stop and start');
+    } finally {
+      const rm = await aiva('rm', env, '--force');
+      assert.equal(rm.code, 0, explain(rm));
     }
   });
 

@@ -5,6 +5,11 @@
 // their states, and exits — 0 if at least one server runs, 1 (the gateway stopped) if
 // none does or the config is wrong. The token is kept in /etc/mcp-gateway/.token (root
 // only), where the SDK's getMcpToken() reads it.
+//
+// `mcp-gateway run --config '<json>'` is the same gateway in the foreground, for a
+// supervisor that restarts it (an aiva environment's service, `aiva init --mcp`): it keeps
+// the token a run before it wrote (so clients keep theirs), writes the config and serves
+// until it is stopped.
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
@@ -54,21 +59,31 @@ async function health(token: string): Promise<{ ready: boolean; servers?: Upstre
   }
 }
 
-async function launch(configText: string): Promise<number> {
-  let specs: ServerSpec[];
+/** The config's servers, or undefined (said on stderr) when it is wrong. */
+function checkedConfig(configText: string): ServerSpec[] | undefined {
   try {
-    specs = parseGatewayConfig(configText);
+    return parseGatewayConfig(configText);
   } catch (e) {
     if (e instanceof ConfigError) {
       process.stderr.write(`mcp-gateway: ${e.message}\n`);
-      return 1;
+      return undefined;
     }
     throw e;
   }
-  const token = process.env.GATEWAY_ACCESS_TOKEN || randomUUID();
+}
+
+/** Keeps the token and the config where `serve` (and the SDK's getMcpToken) read them. */
+function writeState(token: string, configText: string): void {
   mkdirSync(STATE_DIR, { recursive: true, mode: 0o700 });
   writeFileSync(TOKEN_FILE, token, { mode: 0o600 });
   writeFileSync(CONFIG_FILE, configText, { mode: 0o600 });
+}
+
+async function launch(configText: string): Promise<number> {
+  const specs = checkedConfig(configText);
+  if (!specs) return 1;
+  const token = process.env.GATEWAY_ACCESS_TOKEN || randomUUID();
+  writeState(token, configText);
   await stopPrevious();
   const log = openSync(LOG_FILE, 'a', 0o600);
   // The launcher script (which sets the guest runtime up) if there is one; else this node.
@@ -129,8 +144,29 @@ async function serve(): Promise<void> {
   process.once('SIGINT', stop);
 }
 
-const [first, second] = process.argv.slice(2);
-if (first === 'serve') {
+/** `run --config`: the gateway in the foreground, its token kept from the run before. */
+async function runInForeground(configText: string): Promise<void> {
+  if (!checkedConfig(configText)) process.exit(1);
+  let token = process.env.GATEWAY_ACCESS_TOKEN;
+  if (!token)
+    try {
+      token = readFileSync(TOKEN_FILE, 'utf8');
+    } catch {
+      token = randomUUID();
+    }
+  writeState(token, configText);
+  await stopPrevious();
+  writeFileSync(PID_FILE, String(process.pid));
+  await serve();
+}
+
+const [first, second, third] = process.argv.slice(2);
+if (first === 'run' && second === '--config' && third !== undefined) {
+  runInForeground(third).catch((e: Error) => {
+    console.error(`mcp-gateway run: ${e.message}`);
+    process.exit(1);
+  });
+} else if (first === 'serve') {
   serve().catch((e: Error) => {
     console.error(`mcp-gateway serve: ${e.message}`);
     process.exit(1);
@@ -144,6 +180,6 @@ if (first === 'serve') {
     },
   );
 } else {
-  process.stderr.write("usage: mcp-gateway --config '<json>'\n");
+  process.stderr.write("usage: mcp-gateway [run] --config '<json>'\n");
   process.exit(2);
 }

@@ -7,6 +7,8 @@ import { type Command, InvalidArgumentError } from 'commander';
 import { Sandbox } from 'e2b';
 import { stringify } from 'yaml';
 import { apiTarget, callApi } from '../api-client.js';
+import { shellQuote } from '../command-line.js';
+import { MCP_GATEWAY_TEMPLATE, mcpGatewayConfigFor } from '../mcp-gateway-config.js';
 import { formatTable } from '../table.js';
 import { environmentDefaults, parseSize } from '../user-config.js';
 
@@ -98,8 +100,17 @@ export function registerEnvironmentCommands(program: Command): void {
     .argument('<name>', 'lower-case letters, digits and "-"')
     .option('--template <template>', 'its template (default: config.yaml, else base)')
     .option('--profile <profile>', 'its size: minimal, standard, performance or one of config.yaml')
-    .action(async (name: string, opts: { template?: string; profile?: string }) => {
-      const d = await environmentDefaults(opts);
+    .option(
+      '--mcp <command>',
+      'its service is this stdio MCP server behind the mcp-gateway (template mcp-gateway unless --template); `aiva mcp connect` serves it',
+    )
+    .action(async (name: string, opts: { template?: string; profile?: string; mcp?: string }) => {
+      // Checked before anything is made: a wrong command leaves no environment.
+      const mcpConfig = opts.mcp !== undefined ? mcpGatewayConfigFor(opts.mcp) : undefined;
+      const d = await environmentDefaults({
+        ...opts,
+        ...(mcpConfig && !opts.template ? { template: MCP_GATEWAY_TEMPLATE } : {}),
+      });
       const made = await callApi<EnvironmentView>('POST', '/v1/environments', {
         name,
         template: d.template,
@@ -107,8 +118,17 @@ export function registerEnvironmentCommands(program: Command): void {
         ...(d.profile?.memory ? { memoryMB: d.profile.memory } : {}),
         ...(d.profile?.disk ? { diskMB: d.profile.disk } : {}),
       });
+      if (mcpConfig) {
+        const cmd = `mcp-gateway run --config ${shellQuote(JSON.stringify(mcpConfig))}`;
+        await callApi('PATCH', `${path(name)}/config`, { set: { cmd, restart: 'always' } }).catch(
+          async (e: unknown) => {
+            await callApi('DELETE', `${path(name)}?force=true`).catch(() => {});
+            throw e;
+          },
+        );
+      }
       console.log(
-        `environment ${made.name} created (template ${made.settings.template}); start it with: aiva start ${name}`,
+        `environment ${made.name} created (template ${made.settings.template}${mcpConfig ? ', an MCP server as its service' : ''}); start it with: aiva start ${name}${mcpConfig ? `, then: aiva mcp connect ${name}` : ''}`,
       );
     });
 

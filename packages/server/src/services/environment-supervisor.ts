@@ -11,7 +11,7 @@ const MAX_LOG_BYTES = 1024 * 1024;
 
 /**
  * The supervisor, run by bash in the sandbox as root: it runs `$AIVA_SERVICE_CMD` with
- * `sh -c` in /app, appends its output to the service log, and starts it again as
+ * `sh -c` in /app (made if a deploy did not), appends its output to the service log, and starts it again as
  * `$AIVA_RESTART` says (always | on-failure | no), waiting 1 s, then twice as long after
  * each quick end, up to 30 s (back to 1 s once it ran 30 s). SIGTERM ends the service
  * (SIGTERM, then SIGKILL after 10 s) and the supervisor. Its pid and the service's are in
@@ -19,7 +19,7 @@ const MAX_LOG_BYTES = 1024 * 1024;
  */
 const SUPERVISOR = `
 set -u
-mkdir -p /var/log/aiva /run/aiva
+mkdir -p /var/log/aiva /run/aiva ${APP_DIR}
 log=${SERVICE_LOG}
 echo $$ > /run/aiva/supervisor.pid
 child=
