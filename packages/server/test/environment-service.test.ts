@@ -9,6 +9,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { VolumeDisks } from '@aiva/node';
 import { pino } from 'pino';
 import { createServerMetrics } from '../src/metrics/server-metrics.js';
 import { Nodes } from '../src/nodes/nodes.js';
@@ -31,6 +32,7 @@ for (const backend of BACKENDS)
     let home: string;
     let envs: EnvironmentService;
     let volumes: VolumeService;
+    let disks: VolumeDisks;
     let caller: Caller;
     let other: Caller;
 
@@ -44,10 +46,12 @@ for (const backend of BACKENDS)
       caller = { teamId: first.teamId, keyId: key.id, scopes: [] };
       const second = await teams.createTeam(caller, 'second');
       other = { teamId: second.teamId, keyId: 'k2', scopes: [] };
+      disks = new VolumeDisks(home);
       volumes = new VolumeService(db.database.db, {
         home,
         localNodeId: 'local',
-        limits: { quotaBytes: 10_000, maxVolumesPerTeam: 5 },
+        disks,
+        limits: { quotaBytes: 64 * 1024 * 1024, maxVolumesPerTeam: 5, defaultSizeMiB: 8 },
         logger,
       });
       const metrics = createServerMetrics();
@@ -66,6 +70,8 @@ for (const backend of BACKENDS)
     });
     after(async () => {
       await envs?.close();
+      // Images the tests left (none, if every environment was removed) are unmounted first.
+      await disks?.release(new Set());
       await db?.close();
       await rm(home, { recursive: true, force: true });
     });
