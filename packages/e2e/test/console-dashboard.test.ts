@@ -10,67 +10,22 @@
 // console errors (but the expected 400/403 lines); axe (WCAG 2.0/2.1 A and AA) on each
 // page, light and dark. Screenshots go to a temporary directory (printed).
 import assert from 'node:assert/strict';
-import { mkdtemp } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { Sandbox } from 'e2b';
-import { type Browser, type BrowserContext, chromium, type Page } from 'playwright-core';
+import type { BrowserContext, Page } from 'playwright-core';
 import { aivaUpForFile } from './helpers/aiva-up.js';
 import { assertAccessible } from './helpers/console-accessibility.js';
+import {
+  assertNoConsoleErrors,
+  consoleBrowserForFile,
+  signedInPage,
+  until,
+} from './helpers/console-browser.js';
 
 const server = aivaUpForFile();
 const WAIT_MS = 30_000;
 
-let browser: Browser;
-let shots: string;
-
-before(async () => {
-  browser = await chromium.launch({ executablePath: '/usr/bin/chromium', headless: true });
-  shots = await mkdtemp(join(tmpdir(), 'aiva-console-dashboard-screenshots-'));
-  console.log(`console dashboard screenshots: ${shots} (Chromium ${browser.version()})`);
-});
-after(async () => browser?.close());
-
-/** A signed-in page whose console errors and uncaught exceptions are collected (`errors`). */
-async function signedInPage(context: BrowserContext, key: string): Promise<{ page: Page; errors: string[] }> {
-  const page = await context.newPage();
-  const errors: string[] = [];
-  page.on('console', (m) => {
-    if (m.type() === 'error' || m.type() === 'warning')
-      errors.push(`${m.type()}: ${m.text()} (${m.location().url})`);
-  });
-  page.on('pageerror', (e) => errors.push(`uncaught: ${e.message}`));
-  await page.goto(server.up.url);
-  await page.getByLabel('API key').fill(key);
-  await page.getByRole('button', { name: 'Sign in' }).click();
-  await page.getByRole('heading', { name: 'Sandboxes' }).waitFor({ timeout: WAIT_MS });
-  assertNoConsoleErrors(errors, [401]);
-  return { page, errors };
-}
-
-/** No console error but the network's own line for each `expected` status. */
-function assertNoConsoleErrors(errors: string[], expected: number[] = []): void {
-  const left = errors.splice(0);
-  for (const status of expected) {
-    const i = left.findIndex((e) => e.includes(`status of ${status}`));
-    assert.ok(i >= 0, `the ${status} expected in the console: ${JSON.stringify(left)}`);
-    left.splice(i, 1);
-  }
-  assert.deepEqual(left, [], 'console errors on the page');
-}
-
-async function screenshot(page: Page, name: string): Promise<void> {
-  await page.screenshot({ path: join(shots, `${name}.png`), fullPage: true });
-}
-
-async function until(what: string, check: () => Promise<boolean>): Promise<void> {
-  const deadline = Date.now() + WAIT_MS;
-  while (!(await check())) {
-    assert.ok(Date.now() < deadline, `timed out waiting: ${what}`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
-}
+const ui = consoleBrowserForFile('console-dashboard');
 
 async function sdkRunning(): Promise<number> {
   return (await Sandbox.list({ query: { state: ['running'] } }).nextItems()).length;
@@ -90,8 +45,8 @@ describe('console dashboard and sandbox page', () => {
   const made: string[] = [];
 
   before(async () => {
-    context = await browser.newContext({ viewport: { width: 1280, height: 900 }, colorScheme: 'light' });
-    ({ page, errors } = await signedInPage(context, server.up.apiKey));
+    context = await ui.browser.newContext({ viewport: { width: 1280, height: 900 }, colorScheme: 'light' });
+    ({ page, errors } = await signedInPage(context, server.up.url, server.up.apiKey));
   });
   after(async () => {
     for (const id of made) await Sandbox.kill(id).catch(() => {});
@@ -125,7 +80,7 @@ describe('console dashboard and sandbox page', () => {
     const table = page.getByRole('table', { name: 'Creates and failures per minute' });
     await table.waitFor();
     assert.ok((await table.locator('tbody tr').count()) >= 1);
-    await screenshot(page, '1-dashboard');
+    await ui.screenshot(page, '1-dashboard');
     await assertAccessible(page, 'the dashboard');
     assertNoConsoleErrors(errors);
   });
@@ -146,7 +101,7 @@ describe('console dashboard and sandbox page', () => {
     const log = page.getByRole('log', { name: 'Console log lines' });
     await log.locator('.log-line').first().waitFor({ timeout: WAIT_MS });
     assert.ok((await log.locator('.log-line').count()) >= 1);
-    await screenshot(page, '2-sandbox-page');
+    await ui.screenshot(page, '2-sandbox-page');
     await assertAccessible(page, 'the sandbox page with its charts and log');
 
     // Snapshot: the page shows the new snapshot's id, which the SDK creates a sandbox from.
@@ -172,7 +127,7 @@ describe('console dashboard and sandbox page', () => {
     assert.notEqual(forkId, id);
     made.push(forkId);
     assert.equal((await Sandbox.getInfo(forkId)).state, 'running');
-    await screenshot(page, '3-snapshot-fork');
+    await ui.screenshot(page, '3-snapshot-fork');
     await assertAccessible(page, 'the sandbox page after a snapshot and a fork');
     assertNoConsoleErrors(errors);
   });
@@ -189,7 +144,7 @@ describe('console dashboard and sandbox page', () => {
     await page.getByLabel('Allow internet access').uncheck();
     await page.getByLabel(/^Always allowed destinations/).fill('203.0.113.7');
     await page.getByLabel(/^Denied destinations/).fill('999.1.1.1');
-    await screenshot(page, '4-create-form');
+    await ui.screenshot(page, '4-create-form');
     await assertAccessible(page, 'the create form with rows');
     await page.getByRole('button', { name: 'Create sandbox' }).click();
     const alert = page.getByRole('alert');
@@ -237,7 +192,7 @@ describe('console dashboard and sandbox page', () => {
       await page.getByLabel(/^Team(?!s)/).selectOption(other.teamId);
       const own = page.locator(`tr[data-sandbox="${made[0]}"]`);
       await own.waitFor({ state: 'detached', timeout: WAIT_MS });
-      await screenshot(page, '5-every-team');
+      await ui.screenshot(page, '5-every-team');
       await assertAccessible(page, 'the list of every team’s sandboxes');
 
       // The other team's key: its own stats only; no list of every team.
@@ -263,19 +218,23 @@ describe('console dashboard and sandbox page', () => {
   });
 
   test('dark theme: the dashboard and the sandbox page pass axe', async () => {
-    const dark = await browser.newContext({ viewport: { width: 1366, height: 768 }, colorScheme: 'dark' });
+    const dark = await ui.browser.newContext({ viewport: { width: 1366, height: 768 }, colorScheme: 'dark' });
     try {
-      const { page: darkPage, errors: darkErrors } = await signedInPage(dark, server.up.apiKey);
+      const { page: darkPage, errors: darkErrors } = await signedInPage(
+        dark,
+        server.up.url,
+        server.up.apiKey,
+      );
       await darkPage.getByRole('link', { name: 'Dashboard' }).click();
       await darkPage.locator('.tile[data-state="running"] dd').waitFor({ timeout: WAIT_MS });
       await darkPage.getByText(/created, \d+ failed to start/).waitFor({ timeout: WAIT_MS });
-      await screenshot(darkPage, '6-dark-dashboard');
+      await ui.screenshot(darkPage, '6-dark-dashboard');
       await assertAccessible(darkPage, 'the dashboard, dark');
       const id = made[0] ?? '';
       await darkPage.goto(`${server.up.url}/ui/sandboxes/${id}`);
       await darkPage.getByText(/of \d+ vCPU now\./).waitFor({ timeout: WAIT_MS });
       await darkPage.getByRole('log', { name: 'Console log lines' }).waitFor({ timeout: WAIT_MS });
-      await screenshot(darkPage, '7-dark-sandbox-page');
+      await ui.screenshot(darkPage, '7-dark-sandbox-page');
       await assertAccessible(darkPage, 'the sandbox page, dark');
       assertNoConsoleErrors(darkErrors);
     } finally {

@@ -8,14 +8,12 @@
 // and a key with the sandboxes scope alone sees only its pages. Screenshots go to a
 // temporary directory (printed).
 import assert from 'node:assert/strict';
-import { mkdtemp } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { Sandbox } from 'e2b';
-import { type Browser, type BrowserContext, chromium, type Page } from 'playwright-core';
+import type { BrowserContext, Page } from 'playwright-core';
 import { aivaUpForFile } from './helpers/aiva-up.js';
 import { assertAccessible } from './helpers/console-accessibility.js';
+import { consoleBrowserForFile, signedInPage, until } from './helpers/console-browser.js';
 
 const server = aivaUpForFile();
 const WAIT_MS = 20_000;
@@ -23,33 +21,7 @@ const WAIT_MS = 20_000;
 const BUILD_MS = 5 * 60_000;
 const NAV_ALL = ['Sandboxes', 'Dashboard', 'Templates', 'Snapshots', 'API keys', 'Usage', 'Events', 'Audit'];
 
-let browser: Browser;
-let shots: string;
-
-before(async () => {
-  browser = await chromium.launch({ executablePath: '/usr/bin/chromium', headless: true });
-  shots = await mkdtemp(join(tmpdir(), 'aiva-console-pages-screenshots-'));
-  console.log(`console page screenshots: ${shots}`);
-});
-after(async () => browser?.close());
-
-/** A signed-in page whose console errors and uncaught exceptions are collected. */
-async function signedIn(context: BrowserContext, key: string): Promise<{ page: Page; errors: string[] }> {
-  const page = await context.newPage();
-  const errors: string[] = [];
-  page.on('console', (m) => {
-    if (m.type() === 'error' || m.type() === 'warning') errors.push(`${m.type()}: ${m.text()}`);
-  });
-  page.on('pageerror', (e) => errors.push(`uncaught: ${e.message}`));
-  await page.goto(server.up.url);
-  await page.getByLabel('API key').fill(key);
-  await page.getByRole('button', { name: 'Sign in' }).click();
-  await page.getByRole('heading', { name: 'Sandboxes' }).waitFor({ timeout: WAIT_MS });
-  // The session check before signing in is a 401 the network logs: not the page's error.
-  const i = errors.findIndex((e) => e.includes('status of 401'));
-  if (i >= 0) errors.splice(i, 1);
-  return { page, errors };
-}
+const ui = consoleBrowserForFile('console-pages');
 
 async function navLabels(page: Page): Promise<string[]> {
   return (await page.getByRole('navigation', { name: 'Main' }).getByRole('link').allTextContents()).map((t) =>
@@ -63,14 +35,6 @@ async function openFromNav(page: Page, label: string, heading: string | RegExp):
     .getByRole('link', { name: label, exact: true })
     .click();
   await page.getByRole('heading', { level: 1, name: heading }).waitFor({ timeout: WAIT_MS });
-}
-
-async function until(what: string, check: () => Promise<boolean>, ms = WAIT_MS): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await check())) {
-    assert.ok(Date.now() < deadline, `timed out waiting: ${what}`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
 }
 
 async function api(method: string, path: string, key: string, body?: unknown) {
@@ -89,9 +53,9 @@ describe('console resource pages', () => {
   let errors: string[];
 
   before(async () => {
-    context = await browser.newContext({ viewport: { width: 1280, height: 800 }, colorScheme: 'light' });
+    context = await ui.browser.newContext({ viewport: { width: 1280, height: 800 }, colorScheme: 'light' });
     await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: server.up.url });
-    ({ page, errors } = await signedIn(context, server.up.apiKey));
+    ({ page, errors } = await signedInPage(context, server.up.url, server.up.apiKey, WAIT_MS));
   });
   after(async () => context?.close());
 
@@ -116,10 +80,10 @@ describe('console resource pages', () => {
       await page.getByText('Loading…').waitFor({ state: 'detached', timeout: WAIT_MS });
       const name = label.toLowerCase().replace(/ /g, '-');
       await page.emulateMedia({ colorScheme: 'light' });
-      await page.screenshot({ path: join(shots, `${name}.png`), fullPage: true });
+      await ui.screenshot(page, name);
       await assertAccessible(page, `the ${label} page`);
       await page.emulateMedia({ colorScheme: 'dark' });
-      await page.screenshot({ path: join(shots, `${name}-dark.png`), fullPage: true });
+      await ui.screenshot(page, `${name}-dark`);
       await assertAccessible(page, `the ${label} page, dark`);
     }
     await page.emulateMedia({ colorScheme: 'light' });
@@ -142,7 +106,7 @@ describe('console resource pages', () => {
     await page.getByRole('button', { name: 'Copy', exact: true }).click();
     await page.getByRole('button', { name: 'Copied' }).waitFor({ timeout: WAIT_MS });
     assert.equal(await page.evaluate('navigator.clipboard.readText()'), key);
-    await page.screenshot({ path: join(shots, 'api-key-made.png'), fullPage: true });
+    await ui.screenshot(page, 'api-key-made');
     await assertAccessible(page, 'the API keys page with a new key');
     const row = page.locator('tr[data-key="from-the-console"]');
     assert.match((await row.textContent()) ?? '', /sandboxes/);
@@ -197,13 +161,13 @@ describe('console resource pages', () => {
     const text = (await log.textContent()) ?? '';
     assert.match(text, /RUN echo hi > \/hi/);
     assert.match(text, /Build finished/);
-    await page.screenshot({ path: join(shots, 'template-build-log.png'), fullPage: true });
+    await ui.screenshot(page, 'template-build-log');
     await assertAccessible(page, 'a build log');
 
     await page.getByRole('link', { name: '← Template' }).click();
     await page.getByRole('heading', { name: 'Template console-hi' }).waitFor({ timeout: WAIT_MS });
     assert.match((await page.locator('table').textContent()) ?? '', /ready/);
-    await page.screenshot({ path: join(shots, 'template-detail.png'), fullPage: true });
+    await ui.screenshot(page, 'template-detail');
     await assertAccessible(page, 'a template page');
 
     const sbx = await Sandbox.create('console-hi');
@@ -245,7 +209,7 @@ describe('console resource pages', () => {
     await openFromNav(page, 'Snapshots', 'Snapshots');
     const row = page.locator(`tr[data-snapshot="${snapshotId}"]`);
     await row.waitFor({ timeout: WAIT_MS });
-    await page.screenshot({ path: join(shots, 'snapshots-one.png'), fullPage: true });
+    await ui.screenshot(page, 'snapshots-one');
     await assertAccessible(page, 'the snapshots page with a snapshot');
 
     await row.getByRole('button', { name: `New sandbox from ${snapshotId}` }).click();
@@ -294,7 +258,7 @@ describe('console resource pages', () => {
     assert.match((await page.locator('tfoot').textContent()) ?? '', /^Total/);
     // The operator's report says whose each row is.
     await page.getByRole('columnheader', { name: 'Team' }).waitFor();
-    await page.screenshot({ path: join(shots, 'usage-by-template.png'), fullPage: true });
+    await ui.screenshot(page, 'usage-by-template');
     assert.deepEqual(errors.splice(0), [], 'console errors');
   });
 });
@@ -310,14 +274,17 @@ describe('console resource pages for other keys', () => {
     });
     assert.equal(scoped.status, 201);
 
-    const context = await browser.newContext({ viewport: { width: 1280, height: 800 }, colorScheme: 'dark' });
+    const context = await ui.browser.newContext({
+      viewport: { width: 1280, height: 800 },
+      colorScheme: 'dark',
+    });
     try {
-      const { page, errors } = await signedIn(context, teamKey);
+      const { page, errors } = await signedInPage(context, server.up.url, teamKey, WAIT_MS);
       // A full key of a team that is not the operator's: every page but the nodes.
       assert.deepEqual(await navLabels(page), NAV_ALL);
       await page.goto(`${server.up.url}/ui/nodes`);
       await page.getByText(/^Operators only/).waitFor({ timeout: WAIT_MS });
-      await page.screenshot({ path: join(shots, 'nodes-operators-only.png'), fullPage: true });
+      await ui.screenshot(page, 'nodes-operators-only');
       await assertAccessible(page, 'the nodes page for another team');
       assert.deepEqual(errors.splice(0), [], 'console errors');
       await page.getByRole('button', { name: 'Sign out' }).click();

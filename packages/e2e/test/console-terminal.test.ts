@@ -8,52 +8,30 @@
 // terminal open, light and dark. Screenshots go to a temporary directory (printed).
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, readFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { readFile } from 'node:fs/promises';
 import { after, before, describe, test } from 'node:test';
 import { Sandbox } from 'e2b';
-import { type Browser, type BrowserContext, chromium, type Page, type Request } from 'playwright-core';
+import type { BrowserContext, Page, Request } from 'playwright-core';
 import { aivaUpForFile } from './helpers/aiva-up.js';
 import { assertAccessible } from './helpers/console-accessibility.js';
+import { consoleBrowserForFile, signIn, watchedPage } from './helpers/console-browser.js';
 
 const server = aivaUpForFile();
 const WAIT_MS = 30_000;
 
-let browser: Browser;
-let shots: string;
+const ui = consoleBrowserForFile('console-terminal');
 let sbx: Sandbox;
-
-before(async () => {
-  browser = await chromium.launch({ executablePath: '/usr/bin/chromium', headless: true });
-  shots = await mkdtemp(join(tmpdir(), 'aiva-console-terminal-screenshots-'));
-  console.log(`console terminal screenshots: ${shots} (Chromium ${browser.version()})`);
-});
-after(async () => browser?.close());
 
 /** A signed-in page whose console errors, uncaught exceptions and envd requests are collected. */
 async function signedInPage(
   context: BrowserContext,
 ): Promise<{ page: Page; errors: string[]; toEnvd: Request[] }> {
-  const page = await context.newPage();
-  const errors: string[] = [];
+  const { page, errors } = await watchedPage(context);
   const toEnvd: Request[] = [];
-  page.on('console', (m) => {
-    if (m.type() === 'error' || m.type() === 'warning')
-      errors.push(`${m.type()}: ${m.text()} (${m.location().url})`);
-  });
-  page.on('pageerror', (e) => errors.push(`uncaught: ${e.message}`));
   page.on('request', (r) => {
     if (r.headers()['e2b-sandbox-id'] !== undefined) toEnvd.push(r);
   });
-  await page.goto(server.up.url);
-  await page.getByLabel('API key').fill(server.up.apiKey);
-  await page.getByRole('button', { name: 'Sign in' }).click();
-  await page.getByRole('heading', { name: 'Sandboxes' }).waitFor({ timeout: WAIT_MS });
-  // Before signing in, the page's session check is a 401 (the network logs it): that one only.
-  const check = errors.findIndex((e) => e.includes('status of 401') && e.includes('/v1/console/session'));
-  assert.ok(check >= 0, `the session check's 401: ${JSON.stringify(errors)}`);
-  errors.splice(check, 1);
+  await signIn(page, errors, server.up.url, server.up.apiKey, WAIT_MS);
   return { page, errors, toEnvd };
 }
 
@@ -87,7 +65,7 @@ describe('the sandbox page: terminal and files', () => {
     sbx = await Sandbox.create({ timeoutMs: 300_000 });
     await sbx.files.makeDir('/home/user/inner');
     await sbx.files.write('/home/user/inner/nested.txt', 'nested');
-    context = await browser.newContext({
+    context = await ui.browser.newContext({
       viewport: { width: 1280, height: 900 },
       colorScheme: 'light',
       acceptDownloads: true,
@@ -115,7 +93,7 @@ describe('the sandbox page: terminal and files', () => {
       rows.some((r) => r.endsWith('echo $((6*7))')),
       `the typed line is echoed: ${JSON.stringify(rows)}`,
     );
-    await page.screenshot({ path: join(shots, '1-terminal.png'), fullPage: true });
+    await ui.screenshot(page, '1-terminal');
 
     // Escape, then Tab: the focus leaves the terminal (no keyboard trap).
     assert.equal(await page.evaluate('document.activeElement.className'), 'xterm-helper-textarea');
@@ -157,7 +135,7 @@ describe('the sandbox page: terminal and files', () => {
     assert.match((await row.textContent()) ?? '', /64\.0 KiB/);
     const stored = await sbx.files.read('/home/user/from-console.bin', { format: 'bytes' });
     assert.ok(Buffer.from(stored).equals(bytes), 'the SDK reads the uploaded bytes');
-    await page.screenshot({ path: join(shots, '2-files.png'), fullPage: true });
+    await ui.screenshot(page, '2-files');
     await assertAccessible(page, 'the file browser with a file');
 
     // Download: the same bytes.
@@ -178,11 +156,11 @@ describe('the sandbox page: terminal and files', () => {
   });
 
   test('dark theme: the sandbox page with its terminal passes axe', async () => {
-    const dark = await browser.newContext({ viewport: { width: 1366, height: 768 }, colorScheme: 'dark' });
+    const dark = await ui.browser.newContext({ viewport: { width: 1366, height: 768 }, colorScheme: 'dark' });
     try {
       const { page: darkPage, errors: darkErrors } = await signedInPage(dark);
       await openSandboxPage(darkPage);
-      await darkPage.screenshot({ path: join(shots, '3-terminal-dark.png'), fullPage: true });
+      await ui.screenshot(darkPage, '3-terminal-dark');
       await assertAccessible(darkPage, 'the sandbox page with its terminal, dark');
       assert.deepEqual(darkErrors, [], 'console errors on the dark page');
     } finally {

@@ -10,63 +10,24 @@
 // line for an expected 401/403), and axe finds no violation of the WCAG 2.0/2.1 A and AA
 // rules, light and dark. Screenshots go to a temporary directory (printed).
 import assert from 'node:assert/strict';
-import { mkdtemp } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { NotFoundError, Sandbox } from 'e2b';
-import { type Browser, type BrowserContext, chromium, type Page } from 'playwright-core';
+import type { BrowserContext, Page } from 'playwright-core';
 import { aivaUpForFile } from './helpers/aiva-up.js';
 import { assertAccessible } from './helpers/console-accessibility.js';
+import {
+  assertNoConsoleErrors,
+  consoleBrowserForFile,
+  submitKey,
+  until,
+  watchedPage,
+} from './helpers/console-browser.js';
 
 const server = aivaUpForFile();
 const COOKIE = 'aiva_console';
 const WAIT_MS = 20_000;
 
-let browser: Browser;
-let shots: string;
-
-before(async () => {
-  browser = await chromium.launch({ executablePath: '/usr/bin/chromium', headless: true });
-  shots = await mkdtemp(join(tmpdir(), 'aiva-console-screenshots-'));
-  console.log(`console screenshots: ${shots} (Chromium ${browser.version()})`);
-});
-after(async () => browser?.close());
-
-/** A page whose console errors and uncaught exceptions are collected (`errors`). */
-async function openPage(context: BrowserContext): Promise<{ page: Page; errors: string[] }> {
-  const page = await context.newPage();
-  const errors: string[] = [];
-  page.on('console', (m) => {
-    if (m.type() === 'error' || m.type() === 'warning')
-      errors.push(`${m.type()}: ${m.text()} (${m.location().url})`);
-  });
-  page.on('pageerror', (e) => errors.push(`uncaught: ${e.message}`));
-  return { page, errors };
-}
-
-/** No console error but the network's own line for each `expected` status (a refused key is a 401). */
-function assertNoConsoleErrors(errors: string[], expected: number[] = []): void {
-  const left = errors.splice(0);
-  for (const status of expected) {
-    const i = left.findIndex((e) => e.includes(`status of ${status}`));
-    assert.ok(i >= 0, `the ${status} expected in the console: ${JSON.stringify(left)}`);
-    left.splice(i, 1);
-  }
-  assert.deepEqual(left, [], 'console errors on the page');
-}
-
-async function screenshot(page: Page, name: string): Promise<void> {
-  await page.screenshot({ path: join(shots, `${name}.png`), fullPage: true });
-}
-
-async function until(what: string, check: () => Promise<boolean>): Promise<void> {
-  const deadline = Date.now() + WAIT_MS;
-  while (!(await check())) {
-    assert.ok(Date.now() < deadline, `timed out waiting: ${what}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
+const ui = consoleBrowserForFile('console');
 
 async function sdkState(id: string): Promise<string> {
   try {
@@ -77,19 +38,14 @@ async function sdkState(id: string): Promise<string> {
   }
 }
 
-async function signIn(page: Page, key: string): Promise<void> {
-  await page.getByLabel('API key').fill(key);
-  await page.getByRole('button', { name: 'Sign in' }).click();
-}
-
 describe('web console', () => {
   let context: BrowserContext;
   let page: Page;
   let errors: string[];
 
   before(async () => {
-    context = await browser.newContext({ viewport: { width: 1280, height: 800 }, colorScheme: 'light' });
-    ({ page, errors } = await openPage(context));
+    context = await ui.browser.newContext({ viewport: { width: 1280, height: 800 }, colorScheme: 'light' });
+    ({ page, errors } = await watchedPage(context));
   });
   after(async () => context?.close());
 
@@ -103,22 +59,22 @@ describe('web console', () => {
     console.log(
       `console sign-in form interactive after ${interactive} ms (domInteractive ${Math.round(dom)} ms)`,
     );
-    await screenshot(page, '1-sign-in');
+    await ui.screenshot(page, '1-sign-in');
     await assertAccessible(page, 'the sign-in page');
 
-    await signIn(page, `e2b_${'0'.repeat(40)}`);
+    await submitKey(page, `e2b_${'0'.repeat(40)}`);
     const alert = page.getByRole('alert');
     await alert.waitFor({ timeout: WAIT_MS });
     assert.equal(await alert.textContent(), 'Invalid API key');
     assert.deepEqual(await context.cookies(server.up.url), [], 'no cookie for a wrong key');
-    await screenshot(page, '2-wrong-key');
+    await ui.screenshot(page, '2-wrong-key');
     await assertAccessible(page, 'the sign-in page with its error');
     // The session check on load and the refused key: the network's two 401 lines.
     assertNoConsoleErrors(errors, [401, 401]);
   });
 
   test('signing in sets an HttpOnly, SameSite=Strict cookie with an expiry; the key is kept nowhere in the browser', async () => {
-    await signIn(page, server.up.apiKey);
+    await submitKey(page, server.up.apiKey);
     await page.getByRole('heading', { name: 'Sandboxes' }).waitFor({ timeout: WAIT_MS });
     assert.equal(new URL(page.url()).pathname, '/ui/sandboxes');
     const [cookie, ...others] = await context.cookies(server.up.url);
@@ -140,7 +96,7 @@ describe('web console', () => {
       'no storage, and the cookie is not readable',
     );
     await page.getByText('Live').waitFor({ timeout: WAIT_MS });
-    await screenshot(page, '3-sandboxes-empty');
+    await ui.screenshot(page, '3-sandboxes-empty');
     await assertAccessible(page, 'the empty sandbox list');
     assertNoConsoleErrors(errors);
   });
@@ -156,7 +112,7 @@ describe('web console', () => {
       assert.match(text ?? '', /running/);
       assert.match(text ?? '', /made=sdk/);
       assert.match(text ?? '', /vCPU/);
-      await screenshot(page, '4-sandboxes-live');
+      await ui.screenshot(page, '4-sandboxes-live');
       await assertAccessible(page, 'the sandbox list');
 
       // Filters: by state, by metadata, then back.
@@ -199,7 +155,7 @@ describe('web console', () => {
       await page.getByRole('button', { name: `Pause ${sbx.sandboxId}` }).click();
       await until('the SDK sees it paused', async () => (await sdkState(sbx.sandboxId)) === 'paused');
       await row.getByText('paused', { exact: true }).waitFor({ timeout: WAIT_MS });
-      await screenshot(page, '5-sandbox-paused');
+      await ui.screenshot(page, '5-sandbox-paused');
 
       await page.getByRole('button', { name: `Resume ${sbx.sandboxId}` }).click();
       await until('the SDK sees it running', async () => (await sdkState(sbx.sandboxId)) === 'running');
@@ -229,7 +185,7 @@ describe('web console', () => {
       await page.getByLabel(`Metadata entry ${i + 1} name`).fill(k ?? '');
       await page.getByLabel(`Metadata entry ${i + 1} value`).fill(v ?? '');
     }
-    await screenshot(page, '6-create');
+    await ui.screenshot(page, '6-create');
     await assertAccessible(page, 'the create form');
     await page.getByRole('button', { name: 'Create sandbox' }).click();
     await page.getByRole('heading', { name: /^Sandbox / }).waitFor({ timeout: 60_000 });
@@ -243,7 +199,7 @@ describe('web console', () => {
     const lifeS = (info.endAt.getTime() - info.startedAt.getTime()) / 1000;
     assert.ok(Math.abs(lifeS - 600) < 5, `the timeout asked for: ${lifeS} s`);
     await page.getByText('running', { exact: true }).waitFor({ timeout: WAIT_MS });
-    await screenshot(page, '7-detail');
+    await ui.screenshot(page, '7-detail');
     await assertAccessible(page, 'the sandbox page');
 
     // The page is live too: a pause through the SDK shows, and the page resumes it.
@@ -318,9 +274,9 @@ describe('web console', () => {
   });
 
   test('dark theme, signed in by keyboard: the pages pass axe too', async () => {
-    const dark = await browser.newContext({ viewport: { width: 1366, height: 768 }, colorScheme: 'dark' });
+    const dark = await ui.browser.newContext({ viewport: { width: 1366, height: 768 }, colorScheme: 'dark' });
     try {
-      const { page: darkPage, errors: darkErrors } = await openPage(dark);
+      const { page: darkPage, errors: darkErrors } = await watchedPage(dark);
       await darkPage.goto(server.up.url);
       // By keyboard alone: the key field is the first stop, Enter submits.
       await darkPage.getByLabel('API key').waitFor();
@@ -329,7 +285,7 @@ describe('web console', () => {
       await darkPage.keyboard.type(server.up.apiKey);
       await darkPage.keyboard.press('Enter');
       await darkPage.getByText('No sandboxes yet.').waitFor({ timeout: WAIT_MS });
-      await screenshot(darkPage, '8-dark-sandboxes');
+      await ui.screenshot(darkPage, '8-dark-sandboxes');
       await assertAccessible(darkPage, 'the sandbox list, dark');
       await darkPage.getByRole('link', { name: 'New sandbox' }).click();
       await darkPage.getByRole('heading', { name: 'New sandbox' }).waitFor();
@@ -357,7 +313,7 @@ describe('web console', () => {
       headers: { cookie: `${COOKIE}=${cookie.value}` },
     });
     assert.equal(old.status, 401);
-    await screenshot(page, '9-signed-out');
+    await ui.screenshot(page, '9-signed-out');
     assertNoConsoleErrors(errors);
   });
 });
