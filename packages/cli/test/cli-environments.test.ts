@@ -95,7 +95,7 @@ describe('aiva environments (init, start, stop, deploy, logs, config, rm)', { ti
     await rm(userHome, { recursive: true, force: true });
   });
 
-  it('keeps the files in / and in /data across stop and start, and across a restart of aiva up', async () => {
+  it('keeps the files in / and in /data across stop and start and a restart of aiva up; aiva data syncs a changed tree into /data', async () => {
     let r = await aiva(['init', 'app']);
     assert.equal(r.code, 0, explain(r));
     r = await aiva(['start', 'app']);
@@ -147,6 +147,33 @@ describe('aiva environments (init, start, stop, deploy, logs, config, rm)', { ti
       [env.sandboxID],
       'GET /v2/sandboxes lists it by its metadata',
     );
+
+    // aiva data into the environment's volume: a tree synced, changed here, synced again.
+    const tree = await mkdtemp(join(tmpdir(), 'aiva-site-'));
+    try {
+      for (const [f, text] of [
+        ['a.txt', 'a1\n'],
+        ['b.txt', 'b1\n'],
+        ['d.txt', 'd1\n'],
+      ] as const)
+        await writeFile(join(tree, f), text);
+      const sync = async () => {
+        const s = await aiva(['data', 'app', 'sync', tree, 'site', '--json']);
+        assert.equal(s.code, 0, explain(s));
+        return JSON.parse(s.stdout) as Record<string, number>;
+      };
+      assert.deepEqual(await sync(), { uploaded: 3, added: 3, deleted: 0, unchanged: 0, bytes: 9 });
+      await writeFile(join(tree, 'a.txt'), 'a2\n');
+      await rm(join(tree, 'b.txt'));
+      await writeFile(join(tree, 'c.txt'), 'c1\n');
+      assert.deepEqual(await sync(), { uploaded: 2, added: 1, deleted: 1, unchanged: 1, bytes: 6 });
+      assert.equal(
+        (await sbx.commands.run('cd /data/site && ls && cat a.txt c.txt d.txt')).stdout,
+        'a.txt\nc.txt\nd.txt\na2\nc1\nd1\n',
+      );
+    } finally {
+      await rm(tree, { recursive: true, force: true });
+    }
   });
 
   it('deploys a directory as a service that is restarted on crash, with logs -f', async () => {

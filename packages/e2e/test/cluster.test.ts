@@ -2,7 +2,8 @@
 // (`aiva node join`), each in a network namespace of its own with its own data directory
 // and host scope, and the e2b SDK as the client. Sandboxes are placed across the nodes and
 // reached through each node's own outbound connection (the tunnel); a node that goes
-// silent is avoided and comes back with its sandboxes; what a node says is checked.
+// silent is avoided and comes back with its sandboxes; what a node says is checked; the
+// console's Nodes page shows the nodes and cordons one (Debian's Chromium).
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
@@ -23,6 +24,8 @@ import {
   startClusterServer,
   until,
 } from './helpers/cluster.js';
+import { assertAccessible } from './helpers/console-accessibility.js';
+import { assertNoConsoleErrors, consoleBrowserForFile, signedInPage } from './helpers/console-browser.js';
 import { checkHostLeaks } from './helpers/host-leaks.js';
 import { type PostgresServer, startPostgres } from './helpers/postgres-server.js';
 
@@ -31,6 +34,7 @@ let server: ClusterServer;
 let token = '';
 const nodes: ClusterNode[] = [];
 const ids = new Map<string, string>(); // node name → node id
+const ui = consoleBrowserForFile('cluster-console');
 
 async function api<T>(method: string, path: string, body?: unknown, headers: Record<string, string> = {}) {
   const r = await fetch(`${server.url}${path}`, {
@@ -212,6 +216,39 @@ describe('a cluster of three nodes on one host', () => {
     } finally {
       await hinted.kill();
       await pinned.kill();
+    }
+  });
+
+  test('the console’s Nodes page: the operator sees every node, and cordons and uncordons one from it', async () => {
+    const context = await ui.browser.newContext({ viewport: { width: 1366, height: 768 } });
+    try {
+      const { page, errors } = await signedInPage(context, server.url, server.apiKey);
+      await page
+        .getByRole('navigation', { name: 'Main' })
+        .getByRole('link', { name: 'Nodes', exact: true })
+        .click();
+      await page.getByRole('heading', { level: 1, name: 'Nodes' }).waitFor({ timeout: 30_000 });
+      await page.locator('tr[data-node]').nth(2).waitFor({ timeout: 30_000 });
+      assert.deepEqual(
+        (
+          await page
+            .locator('tr[data-node]')
+            .evaluateAll((rows) => rows.map((r) => r.getAttribute('data-node')))
+        ).sort(),
+        nodes.map((n) => n.name).sort(),
+      );
+      await ui.screenshot(page, 'nodes');
+      await assertAccessible(page, 'the nodes page');
+      const name = (nodes[0] as ClusterNode).name;
+      await page.getByRole('button', { name: `Cordon ${name}`, exact: true }).click();
+      await page.getByRole('button', { name: `Uncordon ${name}`, exact: true }).waitFor({ timeout: 30_000 });
+      assert.equal((await nodeStates())[name], 'cordoned+tunnel', 'the API sees what the page did');
+      await page.getByRole('button', { name: `Uncordon ${name}`, exact: true }).click();
+      await page.getByRole('button', { name: `Cordon ${name}`, exact: true }).waitFor({ timeout: 30_000 });
+      assert.equal((await nodeStates())[name], 'ready+tunnel');
+      assertNoConsoleErrors(errors);
+    } finally {
+      await context.close();
     }
   });
 
