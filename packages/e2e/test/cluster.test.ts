@@ -219,39 +219,6 @@ describe('a cluster of three nodes on one host', () => {
     }
   });
 
-  test('the console’s Nodes page: the operator sees every node, and cordons and uncordons one from it', async () => {
-    const context = await ui.browser.newContext({ viewport: { width: 1366, height: 768 } });
-    try {
-      const { page, errors } = await signedInPage(context, server.url, server.apiKey);
-      await page
-        .getByRole('navigation', { name: 'Main' })
-        .getByRole('link', { name: 'Nodes', exact: true })
-        .click();
-      await page.getByRole('heading', { level: 1, name: 'Nodes' }).waitFor({ timeout: 30_000 });
-      await page.locator('tr[data-node]').nth(2).waitFor({ timeout: 30_000 });
-      assert.deepEqual(
-        (
-          await page
-            .locator('tr[data-node]')
-            .evaluateAll((rows) => rows.map((r) => r.getAttribute('data-node')))
-        ).sort(),
-        nodes.map((n) => n.name).sort(),
-      );
-      await ui.screenshot(page, 'nodes');
-      await assertAccessible(page, 'the nodes page');
-      const name = (nodes[0] as ClusterNode).name;
-      await page.getByRole('button', { name: `Cordon ${name}`, exact: true }).click();
-      await page.getByRole('button', { name: `Uncordon ${name}`, exact: true }).waitFor({ timeout: 30_000 });
-      assert.equal((await nodeStates())[name], 'cordoned+tunnel', 'the API sees what the page did');
-      await page.getByRole('button', { name: `Uncordon ${name}`, exact: true }).click();
-      await page.getByRole('button', { name: `Cordon ${name}`, exact: true }).waitFor({ timeout: 30_000 });
-      assert.equal((await nodeStates())[name], 'ready+tunnel');
-      assertNoConsoleErrors(errors);
-    } finally {
-      await context.close();
-    }
-  });
-
   test('bad input from nodes is refused, logged, and changes nothing', async () => {
     const join = (body: Record<string, unknown>) =>
       fetch(`${server.url}/v1/node/join`, {
@@ -492,6 +459,41 @@ describe('a cluster of three nodes on one host', () => {
       await fresh.kill();
     } finally {
       await sbx.kill();
+    }
+  });
+
+  // Last: its timing next to the server's kill -9 made that test's first command after the
+  // restart fail now and then (Unavailable), a race left open (see docs/architecture.md).
+  test('the console’s Nodes page: the operator sees every node, and cordons and uncordons one from it', async () => {
+    const context = await ui.browser.newContext({ viewport: { width: 1366, height: 768 } });
+    try {
+      const { page, errors } = await signedInPage(context, server.url, server.apiKey);
+      await page
+        .getByRole('navigation', { name: 'Main' })
+        .getByRole('link', { name: 'Nodes', exact: true })
+        .click();
+      await page.getByRole('heading', { level: 1, name: 'Nodes' }).waitFor({ timeout: 30_000 });
+      await page.locator('tr[data-node]').nth(2).waitFor({ timeout: 30_000 });
+      assert.deepEqual(
+        (
+          await page
+            .locator('tr[data-node]')
+            .evaluateAll((rows) => rows.map((r) => r.getAttribute('data-node')))
+        ).sort(),
+        nodes.map((n) => n.name).sort(),
+      );
+      await ui.screenshot(page, 'nodes');
+      await assertAccessible(page, 'the nodes page');
+      const name = (nodes[0] as ClusterNode).name;
+      await page.getByRole('button', { name: `Cordon ${name}`, exact: true }).click();
+      await page.getByRole('button', { name: `Uncordon ${name}`, exact: true }).waitFor({ timeout: 30_000 });
+      assert.equal((await nodeStates())[name], 'cordoned+tunnel', 'the API sees what the page did');
+      await page.getByRole('button', { name: `Uncordon ${name}`, exact: true }).click();
+      await page.getByRole('button', { name: `Cordon ${name}`, exact: true }).waitFor({ timeout: 30_000 });
+      assert.equal((await nodeStates())[name], 'ready+tunnel');
+      assertNoConsoleErrors(errors);
+    } finally {
+      await context.close();
     }
   });
 });
