@@ -43,9 +43,21 @@ async function stopPrevious(): Promise<void> {
     return;
   }
   if (!Number.isInteger(pid) || pid <= 1 || !alive(pid)) return;
-  process.kill(-pid, 'SIGTERM');
+  // A detached gateway leads its process group; one run in the foreground (`run`) may not.
+  const signal = (s: NodeJS.Signals) => {
+    try {
+      process.kill(-pid, s);
+    } catch {
+      try {
+        process.kill(pid, s);
+      } catch {
+        // Gone meanwhile.
+      }
+    }
+  };
+  signal('SIGTERM');
   for (let i = 0; i < 50 && alive(pid); i++) await sleep(100);
-  if (alive(pid)) process.kill(-pid, 'SIGKILL');
+  if (alive(pid)) signal('SIGKILL');
 }
 
 async function health(token: string): Promise<{ ready: boolean; servers?: UpstreamStatus[] } | undefined> {
