@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { VolumeDisks } from '@aiva/node';
+import { checkHostLeaks } from '@aiva/node/testkit';
 import { pino } from 'pino';
 import { createServerMetrics } from '../src/metrics/server-metrics.js';
 import { Nodes } from '../src/nodes/nodes.js';
@@ -25,6 +26,9 @@ import { VolumeService } from '../src/services/volume-service.js';
 import { BACKENDS, openTestDatabase, type TestDatabase } from './helpers/test-databases.js';
 
 const logger = pino({ level: 'silent' });
+
+// Volume images are loop mounts on this host: none may outlive the file, even when a test fails.
+checkHostLeaks();
 
 for (const backend of BACKENDS)
   describe(`environments on ${backend}`, () => {

@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import { VolumeDisks } from '@aiva/node';
+import { checkHostLeaks } from '@aiva/node/testkit';
 import { eq } from 'drizzle-orm';
 import { pino } from 'pino';
 import type { Database } from '../src/db/database.js';
@@ -30,6 +31,9 @@ import { BACKENDS, openTestDatabase, type TestDatabase } from './helpers/test-da
 
 const logger = pino({ level: 'silent' });
 const MIB = 1024 * 1024;
+
+// Volume images are loop mounts on this host: none may outlive the file, even when a test fails.
+checkHostLeaks();
 
 for (const backend of BACKENDS)
   describe(`volumes on ${backend}`, () => {
@@ -60,10 +64,13 @@ for (const backend of BACKENDS)
       });
     });
     after(async () => {
-      // Every test destroys what it made: no image is left.
-      assert.deepEqual(await readdir(disks.dir).catch(() => []), []);
+      const left = await readdir(disks.dir).catch(() => []);
+      // Unmounted and removed before anything is asserted, so a failed test leaves no mount.
+      await disks?.release(new Set());
       await db?.close();
       await rm(home, { recursive: true, force: true });
+      // Every test destroys what it made: no image is left.
+      assert.deepEqual(left, []);
     });
 
     /** A sandbox row in `state` that mounts `volumeId` at /data, as a create records it. */
