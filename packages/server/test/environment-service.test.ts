@@ -5,11 +5,8 @@
 // directory. Starting one needs a node (packages/cli's cli-environments test does that).
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { VolumeDisks } from '@aiva/node';
 import { checkHostLeaks } from '@aiva/node/testkit';
 import { pino } from 'pino';
 import { createServerMetrics } from '../src/metrics/server-metrics.js';
@@ -20,10 +17,11 @@ import { parsePorts } from '../src/services/environment-settings.js';
 import { ConflictError, InvalidRequestError, NotFoundError } from '../src/services/errors.js';
 import { SandboxService } from '../src/services/sandbox-service.js';
 import { TeamQuotas } from '../src/services/team-quotas.js';
-import { type Caller, TeamService } from '../src/services/team-service.js';
+import type { Caller } from '../src/services/team-service.js';
 import { TemplateCatalog } from '../src/services/template-catalog.js';
-import { VolumeService } from '../src/services/volume-service.js';
-import { BACKENDS, openTestDatabase, type TestDatabase } from './helpers/test-databases.js';
+import type { VolumeService } from '../src/services/volume-service.js';
+import { BACKENDS, type TestDatabase } from './helpers/test-databases.js';
+import { openVolumeFixture, type VolumeFixture } from './helpers/volume-fixture.js';
 
 const logger = pino({ level: 'silent' });
 
@@ -36,28 +34,13 @@ for (const backend of BACKENDS)
     let home: string;
     let envs: EnvironmentService;
     let volumes: VolumeService;
-    let disks: VolumeDisks;
+    let fixture: VolumeFixture;
     let caller: Caller;
     let other: Caller;
 
     before(async () => {
-      db = await openTestDatabase(backend, 'aiva-envs-');
-      home = await mkdtemp(join(tmpdir(), 'aiva-envs-home-'));
-      const teams = new TeamService(db.database.db);
-      const first = await teams.ensureFirstTeam();
-      const [key] = await teams.listKeys(first.teamId);
-      assert.ok(key);
-      caller = { teamId: first.teamId, keyId: key.id, scopes: [] };
-      const second = await teams.createTeam(caller, 'second');
-      other = { teamId: second.teamId, keyId: 'k2', scopes: [] };
-      disks = new VolumeDisks(home);
-      volumes = new VolumeService(db.database.db, {
-        home,
-        localNodeId: 'local',
-        disks,
-        limits: { quotaBytes: 64 * 1024 * 1024, maxVolumesPerTeam: 5, defaultSizeMiB: 8 },
-        logger,
-      });
+      fixture = await openVolumeFixture(backend, 'aiva-envs', logger);
+      ({ db, home, volumes, caller, other } = fixture);
       const metrics = createServerMetrics();
       const nodes = new Nodes();
       const sandboxes = new SandboxService({
@@ -74,10 +57,7 @@ for (const backend of BACKENDS)
     });
     after(async () => {
       await envs?.close();
-      // Images the tests left (none, if every environment was removed) are unmounted first.
-      await disks?.release(new Set());
-      await db?.close();
-      await rm(home, { recursive: true, force: true });
+      await fixture?.close();
     });
 
     test('init makes the environment and its volume; a taken or invalid name makes nothing', async () => {

@@ -6,12 +6,10 @@
 // quota (429) counting the volumes' sizes, a write into a full volume a StorageFullError.
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readdir, rm, stat } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { readdir, stat } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
-import { VolumeDisks } from '@aiva/node';
+import type { VolumeDisks } from '@aiva/node';
 import { checkHostLeaks } from '@aiva/node/testkit';
 import { eq } from 'drizzle-orm';
 import { pino } from 'pino';
@@ -25,9 +23,10 @@ import {
   TeamLimitError,
 } from '../src/services/errors.js';
 import { newSandboxRow } from '../src/services/sandbox-rows.js';
-import { type Caller, TeamService } from '../src/services/team-service.js';
+import type { Caller } from '../src/services/team-service.js';
 import { VolumeService } from '../src/services/volume-service.js';
-import { BACKENDS, openTestDatabase, type TestDatabase } from './helpers/test-databases.js';
+import { BACKENDS, type TestDatabase } from './helpers/test-databases.js';
+import { openVolumeFixture, type VolumeFixture } from './helpers/volume-fixture.js';
 
 const logger = pino({ level: 'silent' });
 const MIB = 1024 * 1024;
@@ -37,6 +36,7 @@ checkHostLeaks();
 
 for (const backend of BACKENDS)
   describe(`volumes on ${backend}`, () => {
+    let fixture: VolumeFixture;
     let db: TestDatabase;
     let home: string;
     let volumes: VolumeService;
@@ -45,32 +45,12 @@ for (const backend of BACKENDS)
     let other: Caller;
 
     before(async () => {
-      db = await openTestDatabase(backend, 'aiva-volumes-');
-      home = await mkdtemp(join(tmpdir(), 'aiva-volumes-home-'));
-      const teams = new TeamService(db.database.db);
-      const first = await teams.ensureFirstTeam();
-      const [key] = await teams.listKeys(first.teamId);
-      assert.ok(key);
-      caller = { teamId: first.teamId, keyId: key.id, scopes: [] };
-      const second = await teams.createTeam(caller, 'second');
-      other = { teamId: second.teamId, keyId: 'k2', scopes: [] };
-      disks = new VolumeDisks(home);
-      volumes = new VolumeService(db.database.db, {
-        home,
-        localNodeId: 'local',
-        disks,
-        limits: { quotaBytes: 64 * MIB, maxVolumesPerTeam: 5, defaultSizeMiB: 8 },
-        logger,
-      });
+      fixture = await openVolumeFixture(backend, 'aiva-volumes', logger);
+      ({ db, home, volumes, disks, caller, other } = fixture);
     });
     after(async () => {
-      const left = await readdir(disks.dir).catch(() => []);
-      // Unmounted and removed before anything is asserted, so a failed test leaves no mount.
-      await disks?.release(new Set());
-      await db?.close();
-      await rm(home, { recursive: true, force: true });
       // Every test destroys what it made: no image is left.
-      assert.deepEqual(left, []);
+      assert.deepEqual(await fixture?.close(), []);
     });
 
     /** A sandbox row in `state` that mounts `volumeId` at /data, as a create records it. */
