@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { checkHostLeaks } from '@aiva/node/testkit';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
-import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
+import { type CallToolResult, ErrorCode, McpError } from '@modelcontextprotocol/sdk/types.js';
 import { Sandbox } from 'e2b';
 import { shellQuote } from '../src/command-line.js';
 import { MCP_GATEWAY_TEMPLATE, mcpGatewayConfigFor } from '../src/mcp-gateway-config.js';
@@ -199,9 +199,17 @@ describe('aiva mcp connect', () => {
         'up',
       );
       await sbx.commands.run('kill -TERM -- -"$(cat /run/mcp-gateway.pid)"', { user: 'root' });
+      // The signal reaches the gateway's whole group: either the bridge finds no gateway
+      // (its own error), or the gateway outlives its server for an instant and answers that
+      // the server's connection closed. Both are answers; a timeout (silence) is not.
       await assert.rejects(
         client.callTool({ name: 'echo', arguments: { text: 'down' } }, undefined, { timeout: 30_000 }),
-        /the sandbox's MCP gateway: /,
+        (e: unknown) => {
+          assert.ok(e instanceof McpError, String(e));
+          assert.notEqual(e.code, ErrorCode.RequestTimeout, 'the host heard nothing');
+          assert.match(e.message, /the sandbox's MCP gateway: |Connection closed/);
+          return true;
+        },
       );
     } finally {
       await client.close();
