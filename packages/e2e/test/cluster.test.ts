@@ -462,8 +462,6 @@ describe('a cluster of three nodes on one host', () => {
     }
   });
 
-  // Last: its timing next to the server's kill -9 made that test's first command after the
-  // restart fail now and then (Unavailable), a race left open (see docs/architecture.md).
   test('the console’s Nodes page: the operator sees every node, and cordons and uncordons one from it', async () => {
     const context = await ui.browser.newContext({ viewport: { width: 1366, height: 768 } });
     try {

@@ -13,7 +13,7 @@ import type { Logger } from 'pino';
 import { type NodeState, nodes as nodeRows } from '../db/cluster-schema.js';
 import type { Database } from '../db/database.js';
 import { sandboxes } from '../db/schema.js';
-import { forwardConnect } from '../replicas/replica-forward.js';
+import { forwardConnect, ReplicaUnreachableError } from '../replicas/replica-forward.js';
 import type { ServerReplica } from '../replicas/server-replica.js';
 import {
   ConflictError,
@@ -31,6 +31,12 @@ import type { Nodes } from './nodes.js';
 import { RemoteNodeLink } from './remote-node-link.js';
 import { TunnelAgent } from './tunnel-agent.js';
 import type { TunnelNode, TunnelSessions } from './tunnel-sessions.js';
+
+/**
+ * How long a stream to a sandbox waits for its node's tunnel: long enough for nodes to
+ * redial a restarted server or move to another replica (their backoff starts at 1 s).
+ */
+const TUNNEL_WAIT_MS = 10_000;
 
 export type NodeRow = typeof nodeRows.$inferSelect;
 
@@ -136,17 +142,54 @@ export class NodeRegistry {
 
   /**
    * A stream to a sandbox's port on `nodeId`: on its tunnel when this replica holds it, else
-   * through the replica that does.
+   * through the replica that does. A node whose tunnel is nowhere yet (it redials after a
+   * server restart, or moves to another replica after one died) is waited for, up to
+   * TUNNEL_WAIT_MS, before the stream fails saying the tunnel is down.
    */
   private async reach(nodeId: string, sandboxId: string, port: number) {
-    if (this.tunnels.has(nodeId) || !this.replica) return this.tunnels.connect(nodeId, sandboxId, port);
+    const deadline = Date.now() + TUNNEL_WAIT_MS;
+    for (;;) {
+      if (this.tunnels.has(nodeId)) return this.tunnels.connect(nodeId, sandboxId, port);
+      const url = await this.holderUrl(nodeId);
+      if (url && this.replica)
+        try {
+          return await forwardConnect(url, await this.replica.sharedSecret(), nodeId, sandboxId, port);
+        } catch (e) {
+          // A holder that died (its row not yet gone): its tunnel moves, wait for it.
+          if (!(e instanceof ReplicaUnreachableError) || Date.now() >= deadline) throw e;
+        }
+      const left = deadline - Date.now();
+      if (left <= 0) return this.tunnels.connect(nodeId, sandboxId, port); // fails, saying the tunnel is down
+      await this.tunnelUp(nodeId, Math.min(left, 500));
+    }
+  }
+
+  /** Where the replica holding node `id`'s tunnel is reached: none for one box, for this replica, or for a holder gone. */
+  private async holderUrl(id: string): Promise<string | undefined> {
+    if (!this.replica) return undefined;
     const [row] = await this.db
       .select({ holder: nodeRows.tunnelReplica })
       .from(nodeRows)
-      .where(eq(nodeRows.id, nodeId));
-    const url = row?.holder && (await this.replica.urlOf(row.holder));
-    if (!url) return this.tunnels.connect(nodeId, sandboxId, port); // fails, saying the tunnel is down
-    return forwardConnect(url, await this.replica.sharedSecret(), nodeId, sandboxId, port);
+      .where(eq(nodeRows.id, id));
+    if (!row?.holder || row.holder === this.replica.id) return undefined;
+    return this.replica.urlOf(row.holder);
+  }
+
+  /** Resolves when node `id`'s tunnel comes up on this replica, or after `ms`. */
+  private tunnelUp(id: string, ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const up = (nodeId: string) => {
+        if (nodeId !== id) return;
+        done();
+      };
+      const done = () => {
+        clearTimeout(timer);
+        this.tunnels.off('up', up);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      this.tunnels.on('up', up);
+    });
   }
 
   /** Records (for the other replicas) that this replica now holds node `id`'s tunnel, or no longer does. */

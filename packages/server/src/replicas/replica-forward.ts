@@ -20,6 +20,11 @@ function sign(secret: Buffer, nodeId: string, target: string, at: number): strin
 }
 
 /** Opens a stream to `sandboxId`:`port` on `nodeId` through the replica at `url`. */
+/** The replica to forward to did not answer at all (it died, or is not there yet). */
+export class ReplicaUnreachableError extends Error {
+  override name = 'ReplicaUnreachableError';
+}
+
 export function forwardConnect(
   url: string,
   secret: Buffer,
@@ -53,8 +58,16 @@ export function forwardConnect(
       socket.setNoDelay(true);
       resolve(socket);
     });
-    req.once('timeout', () => req.destroy(new Error(`the replica at ${u.host} did not answer in time`)));
-    req.once('error', (e) => reject(new Error(`cannot reach the replica at ${u.host}: ${e.message}`)));
+    req.once('timeout', () =>
+      req.destroy(new ReplicaUnreachableError(`the replica at ${u.host} did not answer in time`)),
+    );
+    req.once('error', (e) =>
+      reject(
+        e instanceof ReplicaUnreachableError
+          ? e
+          : new ReplicaUnreachableError(`cannot reach the replica at ${u.host}: ${e.message}`),
+      ),
+    );
     req.end();
   });
 }

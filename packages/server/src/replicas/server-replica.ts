@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { and, eq, notInArray, sql } from 'drizzle-orm';
+import { and, eq, inArray, ne, notInArray, sql } from 'drizzle-orm';
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import { clusterSecrets, nodes, serverReplicas } from '../db/cluster-schema.js';
@@ -65,6 +65,7 @@ export class ServerReplica extends EventEmitter {
   async advertise(url: string): Promise<void> {
     this.url = url;
     await this.heartbeat();
+    await this.forgetPredecessors();
   }
 
   get leader(): boolean {
@@ -74,6 +75,7 @@ export class ServerReplica extends EventEmitter {
   /** Connects, LISTENs, registers this replica and tries for the leadership. */
   async start(): Promise<void> {
     await this.heartbeat();
+    await this.forgetPredecessors();
     await this.connect();
     this.timer = setInterval(() => void this.tick(), TICK_MS);
     this.timer.unref();
@@ -218,6 +220,33 @@ export class ServerReplica extends EventEmitter {
     this.emit('leader', leading);
   }
 
+  /**
+   * Forgets the replicas that were reached at this one's address: one process listens
+   * there now, so they are gone (a replica killed and started again), and so are the
+   * tunnels they held. Without it, for as long as they seem alive, their nodes would seem
+   * connected and streams would be forwarded to this very replica.
+   */
+  private async forgetPredecessors(): Promise<void> {
+    if (!this.url) return;
+    const gone = await this.o.db
+      .delete(serverReplicas)
+      .where(and(eq(serverReplicas.url, this.url), ne(serverReplicas.id, this.id)))
+      .returning({ id: serverReplicas.id });
+    if (gone.length === 0) return;
+    const ids = gone.map((g) => g.id);
+    const cleared = await this.o.db
+      .update(nodes)
+      .set({ tunnelReplica: null })
+      .where(inArray(nodes.tunnelReplica, ids))
+      .returning({ id: nodes.id });
+    this.o.log.info(
+      { replicas: ids, tunnelsOf: cleared.map((c) => c.id) },
+      'forgot the replica this one replaces at its address',
+    );
+    // Our own writes are not heard back: this replica's view of those nodes is read again.
+    for (const c of cleared) this.emit('node', c.id);
+  }
+
   /** Forgets replicas that stopped reporting, and the tunnels they held. */
   private async pruneGone(): Promise<void> {
     const gone = await this.o.db
@@ -235,5 +264,6 @@ export class ServerReplica extends EventEmitter {
         { replicas: gone.map((g) => g.id), tunnelsOf: cleared.map((c) => c.id) },
         'forgot replicas that stopped',
       );
+    for (const c of cleared) this.emit('node', c.id);
   }
 }
