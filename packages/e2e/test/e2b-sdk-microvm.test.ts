@@ -1,10 +1,13 @@
 // The acceptance suite's subset on microVMs: `aiva up --runtime qemu-microvm` (KVM where
 // it runs ordinary guests, TCG here) driven by the real e2b SDK with header routing:
 // create (restored from the template's snapshot after the first), env vars, commands,
-// files, a terminal, a port through the proxy, pause/resume, fork and snapshots, kill.
+// files, a terminal, a port through the proxy, pause/resume, fork and snapshots, kill;
+// a volume that a microVM holds alone as its own disk.
 import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { test } from 'node:test';
-import { Sandbox, Template, waitForPort } from 'e2b';
+import { Sandbox, Template, Volume, waitForPort } from 'e2b';
 import { aivaUpForFile } from './helpers/aiva-up.js';
 
 const server = aivaUpForFile(['--runtime', 'qemu-microvm']);
@@ -122,4 +125,55 @@ test('a template built with the SDK starts on microVMs with its start command al
   const [ta, tb] = await Promise.all([a.files.read('/tmp/started-at'), b.files.read('/tmp/started-at')]);
   assert.equal(ta, tb);
   assert.equal((await a.commands.run('echo "$(whoami) $(pwd)"')).stdout.trim(), 'user /home/user/www');
+});
+
+test('a volume in a microVM is its own disk, held alone until the sandbox ends', {
+  timeout: 600_000,
+}, async (t) => {
+  const vol = await Volume.create('vm-data');
+  const made: Sandbox[] = [];
+  // Its sandboxes first: a volume in use cannot be destroyed.
+  t.after(async () => {
+    for (const s of made) await s.kill();
+    await Volume.destroy(vol.volumeId);
+  });
+  const image = join(server.up.home, 'volumes', vol.volumeId);
+  const mountedOnHost = async () =>
+    (await readFile('/proc/self/mounts', 'utf8')).split('\n').some((l) => l.split(' ')[1] === image);
+  await vol.writeFile('from-host.txt', 'written before');
+  await assert.rejects(
+    Sandbox.create({ volumeMounts: { '/my data': vol } }),
+    /400.*in a microVM a volume's path has at most 200 characters/,
+  );
+
+  const a = await Sandbox.create({ volumeMounts: { '/home/user/data': vol }, timeoutMs: 300_000 });
+  made.push(a);
+  const seen = await a.commands.run(
+    'echo "$(cat data/from-host.txt)" && echo from-vm > data/f && stat -c "%U" data/f && grep " /home/user/data " /proc/mounts',
+  );
+  assert.match(seen.stdout, /^written before\nuser\n\/dev\/vd[b-z] \/home\/user\/data ext4 /, seen.stdout);
+  assert.equal(await mountedOnHost(), false, 'unmounted from the host while the VM has it');
+
+  // Nobody else takes it meanwhile, and nothing copies the VM with it.
+  const held = new RegExp(`409.*attached to microVM sandbox ${a.sandboxId}`);
+  await assert.rejects(vol.readFile('from-host.txt'), held);
+  await assert.rejects(Sandbox.create({ volumeMounts: { '/data': 'vm-data' } }), held);
+  await assert.rejects(Volume.destroy(vol.volumeId), /409/);
+  await assert.rejects(a.createSnapshot(), /409.*cannot be snapshotted or forked/);
+
+  // A pause saves the VM to disk; the restored VM has the volume again, mounted as it was.
+  assert.equal(await a.pause(), true);
+  await assert.rejects(vol.readFile('from-host.txt'), held);
+  const resumed = await Sandbox.connect(a.sandboxId);
+  assert.equal(
+    (await resumed.commands.run('echo more >> data/f && sync && cat data/f')).stdout,
+    'from-vm\nmore\n',
+  );
+
+  assert.equal(await a.kill(), true);
+  assert.equal(await mountedOnHost(), true, 'mounted on the host again once the VM has ended');
+  assert.equal(await vol.readFile('f'), 'from-vm\nmore\n');
+  const b = await Sandbox.create({ volumeMounts: { '/data': 'vm-data' }, timeoutMs: 300_000 });
+  made.push(b);
+  assert.equal(await b.files.read('/data/f'), 'from-vm\nmore\n');
 });

@@ -99,6 +99,19 @@ test('a node’s close unmounts volumes no sandbox mounts; the next node mounts 
   }
 });
 
+test('a volume a microVM held when the node stopped stays its disk: the next node does not mount it', async () => {
+  const held = new VolumeDisks(home);
+  await held.hold(B, 'vm1');
+  assert.equal(await held.isMounted(B), false);
+  const next = new VolumeDisks(home);
+  assert.deepEqual(await next.adopt(new Map([[B, 'vm1']])), { mounted: [], converted: [] });
+  assert.equal(await next.isMounted(B), false, 'not mounted under the running VM');
+  assert.equal(next.holderOf(B), 'vm1');
+  await next.letGo(B, 'vm1');
+  assert.equal(await next.isMounted(B), true, 'mounted once the VM has ended');
+  assert.equal(await readFile(join(next.mountPointOf(B), 'kept'), 'utf8'), 'b');
+});
+
 test('a volume of before (a plain directory) becomes an image holding its files and owners', async () => {
   const dir = join(home, 'volumes', OLD);
   await mkdir(join(dir, 'sub'), { recursive: true });

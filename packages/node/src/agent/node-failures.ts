@@ -5,6 +5,7 @@ import { OciImageError } from '../image/oci-errors.js';
 import { SandboxSpecError } from '../runtime/types.js';
 import { SandboxNotFoundError } from '../sandbox/sandbox-records.js';
 import { SandboxStateError } from '../sandbox/sandbox-state.js';
+import { VolumeBusyError } from '../sandbox/sandbox-volumes.js';
 
 // The node's errors as the contract's codes: the one place where a node's own error
 // classes become what crosses to the server.
@@ -13,6 +14,8 @@ import { SandboxStateError } from '../sandbox/sandbox-state.js';
 export function failureOf(e: unknown): NodeFailure {
   if (e instanceof NodeCommandError) return e.toFailure();
   const message = e instanceof Error ? e.message : String(e);
+  if (e instanceof VolumeBusyError)
+    return { code: 'RESOURCE_BUSY', message, details: { volume: e.volumeId, holders: e.holders } };
   if (e instanceof SandboxSpecError) return { code: 'INVALID_SPEC', message };
   if (e instanceof SandboxNotFoundError) return { code: 'SANDBOX_NOT_FOUND', message };
   if (e instanceof SandboxStateError)

@@ -46,5 +46,16 @@ export function kernelCommandLine(spec: RuntimeSpec, layout: BootLayout): string
   if (layout.upper) args.push(`aiva.upper=${layout.upper}`);
   if (g.dns) args.push(`aiva.dns=${g.dns}`);
   if (!layout.upper && spec.resources.diskMiB > spec.template.diskSizeMiB) args.push('aiva.resize=1');
+  for (const [i, v] of (spec.volumes ?? []).entries()) args.push(`aiva.vol=${i}:${v.path}`);
   return args.join(' ');
 }
+
+/** A volume's disk's serial in a microVM: this and its index (the guest's init reads each virtio disk's serial in sysfs). */
+export const VOLUME_SERIAL_PREFIX = 'aiva-vol';
+
+/**
+ * What a volume's mount path in a microVM may be: it travels on the kernel's command
+ * line (`aiva.vol=`), which splits on spaces and holds 2 KiB in all, so printable
+ * characters without spaces or quotes, and at most 200 of them.
+ */
+export const MICROVM_VOLUME_PATH = /^[A-Za-z0-9._@+=,:~/-]{1,200}$/;

@@ -61,8 +61,13 @@ export interface RuntimeSpec {
    * `create` and `start` boot the sandbox afresh over it instead of making a new one.
    */
   keptDisk?: boolean;
-  /** Host directories bound into the sandbox at `path`, read-write (drivers with `capabilities.volumes`). */
-  volumes?: { hostDir: string; path: string }[];
+  /**
+   * The node's volumes in the sandbox at `path`, read-write (drivers with
+   * `capabilities.volumes`): a `shared` driver binds the volume's mounted directory
+   * `hostDir`, an `exclusive` one attaches its ext4 image `image` as a disk of its own
+   * (the node has unmounted it from the host first).
+   */
+  volumes?: { hostDir: string; image: string; path: string }[];
 }
 
 /** What `SandboxRuntime.checkpoint` saved. */
@@ -139,8 +144,14 @@ export interface RuntimeCapabilities {
    * the network namespaces the node makes are then made inside user namespaces.
    */
   userNamespace: boolean;
-  /** It binds host directories (volumes, `RuntimeSpec.volumes`) into the sandbox. */
-  volumes: boolean;
+  /**
+   * How it mounts the node's volumes (`RuntimeSpec.volumes`): `shared` binds the
+   * volume's directory, mounted on the host, so that many sandboxes (and the content
+   * API) use it at once; `exclusive` attaches its image as the guest's own disk, so
+   * that one sandbox holds it, from its create to its end, and nothing else may mount
+   * it meanwhile; `false`: not at all (a create that asks is refused).
+   */
+  volumes: false | 'shared' | 'exclusive';
 }
 
 /**

@@ -5,6 +5,7 @@ import type { SandboxNetworking } from '../network/sandbox-networking.js';
 import { type DriverName, type SandboxRef, type SandboxRuntime, SandboxSpecError } from '../runtime/types.js';
 import type { SandboxRecord } from './sandbox-record.js';
 import type { SandboxRecords } from './sandbox-records.js';
+import type { VolumeDisks } from './volume-disks.js';
 
 /**
  * Freeing what a sandbox took, shared by the lifecycle (kill, failed creates), the
@@ -15,12 +16,14 @@ export class SandboxCleanup {
     private readonly records: SandboxRecords,
     private readonly runtimes: Map<DriverName, SandboxRuntime>,
     private readonly net: SandboxNetworking,
+    private readonly volumes: Pick<VolumeDisks, 'letGo'>,
   ) {}
 
-  /** Frees everything the sandbox took: runtime, network, address, directory. */
+  /** Frees everything the sandbox took: runtime, volumes it held, network, address, directory. */
   async teardown(r: SandboxRecord): Promise<void> {
     const dir = this.records.dirOf(r.id);
     await this.runtimes.get(r.driver)?.destroy(this.records.ref(r), r.runtime);
+    await this.giveBackVolumes(r);
     await this.net.detach({ id: r.id, slot: r.slot, network: r.network });
     const mounts = await mountedUnder(dir);
     if (mounts.length > 0) throw new Error(`not removing ${dir}: still mounted: ${mounts.join(', ')}`);
@@ -30,9 +33,15 @@ export class SandboxCleanup {
   /** Frees a failed sandbox's runtime and network but keeps its record and logs for inspection. */
   async release(r: SandboxRecord): Promise<void> {
     await this.runtimes.get(r.driver)?.destroy(this.records.ref(r), r.runtime);
+    await this.giveBackVolumes(r);
     await this.net.detach({ id: r.id, slot: r.slot, network: r.network });
     r.runtime = undefined;
     r.network = undefined;
+  }
+
+  /** The volumes a microVM held, mounted on the host again once its VM is gone (`VolumeDisks.letGo`). */
+  private async giveBackVolumes(r: SandboxRecord): Promise<void> {
+    for (const v of r.volumes ?? []) await this.volumes.letGo(v.volumeId, r.id);
   }
 
   /**

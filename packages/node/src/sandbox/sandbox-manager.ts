@@ -41,7 +41,7 @@ import { SandboxRecovery } from './sandbox-recovery.js';
 import { SandboxSaves } from './sandbox-saves.js';
 import { resolveSource } from './sandbox-source.js';
 import { mustAllow } from './sandbox-state.js';
-import { checkVolumes, volumeSpecs } from './sandbox-volumes.js';
+import { adoptVolumes, checkVolumeHolders, checkVolumes, volumeSpecs } from './sandbox-volumes.js';
 import { VolumeDisks } from './volume-disks.js';
 
 const usesUserNamespaces = (o: SandboxManagerOptions) =>
@@ -83,7 +83,7 @@ export class SandboxManager {
       userNamespaces: usesUserNamespaces(options),
       log: this.log,
     });
-    this.cleanup = new SandboxCleanup(this.records, options.runtimes, this.net);
+    this.cleanup = new SandboxCleanup(this.records, options.runtimes, this.net, this.volumes);
     this.disk = new PauseToDisk(this.records, this.log);
     this.shelf = new PauseWithoutMemory(this.records, this.log);
     this.saves = new SandboxSaves({
@@ -141,7 +141,7 @@ export class SandboxManager {
       await mkdir(m.records.dir, { recursive: true });
       if (usesUserNamespaces(options)) await letOtherIdsSearch([options.home, m.records.dir]);
       // Before recovery: a sandbox it boots again binds its volumes' mounts.
-      const volumes = await m.volumes.adopt();
+      const volumes = await adoptVolumes(m.volumes, m.records.dir, options.runtimes.values());
       if (volumes.mounted.length + volumes.converted.length > 0) m.log.info(volumes, 'volumes mounted');
       await m.recovery.recover();
       await m.checkpoints.open();
@@ -269,6 +269,15 @@ export class SandboxManager {
     const { driver, runtime, template, checkpoint } = source;
     const volumes = await checkVolumes(this.volumes, options.volumes, runtime);
     if (this.records.has(id)) throw new SandboxSpecError(`sandbox ${id} already exists`);
+    const volumeMode = runtime.capabilities.volumes;
+    // With the record's adding, nothing awaited between: two creates cannot both take a volume.
+    if (volumeMode)
+      checkVolumeHolders(
+        this.records.all(),
+        volumes,
+        volumeMode,
+        (d) => this.runtime(d).capabilities.volumes,
+      );
     const reservation = this.net.reserve();
     const r: SandboxRecord = {
       version: SANDBOX_RECORD_VERSION,
@@ -292,6 +301,9 @@ export class SandboxManager {
         await mkdir(this.records.dirOf(id), { recursive: true });
         // Saved before anything is made, so that a crash from here on is cleaned up on restart.
         await this.records.save(r);
+        // A microVM's volumes become its disks (the cleanup gives them back).
+        if (volumeMode === 'exclusive')
+          for (const v of volumes ?? []) await this.volumes.hold(v.volumeId, id);
         r.network = await this.net.attach(id, reservation, runtime.capabilities.network, networkPolicy);
         await this.records.save(r);
         const spec = {

@@ -13,6 +13,7 @@ import { frozenCheckpoint } from './frozen-checkpoint.js';
 import type { CheckpointRecord, SandboxRecord } from './sandbox-record.js';
 import type { SandboxRecords } from './sandbox-records.js';
 import { mustAllow } from './sandbox-state.js';
+import { VolumeBusyError } from './sandbox-volumes.js';
 
 /** What saving a sandbox needs of its manager. */
 export interface SandboxSavesDeps {
@@ -49,6 +50,13 @@ export class SandboxSaves {
       const r = records.mustGet(id);
       mustAllow(id, r.state, 'checkpoint');
       const runtime = this.deps.runtime(r.driver);
+      const held = runtime.capabilities.volumes === 'exclusive' ? (r.volumes ?? []) : [];
+      if (held[0])
+        throw new VolumeBusyError(
+          `sandbox ${id} holds volume ${held.map((v) => v.volumeId).join(', ')} as its disk: a microVM with volumes cannot be snapshotted or forked (its copies would write the same volume)`,
+          held[0].volumeId,
+          [id],
+        );
       const record = await checkpoints.write(name, async (work) => {
         let memory: boolean;
         if (r.state === 'suspended') {
@@ -86,6 +94,13 @@ export class SandboxSaves {
       const r = records.mustGet(id);
       mustAllow(id, r.state, 'checkpoint');
       const runtime = this.deps.runtime(r.driver);
+      const held = runtime.capabilities.volumes === 'exclusive' ? (r.volumes ?? []) : [];
+      if (held[0])
+        throw new VolumeBusyError(
+          `sandbox ${id} holds volume ${held.map((v) => v.volumeId).join(', ')} as its disk: a microVM with volumes cannot be snapshotted or forked (its copies would write the same volume)`,
+          held[0].volumeId,
+          [id],
+        );
       if (!runtime.capabilities.changesAsLayer)
         throw new SandboxSpecError(`the ${r.driver} runtime cannot save a sandbox's changes as a layer`);
       const state = mustRun(r);

@@ -29,6 +29,8 @@ export interface VolumeDiskStore {
   sizeOf(id: string): Promise<number | undefined>;
   /** Whether volume `id`'s image is mounted at its directory (so writes there are bounded by it). */
   isMounted(id: string): Promise<boolean>;
+  /** The microVM sandbox that holds volume `id` alone (its image is its disk, not mounted here), if any. */
+  holderOf(id: string): string | undefined;
 }
 
 /**
@@ -48,10 +50,16 @@ export interface VolumeDiskStore {
  * volume that is still a plain directory (made before volumes were images) into an image
  * of the default size, or larger if its files need more. A node that closes unmounts the
  * volumes no remaining sandbox mounts.
+ *
+ * A microVM does not share: it holds a volume alone (`hold`), from its create to its end,
+ * with the image unmounted from the host and attached as the guest's own disk (one ext4
+ * mounted by two kernels at once would be corrupted); `letGo` mounts it again.
  */
 export class VolumeDisks implements VolumeDiskStore {
   readonly dir: string;
   private readonly log: Logger;
+  /** Volume id → the microVM sandbox holding it. */
+  private readonly holders = new Map<string, string>();
 
   constructor(
     home: string,
@@ -135,7 +143,39 @@ export class VolumeDisks implements VolumeDiskStore {
     await runCommand('mount', ['-t', 'ext4', '-o', 'loop,nodev,nosuid', this.imageOf(id), at], { signal });
   }
 
+  holderOf(id: string): string | undefined {
+    return this.holders.get(id);
+  }
+
+  /**
+   * Gives volume `id` to sandbox `sandboxId` alone: unmounted from the host (a volume in
+   * use there, by the content API or a process, is refused as busy) and marked held, so
+   * that nothing mounts it again until `letGo`.
+   */
+  async hold(id: string, sandboxId: string): Promise<void> {
+    const holder = this.holders.get(id);
+    if (holder && holder !== sandboxId) throw new Error(`volume ${id} is held by sandbox ${holder}`);
+    this.holders.set(id, sandboxId);
+    try {
+      await unmountAll(await this.realMountPoint(id));
+    } catch (e) {
+      this.holders.delete(id);
+      // Unmounting may have failed half-way: the volume stays usable on the host.
+      await this.mount(id).catch(() => {});
+      throw new Error(`volume ${id} is in use on the host: ${(e as Error).message}`, { cause: e });
+    }
+  }
+
+  /** Sandbox `sandboxId` no longer holds volume `id` (it ended): mounted on the host again. Nothing held by it: nothing done. */
+  async letGo(id: string, sandboxId: string): Promise<void> {
+    if (this.holders.get(id) !== sandboxId) return;
+    this.holders.delete(id);
+    await this.mount(id);
+  }
+
   async remove(id: string): Promise<void> {
+    const holder = this.holders.get(id);
+    if (holder) throw new Error(`volume ${id} is held by sandbox ${holder}`);
     await unmountAll(await this.realMountPoint(id));
     await rm(this.imageOf(id), { force: true });
     await rm(this.mountPointOf(id), { recursive: true, force: true });
@@ -147,10 +187,15 @@ export class VolumeDisks implements VolumeDiskStore {
 
   /**
    * At the node's start: finishes or undoes what a conversion cut short, converts plain
-   * directories into images, and mounts every image not mounted. A volume that cannot be
+   * directories into images, and mounts every image not mounted but those `held` (volume
+   * id → the microVM sandbox whose disk it is, from the records). A volume that cannot be
    * mounted is logged and left unmounted (sandboxes and the content API then refuse it).
    */
-  async adopt(signal?: AbortSignal): Promise<{ mounted: string[]; converted: string[] }> {
+  async adopt(
+    held: Map<string, string> = new Map(),
+    signal?: AbortSignal,
+  ): Promise<{ mounted: string[]; converted: string[] }> {
+    for (const [id, sandbox] of held) this.holders.set(id, sandbox);
     const names = await readdir(this.dir).catch(() => [] as string[]);
     const images = new Set(names.flatMap((n) => IMAGE.exec(n)?.[1] ?? []));
     const out = { mounted: [] as string[], converted: [] as string[] };
@@ -179,7 +224,8 @@ export class VolumeDisks implements VolumeDiskStore {
     }
     for (const id of images) {
       try {
-        if (await this.isMounted(id)) continue;
+        // A microVM that outlived the node has it as its disk.
+        if (this.holders.has(id) || (await this.isMounted(id))) continue;
         await this.mount(id, signal);
         out.mounted.push(id);
       } catch (e) {

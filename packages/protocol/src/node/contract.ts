@@ -8,13 +8,14 @@ import { type Static, Type } from 'typebox';
  * The contract's version. Majors must be equal; within a major, fields are only added
  * and each side ignores fields it does not know.
  */
-export const NODE_PROTOCOL = { major: 1, minor: 3 } as const;
+export const NODE_PROTOCOL = { major: 1, minor: 4 } as const;
 // 1.1: `artefact.push` and `artefact.fetch` (layers between nodes); `sandbox.set-deadline`;
 // a snapshot's layers, `direct` listener and `ended` sandboxes.
 // 1.2: checkpoints between nodes (`artefact.push`/`fetch` `checkpoints`; MISSING_ARTEFACT
 // `details.checkpoints`).
 // 1.3: `sandbox.usage`'s `egressBytes` (the node's egress counter of the sandbox), and
 //      `sandbox.create`'s `volumes` (volumes of the node bound into the sandbox).
+// 1.4: RESOURCE_BUSY (a volume a microVM holds alone).
 export type NodeProtocolVersion = { major: number; minor: number };
 
 /** The header every node request carries its protocol version in (`1.0`). */
@@ -50,6 +51,11 @@ export const NODE_ERROR_CODES = [
    * could build them itself, a recipe's): fetch them, then retry.
    */
   'MISSING_ARTEFACT',
+  /**
+   * What the command needs is another sandbox's: a volume a microVM holds alone, or one a
+   * microVM cannot take while others mount it (`details.volume`, `details.holders`).
+   */
+  'RESOURCE_BUSY',
   /** The node has no room (memory, addresses, slots): place it elsewhere. */
   'NO_CAPACITY',
   /** A template build failed at `details.step`; `details.layers` are what its earlier steps made. */

@@ -18,6 +18,7 @@ import type {
 import { NodeCommandError } from '@aiva/protocol/node';
 import {
   BuildStepFailedError,
+  ConflictError,
   InvalidRequestError,
   InvalidStateError,
   NotFoundError,
@@ -54,6 +55,8 @@ export function domainError(f: NodeFailure): Error {
       return new NotFoundError(f.message);
     case 'INVALID_STATE':
       return new InvalidStateError(f.message);
+    case 'RESOURCE_BUSY':
+      return new ConflictError(f.message);
     case 'BUILD_STEP_FAILED': {
       const d = f.details ?? {};
       return new BuildStepFailedError(

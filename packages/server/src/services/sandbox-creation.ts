@@ -4,7 +4,13 @@ import type { NewSandbox, Sandbox } from '../api/e2b/schemas.js';
 import type { ServerMetrics } from '../metrics/server-metrics.js';
 import type { Nodes } from '../nodes/nodes.js';
 import { NEVER } from './end-times.js';
-import { CapacityError, InvalidRequestError, OperationFailedError, TeamLimitError } from './errors.js';
+import {
+  CapacityError,
+  ConflictError,
+  InvalidRequestError,
+  OperationFailedError,
+  TeamLimitError,
+} from './errors.js';
 import { type LiveSandboxes, liveFromRow, TYPICAL_MEMORY_MIB } from './live-sandboxes.js';
 import { egressPolicy } from './network-policy.js';
 import { placementOf } from './placement-request.js';
@@ -215,8 +221,14 @@ export class SandboxCreation {
       this.live.updateGauge();
       // Whatever the node holds of it goes: a pooled sandbox, or one whose row failed.
       await node.kill(id).catch(() => {});
-      // A request the node refuses as given (400), no node that can have what it needs (503), past a quota (429).
-      if (e instanceof InvalidRequestError || e instanceof CapacityError || e instanceof TeamLimitError)
+      // A request the node refuses as given (400), no node that can have what it needs (503),
+      // past a quota (429), what another sandbox holds (409: a microVM's volume).
+      if (
+        e instanceof InvalidRequestError ||
+        e instanceof CapacityError ||
+        e instanceof TeamLimitError ||
+        e instanceof ConflictError
+      )
         throw e;
       if (pooled) {
         // The pooled sandbox was no good: make one the ordinary way.

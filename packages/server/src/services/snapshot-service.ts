@@ -273,7 +273,7 @@ export class SnapshotService {
 
   /**
    * Checkpoints the sandbox as `name`. A state that forbids it is an InvalidStateError that
-   * says so; the node's refusal of the request (InvalidRequestError) goes as it is; any other
+   * says so; the node's refusal of the request (InvalidRequestError, ConflictError) goes as it is; any other
    * failure is logged and reported as an OperationFailedError.
    */
   private async save(sandboxId: string, name: string): Promise<NodeCheckpoint> {
@@ -282,7 +282,8 @@ export class SnapshotService {
     } catch (e) {
       if (e instanceof InvalidStateError)
         throw new InvalidStateError(`sandbox ${sandboxId} cannot be saved now: ${e.message}`);
-      if (e instanceof InvalidRequestError) throw e;
+      // As given: a refused request, and a microVM that holds volumes (409).
+      if (e instanceof InvalidRequestError || e instanceof ConflictError) throw e;
       this.log.error({ sandbox: sandboxId, err: e }, 'saving a sandbox failed');
       throw new OperationFailedError('the sandbox could not be saved', e);
     }

@@ -190,9 +190,15 @@ export class VolumeService {
 
   /**
    * The volume's files, as the content API touches them: only through its mounted image
-   * (a 500 saying so if its node did not mount it), so that its size bounds what is written.
+   * (a 500 saying so if its node did not mount it), so that its size bounds what is written;
+   * a 409 while a microVM holds it as its disk.
    */
   async mountedTree(v: VolumeRow): Promise<VolumeTree> {
+    const holder = this.options.disks?.holderOf(v.id);
+    if (holder)
+      throw new ConflictError(
+        `volume ${v.name} (${v.id}) is attached to microVM sandbox ${holder}, which holds it alone until it ends: reach its files through that sandbox meanwhile`,
+      );
     if (!(await this.options.disks?.isMounted(v.id)))
       throw new OperationFailedError(
         `volume ${v.name} (${v.id}) cannot be reached`,

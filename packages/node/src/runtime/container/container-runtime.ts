@@ -103,7 +103,7 @@ export class ContainerRuntime implements SandboxRuntime {
     coldResume: true,
     entropyReseed: false,
     changesAsLayer: true,
-    volumes: true,
+    volumes: 'shared',
     userNamespace: false,
   };
 

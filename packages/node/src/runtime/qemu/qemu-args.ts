@@ -1,4 +1,4 @@
-import { GUEST_MAC, kernelCommandLine } from '../microvm-boot.js';
+import { GUEST_MAC, kernelCommandLine, VOLUME_SERIAL_PREFIX } from '../microvm-boot.js';
 import type { RuntimeSpec } from '../types.js';
 
 export type Accel = 'kvm' | 'tcg';
@@ -8,6 +8,11 @@ export interface QemuFiles {
   disk: string;
   /** Inherited fds of the disk, read-write and read-only, put in fd set 1 (`-add-fd`). */
   diskFds?: [number, number];
+  /**
+   * Inherited fds of each of `spec.volumes`' images, read-write and read-only, in fd sets
+   * 2, 3 …; without them QEMU opens the images by path (before it drops its privileges).
+   */
+  volumeFds?: [number, number][];
   qmpSocket: string;
 }
 
@@ -83,6 +88,7 @@ export function qemuArgs(
     `id=root,file=${files.disk},file.locking=off,format=qcow2,if=none,discard=unmap,detect-zeroes=unmap`,
     '-device',
     'virtio-blk-device,drive=root',
+    ...volumeDrives(spec, files),
     '-netdev',
     `tap,id=net0,ifname=${spec.network.tap},script=no,downscript=no`,
     '-device',
@@ -101,4 +107,24 @@ export function qemuArgs(
   if (runAs) args.push('-runas', runAs);
   if (options.incoming) args.push('-incoming', 'defer');
   return args;
+}
+
+/**
+ * The volumes' disks: each image raw, after the root disk, with the serial `aiva-vol<i>`
+ * by which the guest's init finds the device it mounts at the volume's path
+ * (`aiva.vol=<i>:<path>`, `volumeBootArgs`). No image locks, as for the root disk: the
+ * node gives a volume to one sandbox at a time (`VolumeDisks.hold`).
+ */
+function volumeDrives(spec: RuntimeSpec, files: QemuFiles): string[] {
+  return (spec.volumes ?? []).flatMap((v, i) => {
+    const fds = files.volumeFds?.[i];
+    const set = 2 + i;
+    return [
+      ...(fds ? fds.flatMap((fd) => ['-add-fd', `fd=${fd},set=${set}`]) : []),
+      '-drive',
+      `id=vol${i},file=${fds ? `/dev/fdset/${set}` : v.image},file.locking=off,format=raw,if=none,discard=unmap`,
+      '-device',
+      `virtio-blk-device,drive=vol${i},serial=${VOLUME_SERIAL_PREFIX}${i}`,
+    ];
+  });
 }

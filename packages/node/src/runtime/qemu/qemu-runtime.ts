@@ -1,4 +1,4 @@
-import { open, realpath, rename, rm } from 'node:fs/promises';
+import { type FileHandle, open, realpath, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { waitForEnvd } from '../../envd/envd-http.js';
 import { runCommand } from '../../host/command.js';
@@ -50,6 +50,27 @@ export interface QemuRuntimeOptions {
   restoreReadyTimeoutMs?: number;
 }
 
+/** Each volume's image, read-write and read-only, in the order of `spec.volumes`. */
+const volumeFiles = (spec: RuntimeSpec): [string, 'r+' | 'r'][] =>
+  (spec.volumes ?? []).flatMap((v) => [
+    [v.image, 'r+'],
+    [v.image, 'r'],
+  ]);
+
+/** Opens every file, or none: those opened are closed again when one fails. */
+async function openAll(files: [string, 'r+' | 'r'][]): Promise<FileHandle[]> {
+  const opened = await Promise.allSettled(files.map(([path, flags]) => open(path, flags)));
+  const handles = opened.flatMap((o) => (o.status === 'fulfilled' ? [o.value] : []));
+  const failed = opened.find((o): o is PromiseRejectedResult => o.status === 'rejected');
+  if (!failed) return handles;
+  await Promise.all(handles.map((h) => h.close()));
+  throw failed.reason;
+}
+
+/** The child's fds of `volumeFiles`, when they follow the others from `first` on. */
+const volumeFdPairs = (spec: RuntimeSpec, first: number): [number, number][] =>
+  (spec.volumes ?? []).map((_v, i) => [first + 2 * i, first + 2 * i + 1]);
+
 /** How a qemu-microvm sandbox came up, recorded in its RuntimeState: cold, a template clone, a saved sandbox. */
 export type QemuStart = 'boot' | 'snapshot' | 'checkpoint';
 
@@ -70,7 +91,7 @@ export class QemuRuntime implements SandboxRuntime {
     coldResume: true,
     entropyReseed: true,
     changesAsLayer: false,
-    volumes: false,
+    volumes: 'exclusive',
     userNamespace: false,
   };
 
@@ -119,6 +140,12 @@ export class QemuRuntime implements SandboxRuntime {
     if (spec.keptDisk) return { ...(await this.boot(spec, signal)), startedFrom: 'boot' satisfies QemuStart };
     const root = this.options.snapshotDir;
     if (!root) return { ...(await this.boot(spec, signal)), startedFrom: 'boot' satisfies QemuStart };
+    if (spec.volumes?.length) {
+      // The template's saved VM has no volume disks, and virtio-mmio has no hot-plug: a
+      // sandbox with volumes boots cold.
+      await this.makeDisk(spec, spec.template.disk, 'raw', signal);
+      return { ...(await this.boot(spec, signal)), startedFrom: 'boot' satisfies QemuStart };
+    }
     const binary = this.options.binary ?? 'qemu-system-x86_64';
     let snapshot: VmSnapshot | undefined;
     let built = false;
@@ -171,16 +198,18 @@ export class QemuRuntime implements SandboxRuntime {
   /** A cold boot: kernel, initramfs, the guest's init and envd. */
   private async boot(spec: RuntimeSpec, signal?: AbortSignal): Promise<RuntimeState> {
     const f = this.files(spec);
+    // A checkpoint has QEMU hand its disks over and take them back after it dropped its
+    // privileges: it re-opens them from inherited fds (fd sets), not by path.
+    const handles = await openAll([[f.disk, 'r+'], [f.disk, 'r'], ...volumeFiles(spec)]);
     const argv = [
       this.options.binary ?? 'qemu-system-x86_64',
-      ...qemuArgs(spec, { ...f, disk: '/dev/fdset/1', diskFds: [3, 4] }, this.options.accel, {
-        runAs: this.options.runAs,
-        hostTscKhz: await hostTscKhz(),
-      }),
+      ...qemuArgs(
+        spec,
+        { ...f, disk: '/dev/fdset/1', diskFds: [3, 4], volumeFds: volumeFdPairs(spec, 5) },
+        this.options.accel,
+        { runAs: this.options.runAs, hostTscKhz: await hostTscKhz() },
+      ),
     ];
-    // A checkpoint has QEMU hand its disk over and take it back after it dropped its
-    // privileges: it re-opens the disk from inherited fds (an fd set), not by path.
-    const handles = await Promise.all([open(f.disk, 'r+'), open(f.disk, 'r')]);
     const proc = await launchVmm(spec, {
       argv,
       log: f.qemuLog,
@@ -266,24 +295,28 @@ export class QemuRuntime implements SandboxRuntime {
     const f = this.files(spec);
     // QEMU re-opens the disk read-write when the restored guest starts, after it dropped its
     // privileges: it gets the file as inherited fds (an fd set) instead of a path.
-    const handles = await Promise.all([open(saved.state, 'r'), open(f.disk, 'r+'), open(f.disk, 'r')]);
-    const [stateFh, rwFh, roFh] = handles;
+    const handles = await openAll([[saved.state, 'r'], [f.disk, 'r+'], [f.disk, 'r'], ...volumeFiles(spec)]);
     let proc: { pid: number; pidStartTime: number } | undefined;
     try {
       const argv = [
         this.options.binary ?? 'qemu-system-x86_64',
-        ...qemuArgs(spec, { ...f, disk: '/dev/fdset/1', diskFds: [4, 5] }, this.options.accel, {
-          runAs: this.options.runAs,
-          hostTscKhz: await hostTscKhz(),
-          memoryFile: saved.memoryFile ? { path: saved.memoryFile, share: false } : undefined,
-          incoming: true,
-        }),
+        ...qemuArgs(
+          spec,
+          { ...f, disk: '/dev/fdset/1', diskFds: [4, 5], volumeFds: volumeFdPairs(spec, 6) },
+          this.options.accel,
+          {
+            runAs: this.options.runAs,
+            hostTscKhz: await hostTscKhz(),
+            memoryFile: saved.memoryFile ? { path: saved.memoryFile, share: false } : undefined,
+            incoming: true,
+          },
+        ),
       ];
       proc = await launchVmm(spec, {
         argv,
         log: f.qemuLog,
         socket: f.qmpSocket,
-        fds: [stateFh.fd, rwFh.fd, roFh.fd],
+        fds: handles.map((h) => h.fd),
         signal,
       });
     } catch (e) {
