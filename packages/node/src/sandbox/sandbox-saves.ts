@@ -31,6 +31,20 @@ const mustRun = (r: SandboxRecord): RuntimeState => {
 };
 
 /**
+ * A microVM's volumes are its own disks, which its copies would write too: one that holds
+ * any is not checkpointed (a 409 through the contract).
+ */
+function refuseHeldVolumes(r: SandboxRecord, runtime: SandboxRuntime): void {
+  const held = runtime.capabilities.volumes === 'exclusive' ? (r.volumes ?? []) : [];
+  if (held[0])
+    throw new VolumeBusyError(
+      `sandbox ${r.id} holds volume ${held.map((v) => v.volumeId).join(', ')} as its disk: a microVM with volumes cannot be snapshotted or forked (its copies would write the same volume)`,
+      held[0].volumeId,
+      [r.id],
+    );
+}
+
+/**
  * Saving a sandbox without changing its state: a checkpoint that creates copy, or the
  * changes of its files as an overlay layer (a template build step's result). A running
  * sandbox is frozen for the while (`frozenCheckpoint`) and thawed after.
@@ -50,13 +64,7 @@ export class SandboxSaves {
       const r = records.mustGet(id);
       mustAllow(id, r.state, 'checkpoint');
       const runtime = this.deps.runtime(r.driver);
-      const held = runtime.capabilities.volumes === 'exclusive' ? (r.volumes ?? []) : [];
-      if (held[0])
-        throw new VolumeBusyError(
-          `sandbox ${id} holds volume ${held.map((v) => v.volumeId).join(', ')} as its disk: a microVM with volumes cannot be snapshotted or forked (its copies would write the same volume)`,
-          held[0].volumeId,
-          [id],
-        );
+      refuseHeldVolumes(r, runtime);
       const record = await checkpoints.write(name, async (work) => {
         let memory: boolean;
         if (r.state === 'suspended') {
@@ -94,13 +102,6 @@ export class SandboxSaves {
       const r = records.mustGet(id);
       mustAllow(id, r.state, 'checkpoint');
       const runtime = this.deps.runtime(r.driver);
-      const held = runtime.capabilities.volumes === 'exclusive' ? (r.volumes ?? []) : [];
-      if (held[0])
-        throw new VolumeBusyError(
-          `sandbox ${id} holds volume ${held.map((v) => v.volumeId).join(', ')} as its disk: a microVM with volumes cannot be snapshotted or forked (its copies would write the same volume)`,
-          held[0].volumeId,
-          [id],
-        );
       if (!runtime.capabilities.changesAsLayer)
         throw new SandboxSpecError(`the ${r.driver} runtime cannot save a sandbox's changes as a layer`);
       const state = mustRun(r);
