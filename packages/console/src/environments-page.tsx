@@ -1,4 +1,4 @@
-import { useEffect, useState } from 'preact/hooks';
+import { useEffect, useRef, useState } from 'preact/hooks';
 import { mayChange } from './access.js';
 import { api, errorMessage, type Session } from './api.js';
 import { ConfirmButton } from './confirm-button.js';
@@ -80,6 +80,7 @@ export function EnvironmentActions(props: {
 }) {
   const e = props.env;
   const path = environmentApi(e.name);
+  const box = useRef<HTMLDivElement>(null);
   const run = async (what: string, call: () => Promise<Environment | null>) => {
     props.onBusy(what);
     try {
@@ -88,11 +89,17 @@ export function EnvironmentActions(props: {
       props.onError(errorMessage(err));
     } finally {
       props.onBusy(undefined);
+      // The pressed button was disabled while it ran (the focus left it): back to this
+      // environment's first action once they are enabled again, unless focus went elsewhere.
+      setTimeout(() => {
+        const at = document.activeElement;
+        if (!at || at === document.body) box.current?.querySelector('button')?.focus();
+      }, 0);
     }
   };
   const running = e.state !== 'stopped';
   return (
-    <div class="actions">
+    <div class="actions" ref={box}>
       {running ? (
         <button
           type="button"

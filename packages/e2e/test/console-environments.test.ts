@@ -4,9 +4,10 @@
 // running with a link to its sandbox; its page shows that line in the service log tail
 // and its console log on demand; Stop in the page stops it (the API agrees), a Remove
 // asked of a list that is out of date is refused (409) with the server's reason in an
-// alert, Start starts it again, and Remove, confirmed by keyboard, removes it (the API
-// then answers 404). axe light and dark, no console errors but that 409; screenshots
-// go to a temporary directory (printed).
+// alert, Stop and Start by keyboard (the focus kept on the row's action), and Remove,
+// confirmed by keyboard, removes it (the API then answers 404). axe light and dark, no
+// console errors but that 409 (and the removed one's page's 404); screenshots go to a
+// temporary directory (printed).
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { Sandbox } from 'e2b';
@@ -208,9 +209,13 @@ describe('console environments page', { timeout: 10 * 60_000 }, () => {
     await ui.screenshot(page, 'environments-refused');
     await assertAccessible(page, 'the Environments page with a refusal');
 
-    await row.getByRole('button', { name: `Stop ${NAME}` }).click();
+    // By keyboard: Enter on Stop; once stopped the focus is on Start, and Enter starts it.
+    await row.getByRole('button', { name: `Stop ${NAME}` }).focus();
+    await page.keyboard.press('Enter');
     await rowState(row, 'stopped');
-    await row.getByRole('button', { name: `Start ${NAME}` }).click();
+    const focused = () => page.evaluate<string>("document.activeElement?.getAttribute('aria-label') ?? ''");
+    await until('the focus on Start', async () => (await focused()) === `Start ${NAME}`, WAIT_MS);
+    await page.keyboard.press('Enter');
     await rowState(row, 'running');
     const again = await apiEnv();
     assert.equal(again.state, 'running');
