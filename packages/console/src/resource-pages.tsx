@@ -1,6 +1,8 @@
 import type { JSX } from 'preact';
 import { mayRead } from './access.js';
 import type { Session } from './api.js';
+import { EnvironmentDetail } from './environment-detail.js';
+import { ENVIRONMENTS, EnvironmentsPage } from './environments-page.js';
 import { AuditPage, EventsPage } from './events-page.js';
 import { KeysPage } from './keys-page.js';
 import { NodesPage } from './nodes-page.js';
@@ -19,13 +21,14 @@ interface NavEntry {
 }
 
 /**
- * The resource pages beside the sandboxes: templates, snapshots, API keys, nodes, usage,
+ * The resource pages beside the sandboxes: templates, snapshots, environments, API keys, nodes, usage,
  * events and audit. A page is in the nav only when the session's key may read it (its
  * scopes) and this server has it (nodes: a cluster, and the operator team's key).
  */
 const NAV: NavEntry[] = [
   { path: TEMPLATES, label: 'Templates', shown: (s) => mayRead(s, 'templates') },
   { path: '/ui/snapshots', label: 'Snapshots', shown: (s) => mayRead(s, 'sandboxes') },
+  { path: ENVIRONMENTS, label: 'Environments', shown: (s) => mayRead(s, 'sandboxes') },
   { path: '/ui/keys', label: 'API keys', shown: (s) => mayRead(s, 'admin') },
   {
     path: '/ui/nodes',
@@ -81,6 +84,10 @@ export function resourcePage(path: string, session: Session): JSX.Element | unde
   const template = new RegExp(`^${TEMPLATES}/([^/]+)$`).exec(path);
   if (template?.[1]) return <TemplateDetail id={decodeURIComponent(template[1])} />;
   if (path === '/ui/snapshots') return <SnapshotsPage session={session} />;
+  if (path === ENVIRONMENTS) return <EnvironmentsPage session={session} />;
+  const environment = new RegExp(`^${ENVIRONMENTS}/([^/]+)$`).exec(path);
+  if (environment?.[1])
+    return <EnvironmentDetail name={decodeURIComponent(environment[1])} session={session} />;
   if (path === '/ui/keys') return <KeysPage session={session} />;
   if (path === '/ui/nodes') return <NodesPage session={session} />;
   if (path === '/ui/usage') return <UsagePage operator={session.operator === true} />;

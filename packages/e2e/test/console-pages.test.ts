@@ -19,7 +19,17 @@ const server = aivaUpForFile();
 const WAIT_MS = 20_000;
 /** A build from the cached base takes seconds; the first on a fresh store, longer. */
 const BUILD_MS = 5 * 60_000;
-const NAV_ALL = ['Sandboxes', 'Dashboard', 'Templates', 'Snapshots', 'API keys', 'Usage', 'Events', 'Audit'];
+const NAV_ALL = [
+  'Sandboxes',
+  'Dashboard',
+  'Templates',
+  'Snapshots',
+  'Environments',
+  'API keys',
+  'Usage',
+  'Events',
+  'Audit',
+];
 
 const ui = consoleBrowserForFile('console-pages');
 
@@ -70,6 +80,7 @@ describe('console resource pages', () => {
     const pages: [string, string | RegExp][] = [
       ['Templates', 'Templates'],
       ['Snapshots', 'Snapshots'],
+      ['Environments', 'Environments'],
       ['API keys', 'API keys'],
       ['Usage', 'Usage and cost'],
       ['Events', 'Events'],
@@ -297,7 +308,13 @@ describe('console resource pages for other keys', () => {
       await page.getByLabel('API key').fill(scoped.body.key);
       await page.getByRole('button', { name: 'Sign in' }).click();
       await page.getByRole('heading', { name: 'Sandboxes' }).waitFor({ timeout: WAIT_MS });
-      assert.deepEqual(await navLabels(page), ['Sandboxes', 'Dashboard', 'Snapshots', 'Events']);
+      assert.deepEqual(await navLabels(page), [
+        'Sandboxes',
+        'Dashboard',
+        'Snapshots',
+        'Environments',
+        'Events',
+      ]);
       // A page its scopes do not open says so, and asks the server nothing (no 403 in the console).
       await page.goto(`${server.up.url}/ui/keys`);
       await page.getByText(/scopes do not open this page/).waitFor({ timeout: WAIT_MS });
