@@ -100,6 +100,19 @@ describe('aiva deploy <environment> <image>', { timeout: 15 * 60_000 }, () => {
     bareRef = `${registry.host}/aiva-tests/bare:1`;
     await pushImage(join(dir, 'layout'), 'app', appRef, creds);
     await pushImage(join(dir, 'layout'), 'bare', bareRef, creds);
+    // The app image alone, as an OCI layout directory and as a `docker save` archive.
+    await runCommand('skopeo', [
+      'copy',
+      '--quiet',
+      `oci:${join(dir, 'layout')}:app`,
+      `oci:${join(dir, 'app-layout')}:app`,
+    ]);
+    await runCommand('skopeo', [
+      'copy',
+      '--quiet',
+      `oci:${join(dir, 'layout')}:app`,
+      `docker-archive:${join(dir, 'app.tar')}:aiva-tests/app:1`,
+    ]);
 
     home = await tempHome();
     userHome = await mkdtemp(join(tmpdir(), 'aiva-user-'));
@@ -221,5 +234,51 @@ describe('aiva deploy <environment> <image>', { timeout: 15 * 60_000 }, () => {
       { sandboxID: before.sandboxID, settings: before.settings, state: before.state },
     );
     assert.equal((await status('fresh')).state, 'stopped');
+  });
+
+  it('deploys an image archive (docker save) and an OCI layout directory given with --image', async () => {
+    let r = await aiva(['deploy', 'fresh', join(dir, 'app.tar')]);
+    assert.equal(r.code, 0, explain(r));
+    assert.match(r.stderr, /uploading .*app\.tar/);
+    assert.match(r.stderr, /Template env-fresh \([a-z0-9]{20}\) ready in/);
+    let env = await status('fresh');
+    assert.equal(env.state, 'running');
+    assert.equal(env.settings.template, 'env-fresh');
+    const sbx = await sandboxOf(env);
+    assert.equal(
+      await until(
+        'the archive’s CMD to run',
+        async () => (await sbx.files.read('/data/deployed', { user: 'root' })) || undefined,
+      ),
+      'from-image\n',
+    );
+
+    // Without --image a directory is one to install (fresh must run for that), with it an image.
+    r = await aiva([
+      'deploy',
+      'fresh',
+      join(dir, 'app-layout'),
+      '--image',
+      '--cmd',
+      'echo from-layout > /data/layout; exec sleep 600',
+    ]);
+    assert.equal(r.code, 0, explain(r));
+    env = await status('fresh');
+    const s2 = await sandboxOf(env);
+    assert.equal(
+      await until(
+        'the layout’s deploy to run',
+        async () => (await s2.files.read('/data/layout', { user: 'root' })) || undefined,
+      ),
+      'from-layout\n',
+    );
+    r = await aiva(['deploy', 'fresh', join(dir, 'missing.tar')]);
+    assert.equal(r.code, 1, explain(r));
+    assert.match(r.stderr, /missing\.tar: no such file or directory/);
+
+    r = await aiva(['rm', 'fresh', '--force']);
+    assert.equal(r.code, 0, explain(r));
+    assert.match(r.stdout, /environment fresh removed with its image's template env-fresh/);
+    assert.ok(!(await templateNames()).includes('env-fresh'), 'the template of the image goes with it');
   });
 });

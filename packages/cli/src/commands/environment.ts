@@ -11,7 +11,12 @@ import { shellQuote } from '../command-line.js';
 import { MCP_GATEWAY_TEMPLATE, mcpGatewayConfigFor } from '../mcp-gateway-config.js';
 import { formatTable } from '../table.js';
 import { environmentDefaults, parseSize } from '../user-config.js';
-import { classifyDeploySource, deployImage, registryCredentials } from './deploy-image.js';
+import {
+  classifyDeploySource,
+  deployImage,
+  environmentTemplate,
+  registryCredentials,
+} from './deploy-image.js';
 
 const path = (name: string) => `/v1/environments/${encodeURIComponent(name)}`;
 
@@ -177,12 +182,26 @@ export function registerEnvironmentCommands(program: Command): void {
 
   program
     .command('rm')
-    .description('remove an environment, its sandbox and its volume (its data)')
+    .description(
+      'remove an environment, its sandbox, its volume (its data) and the template its image was built into',
+    )
     .argument('<name>')
     .option('--force', 'remove it even while it runs')
     .action(async (name: string, o: { force?: boolean }) => {
+      const env = await callApi<EnvironmentView>('GET', path(name));
       await callApi('DELETE', `${path(name)}${o.force ? '?force=true' : ''}`);
-      console.log(`environment ${name} removed`);
+      // The template `aiva deploy <name> <image>` built goes with it (unless others use it).
+      const built = environmentTemplate(name);
+      const dropped =
+        env.settings.template === built &&
+        (await callApi('DELETE', `/templates/${built}`).then(
+          () => true,
+          (e: Error) => {
+            console.error(`template ${built} is kept: ${e.message}`);
+            return false;
+          },
+        ));
+      console.log(`environment ${name} removed${dropped ? ` with its image's template ${built}` : ''}`);
     });
 
   program
