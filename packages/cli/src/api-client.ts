@@ -10,7 +10,17 @@ export async function apiTarget(): Promise<{ apiUrl: string; apiKey: string }> {
   return { apiUrl, apiKey };
 }
 
-/** Calls the server's API; a 4xx/5xx answer is an Error carrying the server's message. */
+/** A 4xx/5xx answer of the server: its message, and its status. */
+export class ApiError extends Error {
+  constructor(
+    message: string,
+    readonly status: number,
+  ) {
+    super(message);
+  }
+}
+
+/** Calls the server's API; a 4xx/5xx answer is an ApiError carrying the server's message. */
 export async function callApi<T>(method: string, path: string, body?: unknown): Promise<T> {
   const { apiUrl, apiKey } = await apiTarget();
   let res: Response;
@@ -27,6 +37,10 @@ export async function callApi<T>(method: string, path: string, body?: unknown): 
   }
   const text = await res.text();
   const json = text ? (JSON.parse(text) as unknown) : undefined;
-  if (!res.ok) throw new Error((json as { message?: string } | undefined)?.message ?? `HTTP ${res.status}`);
+  if (!res.ok)
+    throw new ApiError(
+      (json as { message?: string } | undefined)?.message ?? `HTTP ${res.status}`,
+      res.status,
+    );
   return json as T;
 }

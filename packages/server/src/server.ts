@@ -274,6 +274,7 @@ export async function startServer(
       database.db,
       sandboxes,
       volumes,
+      templateCatalog,
       new EnvironmentPorts(logger.child({ component: 'environment-ports' })),
       logger.child({ component: 'environments' }),
     );

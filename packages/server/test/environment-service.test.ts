@@ -43,6 +43,7 @@ for (const backend of BACKENDS)
       ({ db, home, volumes, caller, other } = fixture);
       const metrics = createServerMetrics();
       const nodes = new Nodes();
+      const templates = new TemplateCatalog(db.database.db, nodes);
       const sandboxes = new SandboxService({
         db: db.database.db,
         nodes,
@@ -50,10 +51,17 @@ for (const backend of BACKENDS)
         metrics,
         limits: { maxSandboxes: 10, memoryBudgetMiB: 10_000, maxSandboxesPerTeam: 10 },
         quotas: new TeamQuotas(db.database.db, metrics.quotaRejections, 10),
-        templates: new TemplateCatalog(db.database.db, nodes),
+        templates,
         volumes,
       });
-      envs = new EnvironmentService(db.database.db, sandboxes, volumes, new EnvironmentPorts(logger), logger);
+      envs = new EnvironmentService(
+        db.database.db,
+        sandboxes,
+        volumes,
+        templates,
+        new EnvironmentPorts(logger),
+        logger,
+      );
     });
     after(async () => {
       await envs?.close();

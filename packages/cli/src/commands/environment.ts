@@ -11,6 +11,12 @@ import { shellQuote } from '../command-line.js';
 import { MCP_GATEWAY_TEMPLATE, mcpGatewayConfigFor } from '../mcp-gateway-config.js';
 import { formatTable } from '../table.js';
 import { environmentDefaults, parseSize } from '../user-config.js';
+import {
+  classifyDeploySource,
+  deployImage,
+  environmentTemplate,
+  registryCredentials,
+} from './deploy-image.js';
 
 const path = (name: string) => `/v1/environments/${encodeURIComponent(name)}`;
 
@@ -176,12 +182,26 @@ export function registerEnvironmentCommands(program: Command): void {
 
   program
     .command('rm')
-    .description('remove an environment, its sandbox and its volume (its data)')
+    .description(
+      'remove an environment, its sandbox, its volume (its data) and the template its image was built into',
+    )
     .argument('<name>')
     .option('--force', 'remove it even while it runs')
     .action(async (name: string, o: { force?: boolean }) => {
+      const env = await callApi<EnvironmentView>('GET', path(name));
       await callApi('DELETE', `${path(name)}${o.force ? '?force=true' : ''}`);
-      console.log(`environment ${name} removed`);
+      // The template `aiva deploy <name> <image>` built goes with it (unless others use it).
+      const built = environmentTemplate(name);
+      const dropped =
+        env.settings.template === built &&
+        (await callApi('DELETE', `/templates/${built}`).then(
+          () => true,
+          (e: Error) => {
+            console.error(`template ${built} is kept: ${e.message}`);
+            return false;
+          },
+        ));
+      console.log(`environment ${name} removed${dropped ? ` with its image's template ${built}` : ''}`);
     });
 
   program
@@ -207,51 +227,78 @@ export function registerEnvironmentCommands(program: Command): void {
 
   program
     .command('deploy')
-    .description('install a directory (to /app) as the environment’s service, or recreate it from a template')
+    .description(
+      'install a directory (to /app) as the environment’s service, or recreate it from an image or a template',
+    )
     .argument('<name>')
-    .argument('<source>', 'a directory, or a template name')
-    .option('--cmd <command>', 'the service’s command (default: Procfile, package.json start, main.py)')
+    .argument(
+      '<source>',
+      'a directory; an image (a registry reference, a docker save/OCI archive, or with --image an OCI layout directory); or a template name',
+    )
+    .option(
+      '--cmd <command>',
+      'the service’s command (default: Procfile, package.json start, main.py; an image’s ENTRYPOINT and CMD)',
+    )
     .option('--restart <policy>', 'always, on-failure or no', restartPolicy)
-    .action(async (name: string, source: string, o: { cmd?: string; restart?: string }) => {
-      const dir = await stat(source).then(
-        (s) => s.isDirectory(),
-        () => false,
-      );
-      if (!dir) {
-        if (/[/@]/.test(source) && !/^[\w.-]+$/.test(source))
-          throw new Error(
-            `"${source}" is not a directory; deploying an image is not supported yet: import it as a template (aiva template import) and deploy the template`,
+    .option('--image', 'the source is an image (an OCI layout directory, not a directory to install)')
+    .option('--registry-username <user>', 'for a private registry (or AIVA_REGISTRY_USERNAME)')
+    .option('--registry-password <password>', 'for a private registry (or AIVA_REGISTRY_PASSWORD)')
+    .action(
+      async (
+        name: string,
+        sourceArg: string,
+        o: {
+          cmd?: string;
+          restart?: string;
+          image?: boolean;
+          registryUsername?: string;
+          registryPassword?: string;
+        },
+      ) => {
+        const source = await classifyDeploySource(sourceArg, Boolean(o.image));
+        if (source.kind === 'archive' || source.kind === 'registry') {
+          const credentials = registryCredentials(o);
+          const env = await deployImage(name, source, { ...o, credentials }, (line) =>
+            process.stderr.write(`${line}\n`),
           );
-        const env = await callApi<EnvironmentView>('POST', `${path(name)}/deploy`, {
-          template: source,
-          ...(o.cmd ? { cmd: o.cmd } : {}),
+          console.log(
+            `environment ${env.name} runs image ${sourceArg} (template ${env.settings.template}, sandbox ${env.sandboxID}); service: ${env.settings.cmd} (restart ${env.settings.restart})`,
+          );
+          return;
+        }
+        if (source.kind === 'template') {
+          const env = await callApi<EnvironmentView>('POST', `${path(name)}/deploy`, {
+            template: source.name,
+            ...(o.cmd ? { cmd: o.cmd } : {}),
+            ...(o.restart ? { restart: o.restart } : {}),
+          });
+          console.log(`environment ${env.name} runs template ${source.name} (sandbox ${env.sandboxID})`);
+          return;
+        }
+        const dir = source.path;
+        const cmd = o.cmd ?? (await defaultCommand(dir));
+        if (!cmd)
+          throw new Error(
+            `no command for ${dir}: give --cmd, or add a Procfile, a package.json start script or main.py`,
+          );
+        const env = await callApi<EnvironmentView>('GET', path(name));
+        if (env.state !== 'running' || !env.sandboxID)
+          throw new Error(`environment ${name} is not running: aiva start ${name} first`);
+        const archive = `/tmp/aiva-deploy-${randomBytes(6).toString('hex')}.tar.gz`;
+        const { apiUrl, apiKey } = await apiTarget();
+        const sandbox = await Sandbox.connect(env.sandboxID, { apiKey, apiUrl, sandboxUrl: apiUrl });
+        const tar = await tarOf(dir);
+        await sandbox.files.write(archive, new Blob([new Uint8Array(tar)]));
+        const deployed = await callApi<EnvironmentView>('POST', `${path(name)}/deploy`, {
+          archive,
+          cmd,
           ...(o.restart ? { restart: o.restart } : {}),
         });
-        console.log(`environment ${env.name} runs template ${source} (sandbox ${env.sandboxID})`);
-        return;
-      }
-      const cmd = o.cmd ?? (await defaultCommand(source));
-      if (!cmd)
-        throw new Error(
-          `no command for ${source}: give --cmd, or add a Procfile, a package.json start script or main.py`,
+        console.log(
+          `deployed ${dir} to ${name}:/app; service: ${cmd} (restart ${deployed.settings.restart})`,
         );
-      const env = await callApi<EnvironmentView>('GET', path(name));
-      if (env.state !== 'running' || !env.sandboxID)
-        throw new Error(`environment ${name} is not running: aiva start ${name} first`);
-      const archive = `/tmp/aiva-deploy-${randomBytes(6).toString('hex')}.tar.gz`;
-      const { apiUrl, apiKey } = await apiTarget();
-      const sandbox = await Sandbox.connect(env.sandboxID, { apiKey, apiUrl, sandboxUrl: apiUrl });
-      const tar = await tarOf(source);
-      await sandbox.files.write(archive, new Blob([new Uint8Array(tar)]));
-      const deployed = await callApi<EnvironmentView>('POST', `${path(name)}/deploy`, {
-        archive,
-        cmd,
-        ...(o.restart ? { restart: o.restart } : {}),
-      });
-      console.log(
-        `deployed ${source} to ${name}:/app; service: ${cmd} (restart ${deployed.settings.restart})`,
-      );
-    });
+      },
+    );
 
   program
     .command('logs')

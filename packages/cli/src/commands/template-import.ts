@@ -31,27 +31,49 @@ export async function importTemplate(
   opts: { name: string; cpu: number; memory: number },
   print: (line: string) => void,
 ): Promise<string> {
+  await checkExists(path);
+  const { templateID, buildID } = await callApi<{ templateID: string; buildID: string }>(
+    'POST',
+    '/v3/templates',
+    {
+      name: opts.name,
+      cpuCount: opts.cpu,
+      memoryMB: opts.memory,
+    },
+  );
+  const hash = await uploadImageArchive(path, templateID, print);
+  await callApi('POST', `/v2/templates/${templateID}/builds/${buildID}`, { fromArchive: hash, steps: [] });
+  await followBuild(templateID, buildID, opts.name, print);
+  return templateID;
+}
+
+/** Refuses a path that is not there, before anything is asked of the server. */
+export async function checkExists(path: string): Promise<void> {
+  if (!(await stat(resolve(path)).catch(() => undefined)))
+    throw new Error(`${path}: no such file or directory`);
+}
+
+/**
+ * Uploads an image archive, or an OCI layout directory as a tar of itself (an OCI
+ * archive), as the build files of `templateID` (unless the team has them already);
+ * returns their hash, what `fromArchive` names.
+ */
+export async function uploadImageArchive(
+  path: string,
+  templateID: string,
+  print: (line: string) => void,
+): Promise<string> {
   const abs = resolve(path);
   const st = await stat(abs).catch(() => undefined);
   if (!st) throw new Error(`${path}: no such file or directory`);
   const work = await mkdtemp(join(tmpdir(), 'aiva-import-'));
   try {
-    // A layout directory travels as a tar of itself (an OCI archive).
     let archive = abs;
     if (st.isDirectory()) {
       archive = join(work, 'layout.tar');
       await runCommand('tar', ['-cf', archive, '-C', abs, '.']);
     }
     const hash = await sha256Of(archive);
-    const { templateID, buildID } = await callApi<{ templateID: string; buildID: string }>(
-      'POST',
-      '/v3/templates',
-      {
-        name: opts.name,
-        cpuCount: opts.cpu,
-        memoryMB: opts.memory,
-      },
-    );
     const link = await callApi<{ present: boolean; url: string }>(
       'GET',
       `/templates/${templateID}/files/${hash}`,
@@ -67,24 +89,31 @@ export async function importTemplate(
       } as RequestInit);
       if (!res.ok) throw new Error(`the upload was refused: ${(await res.text()) || res.status}`);
     }
-    await callApi('POST', `/v2/templates/${templateID}/builds/${buildID}`, { fromArchive: hash, steps: [] });
-    const { apiUrl } = await apiTarget();
-    let offset = 0;
-    for (;;) {
-      const s = await callApi<BuildStatus>(
-        'GET',
-        `/templates/${templateID}/builds/${buildID}/status?logsOffset=${offset}`,
-      );
-      for (const e of s.logEntries) print(`    ${e.message}`);
-      offset += s.logEntries.length;
-      if (s.status === 'ready' && s.logEntries.length === 0) return templateID;
-      if (s.status === 'error' && s.logEntries.length === 0)
-        throw new Error(
-          s.reason?.message ?? `the build failed (aiva template logs ${opts.name} on ${apiUrl})`,
-        );
-      if (s.logEntries.length === 0) await new Promise((r) => setTimeout(r, 200));
-    }
+    return hash;
   } finally {
     await rm(work, { recursive: true, force: true });
+  }
+}
+
+/** Prints a build's log lines as they come until it ends; a failed build throws its reason. */
+export async function followBuild(
+  templateID: string,
+  buildID: string,
+  name: string,
+  print: (line: string) => void,
+): Promise<void> {
+  const { apiUrl } = await apiTarget();
+  let offset = 0;
+  for (;;) {
+    const s = await callApi<BuildStatus>(
+      'GET',
+      `/templates/${templateID}/builds/${buildID}/status?logsOffset=${offset}`,
+    );
+    for (const e of s.logEntries) print(`    ${e.message}`);
+    offset += s.logEntries.length;
+    if (s.status === 'ready' && s.logEntries.length === 0) return;
+    if (s.status === 'error' && s.logEntries.length === 0)
+      throw new Error(s.reason?.message ?? `the build failed (aiva template logs ${name} on ${apiUrl})`);
+    if (s.logEntries.length === 0) await new Promise((r) => setTimeout(r, 200));
   }
 }

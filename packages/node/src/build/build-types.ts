@@ -17,6 +17,12 @@ export interface BuildContext {
   workdir?: string;
   /** The build's environment (image ENV and ENV steps): for later steps and the start command, not for sandboxes. */
   env: Record<string, string>;
+  /**
+   * The command the image says to run (its ENTRYPOINT then CMD), kept from a registry
+   * image or archive through every build made from it: what `aiva deploy <env> <image>`
+   * runs as the service when no command is given. Never part of a step's cache key.
+   */
+  command?: string[];
 }
 
 /** What a build starts from. */
@@ -34,6 +40,8 @@ export interface BuildSpec {
   steps: BuildStep[];
   startCmd?: string;
   readyCmd?: string;
+  /** Fail at the base, before any step, when the base has no command (ENTRYPOINT/CMD) to run. */
+  requireCommand?: boolean;
   /** Rebuild every step, cached or not (`skipCache`). */
   force?: boolean;
   vcpus: number;

@@ -43,6 +43,8 @@ interface Chain {
   layers: string[];
   context: BuildContext;
   base: TemplateDefinition;
+  /** The base's command (an image's ENTRYPOINT and CMD), carried to the build's end context. */
+  command?: string[];
   /** Set once a step was forced (`force`, `skipCache`): every later one is forced too. */
   forced: boolean;
 }
@@ -90,6 +92,11 @@ export class TemplateBuilder {
     const say = (step: string, message: string, level: BuildLogLevel = 'info') =>
       log({ timestamp: new Date(), level, step, message });
     let chain = await this.base(spec, (m) => say('base', m), signal);
+    if (spec.requireCommand && !chain.command?.length)
+      throw new BuildStepError(
+        'base',
+        `${'image' in spec.base ? spec.base.image : 'the image'} has no ENTRYPOINT or CMD: give the command to run`,
+      );
     let cached = 0;
     // E2B's default user phase: `user`, with passwordless sudo, whatever the base.
     const steps: [string, BuildStep][] = [
@@ -144,7 +151,9 @@ export class TemplateBuilder {
       if (chain.layers.length > MAX_LAYERS)
         throw new BuildStepError(label, `a template can have at most ${MAX_LAYERS} layers: merge some steps`);
     }
-    const { context } = chain;
+    // Step records made before contexts kept a command may carry none (or a stale one).
+    const { command: _stale, ...stepContext } = chain.context;
+    const context: BuildContext = chain.command ? { ...stepContext, command: chain.command } : stepContext;
     const start = spec.startCmd
       ? { cmd: spec.startCmd, ready: spec.readyCmd, env: context.env }
       : chain.base.start;
@@ -182,26 +191,29 @@ export class TemplateBuilder {
       });
       // An image starts as root (E2B's), with the image's environment.
       const context: BuildContext = { user: 'root', workdir: undefined, env: image.config.env };
+      const command = [...(image.config.entrypoint ?? []), ...(image.config.cmd ?? [])];
       const definition: TemplateDefinition = {
         name: image.reference,
         layers: image.layers,
         diskSizeMiB: DEFAULT_IMAGE_DISK_MIB,
         defaults: { user: 'root', workdir: '/root', vcpus: spec.vcpus, memoryMiB: spec.memoryMiB },
       };
-      return chainOf(definition, context);
+      return { ...chainOf(definition, context), ...(command.length ? { command } : {}) };
     }
     const template = 'template' in base ? base.template : 'base';
     const definition =
       typeof template === 'string' ? await this.images.recipeTemplate(template, { signal }) : template;
     // aiva's base as an image (`e2bdev/base`) starts as root in root's home; a template where its build ended.
+    // A template built from an image hands on the image's command (outside the cache key).
+    const { command, ...inherited } = ('template' in base ? base.context : undefined) ?? {};
     const context: BuildContext =
       'template' in base && base.context
-        ? base.context
+        ? (inherited as BuildContext)
         : 'template' in base
           ? { user: definition.defaults.user, workdir: definition.defaults.workdir, env: {} }
           : { user: 'root', workdir: undefined, env: {} };
     say(`FROM ${'image' in base ? base.image : definition.name}`);
-    return chainOf(definition, context);
+    return { ...chainOf(definition, context), ...(command?.length ? { command } : {}) };
   }
 
   private async cachedStep(key: string): Promise<StepRecord | undefined> {

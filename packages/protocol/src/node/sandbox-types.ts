@@ -115,6 +115,8 @@ export const BuildContextSchema = Type.Object({
   user: Type.String(),
   workdir: Type.Optional(Type.String()),
   env: StringMap,
+  /** The image's ENTRYPOINT then CMD (builds from a registry image or an archive). */
+  command: Type.Optional(Type.Array(Type.String())),
 });
 
 /**
@@ -146,6 +148,8 @@ export const BuildRequestSchema = Type.Object({
   ),
   startCmd: Type.Optional(Type.String()),
   readyCmd: Type.Optional(Type.String()),
+  /** Fail at the base when it has no command (ENTRYPOINT/CMD) to run (`aiva deploy <env> <image>`). */
+  requireCommand: Type.Optional(Type.Boolean()),
   force: Type.Optional(Type.Boolean()),
   vcpus: Type.Integer({ minimum: 1 }),
   memoryMiB: Type.Integer({ minimum: 1 }),

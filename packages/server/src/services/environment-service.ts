@@ -17,6 +17,7 @@ import { EnvironmentSupervisor } from './environment-supervisor.js';
 import { ConflictError, InvalidRequestError, InvalidStateError, NotFoundError } from './errors.js';
 import type { SandboxService } from './sandbox-service.js';
 import type { Caller } from './team-service.js';
+import type { TemplateCatalog } from './template-catalog.js';
 import type { VolumeService } from './volume-service.js';
 
 export type EnvironmentRow = typeof environments.$inferSelect;
@@ -54,6 +55,11 @@ export interface DeployRequest {
   restart?: string;
   /** Recreate the sandbox from this template, with the same volume. */
   template?: string;
+  /**
+   * With `template` and no `cmd`: the service runs the command of the image the template
+   * was built from (its ENTRYPOINT then CMD), as `aiva deploy <env> <image>` asks.
+   */
+  imageCommand?: boolean;
 }
 
 /** The caller on whose behalf aiva itself brings environments back at start. */
@@ -73,6 +79,7 @@ export class EnvironmentService {
     private readonly db: Database,
     private readonly sandboxes: SandboxService,
     private readonly volumes: VolumeService,
+    private readonly templates: TemplateCatalog,
     private readonly ports: EnvironmentPorts,
     private readonly log: Logger,
   ) {}
@@ -362,6 +369,11 @@ export class EnvironmentService {
       let s = this.settingsOf(row);
       if (r.cmd !== undefined) s = withSetting(s, 'cmd', r.cmd);
       if (r.restart !== undefined) s = { ...s, restart: checkRestart(r.restart) };
+      if (r.imageCommand && r.cmd === undefined) {
+        if (r.template === undefined)
+          throw new InvalidRequestError('imageCommand needs the template built from the image');
+        s = withSetting(s, 'cmd', await this.imageCommandOf(caller, r.template));
+      }
       if (r.template !== undefined) {
         s = withSetting(s, 'template', r.template);
         await this.saveSettings(row, s);
@@ -382,6 +394,18 @@ export class EnvironmentService {
       this.log.info({ environment: name, cmd: s.cmd, restart: s.restart }, 'environment deployed');
       return this.view(row);
     });
+  }
+
+  /** The command (ENTRYPOINT then CMD) of the image `template` was built from, as a shell line. */
+  private async imageCommandOf(caller: Caller, template: string): Promise<string> {
+    const resolved = await this.templates.resolve(caller, template);
+    if (!resolved) throw new NotFoundError(`template '${template}' not found`);
+    const command = resolved.context?.command;
+    if (!Array.isArray(command) || command.length === 0)
+      throw new InvalidRequestError(
+        `template '${template}' has no image command (ENTRYPOINT or CMD): give the service's command (cmd)`,
+      );
+    return (command as string[]).map(shellWord).join(' ');
   }
 
   /** Sets (`set`: key → value) and unsets settings; they apply at the next start (or deploy). */
@@ -455,4 +479,9 @@ export class EnvironmentService {
   close(): Promise<void> {
     return this.ports.closeAll();
   }
+}
+
+/** `word` as one word of a POSIX shell line. */
+function shellWord(word: string): string {
+  return /^[\w@%+=:,./-]+$/.test(word) ? word : `'${word.replaceAll("'", "'\\''")}'`;
 }

@@ -24,6 +24,8 @@ export interface BuildStart {
   steps?: BuildStep[];
   startCmd?: string;
   readyCmd?: string;
+  /** aiva's own: fail at the base when the image has no ENTRYPOINT or CMD (`aiva deploy <env> <image>`). */
+  requireCommand?: boolean;
   force?: boolean;
 }
 
@@ -201,6 +203,7 @@ export class TemplateBuilds {
           steps,
           startCmd: body.startCmd,
           readyCmd: body.readyCmd,
+          ...(body.requireCommand ? { requireCommand: true } : {}),
           force: body.force,
           vcpus: build.cpuCount,
           memoryMiB: build.memoryMb,

@@ -53,6 +53,8 @@ export const BuildStartBody = Type.Object(
     steps: Type.Optional(Type.Array(Step, { maxItems: 256 })),
     startCmd: Type.Optional(Text({ maxLength: 64 * 1024 })),
     readyCmd: Type.Optional(Text({ maxLength: 64 * 1024 })),
+    /** aiva's own: fail at the base when the image has no ENTRYPOINT or CMD (`aiva deploy <env> <image>`). */
+    requireCommand: Type.Optional(Type.Boolean()),
     force: Type.Optional(Type.Boolean()),
   },
   { additionalProperties: true },

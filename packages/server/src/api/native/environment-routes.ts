@@ -199,6 +199,7 @@ export function registerEnvironmentRoutes(base: FastifyInstance, envs: Environme
             cmd: Type.Optional(Type.String({ minLength: 1, maxLength: 8192 })),
             restart: Type.Optional(Type.String({ maxLength: 20 })),
             template: Type.Optional(Type.String({ minLength: 1, maxLength: 128 })),
+            imageCommand: Type.Optional(Type.Boolean()),
           },
           Closed,
         ),
