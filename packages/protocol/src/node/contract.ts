@@ -15,7 +15,8 @@ export const NODE_PROTOCOL = { major: 1, minor: 4 } as const;
 // `details.checkpoints`).
 // 1.3: `sandbox.usage`'s `egressBytes` (the node's egress counter of the sandbox), and
 //      `sandbox.create`'s `volumes` (volumes of the node bound into the sandbox).
-// 1.4: RESOURCE_BUSY (a volume a microVM holds alone).
+// 1.4: RESOURCE_BUSY (a volume a microVM holds alone); `template.build`'s `requireCommand`
+//      and a build context's `command` (the image's ENTRYPOINT and CMD).
 export type NodeProtocolVersion = { major: number; minor: number };
 
 /** The header every node request carries its protocol version in (`1.0`). */
