@@ -10,6 +10,7 @@ import { clusterBenchmark } from './cluster.js';
 import { codeInterpreterBenchmark } from './code-interpreter.js';
 import { desktopBenchmark } from './desktop.js';
 import { envdBenchmark } from './envd.js';
+import { environmentsBenchmark } from './environments.js';
 import { networkBenchmark } from './network.js';
 import { pauseBenchmark } from './pause.js';
 import { runtimesBenchmark } from './runtimes.js';
@@ -31,6 +32,7 @@ const benchmarks: Benchmark[] = [
   desktopBenchmark,
   clusterBenchmark,
   accountingBenchmark,
+  environmentsBenchmark,
 ];
 
 const resultsDir = fileURLToPath(new URL('../../results', import.meta.url));
