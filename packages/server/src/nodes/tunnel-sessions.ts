@@ -88,6 +88,8 @@ export class TunnelSessions extends EventEmitter {
 
   constructor(private readonly opts: TunnelSessionsOptions) {
     super();
+    // Every stream waiting for a node's tunnel listens for its `up` (NodeRegistry.reach).
+    this.setMaxListeners(0);
   }
 
   /** Is this an Upgrade for the tunnel? (The HTTP server's other upgrades are the proxy's.) */
