@@ -206,7 +206,13 @@ describe('aiva environments (init, start, stop, deploy, logs, config, rm)', { ti
       followed += d;
     });
     try {
-      await sleep(1500);
+      // Following once a line written to the log reaches it (the CLI takes a second or
+      // more to start, and follows from the end it found then): written until it does.
+      await until('logs -f to follow', async () => {
+        if (followed.includes('[test] following')) return true;
+        await sbx.commands.run('echo "[test] following" >> /var/log/aiva/service.log', root);
+        return undefined;
+      });
       await sbx.commands.run(`kill -KILL ${logged}`, root);
       const again = await until('the service to be started again', async () => {
         const m = [...followed.matchAll(/service up as (\d+)/g)].map((x) => x[1]);
