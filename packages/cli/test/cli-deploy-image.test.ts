@@ -8,6 +8,7 @@ import { LayoutWriter, pushImage, startRegistry, type TestRegistry, tarOf } from
 import { Sandbox } from 'e2b';
 import { type RunningUp, startUp } from './helpers/aiva-up.js';
 import { explain, removeHome, runCli, tempHome } from './helpers/run-cli.js';
+import { until } from './helpers/until.js';
 
 interface Env {
   name: string;
@@ -57,17 +58,6 @@ async function sandboxOf(env: Env): Promise<Sandbox> {
     apiKey: string;
   };
   return Sandbox.connect(env.sandboxID, { apiKey, apiUrl, sandboxUrl: apiUrl });
-}
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-async function until<T>(what: string, f: () => Promise<T | undefined>, ms = 60_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await f().catch(() => undefined);
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(500);
-  }
 }
 
 /** A busybox root file system: the smallest image a service runs in. */

@@ -9,6 +9,7 @@ import { checkHostLeaks } from '@aiva/node/testkit';
 import { Sandbox } from 'e2b';
 import { type RunningUp, startUp } from './helpers/aiva-up.js';
 import { cliPath, explain, removeHome, runCli, tempHome } from './helpers/run-cli.js';
+import { until } from './helpers/until.js';
 
 interface Env {
   name: string;
@@ -47,17 +48,6 @@ async function sandboxOf(env: Env): Promise<Sandbox> {
 }
 
 const root = { user: 'root' as const };
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function until<T>(what: string, f: () => Promise<T | undefined>, ms = 60_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await f().catch(() => undefined);
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(500);
-  }
-}
 
 const listening = (port: number) =>
   new Promise<boolean>((resolve) => {
